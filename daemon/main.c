@@ -1,0 +1,41 @@
+/* main.c - the fleetscan binary: dispatches to the subcommands of daemon/cli.h. */
+#include "daemon/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: fleetscan <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  probe URL [options]   diagnose one server the way an endpoint would (--help)\n"
+            "  version               print the version\n"
+            "\n"
+            "exit status: 0 online, 1 offline, 2 usage or configuration error\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "probe") == 0)
+        return cmd_probe(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("fleetscan 0.1 (%s)\n", OpenSSL_version(OPENSSL_VERSION));
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "fleetscan: unknown command \"%s\"\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,718 @@
+/* probe.c - the libuv probe state machine (see probe.h). One uv_timer carries both the phase
+ * timeout and the probe deadline; the probe is freed only in its last close callback. */
+#include "probes/probe.h"
+#include "probes/util.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+const char *const probe_phase_names[PROBE_PH_COUNT] = {"dns", "connect", "tls", "revocation",
+                                                       "request"};
+
+#define PROBE_READ_BUF 16384
+#define PROBE_MAX_RESPONSE_HEAD 8192 /* we only need the status line */
+
+typedef enum {
+    PS_INIT,
+    PS_RESOLVE,
+    PS_CONNECT,
+    PS_TLS,
+    PS_AIA,
+    PS_REVOCATION,
+    PS_REQUEST,
+    PS_CLOSING,
+    PS_COUNT
+} probe_state_t;
+
+static const char *const state_names[PS_COUNT] = {"init", "resolve", "connect", "tls",
+                                                  "aia",  "revocation", "request", "closing"};
+_Static_assert(FS_ARRAY_SIZE(state_names) == PS_COUNT, "state names out of sync");
+
+struct probe_s {
+    uv_loop_t *loop;
+    probe_opts_t o;
+    probe_cb cb;
+    void *arg;
+    probe_state_t state;
+    uv_timer_t timer;
+    uv_tcp_t tcp;
+    uv_getaddrinfo_t gai;
+    uv_connect_t conn;
+    int tcp_inited;
+    int gai_pending;
+    int pending_closes;
+    int peer_eof;
+    uint64_t deadline;    /* uv_now() ms */
+    uint64_t phase_start; /* uv_hrtime() ns */
+    uint64_t t0;          /* uv_hrtime() ns */
+    int phase_timeout_hit; /* the phase timeout (not the deadline) fired */
+    tlsc_t tls;
+    int tls_inited;
+    rev_job_t *rev_job;
+    STACK_OF(X509) *extra; /* endpoint intermediates + AIA-fetched issuers */
+    chain_verdict_t verdict;
+    int aia_tried;
+    char resp[PROBE_MAX_RESPONSE_HEAD];
+    size_t resp_len;
+    probe_result_t r;
+    char rbuf[PROBE_READ_BUF];
+};
+
+typedef struct probe_write_s {
+    uv_write_t req;
+    char data[];
+} probe_write_t;
+
+static void probe_finish(probe_t *p, fs_cause_t cause, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void start_connect(probe_t *p, const char *addr);
+static void start_verify(probe_t *p);
+static void start_revocation(probe_t *p);
+static void start_request(probe_t *p);
+
+void probe_opts_defaults(probe_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->sni = 1;
+    o->dns_timeout_ms = 5000;
+    o->connect_timeout_ms = 5000;
+    o->tls_timeout_ms = 10000;
+    o->request_timeout_ms = 10000;
+    o->total_timeout_ms = 15000;
+    o->expiring_soon_s = 30 * 86400;
+    o->capture_chain = 1;
+}
+
+static probe_phase_t phase_of(probe_state_t s)
+{
+    switch (s) {
+    case PS_RESOLVE:
+        return PROBE_PH_DNS;
+    case PS_CONNECT:
+        return PROBE_PH_CONNECT;
+    case PS_TLS:
+        return PROBE_PH_TLS;
+    case PS_AIA:
+    case PS_REVOCATION:
+        return PROBE_PH_REVOCATION;
+    default:
+        return PROBE_PH_REQUEST;
+    }
+}
+
+static void end_phase_timing(probe_t *p)
+{
+    if (p->state > PS_INIT && p->state < PS_CLOSING) {
+        uint64_t ms = (uv_hrtime() - p->phase_start) / 1000000;
+        p->r.timings_ms[phase_of(p->state)] += (uint32_t)ms;
+    }
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* The single state transition: closes the previous phase's timing, arms the timer with the
+ * phase timeout bounded by the deadline. */
+static void set_state(probe_t *p, probe_state_t s, uint32_t phase_timeout_ms)
+{
+    end_phase_timing(p);
+    if (getenv("FLEETSCAN_TRACE_PROBE"))
+        fprintf(stderr, "probe %p: %s -> %s\n", (void *)p, state_names[p->state], state_names[s]);
+    p->state = s;
+    p->phase_start = uv_hrtime();
+    if (s == PS_CLOSING)
+        return;
+    uint64_t now = uv_now(p->loop);
+    uint64_t left = p->deadline > now ? p->deadline - now : 0;
+    p->phase_timeout_hit = phase_timeout_ms < left;
+    uv_timer_start(&p->timer, on_timer, p->phase_timeout_hit ? phase_timeout_ms : left, 0);
+}
+
+static void maybe_free(probe_t *p)
+{
+    if (p->pending_closes > 0 || p->gai_pending)
+        return;
+    p->r.total_ms = (uint32_t)((uv_hrtime() - p->t0) / 1000000);
+    p->cb(p, &p->r, p->arg);
+    if (p->tls_inited)
+        tlsc_free(&p->tls);
+    chain_verdict_free(&p->verdict);
+    sk_X509_pop_free(p->extra, X509_free);
+    probe_result_free(&p->r);
+    free(p);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    probe_t *p = h->data;
+    p->pending_closes--;
+    maybe_free(p);
+}
+
+static void finish_v(probe_t *p, fs_cause_t cause, const char *fmt, va_list ap)
+{
+    if (p->state == PS_CLOSING)
+        return;
+    p->r.cause = cause;
+    p->r.online = cause == FS_CAUSE_NONE && !p->r.cancelled;
+    p->r.failed_phase = phase_of(p->state);
+    if (fmt != NULL)
+        vsnprintf(p->r.message, sizeof(p->r.message), fmt, ap);
+    set_state(p, PS_CLOSING, 0);
+    if (p->rev_job != NULL) {
+        rev_job_cancel(p->rev_job);
+        p->rev_job = NULL;
+    }
+    if (p->gai_pending)
+        uv_cancel((uv_req_t *)&p->gai); /* if it is already running, its callback frees */
+    uv_timer_stop(&p->timer);
+    p->pending_closes++;
+    uv_close((uv_handle_t *)&p->timer, on_close);
+    if (p->tcp_inited) {
+        if (p->tls_inited && !p->peer_eof && SSL_is_init_finished(p->tls.ssl)) {
+            /* A polite close_notify, best effort, like an agent closing its connection. */
+            char buf[256];
+            tlsc_shutdown(&p->tls);
+            size_t n = tlsc_output(&p->tls, buf, sizeof(buf));
+            uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+            if (n > 0)
+                uv_try_write((uv_stream_t *)&p->tcp, &b, 1);
+        }
+        p->pending_closes++;
+        uv_close((uv_handle_t *)&p->tcp, on_close);
+    }
+}
+
+static void probe_finish(probe_t *p, fs_cause_t cause, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    finish_v(p, cause, fmt, ap);
+    va_end(ap);
+}
+
+void probe_cancel(probe_t *p)
+{
+    if (p->state == PS_CLOSING)
+        return;
+    p->r.cancelled = 1;
+    probe_finish(p, FS_CAUSE_PROBE_TIMEOUT, "probe cancelled");
+}
+
+void probe_result_free(probe_result_t *r)
+{
+    chain_info_free(&r->chain);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    probe_t *p = t->data;
+    const char *why = p->phase_timeout_hit ? "phase timeout" : "probe deadline";
+    uint32_t ms = (uint32_t)((uv_hrtime() - p->phase_start) / 1000000);
+    switch (p->state) {
+    case PS_RESOLVE:
+        probe_finish(p, FS_CAUSE_DNS_FAILURE, "DNS lookup of \"%s\" did not answer in %u ms (%s)",
+                     p->o.url->host, ms, why);
+        break;
+    case PS_CONNECT:
+        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d: no answer in %u ms (%s)",
+                     p->r.addr, p->o.url->port, ms, why);
+        break;
+    case PS_TLS:
+        probe_finish(p, FS_CAUSE_PROBE_TIMEOUT,
+                     "TLS handshake: the server accepted the connection but did not complete the "
+                     "handshake in %u ms (%s)",
+                     ms, why);
+        break;
+    case PS_AIA:
+        probe_finish(p, p->verdict.cause, "%s; AIA retrieval did not complete in %u ms",
+                     p->verdict.message, ms);
+        break;
+    case PS_REVOCATION: {
+        const rev_policy_t *rp = p->o.rev_policy;
+        if (rp->mode == REV_STRICT) {
+            probe_finish(p, FS_CAUSE_CRL_UNREACHABLE,
+                         "revocation check did not complete in %u ms (%s)", ms, why);
+        } else {
+            p->r.warnings |= FS_WARN_BIT(FS_WARN_REVOCATION_SOFT_FAIL);
+            if (p->rev_job != NULL) {
+                rev_job_cancel(p->rev_job);
+                p->rev_job = NULL;
+            }
+            if (p->phase_timeout_hit)
+                start_request(p);
+            else
+                probe_finish(p, FS_CAUSE_PROBE_TIMEOUT,
+                             "probe deadline reached during the revocation check");
+        }
+        break;
+    }
+    case PS_REQUEST:
+        probe_finish(p, FS_CAUSE_PROBE_TIMEOUT, "no HTTP answer to GET %s in %u ms (%s)",
+                     p->o.url->path, ms, why);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- I/O ---- */
+
+static void on_write(uv_write_t *req, int status)
+{
+    (void)status; /* a failed write shows up as a read error or EOF */
+    free(container_of(req, probe_write_t, req));
+}
+
+static int send_bytes(probe_t *p, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    probe_write_t *w = fs_xmalloc(sizeof(*w) + len);
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&p->tcp, &b, 1, on_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+static void flush_tls(probe_t *p)
+{
+    char buf[16384];
+    size_t n;
+    while ((n = tlsc_output(&p->tls, buf, sizeof(buf))) > 0)
+        if (send_bytes(p, buf, n) < 0)
+            break;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    probe_t *p = h->data;
+    *buf = uv_buf_init(p->rbuf, sizeof(p->rbuf));
+}
+
+static void drive_tls(probe_t *p)
+{
+    int r = tlsc_handshake(&p->tls);
+    flush_tls(p); /* alerts go out even after a failure */
+    if (r == TLSC_WANT_MORE) {
+        if (p->peer_eof)
+            probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                         "TLS handshake: the server closed the connection");
+        return;
+    }
+    if (r == TLSC_FAIL) {
+        p->r.plain_http = p->tls.plain_http;
+        probe_finish(p,
+                     p->tls.err == TLSC_ERR_CLOSED ? FS_CAUSE_CONNECTION_CLOSED
+                                                   : FS_CAUSE_TLS_HANDSHAKE_FAILED,
+                     "%s", p->tls.errmsg);
+        return;
+    }
+    p->r.tls_version = tlsc_negotiated_version(&p->tls);
+    fs_strlcpy(p->r.cipher, tlsc_cipher_name(&p->tls), sizeof(p->r.cipher));
+    if (p->r.tls_version < TLS1_2_VERSION)
+        p->r.warnings |= FS_WARN_BIT(FS_WARN_WEAK_PROTOCOL);
+    start_verify(p);
+}
+
+static int parse_status(const char *s, size_t len)
+{
+    /* "HTTP/1.1 200 ..." */
+    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ')
+        return -1;
+    int code = 0;
+    for (int i = 9; i < 12; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        code = code * 10 + (s[i] - '0');
+    }
+    return code >= 100 ? code : -1;
+}
+
+static void response_bytes(probe_t *p, const char *data, size_t n)
+{
+    size_t room = sizeof(p->resp) - 1 - p->resp_len;
+    if (n > room)
+        n = room;
+    memcpy(p->resp + p->resp_len, data, n);
+    p->resp_len += n;
+    p->resp[p->resp_len] = '\0';
+    char *eol = strstr(p->resp, "\r\n");
+    if (eol == NULL) {
+        if (p->resp_len >= sizeof(p->resp) - 1)
+            probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: unparsable response (no status line)",
+                         p->o.url->path);
+        return;
+    }
+    int code = parse_status(p->resp, (size_t)(eol - p->resp));
+    if (code < 0) {
+        *eol = '\0';
+        probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: unparsable status line \"%.60s\"",
+                     p->o.url->path, p->resp);
+        return;
+    }
+    p->r.http_status = code;
+    if (code >= 500)
+        probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: the server answered HTTP %d", p->o.url->path,
+                     code);
+    else
+        probe_finish(p, FS_CAUSE_NONE, "GET %s: HTTP %d", p->o.url->path, code);
+}
+
+static void request_eof(probe_t *p)
+{
+    probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                 "GET %s: the server closed the connection before answering", p->o.url->path);
+}
+
+static void drive_request_tls(probe_t *p)
+{
+    char buf[4096];
+    for (;;) {
+        int n = tlsc_read(&p->tls, buf, sizeof(buf));
+        flush_tls(p);
+        if (n > 0) {
+            response_bytes(p, buf, (size_t)n);
+            if (p->state != PS_REQUEST)
+                return;
+            continue;
+        }
+        if (n == TLSC_WANT_MORE) {
+            if (p->peer_eof)
+                request_eof(p);
+            return;
+        }
+        if (n == TLSC_EOF)
+            request_eof(p);
+        else
+            probe_finish(p, FS_CAUSE_CONNECTION_CLOSED, "%s", p->tls.errmsg);
+        return;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    probe_t *p = s->data;
+    if (p->state == PS_CLOSING)
+        return;
+    if (nread == UV_EOF) {
+        p->peer_eof = 1;
+        uv_read_stop(s);
+        if (p->tls_inited)
+            tlsc_feed_eof(&p->tls);
+    } else if (nread < 0) {
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED, "%s: connection %s (%s)",
+                     p->state == PS_TLS ? "TLS handshake" : "connection",
+                     nread == UV_ECONNRESET ? "reset by the server" : "failed",
+                     uv_strerror((int)nread));
+        return;
+    } else if (nread == 0) {
+        return;
+    }
+    if (nread > 0 && p->tls_inited && tlsc_feed(&p->tls, buf->base, (size_t)nread) < 0) {
+        probe_finish(p, FS_CAUSE_TLS_HANDSHAKE_FAILED, "%s", p->tls.errmsg);
+        return;
+    }
+    switch (p->state) {
+    case PS_TLS:
+        drive_tls(p);
+        break;
+    case PS_REQUEST:
+        if (p->tls_inited)
+            drive_request_tls(p);
+        else if (nread > 0)
+            response_bytes(p, buf->base, (size_t)nread);
+        else
+            request_eof(p);
+        break;
+    default:
+        /* AIA/revocation in progress: bytes wait in the TLS engine (session tickets). */
+        break;
+    }
+}
+
+/* ---- phases ---- */
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    probe_t *p = container_of(req, probe_t, gai);
+    p->gai_pending = 0;
+    if (p->state != PS_RESOLVE) { /* finished (timeout/cancel) meanwhile */
+        uv_freeaddrinfo(res);
+        maybe_free(p);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        uv_freeaddrinfo(res);
+        probe_finish(p, FS_CAUSE_DNS_FAILURE, "cannot resolve \"%s\": %s", p->o.url->host,
+                     uv_strerror(status));
+        return;
+    }
+    char addr[64] = "";
+    if (res->ai_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)res->ai_addr, addr, sizeof(addr));
+    else
+        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, addr, sizeof(addr));
+    uv_freeaddrinfo(res);
+    start_connect(p, addr);
+}
+
+static void start_resolve(probe_t *p)
+{
+    const char *host = p->o.url->host;
+    const char *addr = p->o.connect_addr;
+    if (addr == NULL && fs_is_ip_literal(host))
+        addr = host;
+    if (addr == NULL)
+        addr = fs_resolve_lookup(p->o.resolve, host);
+    set_state(p, PS_RESOLVE, p->o.dns_timeout_ms);
+    if (addr != NULL) {
+        start_connect(p, addr);
+        return;
+    }
+    if (p->o.dns_override_only) {
+        probe_finish(p, FS_CAUSE_DNS_FAILURE,
+                     "cannot resolve \"%s\": not in this network view's resolve map", host);
+        return;
+    }
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(p->loop, &p->gai, on_resolved, host, NULL, &hints);
+    if (rc < 0) {
+        probe_finish(p, FS_CAUSE_DNS_FAILURE, "cannot resolve \"%s\": %s", host, uv_strerror(rc));
+        return;
+    }
+    p->gai_pending = 1;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    probe_t *p = container_of(req, probe_t, conn);
+    if (status == UV_ECANCELED || p->state != PS_CONNECT)
+        return;
+    if (status == UV_ECONNREFUSED) {
+        probe_finish(p, FS_CAUSE_CONNECT_REFUSED, "TCP connect to %s port %d refused", p->r.addr,
+                     p->o.url->port);
+        return;
+    }
+    if (status < 0) {
+        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d failed: %s",
+                     p->r.addr, p->o.url->port, uv_strerror(status));
+        return;
+    }
+    uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
+    if (strcmp(p->o.url->scheme, "https") != 0) {
+        start_request(p);
+        return;
+    }
+    set_state(p, PS_TLS, p->o.tls_timeout_ms);
+    if (tlsc_init(&p->tls, p->o.tls, p->o.sni ? p->o.url->host : NULL) < 0) {
+        probe_finish(p, FS_CAUSE_TLS_HANDSHAKE_FAILED, "TLS engine allocation failed");
+        return;
+    }
+    p->tls_inited = 1;
+    drive_tls(p);
+}
+
+static void start_connect(probe_t *p, const char *addr)
+{
+    struct sockaddr_storage ss;
+    fs_strlcpy(p->r.addr, addr, sizeof(p->r.addr));
+    if (uv_ip4_addr(addr, p->o.url->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(addr, p->o.url->port, (struct sockaddr_in6 *)&ss) != 0) {
+        probe_finish(p, FS_CAUSE_DNS_FAILURE, "\"%s\" resolved to an invalid address \"%s\"",
+                     p->o.url->host, addr);
+        return;
+    }
+    set_state(p, PS_CONNECT, p->o.connect_timeout_ms);
+    uv_tcp_init(p->loop, &p->tcp);
+    p->tcp.data = p;
+    p->tcp_inited = 1;
+    uv_tcp_nodelay(&p->tcp, 1);
+    int rc = uv_tcp_connect(&p->conn, &p->tcp, (struct sockaddr *)&ss, on_connect);
+    if (rc < 0)
+        probe_finish(p, rc == UV_ECONNREFUSED ? FS_CAUSE_CONNECT_REFUSED : FS_CAUSE_CONNECT_TIMEOUT,
+                     "TCP connect to %s port %d: %s", addr, p->o.url->port, uv_strerror(rc));
+}
+
+static STACK_OF(X509) *extra_certs(probe_t *p)
+{
+    if (p->extra == NULL) {
+        p->extra = sk_X509_new_null();
+        STACK_OF(X509) *mine = p->o.tls->intermediates;
+        for (int i = 0; i < sk_X509_num(mine); i++) {
+            X509 *x = sk_X509_value(mine, i);
+            X509_up_ref(x);
+            sk_X509_push(p->extra, x);
+        }
+    }
+    return p->extra;
+}
+
+static void on_aia(void *arg, STACK_OF(X509) *issuers, const rev_result_t *rr)
+{
+    probe_t *p = arg;
+    p->rev_job = NULL;
+    /* Keep the AIA retrieval lines for the report. */
+    for (size_t i = 0; i < rr->nurls && p->r.rev.nurls < REV_MAX_URLS; i++)
+        p->r.rev.urls[p->r.rev.nurls++] = rr->urls[i];
+    if (issuers == NULL || sk_X509_num(issuers) == 0) {
+        probe_finish(p, p->verdict.cause, "%s; AIA retrieval failed: %s", p->verdict.message,
+                     rr->message[0] ? rr->message : "no usable caIssuers URL");
+        return;
+    }
+    STACK_OF(X509) *extra = extra_certs(p);
+    for (int i = 0; i < sk_X509_num(issuers); i++) {
+        X509 *x = sk_X509_value(issuers, i);
+        X509_up_ref(x);
+        sk_X509_push(extra, x);
+    }
+    p->r.aia_used = 1;
+    start_verify(p);
+}
+
+static void start_verify(probe_t *p)
+{
+    STACK_OF(X509) *presented = tlsc_peer_chain(&p->tls);
+    if (p->o.capture_chain && p->r.chain.n == 0)
+        chain_info_capture(&p->r.chain, presented);
+    chain_check_t c = {
+        .host = p->o.url->host,
+        .at = p->r.endpoint_time,
+        .expiring_soon_s = p->o.expiring_soon_s,
+        .expect_thumbprint = p->o.expect_thumbprint,
+    };
+    chain_verdict_free(&p->verdict);
+    STACK_OF(X509) *extra = sk_X509_num(p->o.tls->intermediates) > 0 || p->extra ? extra_certs(p)
+                                                                                   : NULL;
+    if (chain_verify(p->o.tls->trust, presented, extra, &c, &p->verdict) < 0) {
+        probe_finish(p, FS_CAUSE_UNTRUSTED_CA, "%s", p->verdict.message);
+        return;
+    }
+    p->r.warnings |= p->verdict.warnings;
+    if (p->verdict.cause == FS_CAUSE_MISSING_INTERMEDIATE && p->o.rev != NULL &&
+        p->o.rev_policy != NULL && p->o.rev_policy->aia_fetch && !p->aia_tried) {
+        p->aia_tried = 1;
+        X509 *x = sk_X509_value(p->verdict.built, p->verdict.issuer_missing_depth);
+        set_state(p, PS_AIA, p->o.rev_policy->budget_ms);
+        int rc = rev_aia_start(p->o.rev, &p->rev_job, x, p->o.rev_policy, on_aia, p);
+        if (rc < 0)
+            probe_finish(p, p->verdict.cause, "%s; AIA retrieval could not start",
+                         p->verdict.message);
+        return;
+    }
+    if (p->verdict.cause != FS_CAUSE_NONE) {
+        probe_finish(p, p->verdict.cause, "%s", p->verdict.message);
+        return;
+    }
+    if (p->r.aia_used)
+        p->r.warnings |= FS_WARN_BIT(FS_WARN_AIA_FETCH_REQUIRED);
+    start_revocation(p);
+}
+
+static void on_revocation(void *arg, const rev_result_t *rr)
+{
+    probe_t *p = arg;
+    p->rev_job = NULL;
+    size_t keep = p->r.rev.nurls;
+    rev_url_result_t aia[REV_MAX_URLS];
+    memcpy(aia, p->r.rev.urls, keep * sizeof(aia[0]));
+    p->r.rev = *rr;
+    /* AIA lines first, then the CRL lines, within the fixed capacity. */
+    size_t n = rr->nurls;
+    if (keep + n > REV_MAX_URLS)
+        n = REV_MAX_URLS - keep;
+    memmove(p->r.rev.urls + keep, rr->urls, n * sizeof(aia[0]));
+    memcpy(p->r.rev.urls, aia, keep * sizeof(aia[0]));
+    p->r.rev.nurls = keep + n;
+    p->r.warnings |= rr->warnings;
+    if (rr->cause != FS_CAUSE_NONE) {
+        probe_finish(p, rr->cause, "%s", rr->message);
+        return;
+    }
+    start_request(p);
+}
+
+static void start_revocation(probe_t *p)
+{
+    if (p->o.rev == NULL || p->o.rev_policy == NULL || p->o.rev_policy->mode == REV_OFF) {
+        start_request(p);
+        return;
+    }
+    set_state(p, PS_REVOCATION, p->o.rev_policy->budget_ms + 1000);
+    int rc = rev_check_start(p->o.rev, &p->rev_job, p->verdict.built, p->o.rev_policy,
+                             p->r.endpoint_time, on_revocation, p);
+    if (rc < 0)
+        probe_finish(p, FS_CAUSE_CRL_UNREACHABLE, "revocation check could not start");
+}
+
+static void start_request(probe_t *p)
+{
+    if (p->o.url->path[0] == '\0') {
+        probe_finish(p, FS_CAUSE_NONE, "TLS handshake and chain validation succeeded");
+        return;
+    }
+    set_state(p, PS_REQUEST, p->o.request_timeout_ms);
+    char req[1500];
+    const char *h = p->o.url->host;
+    int v6 = strchr(h, ':') != NULL;
+    int def = (p->o.url->port == 443 && p->tls_inited) || (p->o.url->port == 80 && !p->tls_inited);
+    char hostport[300];
+    if (def)
+        snprintf(hostport, sizeof(hostport), v6 ? "[%s]" : "%s", h);
+    else
+        snprintf(hostport, sizeof(hostport), v6 ? "[%s]:%d" : "%s:%d", h, p->o.url->port);
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: fleetscan/1 (agent simulation)\r\n"
+                     "Accept: */*\r\nConnection: close\r\n\r\n",
+                     p->o.url->path, hostport);
+    if (n < 0 || (size_t)n >= sizeof(req)) {
+        probe_finish(p, FS_CAUSE_HTTP_ERROR, "request line too long");
+        return;
+    }
+    if (p->tls_inited) {
+        if (tlsc_write(&p->tls, req, (size_t)n) < 0) {
+            flush_tls(p);
+            probe_finish(p, FS_CAUSE_CONNECTION_CLOSED, "%s", p->tls.errmsg);
+            return;
+        }
+        flush_tls(p);
+        drive_request_tls(p); /* bytes that arrived during revocation */
+    } else {
+        if (send_bytes(p, req, (size_t)n) < 0)
+            probe_finish(p, FS_CAUSE_CONNECTION_CLOSED, "could not send the request");
+        else if (p->peer_eof)
+            request_eof(p);
+    }
+}
+
+int probe_start(probe_t **out, uv_loop_t *loop, const probe_opts_t *opts, probe_cb cb, void *arg)
+{
+    assert(opts->url != NULL && cb != NULL);
+    if (strcmp(opts->url->scheme, "https") == 0 && opts->tls == NULL)
+        return UV_EINVAL;
+    probe_t *p = fs_xcalloc(1, sizeof(*p));
+    p->loop = loop;
+    p->o = *opts;
+    p->cb = cb;
+    p->arg = arg;
+    p->t0 = uv_hrtime();
+    p->r.started_at = fs_wall_ms() / 1000;
+    p->r.endpoint_time = p->r.started_at + opts->clock_skew_s;
+    p->deadline = uv_now(loop) + opts->total_timeout_ms;
+    uv_timer_init(loop, &p->timer);
+    p->timer.data = p;
+    if (out != NULL)
+        *out = p;
+    start_resolve(p);
+    return 0;
+}

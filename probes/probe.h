@@ -1,0 +1,80 @@
+/* probe.h - one endpoint's probe on a libuv loop: resolve, TCP connect, TLS handshake
+ * (tlsc), chain validation (chain), AIA and revocation (revoke), optional GET, close.
+ * Every phase has a timeout, the whole probe a deadline, and the result one primary cause. */
+#ifndef FS_PROBE_H
+#define FS_PROBE_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "probes/causes.h"
+#include "probes/chain.h"
+#include "probes/revoke.h"
+#include "probes/tlsc.h"
+#include "probes/url.h"
+
+typedef enum {
+    PROBE_PH_DNS,
+    PROBE_PH_CONNECT,
+    PROBE_PH_TLS,
+    PROBE_PH_REVOCATION, /* AIA and CRL retrieval */
+    PROBE_PH_REQUEST,
+    PROBE_PH_COUNT
+} probe_phase_t;
+extern const char *const probe_phase_names[PROBE_PH_COUNT];
+
+typedef struct probe_opts_s {
+    const fs_url_t *url;         /* what the endpoint connects to (borrowed) */
+    tlsc_ctx_t *tls;             /* endpoint TLS + trust (borrowed; required for https) */
+    int sni;                     /* send SNI */
+    const fs_resolve_t *resolve; /* DNS overrides, may be NULL */
+    int dns_override_only;       /* never ask the system resolver (tests, sealed views) */
+    const char *connect_addr;    /* optional: connect here instead of resolving */
+    int64_t clock_skew_s;        /* endpoint clock - host clock */
+    int64_t expiring_soon_s;     /* cert_expiring_soon window (default 30 days) */
+    const char *expect_thumbprint; /* normalised hex, or NULL */
+    uint32_t dns_timeout_ms, connect_timeout_ms, tls_timeout_ms, request_timeout_ms;
+    uint32_t total_timeout_ms; /* the probe's deadline */
+    int capture_chain;         /* fill result.chain (costs allocations) */
+    rev_ctx_t *rev;            /* retrieval context; NULL disables AIA and revocation */
+    const rev_policy_t *rev_policy; /* borrowed for the probe's lifetime */
+} probe_opts_t;
+
+/* Fills defaults: timeouts 5 s/5 s/10 s/10 s, deadline 15 s, SNI on, 30-day window. */
+void probe_opts_defaults(probe_opts_t *o);
+
+typedef struct probe_result_s {
+    int online;        /* 1: the endpoint would talk to the server */
+    int cancelled;     /* probe_cancel() was called */
+    fs_cause_t cause;  /* FS_CAUSE_NONE when online */
+    uint32_t warnings; /* FS_WARN_BIT mask */
+    char message[320]; /* what went wrong, in words (the agent.log detail) */
+    probe_phase_t failed_phase;
+    uint32_t timings_ms[PROBE_PH_COUNT];
+    uint32_t total_ms;
+    int64_t started_at; /* wall clock, seconds */
+    int64_t endpoint_time; /* validation time: host time + skew */
+    char addr[64];      /* the address connected to */
+    int tls_version;    /* negotiated, 0 if none */
+    char cipher[64];
+    int http_status; /* 0 if no request was made */
+    int plain_http;  /* the server spoke plain HTTP where TLS was expected */
+    int aia_used;
+    chain_info_t chain; /* presented chain when capture_chain */
+    rev_result_t rev;   /* AIA + CRL retrievals */
+} probe_result_t;
+
+typedef struct probe_s probe_t;
+/* Called exactly once, after every handle of the probe is closed. The result is valid during
+ * the callback only; the probe is freed when it returns. */
+typedef void (*probe_cb)(probe_t *p, probe_result_t *r, void *arg);
+
+/* Starts a probe. Returns 0 and later calls cb exactly once, or a negative UV_E* code
+ * synchronously (cb never called). opts and everything it points to must outlive the probe. */
+int probe_start(probe_t **out, uv_loop_t *loop, const probe_opts_t *opts, probe_cb cb, void *arg);
+/* Stops the probe; cb still fires once with result.cancelled = 1. */
+void probe_cancel(probe_t *p);
+void probe_result_free(probe_result_t *r); /* frees the captured chain */
+
+#endif

@@ -1,0 +1,160 @@
+/* url.c - http(s) URL parsing and the DNS override map (see url.h). */
+#include "probes/url.h"
+#include "probes/util.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int fs_url_parse(fs_url_t *u, const char *url, char err[256])
+{
+    memset(u, 0, sizeof(*u));
+    const char *p = strstr(url, "://");
+    if (p == NULL || p == url || (size_t)(p - url) >= sizeof(u->scheme)) {
+        snprintf(err, 256, "\"%s\": not a URL (expected https://host[:port][/path])", url);
+        return -1;
+    }
+    for (size_t i = 0; url + i < p; i++)
+        u->scheme[i] = (char)tolower((unsigned char)url[i]);
+    if (strcmp(u->scheme, "https") == 0)
+        u->port = 443;
+    else if (strcmp(u->scheme, "http") == 0)
+        u->port = 80;
+    else {
+        snprintf(err, 256, "\"%s\": unsupported scheme \"%s\" (use https or http)", url, u->scheme);
+        return -1;
+    }
+    p += 3;
+    const char *hend;
+    if (*p == '[') {
+        hend = strchr(p, ']');
+        if (hend == NULL) {
+            snprintf(err, 256, "\"%s\": unterminated IPv6 literal", url);
+            return -1;
+        }
+        if ((size_t)(hend - p - 1) >= sizeof(u->host) || hend == p + 1) {
+            snprintf(err, 256, "\"%s\": bad host", url);
+            return -1;
+        }
+        memcpy(u->host, p + 1, (size_t)(hend - p - 1));
+        hend++;
+    } else {
+        hend = p + strcspn(p, ":/?#");
+        if (hend == p || (size_t)(hend - p) >= sizeof(u->host)) {
+            snprintf(err, 256, "\"%s\": missing or too long host", url);
+            return -1;
+        }
+        memcpy(u->host, p, (size_t)(hend - p));
+        for (char *c = u->host; *c; c++) {
+            if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.' || *c == '_')) {
+                snprintf(err, 256, "\"%s\": invalid character in host", url);
+                return -1;
+            }
+        }
+    }
+    p = hend;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port < 1 || port > 65535 || (*end && *end != '/' && *end != '?')) {
+            snprintf(err, 256, "\"%s\": invalid port", url);
+            return -1;
+        }
+        u->port = (int)port;
+        p = end;
+    }
+    if (*p && *p != '/' && *p != '?') {
+        snprintf(err, 256, "\"%s\": unexpected \"%c\" after host", url, *p);
+        return -1;
+    }
+    if (strlen(p) >= sizeof(u->path)) {
+        snprintf(err, 256, "\"%.64s...\": path too long", url);
+        return -1;
+    }
+    for (const char *c = p; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
+            snprintf(err, 256, "\"%s\": control character or space in path", url);
+            return -1;
+        }
+    }
+    if (strcmp(p, "/") != 0)
+        strcpy(u->path, p);
+    return 0;
+}
+
+int fs_is_ip_literal(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err[256])
+{
+    if (*name == '\0') {
+        snprintf(err, 256, "empty host name in resolve override");
+        return -1;
+    }
+    if (!fs_is_ip_literal(addr)) {
+        snprintf(err, 256, "resolve override for \"%s\": \"%s\" is not an IP address", name, addr);
+        return -1;
+    }
+    m->e = fs_xrealloc(m->e, (m->n + 1) * sizeof(*m->e));
+    m->e[m->n].name = fs_xstrdup(name);
+    m->e[m->n].addr = fs_xstrdup(addr);
+    m->n++;
+    return 0;
+}
+
+int fs_resolve_add_spec(fs_resolve_t *m, const char *spec, char err[256])
+{
+    const char *colon = strchr(spec, ':');
+    if (colon == NULL) {
+        snprintf(err, 256, "--resolve \"%s\": expected NAME:ADDR", spec);
+        return -1;
+    }
+    char name[256];
+    if ((size_t)(colon - spec) >= sizeof(name)) {
+        snprintf(err, 256, "--resolve: name too long");
+        return -1;
+    }
+    memcpy(name, spec, (size_t)(colon - spec));
+    name[colon - spec] = '\0';
+    char addr[64];
+    const char *a = colon + 1;
+    size_t al = strlen(a);
+    if (al >= 2 && a[0] == '[' && a[al - 1] == ']') {
+        a++;
+        al -= 2;
+    }
+    if (al >= sizeof(addr)) {
+        snprintf(err, 256, "--resolve \"%s\": address too long", spec);
+        return -1;
+    }
+    memcpy(addr, a, al);
+    addr[al] = '\0';
+    return fs_resolve_add(m, name, addr, err);
+}
+
+const char *fs_resolve_lookup(const fs_resolve_t *m, const char *name)
+{
+    if (m == NULL)
+        return NULL;
+    for (size_t i = 0; i < m->n; i++)
+        if (strcasecmp(m->e[i].name, name) == 0)
+            return m->e[i].addr;
+    return NULL;
+}
+
+void fs_resolve_free(fs_resolve_t *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->e[i].name);
+        free(m->e[i].addr);
+    }
+    free(m->e);
+    m->e = NULL;
+    m->n = 0;
+}

@@ -1,0 +1,39 @@
+/* url.h - the small URL parser probes and fetches share, and the DNS override map
+ * (curl's --resolve NAME:ADDR) every simulated network view carries. */
+#ifndef FS_URL_H
+#define FS_URL_H
+
+#include <stddef.h>
+
+typedef struct fs_url_s {
+    char scheme[8]; /* "https" or "http", lower case */
+    char host[256]; /* without brackets for IPv6 literals */
+    int port;       /* explicit or the scheme default */
+    char path[1024]; /* "" when the URL has no path (or only "/"): handshake only */
+} fs_url_t;
+
+/* Parses an http(s) URL. Returns 0, or -1 with a message in err. */
+int fs_url_parse(fs_url_t *u, const char *url, char err[256]);
+
+typedef struct fs_resolve_entry_s {
+    char *name;
+    char *addr; /* an IPv4 or IPv6 literal */
+} fs_resolve_entry_t;
+
+/* A DNS override map: names here never reach the system resolver. */
+typedef struct fs_resolve_s {
+    fs_resolve_entry_t *e;
+    size_t n;
+} fs_resolve_t;
+
+/* Adds NAME -> ADDR (ADDR must be an IP literal). Returns 0 or -1 with err filled. */
+int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err[256]);
+/* Parses "NAME:ADDR" (ADDR may be an IPv6 literal, optionally in brackets) and adds it. */
+int fs_resolve_add_spec(fs_resolve_t *m, const char *spec, char err[256]);
+/* Returns the override for name (case-insensitive), or NULL. */
+const char *fs_resolve_lookup(const fs_resolve_t *m, const char *name);
+void fs_resolve_free(fs_resolve_t *m);
+/* Returns 1 when s is an IPv4 or IPv6 literal. */
+int fs_is_ip_literal(const char *s);
+
+#endif

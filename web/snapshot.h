@@ -1,0 +1,95 @@
+/* snapshot.h - the immutable picture of the fleet that the event loop publishes and the
+ * API threads read. The loop builds a snapshot, hands it to api_publish(); from then on
+ * nobody writes to it. Readers take a reference; the last reference frees it. */
+#ifndef FS_SNAPSHOT_H
+#define FS_SNAPSHOT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "probes/causes.h"
+
+enum { SNAP_PENDING = 0, SNAP_ONLINE = 1, SNAP_OFFLINE = 2, SNAP_STATE_COUNT };
+
+/* Phases whose timings are reported, in this order: "dns", "connect", "tls", "revocation",
+ * "request". */
+enum { SNAP_PH_DNS, SNAP_PH_CONNECT, SNAP_PH_TLS, SNAP_PH_REVOCATION, SNAP_PH_REQUEST,
+       SNAP_PH_COUNT };
+
+/* Histogram upper bounds (seconds) of fleetscan_probe_duration_seconds; +Inf is implied. */
+#define SNAP_HIST_BUCKETS 12
+extern const double snap_hist_bounds[SNAP_HIST_BUCKETS];
+
+typedef struct snap_endpoint_s {
+    uint32_t group;   /* index into snap_t.groups */
+    uint32_t index;   /* index within its group: id is "<group>-%05u" */
+    uint8_t state;    /* SNAP_PENDING | SNAP_ONLINE | SNAP_OFFLINE */
+    uint8_t cause;    /* fs_cause_t, FS_CAUSE_NONE when online or pending */
+    uint32_t warnings; /* FS_WARN_BIT() mask */
+    int64_t since;     /* state change time, seconds since the epoch (0: never probed) */
+    int64_t last_probe_at;
+    uint32_t timings_ms[SNAP_PH_COUNT];
+} snap_endpoint_t;
+
+typedef struct snap_counts_s {
+    uint32_t total, online, offline, pending;
+    uint32_t causes[FS_CAUSE_COUNT];  /* offline endpoints by primary cause */
+    uint32_t warnings[FS_WARN_COUNT]; /* endpoints carrying each warning */
+} snap_counts_t;
+
+typedef struct snap_group_s {
+    char *name;
+    snap_counts_t counts;
+    char *message;     /* agent.log line of the group's last probe ("" when none) */
+    char *detail_json; /* JSON object: the last probe's full result of this group, or NULL */
+} snap_group_t;
+
+typedef struct snap_event_s {
+    int64_t at;         /* seconds since the epoch */
+    uint64_t seq;       /* strictly increasing */
+    char subject[96];   /* endpoint id or "group:<name>" */
+    uint8_t old_state, new_state;
+    uint8_t cause;
+} snap_event_t;
+
+typedef struct snap_s {
+    atomic_int refs;
+    int64_t generated_at;
+    int64_t started_at;
+    char *vantage;
+    char *shard; /* "i/n", "0/1" when unsharded */
+    snap_counts_t totals;
+    snap_group_t *groups;
+    size_t ngroups;
+    snap_endpoint_t *endpoints; /* ordered by group, then index */
+    size_t nendpoints;
+
+    uint64_t probes_total;
+    uint64_t probes_by_result[SNAP_STATE_COUNT]; /* by outcome: [SNAP_ONLINE], [SNAP_OFFLINE] */
+    uint32_t probes_in_flight;
+    /* Probe duration histogram per phase (cumulative counts as Prometheus wants them). */
+    uint64_t hist_counts[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1];
+    double hist_sum[SNAP_PH_COUNT];
+
+    /* Pre-rendered by the loop: GET /api/v1/targets body (JSON object). */
+    char *targets_json;
+    /* Pre-rendered Prometheus lines for per-target and per-CRL gauges
+     * (fleetscan_cert_not_after_seconds, fleetscan_crl_reachable, fleetscan_crl_next_update_seconds),
+     * without the vantage/shard labels, which the renderer adds. May be NULL. */
+    char *metrics_extra;
+    /* Recent state changes, oldest first (a bounded ring copied out). */
+    snap_event_t *events;
+    size_t nevents;
+} snap_t;
+
+/* Allocates a zeroed snapshot with one reference. */
+snap_t *snap_new(void);
+snap_t *snap_ref(snap_t *s);
+/* Drops a reference; frees everything the snapshot owns with the last one. NULL is a no-op. */
+void snap_unref(snap_t *s);
+/* Formats an endpoint id "<group>-%05u" into buf. */
+void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len);
+const char *snap_state_name(int state);
+
+#endif
