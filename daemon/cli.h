@@ -4,6 +4,7 @@
 #define FS_CLI_H
 
 int cmd_probe(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Shared option helpers: argv[*i] is "--name" or "--name=value"; on a match stores the value
  * (the next argument or the part after '=') and advances *i. Returns 1 on a match, 0 when the

@@ -29,7 +29,7 @@ static void probe_usage(FILE *f)
             "  --expect-thumbprint H     expected SHA-1 or SHA-256 of the bound certificate\n"
             "  --expiring-days N         cert_expiring_soon window (default 30)\n"
             "  --timeout MS              whole-probe deadline (default 15000)\n"
-            "  --revocation MODE         strict | soft_fail | off (default soft_fail)\n"
+            "  --revocation MODE         strict | soft_fail | off (default strict)\n"
             "  --revocation-scope S      leaf | chain | chain_exclude_root (default chain_exclude_root)\n"
             "  --aia-fetch               fetch a missing issuer from the AIA caIssuers URL\n"
             "  --proxy URL               HTTP proxy for CRL/AIA retrieval\n"
@@ -125,7 +125,8 @@ int cmd_probe(int argc, char **argv)
 
     probe_opts_defaults(&popts);
     rev_policy_defaults(&rpol);
-    rpol.mode = REV_SOFT_FAIL;
+    rpol.mode = REV_STRICT; /* Schannel's behaviour for agents: an offline CRL fails trust */
+    rpol.aia_fetch = 0;
     topts.min_version = TLS1_2_VERSION;
     topts.max_version = TLS1_3_VERSION;
 

@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  probe URL [options]   diagnose one server the way an endpoint would (--help)\n"
+            "  run -c FILE           the daemon: simulate the fleet, serve the API (--help)\n"
             "  version               print the version\n"
             "\n"
             "exit status: 0 online, 1 offline, 2 usage or configuration error\n");
@@ -27,6 +28,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "probe") == 0)
         return cmd_probe(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("fleetscan 0.1 (%s)\n", OpenSSL_version(OPENSSL_VERSION));
         return 0;

@@ -61,3 +61,29 @@ char *lab_file(const lab_t *lab, const char *name, char *buf, size_t n);
 void lab_stop(lab_t *lab);
 
 #endif
+
+/* A fleet configuration for `fleetscan run` against this lab: a Notification Server in the
+ * middle of a rollover, each group broken the way real endpoints are (one group per main
+ * cause). Written as JSON to path. Used by the daemon tests and `fleetscan demo`. */
+typedef struct lab_fleet_opts_s {
+    const char *listen;     /* "127.0.0.1:0" by default */
+    double interval_s;      /* default 30 */
+    double scale;           /* multiplies every group's count (default 1: ~1,000 endpoints) */
+    const char *token_file; /* api_token_file, or NULL */
+    const char *event_log;  /* event_log, or NULL */
+    const char *vantage;    /* default "lab" */
+} lab_fleet_opts_t;
+
+/* One row per group the lab fleet has; exposed so tests can assert each group's outcome. */
+typedef struct lab_group_s {
+    const char *name;
+    lab_scenario_t scenario;
+    unsigned count;
+    const char *expect_cause; /* NULL when the group should be online */
+    const char *expect_warning;
+} lab_group_t;
+extern const lab_group_t lab_groups[];
+extern const size_t lab_ngroups;
+
+int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_opts_t *o,
+                           char err[256]);

@@ -384,7 +384,7 @@ static void drive_request_tls(probe_t *p)
                 return;
             continue;
         }
-        if (n == TLSC_WANT_MORE) {
+        if (n == 0) {
             if (p->peer_eof)
                 request_eof(p);
             return;
@@ -705,6 +705,7 @@ int probe_start(probe_t **out, uv_loop_t *loop, const probe_opts_t *opts, probe_
     p->o = *opts;
     p->cb = cb;
     p->arg = arg;
+    uv_update_time(loop); /* timers count from now, not from the last loop iteration */
     p->t0 = uv_hrtime();
     p->r.started_at = fs_wall_ms() / 1000;
     p->r.endpoint_time = p->r.started_at + opts->clock_skew_s;

@@ -297,7 +297,7 @@ int tlsc_read(tlsc_t *t, void *buf, size_t cap)
         return (int)n;
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-        return TLSC_WANT_MORE;
+        return 0;
     if (e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL) {
         ERR_clear_error();
         return TLSC_EOF;

@@ -87,8 +87,8 @@ size_t tlsc_output(tlsc_t *t, void *buf, size_t cap);
 size_t tlsc_output_pending(const tlsc_t *t);
 
 /* Application data once established. tlsc_write returns 0 or TLSC_FAIL (output then
- * waits in tlsc_output). tlsc_read returns bytes read (>0), TLSC_WANT_MORE, TLSC_EOF
- * (close_notify or EOF) or TLSC_FAIL. */
+ * waits in tlsc_output). tlsc_read returns bytes read (> 0), 0 when it needs more input,
+ * TLSC_EOF (close_notify or EOF) or TLSC_FAIL. */
 int tlsc_write(tlsc_t *t, const void *buf, size_t len);
 int tlsc_read(tlsc_t *t, void *buf, size_t cap);
 /* Queues a close_notify alert (drain tlsc_output afterwards). */

@@ -140,7 +140,7 @@ static void test_good_and_app_data(void)
     int m = BIO_read(s.out, buf, sizeof(buf));
     ASSERT(tlsc_feed(&c, buf, (size_t)m) == 0);
     int r = tlsc_read(&c, got, sizeof(got));
-    while (r == TLSC_WANT_MORE) /* TLS 1.3 session tickets come first */
+    while (r == 0) /* TLS 1.3 session tickets come first */
         r = tlsc_read(&c, got, sizeof(got));
     ASSERT_EQ(r, 17);
     ASSERT(memcmp(got, "HTTP/1.1 200", 12) == 0);

@@ -1,0 +1,219 @@
+/* cmd_run.c - `fleetscan run -c FILE`: the daemon. Owns the loop, the signals, the fleet and
+ * the API; SIGHUP reloads the configuration, SIGTERM/SIGINT drain and exit 0. */
+#include "daemon/cli.h"
+#include "daemon/config.h"
+#include "daemon/fleet.h"
+#include "probes/util.h"
+#include "web/api.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct run_s {
+    uv_loop_t loop;
+    uv_signal_t sighup, sigterm, sigint;
+    uv_async_t scan;
+    fleet_t *fleet;
+    api_t *api;
+    const char *config_path;
+    int shard_override;
+    uint32_t shard_i, shard_n;
+    int stopping;
+} run_t;
+
+static void run_usage(FILE *f)
+{
+    fprintf(f, "usage: fleetscan run -c FILE [--check] [--shard i/n]\n"
+               "  -c, --config FILE  configuration (JSON with comments; see docs/CONFIG.md)\n"
+               "  --check            validate the configuration and exit (0 valid, 2 invalid)\n"
+               "  --shard i/n        probe only shard i of n (overrides \"shard\" in the file)\n"
+               "signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop (exit 0)\n");
+}
+
+static int parse_shard(const char *s, uint32_t *i, uint32_t *n)
+{
+    unsigned a, b;
+    char extra;
+    if (sscanf(s, "%u/%u%c", &a, &b, &extra) != 2 || b == 0 || a >= b || b > 65536)
+        return -1;
+    *i = a;
+    *n = b;
+    return 0;
+}
+
+static int load(run_t *r, cfg_t **out, char err[256])
+{
+    if (cfg_load(out, r->config_path, err) < 0)
+        return -1;
+    if (r->shard_override) {
+        (*out)->shard_index = r->shard_i;
+        (*out)->shard_count = r->shard_n;
+    }
+    return 0;
+}
+
+static void on_publish(void *arg, snap_t *s)
+{
+    run_t *r = arg;
+    if (r->api != NULL)
+        api_publish(r->api, s);
+    else
+        snap_unref(s);
+}
+
+static void on_scan_async(uv_async_t *a)
+{
+    run_t *r = a->data;
+    if (!r->stopping)
+        fleet_scan_now(r->fleet);
+}
+
+/* Runs on an API thread: hand over to the loop. */
+static void on_scan_request(void *arg)
+{
+    run_t *r = arg;
+    uv_async_send(&r->scan);
+}
+
+static void on_fleet_stopped(void *arg)
+{
+    run_t *r = arg;
+    r->fleet = NULL;
+    uv_close((uv_handle_t *)&r->sighup, NULL);
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->scan, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    run_t *r = s->data;
+    if (signum == SIGHUP) {
+        cfg_t *cfg;
+        char err[256];
+        if (load(r, &cfg, err) < 0) {
+            fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
+                    err);
+            return;
+        }
+        if (fleet_reload(r->fleet, cfg, err) < 0) {
+            fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
+                    err);
+            cfg_free(cfg);
+        }
+        return;
+    }
+    if (r->stopping)
+        return;
+    r->stopping = 1;
+    fprintf(stderr, "fleetscan: %s received, stopping\n", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    fleet_stop(r->fleet, on_fleet_stopped, r);
+}
+
+static void print_summary(const cfg_t *cfg)
+{
+    printf("configuration OK: vantage \"%s\", %zu trust store%s, %zu profile%s, %zu group%s, "
+           "%llu endpoints, shard %u/%u, API on %s:%d\n",
+           cfg->vantage, cfg->ntrust, cfg->ntrust == 1 ? "" : "s", cfg->nprofiles,
+           cfg->nprofiles == 1 ? "" : "s", cfg->ngroups, cfg->ngroups == 1 ? "" : "s",
+           (unsigned long long)cfg->total_endpoints, cfg->shard_index, cfg->shard_count,
+           cfg->listen_host, cfg->listen_port);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    run_t r;
+    memset(&r, 0, sizeof(r));
+    int check = 0;
+    const char *v, *shard = NULL;
+    for (int i = 1; i < argc; i++) {
+        int m;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            run_usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
+        } else if ((m = cli_opt_value(argc, argv, &i, "-c", &v)) != 0 ||
+                   (m = cli_opt_value(argc, argv, &i, "--config", &v)) != 0) {
+            if (m < 0)
+                return 2;
+            r.config_path = v;
+        } else if ((m = cli_opt_value(argc, argv, &i, "--shard", &v)) != 0) {
+            if (m < 0)
+                return 2;
+            shard = v;
+        } else {
+            fprintf(stderr, "fleetscan: run: unexpected argument \"%s\"\n", argv[i]);
+            run_usage(stderr);
+            return 2;
+        }
+    }
+    if (r.config_path == NULL) {
+        fprintf(stderr, "fleetscan: run: missing -c FILE\n");
+        run_usage(stderr);
+        return 2;
+    }
+    if (shard != NULL) {
+        if (parse_shard(shard, &r.shard_i, &r.shard_n) < 0) {
+            fprintf(stderr, "fleetscan: run: --shard \"%s\": expected i/n with 0 <= i < n\n", shard);
+            return 2;
+        }
+        r.shard_override = 1;
+    }
+    cfg_t *cfg;
+    char err[256];
+    if (load(&r, &cfg, err) < 0) {
+        fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
+        return 2;
+    }
+    if (check) {
+        print_summary(cfg);
+        cfg_free(cfg);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&r.loop);
+    char listen[96];
+    snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
+             cfg->listen_host, cfg->listen_port);
+    api_opts_t ao = {.listen = listen, .token = cfg->api_token, .arg = &r,
+                     .on_scan = on_scan_request};
+    if (api_start(&r.api, &ao, err) < 0) {
+        fprintf(stderr, "fleetscan: API on %s: %s\n", listen, err);
+        cfg_free(cfg);
+        uv_loop_close(&r.loop);
+        return 1;
+    }
+    uv_async_init(&r.loop, &r.scan, on_scan_async);
+    r.scan.data = &r;
+    fleet_opts_t fo = {.publish = on_publish, .arg = &r,
+                       .dns_override_only = getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL};
+    if (fleet_new(&r.fleet, &r.loop, cfg, &fo, err) < 0) {
+        fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
+        cfg_free(cfg);
+        api_stop(r.api);
+        uv_close((uv_handle_t *)&r.scan, NULL);
+        uv_run(&r.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&r.loop);
+        return 2;
+    }
+    uv_signal_init(&r.loop, &r.sighup);
+    uv_signal_init(&r.loop, &r.sigterm);
+    uv_signal_init(&r.loop, &r.sigint);
+    r.sighup.data = r.sigterm.data = r.sigint.data = &r;
+    uv_signal_start(&r.sighup, on_signal, SIGHUP);
+    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&r.sigint, on_signal, SIGINT);
+    printf("fleetscan: API listening on http://%s:%d/\n",
+           strchr(cfg->listen_host, ':') ? "[::1]" : cfg->listen_host, api_port(r.api));
+    fflush(stdout);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    api_stop(r.api);
+    int rc = uv_loop_close(&r.loop);
+    if (rc != 0)
+        fprintf(stderr, "fleetscan: warning: event loop closed with handles open\n");
+    fprintf(stderr, "fleetscan: stopped\n");
+    return 0;
+}

@@ -1,0 +1,165 @@
+/* config.h - the configuration of `fleetscan run`: JSON (with comments) in, a validated,
+ * defaulted, resolved cfg_t out, or one error message naming the JSON path and the problem. */
+#ifndef FS_CONFIG_H
+#define FS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "probes/url.h"
+
+/* Hard limits of the configuration itself (docs/CONFIG.md). */
+#define CFG_MAX_FILE_BYTES (4u << 20)       /* config file size cap */
+#define CFG_MAX_GROUP_COUNT 1000000u        /* endpoints in one group */
+#define CFG_MAX_TOTAL_ENDPOINTS 10000000ull /* endpoints over all groups */
+
+/* Revocation policy of an endpoint when a CRL cannot be used. */
+typedef enum {
+    CFG_REV_STRICT,    /* "strict": unreachable/expired/invalid CRL -> offline */
+    CFG_REV_SOFT_FAIL, /* "soft_fail": unreachable CRL -> online + revocation_soft_fail */
+    CFG_REV_OFF,       /* "off": no revocation checking */
+    CFG_REV_MODE_COUNT
+} cfg_rev_mode_t;
+
+/* Which certificates are checked for revocation (Schannel's CERT_CHAIN_REVOCATION_CHECK_*). */
+typedef enum {
+    CFG_SCOPE_LEAF,               /* "leaf": END_CERT */
+    CFG_SCOPE_CHAIN,              /* "chain": CHAIN, the root included */
+    CFG_SCOPE_CHAIN_EXCLUDE_ROOT, /* "chain_exclude_root": CHAIN_EXCLUDE_ROOT */
+    CFG_SCOPE_COUNT
+} cfg_rev_scope_t;
+
+/* Global limits that protect the server and bound each probe (all times in ms). */
+typedef struct cfg_limits_s {
+    uint32_t max_in_flight;      /* probes running at once, >= 1 */
+    double handshakes_per_s;     /* token bucket rate of new handshakes, > 0 */
+    uint32_t probe_timeout_ms;   /* deadline of a whole probe */
+    uint32_t connect_timeout_ms; /* TCP connect deadline */
+    uint32_t tls_timeout_ms;     /* TLS handshake deadline */
+    uint32_t request_timeout_ms; /* HTTP request (agent URL) deadline */
+} cfg_limits_t;
+
+/* CRL/AIA cache bounds, shared by all groups. */
+typedef struct cfg_cache_s {
+    uint32_t crl_max_age_s;       /* a cached CRL is refetched after this even before nextUpdate */
+    uint64_t crl_max_bytes_total; /* sum of cached CRL bodies; least recently used go first */
+} cfg_cache_t;
+
+/* A named trust store: what one kind of endpoint trusts. At least one of ca_file/ca_dir. */
+typedef struct cfg_trust_s {
+    char *name;    /* key in "trust_stores" */
+    char *ca_file; /* absolute path of a PEM bundle of trusted roots, or NULL */
+    char *ca_dir;  /* absolute path of an OpenSSL hashed directory, or NULL */
+    char *
+        intermediates_file;     /* absolute path of PEM certs the endpoint already holds in its
+                                   Intermediate CA store (untrusted, used for path building), or NULL */
+    size_t ca_count;            /* certificates found in ca_file (0 when none) */
+    size_t intermediates_count; /* certificates found in intermediates_file (0 when none) */
+    unsigned char digest[32];   /* SHA-256 over the store's content (files and hashed dir
+                                   entries), so a reload can tell whether the store changed */
+} cfg_trust_t;
+
+/* A named agent communication profile. */
+typedef struct cfg_profile_s {
+    char *name;                 /* key in "profiles" */
+    char *url;                  /* the URL as written */
+    fs_url_t u;                 /* the parsed URL; u.path "" means handshake only */
+    char expect_thumbprint[65]; /* pinned certificate thumbprint, lowercase hex: 40 chars
+                                   (SHA-1) or 64 (SHA-256); "" when not pinned */
+} cfg_profile_t;
+
+/* How a group's endpoints check revocation (Windows CryptoAPI defaults for the budgets). */
+typedef struct cfg_revocation_s {
+    cfg_rev_mode_t mode;     /* policy, default CFG_REV_SOFT_FAIL */
+    cfg_rev_scope_t scope;   /* certificates checked, default CFG_SCOPE_CHAIN_EXCLUDE_ROOT */
+    bool aia_fetch;          /* fetch missing issuers from AIA caIssuers URLs, default true */
+    uint32_t url_timeout_ms; /* per CRL/AIA URL retrieval, default 15000 */
+    uint32_t budget_ms;      /* all URL retrievals of one probe together, default 20000 */
+    uint64_t max_crl_bytes;  /* a larger CRL is crl_invalid, default 16 MiB */
+} cfg_revocation_t;
+
+/* A group's TLS client settings. */
+typedef struct cfg_tls_s {
+    int min_version;    /* OpenSSL protocol constant: TLS1_VERSION (0x0301) .. TLS1_3_VERSION */
+    int max_version;    /* same range, >= min_version */
+    char *ciphers;      /* OpenSSL cipher list for TLS <= 1.2 (validated), or NULL: default */
+    char *ciphersuites; /* TLS 1.3 suites (validated), or NULL: OpenSSL's default */
+    bool sni;           /* send SNI; without it IIS serves its default (no-SNI) binding */
+} cfg_tls_t;
+
+/* A group's view of the network. */
+typedef struct cfg_network_s {
+    fs_resolve_t resolve; /* DNS overrides NAME -> IP literal, like curl --resolve */
+    char *proxy;          /* "http://host:port" proxy for CRL/AIA fetches, or NULL: direct */
+    char *source_address; /* IP literal to bind outgoing connections to, or NULL */
+} cfg_network_t;
+
+/* A group of `count` identical simulated endpoints. */
+typedef struct cfg_group_s {
+    char *name;                  /* unique, [A-Za-z0-9_.-]{1,48} */
+    uint32_t count;              /* simulated endpoints, 1 .. CFG_MAX_GROUP_COUNT */
+    size_t profile_idx;          /* index into cfg_t.profiles */
+    size_t trust_idx;            /* index into cfg_t.trust */
+    cfg_revocation_t revocation; /* revocation policy */
+    cfg_tls_t tls;               /* TLS client settings */
+    int64_t clock_skew_s;        /* the endpoint's clock minus the host's, seconds */
+    cfg_network_t network;       /* DNS view, proxy, source address */
+} cfg_group_t;
+
+/* The whole configuration. Immutable once returned; free with cfg_free(). */
+typedef struct cfg_s {
+    char *base_dir;       /* absolute directory relative paths were resolved against */
+    char *vantage;        /* name of this vantage host, default gethostname() */
+    char listen_host[64]; /* API bind address: an IP literal, without brackets */
+    int listen_port;      /* API port, 0 picks a free port */
+    char *api_token_file; /* absolute path of the bearer token file, or NULL: mutations off */
+    char *api_token;      /* the token (file content, whitespace-trimmed), or NULL */
+    double interval_s;    /* each endpoint probes every interval_s (> 0) ... */
+    double jitter;        /* ... +/- jitter * interval_s, 0 .. 1 */
+    uint32_t shard_index; /* this instance is shard shard_index (0-based) ... */
+    uint32_t shard_count; /* ... of shard_count instances ("i/n"); "0/1": the whole fleet */
+    char *event_log;      /* absolute path of the agent.log-style event file, or NULL */
+    uint32_t expiring_soon_days;      /* cert_expiring_soon window */
+    uint32_t crl_expiring_soon_hours; /* crl_expiring_soon window */
+    cfg_limits_t limits;              /* global probe limits */
+    cfg_cache_t cache;                /* CRL cache bounds */
+    cfg_trust_t *trust;               /* trust stores, in file order */
+    size_t ntrust;                    /* >= 1 */
+    cfg_profile_t *profiles;          /* profiles, in file order */
+    size_t nprofiles;                 /* >= 1 */
+    size_t ref_profile_idx;           /* reference probe's profile, index into profiles */
+    size_t ref_trust_idx;             /* reference probe's trust store, index into trust */
+    cfg_group_t *groups;              /* endpoint groups, in file order */
+    size_t ngroups;                   /* >= 1 */
+    uint64_t total_endpoints;         /* sum of the groups' counts (all shards) */
+} cfg_t;
+
+/* Reads and validates the configuration file at path (at most CFG_MAX_FILE_BYTES). Relative
+ * paths inside are resolved against the file's directory. Returns 0 and a new cfg_t in *out,
+ * or -1 with err filled ("groups[2].trust: unknown trust store \"legcy\"") and *out NULL. */
+int cfg_load(cfg_t **out, const char *path, char err[256]);
+
+/* Same from memory: json (len bytes, need not be NUL-terminated), relative paths resolved
+ * against base_dir (NULL: the current directory). */
+int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256]);
+
+/* Frees a configuration; NULL is fine. */
+void cfg_free(cfg_t *cfg);
+
+/* Returns 1 when group ia of a and group ib of b probe identically: same name, count, TLS,
+ * revocation, clock skew and network; same profile URL and pin; same trust store content;
+ * and the same global settings that decide a probe's outcome (timeouts, warning windows,
+ * reference profile and trust). Used on SIGHUP to keep the state of unchanged groups. */
+int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* Names <-> values, for the CLI and the API. *_from_name return -1 when unknown. */
+const char *cfg_rev_mode_name(cfg_rev_mode_t m);
+int cfg_rev_mode_from_name(const char *s);
+const char *cfg_rev_scope_name(cfg_rev_scope_t s);
+int cfg_rev_scope_from_name(const char *s);
+/* "1.0".."1.3" <-> TLS1_VERSION..TLS1_3_VERSION; NULL / -1 when unknown. */
+const char *cfg_tls_version_name(int v);
+int cfg_tls_version_from_name(const char *s);
+
+#endif

@@ -1,0 +1,1114 @@
+/* fleet.c - endpoints, scheduler, aggregation and snapshots of `fleetscan run` (see fleet.h).
+ * A generation is one configuration's runtime (groups, endpoints, shared TLS contexts); a
+ * reload builds a new one and the old one lives until its last in-flight probe returns. */
+#include "daemon/fleet.h"
+#include "probes/probe.h"
+#include "probes/report.h"
+#include "probes/revoke.h"
+#include "probes/util.h"
+
+#include <assert.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define FLEET_EVENTS_MAX 4096
+#define FLEET_DETAIL_REFRESH_S 10 /* a group's detail JSON is rebuilt at most this often */
+
+/* One simulated endpoint: kept compact, there may be millions. */
+typedef struct fleet_ep_s {
+    int64_t next_due;  /* uv_now() ms */
+    int64_t since;     /* state change, seconds since the epoch (0: never) */
+    int64_t last_probe;
+    uint32_t timings_ms[SNAP_PH_COUNT];
+    uint32_t warnings;
+    uint32_t index; /* index within its group (the id's number) */
+    uint16_t group;
+    uint8_t state;
+    uint8_t cause;
+    uint8_t in_flight;
+} fleet_ep_t;
+
+typedef struct fleet_group_s {
+    const cfg_group_t *cfg;
+    tlsc_ctx_t *tls;
+    rev_policy_t pol;
+    probe_opts_t popts;
+    char thumb[65];
+    char view[24];         /* network view key for the CRL/AIA cache */
+    int profile_differs;   /* scheme, port or FQDN differs from the reference binding */
+    int http_vs_https;     /* the profile speaks plain HTTP, the reference binding HTTPS */
+    snap_counts_t counts;
+    char *detail_json;
+    int64_t detail_at;
+    uint8_t detail_state, detail_cause;
+    char message[320];
+} fleet_group_t;
+
+typedef struct fleet_gen_s {
+    int refs;
+    cfg_t *cfg;
+    fleet_group_t *groups;
+    size_t ngroups;
+    fleet_ep_t *eps;
+    uint32_t neps;
+    uint32_t *heap; /* endpoint indices, min-heap on next_due */
+    uint32_t nheap;
+    tlsc_ctx_t *ref_tls;
+    rev_policy_t ref_pol;
+    probe_opts_t ref_opts;
+    char ref_thumb[65];
+} fleet_gen_t;
+
+typedef struct fleet_job_s {
+    fleet_t *f;
+    fleet_gen_t *gen;
+    uint32_t ep; /* UINT32_MAX: the reference probe */
+    probe_t *probe;
+    struct fleet_job_s *prev, *next;
+} fleet_job_t;
+
+struct fleet_s {
+    uv_loop_t *loop;
+    fleet_opts_t o;
+    fleet_gen_t *gen;
+    rev_ctx_t *rev;
+    uv_timer_t tick;
+    uv_timer_t publish_timer;
+    uv_timer_t ref_timer;
+    int closing, pending_closes;
+    void (*stop_done)(void *arg);
+    void *stop_arg;
+    fleet_job_t *jobs; /* in flight, all generations */
+    uint32_t in_flight;
+    double tokens;
+    uint64_t tokens_at;
+    snap_counts_t totals;
+    uint64_t probes_total;
+    uint64_t probes_by_result[SNAP_STATE_COUNT];
+    uint64_t hist[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1]; /* per bucket, not cumulative */
+    double hist_sum[SNAP_PH_COUNT];
+    snap_event_t events[FLEET_EVENTS_MAX];
+    uint64_t event_seq;
+    FILE *event_log;
+    int64_t started_at;
+    int dirty;
+    int ref_in_flight;
+    int ref_ok;      /* the reference binding answered last time */
+    int ref_known;   /* a reference result exists */
+    char *targets_json;
+    char *metrics_extra;
+    uint64_t rng;
+};
+
+static void fleet_log(const fleet_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fleet_log(const fleet_t *f, const char *fmt, ...)
+{
+    if (f->o.quiet)
+        return;
+    char ts[32];
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s fleetscan: ", fs_rfc3339(fs_wall_ms() / 1000, ts, sizeof(ts)));
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static double rnd(fleet_t *f)
+{
+    /* xorshift64*: schedule jitter only, no need for quality beyond spreading load */
+    f->rng ^= f->rng >> 12;
+    f->rng ^= f->rng << 25;
+    f->rng ^= f->rng >> 27;
+    return (double)((f->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+uint32_t fleet_id_hash(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+const cfg_t *fleet_cfg(const fleet_t *f)
+{
+    return f->gen->cfg;
+}
+
+/* ---- heap of due endpoints ---- */
+
+static int heap_less(const fleet_gen_t *g, uint32_t a, uint32_t b)
+{
+    return g->eps[a].next_due < g->eps[b].next_due;
+}
+
+static void heap_push(fleet_gen_t *g, uint32_t ep)
+{
+    uint32_t i = g->nheap++;
+    g->heap[i] = ep;
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (!heap_less(g, g->heap[i], g->heap[parent]))
+            break;
+        uint32_t t = g->heap[i];
+        g->heap[i] = g->heap[parent];
+        g->heap[parent] = t;
+        i = parent;
+    }
+}
+
+static void heap_sift_down(fleet_gen_t *g, uint32_t i)
+{
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < g->nheap && heap_less(g, g->heap[l], g->heap[m]))
+            m = l;
+        if (r < g->nheap && heap_less(g, g->heap[r], g->heap[m]))
+            m = r;
+        if (m == i)
+            return;
+        uint32_t t = g->heap[i];
+        g->heap[i] = g->heap[m];
+        g->heap[m] = t;
+        i = m;
+    }
+}
+
+static uint32_t heap_pop(fleet_gen_t *g)
+{
+    uint32_t top = g->heap[0];
+    g->heap[0] = g->heap[--g->nheap];
+    heap_sift_down(g, 0);
+    return top;
+}
+
+static void heap_rebuild(fleet_gen_t *g)
+{
+    g->nheap = 0;
+    for (uint32_t i = 0; i < g->neps; i++)
+        if (!g->eps[i].in_flight)
+            g->heap[g->nheap++] = i;
+    for (uint32_t i = g->nheap / 2; i-- > 0;)
+        heap_sift_down(g, i);
+}
+
+/* ---- counters ---- */
+
+static void counts_add(snap_counts_t *c, const fleet_ep_t *e, int sign)
+{
+    uint32_t d = (uint32_t)sign; /* unsigned wrap-around subtracts */
+    c->total += d;
+    if (e->state == SNAP_ONLINE)
+        c->online += d;
+    else if (e->state == SNAP_OFFLINE) {
+        c->offline += d;
+        c->causes[e->cause] += d;
+    } else
+        c->pending += d;
+    for (int w = 0; w < FS_WARN_COUNT; w++)
+        if (e->warnings & FS_WARN_BIT(w))
+            c->warnings[w] += d;
+}
+
+static void recount(fleet_t *f)
+{
+    fleet_gen_t *g = f->gen;
+    memset(&f->totals, 0, sizeof(f->totals));
+    for (size_t i = 0; i < g->ngroups; i++)
+        memset(&g->groups[i].counts, 0, sizeof(g->groups[i].counts));
+    for (uint32_t i = 0; i < g->neps; i++) {
+        counts_add(&g->groups[g->eps[i].group].counts, &g->eps[i], 1);
+        counts_add(&f->totals, &g->eps[i], 1);
+    }
+}
+
+/* ---- events ---- */
+
+static void ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s-%05u", g->groups[e->group].cfg->name, e->index);
+}
+
+static void event_log_line(fleet_t *f, const snap_event_t *ev, const char *message)
+{
+    if (f->event_log == NULL)
+        return;
+    /* agent.log's own record format, so existing log tooling can read these lines. */
+    time_t t = (time_t)ev->at;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char date[64];
+    strftime(date, sizeof(date), "%m/%d/%Y %H:%M:%S.000 +00:00", &tm);
+    int severity = ev->new_state == SNAP_OFFLINE ? 1 : 4; /* 1 error, 4 information */
+    fprintf(f->event_log,
+            "<event date='%s' severity='%d' hostName='%s' source='fleetscan' module='fleetscan' "
+            "process='fleetscan' pid='%d' thread='0' tickCount='%llu' >%s -&gt; %s: %s</event>\n",
+            date, severity, ev->subject, (int)getpid(), (unsigned long long)ev->seq,
+            snap_state_name(ev->old_state), snap_state_name(ev->new_state), message);
+    fflush(f->event_log);
+}
+
+static void push_event(fleet_t *f, const char *subject, int old_state, int new_state, int cause,
+                       const char *message)
+{
+    snap_event_t *ev = &f->events[f->event_seq % FLEET_EVENTS_MAX];
+    ev->seq = ++f->event_seq;
+    ev->at = fs_wall_ms() / 1000;
+    fs_strlcpy(ev->subject, subject, sizeof(ev->subject));
+    ev->old_state = (uint8_t)old_state;
+    ev->new_state = (uint8_t)new_state;
+    ev->cause = (uint8_t)cause;
+    event_log_line(f, ev, message);
+}
+
+/* ---- generations ---- */
+
+static void gen_unref(fleet_gen_t *g)
+{
+    if (g == NULL || --g->refs > 0)
+        return;
+    for (size_t i = 0; i < g->ngroups; i++) {
+        tlsc_ctx_unref(g->groups[i].tls);
+        free(g->groups[i].detail_json);
+    }
+    tlsc_ctx_unref(g->ref_tls);
+    free(g->groups);
+    free(g->eps);
+    free(g->heap);
+    cfg_free(g->cfg);
+    free(g);
+}
+
+static rev_mode_t map_mode(cfg_rev_mode_t m)
+{
+    return m == CFG_REV_STRICT ? REV_STRICT : m == CFG_REV_SOFT_FAIL ? REV_SOFT_FAIL : REV_OFF;
+}
+
+static rev_scope_t map_scope(cfg_rev_scope_t s)
+{
+    return s == CFG_SCOPE_LEAF ? REV_SCOPE_LEAF
+           : s == CFG_SCOPE_CHAIN ? REV_SCOPE_CHAIN
+                                  : REV_SCOPE_CHAIN_EXCLUDE_ROOT;
+}
+
+/* Contexts are shared by every group with the same trust store and TLS settings. */
+static tlsc_ctx_t *find_ctx(fleet_gen_t *g, size_t upto, size_t trust_idx, const cfg_tls_t *t)
+{
+    for (size_t i = 0; i < upto; i++) {
+        const cfg_group_t *o = g->groups[i].cfg;
+        if (o->trust_idx == trust_idx && o->tls.min_version == t->min_version &&
+            o->tls.max_version == t->max_version &&
+            !!o->tls.ciphers == !!t->ciphers &&
+            (!t->ciphers || strcmp(o->tls.ciphers, t->ciphers) == 0) &&
+            !!o->tls.ciphersuites == !!t->ciphersuites &&
+            (!t->ciphersuites || strcmp(o->tls.ciphersuites, t->ciphersuites) == 0))
+            return tlsc_ctx_ref(g->groups[i].tls);
+    }
+    return NULL;
+}
+
+static int make_ctx(tlsc_ctx_t **out, const cfg_t *cfg, size_t trust_idx, const cfg_tls_t *t,
+                    char err[256])
+{
+    const cfg_trust_t *tr = &cfg->trust[trust_idx];
+    tlsc_ctx_opts_t o = {.ca_file = tr->ca_file,
+                         .ca_dir = tr->ca_dir,
+                         .intermediates_file = tr->intermediates_file,
+                         .min_version = t->min_version,
+                         .max_version = t->max_version,
+                         .ciphers = t->ciphers,
+                         .ciphersuites = t->ciphersuites};
+    char e[256];
+    if (tlsc_ctx_new(out, &o, e) < 0) {
+        snprintf(err, 256, "trust_stores.%s: %s", tr->name, e);
+        return -1;
+    }
+    return 0;
+}
+
+static void view_key(const cfg_network_t *n, char out[24])
+{
+    /* Groups with the same resolve map and proxy see the same CRL/AIA answers. */
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char d[32];
+    unsigned int len = 0;
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    for (size_t i = 0; i < n->resolve.n; i++) {
+        EVP_DigestUpdate(md, n->resolve.e[i].name, strlen(n->resolve.e[i].name) + 1);
+        EVP_DigestUpdate(md, n->resolve.e[i].addr, strlen(n->resolve.e[i].addr) + 1);
+    }
+    EVP_DigestUpdate(md, "|", 1);
+    if (n->proxy)
+        EVP_DigestUpdate(md, n->proxy, strlen(n->proxy));
+    EVP_DigestFinal_ex(md, d, &len);
+    EVP_MD_CTX_free(md);
+    static const char hexd[] = "0123456789abcdef";
+    for (int i = 0; i < 10; i++) {
+        out[2 * i] = hexd[d[i] >> 4];
+        out[2 * i + 1] = hexd[d[i] & 15];
+    }
+    out[20] = '\0';
+}
+
+static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po,
+                            const fs_url_t *u, tlsc_ctx_t *tls, const char *thumb,
+                            rev_policy_t *pol, const cfg_group_t *grp)
+{
+    probe_opts_defaults(po);
+    po->url = u;
+    po->tls = tls;
+    po->sni = grp ? grp->tls.sni : 1;
+    po->resolve = grp ? &grp->network.resolve : NULL;
+    po->dns_override_only = f->o.dns_override_only;
+    po->clock_skew_s = grp ? grp->clock_skew_s : 0;
+    po->expiring_soon_s = (int64_t)cfg->expiring_soon_days * 86400;
+    po->expect_thumbprint = thumb[0] ? thumb : NULL;
+    po->connect_timeout_ms = cfg->limits.connect_timeout_ms;
+    po->dns_timeout_ms = cfg->limits.connect_timeout_ms;
+    po->tls_timeout_ms = cfg->limits.tls_timeout_ms;
+    po->request_timeout_ms = cfg->limits.request_timeout_ms;
+    po->total_timeout_ms = cfg->limits.probe_timeout_ms;
+    po->capture_chain = 0;
+    po->rev = f->rev;
+    po->rev_policy = pol;
+    pol->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
+    pol->dns_override_only = f->o.dns_override_only;
+}
+
+static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
+{
+    fleet_gen_t *g = fs_xcalloc(1, sizeof(*g));
+    g->refs = 1;
+    g->cfg = cfg;
+    g->ngroups = cfg->ngroups;
+    g->groups = fs_xcalloc(cfg->ngroups, sizeof(*g->groups));
+    const cfg_profile_t *refp = &cfg->profiles[cfg->ref_profile_idx];
+    char id[96];
+    uint64_t n = 0;
+    for (size_t i = 0; i < cfg->ngroups; i++) {
+        fleet_group_t *gr = &g->groups[i];
+        const cfg_group_t *c = &cfg->groups[i];
+        gr->cfg = c;
+        gr->tls = find_ctx(g, i, c->trust_idx, &c->tls);
+        if (gr->tls == NULL && make_ctx(&gr->tls, cfg, c->trust_idx, &c->tls, err) < 0) {
+            char e[256];
+            snprintf(e, sizeof(e), "groups[%zu].trust: %s", i, err);
+            fs_strlcpy(err, e, 256);
+            g->cfg = NULL; /* cfg stays the caller's on failure */
+            gen_unref(g);
+            return -1;
+        }
+        const cfg_profile_t *p = &cfg->profiles[c->profile_idx];
+        rev_policy_defaults(&gr->pol);
+        gr->pol.mode = map_mode(c->revocation.mode);
+        gr->pol.scope = map_scope(c->revocation.scope);
+        gr->pol.aia_fetch = c->revocation.aia_fetch;
+        gr->pol.url_timeout_ms = c->revocation.url_timeout_ms;
+        gr->pol.budget_ms = c->revocation.budget_ms;
+        gr->pol.max_bytes = c->revocation.max_crl_bytes;
+        gr->pol.resolve = &c->network.resolve;
+        gr->pol.proxy = c->network.proxy;
+        view_key(&c->network, gr->view);
+        gr->pol.view = gr->view;
+        fs_strlcpy(gr->thumb, p->expect_thumbprint, sizeof(gr->thumb));
+        fill_probe_opts(f, cfg, &gr->popts, &p->u, gr->tls, gr->thumb, &gr->pol, c);
+        gr->http_vs_https = strcmp(p->u.scheme, "http") == 0 && strcmp(refp->u.scheme, "https") == 0;
+        gr->profile_differs = strcmp(p->u.scheme, refp->u.scheme) != 0 || p->u.port != refp->u.port ||
+                              strcasecmp(p->u.host, refp->u.host) != 0;
+        for (uint32_t k = 0; k < c->count; k++) {
+            if (cfg->shard_count > 1) {
+                snprintf(id, sizeof(id), "%s-%05u", c->name, k);
+                if (fleet_id_hash(id) % cfg->shard_count != cfg->shard_index)
+                    continue;
+            }
+            n++;
+        }
+    }
+    if (n > UINT32_MAX - 1) {
+        snprintf(err, 256, "too many endpoints in this shard (%llu)", (unsigned long long)n);
+        g->cfg = NULL;
+        gen_unref(g);
+        return -1;
+    }
+    g->neps = (uint32_t)n;
+    g->eps = fs_xcalloc(n ? n : 1, sizeof(*g->eps));
+    g->heap = fs_xcalloc(n ? n : 1, sizeof(*g->heap));
+    uint32_t e = 0;
+    for (size_t i = 0; i < cfg->ngroups; i++) {
+        const cfg_group_t *c = &cfg->groups[i];
+        for (uint32_t k = 0; k < c->count; k++) {
+            if (cfg->shard_count > 1) {
+                snprintf(id, sizeof(id), "%s-%05u", c->name, k);
+                if (fleet_id_hash(id) % cfg->shard_count != cfg->shard_index)
+                    continue;
+            }
+            g->eps[e].group = (uint16_t)i;
+            g->eps[e].index = k;
+            g->eps[e].state = SNAP_PENDING;
+            e++;
+        }
+    }
+    /* The reference probe: the server's own binding, reference trust, default TLS. */
+    cfg_tls_t reftls = {.min_version = TLS1_VERSION, .max_version = TLS1_3_VERSION, .sni = true};
+    if (make_ctx(&g->ref_tls, cfg, cfg->ref_trust_idx, &reftls, err) < 0) {
+        g->cfg = NULL;
+        gen_unref(g);
+        return -1;
+    }
+    rev_policy_defaults(&g->ref_pol);
+    g->ref_pol.mode = REV_SOFT_FAIL;
+    g->ref_pol.scope = REV_SCOPE_CHAIN_EXCLUDE_ROOT;
+    g->ref_pol.aia_fetch = 1;
+    g->ref_pol.view = "reference";
+    fs_strlcpy(g->ref_thumb, refp->expect_thumbprint, sizeof(g->ref_thumb));
+    fill_probe_opts(f, cfg, &g->ref_opts, &refp->u, g->ref_tls, g->ref_thumb, &g->ref_pol, NULL);
+    /* The reference resolves like the first group using the reference profile, if any. */
+    for (size_t i = 0; i < cfg->ngroups; i++) {
+        if (cfg->groups[i].profile_idx == cfg->ref_profile_idx) {
+            g->ref_opts.resolve = &cfg->groups[i].network.resolve;
+            g->ref_pol.resolve = &cfg->groups[i].network.resolve;
+            g->ref_pol.proxy = cfg->groups[i].network.proxy;
+            break;
+        }
+    }
+    g->ref_opts.capture_chain = 1;
+    *out = g;
+    return 0;
+}
+
+/* ---- probing ---- */
+
+static void tick_soon(fleet_t *f, uint64_t ms);
+
+static void job_link(fleet_t *f, fleet_job_t *j)
+{
+    j->next = f->jobs;
+    if (f->jobs)
+        f->jobs->prev = j;
+    f->jobs = j;
+}
+
+static void job_unlink(fleet_t *f, fleet_job_t *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        f->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+}
+
+static void observe(fleet_t *f, const probe_result_t *r)
+{
+    for (int ph = 0; ph < SNAP_PH_COUNT; ph++) {
+        double s = r->timings_ms[ph] / 1000.0;
+        if (r->timings_ms[ph] == 0 && ph != SNAP_PH_DNS && ph != SNAP_PH_CONNECT)
+            continue; /* phase not reached */
+        int b = 0;
+        while (b < SNAP_HIST_BUCKETS && s > snap_hist_bounds[b])
+            b++;
+        f->hist[ph][b]++;
+        f->hist_sum[ph] += s;
+    }
+}
+
+static void render_reference(fleet_t *f, const probe_result_t *r)
+{
+    fleet_gen_t *g = f->gen;
+    const cfg_t *cfg = g->cfg;
+    const cfg_profile_t *refp = &cfg->profiles[cfg->ref_profile_idx];
+    char ts[32];
+    cJSON *root = cJSON_CreateObject();
+    cJSON *targets = cJSON_AddArrayToObject(root, "targets");
+    cJSON *t = report_result_json(r, refp->url);
+    cJSON_AddStringToObject(t, "name", "reference");
+    cJSON_AddStringToObject(t, "profile", refp->name);
+    cJSON_AddStringToObject(t, "trust", cfg->trust[cfg->ref_trust_idx].name);
+    cJSON_AddStringToObject(t, "checked_at", fs_rfc3339(r->started_at, ts, sizeof(ts)));
+    /* The CRL view of the target: one line per CRL URL. */
+    cJSON *crls = cJSON_AddArrayToObject(t, "crls");
+    for (size_t i = 0; i < r->rev.nurls; i++) {
+        const rev_url_result_t *u = &r->rev.urls[i];
+        if (strcmp(u->kind, "crl") != 0)
+            continue;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "url", u->url);
+        cJSON_AddNumberToObject(c, "cert_depth", u->cert_depth);
+        cJSON_AddBoolToObject(c, "reachable", u->ok || u->http_status == 200);
+        cJSON_AddNumberToObject(c, "http_status", (double)u->http_status);
+        cJSON_AddNumberToObject(c, "bytes", (double)u->bytes);
+        if (u->this_update)
+            cJSON_AddStringToObject(c, "this_update", fs_rfc3339(u->this_update, ts, sizeof(ts)));
+        else
+            cJSON_AddNullToObject(c, "this_update");
+        if (u->next_update)
+            cJSON_AddStringToObject(c, "next_update", fs_rfc3339(u->next_update, ts, sizeof(ts)));
+        else
+            cJSON_AddNullToObject(c, "next_update");
+        if (u->error[0])
+            cJSON_AddStringToObject(c, "last_error", u->error);
+        else
+            cJSON_AddNullToObject(c, "last_error");
+        cJSON_AddItemToArray(crls, c);
+    }
+    cJSON_AddItemToArray(targets, t);
+    free(f->targets_json);
+    f->targets_json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+
+    /* Gauges for Prometheus; the renderer adds vantage and shard. */
+    size_t cap = 4096 + r->chain.n * 512 + r->rev.nurls * 1024, len = 0;
+    char *m = fs_xmalloc(cap);
+    m[0] = '\0';
+#define APPEND(...) len += (size_t)snprintf(m + len, cap - len, __VA_ARGS__)
+    APPEND("# HELP fleetscan_cert_not_after_seconds notAfter of each presented certificate "
+           "(Unix time).\n# TYPE fleetscan_cert_not_after_seconds gauge\n");
+    for (size_t i = 0; i < r->chain.n; i++) {
+        const chain_cert_t *c = &r->chain.certs[i];
+        char subj[160];
+        size_t k = 0;
+        for (const char *p = c->subject; *p && k + 2 < sizeof(subj); p++) {
+            if (*p == '"' || *p == '\\')
+                subj[k++] = '\\';
+            subj[k++] = *p;
+        }
+        subj[k] = '\0';
+        APPEND("fleetscan_cert_not_after_seconds{target=\"reference\",depth=\"%zu\",subject=\"%s\","
+               "sha1=\"%s\"} %lld\n",
+               i, subj, c->sha1, (long long)c->not_after);
+    }
+    APPEND("# HELP fleetscan_crl_reachable 1 when the CRL URL answered with a usable CRL.\n"
+           "# TYPE fleetscan_crl_reachable gauge\n");
+    for (size_t i = 0; i < r->rev.nurls; i++) {
+        const rev_url_result_t *u = &r->rev.urls[i];
+        if (strcmp(u->kind, "crl") == 0 && strchr(u->url, '"') == NULL &&
+            strchr(u->url, '\\') == NULL)
+            APPEND("fleetscan_crl_reachable{url=\"%s\"} %d\n", u->url, u->ok ? 1 : 0);
+    }
+    APPEND("# HELP fleetscan_crl_next_update_seconds nextUpdate of the CRL served at the URL "
+           "(Unix time).\n# TYPE fleetscan_crl_next_update_seconds gauge\n");
+    for (size_t i = 0; i < r->rev.nurls; i++) {
+        const rev_url_result_t *u = &r->rev.urls[i];
+        if (strcmp(u->kind, "crl") == 0 && u->next_update && strchr(u->url, '"') == NULL &&
+            strchr(u->url, '\\') == NULL)
+            APPEND("fleetscan_crl_next_update_seconds{url=\"%s\"} %lld\n", u->url,
+                   (long long)u->next_update);
+    }
+    APPEND("# HELP fleetscan_reference_up 1 when the reference binding accepts a connection "
+           "and validates.\n# TYPE fleetscan_reference_up gauge\n");
+    APPEND("fleetscan_reference_up %d\n", r->online ? 1 : 0);
+#undef APPEND
+    free(f->metrics_extra);
+    f->metrics_extra = m;
+}
+
+static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
+{
+    (void)p;
+    fleet_job_t *j = arg;
+    fleet_t *f = j->f;
+    fleet_gen_t *gen = j->gen;
+    job_unlink(f, j);
+    f->in_flight--;
+    int current = gen == f->gen && !f->closing;
+    if (j->ep == UINT32_MAX) {
+        f->ref_in_flight = 0;
+        if (current && !r->cancelled) {
+            f->ref_ok = r->online;
+            f->ref_known = 1;
+            render_reference(f, r);
+            f->dirty = 1;
+        }
+    } else if (current) {
+        fleet_ep_t *e = &gen->eps[j->ep];
+        e->in_flight = 0;
+        if (!r->cancelled) {
+            fleet_group_t *gr = &gen->groups[e->group];
+            fs_cause_t cause = r->online ? FS_CAUSE_NONE : r->cause;
+            char msg[sizeof(r->message)];
+            fs_strlcpy(msg, r->message, sizeof(msg));
+            if (gr->http_vs_https) {
+                cause = FS_CAUSE_PROFILE_MISMATCH;
+                snprintf(msg, sizeof(msg),
+                         "the profile URL %s speaks plain HTTP; the server's binding %s is HTTPS",
+                         gr->cfg ? gen->cfg->profiles[gr->cfg->profile_idx].url : "",
+                         gen->cfg->profiles[gen->cfg->ref_profile_idx].url);
+            } else if (cause != FS_CAUSE_NONE && gr->profile_differs && f->ref_known && f->ref_ok) {
+                snprintf(msg, sizeof(msg), "%s (%s) while the reference binding %s answers",
+                         fs_cause_id(cause), r->message,
+                         gen->cfg->profiles[gen->cfg->ref_profile_idx].url);
+                cause = FS_CAUSE_PROFILE_MISMATCH;
+            }
+            int state = cause == FS_CAUSE_NONE ? SNAP_ONLINE : SNAP_OFFLINE;
+            int64_t now_s = r->started_at;
+            counts_add(&gr->counts, e, -1);
+            counts_add(&f->totals, e, -1);
+            int changed = e->state != state || e->cause != cause;
+            int old_state = e->state;
+            e->state = (uint8_t)state;
+            e->cause = (uint8_t)cause;
+            e->warnings = r->warnings;
+            memcpy(e->timings_ms, r->timings_ms, sizeof(e->timings_ms));
+            e->last_probe = now_s;
+            counts_add(&gr->counts, e, 1);
+            counts_add(&f->totals, e, 1);
+            if (changed) {
+                char id[96];
+                e->since = now_s;
+                ep_id(gen, e, id, sizeof(id));
+                const fs_cause_info_t *ci = fs_cause_info(cause);
+                char line[512];
+                snprintf(line, sizeof(line), "%s%s%s", state == SNAP_OFFLINE ? ci->symptom : "online",
+                         state == SNAP_OFFLINE ? ": " : "", state == SNAP_OFFLINE ? msg : "");
+                push_event(f, id, old_state, state, cause, line);
+            }
+            f->probes_total++;
+            f->probes_by_result[state]++;
+            observe(f, r);
+            fs_strlcpy(gr->message, msg, sizeof(gr->message));
+            if (r->chain.n > 0) {
+                cJSON *d = report_result_json(r, gen->cfg->profiles[gr->cfg->profile_idx].url);
+                if (cause != r->cause || r->online != (state == SNAP_ONLINE)) {
+                    cJSON_ReplaceItemInObject(d, "state", cJSON_CreateString(snap_state_name(state)));
+                    cJSON_ReplaceItemInObject(d, "cause", cJSON_CreateString(fs_cause_id(cause)));
+                    cJSON_ReplaceItemInObject(d, "message", cJSON_CreateString(msg));
+                }
+                free(gr->detail_json);
+                gr->detail_json = cJSON_PrintUnformatted(d);
+                cJSON_Delete(d);
+                gr->detail_at = now_s;
+                gr->detail_state = (uint8_t)state;
+                gr->detail_cause = (uint8_t)cause;
+            }
+            f->dirty = 1;
+        }
+        double iv = gen->cfg->interval_s * 1000.0;
+        double jit = gen->cfg->jitter * iv * (2.0 * rnd(f) - 1.0);
+        e->next_due = (int64_t)uv_now(f->loop) + (int64_t)(iv + jit);
+        if (r->cancelled && !f->closing)
+            e->next_due = (int64_t)uv_now(f->loop);
+        heap_push(gen, j->ep);
+    }
+    gen_unref(gen);
+    free(j);
+    if (!f->closing)
+        tick_soon(f, 0);
+}
+
+static void start_job(fleet_t *f, uint32_t ep)
+{
+    fleet_gen_t *g = f->gen;
+    fleet_job_t *j = fs_xcalloc(1, sizeof(*j));
+    j->f = f;
+    j->gen = g;
+    j->ep = ep;
+    const probe_opts_t *po;
+    probe_opts_t local;
+    if (ep == UINT32_MAX) {
+        po = &g->ref_opts;
+        f->ref_in_flight = 1;
+    } else {
+        fleet_ep_t *e = &g->eps[ep];
+        fleet_group_t *gr = &g->groups[e->group];
+        e->in_flight = 1;
+        po = &gr->popts;
+        int64_t now_s = fs_wall_ms() / 1000;
+        if (gr->detail_json == NULL || now_s - gr->detail_at >= FLEET_DETAIL_REFRESH_S) {
+            /* capture the chain only when the group's detail is due: it costs allocations */
+            local = gr->popts;
+            local.capture_chain = 1;
+            po = &local;
+            gr->detail_at = now_s;
+        }
+    }
+    g->refs++;
+    job_link(f, j);
+    f->in_flight++;
+    int rc = probe_start(&j->probe, f->loop, po, on_probe_done, j);
+    if (rc < 0) {
+        /* Cannot happen with a validated config (https always has a context); recover. */
+        fleet_log(f, "probe could not start: %s", uv_strerror(rc));
+        job_unlink(f, j);
+        f->in_flight--;
+        g->refs--;
+        if (ep != UINT32_MAX) {
+            g->eps[ep].in_flight = 0;
+            g->eps[ep].next_due = (int64_t)uv_now(f->loop) + 1000;
+            heap_push(g, ep);
+        } else {
+            f->ref_in_flight = 0;
+        }
+        free(j);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    fleet_t *f = container_of(t, fleet_t, tick);
+    fleet_gen_t *g = f->gen;
+    const cfg_limits_t *lim = &g->cfg->limits;
+    uint64_t now = uv_now(f->loop);
+    double burst = lim->handshakes_per_s < 1 ? 1 : lim->handshakes_per_s / 10.0 + 1;
+    f->tokens += (double)(now - f->tokens_at) * lim->handshakes_per_s / 1000.0;
+    if (f->tokens > burst)
+        f->tokens = burst;
+    f->tokens_at = now;
+    while (f->in_flight < lim->max_in_flight && g->nheap > 0 &&
+           g->eps[g->heap[0]].next_due <= (int64_t)now && f->tokens >= 1.0) {
+        f->tokens -= 1.0;
+        start_job(f, heap_pop(g));
+    }
+    if (g->nheap == 0 || f->in_flight >= lim->max_in_flight)
+        return; /* a completion re-arms the tick */
+    int64_t due = g->eps[g->heap[0]].next_due - (int64_t)now;
+    uint64_t wait = due > 0 ? (uint64_t)due : 0;
+    if (f->tokens < 1.0) {
+        uint64_t tw = (uint64_t)ceil((1.0 - f->tokens) * 1000.0 / lim->handshakes_per_s);
+        if (tw > wait)
+            wait = tw;
+    }
+    uv_timer_start(&f->tick, on_tick, wait ? wait : 1, 0);
+}
+
+static void tick_soon(fleet_t *f, uint64_t ms)
+{
+    if (f->closing)
+        return;
+    if (uv_is_active((uv_handle_t *)&f->tick) && ms > 0)
+        return;
+    uv_timer_start(&f->tick, on_tick, ms, 0);
+}
+
+static void on_ref_timer(uv_timer_t *t)
+{
+    fleet_t *f = container_of(t, fleet_t, ref_timer);
+    if (!f->ref_in_flight && !f->closing)
+        start_job(f, UINT32_MAX);
+}
+
+static void schedule_reference(fleet_t *f)
+{
+    uint64_t iv = (uint64_t)(f->gen->cfg->interval_s * 1000.0);
+    uv_timer_start(&f->ref_timer, on_ref_timer, 0, iv ? iv : 1000);
+}
+
+/* ---- snapshots ---- */
+
+void fleet_publish(fleet_t *f)
+{
+    fleet_gen_t *g = f->gen;
+    snap_t *s = snap_new();
+    s->generated_at = fs_wall_ms() / 1000;
+    s->started_at = f->started_at;
+    s->vantage = fs_xstrdup(g->cfg->vantage);
+    char shard[32];
+    snprintf(shard, sizeof(shard), "%u/%u", g->cfg->shard_index, g->cfg->shard_count);
+    s->shard = fs_xstrdup(shard);
+    s->totals = f->totals;
+    s->ngroups = g->ngroups;
+    s->groups = fs_xcalloc(g->ngroups ? g->ngroups : 1, sizeof(*s->groups));
+    for (size_t i = 0; i < g->ngroups; i++) {
+        s->groups[i].name = fs_xstrdup(g->groups[i].cfg->name);
+        s->groups[i].counts = g->groups[i].counts;
+        s->groups[i].message = fs_xstrdup(g->groups[i].message);
+        s->groups[i].detail_json =
+            g->groups[i].detail_json ? fs_xstrdup(g->groups[i].detail_json) : NULL;
+    }
+    s->nendpoints = g->neps;
+    s->endpoints = fs_xmalloc((g->neps ? g->neps : 1) * sizeof(*s->endpoints));
+    for (uint32_t i = 0; i < g->neps; i++) {
+        const fleet_ep_t *e = &g->eps[i];
+        snap_endpoint_t *o = &s->endpoints[i];
+        o->group = e->group;
+        o->index = e->index;
+        o->state = e->state;
+        o->cause = e->cause;
+        o->warnings = e->warnings;
+        o->since = e->since;
+        o->last_probe_at = e->last_probe;
+        memcpy(o->timings_ms, e->timings_ms, sizeof(o->timings_ms));
+    }
+    s->probes_total = f->probes_total;
+    memcpy(s->probes_by_result, f->probes_by_result, sizeof(s->probes_by_result));
+    s->probes_in_flight = f->in_flight;
+    for (int ph = 0; ph < SNAP_PH_COUNT; ph++) {
+        uint64_t cum = 0;
+        for (int b = 0; b <= SNAP_HIST_BUCKETS; b++) {
+            cum += f->hist[ph][b];
+            s->hist_counts[ph][b] = cum;
+        }
+        s->hist_sum[ph] = f->hist_sum[ph];
+    }
+    s->targets_json = f->targets_json ? fs_xstrdup(f->targets_json) : NULL;
+    s->metrics_extra = f->metrics_extra ? fs_xstrdup(f->metrics_extra) : NULL;
+    uint64_t first = f->event_seq > FLEET_EVENTS_MAX ? f->event_seq - FLEET_EVENTS_MAX : 0;
+    s->nevents = (size_t)(f->event_seq - first);
+    s->events = fs_xmalloc((s->nevents ? s->nevents : 1) * sizeof(*s->events));
+    for (uint64_t q = first; q < f->event_seq; q++)
+        s->events[q - first] = f->events[q % FLEET_EVENTS_MAX];
+    f->dirty = 0;
+    if (f->o.publish)
+        f->o.publish(f->o.arg, s);
+    else
+        snap_unref(s);
+}
+
+static void on_publish_timer(uv_timer_t *t)
+{
+    fleet_t *f = container_of(t, fleet_t, publish_timer);
+    /* Publish even when nothing changed: /healthz uses the snapshot's age as the loop's pulse. */
+    fleet_publish(f);
+}
+
+/* ---- lifecycle ---- */
+
+static void initial_schedule(fleet_t *f, fleet_gen_t *g)
+{
+    /* First probes spread over jitter * interval (at least 1 s): a fleet does not start in
+     * lockstep, and the first picture still arrives quickly. */
+    double spread = g->cfg->jitter * g->cfg->interval_s * 1000.0;
+    if (spread < 1000)
+        spread = 1000;
+    if (spread > g->cfg->interval_s * 1000.0)
+        spread = g->cfg->interval_s * 1000.0;
+    int64_t now = (int64_t)uv_now(f->loop);
+    for (uint32_t i = 0; i < g->neps; i++)
+        g->eps[i].next_due = now + (int64_t)(rnd(f) * spread);
+    heap_rebuild(g);
+}
+
+static int open_event_log(fleet_t *f, const cfg_t *cfg, FILE **out, char err[256])
+{
+    *out = NULL;
+    if (cfg->event_log == NULL)
+        return 0;
+    int fd = open(cfg->event_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 || (*out = fdopen(fd, "a")) == NULL) {
+        snprintf(err, 256, "event_log: cannot open \"%s\" for appending", cfg->event_log);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    (void)f;
+    return 0;
+}
+
+int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o, char err[256])
+{
+    fleet_t *f = fs_xcalloc(1, sizeof(*f));
+    f->loop = loop;
+    f->o = *o;
+    if (f->o.publish_interval_ms == 0)
+        f->o.publish_interval_ms = 1000;
+    f->rng = (uint64_t)fs_wall_ms() * 0x9E3779B97F4A7C15ULL + (uint64_t)getpid();
+    if (f->rng == 0)
+        f->rng = 1;
+    f->started_at = fs_wall_ms() / 1000;
+    rev_cache_limits_t lim = {.max_age_s = cfg->cache.crl_max_age_s,
+                              .max_bytes_total = (size_t)cfg->cache.crl_max_bytes_total};
+    FILE *log = NULL;
+    if (open_event_log(f, cfg, &log, err) < 0) {
+        free(f);
+        return -1;
+    }
+    if (rev_ctx_new(&f->rev, loop, &lim) < 0) {
+        snprintf(err, 256, "cannot create the CRL/AIA retrieval context");
+        if (log)
+            fclose(log);
+        free(f);
+        return -1;
+    }
+    if (gen_build(f, cfg, &f->gen, err) < 0) {
+        rev_ctx_close(f->rev, NULL, NULL);
+        if (log)
+            fclose(log);
+        free(f);
+        return -1;
+    }
+    f->event_log = log;
+    recount(f);
+    uv_timer_init(loop, &f->tick);
+    uv_timer_init(loop, &f->publish_timer);
+    uv_timer_init(loop, &f->ref_timer);
+    f->tokens = 1;
+    f->tokens_at = uv_now(loop);
+    initial_schedule(f, f->gen);
+    schedule_reference(f);
+    tick_soon(f, 0);
+    uv_timer_start(&f->publish_timer, on_publish_timer, 0, f->o.publish_interval_ms);
+    fleet_log(f, "vantage %s: %u endpoints in %zu groups (shard %u/%u), interval %.0f s",
+              cfg->vantage, f->gen->neps, cfg->ngroups, cfg->shard_index, cfg->shard_count,
+              cfg->interval_s);
+    *out = f;
+    return 0;
+}
+
+static void cancel_jobs(fleet_t *f, fleet_gen_t *only)
+{
+    for (fleet_job_t *j = f->jobs; j != NULL; j = j->next)
+        if (only == NULL || j->gen == only)
+            probe_cancel(j->probe);
+}
+
+/* start[g] = index of group g's first endpoint; start[ngroups] = neps. */
+static uint32_t *group_starts(const fleet_gen_t *g)
+{
+    uint32_t *start = fs_xcalloc(g->ngroups + 1, sizeof(uint32_t));
+    uint32_t pos = 0;
+    for (size_t gi = 0; gi < g->ngroups; gi++) {
+        start[gi] = pos;
+        while (pos < g->neps && g->eps[pos].group == gi)
+            pos++;
+    }
+    start[g->ngroups] = pos;
+    return start;
+}
+
+int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
+{
+    fleet_gen_t *ng;
+    FILE *log = NULL;
+    int log_changed = (cfg->event_log == NULL) != (f->gen->cfg->event_log == NULL) ||
+                      (cfg->event_log && strcmp(cfg->event_log, f->gen->cfg->event_log) != 0);
+    if (log_changed && open_event_log(f, cfg, &log, err) < 0)
+        return -1;
+    if (gen_build(f, cfg, &ng, err) < 0) {
+        if (log)
+            fclose(log);
+        return -1;
+    }
+    fleet_gen_t *old = f->gen;
+    size_t kept = 0;
+    int same_shard = cfg->shard_index == old->cfg->shard_index &&
+                     cfg->shard_count == old->cfg->shard_count;
+    /* Endpoints of unchanged groups keep their state; a group's endpoints are contiguous. */
+    uint32_t *ostart = group_starts(old), *nstart = group_starts(ng);
+    for (size_t gi = 0; same_shard && gi < ng->ngroups; gi++) {
+        for (size_t oi = 0; oi < old->ngroups; oi++) {
+            if (!cfg_group_equal(old->cfg, oi, cfg, gi))
+                continue;
+            uint32_t n = nstart[gi + 1] - nstart[gi], on = ostart[oi + 1] - ostart[oi];
+            for (uint32_t k = 0; k < n && k < on; k++) {
+                fleet_ep_t *ne = &ng->eps[nstart[gi] + k];
+                *ne = old->eps[ostart[oi] + k];
+                ne->group = (uint16_t)gi;
+                ne->in_flight = 0;
+            }
+            fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
+            ngr->detail_json = ogr->detail_json ? fs_xstrdup(ogr->detail_json) : NULL;
+            ngr->detail_at = ogr->detail_at;
+            fs_strlcpy(ngr->message, ogr->message, sizeof(ngr->message));
+            kept++;
+            break;
+        }
+    }
+    free(ostart);
+    free(nstart);
+    cancel_jobs(f, old);
+    f->gen = ng;
+    if (log_changed) {
+        if (f->event_log)
+            fclose(f->event_log);
+        f->event_log = log;
+    }
+    /* Endpoints that kept their state keep their schedule; new ones start spread out. */
+    int64_t now = (int64_t)uv_now(f->loop);
+    double spread = cfg->jitter * cfg->interval_s * 1000.0;
+    if (spread < 1000)
+        spread = 1000;
+    for (uint32_t i = 0; i < ng->neps; i++) {
+        fleet_ep_t *e = &ng->eps[i];
+        if (e->state == SNAP_PENDING && e->last_probe == 0)
+            e->next_due = now + (int64_t)(rnd(f) * spread);
+        else if (e->next_due > now + (int64_t)(cfg->interval_s * 1000.0 * (1 + cfg->jitter)))
+            e->next_due = now + (int64_t)(rnd(f) * cfg->interval_s * 1000.0);
+    }
+    heap_rebuild(ng);
+    recount(f);
+    gen_unref(old);
+    fleet_log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
+              cfg->ngroups, kept, ng->neps);
+    f->ref_known = 0;
+    schedule_reference(f);
+    tick_soon(f, 0);
+    f->dirty = 1;
+    fleet_publish(f);
+    return 0;
+}
+
+void fleet_scan_now(fleet_t *f)
+{
+    fleet_gen_t *g = f->gen;
+    int64_t now = (int64_t)uv_now(f->loop);
+    for (uint32_t i = 0; i < g->neps; i++)
+        if (!g->eps[i].in_flight)
+            g->eps[i].next_due = now;
+    heap_rebuild(g);
+    if (!f->ref_in_flight)
+        start_job(f, UINT32_MAX);
+    tick_soon(f, 0);
+    fleet_log(f, "scan requested: %u endpoints due now", g->neps);
+}
+
+/* Shutdown: cancel probes, wait for their sockets to close, close the retrieval context,
+ * then the timers; the fleet is freed in the last close callback. */
+static void on_closed(uv_handle_t *h)
+{
+    fleet_t *f = h->data;
+    if (--f->pending_closes > 0)
+        return;
+    gen_unref(f->gen);
+    free(f->targets_json);
+    free(f->metrics_extra);
+    if (f->event_log)
+        fclose(f->event_log);
+    void (*done)(void *) = f->stop_done;
+    void *arg = f->stop_arg;
+    free(f);
+    if (done)
+        done(arg);
+}
+
+static void on_rev_closed(void *arg)
+{
+    fleet_t *f = arg;
+    f->rev = NULL;
+    uv_close((uv_handle_t *)&f->tick, on_closed);
+}
+
+static void wait_jobs(uv_timer_t *t)
+{
+    fleet_t *f = t->data;
+    if (f->jobs != NULL)
+        return; /* cancelled probes are still closing their sockets */
+    uv_timer_stop(t);
+    rev_ctx_close(f->rev, on_rev_closed, f);
+}
+
+void fleet_stop(fleet_t *f, void (*done)(void *arg), void *arg)
+{
+    if (f->closing)
+        return;
+    f->closing = 1;
+    f->stop_done = done;
+    f->stop_arg = arg;
+    cancel_jobs(f, NULL);
+    f->tick.data = f;
+    f->publish_timer.data = f;
+    f->ref_timer.data = f;
+    f->pending_closes = 3;
+    uv_close((uv_handle_t *)&f->publish_timer, on_closed);
+    uv_close((uv_handle_t *)&f->ref_timer, on_closed);
+    uv_timer_start(&f->tick, wait_jobs, 0, 10);
+}

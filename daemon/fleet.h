@@ -1,0 +1,41 @@
+/* fleet.h - the simulated fleet: endpoints grouped by configuration, scheduled on the loop
+ * under global limits, probed, aggregated incrementally, and published as snapshots. */
+#ifndef FS_FLEET_H
+#define FS_FLEET_H
+
+#include <uv.h>
+
+#include "daemon/config.h"
+#include "web/snapshot.h"
+
+typedef struct fleet_s fleet_t;
+
+typedef struct fleet_opts_s {
+    /* Receives each new snapshot (one reference, the receiver owns it). Called on the loop. */
+    void (*publish)(void *arg, snap_t *s);
+    void *arg;
+    uint32_t publish_interval_ms; /* default 1000 */
+    int dns_override_only;        /* never ask the system resolver (tests, the demo lab) */
+    int quiet;                    /* no log lines on stderr */
+} fleet_opts_t;
+
+/* Builds the fleet from cfg (the fleet takes ownership of cfg on success) and starts probing.
+ * Returns 0, or -1 with err filled (a trust store OpenSSL cannot load...); cfg stays the
+ * caller's on failure. */
+int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o, char err[256]);
+/* Swaps in a new configuration: unchanged groups keep their endpoints' state, in-flight
+ * probes of the old one are cancelled. Takes ownership of cfg on success; on failure
+ * (err filled) the old configuration keeps running and cfg stays the caller's. */
+int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256]);
+/* Makes every endpoint (and the reference) due now. */
+void fleet_scan_now(fleet_t *f);
+/* Publishes a snapshot right away (also done periodically). */
+void fleet_publish(fleet_t *f);
+/* Cancels in-flight probes, closes every handle; done runs after the last close. */
+void fleet_stop(fleet_t *f, void (*done)(void *arg), void *arg);
+const cfg_t *fleet_cfg(const fleet_t *f);
+
+/* Stable hash of an endpoint id, for sharding: shard = hash % n. */
+uint32_t fleet_id_hash(const char *id);
+
+#endif

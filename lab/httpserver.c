@@ -1,0 +1,289 @@
+/* httpserver.c - libmicrohttpd-based loopback HTTP server with a mutable route table;
+ * slow routes sleep in short steps and watch a stop flag so shutdown never hangs. */
+#include "lab/httpserver.h"
+
+#include "probes/util.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LAB_HTTP_STEP_MS 20
+#define LAB_HTTP_TRICKLE_MS 500
+#define LAB_HTTP_ENDLESS_BLOCK 4096
+
+enum { ROUTE_NONE = -1, ROUTE_STATIC = -2 }; /* otherwise a lab_http_special_t */
+
+typedef struct route_s {
+    struct route_s *next;
+    char *path;
+    int kind; /* ROUTE_NONE (404, only counted), ROUTE_STATIC or lab_http_special_t */
+    int status;
+    unsigned char *body;
+    size_t len;
+    char *content_type;
+    unsigned delay_ms;
+    unsigned hits;
+} route_t;
+
+struct lab_http_s {
+    struct MHD_Daemon *daemon;
+    int port;
+    atomic_int stopping;
+    pthread_mutex_t mu;
+    route_t *routes;
+};
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Sleeps up to ms in short steps; returns -1 as soon as the server is stopping. */
+static int nap(lab_http_t *h, unsigned ms)
+{
+    for (unsigned slept = 0; slept < ms; slept += LAB_HTTP_STEP_MS) {
+        if (atomic_load(&h->stopping))
+            return -1;
+        sleep_ms(ms - slept < LAB_HTTP_STEP_MS ? ms - slept : LAB_HTTP_STEP_MS);
+    }
+    return atomic_load(&h->stopping) ? -1 : 0;
+}
+
+/* Caller holds h->mu. Finds or creates the route for path. */
+static route_t *route_get(lab_http_t *h, const char *path)
+{
+    route_t *r;
+    for (r = h->routes; r != NULL; r = r->next)
+        if (strcmp(r->path, path) == 0)
+            return r;
+    r = fs_xcalloc(1, sizeof(*r));
+    r->path = fs_xstrdup(path);
+    r->kind = ROUTE_NONE;
+    r->next = h->routes;
+    h->routes = r;
+    return r;
+}
+
+static void route_clear(route_t *r)
+{
+    free(r->body);
+    free(r->content_type);
+    r->body = NULL;
+    r->content_type = NULL;
+    r->len = 0;
+}
+
+static ssize_t endless_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    lab_http_t *h = cls;
+    if (atomic_load(&h->stopping))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    memset(buf, 'x', max);
+    return (ssize_t)max;
+}
+
+static ssize_t trickle_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    lab_http_t *h = cls;
+    if (nap(h, LAB_HTTP_TRICKLE_MS) != 0 || max == 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    buf[0] = 'x';
+    return 1;
+}
+
+static enum MHD_Result queue_simple(struct MHD_Connection *c, int status, const void *body,
+                                    size_t len, const char *ctype)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    if (ctype != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    lab_http_t *h = cls;
+    static int first_call_marker;
+
+    /* First call: headers only. Count the request once, answer on the next call. */
+    if (*con_cls == NULL) {
+        pthread_mutex_lock(&h->mu);
+        route_get(h, url)->hits++;
+        pthread_mutex_unlock(&h->mu);
+        *con_cls = &first_call_marker;
+        return MHD_YES;
+    }
+    if (*upload_data_size != 0) { /* discard request bodies */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    pthread_mutex_lock(&h->mu);
+    route_t *r = route_get(h, url);
+    int kind = r->kind, status = r->status;
+    unsigned delay = r->delay_ms;
+    size_t len = r->len;
+    unsigned char *body = NULL;
+    char *ctype = r->content_type ? fs_xstrdup(r->content_type) : NULL;
+    if (kind == ROUTE_STATIC && len > 0) {
+        body = fs_xmalloc(len);
+        memcpy(body, r->body, len);
+    }
+    pthread_mutex_unlock(&h->mu);
+
+    enum MHD_Result ret = MHD_NO;
+    struct MHD_Response *resp;
+    switch (kind) {
+    case ROUTE_NONE:
+        ret = queue_simple(c, MHD_HTTP_NOT_FOUND, "not found\n", 10, "text/plain");
+        break;
+    case ROUTE_STATIC:
+        if (delay > 0 && nap(h, delay) != 0)
+            break;
+        ret = queue_simple(c, status, body, len, ctype);
+        break;
+    case LAB_HTTP_ENDLESS:
+    case LAB_HTTP_TRICKLE:
+        resp = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, kind == LAB_HTTP_ENDLESS ? LAB_HTTP_ENDLESS_BLOCK : 1,
+            kind == LAB_HTTP_ENDLESS ? endless_cb : trickle_cb, h, NULL);
+        if (resp == NULL)
+            break;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        break;
+    case LAB_HTTP_STALL:
+        /* Holding the handler keeps headers unsent; this connection has its own thread. */
+        while (nap(h, 1000) == 0)
+            ;
+        break;
+    case LAB_HTTP_RESET:
+    default:
+        break; /* MHD_NO: MHD drops the connection without a response */
+    }
+    free(body);
+    free(ctype);
+    return ret;
+}
+
+lab_http_t *lab_http_start(char err[256])
+{
+    lab_http_t *h = fs_xcalloc(1, sizeof(*h));
+    struct sockaddr_in sa;
+    const union MHD_DaemonInfo *info;
+    sigset_t all, old;
+
+    pthread_mutex_init(&h->mu, NULL);
+    atomic_init(&h->stopping, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = 0;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    /* MHD's threads inherit a fully blocked mask: signals stay with the embedding process. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+                                 NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
+                                 (struct sockaddr *)&sa, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (h->daemon == NULL) {
+        snprintf(err, 256, "lab http: MHD_start_daemon failed on 127.0.0.1");
+        goto fail;
+    }
+    info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (info == NULL || info->port == 0) {
+        snprintf(err, 256, "lab http: cannot read the bound port");
+        goto fail;
+    }
+    h->port = info->port;
+    return h;
+
+fail:
+    lab_http_stop(h);
+    return NULL;
+}
+
+int lab_http_port(const lab_http_t *h)
+{
+    return h->port;
+}
+
+void lab_http_stop(lab_http_t *h)
+{
+    if (h == NULL)
+        return;
+    atomic_store(&h->stopping, 1);
+    if (h->daemon != NULL)
+        MHD_stop_daemon(h->daemon);
+    while (h->routes != NULL) {
+        route_t *r = h->routes;
+        h->routes = r->next;
+        route_clear(r);
+        free(r->path);
+        free(r);
+    }
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+void lab_http_set(lab_http_t *h, const char *path, int status, const void *body, size_t len,
+                  const char *content_type)
+{
+    pthread_mutex_lock(&h->mu);
+    route_t *r = route_get(h, path);
+    route_clear(r);
+    r->kind = ROUTE_STATIC;
+    r->status = status;
+    if (len > 0) {
+        r->body = fs_xmalloc(len);
+        memcpy(r->body, body, len);
+    }
+    r->len = len;
+    r->content_type = content_type ? fs_xstrdup(content_type) : NULL;
+    pthread_mutex_unlock(&h->mu);
+}
+
+void lab_http_set_special(lab_http_t *h, const char *path, lab_http_special_t kind)
+{
+    pthread_mutex_lock(&h->mu);
+    route_t *r = route_get(h, path);
+    route_clear(r);
+    r->kind = (int)kind;
+    pthread_mutex_unlock(&h->mu);
+}
+
+void lab_http_set_delay_ms(lab_http_t *h, const char *path, unsigned ms)
+{
+    pthread_mutex_lock(&h->mu);
+    route_get(h, path)->delay_ms = ms;
+    pthread_mutex_unlock(&h->mu);
+}
+
+unsigned lab_http_hits(lab_http_t *h, const char *path)
+{
+    pthread_mutex_lock(&h->mu);
+    unsigned n = 0;
+    for (route_t *r = h->routes; r != NULL; r = r->next)
+        if (strcmp(r->path, path) == 0)
+            n = r->hits;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}

@@ -1,0 +1,42 @@
+/* httpserver.h - a loopback HTTP server for tests and the demo lab (CRL/AIA host, agent URLs):
+ * static routes set at runtime plus misbehaving routes (endless, trickle, stall, reset). */
+#ifndef LAB_HTTPSERVER_H
+#define LAB_HTTPSERVER_H
+
+#include <stddef.h>
+
+/* Behaviour of a route that does not serve a static body. */
+typedef enum lab_http_special_e {
+    LAB_HTTP_ENDLESS, /* 200, bytes forever, no Content-Length, until the client leaves */
+    LAB_HTTP_TRICKLE, /* 200, one byte every 500 ms forever */
+    LAB_HTTP_STALL,   /* reads the request, never sends headers; closes only at stop */
+    LAB_HTTP_RESET,   /* closes the connection without any response */
+    LAB_HTTP_SPECIAL_COUNT
+} lab_http_special_t;
+
+typedef struct lab_http_s lab_http_t;
+
+/* Starts a server on 127.0.0.1 with an ephemeral port, one thread per connection so a slow
+ * route never blocks another; its threads block all signals. Returns NULL and fills err on failure.
+ * Unknown paths answer 404. Every function below is thread-safe and may be called while requests
+ * are in flight. */
+lab_http_t *lab_http_start(char err[256]);
+/* The bound TCP port. */
+int lab_http_port(const lab_http_t *h);
+/* Stops the server and frees it; returns promptly even while slow routes are mid-response
+ * (they watch a stop flag). NULL is a no-op. */
+void lab_http_stop(lab_http_t *h);
+
+/* Serves `path` (exact match, query string ignored) with status and a copy of body[0..len).
+ * content_type may be NULL (no Content-Type header). Replaces any earlier route for path,
+ * special or not; its delay and hit count are kept. */
+void lab_http_set(lab_http_t *h, const char *path, int status, const void *body, size_t len,
+                  const char *content_type);
+/* Makes `path` misbehave as `kind`; replaces any earlier route for path. */
+void lab_http_set_special(lab_http_t *h, const char *path, lab_http_special_t kind);
+/* Delays the answer of a static route by ms (applied per request, before headers). */
+void lab_http_set_delay_ms(lab_http_t *h, const char *path, unsigned ms);
+/* Number of requests received for path (any method, including 404s) since start. */
+unsigned lab_http_hits(lab_http_t *h, const char *path);
+
+#endif

@@ -1,0 +1,958 @@
+/* revoke.c - revocation and AIA jobs over the fetcher: a cache of parsed CRLs and issuer
+ * certificates per (URL, network view) with LRU bounds, negative entries and single flight.
+ * One file because the cache only exists for these jobs and they only through it. */
+#include "probes/revoke.h"
+#include "probes/crl.h"
+#include "probes/fetch.h"
+#include "probes/util.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#define REV_GRACE_MS 100 /* a waiter's own deadline trails the fetch's, so curl reports first */
+#define SIG_MEMO 4
+
+const char *const rev_mode_names[REV_MODE_COUNT] = {"off", "soft_fail", "strict"};
+const char *const rev_scope_names[REV_SCOPE_COUNT] = {"leaf", "chain", "chain_exclude_root"};
+_Static_assert(FS_ARRAY_SIZE(rev_mode_names) == REV_MODE_COUNT, "rev_mode_names");
+_Static_assert(FS_ARRAY_SIZE(rev_scope_names) == REV_SCOPE_COUNT, "rev_scope_names");
+
+enum { KIND_CRL, KIND_AIA };
+/* Failure classes, ranked: a certificate reports its most advanced failure. */
+enum { FAIL_NONE, FAIL_UNREACHABLE, FAIL_INVALID, FAIL_EXPIRED };
+
+typedef struct ent_s ent_t;
+
+/* A cache entry: one URL in one network view, in flight or holding its last outcome. */
+struct ent_s {
+    ent_t *hnext;         /* hash chain */
+    ent_t *lprev, *lnext; /* LRU, completed entries only */
+    uint64_t hash;
+    char *key;
+    char *url;
+    int kind;
+    int fetching; /* a retrieval is in flight; never evicted */
+    int busy;     /* waiters are being told; never freed */
+    fetch_job_t *fetch;
+    rev_job_t *waiters;
+    rev_ctx_t *ctx;
+    /* outcome of the last retrieval */
+    int ok;
+    int fail;
+    char error[160];
+    long http_status;
+    size_t bytes;
+    int64_t expires_ms; /* host wall clock */
+    X509_CRL *crl;
+    int64_t this_update, next_update;
+    STACK_OF(X509) * certs;
+    EVP_PKEY *sig_good[SIG_MEMO], *sig_bad[SIG_MEMO]; /* issuer keys already tried */
+    unsigned nsig_good, nsig_bad;
+    size_t cost;
+};
+
+struct rev_ctx_s {
+    uv_loop_t *loop;
+    fetch_t *fetch;
+    rev_cache_limits_t lim;
+    ent_t **buckets;
+    size_t nbuckets;
+    ent_t *lru_head, *lru_tail;
+    rev_job_t *jobs;
+    rev_cache_stats_t stats;
+    int open; /* the fetcher and job timers not closed yet */
+    int dispatching;
+    int closing, torn_down;
+    void (*done)(void *arg);
+    void *done_arg;
+};
+
+struct rev_job_s {
+    rev_ctx_t *ctx;
+    rev_job_t *prev, *next; /* ctx->jobs, while linked */
+    int linked;
+    rev_job_t *wprev, *wnext; /* wait->waiters */
+    ent_t *wait;
+    rev_url_result_t *wslot;
+    uint64_t wait_start;
+    uv_timer_t timer; /* kick-off, then the deadline of the current wait */
+    int kind;
+    rev_policy_t pol; /* strings below are the job's copies */
+    char *proxy, *view;
+    fs_resolve_t resolve;
+    STACK_OF(X509) * chain;
+    X509 *cert; /* AIA: the certificate whose issuer is wanted */
+    int64_t at;
+    uint64_t deadline; /* uv_now() + budget */
+    int *plan;         /* depths to check, root down */
+    int nplan, pi;
+    crl_urls_t urls;
+    size_t ui;
+    int urls_loaded;
+    int cert_done; /* a usable CRL was found for plan[pi] */
+    int cert_fail;
+    char cert_msg[200];
+    int revoked;
+    char soft_msg[256];
+    STACK_OF(X509) * issuers;
+    rev_url_result_t scratch; /* results past REV_MAX_URLS */
+    rev_result_t r;
+    rev_cb cb;
+    rev_aia_cb aia_cb;
+    void *arg;
+};
+
+void rev_policy_defaults(rev_policy_t *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->mode = REV_STRICT;
+    p->scope = REV_SCOPE_CHAIN_EXCLUDE_ROOT;
+    p->aia_fetch = 1;
+    p->url_timeout_ms = 15000;
+    p->budget_ms = 20000;
+    p->max_bytes = (size_t)16 << 20;
+    p->crl_expiring_soon_s = 86400;
+}
+
+/* ---- cache -------------------------------------------------------------------------------- */
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static char *key_make(int kind, const char *url, const char *view)
+{
+    size_t n = strlen(url) + strlen(view) + 4;
+    char *k = fs_xmalloc(n);
+    snprintf(k, n, "%c%s\x1f%s", kind == KIND_CRL ? 'C' : 'A', url, view);
+    return k;
+}
+
+static void lru_unlink(rev_ctx_t *ctx, ent_t *e)
+{
+    if (e->lprev)
+        e->lprev->lnext = e->lnext;
+    else if (ctx->lru_head == e)
+        ctx->lru_head = e->lnext;
+    if (e->lnext)
+        e->lnext->lprev = e->lprev;
+    else if (ctx->lru_tail == e)
+        ctx->lru_tail = e->lprev;
+    e->lprev = e->lnext = NULL;
+}
+
+static void lru_push_front(rev_ctx_t *ctx, ent_t *e)
+{
+    e->lprev = NULL;
+    e->lnext = ctx->lru_head;
+    if (ctx->lru_head)
+        ctx->lru_head->lprev = e;
+    ctx->lru_head = e;
+    if (ctx->lru_tail == NULL)
+        ctx->lru_tail = e;
+}
+
+static void ent_clear_payload(ent_t *e)
+{
+    X509_CRL_free(e->crl);
+    e->crl = NULL;
+    sk_X509_pop_free(e->certs, X509_free);
+    e->certs = NULL;
+    for (unsigned i = 0; i < SIG_MEMO; i++) {
+        EVP_PKEY_free(e->sig_good[i]);
+        EVP_PKEY_free(e->sig_bad[i]);
+        e->sig_good[i] = e->sig_bad[i] = NULL;
+    }
+    e->nsig_good = e->nsig_bad = 0;
+}
+
+static void cache_grow(rev_ctx_t *ctx)
+{
+    size_t n = ctx->nbuckets * 2;
+    ent_t **b = fs_xcalloc(n, sizeof(*b));
+    for (size_t i = 0; i < ctx->nbuckets; i++) {
+        ent_t *e = ctx->buckets[i];
+        while (e) {
+            ent_t *next = e->hnext;
+            e->hnext = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(ctx->buckets);
+    ctx->buckets = b;
+    ctx->nbuckets = n;
+}
+
+static ent_t *cache_add(rev_ctx_t *ctx, int kind, const char *url, char *key, uint64_t hash)
+{
+    if (ctx->stats.entries + 1 > ctx->nbuckets)
+        cache_grow(ctx);
+    ent_t *e = fs_xcalloc(1, sizeof(*e));
+    e->ctx = ctx;
+    e->kind = kind;
+    e->key = key;
+    e->hash = hash;
+    e->url = fs_xstrdup(url);
+    e->hnext = ctx->buckets[hash & (ctx->nbuckets - 1)];
+    ctx->buckets[hash & (ctx->nbuckets - 1)] = e;
+    ctx->stats.entries++;
+    return e;
+}
+
+/* Frees e; it must be idle (no retrieval, no waiters, not being dispatched). */
+static void cache_remove(rev_ctx_t *ctx, ent_t *e)
+{
+    assert(!e->fetching && e->waiters == NULL && e->busy == 0);
+    ent_t **pp = &ctx->buckets[e->hash & (ctx->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    if (e->cost) {
+        lru_unlink(ctx, e);
+        ctx->stats.bytes -= e->cost;
+    }
+    ctx->stats.entries--;
+    ent_clear_payload(e);
+    free(e->key);
+    free(e->url);
+    free(e);
+}
+
+/* The entry for key, or NULL; drops a stale completed entry. */
+static ent_t *cache_lookup(rev_ctx_t *ctx, const char *key, uint64_t hash)
+{
+    ent_t *e = ctx->buckets[hash & (ctx->nbuckets - 1)];
+    while (e && (e->hash != hash || strcmp(e->key, key) != 0))
+        e = e->hnext;
+    if (e && !e->fetching && e->busy == 0 && fs_wall_ms() >= e->expires_ms) {
+        cache_remove(ctx, e);
+        return NULL;
+    }
+    return e;
+}
+
+static void cache_evict(rev_ctx_t *ctx)
+{
+    ent_t *e = ctx->lru_tail;
+    while (e && ctx->stats.bytes > ctx->lim.max_bytes_total) {
+        ent_t *prev = e->lprev;
+        if (e->busy == 0 && e->waiters == NULL && !e->fetching)
+            cache_remove(ctx, e);
+        e = prev;
+    }
+}
+
+/* Whether the CRL in e is signed by issuer's key, remembered per key. */
+static int ent_sig_ok(ent_t *e, X509 *issuer, char err[CRL_ERR_LEN])
+{
+    EVP_PKEY *k = X509_get0_pubkey(issuer);
+    if (k == NULL) {
+        ERR_clear_error();
+        snprintf(err, CRL_ERR_LEN, "the issuing CA has no usable public key");
+        return 0;
+    }
+    for (unsigned i = 0; i < SIG_MEMO; i++) {
+        if (e->sig_good[i] && EVP_PKEY_eq(e->sig_good[i], k) == 1)
+            return 1;
+        if (e->sig_bad[i] && EVP_PKEY_eq(e->sig_bad[i], k) == 1) {
+            snprintf(err, CRL_ERR_LEN, "bad CRL signature (not signed by the issuing CA's key)");
+            return 0;
+        }
+    }
+    int ok = crl_verify_signature(e->crl, k, err) == 0;
+    EVP_PKEY **slot =
+        ok ? &e->sig_good[e->nsig_good++ % SIG_MEMO] : &e->sig_bad[e->nsig_bad++ % SIG_MEMO];
+    EVP_PKEY_free(*slot);
+    *slot = EVP_PKEY_up_ref(k) ? k : NULL;
+    if (!ok)
+        snprintf(err, CRL_ERR_LEN, "bad CRL signature (not signed by the issuing CA's key)");
+    return ok;
+}
+
+/* ---- jobs --------------------------------------------------------------------------------- */
+
+static void job_run(rev_job_t *job);
+
+static void ctx_maybe_free(rev_ctx_t *ctx)
+{
+    if (ctx->torn_down && ctx->open == 0) {
+        void (*done)(void *) = ctx->done;
+        void *arg = ctx->done_arg;
+        free(ctx->buckets);
+        free(ctx);
+        if (done)
+            done(arg);
+    }
+}
+
+static void on_fetcher_closed(void *arg)
+{
+    rev_ctx_t *ctx = arg;
+    ctx->open--;
+    ctx_maybe_free(ctx);
+}
+
+static void ctx_maybe_teardown(rev_ctx_t *ctx)
+{
+    if (!ctx->closing || ctx->dispatching > 0 || ctx->torn_down)
+        return;
+    ctx->torn_down = 1;
+    for (size_t i = 0; i < ctx->nbuckets; i++) {
+        while (ctx->buckets[i]) {
+            ent_t *e = ctx->buckets[i];
+            e->fetching = 0; /* fetch_close below drops the retrieval without a callback */
+            e->fetch = NULL;
+            cache_remove(ctx, e);
+        }
+    }
+    fetch_close(ctx->fetch, on_fetcher_closed, ctx);
+}
+
+static void on_job_closed(uv_handle_t *h)
+{
+    rev_job_t *job = container_of((uv_timer_t *)h, rev_job_t, timer);
+    rev_ctx_t *ctx = job->ctx;
+    free(job);
+    ctx->open--;
+    ctx_maybe_free(ctx);
+}
+
+static void waiter_unlink(rev_job_t *job)
+{
+    ent_t *e = job->wait;
+    if (job->wprev)
+        job->wprev->wnext = job->wnext;
+    else
+        e->waiters = job->wnext;
+    if (job->wnext)
+        job->wnext->wprev = job->wprev;
+    job->wprev = job->wnext = NULL;
+    job->wait = NULL;
+}
+
+/* Leaves the entry it waits on; a retrieval nobody waits for any more is stopped. */
+static void job_leave_wait(rev_job_t *job)
+{
+    ent_t *e = job->wait;
+    if (e == NULL)
+        return;
+    waiter_unlink(job);
+    if (e->waiters == NULL && e->fetching && !job->ctx->closing) {
+        fetch_cancel(e->fetch);
+        e->fetch = NULL;
+        e->fetching = 0;
+        cache_remove(job->ctx, e);
+    }
+}
+
+static void job_unlink(rev_job_t *job)
+{
+    rev_ctx_t *ctx = job->ctx;
+    if (!job->linked)
+        return;
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        ctx->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    job->prev = job->next = NULL;
+    job->linked = 0;
+}
+
+/* Releases everything; the memory goes when the timer has closed. */
+static void job_release(rev_job_t *job)
+{
+    job_leave_wait(job);
+    job_unlink(job);
+    sk_X509_pop_free(job->chain, X509_free);
+    X509_free(job->cert);
+    sk_X509_pop_free(job->issuers, X509_free);
+    crl_urls_free(&job->urls);
+    fs_resolve_free(&job->resolve);
+    free(job->plan);
+    free(job->proxy);
+    free(job->view);
+    uv_close((uv_handle_t *)&job->timer, on_job_closed);
+}
+
+static void job_finish(rev_job_t *job)
+{
+    rev_ctx_t *ctx = job->ctx;
+    if (job->kind == KIND_CRL && job->r.cause == FS_CAUSE_NONE && job->soft_msg[0])
+        fs_strlcpy(job->r.message, job->soft_msg, sizeof(job->r.message));
+    uv_timer_stop(&job->timer);
+    job_leave_wait(job);
+    job_unlink(job); /* a rev_ctx_close() inside the callback must not see it */
+    ctx->dispatching++;
+    if (job->kind == KIND_CRL)
+        job->cb(job->arg, &job->r);
+    else
+        job->aia_cb(job->arg, job->issuers, &job->r);
+    ctx->dispatching--;
+    job_release(job);
+}
+
+static rev_url_result_t *slot_new(rev_job_t *job, const char *url, int kind, int depth)
+{
+    rev_url_result_t *u =
+        job->r.nurls < REV_MAX_URLS ? &job->r.urls[job->r.nurls++] : &job->scratch;
+    memset(u, 0, sizeof(*u));
+    fs_strlcpy(u->url, url, sizeof(u->url));
+    fs_strlcpy(u->kind, kind == KIND_CRL ? "crl" : "aia", sizeof(u->kind));
+    u->cert_depth = depth;
+    return u;
+}
+
+static void url_fail(rev_job_t *job, rev_url_result_t *u, int cls, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void url_fail(rev_job_t *job, rev_url_result_t *u, int cls, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(u->error, sizeof(u->error), fmt, ap);
+    va_end(ap);
+    u->ok = 0;
+    if (cls > job->cert_fail || job->cert_msg[0] == '\0') {
+        if (cls > job->cert_fail)
+            job->cert_fail = cls;
+        snprintf(job->cert_msg, sizeof(job->cert_msg), "%.80s: %.110s", u->url, u->error);
+    }
+}
+
+static void subject_str(X509 *x, char *buf, size_t n)
+{
+    const X509_NAME *name = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    const ASN1_STRING *s = i >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)) : NULL;
+    if (s)
+        snprintf(buf, n, "%.*s", ASN1_STRING_length(s), ASN1_STRING_get0_data(s));
+    else
+        X509_NAME_oneline(name, buf, (int)n);
+}
+
+static const char *reason_name(int r)
+{
+    static const char *const names[] = {
+        "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
+        "superseded",    "cessationOfOperation", "certificateHold", "value7",
+        "removeFromCRL", "privilegeWithdrawn",   "aACompromise",
+    };
+    return r >= 0 && r < (int)FS_ARRAY_SIZE(names) ? names[r] : "no reason given";
+}
+
+static X509 *issuer_of(rev_job_t *job, int depth)
+{
+    int n = sk_X509_num(job->chain);
+    return depth + 1 < n ? sk_X509_value(job->chain, depth + 1) : sk_X509_value(job->chain, depth);
+}
+
+/* Applies the CRL in e to the certificate at plan[pi]. */
+static void job_use_crl(rev_job_t *job, ent_t *e, rev_url_result_t *u)
+{
+    int depth = job->plan[job->pi];
+    X509 *cert = sk_X509_value(job->chain, depth), *issuer = issuer_of(job, depth);
+    char err[CRL_ERR_LEN], t1[32], t2[32];
+    u->http_status = e->http_status;
+    u->bytes = e->bytes;
+    u->this_update = e->this_update;
+    u->next_update = e->next_update;
+    if (!e->ok) {
+        url_fail(job, u, e->fail, "%s", e->error);
+        return;
+    }
+    if (e->bytes > job->pol.max_bytes) {
+        url_fail(job, u, FAIL_INVALID, "over size cap (%zu bytes > %zu)", e->bytes,
+                 job->pol.max_bytes);
+        return;
+    }
+    if (crl_check_issuer(e->crl, cert, issuer, err) != 0 || !ent_sig_ok(e, issuer, err)) {
+        url_fail(job, u, FAIL_INVALID, "%s", err);
+        return;
+    }
+    switch (crl_check_time(e->crl, job->at)) {
+    case CRL_TIME_EXPIRED:
+        url_fail(job, u, FAIL_EXPIRED,
+                 "CRL expired: nextUpdate %s is before the endpoint's time %s",
+                 fs_rfc3339(e->next_update, t1, sizeof(t1)), fs_rfc3339(job->at, t2, sizeof(t2)));
+        return;
+    case CRL_TIME_NOT_YET_VALID:
+        url_fail(job, u, FAIL_EXPIRED,
+                 "CRL not yet valid: thisUpdate %s is after the endpoint's time %s",
+                 fs_rfc3339(e->this_update, t1, sizeof(t1)), fs_rfc3339(job->at, t2, sizeof(t2)));
+        return;
+    case CRL_TIME_OK:
+        break;
+    }
+    u->ok = 1;
+    u->error[0] = '\0';
+    job->cert_done = 1;
+    int64_t when = 0;
+    int reason = -1;
+    if (crl_lookup_serial(e->crl, X509_get0_serialNumber(cert), &when, &reason) == 1) {
+        char subj[64];
+        subject_str(cert, subj, sizeof(subj));
+        job->revoked = 1;
+        job->r.cause = FS_CAUSE_CERT_REVOKED;
+        job->r.revoked_depth = depth;
+        job->r.revoked_at = when;
+        job->r.revoked_reason = reason;
+        snprintf(job->r.message, sizeof(job->r.message),
+                 "certificate \"%.60s\" (depth %d) revoked on %s (%s) per %.100s", subj, depth,
+                 fs_rfc3339(when, t1, sizeof(t1)), reason_name(reason), u->url);
+        return;
+    }
+    if (e->next_update && e->next_update - job->at < job->pol.crl_expiring_soon_s)
+        job->r.warnings |= FS_WARN_BIT(FS_WARN_CRL_EXPIRING_SOON);
+}
+
+/* Keeps the issuers of job->cert found in e. */
+static void job_use_aia(rev_job_t *job, ent_t *e, rev_url_result_t *u)
+{
+    u->http_status = e->http_status;
+    u->bytes = e->bytes;
+    if (!e->ok) {
+        url_fail(job, u, e->fail, "%s", e->error);
+        return;
+    }
+    if (e->bytes > job->pol.max_bytes) {
+        url_fail(job, u, FAIL_INVALID, "over size cap (%zu bytes > %zu)", e->bytes,
+                 job->pol.max_bytes);
+        return;
+    }
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    for (int i = 0; sk && i < sk_X509_num(e->certs); i++) {
+        X509 *c = sk_X509_value(e->certs, i);
+        if (X509_check_issued(c, job->cert) == X509_V_OK && X509_up_ref(c) && !sk_X509_push(sk, c))
+            X509_free(c);
+    }
+    ERR_clear_error();
+    if (sk == NULL || sk_X509_num(sk) == 0) {
+        sk_X509_free(sk);
+        url_fail(job, u, FAIL_INVALID, "the payload holds no issuer of this certificate");
+        return;
+    }
+    u->ok = 1;
+    job->issuers = sk;
+}
+
+static void job_use(rev_job_t *job, ent_t *e, rev_url_result_t *u)
+{
+    if (job->kind == KIND_CRL)
+        job_use_crl(job, e, u);
+    else
+        job_use_aia(job, e, u);
+}
+
+static void on_job_timer(uv_timer_t *t);
+static void on_ent_fetched(void *arg, const fetch_result_t *res);
+
+/* Works on URL `url`: answers it from the cache, joins a retrieval in flight or starts one.
+ * Returns 1 when the job now waits, 0 when the URL is settled (job->ui advanced). */
+static int job_step_url(rev_job_t *job, const char *url, int depth)
+{
+    rev_ctx_t *ctx = job->ctx;
+    rev_url_result_t *u = slot_new(job, url, job->kind, depth);
+    if (!crl_url_is_http(url)) {
+        const char *colon = strchr(url, ':');
+        int n = colon ? (int)(colon - url) : 0;
+        url_fail(job, u, FAIL_UNREACHABLE, "%.*s URL not retrieved (only http:// is fetched)",
+                 n > 10 ? 10 : n, url);
+        job->ui++;
+        return 0;
+    }
+    char *key = key_make(job->kind, url, job->view);
+    uint64_t hash = fnv1a(key);
+    ent_t *e = cache_lookup(ctx, key, hash);
+    if (e && !e->fetching) {
+        free(key);
+        ctx->stats.hits++;
+        lru_unlink(ctx, e);
+        lru_push_front(ctx, e);
+        u->from_cache = 1;
+        job_use(job, e, u);
+        job->ui++;
+        return 0;
+    }
+    uint64_t now = uv_now(ctx->loop);
+    if (now >= job->deadline) {
+        free(key);
+        url_fail(job, u, FAIL_UNREACHABLE, "not tried: the retrieval budget of %u ms is spent",
+                 job->pol.budget_ms);
+        job->ui++;
+        return 0;
+    }
+    uint64_t limit = job->deadline - now;
+    if (limit > job->pol.url_timeout_ms)
+        limit = job->pol.url_timeout_ms;
+    if (e == NULL) {
+        e = cache_add(ctx, job->kind, url, key, hash);
+        fetch_req_t req;
+        fetch_req_init(&req);
+        req.url = url;
+        req.timeout_ms = (uint32_t)limit;
+        req.max_bytes = job->pol.max_bytes;
+        req.proxy = job->proxy;
+        req.resolve = &job->resolve;
+        req.dns_override_only = job->pol.dns_override_only;
+        int rc = fetch_start(ctx->fetch, &req, on_ent_fetched, e, &e->fetch);
+        if (rc != 0) {
+            cache_remove(ctx, e);
+            url_fail(job, u, FAIL_UNREACHABLE, "could not start the retrieval: %s",
+                     uv_strerror(rc));
+            job->ui++;
+            return 0;
+        }
+        e->fetching = 1;
+        ctx->stats.fetches++;
+    } else {
+        free(key);
+        ctx->stats.joined++;
+    }
+    job->wait = e;
+    job->wslot = u;
+    job->wait_start = now;
+    job->wprev = NULL;
+    job->wnext = e->waiters;
+    if (e->waiters)
+        e->waiters->wprev = job;
+    e->waiters = job;
+    uv_timer_start(&job->timer, on_job_timer, limit + REV_GRACE_MS, 0);
+    return 1;
+}
+
+/* Settles plan[pi]: records its failure as a cause or a forgiven warning, moves on. */
+static void job_conclude_cert(rev_job_t *job)
+{
+    if (!job->cert_done && job->cert_fail != FAIL_NONE) {
+        static const fs_cause_t causes[] = {FS_CAUSE_NONE, FS_CAUSE_CRL_UNREACHABLE,
+                                            FS_CAUSE_CRL_INVALID, FS_CAUSE_CRL_EXPIRED};
+        static const char *const what[] = {"", "revocation server offline", "invalid CRL",
+                                           "stale CRL"};
+        int depth = job->plan[job->pi];
+        char subj[64];
+        subject_str(sk_X509_value(job->chain, depth), subj, sizeof(subj));
+        int forgiven = job->pol.mode == REV_SOFT_FAIL &&
+                       (job->cert_fail == FAIL_UNREACHABLE || job->cert_fail == FAIL_EXPIRED);
+        if (forgiven) {
+            job->r.warnings |= FS_WARN_BIT(FS_WARN_REVOCATION_SOFT_FAIL);
+            if (job->soft_msg[0] == '\0')
+                snprintf(job->soft_msg, sizeof(job->soft_msg),
+                         "%s for \"%.50s\" (ignored by the soft-fail policy): %.140s",
+                         what[job->cert_fail], subj, job->cert_msg);
+        } else if (job->r.cause == FS_CAUSE_NONE) {
+            job->r.cause = causes[job->cert_fail];
+            snprintf(job->r.message, sizeof(job->r.message), "%s for \"%.50s\": %.170s",
+                     what[job->cert_fail], subj, job->cert_msg);
+        }
+    }
+    crl_urls_free(&job->urls);
+    job->urls_loaded = 0;
+    job->cert_done = 0;
+    job->cert_fail = FAIL_NONE;
+    job->cert_msg[0] = '\0';
+    job->pi++;
+}
+
+static void job_run_check(rev_job_t *job)
+{
+    for (;;) {
+        if (job->revoked || job->pi >= job->nplan) {
+            job_finish(job);
+            return;
+        }
+        if (!job->urls_loaded) {
+            crl_cdp_urls(sk_X509_value(job->chain, job->plan[job->pi]), &job->urls);
+            job->urls_loaded = 1;
+            job->ui = 0;
+        }
+        if (job->cert_done || job->ui >= job->urls.n) {
+            job_conclude_cert(job);
+            continue;
+        }
+        if (job_step_url(job, job->urls.v[job->ui], job->plan[job->pi]))
+            return;
+    }
+}
+
+static void job_run_aia(rev_job_t *job)
+{
+    for (;;) {
+        if (!job->urls_loaded) {
+            crl_aia_issuer_urls(job->cert, &job->urls);
+            job->urls_loaded = 1;
+        }
+        if (job->issuers) {
+            char subj[64];
+            subject_str(job->cert, subj, sizeof(subj));
+            job->r.warnings |= FS_WARN_BIT(FS_WARN_AIA_FETCH_REQUIRED);
+            snprintf(job->r.message, sizeof(job->r.message),
+                     "issuer of \"%.60s\" fetched from %.150s", subj, job->urls.v[job->ui - 1]);
+            job_finish(job);
+            return;
+        }
+        if (job->ui >= job->urls.n) {
+            if (job->urls.n == 0)
+                snprintf(job->r.message, sizeof(job->r.message),
+                         "the certificate has no AIA caIssuers URL");
+            else
+                snprintf(job->r.message, sizeof(job->r.message), "no AIA URL gave the issuer: %s",
+                         job->cert_msg);
+            job_finish(job);
+            return;
+        }
+        if (job_step_url(job, job->urls.v[job->ui], 0))
+            return;
+    }
+}
+
+static void job_run(rev_job_t *job)
+{
+    if (job->kind == KIND_CRL)
+        job_run_check(job);
+    else
+        job_run_aia(job);
+}
+
+static void on_job_timer(uv_timer_t *t)
+{
+    rev_job_t *job = container_of(t, rev_job_t, timer);
+    rev_ctx_t *ctx = job->ctx;
+    ctx->dispatching++;
+    if (job->wait) {
+        rev_url_result_t *u = job->wslot;
+        uint32_t waited = (uint32_t)(uv_now(ctx->loop) - job->wait_start);
+        job_leave_wait(job);
+        url_fail(job, u, FAIL_UNREACHABLE, "timed out after %u ms", waited);
+        u->time_ms = waited;
+        job->ui++;
+    }
+    job_run(job);
+    ctx->dispatching--;
+    ctx_maybe_teardown(ctx);
+}
+
+/* Turns a retrieval into the entry's outcome. */
+static void ent_settle(ent_t *e, const fetch_result_t *res)
+{
+    rev_ctx_t *ctx = e->ctx;
+    char err[CRL_ERR_LEN];
+    e->http_status = res->http_status;
+    e->bytes = res->bytes;
+    e->ok = 0;
+    e->fail = FAIL_UNREACHABLE;
+    if (res->err == FETCH_ERR_TOO_BIG) {
+        e->fail = FAIL_INVALID;
+        snprintf(e->error, sizeof(e->error), "%s", res->error);
+    } else if (res->err != FETCH_OK) {
+        snprintf(e->error, sizeof(e->error), "%s", res->error);
+    } else if (res->http_status != 200) {
+        snprintf(e->error, sizeof(e->error), "HTTP %ld", res->http_status);
+    } else if (res->bytes == 0) {
+        snprintf(e->error, sizeof(e->error), "empty body (HTTP 200)");
+    } else if (e->kind == KIND_CRL) {
+        if (crl_parse(res->body, res->bytes, &e->crl, err) == 0) {
+            e->ok = 1;
+            crl_times(e->crl, &e->this_update, &e->next_update);
+        } else {
+            e->fail = FAIL_INVALID;
+            snprintf(e->error, sizeof(e->error), "unparsable CRL: %.140s", err);
+        }
+    } else {
+        if (crl_parse_certs(res->body, res->bytes, &e->certs, err) == 0) {
+            e->ok = 1;
+        } else {
+            e->fail = FAIL_INVALID;
+            snprintf(e->error, sizeof(e->error), "unusable AIA payload: %.130s", err);
+        }
+    }
+    if (e->ok)
+        e->error[0] = '\0';
+    int64_t now = fs_wall_ms(), max_age = ctx->lim.max_age_s * 1000;
+    int64_t neg =
+        (int64_t)REV_NEGATIVE_TTL_S * 1000 < max_age ? (int64_t)REV_NEGATIVE_TTL_S * 1000 : max_age;
+    e->expires_ms = now + (e->ok ? max_age : neg);
+    if (e->ok && e->kind == KIND_CRL && e->next_update) {
+        if (e->next_update * 1000 < e->expires_ms)
+            e->expires_ms = e->next_update * 1000;
+        if (e->expires_ms <= now) /* stale when published: ask again soon, not at once */
+            e->expires_ms = now + neg;
+    }
+    e->cost = sizeof(*e) + strlen(e->key) + strlen(e->url) + (e->ok ? e->bytes : 0);
+    ctx->stats.bytes += e->cost;
+    lru_push_front(ctx, e);
+}
+
+static void on_ent_fetched(void *arg, const fetch_result_t *res)
+{
+    ent_t *e = arg;
+    rev_ctx_t *ctx = e->ctx;
+    ctx->dispatching++;
+    e->fetch = NULL;
+    e->fetching = 0;
+    ent_settle(e, res);
+    e->busy++;
+    rev_job_t *job;
+    while ((job = e->waiters) != NULL) {
+        rev_url_result_t *u = job->wslot;
+        waiter_unlink(job);
+        uv_timer_stop(&job->timer);
+        u->time_ms = (uint32_t)(uv_now(ctx->loop) - job->wait_start);
+        job_use(job, e, u);
+        job->ui++;
+        job_run(job);
+    }
+    e->busy--;
+    cache_evict(ctx);
+    ctx->dispatching--;
+    ctx_maybe_teardown(ctx);
+}
+
+/* ---- public ------------------------------------------------------------------------------- */
+
+int rev_ctx_new(rev_ctx_t **out, uv_loop_t *loop, const rev_cache_limits_t *lim)
+{
+    rev_ctx_t *ctx = fs_xcalloc(1, sizeof(*ctx));
+    int rc = fetch_new(&ctx->fetch, loop);
+    if (rc != 0) {
+        free(ctx);
+        return rc;
+    }
+    ctx->loop = loop;
+    ctx->lim.max_age_s = 86400;
+    ctx->lim.max_bytes_total = (size_t)64 << 20;
+    if (lim) {
+        ctx->lim.max_age_s = lim->max_age_s >= 0 ? lim->max_age_s : 0;
+        ctx->lim.max_bytes_total = lim->max_bytes_total;
+    }
+    ctx->nbuckets = 64;
+    ctx->buckets = fs_xcalloc(ctx->nbuckets, sizeof(*ctx->buckets));
+    ctx->open = 1;
+    *out = ctx;
+    return 0;
+}
+
+void rev_ctx_close(rev_ctx_t *ctx, void (*done)(void *arg), void *arg)
+{
+    assert(!ctx->closing);
+    ctx->closing = 1;
+    ctx->done = done;
+    ctx->done_arg = arg;
+    ctx->dispatching++;
+    while (ctx->jobs)
+        job_release(ctx->jobs);
+    ctx->dispatching--;
+    ctx_maybe_teardown(ctx);
+}
+
+void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s)
+{
+    *s = ctx->stats;
+}
+
+static rev_job_t *job_new(rev_ctx_t *ctx, int kind, const rev_policy_t *p, void *arg)
+{
+    rev_job_t *job = fs_xcalloc(1, sizeof(*job));
+    char err[256];
+    job->ctx = ctx;
+    job->kind = kind;
+    job->arg = arg;
+    job->pol = *p;
+    job->proxy = p->proxy ? fs_xstrdup(p->proxy) : NULL;
+    job->view = fs_xstrdup(p->view ? p->view : "");
+    for (size_t i = 0; p->resolve && i < p->resolve->n; i++)
+        fs_resolve_add(&job->resolve, p->resolve->e[i].name, p->resolve->e[i].addr, err);
+    job->pol.proxy = job->proxy;
+    job->pol.view = job->view;
+    job->pol.resolve = &job->resolve;
+    if (job->pol.url_timeout_ms == 0)
+        job->pol.url_timeout_ms = 15000;
+    if (job->pol.budget_ms == 0)
+        job->pol.budget_ms = 20000;
+    if (job->pol.max_bytes == 0)
+        job->pol.max_bytes = (size_t)16 << 20;
+    job->deadline = uv_now(ctx->loop) + job->pol.budget_ms;
+    job->r.revoked_depth = -1;
+    job->r.revoked_reason = -1;
+    uv_timer_init(ctx->loop, &job->timer);
+    ctx->open++;
+    job->next = ctx->jobs;
+    if (ctx->jobs)
+        ctx->jobs->prev = job;
+    ctx->jobs = job;
+    job->linked = 1;
+    uv_timer_start(&job->timer, on_job_timer, 0, 0); /* never call back from inside start */
+    return job;
+}
+
+int rev_check_start(rev_ctx_t *ctx, rev_job_t **job, STACK_OF(X509) * chain, const rev_policy_t *p,
+                    int64_t at, rev_cb cb, void *arg)
+{
+    if (ctx == NULL || chain == NULL || p == NULL || cb == NULL || sk_X509_num(chain) <= 0)
+        return UV_EINVAL;
+    if (ctx->closing)
+        return UV_ECANCELED;
+    STACK_OF(X509) *copy = X509_chain_up_ref(chain);
+    if (copy == NULL)
+        return UV_ENOMEM;
+    rev_job_t *j = job_new(ctx, KIND_CRL, p, arg);
+    j->cb = cb;
+    j->chain = copy;
+    j->at = at;
+    int n = sk_X509_num(copy);
+    j->plan = fs_xcalloc((size_t)n, sizeof(*j->plan));
+    if (p->mode != REV_OFF) {
+        int top = p->scope == REV_SCOPE_LEAF ? 0 : n - 1;
+        for (int d = top; d >= 0; d--) {
+            X509 *x = sk_X509_value(copy, d);
+            if (d == n - 1) { /* the last cert: its issuer is only known when self-issued */
+                if (p->scope == REV_SCOPE_CHAIN_EXCLUDE_ROOT ||
+                    X509_check_issued(x, x) != X509_V_OK)
+                    continue;
+            }
+            j->plan[j->nplan++] = d;
+        }
+        ERR_clear_error();
+    }
+    if (job)
+        *job = j;
+    return 0;
+}
+
+int rev_aia_start(rev_ctx_t *ctx, rev_job_t **job, X509 *cert, const rev_policy_t *p, rev_aia_cb cb,
+                  void *arg)
+{
+    if (ctx == NULL || cert == NULL || p == NULL || cb == NULL)
+        return UV_EINVAL;
+    if (ctx->closing)
+        return UV_ECANCELED;
+    if (!X509_up_ref(cert))
+        return UV_ENOMEM;
+    rev_job_t *j = job_new(ctx, KIND_AIA, p, arg);
+    j->aia_cb = cb;
+    j->cert = cert;
+    if (job)
+        *job = j;
+    return 0;
+}
+
+void rev_job_cancel(rev_job_t *job)
+{
+    rev_ctx_t *ctx = job->ctx;
+    ctx->dispatching++;
+    job_release(job);
+    ctx->dispatching--;
+    ctx_maybe_teardown(ctx);
+}

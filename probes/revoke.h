@@ -1,0 +1,148 @@
+/* revoke.h - Windows-like revocation checking (CRLs from the certificates' CDP URLs) and AIA
+ * issuer retrieval over the fetcher, with a per (URL, network view) cache and single flight. */
+#ifndef FS_REVOKE_H
+#define FS_REVOKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+#include <uv.h>
+
+#include "probes/causes.h"
+#include "probes/url.h"
+
+/* Revocation policy of one endpoint group.
+ *
+ * mode: REV_OFF checks nothing. REV_STRICT fails the endpoint on any revocation problem.
+ *   REV_SOFT_FAIL forgives what Windows reports as CERT_TRUST_IS_OFFLINE_REVOCATION: an
+ *   unreachable CDP (crl_unreachable) and a CRL that is expired or not yet valid at the
+ *   endpoint's time with no fresh one at another URL (crl_expired). Both become the
+ *   revocation_soft_fail warning. A revoked certificate and an invalid CRL (unparsable, bad
+ *   signature, wrong issuer, over the cap) are never forgiven.
+ * scope, with the chain leaf first (depth 0) and its last certificate at depth n-1:
+ *   REV_SCOPE_LEAF: depth 0 only (Schannel END_CERT).
+ *   REV_SCOPE_CHAIN: every depth; the last certificate is checked only when it is self-issued
+ *   (a root: its CRL must then be signed by itself) and has a CDP, as Windows does (CHAIN).
+ *   REV_SCOPE_CHAIN_EXCLUDE_ROOT: depths 0..n-2 (CHAIN_EXCLUDE_ROOT).
+ *   Certificates are checked from the root down; a certificate without any CDP is skipped (no
+ *   cause, no warning), as is one whose issuer is not in the chain.
+ * For each certificate its CDP URLs are tried in order until one gives a usable CRL (parsed,
+ * issued and signed by the certificate's issuer, valid at `at`). Only http:// is retrieved:
+ * ldap://, file:// and other URLs count as unreachable, as an offline ldap CDP does on Windows.
+ * When every URL fails, the certificate's failure is the most advanced one seen: crl_expired
+ * (an authentic but stale CRL) over crl_invalid over crl_unreachable. The result's cause is
+ * cert_revoked if any certificate is listed (checking stops there), else the failure of the
+ * first certificate (root down) that the mode does not forgive. */
+typedef enum { REV_OFF, REV_SOFT_FAIL, REV_STRICT, REV_MODE_COUNT } rev_mode_t;
+typedef enum {
+    REV_SCOPE_LEAF,
+    REV_SCOPE_CHAIN,
+    REV_SCOPE_CHAIN_EXCLUDE_ROOT,
+    REV_SCOPE_COUNT
+} rev_scope_t;
+extern const char *const rev_mode_names[REV_MODE_COUNT];   /* "off", "soft_fail", "strict" */
+extern const char *const rev_scope_names[REV_SCOPE_COUNT]; /* "leaf", "chain", ... */
+
+typedef struct rev_policy_s {
+    rev_mode_t mode;
+    rev_scope_t scope;
+    int aia_fetch; /* for the caller (chain building); rev_aia_start does not look at it */
+    uint32_t url_timeout_ms;     /* per URL, default 15000 */
+    uint32_t budget_ms;          /* cumulative per check, default 20000 */
+    size_t max_bytes;            /* per body, default 16 MiB */
+    int64_t crl_expiring_soon_s; /* warning window, default 86400 */
+    const fs_resolve_t *resolve; /* DNS overrides, may be NULL */
+    const char *proxy;           /* HTTP proxy URL or NULL */
+    const char *view;            /* network-view key: the cache is per (url, view); NULL = "" */
+    int dns_override_only;       /* tests: never query system DNS */
+} rev_policy_t;
+
+/* Defaults: strict, chain_exclude_root (Windows' usual scope), aia_fetch on, the values above. */
+void rev_policy_defaults(rev_policy_t *p);
+
+/* Cache bounds. An entry is fresh until min(nextUpdate, fetch time + max_age_s) by the host's
+ * clock (AIA entries: fetch time + max_age_s). A failed retrieval (unreachable, HTTP error,
+ * invalid payload) and a CRL already past nextUpdate when fetched are kept REV_NEGATIVE_TTL_S
+ * seconds, so a fleet does not hammer a dead or stale CDP. Beyond max_bytes_total (entries
+ * are charged the size of their body plus bookkeeping) the least recently used entries go.
+ * A cached CRL that is stale at a skewed or forecast `at` but fresh by the host's clock is
+ * used as is (crl_expired), not refetched: the CDP served it recently. */
+#define REV_NEGATIVE_TTL_S 30
+typedef struct rev_cache_limits_s {
+    int64_t max_age_s;      /* default 86400 */
+    size_t max_bytes_total; /* default 64 MiB */
+} rev_cache_limits_t;
+
+typedef struct rev_ctx_s
+    rev_ctx_t; /* one per loop: fetcher + CRL cache + AIA cache + single flight */
+
+/* Creates a context on loop. lim NULL: defaults. Returns 0 or a negative UV_E* code. */
+int rev_ctx_new(rev_ctx_t **out, uv_loop_t *loop, const rev_cache_limits_t *lim);
+/* Cancels every job (no callback fires), stops retrievals, frees the cache; done (may be NULL)
+ * runs after the last handle closed. May be called from inside a rev callback. */
+void rev_ctx_close(rev_ctx_t *ctx, void (*done)(void *arg), void *arg);
+
+typedef struct rev_cache_stats_s {
+    size_t entries;   /* cached and in-flight URLs */
+    size_t bytes;     /* charged bytes of cached entries */
+    uint64_t fetches; /* retrievals started since creation */
+    uint64_t hits;    /* URL lookups answered from the cache */
+    uint64_t joined;  /* URL lookups that waited on another job's retrieval */
+} rev_cache_stats_t;
+void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s);
+
+typedef struct rev_url_result_s {
+    char url[512];
+    char kind[4];   /* "crl" | "aia" */
+    int cert_depth; /* which cert of the chain (0 = leaf; AIA: 0) */
+    int ok;         /* a usable CRL / an issuer certificate came from this URL */
+    int from_cache; /* answered from the cache (a joined in-flight retrieval is not) */
+    long http_status;
+    size_t bytes;
+    uint32_t time_ms;                 /* retrieval or wait time; 0 from the cache */
+    int64_t this_update, next_update; /* 0 if unknown */
+    char error[160];                  /* "" when ok */
+} rev_url_result_t;
+
+#define REV_MAX_URLS 16 /* further URLs are still tried, not reported */
+typedef struct rev_result_s {
+    fs_cause_t cause;  /* NONE, CERT_REVOKED, CRL_UNREACHABLE, CRL_EXPIRED or CRL_INVALID */
+    uint32_t warnings; /* FS_WARN_BIT: REVOCATION_SOFT_FAIL, CRL_EXPIRING_SOON (a CRL in use
+                          reaches nextUpdate within crl_expiring_soon_s of at),
+                          AIA_FETCH_REQUIRED (rev_aia_start success) */
+    char message[256]; /* what happened, in words; "" when nothing to say */
+    int revoked_depth; /* when cert_revoked; else -1 */
+    int64_t revoked_at;
+    int revoked_reason; /* CRLReason code, -1 when the entry has none */
+    rev_url_result_t urls[REV_MAX_URLS];
+    size_t nurls;
+} rev_result_t;
+
+typedef struct rev_job_s rev_job_t;
+/* r is valid during the callback only; the job is freed after it returns. */
+typedef void (*rev_cb)(void *arg, const rev_result_t *r);
+
+/* chain: verified chain, leaf first, root last (as X509_STORE_CTX_get1_chain gives); the job
+ * takes its own references. at: endpoint time (seconds). p is copied (strings and the resolve
+ * map too). Returns 0 and calls cb exactly once later, or <0 synchronously (UV_EINVAL: empty
+ * chain or NULL argument; UV_ECANCELED: the context is closing). *job may be NULL. */
+int rev_check_start(rev_ctx_t *ctx, rev_job_t **job, STACK_OF(X509) * chain, const rev_policy_t *p,
+                    int64_t at, rev_cb cb, void *arg);
+
+/* issuers: the certificates from the first AIA URL that yields one issuing cert (name and key
+ * identifier match, X509_check_issued), NULL on failure; borrowed during cb (up-ref to keep).
+ * r: URL results and a message; cause is always NONE (the caller decides what a missing issuer
+ * means); warnings has AIA_FETCH_REQUIRED on success. */
+typedef void (*rev_aia_cb)(void *arg, STACK_OF(X509) * issuers, const rev_result_t *r);
+
+/* Fetches the issuer(s) of cert from its AIA caIssuers URLs (cached per url+view; payloads:
+ * DER or PEM certificate, PKCS#7 bundle). Same contract as rev_check_start. */
+int rev_aia_start(rev_ctx_t *ctx, rev_job_t **job, X509 *cert, const rev_policy_t *p, rev_aia_cb cb,
+                  void *arg);
+
+/* The callback of job is never called after this; a retrieval shared with other jobs goes on
+ * for them (one nobody waits for any more is stopped). Only before the callback started. */
+void rev_job_cancel(rev_job_t *job);
+
+#endif

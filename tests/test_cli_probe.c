@@ -1,0 +1,230 @@
+/* test_cli_probe.c - `fleetscan probe` end to end: the real binary against the lab's loopback
+ * servers, asserting the JSON verdict, the human report and the exit status. */
+#include "lab/scenarios.h"
+#include "probes/util.h"
+#include "tests/test.h"
+
+#include <cjson/cJSON.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static lab_t lab;
+static char root[600];
+
+/* Runs the binary with args; returns its exit status and its stdout in *out (malloc'd). */
+static int run(const char *args, char **out)
+{
+    char cmd[4096];
+    const char *bin = getenv("FLEETSCAN_BIN");
+    ASSERT(bin != NULL);
+    snprintf(cmd, sizeof(cmd), "%s %s 2>/tmp/fleetscan-cli-stderr-%d", bin, args, (int)getpid());
+    FILE *p = popen(cmd, "r");
+    ASSERT(p != NULL);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (len + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *err_output(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/fleetscan-cli-stderr-%d", (int)getpid());
+    FILE *f = fopen(path, "r");
+    static char buf[4096];
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+static cJSON *probe_json(lab_scenario_t sc, const char *path, const char *extra, int want_exit)
+{
+    char url[512], args[2048];
+    if (sc == LAB_SC_PLAIN_HTTP) /* an agent speaking TLS to a plain HTTP port */
+        snprintf(url, sizeof(url), "https://%s:%d", LAB_HOST, lab_port(&lab, sc));
+    else
+        lab_url(&lab, sc, path, url, sizeof(url));
+    snprintf(args, sizeof(args),
+             "probe %s --json --ca %s --resolve %s:127.0.0.1 --resolve %s:127.0.0.1 "
+             "--dns-override-only --timeout 4000 %s",
+             url, root, LAB_HOST, LAB_CRL_HOST, extra ? extra : "");
+    char *out;
+    int rc = run(args, &out);
+    if (rc != want_exit)
+        fprintf(stderr, "exit %d (want %d) for %s\n%s\n%s\n", rc, want_exit, args, out,
+                err_output());
+    ASSERT_EQ(rc, want_exit);
+    cJSON *j = cJSON_Parse(out);
+    if (j == NULL)
+        fprintf(stderr, "not JSON: %s\n", out);
+    ASSERT(j != NULL);
+    free(out);
+    return j;
+}
+
+static void expect_cause(lab_scenario_t sc, const char *extra, const char *cause)
+{
+    cJSON *j = probe_json(sc, NULL, extra, cause ? 1 : 0);
+    cJSON *c = cJSON_GetObjectItem(j, "cause");
+    fprintf(stderr, "   %-14s %s\n", lab_scenario_names[sc], cJSON_IsString(c) ? c->valuestring : "online");
+    if (cause == NULL) {
+        ASSERT(cJSON_IsNull(c));
+        ASSERT_STREQ(cJSON_GetObjectItem(j, "state")->valuestring, "online");
+    } else {
+        ASSERT(cJSON_IsString(c));
+        ASSERT_STREQ(c->valuestring, cause);
+        ASSERT_STREQ(cJSON_GetObjectItem(j, "state")->valuestring, "offline");
+        ASSERT(cJSON_IsString(cJSON_GetObjectItem(j, "remediation")));
+    }
+    ASSERT(cJSON_IsObject(cJSON_GetObjectItem(j, "timings_ms")));
+    ASSERT(cJSON_IsArray(cJSON_GetObjectItem(j, "warnings")));
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(j, "message")));
+    cJSON_Delete(j);
+}
+
+static int has_warning(cJSON *j, const char *w)
+{
+    cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "warnings"))
+    {
+        if (strcmp(it->valuestring, w) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void test_causes(void)
+{
+    expect_cause(LAB_SC_GOOD, NULL, NULL);
+    expect_cause(LAB_SC_LEAF_ONLY, "--revocation off", "missing_intermediate");
+    expect_cause(LAB_SC_ROGUE, NULL, "untrusted_ca");
+    expect_cause(LAB_SC_EXPIRED, NULL, "cert_expired");
+    expect_cause(LAB_SC_NOTYET, NULL, "cert_not_yet_valid");
+    expect_cause(LAB_SC_WRONGHOST, NULL, "hostname_mismatch");
+    expect_cause(LAB_SC_GOOD, "--expect-thumbprint 00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33",
+                 "thumbprint_mismatch");
+    expect_cause(LAB_SC_NOSNI, "--no-sni", "hostname_mismatch");
+    expect_cause(LAB_SC_GOOD, "--clock-skew -259200", "cert_not_yet_valid");
+    expect_cause(LAB_SC_PLAIN_HTTP, NULL, "tls_handshake_failed");
+    expect_cause(LAB_SC_GARBAGE, NULL, "tls_handshake_failed");
+    expect_cause(LAB_SC_RESET, NULL, "connection_closed");
+    expect_cause(LAB_SC_CLOSE, NULL, "connection_closed");
+    expect_cause(LAB_SC_STALL, "--timeout 500", "probe_timeout");
+    expect_cause(LAB_SC_REVOKED, "--revocation strict", "cert_revoked");
+    if (lab_port(&lab, LAB_SC_TLS10)) {
+        expect_cause(LAB_SC_TLS10, NULL, "tls_handshake_failed");
+        cJSON *j = probe_json(LAB_SC_TLS10, NULL, "--tls-min 1.0", 0);
+        ASSERT(has_warning(j, "weak_protocol"));
+        cJSON_Delete(j);
+    }
+    cJSON *j = probe_json(LAB_SC_SHA1, NULL, NULL, 0);
+    ASSERT(has_warning(j, "weak_signature"));
+    cJSON_Delete(j);
+    j = probe_json(LAB_SC_EXPIRING, NULL, NULL, 0);
+    ASSERT(has_warning(j, "cert_expiring_soon"));
+    cJSON_Delete(j);
+    j = probe_json(LAB_SC_HTTP500, "/agent", NULL, 1);
+    ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "http_error");
+    ASSERT_EQ(cJSON_GetObjectItem(j, "http_status")->valueint, 500);
+    cJSON_Delete(j);
+    j = probe_json(LAB_SC_LEAF_ONLY, NULL, "--aia-fetch", 0);
+    ASSERT(has_warning(j, "aia_fetch_required"));
+    cJSON_Delete(j);
+}
+
+static void test_chain_and_retrievals(void)
+{
+    /* The expired chain is reported in full: certificate facts survive failure. */
+    cJSON *j = probe_json(LAB_SC_EXPIRED, NULL, NULL, 1);
+    cJSON *chain = cJSON_GetObjectItem(j, "chain");
+    ASSERT_EQ(cJSON_GetArraySize(chain), 2);
+    cJSON *leaf = cJSON_GetArrayItem(chain, 0);
+    const char *keys[] = {"subject", "issuer", "serial", "not_before", "not_after",
+                          "sha1_thumbprint", "sha256", "sans", "cdp", "aia"};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(keys); i++)
+        ASSERT(cJSON_GetObjectItem(leaf, keys[i]) != NULL);
+    ASSERT_EQ(strlen(cJSON_GetObjectItem(leaf, "sha1_thumbprint")->valuestring), 40);
+    cJSON_Delete(j);
+
+    j = probe_json(LAB_SC_GOOD, NULL, "--revocation strict", 0);
+    cJSON *rt = cJSON_GetObjectItem(j, "retrievals");
+    /* Checked from the root down: the intermediate's CRL (root.crl), then the leaf's. */
+    ASSERT_EQ(cJSON_GetArraySize(rt), 2);
+    ASSERT_CONTAINS(cJSON_GetObjectItem(cJSON_GetArrayItem(rt, 0), "url")->valuestring,
+                    "/root.crl");
+    cJSON *r1 = cJSON_GetArrayItem(rt, 1);
+    ASSERT_CONTAINS(cJSON_GetObjectItem(r1, "url")->valuestring, "/inter.crl");
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(r1, "ok")));
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(r1, "next_update")));
+    cJSON_Delete(j);
+}
+
+static void test_text_report(void)
+{
+    char url[512], args[2048], *out;
+    lab_url(&lab, LAB_SC_EXPIRED, NULL, url, sizeof(url));
+    snprintf(args, sizeof(args), "probe %s --ca %s --resolve %s:127.0.0.1 --resolve %s:127.0.0.1",
+             url, root, LAB_HOST, LAB_CRL_HOST);
+    ASSERT_EQ(run(args, &out), 1);
+    ASSERT_CONTAINS(out, "Verdict: OFFLINE");
+    ASSERT_CONTAINS(out, "Cause:   cert_expired");
+    ASSERT_CONTAINS(out, "Cert Hash(sha1):");
+    ASSERT_CONTAINS(out, "Remediation:");
+    free(out);
+}
+
+static void test_usage_errors(void)
+{
+    const char *bad[] = {
+        "probe",
+        "probe ftp://x",
+        "probe https://ns.lab.test --tls-min 1.4",
+        "probe https://ns.lab.test --timeout abc",
+        "probe https://ns.lab.test --revocation sometimes",
+        "probe https://ns.lab.test --resolve nocolon",
+        "probe https://ns.lab.test --resolve ns.lab.test:not-an-ip",
+        "probe https://ns.lab.test --expect-thumbprint xyz",
+        "probe https://ns.lab.test --bogus",
+        "probe https://ns.lab.test --ca /nonexistent.pem",
+        "probe https://ns.lab.test:99999",
+        "probe https://ns.lab.test --tls-min 1.3 --tls-max 1.2",
+        "probe https://ns.lab.test --timeout",
+        "nosuchcommand",
+    };
+    for (size_t i = 0; i < FS_ARRAY_SIZE(bad); i++) {
+        char *out;
+        int rc = run(bad[i], &out);
+        const char *e = err_output();
+        if (rc != 2 || strstr(e, "fleetscan") == NULL)
+            fprintf(stderr, "'%s' -> exit %d, stderr: %s\n", bad[i], rc, e);
+        ASSERT_EQ(rc, 2);
+        ASSERT_CONTAINS(e, "fleetscan");
+        free(out);
+    }
+}
+
+int main(void)
+{
+    char err[256];
+    ASSERT(lab_start(&lab, err) == 0);
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    RUN(test_causes);
+    RUN(test_chain_and_retrievals);
+    RUN(test_text_report);
+    RUN(test_usage_errors);
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/fleetscan-cli-stderr-%d", (int)getpid());
+    unlink(path);
+    lab_stop(&lab);
+    return 0;
+}

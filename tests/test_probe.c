@@ -1,0 +1,313 @@
+/* test_probe.c - the libuv probe against real loopback scenario servers: every cause and
+ * warning of the TLS probe, asserted through the engine API, many probes at once. */
+#include "lab/scenarios.h"
+#include "probes/probe.h"
+#include "probes/revoke.h"
+#include "probes/util.h"
+#include "tests/test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static lab_t lab;
+static uv_loop_t loop;
+static tlsc_ctx_t *ctx, *ctx_legacy_ok; /* root trusted, TLS >= 1.2 / >= 1.0 */
+static fs_resolve_t resolve;
+static rev_ctx_t *rev;
+
+typedef struct outcome_s {
+    const char *name;
+    fs_url_t url;
+    probe_opts_t o;
+    rev_policy_t pol;
+    int done, online, cancelled, http_status, plain_http, chain_n, tls_version;
+    fs_cause_t cause;
+    uint32_t warnings;
+    char message[320];
+    char leaf_subject[200];
+    size_t nurls;
+    probe_t *probe;
+} outcome_t;
+
+static void on_done(probe_t *p, probe_result_t *r, void *arg)
+{
+    (void)p;
+    outcome_t *oc = arg;
+    oc->done++;
+    oc->online = r->online;
+    oc->cancelled = r->cancelled;
+    oc->cause = r->cause;
+    oc->warnings = r->warnings;
+    oc->http_status = r->http_status;
+    oc->plain_http = r->plain_http;
+    oc->chain_n = (int)r->chain.n;
+    oc->tls_version = r->tls_version;
+    oc->nurls = r->rev.nurls;
+    fs_strlcpy(oc->message, r->message, sizeof(oc->message));
+    if (r->chain.n > 0)
+        fs_strlcpy(oc->leaf_subject, r->chain.certs[0].subject, sizeof(oc->leaf_subject));
+    fprintf(stderr, "   %-22s %-8s %-22s %s\n", oc->name, r->online ? "online" : "offline",
+            r->online ? "" : fs_cause_id(r->cause), r->message);
+}
+
+static outcome_t *mk(const char *name, lab_scenario_t sc, const char *path)
+{
+    outcome_t *oc = fs_xcalloc(1, sizeof(*oc));
+    char buf[512], err[256];
+    oc->name = name;
+    lab_url(&lab, sc, path, buf, sizeof(buf));
+    ASSERT(fs_url_parse(&oc->url, buf, err) == 0);
+    probe_opts_defaults(&oc->o);
+    oc->o.url = &oc->url;
+    oc->o.tls = ctx;
+    oc->o.resolve = &resolve;
+    oc->o.dns_override_only = 1;
+    oc->o.tls_timeout_ms = 1500;
+    oc->o.request_timeout_ms = 1500;
+    rev_policy_defaults(&oc->pol);
+    oc->pol.mode = REV_OFF;
+    oc->pol.aia_fetch = 0;
+    oc->pol.resolve = &resolve;
+    oc->pol.dns_override_only = 1;
+    oc->pol.view = "test";
+    oc->o.rev = rev;
+    oc->o.rev_policy = &oc->pol;
+    return oc;
+}
+
+static void go(outcome_t *oc)
+{
+    ASSERT_EQ(probe_start(&oc->probe, &loop, &oc->o, on_done, oc), 0);
+}
+
+static void expect(outcome_t *oc, int online, fs_cause_t cause)
+{
+    ASSERT_EQ(oc->done, 1);
+    if (oc->online != online || (!online && oc->cause != cause)) {
+        fprintf(stderr, "%s: expected %s/%s, got %s/%s (%s)\n", oc->name,
+                online ? "online" : "offline", fs_cause_id(cause),
+                oc->online ? "online" : "offline", fs_cause_id(oc->cause), oc->message);
+        abort();
+    }
+}
+
+/* A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
+ * never completes (a connect timeout on loopback, without leaving 127.0.0.1). */
+static int full_listener(int *fds, int *port)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    ASSERT(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0);
+    ASSERT(listen(l, 0) == 0);
+    ASSERT(getsockname(l, (struct sockaddr *)&a, &len) == 0);
+    *port = ntohs(a.sin_port);
+    fds[0] = l;
+    for (int i = 1; i < 4; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fds[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    usleep(100000);
+    return l;
+}
+
+static void test_scenarios(void)
+{
+    outcome_t *good = mk("good", LAB_SC_GOOD, NULL);
+    outcome_t *good_get = mk("good GET", LAB_SC_GOOD, "/Altiris/NS/Agent/GetClientPolicies.aspx");
+    outcome_t *leaf_only = mk("leaf-only", LAB_SC_LEAF_ONLY, NULL);
+    outcome_t *expired = mk("expired", LAB_SC_EXPIRED, NULL);
+    outcome_t *notyet = mk("not-yet-valid", LAB_SC_NOTYET, NULL);
+    outcome_t *wrong = mk("wrong-host", LAB_SC_WRONGHOST, NULL);
+    outcome_t *rogue = mk("rogue-root", LAB_SC_ROGUE, NULL);
+    outcome_t *sha1 = mk("sha1", LAB_SC_SHA1, NULL);
+    outcome_t *expiring = mk("expiring", LAB_SC_EXPIRING, NULL);
+    outcome_t *h500 = mk("http-500", LAB_SC_HTTP500, "/agent");
+    outcome_t *sni_on = mk("sni on", LAB_SC_NOSNI, NULL);
+    outcome_t *sni_off = mk("sni off", LAB_SC_NOSNI, NULL);
+    sni_off->o.sni = 0;
+    outcome_t *plain = mk("plain-http on https", LAB_SC_PLAIN_HTTP, NULL);
+    char buf[512], err[256];
+    snprintf(buf, sizeof(buf), "https://%s:%d", LAB_HOST, lab_port(&lab, LAB_SC_PLAIN_HTTP));
+    ASSERT(fs_url_parse(&plain->url, buf, err) == 0);
+    outcome_t *plain_ok = mk("plain-http GET", LAB_SC_PLAIN_HTTP, "/agent");
+    outcome_t *stall = mk("stall", LAB_SC_STALL, NULL);
+    stall->o.tls_timeout_ms = 300;
+    outcome_t *garbage = mk("garbage", LAB_SC_GARBAGE, NULL);
+    outcome_t *reset = mk("reset", LAB_SC_RESET, NULL);
+    outcome_t *closed = mk("close", LAB_SC_CLOSE, NULL);
+    outcome_t *refused = mk("refused", LAB_SC_GOOD, NULL);
+    refused->url.port = lab.closed_port;
+    outcome_t *dns = mk("dns", LAB_SC_GOOD, NULL);
+    fs_strlcpy(dns->url.host, "unknown.lab.test", sizeof(dns->url.host));
+    outcome_t *thumb = mk("thumbprint", LAB_SC_GOOD, NULL);
+    thumb->o.expect_thumbprint = "0000000000000000000000000000000000000000";
+    outcome_t *skew = mk("clock -3d", LAB_SC_GOOD, NULL);
+    skew->o.clock_skew_s = -3 * 86400;
+    outcome_t *deadline = mk("deadline", LAB_SC_STALL, "/x");
+    deadline->o.total_timeout_ms = 250;
+    int fds[4], port;
+    full_listener(fds, &port);
+    outcome_t *ctimeout = mk("connect timeout", LAB_SC_GOOD, NULL);
+    ctimeout->url.port = port;
+    ctimeout->o.connect_timeout_ms = 300;
+    outcome_t *tls10 = NULL, *tls10_refused = NULL;
+    if (lab_port(&lab, LAB_SC_TLS10)) {
+        tls10 = mk("tls10 allowed", LAB_SC_TLS10, NULL);
+        tls10->o.tls = ctx_legacy_ok;
+        tls10_refused = mk("tls10 refused", LAB_SC_TLS10, NULL);
+    }
+    outcome_t *all[] = {good,   good_get, leaf_only, expired, notyet,   wrong,    rogue,
+                        sha1,   expiring, h500,      sni_on,  sni_off,  plain,    plain_ok,
+                        stall,  garbage,  reset,     closed,  refused,  dns,      thumb,
+                        skew,   deadline, ctimeout,  tls10,   tls10_refused};
+    size_t n = FS_ARRAY_SIZE(all) - (tls10 ? 0 : 2);
+    for (size_t i = 0; i < n; i++)
+        go(all[i]);
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+    expect(good, 1, 0);
+    ASSERT_EQ(good->chain_n, 2);
+    ASSERT_EQ(good->tls_version, TLS1_3_VERSION);
+    expect(good_get, 1, 0);
+    ASSERT_EQ(good_get->http_status, 200);
+    expect(leaf_only, 0, FS_CAUSE_MISSING_INTERMEDIATE);
+    expect(expired, 0, FS_CAUSE_CERT_EXPIRED);
+    /* Certificate facts survive failure: the expired chain is still captured. */
+    ASSERT_EQ(expired->chain_n, 2);
+    ASSERT_CONTAINS(expired->leaf_subject, "ns.lab.test");
+    expect(notyet, 0, FS_CAUSE_CERT_NOT_YET_VALID);
+    expect(wrong, 0, FS_CAUSE_HOSTNAME_MISMATCH);
+    expect(rogue, 0, FS_CAUSE_UNTRUSTED_CA);
+    expect(sha1, 1, 0);
+    ASSERT(sha1->warnings & FS_WARN_BIT(FS_WARN_WEAK_SIGNATURE));
+    expect(expiring, 1, 0);
+    ASSERT(expiring->warnings & FS_WARN_BIT(FS_WARN_CERT_EXPIRING_SOON));
+    ASSERT(!(good->warnings & FS_WARN_BIT(FS_WARN_CERT_EXPIRING_SOON)));
+    expect(h500, 0, FS_CAUSE_HTTP_ERROR);
+    ASSERT_EQ(h500->http_status, 500);
+    expect(sni_on, 1, 0);
+    expect(sni_off, 0, FS_CAUSE_HOSTNAME_MISMATCH);
+    expect(plain, 0, FS_CAUSE_TLS_HANDSHAKE_FAILED);
+    ASSERT(plain->plain_http);
+    expect(plain_ok, 1, 0);
+    ASSERT_EQ(plain_ok->http_status, 200);
+    expect(stall, 0, FS_CAUSE_PROBE_TIMEOUT);
+    expect(garbage, 0, FS_CAUSE_TLS_HANDSHAKE_FAILED);
+    expect(reset, 0, FS_CAUSE_CONNECTION_CLOSED);
+    expect(closed, 0, FS_CAUSE_CONNECTION_CLOSED);
+    expect(refused, 0, FS_CAUSE_CONNECT_REFUSED);
+    expect(dns, 0, FS_CAUSE_DNS_FAILURE);
+    expect(thumb, 0, FS_CAUSE_THUMBPRINT_MISMATCH);
+    expect(skew, 0, FS_CAUSE_CERT_NOT_YET_VALID);
+    expect(deadline, 0, FS_CAUSE_PROBE_TIMEOUT);
+    ASSERT_CONTAINS(deadline->message, "deadline");
+    expect(ctimeout, 0, FS_CAUSE_CONNECT_TIMEOUT);
+    if (tls10) {
+        expect(tls10, 1, 0);
+        ASSERT(tls10->warnings & FS_WARN_BIT(FS_WARN_WEAK_PROTOCOL));
+        expect(tls10_refused, 0, FS_CAUSE_TLS_HANDSHAKE_FAILED);
+    } else {
+        fprintf(stderr, "   (TLS 1.0 not available in this OpenSSL build: skipped)\n");
+    }
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    for (size_t i = 0; i < n; i++)
+        free(all[i]);
+}
+
+static void on_cancel_timer(uv_timer_t *t)
+{
+    probe_cancel(t->data);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_cancel(void)
+{
+    outcome_t *oc = mk("cancel", LAB_SC_STALL, NULL);
+    go(oc);
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    t.data = oc->probe;
+    uv_timer_start(&t, on_cancel_timer, 100, 0);
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ASSERT_EQ(oc->done, 1);
+    ASSERT(oc->cancelled);
+    ASSERT(!oc->online);
+    free(oc);
+}
+
+static void test_revocation_and_aia(void)
+{
+    outcome_t *revoked = mk("revoked strict", LAB_SC_REVOKED, NULL);
+    revoked->pol.mode = REV_STRICT;
+    outcome_t *good = mk("good strict", LAB_SC_GOOD, NULL);
+    good->pol.mode = REV_STRICT;
+    outcome_t *aia = mk("leaf-only + AIA", LAB_SC_LEAF_ONLY, NULL);
+    aia->pol.aia_fetch = 1;
+    outcome_t *dead = mk("crl host dead", LAB_SC_GOOD, NULL);
+    static fs_resolve_t dead_view;
+    char err[256];
+    if (dead_view.n == 0) {
+        ASSERT(fs_resolve_add(&dead_view, LAB_HOST, "127.0.0.1", err) == 0);
+        ASSERT(fs_resolve_add(&dead_view, LAB_CRL_HOST, "127.0.0.2", err) == 0);
+    }
+    dead->pol.mode = REV_STRICT;
+    dead->pol.resolve = &dead_view;
+    dead->pol.view = "dead";
+    dead->o.resolve = &dead_view;
+    outcome_t *soft = mk("crl host dead, soft", LAB_SC_GOOD, NULL);
+    soft->pol = dead->pol;
+    soft->pol.mode = REV_SOFT_FAIL;
+    soft->o.resolve = &dead_view;
+    outcome_t *all[] = {revoked, good, aia, dead, soft};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(all); i++)
+        go(all[i]);
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    expect(revoked, 0, FS_CAUSE_CERT_REVOKED);
+    expect(good, 1, 0);
+    ASSERT(good->nurls >= 1);
+    expect(aia, 1, 0);
+    ASSERT(aia->warnings & FS_WARN_BIT(FS_WARN_AIA_FETCH_REQUIRED));
+    expect(dead, 0, FS_CAUSE_CRL_UNREACHABLE);
+    expect(soft, 1, 0);
+    ASSERT(soft->warnings & FS_WARN_BIT(FS_WARN_REVOCATION_SOFT_FAIL));
+    for (size_t i = 0; i < FS_ARRAY_SIZE(all); i++)
+        free(all[i]);
+    fs_resolve_free(&dead_view);
+}
+
+static void on_rev_closed(void *arg)
+{
+    *(int *)arg = 1;
+}
+
+int main(void)
+{
+    char err[256], path[600];
+    ASSERT(lab_start(&lab, err) == 0);
+    ASSERT(uv_loop_init(&loop) == 0);
+    tlsc_ctx_opts_t o = {.ca_file = lab_file(&lab, "root.pem", path, sizeof(path)),
+                         .min_version = TLS1_2_VERSION};
+    ASSERT(tlsc_ctx_new(&ctx, &o, err) == 0);
+    o.min_version = TLS1_VERSION;
+    ASSERT(tlsc_ctx_new(&ctx_legacy_ok, &o, err) == 0);
+    ASSERT(fs_resolve_add(&resolve, LAB_HOST, "127.0.0.1", err) == 0);
+    ASSERT(fs_resolve_add(&resolve, LAB_CRL_HOST, "127.0.0.1", err) == 0);
+    ASSERT(rev_ctx_new(&rev, &loop, NULL) == 0);
+    RUN(test_scenarios);
+    RUN(test_cancel);
+    RUN(test_revocation_and_aia);
+    int closed = 0;
+    rev_ctx_close(rev, on_rev_closed, &closed);
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ASSERT(closed);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+    tlsc_ctx_unref(ctx);
+    tlsc_ctx_unref(ctx_legacy_ok);
+    fs_resolve_free(&resolve);
+    lab_stop(&lab);
+    return 0;
+}

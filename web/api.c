@@ -1,0 +1,791 @@
+/* api.c - HTTP routing, authentication and body handling over libmicrohttpd's own thread pool.
+ * Handlers only read the current immutable snapshot (a reference taken under a mutex), so the
+ * event loop never waits for a client and a slow client never waits for the loop. */
+#include "web/api.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <uv.h>
+
+#include "probes/util.h"
+#include "web/render.h"
+
+#define API_DEFAULT_LISTEN "127.0.0.1:8787"
+#define API_DEFAULT_THREADS 4
+#define API_DEFAULT_IDLE_S 30
+#define API_DEFAULT_STALE_S 30
+#define API_CONN_LIMIT 1024
+/* Per connection: request line and headers must fit. Longer requests get MHD's own 414/431. */
+#define API_CONN_MEMORY (64 * 1024)
+/* A client that keeps streaming past the body cap is disconnected after this much. */
+#define API_DISCARD_MAX (4 * API_BODY_MAX)
+/* No rendered document may exceed this (/metrics of 10k groups is ~3 MiB). */
+#define API_RENDER_MAX (64u * 1024 * 1024)
+#define API_ERROR_MAX 4096
+
+#define CT_JSON "application/json"
+#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define CT_HTML "text/html; charset=utf-8"
+
+struct api_s {
+    struct MHD_Daemon *mhd;
+    int port;
+    int stale_after_s;
+    char *token; /* NULL: mutating calls are disabled */
+    size_t token_len;
+    void *arg;
+    void (*on_scan)(void *arg);
+    int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
+    int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+
+    pthread_mutex_t mu; /* guards cur */
+    snap_t *cur;
+    _Atomic int64_t published_ms; /* monotonic time of the last api_publish (or api_start) */
+    char *causes_json;            /* the catalogue never changes: rendered once */
+    size_t causes_len;
+};
+
+enum { M_GET = 1, M_POST = 2 };
+
+typedef enum {
+    R_INDEX,
+    R_HEALTHZ,
+    R_STATUS,
+    R_ENDPOINTS,
+    R_ENDPOINT,
+    R_TARGETS,
+    R_CAUSES,
+    R_FORECAST,
+    R_EVENTS,
+    R_SCAN,
+    R_PREFLIGHT,
+    R_METRICS,
+    R_COUNT
+} route_t;
+
+static const struct route_s {
+    const char *path; /* R_ENDPOINT: a prefix followed by the id */
+    unsigned methods;
+    int mutating; /* needs the bearer token */
+} routes[] = {
+    [R_INDEX] = {"/", M_GET, 0},
+    [R_HEALTHZ] = {"/healthz", M_GET, 0},
+    [R_STATUS] = {"/api/v1/status", M_GET, 0},
+    [R_ENDPOINTS] = {"/api/v1/endpoints", M_GET, 0},
+    [R_ENDPOINT] = {"/api/v1/endpoints/", M_GET, 0},
+    [R_TARGETS] = {"/api/v1/targets", M_GET, 0},
+    [R_CAUSES] = {"/api/v1/causes", M_GET, 0},
+    [R_FORECAST] = {"/api/v1/forecast", M_GET, 0},
+    [R_EVENTS] = {"/api/v1/events", M_GET, 0},
+    [R_SCAN] = {"/api/v1/scan", M_POST, 1},
+    [R_PREFLIGHT] = {"/api/v1/preflight", M_POST, 1},
+    [R_METRICS] = {"/metrics", M_GET, 0},
+};
+_Static_assert(FS_ARRAY_SIZE(routes) == R_COUNT, "route table out of sync");
+
+/* State of a request with a body (POST), from the first handler call to completion. */
+typedef struct req_s {
+    int route; /* route_t, -1: no such route */
+    unsigned method;
+    int too_large;
+    char *body; /* kept for R_PREFLIGHT only */
+    size_t len, cap;
+    size_t discarded;
+} req_t;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- responses ------------------------------------------------------------------------- */
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
+                             const char *ctype, const char *hname, const char *hvalue)
+{
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (hname != NULL)
+        MHD_add_response_header(r, hname, hvalue);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result reply_static(struct MHD_Connection *c, unsigned status, const char *body,
+                                    const char *ctype)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    return queue(c, status, r, ctype, NULL, NULL);
+}
+
+/* {"error": msg, "code": code} with an optional extra header (Allow, WWW-Authenticate). */
+static enum MHD_Result reply_error_h(struct MHD_Connection *c, unsigned status, const char *msg,
+                                     const char *code, const char *hname, const char *hvalue)
+{
+    render_buf_t b;
+    size_t len = 0;
+    render_buf_init(&b, 256, API_ERROR_MAX);
+    render_error(msg, code, &b);
+    char *body = render_buf_steal(&b, &len);
+    struct MHD_Response *r;
+    if (body != NULL) {
+        r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+        if (r == NULL)
+            free(body);
+    } else {
+        static const char fallback[] = "{\"error\":\"internal error\",\"code\":\"internal\"}";
+        r = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
+                                            MHD_RESPMEM_PERSISTENT);
+    }
+    return queue(c, status, r, CT_JSON, hname, hvalue);
+}
+
+static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *msg,
+                                   const char *code)
+{
+    return reply_error_h(c, status, msg, code, NULL, NULL);
+}
+
+/* Sends what was rendered into b (freeing it), or a 500 when rendering failed. */
+static enum MHD_Result reply_rendered(struct MHD_Connection *c, unsigned status, render_buf_t *b,
+                                      int rc, const char *ctype)
+{
+    size_t len = 0;
+    char *body = rc == 0 ? render_buf_steal(b, &len) : NULL;
+    render_buf_free(b);
+    if (body == NULL)
+        return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "response too large to render",
+                           "internal");
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
+    if (r == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    return queue(c, status, r, ctype, NULL, NULL);
+}
+
+/* A hook's malloc'd JSON document and status. */
+static enum MHD_Result reply_hook(struct MHD_Connection *c, int rc, char *json, int status)
+{
+    if (rc != 0 || json == NULL || status < 200 || status > 599) {
+        free(json);
+        return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "request failed", "internal");
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(strlen(json), json, free);
+    if (r == NULL) {
+        free(json);
+        return MHD_NO;
+    }
+    return queue(c, (unsigned)status, r, CT_JSON, NULL, NULL);
+}
+
+/* Error messages quote the offending value, cut short: it comes from the client. */
+static enum MHD_Result reply_bad_param(struct MHD_Connection *c, const char *name,
+                                       const char *expect, const char *value)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s: expected %s, got \"%.64s\"", name, expect, value);
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, msg, "bad_parameter");
+}
+
+/* ---- query parameters ------------------------------------------------------------------ */
+
+/* Strict unsigned decimal: digits only, no sign, no blanks, <= max. 0 or -1. */
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return -1;
+    *out = (unsigned long)v;
+    return 0;
+}
+
+static const char *query(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* libmicrohttpd's unescaping with one difference: "%00" stays literal, so a NUL can never cut
+ * a path or a parameter short ("/api/v1/status%00x" is a 404, not /api/v1/status). */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    static const char hexd[] = "0123456789abcdef0123456789ABCDEF";
+    char *w = s;
+    const char *r = s;
+    while (*r != '\0') {
+        const char *h = r[0] == '%' && r[1] != '\0' ? strchr(hexd, r[1]) : NULL;
+        const char *l = h != NULL && r[2] != '\0' ? strchr(hexd, r[2]) : NULL;
+        if (l != NULL) {
+            int v = ((int)(h - hexd) & 15) << 4 | ((int)(l - hexd) & 15);
+            if (v != 0) {
+                *w++ = (char)v;
+                r += 3;
+                continue;
+            }
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+/* ---- routing and authentication -------------------------------------------------------- */
+
+static int match_route(const char *url, const char **arg)
+{
+    size_t plen = strlen(routes[R_ENDPOINT].path);
+    *arg = NULL;
+    if (strncmp(url, routes[R_ENDPOINT].path, plen) == 0) {
+        *arg = url + plen;
+        return R_ENDPOINT;
+    }
+    for (int r = 0; r < R_COUNT; r++)
+        if (r != R_ENDPOINT && strcmp(url, routes[r].path) == 0)
+            return r;
+    return -1;
+}
+
+static unsigned method_bit(const char *m)
+{
+    if (strcmp(m, MHD_HTTP_METHOD_GET) == 0 || strcmp(m, MHD_HTTP_METHOD_HEAD) == 0)
+        return M_GET;
+    if (strcmp(m, MHD_HTTP_METHOD_POST) == 0)
+        return M_POST;
+    return 0;
+}
+
+/* Checks the bearer token of a mutating call. Returns 1 when the call may proceed, else 0 with
+ * the 403/401 answer queued in *ret. */
+static int authorized(api_t *a, struct MHD_Connection *c, enum MHD_Result *ret)
+{
+    if (a->token == NULL) {
+        *ret = reply_error(c, MHD_HTTP_FORBIDDEN,
+                           "mutating calls are disabled: no API token is configured", "forbidden");
+        return 0;
+    }
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *tok = NULL;
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
+        tok = h + 7;
+        while (*tok == ' ')
+            tok++;
+    }
+    /* The length is not secret; the bytes are compared in constant time. */
+    if (tok != NULL && strlen(tok) == a->token_len &&
+        CRYPTO_memcmp(tok, a->token, a->token_len) == 0)
+        return 1;
+    *ret = reply_error_h(
+        c, MHD_HTTP_UNAUTHORIZED, h == NULL ? "missing bearer token" : "invalid bearer token",
+        "unauthorized", MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"fleetscan\"");
+    return 0;
+}
+
+/* ---- GET routes ------------------------------------------------------------------------ */
+
+static snap_t *current(api_t *a)
+{
+    pthread_mutex_lock(&a->mu);
+    snap_t *s = a->cur != NULL ? snap_ref(a->cur) : NULL;
+    pthread_mutex_unlock(&a->mu);
+    return s;
+}
+
+/* GET / — placeholder until the dashboard is built; kept apart so it can be swapped whole. */
+static enum MHD_Result answer_dashboard(struct MHD_Connection *c)
+{
+    static const char page[] =
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>fleetscan</title></head>\n"
+        "<body><h1>fleetscan</h1>\n<p>The dashboard will be served here. Meanwhile: "
+        "<a href=\"/api/v1/status\">/api/v1/status</a>, "
+        "<a href=\"/api/v1/endpoints\">/api/v1/endpoints</a>, "
+        "<a href=\"/api/v1/causes\">/api/v1/causes</a>, "
+        "<a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n";
+    return reply_static(c, MHD_HTTP_OK, page, CT_HTML);
+}
+
+static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c)
+{
+    int64_t age_ms = mono_ms() - atomic_load(&a->published_ms);
+    if (age_ms <= (int64_t)a->stale_after_s * 1000)
+        return reply_static(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", CT_JSON);
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"status\":\"stale\",\"error\":\"no snapshot published for %lld s (event loop "
+             "stalled)\",\"code\":\"stale\"}",
+             (long long)(age_ms / 1000));
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+    return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CT_JSON, NULL, NULL);
+}
+
+static enum MHD_Result answer_endpoints(const snap_t *s, struct MHD_Connection *c)
+{
+    render_query_t q = {.state = -1, .cause = -1, .warning = -1, .group = -1, .limit = 100};
+    unsigned long v;
+    const char *p;
+
+    if ((p = query(c, "state")) != NULL) {
+        for (q.state = 0; q.state < SNAP_STATE_COUNT; q.state++)
+            if (strcmp(p, snap_state_name(q.state)) == 0)
+                break;
+        if (q.state == SNAP_STATE_COUNT)
+            return reply_bad_param(c, "state", "pending, online or offline", p);
+    }
+    if ((p = query(c, "cause")) != NULL && (q.cause = fs_cause_from_id(p)) <= (int)FS_CAUSE_NONE)
+        return reply_bad_param(c, "cause", "a cause id of /api/v1/causes", p);
+    if ((p = query(c, "warning")) != NULL && (q.warning = fs_warning_from_id(p)) < 0)
+        return reply_bad_param(c, "warning", "a warning id of /api/v1/causes", p);
+    if ((p = query(c, "group")) != NULL && (q.group = render_find_group(s, p)) < 0)
+        return reply_bad_param(c, "group", "a group name of /api/v1/status", p);
+    if ((p = query(c, "limit")) != NULL) {
+        if (parse_uint(p, 1000, &v) != 0)
+            return reply_bad_param(c, "limit", "an integer 0..1000", p);
+        q.limit = v;
+    }
+    if ((p = query(c, "offset")) != NULL) {
+        if (parse_uint(p, UINT32_MAX, &v) != 0)
+            return reply_bad_param(c, "offset", "an integer 0..4294967295", p);
+        q.offset = v;
+    }
+    render_buf_t b;
+    render_buf_init(&b, 128 + q.limit * 320, API_RENDER_MAX);
+    int rc = render_endpoints(s, &q, &b);
+    return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
+}
+
+static enum MHD_Result answer_events(const snap_t *s, struct MHD_Connection *c)
+{
+    uint64_t since_seq = 0;
+    int64_t since_at = INT64_MIN;
+    const char *p = query(c, "since");
+    unsigned long v;
+    if (p != NULL) {
+        if (parse_uint(p, ULONG_MAX, &v) == 0)
+            since_seq = v;
+        else if (fs_parse_rfc3339(p, &since_at) != 0)
+            return reply_bad_param(c, "since", "a sequence number or an RFC 3339 time", p);
+    }
+    render_buf_t b;
+    render_buf_init(&b, 256 + s->nevents * 192, API_RENDER_MAX);
+    int rc = render_events(s, since_seq, since_at, &b);
+    return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
+}
+
+static void unref_response_snap(void *cls)
+{
+    snap_unref(cls);
+}
+
+static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route_t route,
+                                       const char *arg)
+{
+    snap_t *s = current(a);
+    render_buf_t b;
+    enum MHD_Result ret;
+    int rc;
+
+    if (s == NULL)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
+                           "not_ready");
+    switch (route) {
+    case R_STATUS:
+        render_buf_init(&b, 1024 + s->ngroups * 256, API_RENDER_MAX);
+        rc = render_status(s, &b);
+        ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
+        break;
+    case R_ENDPOINTS:
+        ret = answer_endpoints(s, c);
+        break;
+    case R_ENDPOINT: {
+        const snap_endpoint_t *e = render_find_endpoint(s, arg);
+        if (e == NULL) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "no endpoint \"%.64s\"", arg);
+            ret = reply_error(c, MHD_HTTP_NOT_FOUND, msg, "not_found");
+            break;
+        }
+        render_buf_init(&b, 4096, API_RENDER_MAX);
+        rc = render_endpoint(s, e, 1, &b);
+        ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
+        break;
+    }
+    case R_TARGETS:
+        if (s->targets_json == NULL) {
+            ret = reply_static(c, MHD_HTTP_OK, "{\"targets\":[]}", CT_JSON);
+        } else {
+            /* Served straight from the snapshot: the response holds a reference. */
+            struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+                strlen(s->targets_json), s->targets_json, unref_response_snap, snap_ref(s));
+            if (r == NULL)
+                snap_unref(s);
+            ret = queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
+        }
+        break;
+    case R_EVENTS:
+        ret = answer_events(s, c);
+        break;
+    case R_METRICS:
+        render_buf_init(&b, 16384 + s->ngroups * 512, API_RENDER_MAX);
+        rc = render_metrics(s, &b);
+        ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_METRICS);
+        break;
+    default:
+        ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
+    }
+    snap_unref(s);
+    return ret;
+}
+
+static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t route,
+                                  const char *arg)
+{
+    switch (route) {
+    case R_INDEX:
+        return answer_dashboard(c);
+    case R_HEALTHZ:
+        return answer_healthz(a, c);
+    case R_CAUSES: {
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(a->causes_len, a->causes_json, MHD_RESPMEM_PERSISTENT);
+        return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
+    }
+    case R_FORECAST: {
+        unsigned long days = 0;
+        const char *p = query(c, "days");
+        if (p == NULL || parse_uint(p, 3650, &days) != 0)
+            return reply_bad_param(c, "days", "an integer 0..3650", p ? p : "");
+        if (a->on_forecast == NULL)
+            return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "forecast is not available",
+                               "not_implemented");
+        char *json = NULL;
+        int status = 0;
+        int rc = a->on_forecast(a->arg, (int)days, &json, &status);
+        return reply_hook(c, rc, json, status);
+    }
+    default:
+        return answer_snapshot(a, c, route, arg);
+    }
+}
+
+/* ---- POST routes ----------------------------------------------------------------------- */
+
+static enum MHD_Result answer_post(api_t *a, struct MHD_Connection *c, req_t *rq)
+{
+    switch (rq->route) {
+    case R_SCAN:
+        if (a->on_scan == NULL)
+            return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "scan is not available",
+                               "not_implemented");
+        a->on_scan(a->arg);
+        return reply_static(c, MHD_HTTP_ACCEPTED, "{\"status\":\"scan scheduled\"}", CT_JSON);
+    case R_PREFLIGHT: {
+        if (a->on_post_preflight == NULL)
+            return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "preflight is not available",
+                               "not_implemented");
+        if (rq->len == 0)
+            return reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
+                               "bad_parameter");
+        char *json = NULL;
+        int status = 0;
+        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
+        return reply_hook(c, rc, json, status);
+    }
+    default:
+        return reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
+    }
+}
+
+/* Appends one chunk of the body: kept for preflight, counted for the rest. */
+static int take_body(req_t *rq, const char *data, size_t n)
+{
+    if (!rq->too_large && n <= API_BODY_MAX - rq->len) {
+        if (rq->route != R_PREFLIGHT) {
+            rq->len += n;
+            return 0;
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap ? rq->cap : 16384;
+            while (cap < rq->len + n + 1)
+                cap *= 2;
+            char *p = realloc(rq->body, cap); /* peer-sized: fail cleanly, never abort */
+            if (p == NULL)
+                return -1;
+            rq->body = p;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, data, n);
+        rq->len += n;
+        rq->body[rq->len] = '\0';
+        return 0;
+    }
+    rq->too_large = 1;
+    rq->discarded += n;
+    return rq->discarded > API_DISCARD_MAX ? -1 : 0;
+}
+
+/* Route, method and token of a request. Returns 1 when it may proceed, else 0 with the
+ * 404/405/403/401 answer queued in *ret. */
+static int admitted(api_t *a, struct MHD_Connection *c, const req_t *rq, enum MHD_Result *ret)
+{
+    if (rq->route < 0) {
+        *ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
+        return 0;
+    }
+    if ((routes[rq->route].methods & rq->method) == 0) {
+        *ret = reply_error_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+                             "method_not_allowed", MHD_HTTP_HEADER_ALLOW,
+                             routes[rq->route].methods == M_POST ? "POST" : "GET, HEAD");
+        return 0;
+    }
+    return !routes[rq->route].mutating || authorized(a, c, ret);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    api_t *a = cls;
+    req_t *rq = *req_cls;
+    enum MHD_Result ret;
+    const char *arg;
+
+    if (rq == NULL) { /* first call: the headers are in, the body (if any) follows */
+        rq = calloc(1, sizeof(*rq));
+        if (rq == NULL)
+            return MHD_NO;
+        *req_cls = rq;
+        rq->route = match_route(url, &arg);
+        rq->method = method_bit(method);
+        /* GET and HEAD are answered on the last call: an answer queued on the first one makes
+         * libmicrohttpd close the keep-alive connection. Anything else may carry a body, so it
+         * is judged now and a refused body is never read. */
+        if (rq->method == M_GET)
+            return MHD_YES;
+        if (!admitted(a, c, rq, &ret))
+            return ret;
+        unsigned long clen;
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && (parse_uint(cl, ULONG_MAX, &clen) != 0 || clen > API_BODY_MAX))
+            return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
+                               "body_too_large");
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        int rc = take_body(rq, upload, *upload_size);
+        *upload_size = 0;
+        return rc == 0 ? MHD_YES : MHD_NO;
+    }
+    if (rq->too_large)
+        return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
+                           "body_too_large");
+    if (rq->method != M_GET)
+        return answer_post(a, c, rq);
+    if (!admitted(a, c, rq, &ret))
+        return ret;
+    match_route(url, &arg);
+    return answer_get(a, c, (route_t)rq->route, arg);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_t *rq = *req_cls;
+    if (rq != NULL) {
+        free(rq->body);
+        free(rq);
+        *req_cls = NULL;
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+/* "host:port" or "[v6]:port" into a bound, listening, non-blocking socket. */
+static int open_listener(const char *listen_s, int *fd_out, int *port_out, char err[256])
+{
+    char host[256];
+    const char *port_s;
+    struct addrinfo hints, *ai = NULL;
+    unsigned long port;
+    int fd = -1, rc, on = 1;
+
+    if (listen_s[0] == '[') {
+        const char *close = strchr(listen_s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - listen_s) > sizeof(host)) {
+            snprintf(err, 256, "listen \"%.64s\": expected [ADDRESS]:PORT", listen_s);
+            return UV_EINVAL;
+        }
+        memcpy(host, listen_s + 1, (size_t)(close - listen_s - 1));
+        host[close - listen_s - 1] = '\0';
+        port_s = close + 2;
+    } else {
+        const char *colon = strrchr(listen_s, ':');
+        if (colon == NULL || colon == listen_s || memchr(listen_s, ':', colon - listen_s) ||
+            (size_t)(colon - listen_s) >= sizeof(host)) {
+            snprintf(err, 256, "listen \"%.64s\": expected HOST:PORT (IPv6 as [ADDRESS]:PORT)",
+                     listen_s);
+            return UV_EINVAL;
+        }
+        memcpy(host, listen_s, (size_t)(colon - listen_s));
+        host[colon - listen_s] = '\0';
+        port_s = colon + 1;
+    }
+    if (parse_uint(port_s, 65535, &port) != 0) {
+        snprintf(err, 256, "listen \"%.64s\": port must be 0..65535", listen_s);
+        return UV_EINVAL;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if ((rc = getaddrinfo(host, port_s, &hints, &ai)) != 0) {
+        snprintf(err, 256, "listen \"%.64s\": %s", listen_s, gai_strerror(rc));
+        return UV_EINVAL;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+        rc = -errno;
+        snprintf(err, 256, "listen \"%.64s\": %s", listen_s, strerror(errno));
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        rc = -errno;
+        snprintf(err, 256, "listen \"%.64s\": getsockname: %s", listen_s, strerror(errno));
+        goto out;
+    }
+    *port_out = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *fd_out = fd;
+    fd = -1;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+int api_start(api_t **out, const api_opts_t *o, char err[256])
+{
+    api_t *a = fs_xcalloc(1, sizeof(*a));
+    render_buf_t b;
+    int fd = -1, rc;
+
+    err[0] = '\0';
+    pthread_mutex_init(&a->mu, NULL);
+    a->stale_after_s = o->stale_after_s > 0 ? o->stale_after_s : API_DEFAULT_STALE_S;
+    if (o->token != NULL && o->token[0] != '\0') {
+        a->token = fs_xstrdup(o->token);
+        a->token_len = strlen(a->token);
+    }
+    a->arg = o->arg;
+    a->on_scan = o->on_scan;
+    a->on_post_preflight = o->on_post_preflight;
+    a->on_forecast = o->on_forecast;
+    atomic_init(&a->published_ms, mono_ms());
+
+    render_buf_init(&b, 16384, API_RENDER_MAX);
+    render_causes(&b);
+    a->causes_json = render_buf_steal(&b, &a->causes_len);
+    if (a->causes_json == NULL) {
+        snprintf(err, 256, "api: out of memory");
+        rc = UV_ENOMEM;
+        goto fail;
+    }
+
+    int lfd;
+    rc = open_listener(o->listen != NULL ? o->listen : API_DEFAULT_LISTEN, &lfd, &a->port, err);
+    if (rc != 0)
+        goto fail;
+    /* MHD gets a duplicate: api_stop takes it back with MHD_quiesce_daemon and closes it, and
+     * a failed start can never make us close a descriptor twice. */
+    fd = dup(lfd);
+    close(lfd);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, 256, "api: dup: %s", strerror(errno));
+        goto fail;
+    }
+    unsigned threads = o->threads > 0 ? (unsigned)o->threads : API_DEFAULT_THREADS;
+    unsigned idle = o->idle_timeout_s > 0 ? (unsigned)o->idle_timeout_s : API_DEFAULT_IDLE_S;
+    a->mhd = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL, NULL, on_request, a,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_END);
+    if (a->mhd == NULL) {
+        snprintf(err, 256, "listen \"%.64s\": libmicrohttpd failed to start",
+                 o->listen != NULL ? o->listen : API_DEFAULT_LISTEN);
+        rc = UV_EIO;
+        goto fail; /* fd may or may not have been closed by MHD: leak it rather than guess */
+    }
+    *out = a;
+    return 0;
+fail:
+    free(a->causes_json);
+    free(a->token);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+    *out = NULL;
+    return rc;
+}
+
+int api_port(const api_t *a)
+{
+    return a->port;
+}
+
+void api_publish(api_t *a, snap_t *s)
+{
+    pthread_mutex_lock(&a->mu);
+    snap_t *old = a->cur;
+    a->cur = s;
+    atomic_store(&a->published_ms, mono_ms());
+    pthread_mutex_unlock(&a->mu);
+    snap_unref(old); /* outside the lock: freeing a large snapshot takes a while */
+}
+
+void api_stop(api_t *a)
+{
+    if (a == NULL)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(a->mhd);
+    MHD_stop_daemon(a->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    snap_unref(a->cur);
+    free(a->causes_json);
+    free(a->token);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}

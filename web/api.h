@@ -1,0 +1,55 @@
+/* api.h - the embedded HTTP/JSON API and Prometheus endpoint (SPEC §5). libmicrohttpd runs
+ * its own thread pool that only ever reads immutable snapshots, so a slow client never
+ * blocks another one and never touches the event loop. */
+#ifndef FS_API_H
+#define FS_API_H
+
+#include <stddef.h>
+
+#include "web/snapshot.h"
+
+/* Largest request body accepted (POST /api/v1/preflight); larger answers 413. */
+#define API_BODY_MAX (1024 * 1024)
+
+typedef struct api_s api_t;
+
+typedef struct api_opts_s {
+    /* "127.0.0.1:8787", "[::1]:0", "0.0.0.0:8787"; port 0 picks an ephemeral port (api_port). */
+    const char *listen;
+    /* Bearer token for mutating calls, copied; NULL or "": those calls answer 403. */
+    const char *token;
+    /* /healthz answers 503 when no snapshot was published for this long (the event loop is
+     * stuck); <= 0 means 30. */
+    int stale_after_s;
+    /* Worker threads (<= 0: 4) and idle keep-alive timeout in seconds (<= 0: 30). */
+    int threads;
+    int idle_timeout_s;
+
+    /* The hooks below run on an API thread, concurrently with the loop and with each other:
+     * they must be thread-safe (the daemon forwards with uv_async_send). NULL: the route
+     * answers 501. arg is passed through. */
+    void *arg;
+    /* POST /api/v1/scan, after the token was checked; the API answers 202. */
+    void (*on_scan)(void *arg);
+    /* POST /api/v1/preflight, after the token was checked; body is the request body (at most
+     * API_BODY_MAX bytes, NUL-terminated at body[len]). Return 0 with *json_out (malloc'd JSON
+     * document, freed by the API) and *status (HTTP status) set, or a negative code for a 500. */
+    int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
+    /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API); same contract. */
+    int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+} api_opts_t;
+
+/* Binds the listen address and starts serving. Before the first api_publish() the snapshot
+ * routes answer 503 "not_ready". Returns 0, or a negative UV_E* code with err filled
+ * ("listen \"x\": ..."). */
+int api_start(api_t **out, const api_opts_t *o, char err[256]);
+/* The bound TCP port (useful with port 0). */
+int api_port(const api_t *a);
+/* Makes s the snapshot every later request reads; takes the caller's reference. Requests in
+ * progress finish on the snapshot they started with. Thread-safe; never blocks on a client. */
+void api_publish(api_t *a, snap_t *s);
+/* Stops accepting, closes every connection (idle keep-alive ones included), joins the
+ * threads and drops the current snapshot. No hook runs after it returns. NULL is a no-op. */
+void api_stop(api_t *a);
+
+#endif

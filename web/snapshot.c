@@ -1,0 +1,63 @@
+/* snapshot.c - lifetime of the immutable fleet snapshot the loop publishes to the API
+ * (reference counting, freeing what it owns) and the names its fields encode. */
+#include "web/snapshot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "probes/util.h"
+
+const double snap_hist_bounds[SNAP_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                    0.5,   1,    2.5,   5,    10,  30};
+
+static const char *const state_names[] = {"pending", "online", "offline"};
+_Static_assert(FS_ARRAY_SIZE(state_names) == SNAP_STATE_COUNT, "state names out of sync");
+
+snap_t *snap_new(void)
+{
+    snap_t *s = fs_xcalloc(1, sizeof(*s));
+    atomic_init(&s->refs, 1);
+    return s;
+}
+
+snap_t *snap_ref(snap_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void snap_unref(snap_t *s)
+{
+    if (s == NULL)
+        return;
+    /* acq_rel: the freeing thread must see every write made before the other unrefs. */
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->ngroups; i++) {
+        free(s->groups[i].name);
+        free(s->groups[i].message);
+        free(s->groups[i].detail_json);
+    }
+    free(s->groups);
+    free(s->endpoints);
+    free(s->events);
+    free(s->targets_json);
+    free(s->metrics_extra);
+    free(s->vantage);
+    free(s->shard);
+    free(s);
+}
+
+void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len)
+{
+    const char *g =
+        e->group < s->ngroups && s->groups[e->group].name != NULL ? s->groups[e->group].name : "?";
+    snprintf(buf, len, "%s-%05u", g, (unsigned)e->index);
+}
+
+const char *snap_state_name(int state)
+{
+    if (state < 0 || state >= SNAP_STATE_COUNT)
+        return "unknown";
+    return state_names[state];
+}
