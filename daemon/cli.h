@@ -3,8 +3,25 @@
 #ifndef FS_CLI_H
 #define FS_CLI_H
 
+#include <stdint.h>
+
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* How the daemon runs, beyond its configuration file. */
+typedef struct daemon_opts_s {
+    int shard_override; /* use shard_i/shard_n instead of the file's "shard" */
+    uint32_t shard_i, shard_n;
+    int dns_override_only; /* never ask the system resolver (the lab, tests) */
+    unsigned duration_s;   /* stop by itself after this long (0: run until a signal) */
+    void (*on_ready)(void *arg, const char *api_url); /* replaces the "listening" line */
+    void *arg;
+} daemon_opts_t;
+/* Runs `fleetscan run` with config_path until SIGTERM/SIGINT (or duration_s): exit status. */
+int daemon_run(const char *config_path, const daemon_opts_t *o);
+/* Parses "i/n" with 0 <= i < n; returns 0 or -1. */
+int parse_shard(const char *s, uint32_t *i, uint32_t *n);
 
 /* Shared option helpers: argv[*i] is "--name" or "--name=value"; on a match stores the value
  * (the next argument or the part after '=') and advances *i. Returns 1 on a match, 0 when the

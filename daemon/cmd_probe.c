@@ -14,30 +14,32 @@
 
 static void probe_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: fleetscan probe URL [options]\n"
-            "  URL                       https://host[:port][/path] (a path also sends GET path)\n"
-            "  --ca FILE                 trusted roots (PEM); default: the system's roots\n"
-            "  --ca-dir DIR              trusted roots directory (hashed, like /etc/ssl/certs)\n"
-            "  --intermediates FILE      intermediates the endpoint already holds (PEM)\n"
-            "  --resolve NAME:ADDR       resolve NAME to ADDR (repeatable), like curl\n"
-            "  --no-sni                  do not send SNI (IIS then serves its default binding)\n"
-            "  --tls-min V, --tls-max V  1.0 | 1.1 | 1.2 | 1.3 (default 1.2 .. 1.3)\n"
-            "  --ciphers LIST            TLS <= 1.2 cipher list (OpenSSL syntax)\n"
-            "  --ciphersuites LIST       TLS 1.3 cipher suites\n"
-            "  --clock-skew S            endpoint clock minus host clock, seconds (e.g. -3600)\n"
-            "  --expect-thumbprint H     expected SHA-1 or SHA-256 of the bound certificate\n"
-            "  --expiring-days N         cert_expiring_soon window (default 30)\n"
-            "  --timeout MS              whole-probe deadline (default 15000)\n"
-            "  --revocation MODE         strict | soft_fail | off (default strict)\n"
-            "  --revocation-scope S      leaf | chain | chain_exclude_root (default chain_exclude_root)\n"
-            "  --aia-fetch               fetch a missing issuer from the AIA caIssuers URL\n"
-            "  --proxy URL               HTTP proxy for CRL/AIA retrieval\n"
-            "  --url-timeout MS          per-URL retrieval timeout (default 15000)\n"
-            "  --max-crl-bytes N         size cap of a CRL/AIA body (default 16777216)\n"
-            "  --dns-override-only       never query the system resolver (names must be in --resolve)\n"
-            "  --json                    print one JSON object instead of the report\n"
-            "exit status: 0 online, 1 offline, 2 usage error\n");
+    fprintf(
+        f,
+        "usage: fleetscan probe URL [options]\n"
+        "  URL                       https://host[:port][/path] (a path also sends GET path)\n"
+        "  --ca FILE                 trusted roots (PEM); default: the system's roots\n"
+        "  --ca-dir DIR              trusted roots directory (hashed, like /etc/ssl/certs)\n"
+        "  --intermediates FILE      intermediates the endpoint already holds (PEM)\n"
+        "  --resolve NAME:ADDR       resolve NAME to ADDR (repeatable), like curl\n"
+        "  --no-sni                  do not send SNI (IIS then serves its default binding)\n"
+        "  --tls-min V, --tls-max V  1.0 | 1.1 | 1.2 | 1.3 (default 1.2 .. 1.3)\n"
+        "  --ciphers LIST            TLS <= 1.2 cipher list (OpenSSL syntax)\n"
+        "  --ciphersuites LIST       TLS 1.3 cipher suites\n"
+        "  --clock-skew S            endpoint clock minus host clock, seconds (e.g. -3600)\n"
+        "  --expect-thumbprint H     expected SHA-1 or SHA-256 of the bound certificate\n"
+        "  --expiring-days N         cert_expiring_soon window (default 30)\n"
+        "  --timeout MS              whole-probe deadline (default 15000)\n"
+        "  --revocation MODE         strict | soft_fail | off (default strict)\n"
+        "  --revocation-scope S      leaf | chain | chain_exclude_root (default "
+        "chain_exclude_root)\n"
+        "  --aia-fetch               fetch a missing issuer from the AIA caIssuers URL\n"
+        "  --proxy URL               HTTP proxy for CRL/AIA retrieval\n"
+        "  --url-timeout MS          per-URL retrieval timeout (default 15000)\n"
+        "  --max-crl-bytes N         size cap of a CRL/AIA body (default 16777216)\n"
+        "  --dns-override-only       never query the system resolver (names must be in --resolve)\n"
+        "  --json                    print one JSON object instead of the report\n"
+        "exit status: 0 online, 1 offline, 2 usage error\n");
 }
 
 int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value)
@@ -193,8 +195,10 @@ int cmd_probe(int argc, char **argv)
             if (r < 0)
                 goto out;
             if (chain_normalise_thumbprint(v, thumb) < 0) {
-                fprintf(stderr, "fleetscan: --expect-thumbprint: \"%s\" is not a SHA-1 (40 hex) "
-                                "or SHA-256 (64 hex) thumbprint\n", v);
+                fprintf(stderr,
+                        "fleetscan: --expect-thumbprint: \"%s\" is not a SHA-1 (40 hex) "
+                        "or SHA-256 (64 hex) thumbprint\n",
+                        v);
                 goto out;
             }
             popts.expect_thumbprint = thumb;
@@ -216,8 +220,10 @@ int cmd_probe(int argc, char **argv)
             else if (strcmp(v, "chain_exclude_root") == 0)
                 rpol.scope = REV_SCOPE_CHAIN_EXCLUDE_ROOT;
             else {
-                fprintf(stderr, "fleetscan: --revocation-scope: \"%s\" is not leaf, chain or "
-                                "chain_exclude_root\n", v);
+                fprintf(stderr,
+                        "fleetscan: --revocation-scope: \"%s\" is not leaf, chain or "
+                        "chain_exclude_root\n",
+                        v);
                 goto out;
             }
         } else if (OPT("--revocation")) {
@@ -252,8 +258,8 @@ int cmd_probe(int argc, char **argv)
                 goto out;
             rpol.max_bytes = (size_t)n;
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "fleetscan: probe: unknown option \"%s\" (see fleetscan probe --help)\n",
-                    a);
+            fprintf(stderr,
+                    "fleetscan: probe: unknown option \"%s\" (see fleetscan probe --help)\n", a);
             goto out;
         } else if (url == NULL) {
             url = a;

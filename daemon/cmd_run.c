@@ -21,6 +21,8 @@ typedef struct run_s {
     int shard_override;
     uint32_t shard_i, shard_n;
     int stopping;
+    uv_timer_t duration;
+    const daemon_opts_t *o;
 } run_t;
 
 static void run_usage(FILE *f)
@@ -32,7 +34,7 @@ static void run_usage(FILE *f)
                "signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop (exit 0)\n");
 }
 
-static int parse_shard(const char *s, uint32_t *i, uint32_t *n)
+int parse_shard(const char *s, uint32_t *i, uint32_t *n)
 {
     unsigned a, b;
     char extra;
@@ -85,6 +87,7 @@ static void on_fleet_stopped(void *arg)
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->scan, NULL);
+    uv_close((uv_handle_t *)&r->duration, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -124,10 +127,10 @@ static void print_summary(const cfg_t *cfg)
 
 int cmd_run(int argc, char **argv)
 {
-    run_t r;
-    memset(&r, 0, sizeof(r));
+    daemon_opts_t o;
+    memset(&o, 0, sizeof(o));
     int check = 0;
-    const char *v, *shard = NULL;
+    const char *v, *shard = NULL, *path = NULL;
     for (int i = 1; i < argc; i++) {
         int m;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -139,7 +142,7 @@ int cmd_run(int argc, char **argv)
                    (m = cli_opt_value(argc, argv, &i, "--config", &v)) != 0) {
             if (m < 0)
                 return 2;
-            r.config_path = v;
+            path = v;
         } else if ((m = cli_opt_value(argc, argv, &i, "--shard", &v)) != 0) {
             if (m < 0)
                 return 2;
@@ -150,36 +153,70 @@ int cmd_run(int argc, char **argv)
             return 2;
         }
     }
-    if (r.config_path == NULL) {
+    if (path == NULL) {
         fprintf(stderr, "fleetscan: run: missing -c FILE\n");
         run_usage(stderr);
         return 2;
     }
     if (shard != NULL) {
-        if (parse_shard(shard, &r.shard_i, &r.shard_n) < 0) {
-            fprintf(stderr, "fleetscan: run: --shard \"%s\": expected i/n with 0 <= i < n\n", shard);
+        if (parse_shard(shard, &o.shard_i, &o.shard_n) < 0) {
+            fprintf(stderr, "fleetscan: run: --shard \"%s\": expected i/n with 0 <= i < n\n",
+                    shard);
             return 2;
         }
-        r.shard_override = 1;
+        o.shard_override = 1;
     }
+    if (check) {
+        cfg_t *cfg;
+        char err[256];
+        if (cfg_load(&cfg, path, err) < 0) {
+            fprintf(stderr, "fleetscan: %s: %s\n", path, err);
+            return 2;
+        }
+        if (o.shard_override) {
+            cfg->shard_index = o.shard_i;
+            cfg->shard_count = o.shard_n;
+        }
+        print_summary(cfg);
+        cfg_free(cfg);
+        return 0;
+    }
+    o.dns_override_only = getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL;
+    return daemon_run(path, &o);
+}
+
+static void on_duration(uv_timer_t *t)
+{
+    run_t *r = t->data;
+    if (r->stopping)
+        return;
+    r->stopping = 1;
+    fprintf(stderr, "fleetscan: run time elapsed, stopping\n");
+    fleet_stop(r->fleet, on_fleet_stopped, r);
+}
+
+int daemon_run(const char *config_path, const daemon_opts_t *o)
+{
+    run_t r;
+    memset(&r, 0, sizeof(r));
+    r.o = o;
+    r.config_path = config_path;
+    r.shard_override = o->shard_override;
+    r.shard_i = o->shard_i;
+    r.shard_n = o->shard_n;
     cfg_t *cfg;
     char err[256];
     if (load(&r, &cfg, err) < 0) {
         fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
         return 2;
     }
-    if (check) {
-        print_summary(cfg);
-        cfg_free(cfg);
-        return 0;
-    }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&r.loop);
     char listen[96];
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->listen_host, cfg->listen_port);
-    api_opts_t ao = {.listen = listen, .token = cfg->api_token, .arg = &r,
-                     .on_scan = on_scan_request};
+    api_opts_t ao = {
+        .listen = listen, .token = cfg->api_token, .arg = &r, .on_scan = on_scan_request};
     if (api_start(&r.api, &ao, err) < 0) {
         fprintf(stderr, "fleetscan: API on %s: %s\n", listen, err);
         cfg_free(cfg);
@@ -188,8 +225,7 @@ int cmd_run(int argc, char **argv)
     }
     uv_async_init(&r.loop, &r.scan, on_scan_async);
     r.scan.data = &r;
-    fleet_opts_t fo = {.publish = on_publish, .arg = &r,
-                       .dns_override_only = getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL};
+    fleet_opts_t fo = {.publish = on_publish, .arg = &r, .dns_override_only = o->dns_override_only};
     if (fleet_new(&r.fleet, &r.loop, cfg, &fo, err) < 0) {
         fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
         cfg_free(cfg);
@@ -206,8 +242,17 @@ int cmd_run(int argc, char **argv)
     uv_signal_start(&r.sighup, on_signal, SIGHUP);
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
     uv_signal_start(&r.sigint, on_signal, SIGINT);
-    printf("fleetscan: API listening on http://%s:%d/\n",
-           strchr(cfg->listen_host, ':') ? "[::1]" : cfg->listen_host, api_port(r.api));
+    uv_timer_init(&r.loop, &r.duration);
+    r.duration.data = &r;
+    if (o->duration_s > 0)
+        uv_timer_start(&r.duration, on_duration, (uint64_t)o->duration_s * 1000, 0);
+    char url[128];
+    snprintf(url, sizeof(url), strchr(cfg->listen_host, ':') ? "http://[%s]:%d" : "http://%s:%d",
+             cfg->listen_host, api_port(r.api));
+    if (o->on_ready)
+        o->on_ready(o->arg, url);
+    else
+        printf("fleetscan: API listening on %s/\n", url);
     fflush(stdout);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);

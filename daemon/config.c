@@ -972,7 +972,7 @@ static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_r
     join(path, sizeof(path), gpath, "revocation");
     if (get_obj(p, g, "revocation", gpath, &o) || (o && check_keys(p, o, path, keys)))
         return -1;
-    if (parse_enum(p, o, "mode", path, rev_mode_names, CFG_REV_MODE_COUNT, CFG_REV_SOFT_FAIL, &e))
+    if (parse_enum(p, o, "mode", path, rev_mode_names, CFG_REV_MODE_COUNT, CFG_REV_STRICT, &e))
         return -1;
     r->mode = (cfg_rev_mode_t)e;
     if (parse_enum(p, o, "scope", path, rev_scope_names, CFG_SCOPE_COUNT,

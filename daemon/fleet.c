@@ -24,8 +24,8 @@
 
 /* One simulated endpoint: kept compact, there may be millions. */
 typedef struct fleet_ep_s {
-    int64_t next_due;  /* uv_now() ms */
-    int64_t since;     /* state change, seconds since the epoch (0: never) */
+    int64_t next_due; /* uv_now() ms */
+    int64_t since;    /* state change, seconds since the epoch (0: never) */
     int64_t last_probe;
     uint32_t timings_ms[SNAP_PH_COUNT];
     uint32_t warnings;
@@ -42,9 +42,9 @@ typedef struct fleet_group_s {
     rev_policy_t pol;
     probe_opts_t popts;
     char thumb[65];
-    char view[24];         /* network view key for the CRL/AIA cache */
-    int profile_differs;   /* scheme, port or FQDN differs from the reference binding */
-    int http_vs_https;     /* the profile speaks plain HTTP, the reference binding HTTPS */
+    char view[24];       /* network view key for the CRL/AIA cache */
+    int profile_differs; /* scheme, port or FQDN differs from the reference binding */
+    int http_vs_https;   /* the profile speaks plain HTTP, the reference binding HTTPS */
     snap_counts_t counts;
     char *detail_json;
     int64_t detail_at;
@@ -101,8 +101,8 @@ struct fleet_s {
     int64_t started_at;
     int dirty;
     int ref_in_flight;
-    int ref_ok;      /* the reference binding answered last time */
-    int ref_known;   /* a reference result exists */
+    int ref_ok;    /* the reference binding answered last time */
+    int ref_known; /* a reference result exists */
     char *targets_json;
     char *metrics_extra;
     uint64_t rng;
@@ -297,7 +297,7 @@ static rev_mode_t map_mode(cfg_rev_mode_t m)
 
 static rev_scope_t map_scope(cfg_rev_scope_t s)
 {
-    return s == CFG_SCOPE_LEAF ? REV_SCOPE_LEAF
+    return s == CFG_SCOPE_LEAF    ? REV_SCOPE_LEAF
            : s == CFG_SCOPE_CHAIN ? REV_SCOPE_CHAIN
                                   : REV_SCOPE_CHAIN_EXCLUDE_ROOT;
 }
@@ -308,8 +308,7 @@ static tlsc_ctx_t *find_ctx(fleet_gen_t *g, size_t upto, size_t trust_idx, const
     for (size_t i = 0; i < upto; i++) {
         const cfg_group_t *o = g->groups[i].cfg;
         if (o->trust_idx == trust_idx && o->tls.min_version == t->min_version &&
-            o->tls.max_version == t->max_version &&
-            !!o->tls.ciphers == !!t->ciphers &&
+            o->tls.max_version == t->max_version && !!o->tls.ciphers == !!t->ciphers &&
             (!t->ciphers || strcmp(o->tls.ciphers, t->ciphers) == 0) &&
             !!o->tls.ciphersuites == !!t->ciphersuites &&
             (!t->ciphersuites || strcmp(o->tls.ciphersuites, t->ciphersuites) == 0))
@@ -361,9 +360,9 @@ static void view_key(const cfg_network_t *n, char out[24])
     out[20] = '\0';
 }
 
-static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po,
-                            const fs_url_t *u, tlsc_ctx_t *tls, const char *thumb,
-                            rev_policy_t *pol, const cfg_group_t *grp)
+static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po, const fs_url_t *u,
+                            tlsc_ctx_t *tls, const char *thumb, rev_policy_t *pol,
+                            const cfg_group_t *grp)
 {
     probe_opts_defaults(po);
     po->url = u;
@@ -423,9 +422,10 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
         gr->pol.view = gr->view;
         fs_strlcpy(gr->thumb, p->expect_thumbprint, sizeof(gr->thumb));
         fill_probe_opts(f, cfg, &gr->popts, &p->u, gr->tls, gr->thumb, &gr->pol, c);
-        gr->http_vs_https = strcmp(p->u.scheme, "http") == 0 && strcmp(refp->u.scheme, "https") == 0;
-        gr->profile_differs = strcmp(p->u.scheme, refp->u.scheme) != 0 || p->u.port != refp->u.port ||
-                              strcasecmp(p->u.host, refp->u.host) != 0;
+        gr->http_vs_https =
+            strcmp(p->u.scheme, "http") == 0 && strcmp(refp->u.scheme, "https") == 0;
+        gr->profile_differs = strcmp(p->u.scheme, refp->u.scheme) != 0 ||
+                              p->u.port != refp->u.port || strcasecmp(p->u.host, refp->u.host) != 0;
         for (uint32_t k = 0; k < c->count; k++) {
             if (cfg->shard_count > 1) {
                 snprintf(id, sizeof(id), "%s-%05u", c->name, k);
@@ -473,14 +473,19 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
     g->ref_pol.view = "reference";
     fs_strlcpy(g->ref_thumb, refp->expect_thumbprint, sizeof(g->ref_thumb));
     fill_probe_opts(f, cfg, &g->ref_opts, &refp->u, g->ref_tls, g->ref_thumb, &g->ref_pol, NULL);
-    /* The reference resolves like the first group using the reference profile, if any. */
-    for (size_t i = 0; i < cfg->ngroups; i++) {
-        if (cfg->groups[i].profile_idx == cfg->ref_profile_idx) {
-            g->ref_opts.resolve = &cfg->groups[i].network.resolve;
-            g->ref_pol.resolve = &cfg->groups[i].network.resolve;
-            g->ref_pol.proxy = cfg->groups[i].network.proxy;
-            break;
-        }
+    /* The reference resolves like the first group using the reference profile, else like the
+     * first group whose DNS overrides name the reference host, else through the system. */
+    const cfg_group_t *view = NULL;
+    for (size_t i = 0; i < cfg->ngroups && view == NULL; i++)
+        if (cfg->groups[i].profile_idx == cfg->ref_profile_idx)
+            view = &cfg->groups[i];
+    for (size_t i = 0; i < cfg->ngroups && view == NULL; i++)
+        if (fs_resolve_lookup(&cfg->groups[i].network.resolve, refp->u.host) != NULL)
+            view = &cfg->groups[i];
+    if (view != NULL) {
+        g->ref_opts.resolve = &view->network.resolve;
+        g->ref_pol.resolve = &view->network.resolve;
+        g->ref_pol.proxy = view->network.proxy;
     }
     g->ref_opts.capture_chain = 1;
     *out = g;
@@ -613,6 +618,25 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
     f->metrics_extra = m;
 }
 
+/* Whether a failure of a profile that differs from the reference binding is the profile's
+ * fault (SPEC §4): it could not connect or handshake where the reference could, or it names
+ * an FQDN the certificate does not cover. Validation failures past the handshake on another
+ * port are that binding's own problem and keep their cause. */
+static int profile_explains(const fleet_gen_t *gen, const fleet_group_t *gr,
+                            const probe_result_t *r)
+{
+    if (!gr->profile_differs)
+        return 0;
+    const char *ph = fs_cause_info(r->cause)->phase;
+    if (strcmp(ph, "resolve") == 0 || strcmp(ph, "connect") == 0 || strcmp(ph, "tls") == 0)
+        return 1;
+    if (r->cause == FS_CAUSE_PROBE_TIMEOUT && r->failed_phase <= PROBE_PH_TLS)
+        return 1;
+    const fs_url_t *mine = &gen->cfg->profiles[gr->cfg->profile_idx].u;
+    const fs_url_t *ref = &gen->cfg->profiles[gen->cfg->ref_profile_idx].u;
+    return r->cause == FS_CAUSE_HOSTNAME_MISMATCH && strcasecmp(mine->host, ref->host) != 0;
+}
+
 static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
 {
     (void)p;
@@ -644,7 +668,8 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
                          "the profile URL %s speaks plain HTTP; the server's binding %s is HTTPS",
                          gr->cfg ? gen->cfg->profiles[gr->cfg->profile_idx].url : "",
                          gen->cfg->profiles[gen->cfg->ref_profile_idx].url);
-            } else if (cause != FS_CAUSE_NONE && gr->profile_differs && f->ref_known && f->ref_ok) {
+            } else if (cause != FS_CAUSE_NONE && f->ref_known && f->ref_ok &&
+                       profile_explains(gen, gr, r)) {
                 snprintf(msg, sizeof(msg), "%s (%s) while the reference binding %s answers",
                          fs_cause_id(cause), r->message,
                          gen->cfg->profiles[gen->cfg->ref_profile_idx].url);
@@ -669,7 +694,8 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
                 ep_id(gen, e, id, sizeof(id));
                 const fs_cause_info_t *ci = fs_cause_info(cause);
                 char line[512];
-                snprintf(line, sizeof(line), "%s%s%s", state == SNAP_OFFLINE ? ci->symptom : "online",
+                snprintf(line, sizeof(line), "%s%s%s",
+                         state == SNAP_OFFLINE ? ci->symptom : "online",
                          state == SNAP_OFFLINE ? ": " : "", state == SNAP_OFFLINE ? msg : "");
                 push_event(f, id, old_state, state, cause, line);
             }
@@ -680,7 +706,8 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
             if (r->chain.n > 0) {
                 cJSON *d = report_result_json(r, gen->cfg->profiles[gr->cfg->profile_idx].url);
                 if (cause != r->cause || r->online != (state == SNAP_ONLINE)) {
-                    cJSON_ReplaceItemInObject(d, "state", cJSON_CreateString(snap_state_name(state)));
+                    cJSON_ReplaceItemInObject(d, "state",
+                                              cJSON_CreateString(snap_state_name(state)));
                     cJSON_ReplaceItemInObject(d, "cause", cJSON_CreateString(fs_cause_id(cause)));
                     cJSON_ReplaceItemInObject(d, "message", cJSON_CreateString(msg));
                 }
@@ -759,6 +786,12 @@ static void on_tick(uv_timer_t *t)
     fleet_gen_t *g = f->gen;
     const cfg_limits_t *lim = &g->cfg->limits;
     uint64_t now = uv_now(f->loop);
+    /* profile_mismatch needs the reference's verdict: endpoints wait for its first result. */
+    if (!f->ref_known) {
+        if (!f->ref_in_flight)
+            start_job(f, UINT32_MAX);
+        return; /* its completion re-arms the tick */
+    }
     double burst = lim->handshakes_per_s < 1 ? 1 : lim->handshakes_per_s / 10.0 + 1;
     f->tokens += (double)(now - f->tokens_at) * lim->handshakes_per_s / 1000.0;
     if (f->tokens > burst)
@@ -873,15 +906,22 @@ static void on_publish_timer(uv_timer_t *t)
 
 /* ---- lifecycle ---- */
 
+/* The first cycle runs as fast as the limits allow (the token bucket and max_in_flight protect
+ * the server), spread over the time the rate needs anyway (at least 1 s, at most
+ * jitter * interval) so endpoints do not start in lockstep; later cycles spread further with
+ * the per-probe jitter. An admin mid-rollover wants the first picture now, not in an hour. */
+static double first_cycle_spread_ms(const fleet_gen_t *g, uint32_t n)
+{
+    double spread = (double)n / g->cfg->limits.handshakes_per_s * 1000.0;
+    double cap = g->cfg->jitter * g->cfg->interval_s * 1000.0;
+    if (spread > cap)
+        spread = cap;
+    return spread < 1000 ? 1000 : spread;
+}
+
 static void initial_schedule(fleet_t *f, fleet_gen_t *g)
 {
-    /* First probes spread over jitter * interval (at least 1 s): a fleet does not start in
-     * lockstep, and the first picture still arrives quickly. */
-    double spread = g->cfg->jitter * g->cfg->interval_s * 1000.0;
-    if (spread < 1000)
-        spread = 1000;
-    if (spread > g->cfg->interval_s * 1000.0)
-        spread = g->cfg->interval_s * 1000.0;
+    double spread = first_cycle_spread_ms(g, g->neps);
     int64_t now = (int64_t)uv_now(f->loop);
     for (uint32_t i = 0; i < g->neps; i++)
         g->eps[i].next_due = now + (int64_t)(rnd(f) * spread);
@@ -990,8 +1030,8 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     }
     fleet_gen_t *old = f->gen;
     size_t kept = 0;
-    int same_shard = cfg->shard_index == old->cfg->shard_index &&
-                     cfg->shard_count == old->cfg->shard_count;
+    int same_shard =
+        cfg->shard_index == old->cfg->shard_index && cfg->shard_count == old->cfg->shard_count;
     /* Endpoints of unchanged groups keep their state; a group's endpoints are contiguous. */
     uint32_t *ostart = group_starts(old), *nstart = group_starts(ng);
     for (size_t gi = 0; same_shard && gi < ng->ngroups; gi++) {
@@ -1024,9 +1064,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     }
     /* Endpoints that kept their state keep their schedule; new ones start spread out. */
     int64_t now = (int64_t)uv_now(f->loop);
-    double spread = cfg->jitter * cfg->interval_s * 1000.0;
-    if (spread < 1000)
-        spread = 1000;
+    double spread = first_cycle_spread_ms(ng, ng->neps);
     for (uint32_t i = 0; i < ng->neps; i++) {
         fleet_ep_t *e = &ng->eps[i];
         if (e->state == SNAP_PENDING && e->last_probe == 0)

@@ -8,15 +8,15 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: fleetscan <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  probe URL [options]   diagnose one server the way an endpoint would (--help)\n"
-            "  run -c FILE           the daemon: simulate the fleet, serve the API (--help)\n"
-            "  version               print the version\n"
-            "\n"
-            "exit status: 0 online, 1 offline, 2 usage or configuration error\n");
+    fprintf(f, "usage: fleetscan <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  probe URL [options]   diagnose one server the way an endpoint would (--help)\n"
+               "  run -c FILE           the daemon: simulate the fleet, serve the API (--help)\n"
+               "  demo                  run the embedded lab and the daemon against it (--help)\n"
+               "  version               print the version\n"
+               "\n"
+               "exit status: 0 online, 1 offline, 2 usage or configuration error\n");
 }
 
 int main(int argc, char **argv)
@@ -28,6 +28,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "probe") == 0)
         return cmd_probe(argc - 1, argv + 1);
+    if (strcmp(cmd, "demo") == 0)
+        return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

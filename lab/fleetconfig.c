@@ -57,8 +57,8 @@ int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_o
     char root[600], old[600];
     lab_file(lab, "root.pem", root, sizeof(root));
     lab_file(lab, "old-root.pem", old, sizeof(old));
-    fprintf(f, "{\n  \"vantage\": \"%s\",\n  \"listen\": \"%s\",\n", o->vantage ? o->vantage : "lab",
-            o->listen ? o->listen : "127.0.0.1:0");
+    fprintf(f, "{\n  \"vantage\": \"%s\",\n  \"listen\": \"%s\",\n",
+            o->vantage ? o->vantage : "lab", o->listen ? o->listen : "127.0.0.1:0");
     if (o->token_file)
         fprintf(f, "  \"api_token_file\": \"%s\",\n", o->token_file);
     if (o->event_log)
@@ -66,11 +66,13 @@ int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_o
     fprintf(f, "  \"interval_s\": %g, \"jitter\": 0.2,\n", o->interval_s > 0 ? o->interval_s : 30);
     fprintf(f, "  \"limits\": {\"max_in_flight\": 64, \"handshakes_per_s\": 2000, "
                "\"probe_timeout_ms\": 8000},\n");
-    fprintf(f, "  \"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}, \"legacy\": {\"ca_file\": "
-               "\"%s\"}},\n",
+    fprintf(f,
+            "  \"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}, \"legacy\": {\"ca_file\": "
+            "\"%s\"}},\n",
             root, old);
     fprintf(f, "  \"profiles\": {\n");
-    fprintf(f, "    \"default\": {\"url\": \"https://%s:%d/Altiris/NS/Agent/GetClientPolicies.aspx\"}",
+    fprintf(f,
+            "    \"default\": {\"url\": \"https://%s:%d/Altiris/NS/Agent/GetClientPolicies.aspx\"}",
             LAB_HOST, lab_port(lab, LAB_SC_GOOD));
     for (size_t i = 0; i < FS_ARRAY_SIZE(rows); i++) {
         const row_t *r = &rows[i];

@@ -3,10 +3,9 @@
 
 #include <string.h>
 
-static const fs_cause_info_t cause_table[] = {
-    {"none", "", "", "The endpoint is online.", ""},
+static const fs_cause_info_t cause_table[] = {{"none", "", "", "The endpoint is online.", ""},
 #define X(e, id, ph, sym, desc, rem) {id, ph, sym, desc, rem},
-    FS_CAUSE_LIST(X)
+                                              FS_CAUSE_LIST(X)
 #undef X
 };
 _Static_assert(sizeof(cause_table) / sizeof(cause_table[0]) == FS_CAUSE_COUNT,

@@ -16,7 +16,7 @@
     X(CONNECT_REFUSED, "connect_refused", "connect", "Unable to connect to server",                \
       "The server actively refused the TCP connection (nothing listens on that port).",            \
       "Check that IIS is running and has a binding on this port (IIS Manager > Site > Bindings); " \
-      "check the port in the agent communication profile; check host firewalls.")                 \
+      "check the port in the agent communication profile; check host firewalls.")                  \
     X(CONNECT_TIMEOUT, "connect_timeout", "connect", "Server is unavailable",                      \
       "The TCP connection did not complete in time (host down or packets dropped).",               \
       "Check that the server is up and reachable from the endpoint's network; check firewalls "    \
@@ -28,12 +28,13 @@
       "Update the agent communication profile (Settings > Notification Server > Site Server "      \
       "Settings > Agent Communication Profile) to HTTPS, the bound port and the certificate's "    \
       "FQDN; push the profile before retiring the old binding.")                                   \
-    X(TLS_HANDSHAKE_FAILED, "tls_handshake_failed", "tls", "SSL connection could not be established", \
+    X(TLS_HANDSHAKE_FAILED, "tls_handshake_failed", "tls",                                         \
+      "SSL connection could not be established",                                                   \
       "The TLS handshake failed: protocol or cipher mismatch, an alert, or the server does not "   \
       "speak TLS on this port.",                                                                   \
       "Compare the endpoint's enabled TLS versions and cipher suites with the server's "           \
       "(Schannel registry, IIS Crypto); check that the port carries the HTTPS binding.")           \
-    X(CONNECTION_CLOSED, "connection_closed", "tls", "The underlying connection was closed",        \
+    X(CONNECTION_CLOSED, "connection_closed", "tls", "The underlying connection was closed",       \
       "The server closed or reset the connection during the handshake or the request.",            \
       "Check the IIS HTTPS binding has a certificate with a private key; check load balancers "    \
       "and proxies in front of the server; check the HTTP.sys error log.")                         \
@@ -43,12 +44,14 @@
       "(Site > Bindings > https > SSL certificate) and restart the site.")                         \
     X(CERT_NOT_YET_VALID, "cert_not_yet_valid", "verify",                                          \
       "Could not establish trust relationship (clock or dates)",                                   \
-      "A certificate is not valid yet at the endpoint's time (new certificate or a clock behind).", \
+      "A certificate is not valid yet at the endpoint's time (new certificate or a clock "         \
+      "behind).",                                                                                  \
       "Check the endpoints' clocks (w32tm /query /status); issue certificates with a notBefore "   \
       "in the past; wait for the validity start before binding.")                                  \
     X(HOSTNAME_MISMATCH, "hostname_mismatch", "verify",                                            \
       "Certificate validation error (wrong certificate bound to 443)",                             \
-      "The certificate does not name the FQDN the endpoint connects to (wrong certificate bound).", \
+      "The certificate does not name the FQDN the endpoint connects to (wrong certificate "        \
+      "bound).",                                                                                   \
       "Bind the certificate whose SAN contains the profile's FQDN (IIS > Bindings > https); "      \
       "check SNI bindings and the default (no-SNI) binding; check the profile's FQDN.")            \
     X(THUMBPRINT_MISMATCH, "thumbprint_mismatch", "verify",                                        \
@@ -76,21 +79,23 @@
       "HTTP error or empty body).",                                                                \
       "Publish the CRL at the CDP URL (CA > Extensions), open the firewall from the endpoints to " \
       "the CRL host, or reissue the certificate without legacy CDP URLs (ldap://, old hosts).")    \
-    X(CRL_EXPIRED, "crl_expired", "revocation", "The revocation function was unable to check revocation", \
+    X(CRL_EXPIRED, "crl_expired", "revocation",                                                    \
+      "The revocation function was unable to check revocation",                                    \
       "The CRL served at the distribution point is past its nextUpdate.",                          \
       "Publish a fresh CRL (certutil -crl) and check the CA's CRL publication schedule.")          \
-    X(CRL_INVALID, "crl_invalid", "revocation", "The revocation function was unable to check revocation", \
+    X(CRL_INVALID, "crl_invalid", "revocation",                                                    \
+      "The revocation function was unable to check revocation",                                    \
       "The CRL is unparsable, has a wrong signature or issuer, or exceeds the size cap.",          \
       "Republish the CRL from the issuing CA; check the URL serves the CRL itself, not an HTML "   \
       "page or a proxy error.")                                                                    \
-    X(HTTP_ERROR, "http_error", "request", "Failed to send request",                              \
+    X(HTTP_ERROR, "http_error", "request", "Failed to send request",                               \
       "The server answered the agent URL with a 5xx status or an unparsable response.",            \
-      "Check the IIS application pool and the Notification Server services; check the "           \
+      "Check the IIS application pool and the Notification Server services; check the "            \
       "agent URL path in the profile.")                                                            \
     X(PROBE_TIMEOUT, "probe_timeout", "any", "Server is unavailable (timeout)",                    \
       "The probe exceeded its deadline in a phase no specific cause describes (a stalled "         \
       "handshake or request).",                                                                    \
-      "Check server load and anything in the path that accepts connections but does not answer " \
+      "Check server load and anything in the path that accepts connections but does not answer "   \
       "(load balancer, proxy, a hung application pool).")
 
 #define FS_WARNING_LIST(X)                                                                         \
@@ -99,7 +104,8 @@
       "Renew it now and bind the new certificate before the old one expires; check the forecast.") \
     X(CRL_EXPIRING_SOON, "crl_expiring_soon", "revocation", "CRL nextUpdate is near",              \
       "A CRL the endpoint uses reaches its nextUpdate soon.",                                      \
-      "Check the CA publishes the next CRL before nextUpdate (CRL publication interval, overlap).") \
+      "Check the CA publishes the next CRL before nextUpdate (CRL publication interval, "          \
+      "overlap).")                                                                                 \
     X(AIA_FETCH_REQUIRED, "aia_fetch_required", "verify", "Chain completed through AIA",           \
       "The chain only completes because the endpoint fetched the issuer from its AIA URL.",        \
       "Make IIS send the full chain: import the intermediate into the server's Intermediate "      \
@@ -112,7 +118,8 @@
       "TLS older than 1.2 was negotiated because the endpoint allows it.",                         \
       "Enable TLS 1.2 on the server (IIS Crypto / Schannel) and disable TLS 1.0/1.1.")             \
     X(WEAK_SIGNATURE, "weak_signature", "verify", "SHA-1 signed certificate",                      \
-      "A certificate in the chain is signed with SHA-1; Windows accepts it from an enterprise CA.", \
+      "A certificate in the chain is signed with SHA-1; Windows accepts it from an enterprise "    \
+      "CA.",                                                                                       \
       "Reissue the certificate (and intermediate) with SHA-256 signatures.")
 
 typedef enum {

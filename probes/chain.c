@@ -100,7 +100,8 @@ static void capture_cdp(chain_cert_t *c, X509 *x)
         for (int j = 0; j < sk_GENERAL_NAME_num(names); j++) {
             GENERAL_NAME *n = sk_GENERAL_NAME_value(names, j);
             if (n->type == GEN_URI)
-                push_str(&c->cdp, &c->ncdp, "", ASN1_STRING_get0_data(n->d.uniformResourceIdentifier),
+                push_str(&c->cdp, &c->ncdp, "",
+                         ASN1_STRING_get0_data(n->d.uniformResourceIdentifier),
                          ASN1_STRING_length(n->d.uniformResourceIdentifier));
         }
     }
@@ -168,7 +169,7 @@ void chain_info_free(chain_info_t *info)
     memset(info, 0, sizeof(*info));
 }
 
-void chain_info_capture(chain_info_t *info, STACK_OF(X509) *chain)
+void chain_info_capture(chain_info_t *info, STACK_OF(X509) * chain)
 {
     chain_info_free(info);
     int n = chain ? sk_X509_num(chain) : 0;
@@ -253,7 +254,7 @@ static int is_sha1_signed(X509 *x)
     return md == NID_sha1 || md == NID_md5;
 }
 
-int chain_verify(X509_STORE *trust, STACK_OF(X509) *presented, STACK_OF(X509) *extra,
+int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) * extra,
                  const chain_check_t *c, chain_verdict_t *v)
 {
     memset(v, 0, sizeof(*v));

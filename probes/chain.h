@@ -14,9 +14,9 @@
 #define CHAIN_MAX_CERTS 10
 
 typedef struct chain_cert_s {
-    char *subject;  /* RFC 2253 style, e.g. "CN=ns.corp.example,O=Corp" */
+    char *subject; /* RFC 2253 style, e.g. "CN=ns.corp.example,O=Corp" */
     char *issuer;
-    char *serial;   /* upper-case hex, no separators, as Windows shows it */
+    char *serial; /* upper-case hex, no separators, as Windows shows it */
     int64_t not_before, not_after;
     char sha1[41];   /* thumbprint as Windows shows it (upper-case hex) */
     char sha256[65]; /* lower-case hex */
@@ -38,7 +38,7 @@ typedef struct chain_info_s {
 } chain_info_t;
 
 /* Fills info from the presented chain (leaf first). Frees any previous content. */
-void chain_info_capture(chain_info_t *info, STACK_OF(X509) *chain);
+void chain_info_capture(chain_info_t *info, STACK_OF(X509) * chain);
 void chain_info_free(chain_info_t *info);
 /* Thumbprints of one certificate: sha1 upper-case hex (41 bytes), sha256 lower (65). */
 void chain_thumbprints(X509 *x, char sha1[41], char sha256[65]);
@@ -56,7 +56,7 @@ typedef struct chain_verdict_s {
     char message[256];
     int issuer_missing_depth; /* depth of the cert whose issuer was not found, or -1 */
     /* The chain as built (leaf first), for revocation; owned by the verdict. */
-    STACK_OF(X509) *built;
+    STACK_OF(X509) * built;
 } chain_verdict_t;
 
 /* Verifies presented (leaf first) as an endpoint with this trust would: roots from trust,
@@ -64,7 +64,7 @@ typedef struct chain_verdict_s {
  * and AIA fetches (also in extra). Every problem is collected and the primary cause is the
  * first in SPEC order. Returns 0 (verdict filled, even when the cause is not NONE) or -1 on
  * an internal error (message in v->message). Call chain_verdict_free() either way. */
-int chain_verify(X509_STORE *trust, STACK_OF(X509) *presented, STACK_OF(X509) *extra,
+int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) * extra,
                  const chain_check_t *c, chain_verdict_t *v);
 void chain_verdict_free(chain_verdict_t *v);
 

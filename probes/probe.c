@@ -29,7 +29,7 @@ typedef enum {
     PS_COUNT
 } probe_state_t;
 
-static const char *const state_names[PS_COUNT] = {"init", "resolve", "connect", "tls",
+static const char *const state_names[PS_COUNT] = {"init", "resolve",    "connect", "tls",
                                                   "aia",  "revocation", "request", "closing"};
 _Static_assert(FS_ARRAY_SIZE(state_names) == PS_COUNT, "state names out of sync");
 
@@ -47,14 +47,14 @@ struct probe_s {
     int gai_pending;
     int pending_closes;
     int peer_eof;
-    uint64_t deadline;    /* uv_now() ms */
-    uint64_t phase_start; /* uv_hrtime() ns */
-    uint64_t t0;          /* uv_hrtime() ns */
+    uint64_t deadline;     /* uv_now() ms */
+    uint64_t phase_start;  /* uv_hrtime() ns */
+    uint64_t t0;           /* uv_hrtime() ns */
     int phase_timeout_hit; /* the phase timeout (not the deadline) fired */
     tlsc_t tls;
     int tls_inited;
     rev_job_t *rev_job;
-    STACK_OF(X509) *extra; /* endpoint intermediates + AIA-fetched issuers */
+    STACK_OF(X509) * extra; /* endpoint intermediates + AIA-fetched issuers */
     chain_verdict_t verdict;
     int aia_tried;
     char resp[PROBE_MAX_RESPONSE_HEAD];
@@ -219,8 +219,9 @@ static void on_timer(uv_timer_t *t)
                      p->o.url->host, ms, why);
         break;
     case PS_CONNECT:
-        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d: no answer in %u ms (%s)",
-                     p->r.addr, p->o.url->port, ms, why);
+        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT,
+                     "TCP connect to %s port %d: no answer in %u ms (%s)", p->r.addr,
+                     p->o.url->port, ms, why);
         break;
     case PS_TLS:
         probe_finish(p, FS_CAUSE_PROBE_TIMEOUT,
@@ -505,8 +506,8 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
-        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d failed: %s",
-                     p->r.addr, p->o.url->port, uv_strerror(status));
+        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d failed: %s", p->r.addr,
+                     p->o.url->port, uv_strerror(status));
         return;
     }
     uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
@@ -544,7 +545,7 @@ static void start_connect(probe_t *p, const char *addr)
                      "TCP connect to %s port %d: %s", addr, p->o.url->port, uv_strerror(rc));
 }
 
-static STACK_OF(X509) *extra_certs(probe_t *p)
+static STACK_OF(X509) * extra_certs(probe_t *p)
 {
     if (p->extra == NULL) {
         p->extra = sk_X509_new_null();
@@ -558,7 +559,7 @@ static STACK_OF(X509) *extra_certs(probe_t *p)
     return p->extra;
 }
 
-static void on_aia(void *arg, STACK_OF(X509) *issuers, const rev_result_t *rr)
+static void on_aia(void *arg, STACK_OF(X509) * issuers, const rev_result_t *rr)
 {
     probe_t *p = arg;
     p->rev_job = NULL;
@@ -592,8 +593,8 @@ static void start_verify(probe_t *p)
         .expect_thumbprint = p->o.expect_thumbprint,
     };
     chain_verdict_free(&p->verdict);
-    STACK_OF(X509) *extra = sk_X509_num(p->o.tls->intermediates) > 0 || p->extra ? extra_certs(p)
-                                                                                   : NULL;
+    STACK_OF(X509) *extra =
+        sk_X509_num(p->o.tls->intermediates) > 0 || p->extra ? extra_certs(p) : NULL;
     if (chain_verify(p->o.tls->trust, presented, extra, &c, &p->verdict) < 0) {
         probe_finish(p, FS_CAUSE_UNTRUSTED_CA, "%s", p->verdict.message);
         return;

@@ -25,19 +25,19 @@ typedef enum {
 extern const char *const probe_phase_names[PROBE_PH_COUNT];
 
 typedef struct probe_opts_s {
-    const fs_url_t *url;         /* what the endpoint connects to (borrowed) */
-    tlsc_ctx_t *tls;             /* endpoint TLS + trust (borrowed; required for https) */
-    int sni;                     /* send SNI */
-    const fs_resolve_t *resolve; /* DNS overrides, may be NULL */
-    int dns_override_only;       /* never ask the system resolver (tests, sealed views) */
-    const char *connect_addr;    /* optional: connect here instead of resolving */
-    int64_t clock_skew_s;        /* endpoint clock - host clock */
-    int64_t expiring_soon_s;     /* cert_expiring_soon window (default 30 days) */
+    const fs_url_t *url;           /* what the endpoint connects to (borrowed) */
+    tlsc_ctx_t *tls;               /* endpoint TLS + trust (borrowed; required for https) */
+    int sni;                       /* send SNI */
+    const fs_resolve_t *resolve;   /* DNS overrides, may be NULL */
+    int dns_override_only;         /* never ask the system resolver (tests, sealed views) */
+    const char *connect_addr;      /* optional: connect here instead of resolving */
+    int64_t clock_skew_s;          /* endpoint clock - host clock */
+    int64_t expiring_soon_s;       /* cert_expiring_soon window (default 30 days) */
     const char *expect_thumbprint; /* normalised hex, or NULL */
     uint32_t dns_timeout_ms, connect_timeout_ms, tls_timeout_ms, request_timeout_ms;
-    uint32_t total_timeout_ms; /* the probe's deadline */
-    int capture_chain;         /* fill result.chain (costs allocations) */
-    rev_ctx_t *rev;            /* retrieval context; NULL disables AIA and revocation */
+    uint32_t total_timeout_ms;      /* the probe's deadline */
+    int capture_chain;              /* fill result.chain (costs allocations) */
+    rev_ctx_t *rev;                 /* retrieval context; NULL disables AIA and revocation */
     const rev_policy_t *rev_policy; /* borrowed for the probe's lifetime */
 } probe_opts_t;
 
@@ -53,10 +53,10 @@ typedef struct probe_result_s {
     probe_phase_t failed_phase;
     uint32_t timings_ms[PROBE_PH_COUNT];
     uint32_t total_ms;
-    int64_t started_at; /* wall clock, seconds */
+    int64_t started_at;    /* wall clock, seconds */
     int64_t endpoint_time; /* validation time: host time + skew */
-    char addr[64];      /* the address connected to */
-    int tls_version;    /* negotiated, 0 if none */
+    char addr[64];         /* the address connected to */
+    int tls_version;       /* negotiated, 0 if none */
     char cipher[64];
     int http_status; /* 0 if no request was made */
     int plain_http;  /* the server spoke plain HTTP where TLS was expected */

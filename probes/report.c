@@ -96,7 +96,7 @@ cJSON *report_result_json(const probe_result_t *r, const char *url)
     cJSON_AddStringToObject(o, "message", r->message);
     if (!r->online) {
         const fs_cause_info_t *ci = fs_cause_info(r->cause);
-        cJSON_AddStringToObject(o, "phase", probe_phase_names[r->failed_phase]);
+        cJSON_AddStringToObject(o, "phase", ci->phase);
         cJSON_AddStringToObject(o, "symptom", ci->symptom);
         cJSON_AddStringToObject(o, "remediation", ci->remediation);
     }
@@ -143,7 +143,8 @@ void report_result_text(FILE *f, const probe_result_t *r, const char *url)
             fprintf(f, "      Issuer:     %s\n", c->issuer);
             fprintf(f, "      Serial:     %s\n", c->serial);
             fprintf(f, "      NotBefore:  %s\n", fs_rfc3339(c->not_before, b1, sizeof(b1)));
-            fprintf(f, "      NotAfter:   %s (%lld days)\n", fs_rfc3339(c->not_after, b2, sizeof(b2)),
+            fprintf(f, "      NotAfter:   %s (%lld days)\n",
+                    fs_rfc3339(c->not_after, b2, sizeof(b2)),
                     (long long)((c->not_after - r->endpoint_time) / 86400));
             fprintf(f, "      Cert Hash(sha1): %s\n", c->sha1);
             fprintf(f, "      SHA-256:    %s\n", c->sha256);
@@ -184,7 +185,7 @@ void report_result_text(FILE *f, const probe_result_t *r, const char *url)
     }
     if (!r->online) {
         const fs_cause_info_t *ci = fs_cause_info(r->cause);
-        fprintf(f, "Cause:   %s (phase %s)\n", ci->id, probe_phase_names[r->failed_phase]);
+        fprintf(f, "Cause:   %s (phase %s)\n", ci->id, ci->phase);
         fprintf(f, "agent.log would say: %s\n", ci->symptom);
         fprintf(f, "Detail:  %s\n", r->message);
         fprintf(f, "Remediation: %s\n", ci->remediation);

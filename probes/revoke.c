@@ -17,6 +17,7 @@
 
 #define REV_GRACE_MS 100 /* a waiter's own deadline trails the fetch's, so curl reports first */
 #define SIG_MEMO 4
+#define REV_ENTRY_COST 160 /* bytes an X509_REVOKED takes once parsed, roughly */
 
 const char *const rev_mode_names[REV_MODE_COUNT] = {"off", "soft_fail", "strict"};
 const char *const rev_scope_names[REV_SCOPE_COUNT] = {"leaf", "chain", "chain_exclude_root"};
@@ -790,7 +791,10 @@ static void ent_settle(ent_t *e, const fetch_result_t *res)
         if (e->expires_ms <= now) /* stale when published: ask again soon, not at once */
             e->expires_ms = now + neg;
     }
+    /* Charge the parsed form too: each revoked entry costs more in memory than in DER. */
     e->cost = sizeof(*e) + strlen(e->key) + strlen(e->url) + (e->ok ? e->bytes : 0);
+    if (e->crl)
+        e->cost += REV_ENTRY_COST * (size_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(e->crl));
     ctx->stats.bytes += e->cost;
     lru_push_front(ctx, e);
 }

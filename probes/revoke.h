@@ -65,7 +65,11 @@ void rev_policy_defaults(rev_policy_t *p);
  * clock (AIA entries: fetch time + max_age_s). A failed retrieval (unreachable, HTTP error,
  * invalid payload) and a CRL already past nextUpdate when fetched are kept REV_NEGATIVE_TTL_S
  * seconds, so a fleet does not hammer a dead or stale CDP. Beyond max_bytes_total (entries
- * are charged the size of their body plus bookkeeping) the least recently used entries go.
+ * are charged their body, an estimate of the parsed CRL and bookkeeping) the least recently
+ * used entries go. While a URL is retrieved every job that needs it in the same view waits on
+ * that one retrieval (single flight), which runs with the first job's URL timeout, size cap,
+ * proxy and resolve map: the view key must name those network settings. Each waiter keeps its
+ * own deadline.
  * A cached CRL that is stale at a skewed or forecast `at` but fresh by the host's clock is
  * used as is (crl_expired), not refetched: the CDP served it recently. */
 #define REV_NEGATIVE_TTL_S 30
@@ -79,8 +83,9 @@ typedef struct rev_ctx_s
 
 /* Creates a context on loop. lim NULL: defaults. Returns 0 or a negative UV_E* code. */
 int rev_ctx_new(rev_ctx_t **out, uv_loop_t *loop, const rev_cache_limits_t *lim);
-/* Cancels every job (no callback fires), stops retrievals, frees the cache; done (may be NULL)
- * runs after the last handle closed. May be called from inside a rev callback. */
+/* Cancels every job (no callback fires; their handles become invalid), stops retrievals, frees
+ * the cache; done (may be NULL) runs after the last handle closed. May be called from inside a
+ * rev callback: the teardown then waits until that callback returns. */
 void rev_ctx_close(rev_ctx_t *ctx, void (*done)(void *arg), void *arg);
 
 typedef struct rev_cache_stats_s {

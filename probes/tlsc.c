@@ -68,7 +68,7 @@ static void ssl_errmsg(char *buf, size_t len, const char *what)
     snprintf(buf, len, "%s%s%s", what, r ? ": " : "", r ? r : "");
 }
 
-static int load_intermediates(STACK_OF(X509) *sk, const char *path, char err[256])
+static int load_intermediates(STACK_OF(X509) * sk, const char *path, char err[256])
 {
     BIO *b = BIO_new_file(path, "r");
     if (b == NULL) {
@@ -318,7 +318,7 @@ void tlsc_shutdown(tlsc_t *t)
     ERR_clear_error();
 }
 
-STACK_OF(X509) *tlsc_peer_chain(const tlsc_t *t)
+STACK_OF(X509) * tlsc_peer_chain(const tlsc_t *t)
 {
     return SSL_get_peer_cert_chain(t->ssl);
 }

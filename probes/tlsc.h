@@ -20,8 +20,8 @@
  * reference counted, read-only after creation (safe to share across probes). */
 typedef struct tlsc_ctx_s {
     SSL_CTX *ssl_ctx;
-    X509_STORE *trust;            /* trusted roots (CA file and/or dir) */
-    STACK_OF(X509) *intermediates; /* endpoint's Intermediate CA store; may be empty */
+    X509_STORE *trust;              /* trusted roots (CA file and/or dir) */
+    STACK_OF(X509) * intermediates; /* endpoint's Intermediate CA store; may be empty */
     int refs;
 } tlsc_ctx_t;
 
@@ -58,8 +58,8 @@ typedef struct tlsc_s {
     BIO *in;  /* network -> SSL */
     BIO *out; /* SSL -> network */
     tlsc_err_t err;
-    int alert_received;   /* TLS alert description from the peer, -1 if none */
-    int plain_http;       /* the peer answered in plain HTTP ("HTTP/" bytes) */
+    int alert_received; /* TLS alert description from the peer, -1 if none */
+    int plain_http;     /* the peer answered in plain HTTP ("HTTP/" bytes) */
     int first_bytes_seen;
     char errmsg[200];
 } tlsc_t;
@@ -96,7 +96,7 @@ void tlsc_shutdown(tlsc_t *t);
 
 /* After the handshake (or a verification-stage failure): the presented chain, leaf first,
  * owned by the connection; NULL when the server sent no certificate. */
-STACK_OF(X509) *tlsc_peer_chain(const tlsc_t *t);
+STACK_OF(X509) * tlsc_peer_chain(const tlsc_t *t);
 int tlsc_negotiated_version(const tlsc_t *t);
 const char *tlsc_cipher_name(const tlsc_t *t);
 

@@ -6,9 +6,9 @@
 #include <stddef.h>
 
 typedef struct fs_url_s {
-    char scheme[8]; /* "https" or "http", lower case */
-    char host[256]; /* without brackets for IPv6 literals */
-    int port;       /* explicit or the scheme default */
+    char scheme[8];  /* "https" or "http", lower case */
+    char host[256];  /* without brackets for IPv6 literals */
+    int port;        /* explicit or the scheme default */
     char path[1024]; /* "" when the URL has no path (or only "/"): handshake only */
 } fs_url_t;
 

@@ -76,7 +76,8 @@ static void expect_cause(lab_scenario_t sc, const char *extra, const char *cause
 {
     cJSON *j = probe_json(sc, NULL, extra, cause ? 1 : 0);
     cJSON *c = cJSON_GetObjectItem(j, "cause");
-    fprintf(stderr, "   %-14s %s\n", lab_scenario_names[sc], cJSON_IsString(c) ? c->valuestring : "online");
+    fprintf(stderr, "   %-14s %s\n", lab_scenario_names[sc],
+            cJSON_IsString(c) ? c->valuestring : "online");
     if (cause == NULL) {
         ASSERT(cJSON_IsNull(c));
         ASSERT_STREQ(cJSON_GetObjectItem(j, "state")->valuestring, "online");
@@ -111,7 +112,8 @@ static void test_causes(void)
     expect_cause(LAB_SC_EXPIRED, NULL, "cert_expired");
     expect_cause(LAB_SC_NOTYET, NULL, "cert_not_yet_valid");
     expect_cause(LAB_SC_WRONGHOST, NULL, "hostname_mismatch");
-    expect_cause(LAB_SC_GOOD, "--expect-thumbprint 00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33",
+    expect_cause(LAB_SC_GOOD,
+                 "--expect-thumbprint 00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33",
                  "thumbprint_mismatch");
     expect_cause(LAB_SC_NOSNI, "--no-sni", "hostname_mismatch");
     expect_cause(LAB_SC_GOOD, "--clock-skew -259200", "cert_not_yet_valid");
@@ -149,8 +151,8 @@ static void test_chain_and_retrievals(void)
     cJSON *chain = cJSON_GetObjectItem(j, "chain");
     ASSERT_EQ(cJSON_GetArraySize(chain), 2);
     cJSON *leaf = cJSON_GetArrayItem(chain, 0);
-    const char *keys[] = {"subject", "issuer", "serial", "not_before", "not_after",
-                          "sha1_thumbprint", "sha256", "sans", "cdp", "aia"};
+    const char *keys[] = {"subject",         "issuer", "serial", "not_before", "not_after",
+                          "sha1_thumbprint", "sha256", "sans",   "cdp",        "aia"};
     for (size_t i = 0; i < FS_ARRAY_SIZE(keys); i++)
         ASSERT(cJSON_GetObjectItem(leaf, keys[i]) != NULL);
     ASSERT_EQ(strlen(cJSON_GetObjectItem(leaf, "sha1_thumbprint")->valuestring), 40);

@@ -370,7 +370,7 @@ static void test_defaults(void)
     ASSERT_EQ(g->count, 10);
     ASSERT_EQ(g->profile_idx, 0);
     ASSERT_EQ(g->trust_idx, 0);
-    ASSERT_EQ(g->revocation.mode, CFG_REV_SOFT_FAIL);
+    ASSERT_EQ(g->revocation.mode, CFG_REV_STRICT);
     ASSERT_EQ(g->revocation.scope, CFG_SCOPE_CHAIN_EXCLUDE_ROOT);
     ASSERT(g->revocation.aia_fetch);
     ASSERT_EQ(g->revocation.url_timeout_ms, 15000);
@@ -602,7 +602,7 @@ static void test_group_equal(void)
               "{\"interval_s\": 5, \"jitter\": 0.9, \"limits\": {\"max_in_flight\": 1}, "
               "\"vantage\": \"other\", " TS ", \"profiles\": {\"default\": {\"url\": "
               "\"HTTPS://NS:443\"}}, \"groups\": [{\"name\": \"hq\", \"count\": 5, "
-              "\"revocation\": {\"mode\": \"soft_fail\"}, \"tls\": {\"min_version\": \"1.2\"}}]}",
+              "\"revocation\": {\"mode\": \"strict\"}, \"tls\": {\"min_version\": \"1.2\"}}]}",
               0, 0));
     /* probe-outcome globals do */
     ASSERT(!equal(b,
@@ -688,7 +688,7 @@ static void test_examples(void)
             ASSERT_EQ(c->limits.max_in_flight, 256);
             ASSERT_EQ(c->limits.probe_timeout_ms, 15000);
             ASSERT_EQ(c->cache.crl_max_bytes_total, 64 << 20);
-            ASSERT_EQ(g->revocation.mode, CFG_REV_SOFT_FAIL);
+            ASSERT_EQ(g->revocation.mode, CFG_REV_STRICT);
             ASSERT_EQ(g->revocation.scope, CFG_SCOPE_CHAIN_EXCLUDE_ROOT);
             ASSERT_EQ(g->revocation.max_crl_bytes, 16 << 20);
             ASSERT_EQ(g->tls.min_version, 0x0303);

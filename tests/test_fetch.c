@@ -142,6 +142,7 @@ static void test_override_map(void)
     req.url = url;
     req.resolve = &map;
     req.dns_override_only = 1;
+    req.source_addr = "127.0.0.1";
     got_t g;
     run_one(&req, &g);
     ASSERT_EQ(g.r.err, FETCH_OK);
@@ -171,6 +172,30 @@ static void test_unresolvable(void)
     run_one(&req, &g);
     ASSERT_EQ(g.r.err, FETCH_ERR_DNS);
     ASSERT_CONTAINS(g.r.error, "proxy");
+}
+
+static void test_proxy(void)
+{
+    /* The lab server plays the proxy: it sees the absolute URL as the request target. The
+     * target's name is the proxy's business; the proxy's own name obeys the override map. */
+    char proxy[128], err[256];
+    snprintf(proxy, sizeof(proxy), "http://proxy.lab.test:%d", lab_http_port(srv));
+    lab_http_set(srv, "http://crl.remote.test/p.crl", 200, "via proxy", 9, NULL);
+    fs_resolve_t map = {0};
+    ASSERT_EQ(fs_resolve_add(&map, "proxy.lab.test", "127.0.0.1", err), 0);
+    fetch_req_t req;
+    fetch_req_init(&req);
+    req.url = "http://crl.remote.test/p.crl";
+    req.proxy = proxy;
+    req.resolve = &map;
+    req.dns_override_only = 1;
+    got_t g;
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_OK);
+    ASSERT_EQ(g.r.http_status, 200);
+    ASSERT_STREQ(g.body, "via proxy");
+    ASSERT_EQ(lab_http_hits(srv, "http://crl.remote.test/p.crl"), 1);
+    fs_resolve_free(&map);
 }
 
 static void test_unsupported_scheme(void)
@@ -540,6 +565,7 @@ int main(void)
     RUN(test_refused);
     RUN(test_override_map);
     RUN(test_unresolvable);
+    RUN(test_proxy);
     RUN(test_unsupported_scheme);
     RUN(test_stall_timeout);
     RUN(test_endless_capped);

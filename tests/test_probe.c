@@ -159,10 +159,10 @@ static void test_scenarios(void)
         tls10->o.tls = ctx_legacy_ok;
         tls10_refused = mk("tls10 refused", LAB_SC_TLS10, NULL);
     }
-    outcome_t *all[] = {good,   good_get, leaf_only, expired, notyet,   wrong,    rogue,
-                        sha1,   expiring, h500,      sni_on,  sni_off,  plain,    plain_ok,
-                        stall,  garbage,  reset,     closed,  refused,  dns,      thumb,
-                        skew,   deadline, ctimeout,  tls10,   tls10_refused};
+    outcome_t *all[] = {good,  good_get, leaf_only, expired, notyet,       wrong, rogue,
+                        sha1,  expiring, h500,      sni_on,  sni_off,      plain, plain_ok,
+                        stall, garbage,  reset,     closed,  refused,      dns,   thumb,
+                        skew,  deadline, ctimeout,  tls10,   tls10_refused};
     size_t n = FS_ARRAY_SIZE(all) - (tls10 ? 0 : 2);
     for (size_t i = 0; i < n; i++)
         go(all[i]);

@@ -71,7 +71,7 @@ static void on_rev(void *arg, const rev_result_t *r)
     x->r = *r;
 }
 
-static void check(env_t *e, STACK_OF(X509) *chain, const rev_policy_t *p, int64_t at, res_t *out)
+static void check(env_t *e, STACK_OF(X509) * chain, const rev_policy_t *p, int64_t at, res_t *out)
 {
     memset(out, 0, sizeof(*out));
     ASSERT_EQ(rev_check_start(e->ctx, NULL, chain, p, at, on_rev, out), 0);
@@ -82,7 +82,7 @@ static void check(env_t *e, STACK_OF(X509) *chain, const rev_policy_t *p, int64_
 }
 
 /* leaf (a copy of `from`, re-signed by inter with the given CDP URIs), inter, root. */
-static STACK_OF(X509) *chain_with(lab_leaf_t from, const char *const *cdp, const char *aia)
+static STACK_OF(X509) * chain_with(lab_leaf_t from, const char *const *cdp, const char *aia)
 {
     X509 *x = X509_dup(pki.leaf[from].cert);
     int i;
@@ -116,7 +116,7 @@ static STACK_OF(X509) *chain_with(lab_leaf_t from, const char *const *cdp, const
     return sk;
 }
 
-static STACK_OF(X509) *chain_cdp(lab_leaf_t from, const char *path)
+static STACK_OF(X509) * chain_cdp(lab_leaf_t from, const char *path)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s%s", base, path);
@@ -124,21 +124,21 @@ static STACK_OF(X509) *chain_cdp(lab_leaf_t from, const char *path)
     return chain_with(from, cdp, NULL);
 }
 
-static void free_chain(STACK_OF(X509) *sk)
+static void free_chain(STACK_OF(X509) * sk)
 {
     sk_X509_pop_free(sk, X509_free);
 }
 
 /* Serves a CRL by inter (or by `by`) at path. */
-static void serve_crl(const char *path, const lab_cert_t *by, const X509 *const *revoked,
-                      size_t n, int64_t this_off, int64_t next_off)
+static void serve_crl(const char *path, const lab_cert_t *by, const X509 *const *revoked, size_t n,
+                      int64_t this_off, int64_t next_off)
 {
     unsigned char *der;
     size_t len;
     char err[256];
-    ASSERT_EQ(lab_crl_make(&der, &len, by ? by : &pki.inter, revoked, n, this_off, next_off, NULL,
-                           err),
-              0);
+    ASSERT_EQ(
+        lab_crl_make(&der, &len, by ? by : &pki.inter, revoked, n, this_off, next_off, NULL, err),
+        0);
     lab_http_set(srv, path, 200, der, len, "application/pkix-crl");
     free(der);
 }
@@ -157,7 +157,7 @@ static int closed_port(void)
 
 /* ---- the lab's own chain: inter.crl lists the revoked leaf ---------------------------------- */
 
-static STACK_OF(X509) *lab_chain(lab_leaf_t leaf)
+static STACK_OF(X509) * lab_chain(lab_leaf_t leaf)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     X509_up_ref(pki.leaf[leaf].cert);
@@ -627,26 +627,39 @@ static void test_negative_cache(void)
 
 static void test_lru_bound(void)
 {
-    /* Room for about two CRLs: the oldest entries go, the total stays under the bound. */
-    size_t one = pki.inter_crl_len + 600;
-    rev_cache_limits_t lim = {.max_age_s = 3600, .max_bytes_total = 2 * one + 300};
-    env_t e;
-    env_open(&e, &lim);
-    rev_policy_t p;
-    policy(&p, REV_STRICT);
     char path[64];
     res_t r;
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
     for (int i = 0; i < 6; i++) {
         snprintf(path, sizeof(path), "/s/lru%d.crl", i);
         serve_crl(path, NULL, NULL, 0, -3600, 7 * DAY);
-        STACK_OF(X509) *chain = chain_cdp(LAB_LEAF_GOOD, path);
+    }
+    /* What one entry costs (all six are the same size)... */
+    env_t e;
+    env_open(&e, NULL);
+    STACK_OF(X509) *chain = chain_cdp(LAB_LEAF_GOOD, "/s/lru0.crl");
+    check(&e, chain, &p, now, &r);
+    free_chain(chain);
+    rev_cache_stats_t st;
+    rev_cache_stats(e.ctx, &st);
+    ASSERT_EQ(st.entries, 1);
+    size_t one = st.bytes;
+    env_close(&e);
+
+    /* ...then room for two and a half: the oldest go, the total stays under the bound. */
+    rev_cache_limits_t lim = {.max_age_s = 3600, .max_bytes_total = 2 * one + one / 2};
+    env_open(&e, &lim);
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof(path), "/s/lru%d.crl", i);
+        chain = chain_cdp(LAB_LEAF_GOOD, path);
         check(&e, chain, &p, now, &r);
         ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+        ASSERT_EQ(r.r.urls[0].from_cache, 0);
         free_chain(chain);
-        rev_cache_stats_t st;
         rev_cache_stats(e.ctx, &st);
         ASSERT(st.bytes <= lim.max_bytes_total);
-        ASSERT(st.entries <= 2);
+        ASSERT_EQ(st.entries, i < 2 ? (size_t)i + 1 : 2);
     }
     /* lru5 is cached, lru0 was evicted. */
     STACK_OF(X509) *c5 = chain_cdp(LAB_LEAF_GOOD, "/s/lru5.crl");
@@ -655,7 +668,7 @@ static void test_lru_bound(void)
     ASSERT_EQ(r.r.urls[0].from_cache, 1);
     check(&e, c0, &p, now, &r);
     ASSERT_EQ(r.r.urls[0].from_cache, 0);
-    ASSERT_EQ(lab_http_hits(srv, "/s/lru0.crl"), 2);
+    ASSERT_EQ(lab_http_hits(srv, "/s/lru0.crl"), 3);
     free_chain(c5);
     free_chain(c0);
     env_close(&e);
@@ -678,7 +691,7 @@ static void test_cancel(void)
     rev_job_cancel(jc); /* before it even started */
     for (int i = 0; i < 5; i++)
         uv_run(&e.loop, UV_RUN_NOWAIT); /* a started the fetch, b joined */
-    rev_job_cancel(ja); /* the fetch goes on for b */
+    rev_job_cancel(ja);                 /* the fetch goes on for b */
     while (b.calls == 0)
         uv_run(&e.loop, UV_RUN_ONCE);
     ASSERT_EQ(a.calls, 0);

@@ -74,7 +74,7 @@ static chain_verdict_t verify(tlsc_t *c, const char *host, int64_t skew, const c
 }
 
 static fs_cause_t handshake_and_verify(lab_leaf_t leaf, int with_inter, const char *host,
-                                        int64_t skew, uint32_t *warnings)
+                                       int64_t skew, uint32_t *warnings)
 {
     server_t s;
     tlsc_t c;
@@ -220,7 +220,8 @@ static void test_untrusted_full_chain(void)
     tlsc_ctx_t *held;
     char ipath[600];
     tlsc_ctx_opts_t o2 = {.ca_file = lab_pki_path(&pki, "root.pem", path, sizeof(path)),
-                          .intermediates_file = lab_pki_path(&pki, "inter.pem", ipath, sizeof(ipath))};
+                          .intermediates_file =
+                              lab_pki_path(&pki, "inter.pem", ipath, sizeof(ipath))};
     ASSERT(tlsc_ctx_new(&held, &o2, err) == 0);
     server_init(&s, LAB_LEAF_GOOD, 0, 0);
     ASSERT(tlsc_init(&c, held, "ns.lab.test") == 0);

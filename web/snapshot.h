@@ -14,18 +14,24 @@ enum { SNAP_PENDING = 0, SNAP_ONLINE = 1, SNAP_OFFLINE = 2, SNAP_STATE_COUNT };
 
 /* Phases whose timings are reported, in this order: "dns", "connect", "tls", "revocation",
  * "request". */
-enum { SNAP_PH_DNS, SNAP_PH_CONNECT, SNAP_PH_TLS, SNAP_PH_REVOCATION, SNAP_PH_REQUEST,
-       SNAP_PH_COUNT };
+enum {
+    SNAP_PH_DNS,
+    SNAP_PH_CONNECT,
+    SNAP_PH_TLS,
+    SNAP_PH_REVOCATION,
+    SNAP_PH_REQUEST,
+    SNAP_PH_COUNT
+};
 
 /* Histogram upper bounds (seconds) of fleetscan_probe_duration_seconds; +Inf is implied. */
 #define SNAP_HIST_BUCKETS 12
 extern const double snap_hist_bounds[SNAP_HIST_BUCKETS];
 
 typedef struct snap_endpoint_s {
-    uint32_t group;   /* index into snap_t.groups */
-    uint32_t index;   /* index within its group: id is "<group>-%05u" */
-    uint8_t state;    /* SNAP_PENDING | SNAP_ONLINE | SNAP_OFFLINE */
-    uint8_t cause;    /* fs_cause_t, FS_CAUSE_NONE when online or pending */
+    uint32_t group;    /* index into snap_t.groups */
+    uint32_t index;    /* index within its group: id is "<group>-%05u" */
+    uint8_t state;     /* SNAP_PENDING | SNAP_ONLINE | SNAP_OFFLINE */
+    uint8_t cause;     /* fs_cause_t, FS_CAUSE_NONE when online or pending */
     uint32_t warnings; /* FS_WARN_BIT() mask */
     int64_t since;     /* state change time, seconds since the epoch (0: never probed) */
     int64_t last_probe_at;
@@ -46,9 +52,9 @@ typedef struct snap_group_s {
 } snap_group_t;
 
 typedef struct snap_event_s {
-    int64_t at;         /* seconds since the epoch */
-    uint64_t seq;       /* strictly increasing */
-    char subject[96];   /* endpoint id or "group:<name>" */
+    int64_t at;       /* seconds since the epoch */
+    uint64_t seq;     /* strictly increasing */
+    char subject[96]; /* endpoint id or "group:<name>" */
     uint8_t old_state, new_state;
     uint8_t cause;
 } snap_event_t;
@@ -75,8 +81,9 @@ typedef struct snap_s {
     /* Pre-rendered by the loop: GET /api/v1/targets body (JSON object). */
     char *targets_json;
     /* Pre-rendered Prometheus lines for per-target and per-CRL gauges
-     * (fleetscan_cert_not_after_seconds, fleetscan_crl_reachable, fleetscan_crl_next_update_seconds),
-     * without the vantage/shard labels, which the renderer adds. May be NULL. */
+     * (fleetscan_cert_not_after_seconds, fleetscan_crl_reachable,
+     * fleetscan_crl_next_update_seconds), without the vantage/shard labels, which the renderer
+     * adds. May be NULL. */
     char *metrics_extra;
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;

@@ -1,0 +1,536 @@
+/* test_daemon.c - `fleetscan run` end to end: the real binary with a generated config against
+ * the lab's loopback servers, checked over real HTTP: totals, groups and causes, filters and
+ * paging, targets, API errors, metrics through promtool, SIGHUP reload, SIGTERM. */
+#include "lab/scenarios.h"
+#include "probes/util.h"
+#include "tests/test.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static lab_t lab;
+static pid_t daemon_pid;
+static int daemon_out = -1;
+static char api[128];
+static char token[] = "test-token-0123456789";
+static char cfg_path[600], log_path[600], err_path[600];
+
+typedef struct resp_s {
+    long status;
+    char *body;
+    size_t len;
+} resp_t;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+    resp_t *r = arg;
+    r->body = realloc(r->body, r->len + sz * n + 1);
+    memcpy(r->body + r->len, p, sz * n);
+    r->len += sz * n;
+    r->body[r->len] = '\0';
+    return sz * n;
+}
+
+static resp_t http(const char *method, const char *path, const char *auth)
+{
+    resp_t r = {0};
+    char url[512];
+    snprintf(url, sizeof(url), "%s%s", api, path);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    if (auth) {
+        char line[128];
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", auth);
+        h = curl_slist_append(h, line);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        fprintf(stderr, "%s %s: %s\n", method, url, curl_easy_strerror(rc));
+    ASSERT(rc == CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (r.body == NULL)
+        r.body = calloc(1, 1);
+    return r;
+}
+
+static cJSON *get_json(const char *path, long want)
+{
+    resp_t r = http("GET", path, NULL);
+    if (r.status != want)
+        fprintf(stderr, "GET %s: %ld (want %ld): %s\n", path, r.status, want, r.body);
+    ASSERT_EQ(r.status, want);
+    cJSON *j = cJSON_Parse(r.body);
+    ASSERT(j != NULL);
+    free(r.body);
+    return j;
+}
+
+static double num(cJSON *o, const char *path)
+{
+    /* "a.b.c" lookups */
+    char buf[128];
+    fs_strlcpy(buf, path, sizeof(buf));
+    cJSON *cur = o;
+    for (char *tok = strtok(buf, "."); tok; tok = strtok(NULL, "."))
+        cur = cJSON_GetObjectItem(cur, tok);
+    return cJSON_IsNumber(cur) ? cur->valuedouble : -1;
+}
+
+static char *read_file(const char *path);
+
+static void start_daemon(void)
+{
+    int out[2], errfd;
+    ASSERT(pipe(out) == 0);
+    errfd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT(errfd >= 0);
+    daemon_pid = fork();
+    ASSERT(daemon_pid >= 0);
+    if (daemon_pid == 0) {
+        dup2(out[1], 1);
+        dup2(errfd, 2);
+        close(out[0]);
+        setenv("FLEETSCAN_DNS_OVERRIDE_ONLY", "1", 1);
+        execl(getenv("FLEETSCAN_BIN"), "fleetscan", "run", "-c", cfg_path, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(errfd);
+    daemon_out = out[0];
+    /* The daemon prints "fleetscan: API listening on http://127.0.0.1:PORT/". */
+    char line[512] = "";
+    size_t len = 0;
+    struct pollfd p = {.fd = daemon_out, .events = POLLIN};
+    while (strchr(line, '\n') == NULL && poll(&p, 1, 15000) > 0) {
+        ssize_t n = read(daemon_out, line + len, sizeof(line) - 1 - len);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        line[len] = '\0';
+    }
+    char *u = strstr(line, "http://");
+    if (u == NULL) {
+        fprintf(stderr, "daemon did not start: %s\n", line);
+        fprintf(stderr, "%s\n", read_file(err_path));
+    }
+    ASSERT(u != NULL);
+    size_t k = strcspn(u, "/\n");
+    k += strcspn(u + k + 2, "/\n") + 2; /* past "http://" */
+    memcpy(api, u, k);
+    api[k] = '\0';
+    fprintf(stderr, "   daemon %d at %s\n", (int)daemon_pid, api);
+}
+
+/* Polls /api/v1/status until pred holds (or 30 s pass). */
+static cJSON *wait_status(int (*pred)(cJSON *s, void *arg), void *arg)
+{
+    for (int i = 0; i < 300; i++) {
+        resp_t r = http("GET", "/api/v1/status", NULL);
+        if (r.status == 200) {
+            cJSON *j = cJSON_Parse(r.body);
+            free(r.body);
+            if (j && pred(j, arg))
+                return j;
+            cJSON_Delete(j);
+        } else {
+            free(r.body);
+        }
+        usleep(100000);
+    }
+    fprintf(stderr, "status never reached the expected state\n");
+    abort();
+}
+
+static int all_probed(cJSON *s, void *arg)
+{
+    (void)arg;
+    return num(s, "endpoints.pending") == 0 && num(s, "endpoints.total") > 0;
+}
+
+static cJSON *group(cJSON *status, const char *name)
+{
+    cJSON *g;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItem(status, "groups"))
+    {
+        if (strcmp(cJSON_GetObjectItem(g, "name")->valuestring, name) == 0)
+            return g;
+    }
+    return NULL;
+}
+
+static void test_first_cycle(void)
+{
+    cJSON *s = wait_status(all_probed, NULL);
+    ASSERT_STREQ(cJSON_GetObjectItem(s, "vantage")->valuestring, "lab");
+    double total = 0;
+    for (size_t i = 0; i < lab_ngroups; i++) {
+        const lab_group_t *lg = &lab_groups[i];
+        cJSON *g = group(s, lg->name);
+        ASSERT(g != NULL);
+        double gt = num(g, "total");
+        total += gt;
+        char key[96];
+        if (lg->expect_cause) {
+            snprintf(key, sizeof(key), "causes.%s", lg->expect_cause);
+            if (num(g, key) != gt)
+                fprintf(stderr, "group %s: %s\n", lg->name, cJSON_PrintUnformatted(g));
+            ASSERT_EQ(num(g, key), gt);
+            ASSERT_EQ(num(g, "offline"), gt);
+        } else {
+            if (num(g, "online") != gt)
+                fprintf(stderr, "group %s: %s\n", lg->name, cJSON_PrintUnformatted(g));
+            ASSERT_EQ(num(g, "online"), gt);
+        }
+        if (lg->expect_warning) {
+            snprintf(key, sizeof(key), "warnings.%s", lg->expect_warning);
+            ASSERT_EQ(num(g, key), gt);
+        }
+    }
+    ASSERT_EQ(num(s, "endpoints.total"), total);
+    ASSERT_EQ(num(s, "endpoints.online") + num(s, "endpoints.offline"), total);
+    ASSERT(num(s, "scan.probes_total") >= total);
+    ASSERT_EQ(num(s, "causes.untrusted_ca"), num(group(s, "old-trust"), "total"));
+    cJSON_Delete(s);
+}
+
+static void test_endpoints(void)
+{
+    cJSON *s = get_json("/api/v1/status", 200);
+    double offline = num(s, "endpoints.offline");
+    double mi = num(s, "causes.missing_intermediate");
+    cJSON_Delete(s);
+
+    cJSON *j = get_json("/api/v1/endpoints?state=offline&limit=5", 200);
+    ASSERT_EQ(num(j, "total"), offline);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 5);
+    cJSON *it = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "items"), 0);
+    ASSERT_STREQ(cJSON_GetObjectItem(it, "state")->valuestring, "offline");
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(it, "cause")));
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(it, "message")));
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(it, "since")));
+    ASSERT(cJSON_IsObject(cJSON_GetObjectItem(it, "timings_ms")));
+    cJSON_Delete(j);
+
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/endpoints?state=offline&limit=1000&offset=%d",
+             (int)offline - 2);
+    j = get_json(path, 200);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
+    cJSON_Delete(j);
+
+    j = get_json("/api/v1/endpoints?cause=missing_intermediate&limit=1000", 200);
+    ASSERT_EQ(num(j, "total"), mi);
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "items"))
+    {
+        ASSERT_STREQ(cJSON_GetObjectItem(it, "group")->valuestring, "branch-noaia");
+    }
+    cJSON_Delete(j);
+
+    j = get_json("/api/v1/endpoints?group=hq&state=online&limit=1", 200);
+    it = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "items"), 0);
+    ASSERT_STREQ(cJSON_GetObjectItem(it, "id")->valuestring, "hq-00000");
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(it, "cause")));
+    cJSON_Delete(j);
+
+    j = get_json("/api/v1/endpoints/hq-00000", 200);
+    ASSERT_STREQ(cJSON_GetObjectItem(j, "state")->valuestring, "online");
+    cJSON *d = cJSON_GetObjectItem(j, "detail");
+    ASSERT(cJSON_IsObject(d));
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(d, "chain")), 2);
+    ASSERT_EQ(num(d, "http_status"), 200);
+    cJSON_Delete(j);
+
+    /* An offline endpoint's detail tells why, with the chain (facts survive failure). */
+    j = get_json("/api/v1/endpoints/dmz-expired-00000", 200);
+    ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "cert_expired");
+    ASSERT_CONTAINS(cJSON_GetObjectItem(j, "message")->valuestring, "expired");
+    cJSON_Delete(j);
+    j = get_json("/api/v1/endpoints/http-profile-00000", 200);
+    ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "profile_mismatch");
+    cJSON_Delete(j);
+}
+
+static void test_targets_and_causes(void)
+{
+    cJSON *j = get_json("/api/v1/targets", 200);
+    cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "targets"), 0);
+    ASSERT(t != NULL);
+    ASSERT_STREQ(cJSON_GetObjectItem(t, "state")->valuestring, "online");
+    cJSON *chain = cJSON_GetObjectItem(t, "chain");
+    ASSERT_EQ(cJSON_GetArraySize(chain), 2);
+    cJSON *leaf = cJSON_GetArrayItem(chain, 0);
+    ASSERT_EQ(strlen(cJSON_GetObjectItem(leaf, "sha1_thumbprint")->valuestring), 40);
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(leaf, "not_after")));
+    cJSON *crls = cJSON_GetObjectItem(t, "crls");
+    ASSERT(cJSON_GetArraySize(crls) >= 1);
+    cJSON *c;
+    int inter = 0;
+    cJSON_ArrayForEach(c, crls)
+    {
+        ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(c, "reachable")));
+        ASSERT(cJSON_IsString(cJSON_GetObjectItem(c, "next_update")));
+        inter += strstr(cJSON_GetObjectItem(c, "url")->valuestring, "/inter.crl") != NULL;
+    }
+    ASSERT_EQ(inter, 1);
+    cJSON_Delete(j);
+
+    j = get_json("/api/v1/causes", 200);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "causes")), 18);
+    cJSON_Delete(j);
+}
+
+static void test_errors(void)
+{
+    resp_t r = http("POST", "/api/v1/scan", NULL);
+    ASSERT_EQ(r.status, 401);
+    ASSERT_CONTAINS(r.body, "\"code\"");
+    free(r.body);
+    r = http("POST", "/api/v1/scan", "wrong-token-0123456789");
+    ASSERT_EQ(r.status, 401);
+    free(r.body);
+    r = http("GET", "/api/v1/scan", token);
+    ASSERT_EQ(r.status, 405);
+    free(r.body);
+    r = http("POST", "/api/v1/status", NULL);
+    ASSERT_EQ(r.status, 405);
+    free(r.body);
+    r = http("GET", "/api/v1/endpoints/nobody-00001", NULL);
+    ASSERT_EQ(r.status, 404);
+    ASSERT_CONTAINS(r.body, "\"error\"");
+    free(r.body);
+    r = http("GET", "/api/v1/endpoints?limit=5000", NULL);
+    ASSERT_EQ(r.status, 400);
+    free(r.body);
+    r = http("GET", "/api/v1/endpoints?cause=bogus", NULL);
+    ASSERT_EQ(r.status, 400);
+    free(r.body);
+    r = http("GET", "/nope", NULL);
+    ASSERT_EQ(r.status, 404);
+    free(r.body);
+    /* The scan with the right token: every endpoint is probed again. */
+    cJSON *s = get_json("/api/v1/status", 200);
+    double before = num(s, "scan.probes_total"), total = num(s, "endpoints.total");
+    cJSON_Delete(s);
+    r = http("POST", "/api/v1/scan", token);
+    ASSERT_EQ(r.status, 202);
+    free(r.body);
+    for (int i = 0; i < 200; i++) {
+        s = get_json("/api/v1/status", 200);
+        double now = num(s, "scan.probes_total");
+        cJSON_Delete(s);
+        if (now >= before + total)
+            break;
+        ASSERT(i < 199);
+        usleep(100000);
+    }
+}
+
+static void test_metrics(void)
+{
+    resp_t r = http("GET", "/metrics", NULL);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_CONTAINS(r.body, "fleetscan_endpoints{");
+    ASSERT_CONTAINS(r.body, "fleetscan_endpoints_offline{");
+    ASSERT_CONTAINS(r.body, "fleetscan_group_endpoints{");
+    ASSERT_CONTAINS(r.body, "fleetscan_cert_not_after_seconds{");
+    ASSERT_CONTAINS(r.body, "fleetscan_crl_reachable{");
+    ASSERT_CONTAINS(r.body, "fleetscan_crl_next_update_seconds{");
+    ASSERT_CONTAINS(r.body, "fleetscan_probes_total{");
+    ASSERT_CONTAINS(r.body, "fleetscan_probe_duration_seconds_bucket{");
+    ASSERT_CONTAINS(r.body, "vantage=\"lab\"");
+    if (access("/usr/bin/promtool", X_OK) == 0) {
+        FILE *p = popen("/usr/bin/promtool check metrics >/tmp/fleetscan-promtool.out 2>&1", "w");
+        ASSERT(p != NULL);
+        fwrite(r.body, 1, r.len, p);
+        int st = pclose(p);
+        if (st != 0)
+            system("cat /tmp/fleetscan-promtool.out");
+        ASSERT_EQ(st, 0);
+    } else {
+        fprintf(stderr, "   promtool not installed: exposition format not checked\n");
+    }
+    free(r.body);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ASSERT(f != NULL);
+    char *buf = calloc(1, 1 << 20);
+    size_t n = fread(buf, 1, (1 << 20) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int old_trust_resized(cJSON *s, void *arg)
+{
+    cJSON *g = group(s, "old-trust");
+    return g && num(g, "total") == *(double *)arg;
+}
+
+static void test_reload(void)
+{
+    cJSON *s = get_json("/api/v1/status", 200);
+    double hq = num(group(s, "hq"), "total");
+    double old_trust = num(group(s, "old-trust"), "total");
+    cJSON_Delete(s);
+
+    /* Grow one group; every other group is unchanged and must keep its state. */
+    char *text = read_file(cfg_path);
+    char from[128], *at;
+    snprintf(from, sizeof(from), "\"name\": \"old-trust\", \"count\": %d,", (int)old_trust);
+    at = strstr(text, from);
+    ASSERT(at != NULL);
+    char *next = malloc(strlen(text) + 64);
+    memcpy(next, text, (size_t)(at - text));
+    sprintf(next + (at - text), "\"name\": \"old-trust\", \"count\": %d,%s", (int)old_trust + 3,
+            at + strlen(from));
+    write_file(cfg_path, next);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    double want = old_trust + 3;
+    s = wait_status(old_trust_resized, &want);
+    /* Right after the reload: hq kept its state (no pending endpoints there). */
+    cJSON *g = group(s, "hq");
+    ASSERT_EQ(num(g, "online"), hq);
+    ASSERT_EQ(num(g, "pending"), 0);
+    cJSON_Delete(s);
+    s = wait_status(all_probed, NULL);
+    ASSERT_EQ(num(group(s, "old-trust"), "causes.untrusted_ca"), want);
+    cJSON_Delete(s);
+
+    /* A broken file is refused; the running configuration stays. */
+    write_file(cfg_path, "{\"groups\": [ {\"name\": \"x\", \"count\": -1 ");
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    char *errs = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(errs);
+        errs = read_file(err_path);
+        if (strstr(errs, "reload refused"))
+            break;
+        usleep(100000);
+    }
+    ASSERT_CONTAINS(errs, "reload refused");
+    free(errs);
+    s = get_json("/api/v1/status", 200);
+    ASSERT_EQ(num(group(s, "old-trust"), "total"), want);
+    ASSERT_EQ(num(group(s, "hq"), "online"), hq);
+    cJSON_Delete(s);
+    write_file(cfg_path, next);
+    free(next);
+    free(text);
+}
+
+static void test_events_and_log(void)
+{
+    cJSON *j = get_json("/api/v1/events?since=0", 200);
+    cJSON *evs = cJSON_GetObjectItem(j, "events");
+    ASSERT(cJSON_GetArraySize(evs) > 0);
+    cJSON_Delete(j);
+    char *log = read_file(log_path);
+    ASSERT_CONTAINS(log, "<event date='");
+    ASSERT_CONTAINS(log, "hostName='old-trust-00000'");
+    ASSERT_CONTAINS(log, "Could not establish trust relationship");
+    free(log);
+}
+
+static void test_stop(void)
+{
+    ASSERT(kill(daemon_pid, SIGTERM) == 0);
+    int st = 0;
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid)
+            break;
+        ASSERT(i < 99);
+        usleep(100000);
+    }
+    ASSERT(WIFEXITED(st));
+    ASSERT_EQ(WEXITSTATUS(st), 0);
+    char *errs = read_file(err_path);
+    ASSERT(strstr(errs, "closed with handles open") == NULL);
+    if (strstr(errs, "ERROR: AddressSanitizer") || strstr(errs, "runtime error:"))
+        fprintf(stderr, "%s\n", errs);
+    ASSERT(strstr(errs, "ERROR: AddressSanitizer") == NULL);
+    ASSERT(strstr(errs, "runtime error:") == NULL);
+    free(errs);
+}
+
+static void test_check_command(void)
+{
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "%s run --check -c %s >/dev/null 2>&1", getenv("FLEETSCAN_BIN"),
+             cfg_path);
+    ASSERT_EQ(WEXITSTATUS(system(cmd)), 0);
+    char bad[600];
+    lab_file(&lab, "bad.json", bad, sizeof(bad));
+    write_file(bad, "{\"groups\": [{\"name\": \"hq\", \"count\": 1, \"trust\": \"legcy\"}],"
+                    " \"trust_stores\": {\"legacy\": {\"ca_dir\": \"/etc/ssl/certs\"}},"
+                    " \"profiles\": {\"default\": {\"url\": \"https://ns.lab.test\"}}}");
+    snprintf(cmd, sizeof(cmd), "%s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"), bad);
+    FILE *p = popen(cmd, "r");
+    char out[1024] = "";
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
+    ASSERT_CONTAINS(out, "groups[0].trust");
+    ASSERT_CONTAINS(out, "legcy");
+}
+
+int main(void)
+{
+    char err[256], token_path[600];
+    ASSERT(getenv("FLEETSCAN_BIN") != NULL);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ASSERT(lab_start(&lab, err) == 0);
+    lab_file(&lab, "fleetscan.json", cfg_path, sizeof(cfg_path));
+    lab_file(&lab, "events.log", log_path, sizeof(log_path));
+    lab_file(&lab, "daemon.err", err_path, sizeof(err_path));
+    lab_file(&lab, "token", token_path, sizeof(token_path));
+    write_file(token_path, token);
+    lab_fleet_opts_t fo = {.listen = "127.0.0.1:0",
+                           .interval_s = 3600,
+                           .scale = 0.05,
+                           .token_file = token_path,
+                           .event_log = log_path};
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    RUN(test_check_command);
+    start_daemon();
+    RUN(test_first_cycle);
+    RUN(test_endpoints);
+    RUN(test_targets_and_causes);
+    RUN(test_errors);
+    RUN(test_metrics);
+    RUN(test_reload);
+    RUN(test_events_and_log);
+    RUN(test_stop);
+    close(daemon_out);
+    lab_stop(&lab);
+    curl_global_cleanup();
+    return 0;
+}
