@@ -80,6 +80,7 @@ struct fleet_s {
     fleet_opts_t o;
     fleet_gen_t *gen;
     rev_ctx_t *rev;
+    vcache_t *vcache;
     uv_timer_t tick;
     uv_timer_t publish_timer;
     uv_timer_t ref_timer;
@@ -380,6 +381,7 @@ static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po
     po->total_timeout_ms = cfg->limits.probe_timeout_ms;
     po->capture_chain = 0;
     po->rev = f->rev;
+    po->vcache = f->vcache;
     po->rev_policy = pol;
     pol->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
     pol->dns_override_only = f->o.dns_override_only;
@@ -969,7 +971,9 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
         free(f);
         return -1;
     }
+    f->vcache = vcache_new(0);
     if (gen_build(f, cfg, &f->gen, err) < 0) {
+        vcache_free(f->vcache);
         rev_ctx_close(f->rev, NULL, NULL);
         if (log)
             fclose(log);
@@ -1056,6 +1060,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     free(ostart);
     free(nstart);
     cancel_jobs(f, old);
+    vcache_clear(f->vcache); /* its entries name the old generation's contexts */
     f->gen = ng;
     if (log_changed) {
         if (f->event_log)
@@ -1107,6 +1112,7 @@ static void on_closed(uv_handle_t *h)
     if (--f->pending_closes > 0)
         return;
     gen_unref(f->gen);
+    vcache_free(f->vcache);
     free(f->targets_json);
     free(f->metrics_extra);
     if (f->event_log)

@@ -593,9 +593,15 @@ static void start_verify(probe_t *p)
         .expect_thumbprint = p->o.expect_thumbprint,
     };
     chain_verdict_free(&p->verdict);
-    STACK_OF(X509) *extra =
-        sk_X509_num(p->o.tls->intermediates) > 0 || p->extra ? extra_certs(p) : NULL;
-    if (chain_verify(p->o.tls->trust, presented, extra, &c, &p->verdict) < 0) {
+    int rc;
+    if (p->o.vcache != NULL && p->extra == NULL) {
+        rc = vcache_verify(p->o.vcache, p->o.tls, presented, &c, &p->verdict);
+    } else {
+        STACK_OF(X509) *extra =
+            sk_X509_num(p->o.tls->intermediates) > 0 || p->extra ? extra_certs(p) : NULL;
+        rc = chain_verify(p->o.tls->trust, presented, extra, &c, &p->verdict);
+    }
+    if (rc < 0) {
         probe_finish(p, FS_CAUSE_UNTRUSTED_CA, "%s", p->verdict.message);
         return;
     }
@@ -605,7 +611,7 @@ static void start_verify(probe_t *p)
         p->aia_tried = 1;
         X509 *x = sk_X509_value(p->verdict.built, p->verdict.issuer_missing_depth);
         set_state(p, PS_AIA, p->o.rev_policy->budget_ms);
-        int rc = rev_aia_start(p->o.rev, &p->rev_job, x, p->o.rev_policy, on_aia, p);
+        rc = rev_aia_start(p->o.rev, &p->rev_job, x, p->o.rev_policy, on_aia, p);
         if (rc < 0)
             probe_finish(p, p->verdict.cause, "%s; AIA retrieval could not start",
                          p->verdict.message);

@@ -13,6 +13,7 @@
 #include "probes/revoke.h"
 #include "probes/tlsc.h"
 #include "probes/url.h"
+#include "probes/vcache.h"
 
 typedef enum {
     PROBE_PH_DNS,
@@ -37,6 +38,7 @@ typedef struct probe_opts_s {
     uint32_t dns_timeout_ms, connect_timeout_ms, tls_timeout_ms, request_timeout_ms;
     uint32_t total_timeout_ms;      /* the probe's deadline */
     int capture_chain;              /* fill result.chain (costs allocations) */
+    vcache_t *vcache;               /* shared verdict cache, or NULL: verify every time */
     rev_ctx_t *rev;                 /* retrieval context; NULL disables AIA and revocation */
     const rev_policy_t *rev_policy; /* borrowed for the probe's lifetime */
 } probe_opts_t;

@@ -92,8 +92,10 @@ static int load_intermediates(STACK_OF(X509) * sk, const char *path, char err[25
 
 int tlsc_ctx_new(tlsc_ctx_t **out, const tlsc_ctx_opts_t *o, char err[256])
 {
+    static uint64_t next_id; /* contexts are created on the loop thread only */
     tlsc_ctx_t *c = fs_xcalloc(1, sizeof(*c));
     c->refs = 1;
+    c->id = ++next_id;
     c->intermediates = sk_X509_new_null();
     c->trust = X509_STORE_new();
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());

@@ -23,6 +23,7 @@ typedef struct tlsc_ctx_s {
     X509_STORE *trust;              /* trusted roots (CA file and/or dir) */
     STACK_OF(X509) * intermediates; /* endpoint's Intermediate CA store; may be empty */
     int refs;
+    uint64_t id; /* unique per process, never reused: a cache key that outlives the pointer */
 } tlsc_ctx_t;
 
 typedef struct tlsc_ctx_opts_s {
