@@ -5,6 +5,9 @@
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,6 +147,64 @@ static void test_causes(void)
     cJSON_Delete(j);
 }
 
+/* A listener whose accept queue is full: further SYNs are dropped, so connecting never
+ * completes (a connect timeout that stays on 127.0.0.1). */
+static int full_listener(int fds[4])
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    ASSERT(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0);
+    ASSERT(listen(l, 0) == 0);
+    ASSERT(getsockname(l, (struct sockaddr *)&a, &len) == 0);
+    fds[0] = l;
+    for (int i = 1; i < 4; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fds[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    usleep(100000);
+    return ntohs(a.sin_port);
+}
+
+static cJSON *probe_url(const char *url, const char *extra, int want_exit)
+{
+    char args[2048], *out;
+    snprintf(args, sizeof(args),
+             "probe %s --json --ca %s --resolve %s:127.0.0.1 --dns-override-only %s", url, root,
+             LAB_HOST, extra ? extra : "");
+    int rc = run(args, &out);
+    if (rc != want_exit)
+        fprintf(stderr, "exit %d for %s: %s %s\n", rc, args, out, err_output());
+    ASSERT_EQ(rc, want_exit);
+    cJSON *j = cJSON_Parse(out);
+    ASSERT(j != NULL);
+    free(out);
+    return j;
+}
+
+static void expect_url_cause(const char *url, const char *extra, const char *cause)
+{
+    cJSON *j = probe_url(url, extra, 1);
+    fprintf(stderr, "   %-40s %s\n", url, cJSON_GetObjectItem(j, "cause")->valuestring);
+    ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, cause);
+    cJSON_Delete(j);
+}
+
+static void test_network_causes(void)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "https://%s:%d", LAB_HOST, lab.closed_port);
+    expect_url_cause(url, NULL, "connect_refused");
+    snprintf(url, sizeof(url), "https://unknown.lab.test:%d", lab_port(&lab, LAB_SC_GOOD));
+    expect_url_cause(url, NULL, "dns_failure");
+    int fds[4];
+    int port = full_listener(fds);
+    snprintf(url, sizeof(url), "https://%s:%d", LAB_HOST, port);
+    expect_url_cause(url, "--timeout 700", "connect_timeout");
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+}
+
 static void test_chain_and_retrievals(void)
 {
     /* The expired chain is reported in full: certificate facts survive failure. */
@@ -221,6 +282,7 @@ int main(void)
     ASSERT(lab_start(&lab, err) == 0);
     lab_file(&lab, "root.pem", root, sizeof(root));
     RUN(test_causes);
+    RUN(test_network_causes);
     RUN(test_chain_and_retrievals);
     RUN(test_text_report);
     RUN(test_usage_errors);
