@@ -117,11 +117,15 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void print_summary(const cfg_t *cfg)
 {
+    unsigned long long mine = 0;
+    for (size_t i = 0; i < cfg->ngroups; i++)
+        for (uint32_t k = 0; k < cfg->groups[i].count; k++)
+            mine += (unsigned long long)fleet_in_shard(cfg, cfg->groups[i].name, k);
     printf("configuration OK: vantage \"%s\", %zu trust store%s, %zu profile%s, %zu group%s, "
-           "%llu endpoints, shard %u/%u, API on %s:%d\n",
+           "%llu endpoints, %llu in shard %u/%u, API on %s:%d\n",
            cfg->vantage, cfg->ntrust, cfg->ntrust == 1 ? "" : "s", cfg->nprofiles,
            cfg->nprofiles == 1 ? "" : "s", cfg->ngroups, cfg->ngroups == 1 ? "" : "s",
-           (unsigned long long)cfg->total_endpoints, cfg->shard_index, cfg->shard_count,
+           (unsigned long long)cfg->total_endpoints, mine, cfg->shard_index, cfg->shard_count,
            cfg->listen_host, cfg->listen_port);
 }
 

@@ -142,6 +142,15 @@ uint32_t fleet_id_hash(const char *id)
     return h;
 }
 
+int fleet_in_shard(const cfg_t *cfg, const char *group, uint32_t k)
+{
+    if (cfg->shard_count <= 1)
+        return 1;
+    char id[96];
+    snprintf(id, sizeof(id), "%s-%05u", group, k);
+    return fleet_id_hash(id) % cfg->shard_count == cfg->shard_index;
+}
+
 const cfg_t *fleet_cfg(const fleet_t *f)
 {
     return f->gen->cfg;
@@ -393,9 +402,13 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
     g->refs = 1;
     g->cfg = cfg;
     g->ngroups = cfg->ngroups;
+    if (cfg->ngroups > UINT16_MAX) {
+        snprintf(err, 256, "groups: at most %u groups", UINT16_MAX);
+        free(g);
+        return -1;
+    }
     g->groups = fs_xcalloc(cfg->ngroups, sizeof(*g->groups));
     const cfg_profile_t *refp = &cfg->profiles[cfg->ref_profile_idx];
-    char id[96];
     uint64_t n = 0;
     for (size_t i = 0; i < cfg->ngroups; i++) {
         fleet_group_t *gr = &g->groups[i];
@@ -428,14 +441,8 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
             strcmp(p->u.scheme, "http") == 0 && strcmp(refp->u.scheme, "https") == 0;
         gr->profile_differs = strcmp(p->u.scheme, refp->u.scheme) != 0 ||
                               p->u.port != refp->u.port || strcasecmp(p->u.host, refp->u.host) != 0;
-        for (uint32_t k = 0; k < c->count; k++) {
-            if (cfg->shard_count > 1) {
-                snprintf(id, sizeof(id), "%s-%05u", c->name, k);
-                if (fleet_id_hash(id) % cfg->shard_count != cfg->shard_index)
-                    continue;
-            }
-            n++;
-        }
+        for (uint32_t k = 0; k < c->count; k++)
+            n += fleet_in_shard(cfg, c->name, k);
     }
     if (n > UINT32_MAX - 1) {
         snprintf(err, 256, "too many endpoints in this shard (%llu)", (unsigned long long)n);
@@ -450,11 +457,8 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
     for (size_t i = 0; i < cfg->ngroups; i++) {
         const cfg_group_t *c = &cfg->groups[i];
         for (uint32_t k = 0; k < c->count; k++) {
-            if (cfg->shard_count > 1) {
-                snprintf(id, sizeof(id), "%s-%05u", c->name, k);
-                if (fleet_id_hash(id) % cfg->shard_count != cfg->shard_index)
-                    continue;
-            }
+            if (!fleet_in_shard(cfg, c->name, k))
+                continue;
             g->eps[e].group = (uint16_t)i;
             g->eps[e].index = k;
             g->eps[e].state = SNAP_PENDING;

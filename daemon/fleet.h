@@ -37,5 +37,7 @@ const cfg_t *fleet_cfg(const fleet_t *f);
 
 /* Stable hash of an endpoint id, for sharding: shard = hash % n. */
 uint32_t fleet_id_hash(const char *id);
+/* 1 when endpoint k of group belongs to cfg's shard (always 1 unsharded). */
+int fleet_in_shard(const cfg_t *cfg, const char *group, uint32_t k);
 
 #endif

@@ -481,8 +481,37 @@ static void test_stop(void)
     free(errs);
 }
 
+/* `--check --shard i/n` counts the endpoints of each shard: the shards partition the fleet. */
+static unsigned long long shard_count(const char *shard, unsigned long long *total)
+{
+    char cmd[1400], out[1024] = "";
+    snprintf(cmd, sizeof(cmd), "%s run --check --shard %s -c %s", getenv("FLEETSCAN_BIN"), shard,
+             cfg_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 0);
+    unsigned long long mine = 0;
+    char *at = strstr(out, " endpoints, ");
+    ASSERT(at != NULL);
+    while (at > out && at[-1] >= '0' && at[-1] <= '9')
+        at--;
+    ASSERT(sscanf(at, "%llu endpoints, %llu in shard", total, &mine) == 2);
+    return mine;
+}
+
 static void test_check_command(void)
 {
+    unsigned long long total = 0, t2 = 0, t3 = 0;
+    unsigned long long a = shard_count("0/2", &total), b = shard_count("1/2", &t2);
+    ASSERT_EQ(total, t2);
+    ASSERT(a > 0 && b > 0);
+    ASSERT_EQ(a + b, total);
+    unsigned long long s3 = shard_count("0/3", &t3) + shard_count("1/3", &t3) +
+                            shard_count("2/3", &t3);
+    ASSERT_EQ(s3, total);
+    ASSERT_EQ(shard_count("0/1", &t3), total);
+
     char cmd[1400];
     snprintf(cmd, sizeof(cmd), "%s run --check -c %s >/dev/null 2>&1", getenv("FLEETSCAN_BIN"),
              cfg_path);
