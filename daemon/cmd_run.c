@@ -3,9 +3,11 @@
 #include "daemon/cli.h"
 #include "daemon/config.h"
 #include "daemon/fleet.h"
+#include "daemon/forecast.h"
 #include "probes/util.h"
 #include "web/api.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@ typedef struct run_s {
     int stopping;
     uv_timer_t duration;
     const daemon_opts_t *o;
+    pthread_mutex_t latest_mu; /* guards latest: the loop writes it, API threads read it */
+    snap_t *latest;
 } run_t;
 
 static void run_usage(FILE *f)
@@ -59,10 +63,34 @@ static int load(run_t *r, cfg_t **out, char err[256])
 static void on_publish(void *arg, snap_t *s)
 {
     run_t *r = arg;
+    pthread_mutex_lock(&r->latest_mu);
+    snap_t *old = r->latest;
+    r->latest = snap_ref(s);
+    pthread_mutex_unlock(&r->latest_mu);
+    snap_unref(old);
     if (r->api != NULL)
         api_publish(r->api, s);
     else
         snap_unref(s);
+}
+
+/* Runs on an API thread: computed from the latest snapshot, never touching the loop. */
+static int on_forecast(void *arg, int days, char **json_out, int *status)
+{
+    run_t *r = arg;
+    pthread_mutex_lock(&r->latest_mu);
+    snap_t *s = r->latest ? snap_ref(r->latest) : NULL;
+    pthread_mutex_unlock(&r->latest_mu);
+    if (s == NULL) {
+        *json_out =
+            fs_xstrdup("{\"error\":\"no picture of the fleet yet\",\"code\":\"not_ready\"}");
+        *status = 503;
+        return 0;
+    }
+    *json_out = forecast_json(s, days, fs_wall_ms() / 1000);
+    *status = 200;
+    snap_unref(s);
+    return 0;
 }
 
 static void on_scan_async(uv_async_t *a)
@@ -219,12 +247,17 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     char listen[96];
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->listen_host, cfg->listen_port);
-    api_opts_t ao = {
-        .listen = listen, .token = cfg->api_token, .arg = &r, .on_scan = on_scan_request};
+    pthread_mutex_init(&r.latest_mu, NULL);
+    api_opts_t ao = {.listen = listen,
+                     .token = cfg->api_token,
+                     .arg = &r,
+                     .on_scan = on_scan_request,
+                     .on_forecast = on_forecast};
     if (api_start(&r.api, &ao, err) < 0) {
         fprintf(stderr, "fleetscan: API on %s: %s\n", listen, err);
         cfg_free(cfg);
         uv_loop_close(&r.loop);
+        pthread_mutex_destroy(&r.latest_mu);
         return 1;
     }
     uv_async_init(&r.loop, &r.scan, on_scan_async);
@@ -260,6 +293,8 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     fflush(stdout);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);
+    snap_unref(r.latest);
+    pthread_mutex_destroy(&r.latest_mu);
     int rc = uv_loop_close(&r.loop);
     if (rc != 0)
         fprintf(stderr, "fleetscan: warning: event loop closed with handles open\n");

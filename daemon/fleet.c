@@ -50,6 +50,8 @@ typedef struct fleet_group_s {
     int64_t detail_at;
     uint8_t detail_state, detail_cause;
     char message[320];
+    int64_t chain_not_after; /* for the forecast, from the last probe that got that far */
+    int64_t crl_next_update;
 } fleet_group_t;
 
 typedef struct fleet_gen_s {
@@ -709,6 +711,10 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
             f->probes_by_result[state]++;
             observe(f, r);
             fs_strlcpy(gr->message, msg, sizeof(gr->message));
+            if (r->chain_not_after != 0)
+                gr->chain_not_after = r->chain_not_after;
+            if (r->crl_next_update != 0)
+                gr->crl_next_update = r->crl_next_update;
             if (r->chain.n > 0) {
                 cJSON *d = report_result_json(r, gen->cfg->profiles[gr->cfg->profile_idx].url);
                 if (cause != r->cause || r->online != (state == SNAP_ONLINE)) {
@@ -863,6 +869,10 @@ void fleet_publish(fleet_t *f)
         s->groups[i].message = fs_xstrdup(g->groups[i].message);
         s->groups[i].detail_json =
             g->groups[i].detail_json ? fs_xstrdup(g->groups[i].detail_json) : NULL;
+        s->groups[i].chain_not_after = g->groups[i].chain_not_after;
+        s->groups[i].crl_next_update = g->groups[i].crl_next_update;
+        s->groups[i].clock_skew_s = g->groups[i].cfg->clock_skew_s;
+        s->groups[i].rev_strict = g->groups[i].cfg->revocation.mode == CFG_REV_STRICT;
     }
     s->nendpoints = g->neps;
     s->endpoints = fs_xmalloc((g->neps ? g->neps : 1) * sizeof(*s->endpoints));
@@ -1056,6 +1066,8 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
             fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
             ngr->detail_json = ogr->detail_json ? fs_xstrdup(ogr->detail_json) : NULL;
             ngr->detail_at = ogr->detail_at;
+            ngr->chain_not_after = ogr->chain_not_after;
+            ngr->crl_next_update = ogr->crl_next_update;
             fs_strlcpy(ngr->message, ogr->message, sizeof(ngr->message));
             kept++;
             break;

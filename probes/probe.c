@@ -606,6 +606,7 @@ static void start_verify(probe_t *p)
         return;
     }
     p->r.warnings |= p->verdict.warnings;
+    p->r.chain_not_after = p->verdict.not_after_min;
     if (p->verdict.cause == FS_CAUSE_MISSING_INTERMEDIATE && p->o.rev != NULL &&
         p->o.rev_policy != NULL && p->o.rev_policy->aia_fetch && !p->aia_tried) {
         p->aia_tried = 1;
@@ -642,6 +643,12 @@ static void on_revocation(void *arg, const rev_result_t *rr)
     memcpy(p->r.rev.urls, aia, keep * sizeof(aia[0]));
     p->r.rev.nurls = keep + n;
     p->r.warnings |= rr->warnings;
+    for (size_t i = 0; i < rr->nurls; i++) {
+        const rev_url_result_t *u = &rr->urls[i];
+        if (u->ok && strcmp(u->kind, "crl") == 0 && u->next_update != 0 &&
+            (p->r.crl_next_update == 0 || u->next_update < p->r.crl_next_update))
+            p->r.crl_next_update = u->next_update;
+    }
     if (rr->cause != FS_CAUSE_NONE) {
         probe_finish(p, rr->cause, "%s", rr->message);
         return;

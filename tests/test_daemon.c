@@ -297,6 +297,43 @@ static void test_targets_and_causes(void)
     cJSON_Delete(j);
 }
 
+/* Forecast: at day 0 the picture is today's; past the CRL's nextUpdate (7 days) the strict
+ * groups that are online today go offline with crl_expired while soft-fail groups stay; past
+ * the leaves' notAfter (365 days) every validated chain has expired. */
+static void test_forecast(void)
+{
+    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *f0 = get_json("/api/v1/forecast?days=0", 200);
+    ASSERT_EQ(num(f0, "endpoints.online"), num(s, "endpoints.online"));
+    ASSERT_EQ(num(f0, "endpoints.offline"), num(s, "endpoints.offline"));
+    cJSON *f8 = get_json("/api/v1/forecast?days=8", 200);
+    double strict_online = num(group(s, "hq"), "online") + num(group(s, "branch-aia"), "online") +
+                           num(group(s, "kiosk-sha1"), "online");
+    ASSERT(strict_online > 0);
+    ASSERT_EQ(num(f8, "causes.crl_expired"), strict_online);
+    cJSON *g;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItem(f8, "groups"))
+    {
+        const char *name = cJSON_GetObjectItem(g, "name")->valuestring;
+        if (strcmp(name, "site-nocrl-soft") == 0)
+            ASSERT_EQ(num(g, "endpoints.online"), num(group(s, name), "online"));
+        if (strcmp(name, "hq") == 0) {
+            ASSERT_STREQ(cJSON_GetObjectItem(g, "offline_cause")->valuestring, "crl_expired");
+            ASSERT(cJSON_IsString(cJSON_GetObjectItem(g, "offline_from")));
+        }
+    }
+    cJSON *f400 = get_json("/api/v1/forecast?days=400", 200);
+    ASSERT_EQ(num(f400, "endpoints.online"), 0);
+    ASSERT(num(f400, "causes.cert_expired") > 0);
+    resp_t r = http("GET", "/api/v1/forecast?days=-1", NULL);
+    ASSERT_EQ(r.status, 400);
+    free(r.body);
+    cJSON_Delete(s);
+    cJSON_Delete(f0);
+    cJSON_Delete(f8);
+    cJSON_Delete(f400);
+}
+
 static void test_errors(void)
 {
     resp_t r = http("POST", "/api/v1/scan", NULL);
@@ -507,8 +544,8 @@ static void test_check_command(void)
     ASSERT_EQ(total, t2);
     ASSERT(a > 0 && b > 0);
     ASSERT_EQ(a + b, total);
-    unsigned long long s3 = shard_count("0/3", &t3) + shard_count("1/3", &t3) +
-                            shard_count("2/3", &t3);
+    unsigned long long s3 =
+        shard_count("0/3", &t3) + shard_count("1/3", &t3) + shard_count("2/3", &t3);
     ASSERT_EQ(s3, total);
     ASSERT_EQ(shard_count("0/1", &t3), total);
 
@@ -553,6 +590,7 @@ int main(void)
     RUN(test_first_cycle);
     RUN(test_endpoints);
     RUN(test_targets_and_causes);
+    RUN(test_forecast);
     RUN(test_errors);
     RUN(test_metrics);
     RUN(test_reload);
