@@ -8,6 +8,7 @@
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_preflight(int argc, char **argv);
 
 /* How the daemon runs, beyond its configuration file. */
 typedef struct daemon_opts_s {

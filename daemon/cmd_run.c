@@ -4,14 +4,30 @@
 #include "daemon/config.h"
 #include "daemon/fleet.h"
 #include "daemon/forecast.h"
+#include "daemon/preflight.h"
 #include "probes/util.h"
 #include "web/api.h"
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A configuration shared with the API threads (pre-flight), freed by its last user. */
+typedef struct cfg_hold_s {
+    atomic_int refs;
+    cfg_t *cfg;
+} cfg_hold_t;
+
+static void hold_unref(cfg_hold_t *h)
+{
+    if (h != NULL && atomic_fetch_sub(&h->refs, 1) == 1) {
+        cfg_free(h->cfg);
+        free(h);
+    }
+}
 
 typedef struct run_s {
     uv_loop_t loop;
@@ -25,9 +41,30 @@ typedef struct run_s {
     int stopping;
     uv_timer_t duration;
     const daemon_opts_t *o;
-    pthread_mutex_t latest_mu; /* guards latest: the loop writes it, API threads read it */
+    pthread_mutex_t latest_mu; /* guards latest and api_cfg: the loop writes, API threads read */
     snap_t *latest;
+    cfg_hold_t *api_cfg; /* the running configuration, as API threads see it */
 } run_t;
+
+static int load(run_t *r, cfg_t **out, char err[256]);
+
+/* Publishes the configuration at path (just validated by the loop) to the API threads. A
+ * second parse of the same file, so the fleet and the API never share a cfg_t across threads. */
+static void publish_api_cfg(run_t *r)
+{
+    cfg_t *cfg;
+    char err[256];
+    if (load(r, &cfg, err) < 0)
+        return; /* changed on disk since: keep the previous one */
+    cfg_hold_t *h = fs_xcalloc(1, sizeof(*h));
+    atomic_init(&h->refs, 1);
+    h->cfg = cfg;
+    pthread_mutex_lock(&r->latest_mu);
+    cfg_hold_t *old = r->api_cfg;
+    r->api_cfg = h;
+    pthread_mutex_unlock(&r->latest_mu);
+    hold_unref(old);
+}
 
 static void run_usage(FILE *f)
 {
@@ -72,6 +109,38 @@ static void on_publish(void *arg, snap_t *s)
         api_publish(r->api, s);
     else
         snap_unref(s);
+}
+
+/* Runs on an API thread: a private loop evaluates the chain against the configuration. */
+static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
+{
+    run_t *r = arg;
+    pthread_mutex_lock(&r->latest_mu);
+    cfg_hold_t *h = r->api_cfg;
+    if (h != NULL)
+        atomic_fetch_add(&h->refs, 1);
+    pthread_mutex_unlock(&r->latest_mu);
+    if (h == NULL) {
+        *json_out = fs_xstrdup("{\"error\":\"not ready\",\"code\":\"not_ready\"}");
+        *status = 503;
+        return 0;
+    }
+    cJSON *doc;
+    char err[256];
+    if (preflight_run(h->cfg, body, len, r->o->dns_override_only, &doc, err) < 0) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "error", err);
+        cJSON_AddStringToObject(e, "code", "bad_chain");
+        *json_out = cJSON_PrintUnformatted(e);
+        cJSON_Delete(e);
+        *status = 400;
+    } else {
+        *json_out = cJSON_PrintUnformatted(doc);
+        cJSON_Delete(doc);
+        *status = 200;
+    }
+    hold_unref(h);
+    return 0;
 }
 
 /* Runs on an API thread: computed from the latest snapshot, never touching the loop. */
@@ -133,7 +202,9 @@ static void on_signal(uv_signal_t *s, int signum)
             fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
                     err);
             cfg_free(cfg);
+            return;
         }
+        publish_api_cfg(r);
         return;
     }
     if (r->stopping)
@@ -252,7 +323,9 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
                      .token = cfg->api_token,
                      .arg = &r,
                      .on_scan = on_scan_request,
-                     .on_forecast = on_forecast};
+                     .on_forecast = on_forecast,
+                     .on_post_preflight = on_preflight};
+    publish_api_cfg(&r);
     if (api_start(&r.api, &ao, err) < 0) {
         fprintf(stderr, "fleetscan: API on %s: %s\n", listen, err);
         cfg_free(cfg);
@@ -294,6 +367,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);
     snap_unref(r.latest);
+    hold_unref(r.api_cfg);
     pthread_mutex_destroy(&r.latest_mu);
     int rc = uv_loop_close(&r.loop);
     if (rc != 0)

@@ -13,6 +13,7 @@ static void usage(FILE *f)
                "commands:\n"
                "  probe URL [options]   diagnose one server the way an endpoint would (--help)\n"
                "  run -c FILE           the daemon: simulate the fleet, serve the API (--help)\n"
+               "  preflight -c FILE --chain PEM  would each group accept a new chain? (--help)\n"
                "  demo                  run the embedded lab and the daemon against it (--help)\n"
                "  version               print the version\n"
                "\n"
@@ -28,6 +29,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "probe") == 0)
         return cmd_probe(argc - 1, argv + 1);
+    if (strcmp(cmd, "preflight") == 0)
+        return cmd_preflight(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0)
         return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)

@@ -38,7 +38,14 @@ static size_t on_body(char *p, size_t sz, size_t n, void *arg)
     return sz * n;
 }
 
+static resp_t http_body(const char *method, const char *path, const char *auth, const char *body);
+
 static resp_t http(const char *method, const char *path, const char *auth)
+{
+    return http_body(method, path, auth, "");
+}
+
+static resp_t http_body(const char *method, const char *path, const char *auth, const char *body)
 {
     resp_t r = {0};
     char url[512];
@@ -53,7 +60,7 @@ static resp_t http(const char *method, const char *path, const char *auth)
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
@@ -334,6 +341,92 @@ static void test_forecast(void)
     cJSON_Delete(f400);
 }
 
+static cJSON *verdict_of(cJSON *doc, const char *group_name)
+{
+    cJSON *g;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItem(doc, "groups"))
+    {
+        if (strcmp(cJSON_GetObjectItem(g, "group")->valuestring, group_name) == 0)
+            return g;
+    }
+    fprintf(stderr, "no verdict for group %s\n", group_name);
+    abort();
+}
+
+static void expect_verdict(cJSON *doc, const char *group_name, const char *cause)
+{
+    cJSON *g = verdict_of(doc, group_name);
+    if (cause == NULL) {
+        ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(g, "accept")));
+    } else {
+        if (!cJSON_IsString(cJSON_GetObjectItem(g, "cause")) ||
+            strcmp(cJSON_GetObjectItem(g, "cause")->valuestring, cause) != 0)
+            fprintf(stderr, "%s: %s\n", group_name, cJSON_PrintUnformatted(g));
+        ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(g, "accept")));
+        ASSERT_STREQ(cJSON_GetObjectItem(g, "cause")->valuestring, cause);
+    }
+}
+
+static cJSON *preflight_cli(const char *chain_file, int want_exit)
+{
+    char chain[600], cmd[1600], *out = calloc(1, 1 << 20);
+    lab_file(&lab, chain_file, chain, sizeof(chain));
+    snprintf(cmd, sizeof(cmd), "FLEETSCAN_DNS_OVERRIDE_ONLY=1 %s preflight -c %s --chain %s --json",
+             getenv("FLEETSCAN_BIN"), cfg_path, chain);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, (1 << 20) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), want_exit);
+    cJSON *doc = cJSON_Parse(out);
+    ASSERT(doc != NULL);
+    free(out);
+    return doc;
+}
+
+/* Pre-flight: a candidate chain judged per group before it is bound. */
+static void test_preflight(void)
+{
+    cJSON *doc = preflight_cli("good-chain.pem", 1);
+    expect_verdict(doc, "hq", NULL);
+    expect_verdict(doc, "old-trust", "untrusted_ca");
+    expect_verdict(doc, "site-nocrl", "crl_unreachable");
+    expect_verdict(doc, "site-nocrl-soft", NULL);
+    ASSERT_STREQ(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(verdict_of(doc, "site-nocrl-soft"), "warnings"), 0)
+            ->valuestring,
+        "revocation_soft_fail");
+    ASSERT(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "chain")) == 2);
+    cJSON_Delete(doc);
+    doc = preflight_cli("expired-chain.pem", 1);
+    expect_verdict(doc, "hq", "cert_expired");
+    cJSON_Delete(doc);
+    doc = preflight_cli("wronghost-chain.pem", 1);
+    expect_verdict(doc, "hq", "hostname_mismatch");
+    cJSON_Delete(doc);
+    doc = preflight_cli("revoked-chain.pem", 1);
+    expect_verdict(doc, "hq", "cert_revoked");
+    cJSON_Delete(doc);
+
+    /* The same over the API, with the bearer token. */
+    char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
+    resp_t r = http_body("POST", "/api/v1/preflight", NULL, pem);
+    ASSERT_EQ(r.status, 401);
+    free(r.body);
+    r = http_body("POST", "/api/v1/preflight", token, pem);
+    ASSERT_EQ(r.status, 200);
+    doc = cJSON_Parse(r.body);
+    ASSERT(doc != NULL);
+    expect_verdict(doc, "hq", NULL);
+    expect_verdict(doc, "old-trust", "untrusted_ca");
+    cJSON_Delete(doc);
+    free(r.body);
+    r = http_body("POST", "/api/v1/preflight", token, "this is not a certificate");
+    ASSERT_EQ(r.status, 400);
+    ASSERT_CONTAINS(r.body, "bad_chain");
+    free(r.body);
+    free(pem);
+}
+
 static void test_errors(void)
 {
     resp_t r = http("POST", "/api/v1/scan", NULL);
@@ -591,6 +684,7 @@ int main(void)
     RUN(test_endpoints);
     RUN(test_targets_and_causes);
     RUN(test_forecast);
+    RUN(test_preflight);
     RUN(test_errors);
     RUN(test_metrics);
     RUN(test_reload);
