@@ -551,8 +551,9 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
     cJSON_AddStringToObject(t, "checked_at", fs_rfc3339(r->started_at, ts, sizeof(ts)));
     /* The CRL view of the target: one line per CRL URL. */
     cJSON *crls = cJSON_AddArrayToObject(t, "crls");
-    for (size_t i = 0; i < r->rev.nurls; i++) {
-        const rev_url_result_t *u = &r->rev.urls[i];
+    size_t nurls = r->rev ? r->rev->nurls : 0;
+    for (size_t i = 0; i < nurls; i++) {
+        const rev_url_result_t *u = &r->rev->urls[i];
         if (strcmp(u->kind, "crl") != 0)
             continue;
         cJSON *c = cJSON_CreateObject();
@@ -581,7 +582,7 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
     cJSON_Delete(root);
 
     /* Gauges for Prometheus; the renderer adds vantage and shard. */
-    size_t cap = 4096 + r->chain.n * 512 + r->rev.nurls * 1024, len = 0;
+    size_t cap = 4096 + r->chain.n * 512 + nurls * 1024, len = 0;
     char *m = fs_xmalloc(cap);
     m[0] = '\0';
 #define APPEND(...) len += (size_t)snprintf(m + len, cap - len, __VA_ARGS__)
@@ -603,16 +604,16 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
     }
     APPEND("# HELP fleetscan_crl_reachable 1 when the CRL URL answered with a usable CRL.\n"
            "# TYPE fleetscan_crl_reachable gauge\n");
-    for (size_t i = 0; i < r->rev.nurls; i++) {
-        const rev_url_result_t *u = &r->rev.urls[i];
+    for (size_t i = 0; i < nurls; i++) {
+        const rev_url_result_t *u = &r->rev->urls[i];
         if (strcmp(u->kind, "crl") == 0 && strchr(u->url, '"') == NULL &&
             strchr(u->url, '\\') == NULL)
             APPEND("fleetscan_crl_reachable{url=\"%s\"} %d\n", u->url, u->ok ? 1 : 0);
     }
     APPEND("# HELP fleetscan_crl_next_update_seconds nextUpdate of the CRL served at the URL "
            "(Unix time).\n# TYPE fleetscan_crl_next_update_seconds gauge\n");
-    for (size_t i = 0; i < r->rev.nurls; i++) {
-        const rev_url_result_t *u = &r->rev.urls[i];
+    for (size_t i = 0; i < nurls; i++) {
+        const rev_url_result_t *u = &r->rev->urls[i];
         if (strcmp(u->kind, "crl") == 0 && u->next_update && strchr(u->url, '"') == NULL &&
             strchr(u->url, '\\') == NULL)
             APPEND("fleetscan_crl_next_update_seconds{url=\"%s\"} %lld\n", u->url,

@@ -15,7 +15,7 @@ const char *const probe_phase_names[PROBE_PH_COUNT] = {"dns", "connect", "tls", 
                                                        "request"};
 
 #define PROBE_READ_BUF 16384
-#define PROBE_MAX_RESPONSE_HEAD 8192 /* we only need the status line */
+#define PROBE_MAX_RESPONSE_HEAD 1024 /* we only need the status line */
 
 typedef enum {
     PS_INIT,
@@ -60,8 +60,11 @@ struct probe_s {
     char resp[PROBE_MAX_RESPONSE_HEAD];
     size_t resp_len;
     probe_result_t r;
-    char rbuf[PROBE_READ_BUF];
 };
+
+/* Bytes are handed to the TLS engine (which copies them) inside the read callback, so one
+ * buffer serves every probe of a thread: no 16 KiB per probe in flight. */
+static _Thread_local char read_buf[PROBE_READ_BUF];
 
 typedef struct probe_write_s {
     uv_write_t req;
@@ -206,6 +209,18 @@ void probe_cancel(probe_t *p)
 void probe_result_free(probe_result_t *r)
 {
     chain_info_free(&r->chain);
+    free(r->rev);
+    r->rev = NULL;
+}
+
+/* The retrieval lines are kept only for probes that report details (capture_chain). */
+static rev_result_t *retrievals(probe_t *p)
+{
+    if (!p->o.capture_chain)
+        return NULL;
+    if (p->r.rev == NULL)
+        p->r.rev = fs_xcalloc(1, sizeof(*p->r.rev));
+    return p->r.rev;
 }
 
 static void on_timer(uv_timer_t *t)
@@ -294,8 +309,8 @@ static void flush_tls(probe_t *p)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    probe_t *p = h->data;
-    *buf = uv_buf_init(p->rbuf, sizeof(p->rbuf));
+    (void)h;
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 
 static void drive_tls(probe_t *p)
@@ -564,8 +579,9 @@ static void on_aia(void *arg, STACK_OF(X509) * issuers, const rev_result_t *rr)
     probe_t *p = arg;
     p->rev_job = NULL;
     /* Keep the AIA retrieval lines for the report. */
-    for (size_t i = 0; i < rr->nurls && p->r.rev.nurls < REV_MAX_URLS; i++)
-        p->r.rev.urls[p->r.rev.nurls++] = rr->urls[i];
+    rev_result_t *mine = retrievals(p);
+    for (size_t i = 0; mine != NULL && i < rr->nurls && mine->nurls < REV_MAX_URLS; i++)
+        mine->urls[mine->nurls++] = rr->urls[i];
     if (issuers == NULL || sk_X509_num(issuers) == 0) {
         probe_finish(p, p->verdict.cause, "%s; AIA retrieval failed: %s", p->verdict.message,
                      rr->message[0] ? rr->message : "no usable caIssuers URL");
@@ -631,17 +647,20 @@ static void on_revocation(void *arg, const rev_result_t *rr)
 {
     probe_t *p = arg;
     p->rev_job = NULL;
-    size_t keep = p->r.rev.nurls;
-    rev_url_result_t aia[REV_MAX_URLS];
-    memcpy(aia, p->r.rev.urls, keep * sizeof(aia[0]));
-    p->r.rev = *rr;
-    /* AIA lines first, then the CRL lines, within the fixed capacity. */
-    size_t n = rr->nurls;
-    if (keep + n > REV_MAX_URLS)
-        n = REV_MAX_URLS - keep;
-    memmove(p->r.rev.urls + keep, rr->urls, n * sizeof(aia[0]));
-    memcpy(p->r.rev.urls, aia, keep * sizeof(aia[0]));
-    p->r.rev.nurls = keep + n;
+    rev_result_t *mine = retrievals(p);
+    if (mine != NULL) {
+        /* AIA lines first (already there), then the CRL lines, within the fixed capacity. */
+        size_t keep = mine->nurls, n = rr->nurls;
+        if (keep + n > REV_MAX_URLS)
+            n = REV_MAX_URLS - keep;
+        rev_url_result_t *aia = fs_xmalloc((keep ? keep : 1) * sizeof(*aia));
+        memcpy(aia, mine->urls, keep * sizeof(*aia));
+        *mine = *rr;
+        memmove(mine->urls + keep, rr->urls, n * sizeof(*aia));
+        memcpy(mine->urls, aia, keep * sizeof(*aia));
+        mine->nurls = keep + n;
+        free(aia);
+    }
     p->r.warnings |= rr->warnings;
     for (size_t i = 0; i < rr->nurls; i++) {
         const rev_url_result_t *u = &rr->urls[i];

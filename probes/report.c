@@ -52,7 +52,7 @@ cJSON *report_chain_json(const chain_info_t *ci, int64_t at)
 cJSON *report_retrievals_json(const rev_result_t *rr)
 {
     cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; i < rr->nurls; i++) {
+    for (size_t i = 0; rr != NULL && i < rr->nurls; i++) {
         const rev_url_result_t *u = &rr->urls[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "url", u->url);
@@ -116,7 +116,7 @@ cJSON *report_result_json(const probe_result_t *r, const char *url)
     else
         cJSON_AddNullToObject(o, "http_status");
     cJSON_AddItemToObject(o, "chain", report_chain_json(&r->chain, r->endpoint_time));
-    cJSON_AddItemToObject(o, "retrievals", report_retrievals_json(&r->rev));
+    cJSON_AddItemToObject(o, "retrievals", report_retrievals_json(r->rev));
     return o;
 }
 
@@ -157,10 +157,10 @@ void report_result_text(FILE *f, const probe_result_t *r, const char *url)
                 fprintf(f, "      AIA:        %s\n", c->aia[j]);
         }
     }
-    if (r->rev.nurls > 0) {
+    if (r->rev != NULL && r->rev->nurls > 0) {
         fprintf(f, "\nURL retrieval:\n");
-        for (size_t i = 0; i < r->rev.nurls; i++) {
-            const rev_url_result_t *u = &r->rev.urls[i];
+        for (size_t i = 0; i < r->rev->nurls; i++) {
+            const rev_url_result_t *u = &r->rev->urls[i];
             fprintf(f, "  ---------------- %s (certificate %d) ----------------\n",
                     strcmp(u->kind, "aia") == 0 ? "AIA" : "CDP", u->cert_depth);
             fprintf(f, "  %s \"%s\" Time: %u ms%s\n", u->ok ? "Verified" : "Failed", u->url,

@@ -44,7 +44,7 @@ static void on_done(probe_t *p, probe_result_t *r, void *arg)
     oc->plain_http = r->plain_http;
     oc->chain_n = (int)r->chain.n;
     oc->tls_version = r->tls_version;
-    oc->nurls = r->rev.nurls;
+    oc->nurls = r->rev ? r->rev->nurls : 0;
     fs_strlcpy(oc->message, r->message, sizeof(oc->message));
     if (r->chain.n > 0)
         fs_strlcpy(oc->leaf_subject, r->chain.certs[0].subject, sizeof(oc->leaf_subject));
