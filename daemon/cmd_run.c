@@ -79,7 +79,7 @@ int parse_shard(const char *s, uint32_t *i, uint32_t *n)
 {
     unsigned a, b;
     char extra;
-    if (sscanf(s, "%u/%u%c", &a, &b, &extra) != 2 || b == 0 || a >= b || b > 65536)
+    if (sscanf(s, "%u/%u%c", &a, &b, &extra) != 2 || b == 0 || a >= b || b > 1000000)
         return -1;
     *i = a;
     *n = b;

@@ -142,7 +142,8 @@ int lab_cert_issue(lab_cert_t *out, const lab_cert_opts_t *o, const lab_cert_t *
                 o->is_ca                    ? "critical,keyCertSign,cRLSign"
                 : EVP_PKEY_is_a(key, "RSA") ? "critical,digitalSignature,keyEncipherment"
                                             : "critical,digitalSignature") ||
-        (!o->is_ca && add_ext(cert, &ctx, NID_ext_key_usage, "serverAuth")) ||
+        (!o->is_ca && add_ext(cert, &ctx, NID_ext_key_usage,
+                              o->client_auth_only ? "clientAuth" : "serverAuth")) ||
         add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
         add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always")) {
         fail(err, "cannot add the standard extensions");

@@ -27,6 +27,7 @@ typedef struct lab_cert_opts_s {
     int64_t not_after_off_s;     /* from now; 0 = +365 days */
     const char *md;              /* signature digest: NULL = "SHA256", or "SHA1", ... */
     int key_ec;                  /* new key: 0 RSA-2048, 1 EC P-256 */
+    int client_auth_only;        /* leaf EKU clientAuth instead of serverAuth */
     EVP_PKEY *key;               /* reuse this key (up-ref'd) instead of generating one */
     long serial;                 /* 0 = random positive 63-bit */
     const char *crl_url;         /* CRL distribution point URI, optional */

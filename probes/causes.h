@@ -50,8 +50,8 @@
       "in the past; wait for the validity start before binding.")                                  \
     X(HOSTNAME_MISMATCH, "hostname_mismatch", "verify",                                            \
       "Certificate validation error (wrong certificate bound to 443)",                             \
-      "The certificate does not name the FQDN the endpoint connects to (wrong certificate "        \
-      "bound).",                                                                                   \
+      "The certificate does not name the FQDN the endpoint connects to, or is not a server "       \
+      "certificate (no serverAuth usage): the wrong certificate is bound.",                        \
       "Bind the certificate whose SAN contains the profile's FQDN (IIS > Bindings > https); "      \
       "check SNI bindings and the default (no-SNI) binding; check the profile's FQDN.")            \
     X(THUMBPRINT_MISMATCH, "thumbprint_mismatch", "verify",                                        \

@@ -30,7 +30,7 @@ static char *name_str(const X509_NAME *n)
     return s;
 }
 
-static int64_t asn1_time_t(const ASN1_TIME *t)
+int64_t chain_asn1_time(const ASN1_TIME *t)
 {
     struct tm tm;
     if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
@@ -136,8 +136,8 @@ static void capture_one(chain_cert_t *c, X509 *x)
     c->subject = name_str(X509_get_subject_name(x));
     c->issuer = name_str(X509_get_issuer_name(x));
     c->serial = serial_hex(x);
-    c->not_before = asn1_time_t(X509_get0_notBefore(x));
-    c->not_after = asn1_time_t(X509_get0_notAfter(x));
+    c->not_before = chain_asn1_time(X509_get0_notBefore(x));
+    c->not_after = chain_asn1_time(X509_get0_notAfter(x));
     chain_thumbprints(x, c->sha1, c->sha256);
     const char *alg = OBJ_nid2ln(X509_get_signature_nid(x));
     fs_strlcpy(c->sig_alg, alg ? alg : "unknown", sizeof(c->sig_alg));
@@ -194,7 +194,8 @@ int chain_normalise_thumbprint(const char *in, char out[65])
 
 /* What the verify callback saw, by kind; depth of the first occurrence of each. */
 typedef struct verify_seen_s {
-    int expired, notyet, hostname, issuer_missing, untrusted_root, other;
+    int expired, notyet, hostname, purpose, issuer_missing, untrusted_root, other;
+    int purpose_depth;
     int expired_depth, notyet_depth, issuer_missing_depth, other_err, other_depth;
 } verify_seen_t;
 
@@ -217,6 +218,10 @@ static int collect_cb(int ok, X509_STORE_CTX *ctx)
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
         s->hostname++;
+        break;
+    case X509_V_ERR_INVALID_PURPOSE:
+        if (!s->purpose++)
+            s->purpose_depth = depth;
         break;
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -282,6 +287,9 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
         sk_X509_push(untrusted, sk_X509_value(extra, i));
     if (X509_STORE_CTX_init(ctx, trust, leaf, untrusted) != 1)
         goto out;
+    /* Schannel checks the server-authentication usage (EKU): a client-auth-only certificate
+     * bound to 443 is a wrong certificate, whatever its names. */
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
     X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
     X509_VERIFY_PARAM_set_time(param, (time_t)c->at);
     /* Security level 0: a SHA-1 enterprise chain is a warning (weak_signature), as on
@@ -307,14 +315,14 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
     if (seen.expired) {
         X509 *x = sk_X509_value(built, seen.expired_depth < nb ? seen.expired_depth : 0);
         v->cause = FS_CAUSE_CERT_EXPIRED;
-        fs_rfc3339(asn1_time_t(X509_get0_notAfter(x)), when, sizeof(when));
+        fs_rfc3339(chain_asn1_time(X509_get0_notAfter(x)), when, sizeof(when));
         snprintf(v->message, sizeof(v->message),
                  "certificate \"%s\" expired on %s (endpoint time %s)",
                  cert_subject_cn(x, who, sizeof(who)), when, at);
     } else if (seen.notyet) {
         X509 *x = sk_X509_value(built, seen.notyet_depth < nb ? seen.notyet_depth : 0);
         v->cause = FS_CAUSE_CERT_NOT_YET_VALID;
-        fs_rfc3339(asn1_time_t(X509_get0_notBefore(x)), when, sizeof(when));
+        fs_rfc3339(chain_asn1_time(X509_get0_notBefore(x)), when, sizeof(when));
         snprintf(v->message, sizeof(v->message),
                  "certificate \"%s\" is not valid before %s (endpoint time %s)",
                  cert_subject_cn(x, who, sizeof(who)), when, at);
@@ -323,6 +331,14 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
         snprintf(v->message, sizeof(v->message),
                  "certificate \"%s\" does not name \"%s\" (wrong certificate bound?)",
                  cert_subject_cn(leaf, who, sizeof(who)), c->host ? c->host : "");
+    }
+    if (v->cause == FS_CAUSE_NONE && seen.purpose) {
+        X509 *x = sk_X509_value(built, seen.purpose_depth < nb ? seen.purpose_depth : 0);
+        v->cause = FS_CAUSE_HOSTNAME_MISMATCH;
+        snprintf(v->message, sizeof(v->message),
+                 "certificate \"%s\" is not valid for server authentication (extended key usage "
+                 "lacks serverAuth): wrong certificate bound?",
+                 cert_subject_cn(x, who, sizeof(who)));
     }
     if (v->cause == FS_CAUSE_NONE && c->expect_thumbprint != NULL) {
         char sha1[41], sha256[65], want[65];
@@ -372,7 +388,7 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
 
     for (int i = 0; i < nb; i++) {
         X509 *x = sk_X509_value(built, i);
-        int64_t na = asn1_time_t(X509_get0_notAfter(x));
+        int64_t na = chain_asn1_time(X509_get0_notAfter(x));
         if (na != 0 && (v->not_after_min == 0 || na < v->not_after_min))
             v->not_after_min = na;
         if (na > c->at && na - c->at < c->expiring_soon_s)

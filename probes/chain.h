@@ -69,6 +69,9 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
                  const chain_check_t *c, chain_verdict_t *v);
 void chain_verdict_free(chain_verdict_t *v);
 
+/* An ASN1_TIME as seconds since the epoch (0 when unparsable). */
+int64_t chain_asn1_time(const ASN1_TIME *t);
+
 /* Normalises a thumbprint ("AB:CD ..", any case) to lower-case hex; returns 0 when the result
  * is 40 or 64 hex digits, -1 otherwise. out must hold 65 bytes. */
 int chain_normalise_thumbprint(const char *in, char out[65]);

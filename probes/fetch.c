@@ -340,8 +340,8 @@ static void job_set_curl_error(fetch_job_t *j, CURLcode rc)
     case CURLE_COULDNT_CONNECT:
         r->err = oserr == ECONNREFUSED ? FETCH_ERR_REFUSED : FETCH_ERR_CONNECT;
         if (oserr == ECONNREFUSED)
-            snprintf(r->error, sizeof(r->error), "connection refused by %.100s port %d", j->hop.host,
-                     j->hop.port);
+            snprintf(r->error, sizeof(r->error), "connection refused by %.100s port %d",
+                     j->hop.host, j->hop.port);
         else
             snprintf(r->error, sizeof(r->error), "could not connect: %.120s", detail);
         return;

@@ -57,6 +57,8 @@ struct probe_s {
     STACK_OF(X509) * extra; /* endpoint intermediates + AIA-fetched issuers */
     chain_verdict_t verdict;
     int aia_tried;
+    rev_policy_t pol;         /* the group's policy, its budgets cut to what the deadline leaves */
+    uint64_t retrieval_start; /* uv_now() when AIA/CRL retrieval began: one cumulative budget */
     char resp[PROBE_MAX_RESPONSE_HEAD];
     size_t resp_len;
     probe_result_t r;
@@ -76,6 +78,30 @@ static void probe_finish(probe_t *p, fs_cause_t cause, const char *fmt, ...)
 static void start_connect(probe_t *p, const char *addr);
 static void start_verify(probe_t *p);
 static void start_revocation(probe_t *p);
+
+#define PROBE_DEADLINE_MARGIN_MS 250
+
+/* The retrieval policy for the next AIA or CRL step: the budget is cumulative over both (as
+ * Windows' 20 s) and never outlives the probe's deadline, so retrieval always ends with its
+ * own verdict and URL lines instead of being cut off by the deadline. */
+static const rev_policy_t *retrieval_policy(probe_t *p)
+{
+    uint64_t now = uv_now(p->loop);
+    if (p->retrieval_start == 0)
+        p->retrieval_start = now;
+    p->pol = *p->o.rev_policy;
+    uint64_t used = now - p->retrieval_start;
+    uint64_t budget = p->pol.budget_ms > used ? p->pol.budget_ms - used : 1;
+    uint64_t left = p->deadline > now + PROBE_DEADLINE_MARGIN_MS
+                        ? p->deadline - now - PROBE_DEADLINE_MARGIN_MS
+                        : 1;
+    if (budget > left)
+        budget = left;
+    p->pol.budget_ms = (uint32_t)budget;
+    if (p->pol.url_timeout_ms > budget)
+        p->pol.url_timeout_ms = (uint32_t)budget;
+    return &p->pol;
+}
 static void start_request(probe_t *p);
 
 void probe_opts_defaults(probe_opts_t *o)
@@ -335,6 +361,9 @@ static void drive_tls(probe_t *p)
     fs_strlcpy(p->r.cipher, tlsc_cipher_name(&p->tls), sizeof(p->r.cipher));
     if (p->r.tls_version < TLS1_2_VERSION)
         p->r.warnings |= FS_WARN_BIT(FS_WARN_WEAK_PROTOCOL);
+    /* Nothing is read while AIA/CRL retrieval runs: a server that streams after the handshake
+     * meets TCP backpressure instead of filling the engine's input. */
+    uv_read_stop((uv_stream_t *)&p->tcp);
     start_verify(p);
 }
 
@@ -627,8 +656,9 @@ static void start_verify(probe_t *p)
         p->o.rev_policy != NULL && p->o.rev_policy->aia_fetch && !p->aia_tried) {
         p->aia_tried = 1;
         X509 *x = sk_X509_value(p->verdict.built, p->verdict.issuer_missing_depth);
-        set_state(p, PS_AIA, p->o.rev_policy->budget_ms);
-        rc = rev_aia_start(p->o.rev, &p->rev_job, x, p->o.rev_policy, on_aia, p);
+        const rev_policy_t *pol = retrieval_policy(p);
+        set_state(p, PS_AIA, pol->budget_ms + PROBE_DEADLINE_MARGIN_MS);
+        rc = rev_aia_start(p->o.rev, &p->rev_job, x, pol, on_aia, p);
         if (rc < 0)
             probe_finish(p, p->verdict.cause, "%s; AIA retrieval could not start",
                          p->verdict.message);
@@ -681,9 +711,10 @@ static void start_revocation(probe_t *p)
         start_request(p);
         return;
     }
-    set_state(p, PS_REVOCATION, p->o.rev_policy->budget_ms + 1000);
-    int rc = rev_check_start(p->o.rev, &p->rev_job, p->verdict.built, p->o.rev_policy,
-                             p->r.endpoint_time, on_revocation, p);
+    const rev_policy_t *pol = retrieval_policy(p);
+    set_state(p, PS_REVOCATION, pol->budget_ms + PROBE_DEADLINE_MARGIN_MS);
+    int rc = rev_check_start(p->o.rev, &p->rev_job, p->verdict.built, pol, p->r.endpoint_time,
+                             on_revocation, p);
     if (rc < 0)
         probe_finish(p, FS_CAUSE_CRL_UNREACHABLE, "revocation check could not start");
 }
@@ -713,6 +744,7 @@ static void start_request(probe_t *p)
         return;
     }
     if (p->tls_inited) {
+        uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
         if (tlsc_write(&p->tls, req, (size_t)n) < 0) {
             flush_tls(p);
             probe_finish(p, FS_CAUSE_CONNECTION_CLOSED, "%s", p->tls.errmsg);

@@ -6,6 +6,7 @@
 #include "probes/util.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -57,7 +58,8 @@ static void info_cb(const SSL *ssl, int where, int ret)
     if ((where & SSL_CB_ALERT) == 0 || (where & SSL_CB_READ) == 0)
         return;
     tlsc_t *t = SSL_get_app_data(ssl);
-    if (t != NULL && t->alert_received < 0)
+    /* Only fatal alerts explain a failure; a warning (unrecognized_name) is not the cause. */
+    if (t != NULL && t->alert_received < 0 && (ret >> 8) == SSL3_AL_FATAL)
         t->alert_received = ret & 0xff;
 }
 
@@ -92,10 +94,10 @@ static int load_intermediates(STACK_OF(X509) * sk, const char *path, char err[25
 
 int tlsc_ctx_new(tlsc_ctx_t **out, const tlsc_ctx_opts_t *o, char err[256])
 {
-    static uint64_t next_id; /* contexts are created on the loop thread only */
+    static atomic_uint_fast64_t next_id; /* pre-flight creates contexts on API threads too */
     tlsc_ctx_t *c = fs_xcalloc(1, sizeof(*c));
     c->refs = 1;
-    c->id = ++next_id;
+    c->id = atomic_fetch_add(&next_id, 1) + 1;
     c->intermediates = sk_X509_new_null();
     c->trust = X509_STORE_new();
     c->ssl_ctx = SSL_CTX_new(TLS_client_method());

@@ -3,6 +3,7 @@
 #include "probes/vcache.h"
 #include "probes/util.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 typedef struct ventry_s {
     struct ventry_s *next;
     uint64_t hash;
+    int64_t valid_from, valid_until; /* the verdict holds for endpoint times in [from, until) */
     size_t keylen;
     chain_verdict_t v; /* built chain owned by the entry */
     unsigned char key[];
@@ -83,9 +85,7 @@ static size_t make_key(unsigned char *k, const tlsc_ctx_t *ctx, STACK_OF(X509) *
             return 0;
         len = put(k, len, md, 20);
     }
-    int64_t minute = chk->at / 60;
     len = put(k, len, &ctx->id, sizeof(ctx->id));
-    len = put(k, len, &minute, sizeof(minute));
     len = put(k, len, &chk->expiring_soon_s, sizeof(chk->expiring_soon_s));
     const char *pin = chk->expect_thumbprint ? chk->expect_thumbprint : "";
     len = put(k, len, pin, strlen(pin) + 1);
@@ -107,6 +107,39 @@ static uint64_t fnv64(const unsigned char *p, size_t n)
     return h;
 }
 
+/* Narrows [from, until) around at to the edges of every certificate involved. */
+static void narrow(int64_t edge, int64_t at, int64_t *from, int64_t *until)
+{
+    if (edge <= at && edge > *from)
+        *from = edge;
+    if (edge > at && edge < *until)
+        *until = edge;
+}
+
+static void span_of(STACK_OF(X509) * sk, const chain_check_t *chk, int64_t *from, int64_t *until)
+{
+    for (int i = 0; sk != NULL && i < sk_X509_num(sk); i++) {
+        X509 *x = sk_X509_value(sk, i);
+        int64_t nb = chain_asn1_time(X509_get0_notBefore(x));
+        int64_t na = chain_asn1_time(X509_get0_notAfter(x));
+        narrow(nb, chk->at, from, until);
+        narrow(na, chk->at, from, until);
+        narrow(na - chk->expiring_soon_s, chk->at, from, until);
+    }
+}
+
+/* The span of endpoint time around chk->at in which no certificate of the presented or built
+ * chain (nor of the endpoint's stores that took part) crosses a validity edge, so the verdict
+ * cannot change. */
+static void validity_span(STACK_OF(X509) * presented, STACK_OF(X509) * built,
+                          const chain_check_t *chk, int64_t *from, int64_t *until)
+{
+    *from = INT64_MIN;
+    *until = INT64_MAX;
+    span_of(presented, chk, from, until);
+    span_of(built, chk, from, until);
+}
+
 static void copy_verdict(chain_verdict_t *dst, const chain_verdict_t *src)
 {
     *dst = *src;
@@ -123,23 +156,24 @@ int vcache_verify(vcache_t *c, tlsc_ctx_t *ctx, STACK_OF(X509) * presented,
     uint64_t h = fnv64(key, klen);
     ventry_t **slot = &c->buckets[h % VCACHE_BUCKETS];
     for (ventry_t *e = *slot; e != NULL; e = e->next) {
-        if (e->hash == h && e->keylen == klen && memcmp(e->key, key, klen) == 0) {
+        if (e->hash == h && e->keylen == klen && memcmp(e->key, key, klen) == 0 &&
+            chk->at >= e->valid_from && chk->at < e->valid_until) {
             c->hits++;
             copy_verdict(v, &e->v);
             return 0;
         }
     }
     c->misses++;
-    /* At endpoint time chk->at, rounded down to the minute, so every endpoint of this minute
-     * gets the same verdict whichever of them computed it. */
-    chain_check_t at_minute = *chk;
-    at_minute.at = chk->at - chk->at % 60;
-    if (chain_verify(ctx->trust, presented, ctx->intermediates, &at_minute, v) < 0)
+    if (chain_verify(ctx->trust, presented, ctx->intermediates, chk, v) < 0)
         return -1;
+    int64_t from, until;
+    validity_span(presented, v->built, chk, &from, &until);
     if (c->n >= c->max)
         vcache_clear(c);
     ventry_t *e = fs_xmalloc(sizeof(*e) + klen);
     e->hash = h;
+    e->valid_from = from;
+    e->valid_until = until;
     e->keylen = klen;
     memcpy(e->key, key, klen);
     copy_verdict(&e->v, v);

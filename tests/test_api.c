@@ -642,7 +642,7 @@ static void test_methods_and_routes(void)
     r = get("/");
     ASSERT_EQ(r.status, 200);
     ASSERT_CONTAINS(r.headers, "Content-Type: text/html");
-    ASSERT_CONTAINS(r.body, "dashboard");
+    ASSERT_CONTAINS(r.body, "<title>fleetscan</title>");
     resp_free(&r);
 }
 

@@ -262,7 +262,35 @@ static void test_revocation_and_aia(void)
     soft->pol = dead->pol;
     soft->pol.mode = REV_SOFT_FAIL;
     soft->o.resolve = &dead_view;
-    outcome_t *all[] = {revoked, good, aia, dead, soft};
+    /* A CRL host that blackholes (SYNs dropped) with a deadline shorter than the retrieval
+     * budget: retrieval is cut to what the deadline leaves and reports for itself, so a
+     * soft-fail endpoint stays online with the warning and the URL line. */
+    static fs_resolve_t hole_view;
+    int hole_fds[4];
+    int lab_http = lab_http_port(lab.http);
+    int hole = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in ha = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lab_http)};
+    inet_pton(AF_INET, "127.0.0.4", &ha.sin_addr);
+    ASSERT(bind(hole, (struct sockaddr *)&ha, sizeof(ha)) == 0);
+    ASSERT(listen(hole, 0) == 0);
+    hole_fds[0] = hole;
+    for (int i = 1; i < 4; i++) {
+        hole_fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(hole_fds[i], (struct sockaddr *)&ha, sizeof(ha));
+    }
+    usleep(100000);
+    if (hole_view.n == 0) {
+        ASSERT(fs_resolve_add(&hole_view, LAB_HOST, "127.0.0.1", err) == 0);
+        ASSERT(fs_resolve_add(&hole_view, LAB_CRL_HOST, "127.0.0.4", err) == 0);
+    }
+    outcome_t *blackhole = mk("crl blackhole, soft", LAB_SC_GOOD, NULL);
+    blackhole->o.capture_chain = 1;
+    blackhole->o.total_timeout_ms = 1500;
+    blackhole->o.resolve = &hole_view;
+    blackhole->pol.mode = REV_SOFT_FAIL;
+    blackhole->pol.resolve = &hole_view;
+    blackhole->pol.view = "blackhole";
+    outcome_t *all[] = {revoked, good, aia, dead, soft, blackhole};
     for (size_t i = 0; i < FS_ARRAY_SIZE(all); i++)
         go(all[i]);
     ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -274,6 +302,12 @@ static void test_revocation_and_aia(void)
     expect(dead, 0, FS_CAUSE_CRL_UNREACHABLE);
     expect(soft, 1, 0);
     ASSERT(soft->warnings & FS_WARN_BIT(FS_WARN_REVOCATION_SOFT_FAIL));
+    expect(blackhole, 1, 0);
+    ASSERT(blackhole->warnings & FS_WARN_BIT(FS_WARN_REVOCATION_SOFT_FAIL));
+    ASSERT(blackhole->nurls >= 1);
+    for (int i = 0; i < 4; i++)
+        close(hole_fds[i]);
+    fs_resolve_free(&hole_view);
     for (size_t i = 0; i < FS_ARRAY_SIZE(all); i++)
         free(all[i]);
     fs_resolve_free(&dead_view);

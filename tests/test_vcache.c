@@ -76,10 +76,63 @@ int main(void)
     ASSERT(X509_check_issued(sk_X509_value(v.built, 1), sk_X509_value(v.built, 0)) == X509_V_OK);
     chain_verdict_free(&v);
 
+    /* Time is part of the answer: the same chain at another instant between the same edges is
+     * a hit, across an edge (here the expiring-soon edge 30 days before notAfter) a miss. */
+    c = vcache_new(0);
+    ASSERT_EQ(check(c, corp, good, "ns.lab.test", now, NULL), FS_CAUSE_NONE);
+    ASSERT_EQ(check(c, corp, good, "ns.lab.test", now + 3600, NULL), FS_CAUSE_NONE);
+    vcache_stats(c, &st);
+    ASSERT_EQ(st.hits, 1);
+    chain_check_t late = {
+        .host = "ns.lab.test", .at = now + 340 * 86400, .expiring_soon_s = 30 * 86400};
+    ASSERT(vcache_verify(c, corp, good, &late, &v) == 0);
+    ASSERT(v.warnings & FS_WARN_BIT(FS_WARN_CERT_EXPIRING_SOON));
+    chain_verdict_free(&v);
+    vcache_stats(c, &st);
+    ASSERT_EQ(st.misses, 2);
+    vcache_free(c);
+
+    /* A certificate that became valid a few seconds ago is valid now, even if another
+     * endpoint verified the chain just before its notBefore (the rollover instant). */
+    lab_cert_t fresh;
+    const char *sans[] = {"ns.lab.test", NULL};
+    lab_cert_opts_t fo = {.cn = "ns.lab.test",
+                          .dns_sans = sans,
+                          .not_before_off_s = 5,
+                          .not_after_off_s = 86400 * 90,
+                          .key = pki.leaf[0].key};
+    ASSERT(lab_cert_issue(&fresh, &fo, &pki.inter, err) == 0);
+    STACK_OF(X509) *fr = sk_X509_new_null();
+    sk_X509_push(fr, fresh.cert);
+    sk_X509_push(fr, pki.inter.cert);
+    c = vcache_new(0);
+    int64_t nb = chain_asn1_time(X509_get0_notBefore(fresh.cert));
+    ASSERT_EQ(check(c, corp, fr, "ns.lab.test", nb - 1, NULL), FS_CAUSE_CERT_NOT_YET_VALID);
+    ASSERT_EQ(check(c, corp, fr, "ns.lab.test", nb, NULL), FS_CAUSE_NONE);
+    ASSERT_EQ(check(c, corp, fr, "ns.lab.test", nb - 1, NULL), FS_CAUSE_CERT_NOT_YET_VALID);
+    vcache_free(c);
+    sk_X509_free(fr);
+    lab_cert_free(&fresh);
+
+    /* A client-authentication certificate bound to 443 is the wrong certificate. */
+    lab_cert_t client;
+    lab_cert_opts_t co = {
+        .cn = "ns.lab.test", .dns_sans = sans, .client_auth_only = 1, .key = pki.leaf[0].key};
+    ASSERT(lab_cert_issue(&client, &co, &pki.inter, err) == 0);
+    STACK_OF(X509) *cl = sk_X509_new_null();
+    sk_X509_push(cl, client.cert);
+    sk_X509_push(cl, pki.inter.cert);
+    c = vcache_new(0);
+    ASSERT_EQ(check(c, corp, cl, "ns.lab.test", now, NULL), FS_CAUSE_HOSTNAME_MISMATCH);
+    vcache_free(c);
+    sk_X509_free(cl);
+    lab_cert_free(&client);
+
     /* Bounded: a full cache empties itself. */
     c = vcache_new(2);
+    const char *hosts[] = {"a.lab.test", "b.lab.test", "c.lab.test", "d.lab.test", "e.lab.test"};
     for (int i = 0; i < 5; i++)
-        check(c, corp, good, "ns.lab.test", now + i * 60, NULL);
+        check(c, corp, good, hosts[i], now, NULL);
     vcache_stats(c, &st);
     ASSERT(st.entries <= 2);
     vcache_free(c);

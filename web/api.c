@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "probes/util.h"
+#include "web/dashboard.h"
 #include "web/render.h"
 
 #define API_DEFAULT_LISTEN "127.0.0.1:8787"
@@ -316,17 +317,14 @@ static snap_t *current(api_t *a)
     return s;
 }
 
-/* GET / — placeholder until the dashboard is built; kept apart so it can be swapped whole. */
+/* GET / — the dashboard page (web/dashboard.c), with a policy that runs only its own code. */
 static enum MHD_Result answer_dashboard(struct MHD_Connection *c)
 {
-    static const char page[] =
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>fleetscan</title></head>\n"
-        "<body><h1>fleetscan</h1>\n<p>The dashboard will be served here. Meanwhile: "
-        "<a href=\"/api/v1/status\">/api/v1/status</a>, "
-        "<a href=\"/api/v1/endpoints\">/api/v1/endpoints</a>, "
-        "<a href=\"/api/v1/causes\">/api/v1/causes</a>, "
-        "<a href=\"/metrics\">/metrics</a>.</p>\n</body></html>\n";
-    return reply_static(c, MHD_HTTP_OK, page, CT_HTML);
+    size_t len;
+    const char *page = dashboard_page(&len);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)page, MHD_RESPMEM_PERSISTENT);
+    return queue(c, MHD_HTTP_OK, r, CT_HTML, "Content-Security-Policy", dashboard_csp());
 }
 
 static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c)

@@ -1,0 +1,556 @@
+#!/usr/bin/env bash
+# bench/run.sh - the fleetscan benchmark (docs/PERFORMANCE.md). One command, figures only:
+#   bash bench/run.sh        (or: make bench)
+# Installs nginx, wrk and prometheus-blackbox-exporter from Debian when missing, builds
+# fleetscan (Release) and a bare OpenSSL client, starts a loopback nginx serving an RSA-2048
+# and an ECDSA P-256 chain (TLS 1.3, no session reuse) plus a CRL distribution point, and
+# prints side by side:
+#   1. client CPU per probe: fleetscan daemon vs a bare OpenSSL client vs blackbox_exporter
+#   2. RSS with 100,000 endpoints, flat over cycles
+#   3. API latency (wrk --latency) while the daemon probes at full rate
+#   4. CRL fetches per CRL URL vs probes (10,000 strict endpoints)
+# Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
+#
+# Knobs (environment): BENCH_SECTIONS=cpu,mem,api,crl  BENCH_RATE=300  BENCH_ENDPOINTS=2000
+#   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=2  BENCH_MEM_ENDPOINTS=100000
+#   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
+#   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
+#   FLEETSCAN=/path/to/fleetscan (skip the build)  BENCH_KEEP=1 (keep the work directory)
+#   BENCH_REPORT=FILE (where the summary is also written; default /tmp/fleetscan-bench-report.txt)
+set -euo pipefail
+trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SECTIONS=${BENCH_SECTIONS:-cpu,mem,api,crl}
+RATE=${BENCH_RATE:-300}
+EPS=${BENCH_ENDPOINTS:-2000}
+WARM=${BENCH_WARMUP_S:-10}
+WIN=${BENCH_WINDOW_S:-20}
+REPEAT=${BENCH_REPEAT:-2}
+MEM_EPS=${BENCH_MEM_ENDPOINTS:-100000}
+MEM_CYCLES=${BENCH_MEM_CYCLES:-10}
+MEM_RATE=${BENCH_MEM_RATE:-100000}
+MEM_MAX_S=${BENCH_MEM_MAX_S:-900}
+CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
+CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
+PERF=${BENCH_PERF:-0}
+REPORT=${BENCH_REPORT:-/tmp/fleetscan-bench-report.txt}
+HZ=$(getconf CLK_TCK)
+
+has() { [[ ",$SECTIONS," == *",$1,"* ]]; }
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---- dependencies -------------------------------------------------------------------------
+install_deps() {
+    local pkgs=(nginx wrk prometheus-blackbox-exporter build-essential cmake pkg-config
+                libssl-dev curl jq iproute2 procps)
+    [ "$PERF" = 1 ] && pkgs+=(linux-perf)
+    local missing=() p
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    bash "$ROOT/scripts/deps.sh" # fleetscan's own build dependencies
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    local sudo="" made_policy=0
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    # The packages would start system services (nginx on :80, the exporter on :9115): the
+    # bench runs its own instances, so keep the system ones from starting while installing.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+        $sudo chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" \
+        >&2
+    [ $made_policy = 1 ] && $sudo rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+# ---- processes ------------------------------------------------------------------------------
+WORK=""
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    if [ -n "$WORK" ] && [ "${BENCH_KEEP:-0}" != 1 ]; then
+        rm -rf "$WORK"
+    elif [ -n "$WORK" ]; then
+        log "work directory kept: $WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop_pid() { # stop_pid PID: SIGTERM, wait
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget_pid "$1"
+}
+
+USED_PORTS=" "
+free_port() {
+    local p listening
+    listening=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | tr '\n' ' ')
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        [[ " $listening " == *" $p "* || "$USED_PORTS" == *" $p "* ]] && continue
+        USED_PORTS+="$p "
+        echo "$p"
+        return
+    done
+}
+
+wait_port() { # wait_port PORT
+    local i
+    for i in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench: nothing listens on 127.0.0.1:$1" >&2
+    return 1
+}
+
+cpu_ticks() { # utime+stime (all threads) of PID, in clock ticks
+    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+RES="" # results file: key=value lines
+put() { echo "$1=$2" >> "$RES"; }
+get() { awk -v k="$1" 'index($0, k "=") == 1 {v = substr($0, length(k) + 2)} END {print v}' "$RES"; }
+
+# ---- fleetscan -------------------------------------------------------------------------------
+FS_PID="" FS_URL=""
+# fs_config FILE ALG PATH REV COUNT INTERVAL_S RATE MAX_IN_FLIGHT [EXTRA_TOP_LEVEL_JSON]
+fs_config() {
+    cat > "$1" <<JSON
+{
+  "vantage": "bench",
+  "listen": "127.0.0.1:0",
+  "interval_s": $6,
+  "jitter": 0.2,
+  ${9:+$9,}
+  "limits": {"max_in_flight": $8, "handshakes_per_s": $7},
+  "trust_stores": {"bench": {"ca_file": "$WORK/pki/$2-root.pem"}},
+  "profiles": {"default": {"url": "https://$2.bench.test:$(port_of "$2")$3"}},
+  "groups": [{"name": "g", "count": $5,
+              "revocation": {"mode": "$4"},
+              "network": {"resolve": {"$2.bench.test": "127.0.0.1",
+                                      "crl.bench.test": "127.0.0.1"}}}]
+}
+JSON
+}
+port_of() { if [ "$1" = rsa ]; then echo "$PORT_RSA"; else echo "$PORT_ECDSA"; fi; }
+
+fs_start() { # fs_start CONFIG LOGPREFIX
+    FLEETSCAN_DNS_OVERRIDE_ONLY=1 "$FS" run -c "$1" > "$2.out" 2> "$2.err" &
+    FS_PID=$!
+    PIDS+=("$FS_PID")
+    local i
+    for i in $(seq 1 100); do
+        FS_URL=$(sed -n 's|^fleetscan: API listening on \(http://[^ ]*\)/$|\1|p' "$2.out")
+        [ -n "$FS_URL" ] && return 0
+        if ! kill -0 "$FS_PID" 2>/dev/null; then
+            echo "bench: fleetscan exited:" >&2
+            cat "$2.err" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "bench: fleetscan did not print its API address" >&2
+    return 1
+}
+fs_status() { curl -sf --max-time 10 "$FS_URL/api/v1/status"; }
+fs_probes() { fs_status | jq -r '.scan.probes_total'; }
+fs_check() { # prints a one-line state summary and the causes
+    fs_status | jq -r '"online=\(.endpoints.online) offline=\(.endpoints.offline) pending=\(.endpoints.pending) causes=\(.causes|tostring) warnings=\(.warnings|tostring)"'
+}
+
+# One CPU measurement of fleetscan: NAME ALG PATH REV
+fs_cpu() {
+    local name=$1 alg=$2 path=$3 rev=$4 rep=$5
+    local cfg="$WORK/fs-$name-$alg.json" interval
+    # Backlogged on purpose: every endpoint is due more often than the token bucket allows, so
+    # the daemon probes continuously at exactly RATE handshakes per second.
+    interval=$(awk -v n="$EPS" -v r="$RATE" 'BEGIN {printf "%.2f", n / r * 0.6}')
+    fs_config "$cfg" "$alg" "$path" "$rev" "$EPS" "$interval" "$RATE" 256
+    fs_start "$cfg" "$WORK/fs-$name-$alg-$rep"
+    sleep "$WARM"
+    local t0 p0 t1 p1 state
+    t0=$(cpu_ticks "$FS_PID"); p0=$(fs_probes)
+    sleep "$WIN"
+    t1=$(cpu_ticks "$FS_PID"); p1=$(fs_probes)
+    state=$(fs_check)
+    local us
+    us=$(awk -v dt=$((t1 - t0)) -v hz="$HZ" -v dp=$((p1 - p0)) \
+        'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+    log "fleetscan $name $alg #$rep: $((p1 - p0)) probes in ${WIN}s, $((t1 - t0)) ticks -> $us us/probe; $state; load $(loadavg)"
+    case "$state" in *"offline=0 "*) ;; *) log "WARNING: offline endpoints during the CPU run" ;; esac
+    put "cpu.fs_$name.$alg.$rep" "$us"
+    put "load.cpu.fs_$name.$alg.$rep" "$(cut -d' ' -f1 /proc/loadavg)"
+    put "rate.fs_$name.$alg.$rep" "$(awk -v d=$((p1 - p0)) -v w="$WIN" 'BEGIN {printf "%.0f", d / w}')"
+    if [ "$PERF" = 1 ] && [ "$rep" = 1 ]; then
+        log "perf record of fleetscan $name $alg (${WIN}s, not part of the figures)"
+        perf record -e cpu-clock -F 1999 --call-graph dwarf,16384 -p "$FS_PID" \
+            -o "$WORK/perf-$name-$alg.data" -- sleep "$WIN" > /dev/null 2>&1 || true
+        perf report -i "$WORK/perf-$name-$alg.data" --no-children --sort symbol,dso --stdio \
+            -g none --percent-limit 0.7 2> /dev/null | grep -v '^#' | grep -v '^$' |
+            head -45 > "$WORK/perf-$name-$alg.self.txt" || true
+        perf report -i "$WORK/perf-$name-$alg.data" --children --sort symbol --stdio -g none \
+            --percent-limit 3 2> /dev/null | grep -v '^#' | grep -v '^$' |
+            head -60 > "$WORK/perf-$name-$alg.children.txt" || true
+        mkdir -p "${BENCH_PERF_OUT:-/tmp/fleetscan-bench-perf}"
+        cp "$WORK/perf-$name-$alg".*.txt "${BENCH_PERF_OUT:-/tmp/fleetscan-bench-perf}/"
+    fi
+    stop_pid "$FS_PID"
+}
+
+# ---- bare client ----------------------------------------------------------------------------
+bare_cpu() { # ALG REP
+    local alg=$1 rep=$2 out us
+    out=$("$WORK/bare_client" 127.0.0.1 "$(port_of "$alg")" "$alg.bench.test" \
+        "$WORK/pki/$alg-root.pem" "$RATE" "$WIN" "$WARM")
+    us=$(sed -n 's/.*us_per_handshake=\([0-9]*\).*/\1/p' <<< "$out")
+    log "bare client $alg #$rep: $out; load $(loadavg)"
+    put "cpu.bare.$alg.$rep" "$us"
+    put "load.cpu.bare.$alg.$rep" "$(cut -d' ' -f1 /proc/loadavg)"
+}
+
+# ---- blackbox_exporter ----------------------------------------------------------------------
+BB_PID="" BB_PORT=""
+bb_start() {
+    BB_PORT=$(free_port)
+    sed "s|@WORK@|$WORK|g" "$ROOT/bench/blackbox.yml.in" > "$WORK/blackbox.yml"
+    prometheus-blackbox-exporter --config.file="$WORK/blackbox.yml" \
+        --web.listen-address="127.0.0.1:$BB_PORT" --log.level=warn \
+        > "$WORK/blackbox.log" 2>&1 &
+    BB_PID=$!
+    PIDS+=("$BB_PID")
+    wait_port "$BB_PORT"
+}
+# wrk at a paced rate against /probe; prints "probes_ok=N probes_failed=M"
+bb_drive() { # URL SECONDS DELAY_MS
+    BENCH_DELAY_MS=$3 wrk -t1 -c"$BB_CONNS" -d"$2s" --timeout 10s -s "$ROOT/bench/probe_driver.lua" \
+        "$1" 2> /dev/null | grep '^probes_'
+}
+BB_CONNS=4
+bb_cpu() { # KIND(tls_connect|http_2xx) ALG REP
+    local kind=$1 alg=$2 rep=$3 target url
+    if [ "$kind" = tls_connect ]; then
+        target="127.0.0.1:$(port_of "$alg")"
+    else
+        target="https://127.0.0.1:$(port_of "$alg")/Altiris/NS/Agent/GetClientPolicies.aspx"
+    fi
+    url="http://127.0.0.1:$BB_PORT/probe?module=${kind}_$alg&target=$(jq -rn --arg t "$target" '$t|@uri')"
+    curl -sf "$url" | grep -q '^probe_success 1' || {
+        echo "bench: blackbox probe fails:" >&2
+        curl -s "$url&debug=true" | head -40 >&2
+        return 1
+    }
+    # Calibrate the pause between requests per connection so the exporter sees about RATE/s.
+    local w ok lat delay
+    w=$(bb_drive "$url" "$WARM" 10)
+    ok=$(awk -F'[= ]' '{print $2 + $4}' <<< "$w")
+    lat=$(awk -v c="$BB_CONNS" -v s="$WARM" -v n="$ok" 'BEGIN {l = c * s * 1000 / n - 10; print l < 0 ? 0 : l}')
+    delay=$(awk -v c="$BB_CONNS" -v r="$RATE" -v l="$lat" 'BEGIN {d = c * 1000 / r - l; printf "%.0f", d < 0 ? 0 : d}')
+    local t0 t1 res n failed us
+    t0=$(cpu_ticks "$BB_PID")
+    res=$(bb_drive "$url" "$WIN" "$delay")
+    t1=$(cpu_ticks "$BB_PID")
+    n=$(awk -F'[= ]' '{print $2 + $4}' <<< "$res")
+    failed=$(sed -n 's/.*probes_failed=\([0-9]*\)/\1/p' <<< "$res")
+    us=$(awk -v dt=$((t1 - t0)) -v hz="$HZ" -v dp="$n" 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+    log "blackbox $kind $alg #$rep: $res in ${WIN}s (delay ${delay} ms), $((t1 - t0)) ticks -> $us us/probe; load $(loadavg)"
+    [ "$failed" = 0 ] || log "WARNING: $failed failed blackbox probes"
+    put "cpu.bb_$kind.$alg.$rep" "$us"
+    put "load.cpu.bb_$kind.$alg.$rep" "$(cut -d' ' -f1 /proc/loadavg)"
+    put "rate.bb_$kind.$alg.$rep" "$(awk -v d="$n" -v w="$WIN" 'BEGIN {printf "%.0f", d / w}')"
+}
+
+# ---- sections -------------------------------------------------------------------------------
+section_cpu() {
+    log "== 1. client CPU per probe: $EPS endpoints at $RATE/s, warm-up ${WARM}s, window ${WIN}s, $REPEAT runs"
+    bb_start
+    local rep alg
+    for rep in $(seq 1 "$REPEAT"); do
+        for alg in rsa ecdsa; do
+            bare_cpu "$alg" "$rep"
+            fs_cpu hs "$alg" "" strict "$rep"
+            fs_cpu hs_norev "$alg" "" off "$rep"
+            fs_cpu url "$alg" "/Altiris/NS/Agent/GetClientPolicies.aspx" strict "$rep"
+            bb_cpu tls_connect "$alg" "$rep"
+            bb_cpu http_2xx "$alg" "$rep"
+        done
+    done
+    stop_pid "$BB_PID"
+}
+
+# 100,000 endpoints; RSS after the first full cycle and after MEM_CYCLES more. The API latency
+# section runs on the same daemon afterwards, while it keeps probing at full rate.
+section_mem_api() {
+    local cfg="$WORK/fs-mem.json"
+    # A short interval and no effective rate limit: the daemon probes back to back, as fast as
+    # max_in_flight (1000) and the machine allow; a cycle is MEM_EPS probes.
+    fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" 1000
+    fs_start "$cfg" "$WORK/fs-mem"
+    local rss0 rss_start p t_start cyc=0 target
+    rss_start=$(rss_kib "$FS_PID")
+    t_start=$(date +%s)
+    log "== 2. memory: $MEM_EPS endpoints, max_in_flight 1000; RSS at start ${rss_start} KiB"
+    : > "$WORK/rss.txt"
+    wait_cycles() { # wait_cycles PROBES MAX_SECONDS: until probes_total >= PROBES; RSS every 2 s
+        local until=$(($(date +%s) + $2))
+        while :; do
+            p=$(fs_probes)
+            echo "$(($(date +%s) - t_start)) $p $(rss_kib "$FS_PID")" >> "$WORK/rss.txt"
+            [ "$p" -ge "$1" ] && return 0
+            [ "$(date +%s)" -ge "$until" ] && { log "time cap reached at $p probes"; return 0; }
+            kill -0 "$FS_PID" || { echo "bench: fleetscan died" >&2; return 1; }
+            sleep 2
+        done
+    }
+    wait_cycles "$MEM_EPS" "$MEM_MAX_S"
+    local t1 p1
+    t1=$(date +%s); p1=$(fs_probes)
+    rss0=$(rss_kib "$FS_PID")
+    local mark
+    mark=$(wc -l < "$WORK/rss.txt")
+    log "after cycle 1 ($p1 probes, $((t1 - t_start)) s): RSS ${rss0} KiB; $(fs_check)"
+    wait_cycles $((p1 + MEM_EPS * MEM_CYCLES)) "$MEM_MAX_S"
+    local t2 p2 rss1 hwm
+    t2=$(date +%s); p2=$(fs_probes)
+    rss1=$(rss_kib "$FS_PID"); hwm=$(hwm_kib "$FS_PID")
+    log "after $((p2 - p1)) more probes ($((t2 - t_start)) s): RSS ${rss1} KiB, peak ${hwm} KiB; $(fs_check)"
+    put mem.endpoints "$MEM_EPS"
+    put mem.rss_start_kib "$rss_start"
+    put mem.rss_cycle1_kib "$rss0"
+    put mem.rss_after_kib "$rss1"
+    put mem.hwm_kib "$hwm"
+    put mem.cycles "$(awk -v d=$((p2 - p1)) -v n="$MEM_EPS" 'BEGIN {printf "%.1f", d / n}')"
+    put mem.rss_range_kib "$(tail -n +"$mark" "$WORK/rss.txt" | awk 'NR == 1 {a = b = $3} {if ($3 < a) a = $3; if ($3 > b) b = $3} END {print a " " b}')"
+    put mem.rate "$(awk -v d=$((p2 - p1)) -v w=$((t2 - t1)) 'BEGIN {printf "%.0f", w ? d / w : 0}')"
+    put mem.cycle_s "$(awk -v w=$((t2 - t1)) -v d=$((p2 - p1)) -v n="$MEM_EPS" 'BEGIN {printf "%.0f", d ? w * n / d : 0}')"
+    put mem.state "$(fs_check)"
+    cp "$WORK/rss.txt" "${REPORT%.txt}-rss.txt" 2> /dev/null || true
+    if has api; then section_api; fi
+    stop_pid "$FS_PID"
+}
+
+section_api() {
+    log "== 3. API latency under full probing (wrk -t2 -c16 -d15s --latency)"
+    local route p0 p1 out
+    for route in /api/v1/status /metrics; do
+        p0=$(fs_probes)
+        out=$(wrk -t2 -c16 -d15s --latency "$FS_URL$route" 2>&1)
+        p1=$(fs_probes)
+        echo "$out" > "$WORK/wrk-${route//\//_}.txt"
+        local p50 p99 rps key
+        p50=$(awk '$1 == "50%" {print $2}' <<< "$out")
+        p99=$(awk '$1 == "99%" {print $2}' <<< "$out")
+        rps=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<< "$out")
+        key=$([ "$route" = /metrics ] && echo metrics || echo status)
+        put "api.$key.p50" "$p50"
+        put "api.$key.p99" "$p99"
+        put "api.$key.rps" "$rps"
+        put "api.$key.probe_rate" "$(( (p1 - p0) / 15 ))"
+        log "$route: p50 $p50 p99 $p99, $rps req/s, daemon probing $(( (p1 - p0) / 15 ))/s; load $(loadavg)"
+    done
+    put api.rss_after_kib "$(rss_kib "$FS_PID")"
+}
+
+section_crl() {
+    log "== 4. CRL economy: $CRL_EPS endpoints, strict revocation (scope chain_exclude_root)"
+    local cfg="$WORK/fs-crl.json" alg=rsa
+    # (a) CRLs valid for 7 days: one fetch per URL expected for the whole run.
+    bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE" 604800
+    fs_config "$cfg" "$alg" "" strict "$CRL_EPS" 5 2000 1000 '"crl_expiring_soon_hours": 0'
+    : > "$WORK/nginx/crl-access.log"
+    fs_start "$cfg" "$WORK/fs-crl-a"
+    local p
+    while :; do
+        p=$(fs_probes)
+        [ "$p" -ge $((CRL_EPS * 3)) ] && break
+        sleep 1
+    done
+    local state
+    state=$(fs_check)
+    CRL_PROBES=$(fs_probes)
+    stop_pid "$FS_PID"
+    crl_count a "$state"
+    # (b) The CA republishes every P = CRL_PERIOD s, each CRL valid 1.5 P (overlapping, as CAs
+    # do). A client that fetches exactly once per nextUpdate fetches at 0, 1.5P, 2.5P, 3.5P:
+    # 4 times per URL (and network view) in a 4P run.
+    local dur=$((CRL_PERIOD * 4)) life=$((CRL_PERIOD * 3 / 2))
+    bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE" "$life"
+    : > "$WORK/nginx/crl-access.log"
+    (
+        trap 'kill $! 2> /dev/null; exit 0' TERM
+        while :; do
+            sleep "$CRL_PERIOD" & wait $!
+            bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE" "$life"
+        done
+    ) &
+    local regen=$!
+    PIDS+=("$regen")
+    fs_config "$cfg" "$alg" "" strict "$CRL_EPS" 5 2000 1000 '"crl_expiring_soon_hours": 0'
+    fs_start "$cfg" "$WORK/fs-crl-b"
+    sleep "$dur"
+    state=$(fs_check)
+    CRL_PROBES=$(fs_probes)
+    stop_pid "$FS_PID"
+    stop_pid "$regen"
+    put crl.b.duration_s "$dur"
+    put crl.b.period_s "$CRL_PERIOD"
+    crl_count b "$state"
+}
+CRL_PROBES=0
+crl_count() { # PHASE STATE: fetches per URL from nginx's log vs probes
+    local phase=$1 state=$2 probes=$CRL_PROBES urls
+    urls=$(awk '{print $2}' "$WORK/nginx/crl-access.log" | sort | uniq -c |
+        awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}')
+    put "crl.$phase.probes" "$probes"
+    put "crl.$phase.fetches" "$(wc -l < "$WORK/nginx/crl-access.log")"
+    put "crl.$phase.by_url" "${urls:-none}"
+    put "crl.$phase.state" "$state"
+    log "CRL ($phase): ${probes} probes; fetches: ${urls:-none}; $state"
+}
+
+# ---- report ---------------------------------------------------------------------------------
+stat_of() { # median of the repeats of KEY.ALG (mean of the middle two for an even count)
+    local vals
+    vals=$(awk -F= -v k="$1" 'index($1, k ".") == 1 && $2 != "" {print $2}' "$RES" | sort -n)
+    [ -z "$vals" ] && { echo "-"; return; }
+    awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}' <<< "$vals"
+}
+all_of() { awk -F= -v k="$1" 'index($1, k ".") == 1 {printf "%s%s", (n++ ? "/" : ""), $2}' "$RES"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b}'; }
+
+report() {
+    {
+        echo "fleetscan benchmark - $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(openssl version | cut -d' ' -f1-2), nginx $(nginx -v 2>&1 | sed 's|.*/||'), blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | awk 'NR == 1 {print $3}')"
+        echo "fleetscan: $FS ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'))"
+        if has cpu; then
+            echo
+            echo "1. Client CPU per probe, µs (utime+stime from /proc; median of $REPEAT runs, all runs after /)"
+            echo "   TLS 1.3 full handshakes to loopback nginx, no session reuse; $RATE probes/s; ${WIN}s window after ${WARM}s warm-up"
+            printf '   %-52s %-22s %-22s\n' client "RSA-2048 chain" "ECDSA P-256 chain"
+            local row
+            for row in "bare:bare OpenSSL client (handshake+verify only)" \
+                "fs_hs:fleetscan handshake-only (strict CRL, cached)" \
+                "fs_hs_norev:fleetscan handshake-only (revocation off)" \
+                "fs_url:fleetscan + agent URL GET (strict CRL)" \
+                "bb_tls_connect:blackbox_exporter tls_connect" \
+                "bb_http_2xx:blackbox_exporter http_2xx"; do
+                local k=${row%%:*} label=${row#*:}
+                printf '   %-52s %-22s %-22s\n' "$label" \
+                    "$(stat_of cpu.$k.rsa) ($(all_of cpu.$k.rsa))" \
+                    "$(stat_of cpu.$k.ecdsa) ($(all_of cpu.$k.ecdsa))"
+            done
+            echo "   ratios (target):"
+            local alg
+            for row in "fs_hs/bare:fleetscan handshake-only / bare client (≤ 0.9)" \
+                "fs_hs/bb_tls_connect:fleetscan handshake-only / blackbox tls_connect (≤ 0.75)" \
+                "fs_url/bb_http_2xx:fleetscan agent URL / blackbox http_2xx (≤ 0.65)" \
+                "fs_hs_norev/bare:fleetscan revocation off / bare client"; do
+                local ks=${row%%:*} label=${row#*:}
+                local a=${ks%%/*} b=${ks#*/}
+                printf '   %-52s %-22s %-22s\n' "$label" \
+                    "$(ratio "$(stat_of cpu.$a.rsa)" "$(stat_of cpu.$b.rsa)")" \
+                    "$(ratio "$(stat_of cpu.$a.ecdsa)" "$(stat_of cpu.$b.ecdsa)")"
+            done
+            echo "   1-min load average at the end of each run: $(awk -F= '/^load.cpu/ {print $2}' "$RES" | sort -n | awk 'NR == 1 {a = $1} {b = $1} END {print a " to " b}') (2 CPUs; other jobs share the machine)"
+            echo "   achieved rates /s: fleetscan $(all_of rate.fs_hs.rsa) (rsa) $(all_of rate.fs_hs.ecdsa) (ecdsa); blackbox tls $(all_of rate.bb_tls_connect.rsa)/$(all_of rate.bb_tls_connect.ecdsa), http $(all_of rate.bb_http_2xx.rsa)/$(all_of rate.bb_http_2xx.ecdsa)"
+        fi
+        if has mem; then
+            local e rs r1 r2
+            e=$(get mem.endpoints); rs=$(get mem.rss_start_kib); r1=$(get mem.rss_cycle1_kib); r2=$(get mem.rss_after_kib)
+            echo
+            echo "2. Memory: $e endpoints (ECDSA chain, strict CRL, max_in_flight 1000), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
+            awk -v rs="$rs" -v r1="$r1" -v r2="$r2" -v e="$e" -v c="$(get mem.cycles)" -v h="$(get mem.hwm_kib)" -v rr="$(get mem.rss_range_kib)" 'BEGIN {
+                split(rr, r, " ")
+                printf "   RSS at start %.1f MiB; after the first cycle %.1f MiB = %.0f bytes per endpoint (all in)\n", rs / 1024, r1 / 1024, r1 * 1024 / e
+                printf "   then %s more cycles: RSS %.1f MiB at the end (%+.1f MiB), range %.1f-%.1f MiB, peak (VmHWM) %.1f MiB   (target <= 128 MiB, flat)\n",
+                    c, r2 / 1024, (r2 - r1) / 1024, r[1] / 1024, r[2] / 1024, h / 1024 }'
+            echo "   state: $(get mem.state)"
+        fi
+        if has api && has mem; then
+            echo
+            echo "3. API latency while probing at full rate (wrk -t2 -c16 -d15s --latency, same daemon as 2.)"
+            printf '   %-18s p50 %-9s p99 %-9s %6s req/s  (daemon probing %s/s meanwhile)\n' \
+                /api/v1/status "$(get api.status.p50)" "$(get api.status.p99)" "$(get api.status.rps)" "$(get api.status.probe_rate)"
+            printf '   %-18s p50 %-9s p99 %-9s %6s req/s  (daemon probing %s/s meanwhile)\n' \
+                /metrics "$(get api.metrics.p50)" "$(get api.metrics.p99)" "$(get api.metrics.rps)" "$(get api.metrics.probe_rate)"
+            echo "   target: /api/v1/status p99 ≤ 5 ms"
+        fi
+        if has crl; then
+            echo
+            echo "4. CRL economy: $CRL_EPS endpoints, strict revocation, RSA chain (2 CRL URLs: leaf CDP, intermediate CDP)"
+            echo "   (a) CRLs valid 7 days, $(get crl.a.probes) probes: $(get crl.a.fetches) fetches: $(get crl.a.by_url)"
+            echo "       $(get crl.a.state)"
+            echo "   (b) CA republishing every P = $(get crl.b.period_s) s, each CRL valid 1.5 P, $(get crl.b.duration_s) s run, $(get crl.b.probes) probes: $(get crl.b.fetches) fetches: $(get crl.b.by_url)"
+            echo "       one fetch per URL per nextUpdate means 4 per URL and network view (at 0, 1.5P, 2.5P, 3.5P)"
+            echo "       $(get crl.b.state)"
+            echo "   target: exactly one fetch per CRL URL per nextUpdate"
+        fi
+    } | tee "$REPORT"
+    log "report written to $REPORT"
+}
+
+# ---- main -----------------------------------------------------------------------------------
+main() {
+    install_deps
+    if [ -z "${FLEETSCAN:-}" ]; then
+        local bdir=${BENCH_BUILD:-$ROOT/build-bench}
+        log "building fleetscan (Release) in $bdir"
+        cmake -S "$ROOT" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
+        cmake --build "$bdir" -j "$(nproc)" --target fleetscan > /dev/null
+        FS=$bdir/fleetscan
+    else
+        FS=$FLEETSCAN
+    fi
+    WORK=$(mktemp -d /tmp/fleetscan-bench.XXXXXX)
+    chmod 755 "$WORK"
+    RES=$WORK/results.txt
+    : > "$RES"
+    cc -O2 -std=c11 -Wall -o "$WORK/bare_client" "$ROOT/bench/bare_client.c" -lssl -lcrypto
+
+    PORT_RSA=$(free_port); PORT_ECDSA=$(free_port); PORT_HTTP=$(free_port)
+    CRL_BASE="http://crl.bench.test:$PORT_HTTP/crl"
+    bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE"
+    mkdir -p "$WORK/nginx/tmp"
+    local user_line=""
+    [ "$(id -u)" -eq 0 ] && user_line="user root;" # workers must read the keys in $WORK
+    sed -e "s|@WORK@|$WORK|g" -e "s|@PORT_RSA@|$PORT_RSA|g" -e "s|@PORT_ECDSA@|$PORT_ECDSA|g" \
+        -e "s|@PORT_HTTP@|$PORT_HTTP|g" -e "s|@USER_LINE@|$user_line|" \
+        -e "s|@WORKERS@|${BENCH_NGINX_WORKERS:-auto}|" \
+        "$ROOT/bench/nginx.conf.in" > "$WORK/nginx/nginx.conf"
+    nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
+        -g 'daemon off;' &
+    PIDS+=("$!")
+    wait_port "$PORT_RSA"; wait_port "$PORT_ECDSA"; wait_port "$PORT_HTTP"
+    log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, crl http $PORT_HTTP; work dir $WORK; load $(loadavg)"
+
+    if has cpu; then section_cpu; fi
+    if has mem; then section_mem_api; fi
+    if has crl; then section_crl; fi
+    report
+}
+main "$@"
