@@ -46,10 +46,12 @@ typedef struct fleet_group_s {
     int profile_differs; /* scheme, port or FQDN differs from the reference binding */
     int http_vs_https;   /* the profile speaks plain HTTP, the reference binding HTTPS */
     snap_counts_t counts;
-    char *detail_json;
-    int64_t detail_at;
-    uint8_t detail_state, detail_cause;
-    char message[320];
+    /* Per primary cause (FS_CAUSE_NONE: online), the last message and detail JSON of a probe
+     * of this group that ended so: an endpoint is shown its own kind of outcome. */
+    char *msg[FS_CAUSE_COUNT];
+    char *detail[FS_CAUSE_COUNT];
+    int64_t detail_at;       /* last time a probe of this group captured its chain */
+    int want_capture;        /* an outcome without a detail appeared: capture the next probe */
     int64_t chain_not_after; /* for the forecast, from the last probe that got that far */
     int64_t crl_next_update;
 } fleet_group_t;
@@ -292,7 +294,10 @@ static void gen_unref(fleet_gen_t *g)
         return;
     for (size_t i = 0; i < g->ngroups; i++) {
         tlsc_ctx_unref(g->groups[i].tls);
-        free(g->groups[i].detail_json);
+        for (int c = 0; c < FS_CAUSE_COUNT; c++) {
+            free(g->groups[i].msg[c]);
+            free(g->groups[i].detail[c]);
+        }
     }
     tlsc_ctx_unref(g->ref_tls);
     free(g->groups);
@@ -711,7 +716,16 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
             f->probes_total++;
             f->probes_by_result[state]++;
             observe(f, r);
-            fs_strlcpy(gr->message, msg, sizeof(gr->message));
+            /* The line the agent would log: its symptom, then what went wrong. */
+            char line[sizeof(msg) + 160];
+            if (state == SNAP_OFFLINE)
+                snprintf(line, sizeof(line), "%s: %s", fs_cause_info(cause)->symptom, msg);
+            else
+                fs_strlcpy(line, msg, sizeof(line));
+            if (gr->msg[cause] == NULL || strcmp(gr->msg[cause], line) != 0) {
+                free(gr->msg[cause]);
+                gr->msg[cause] = fs_xstrdup(line);
+            }
             if (r->chain_not_after != 0)
                 gr->chain_not_after = r->chain_not_after;
             if (r->crl_next_update != 0)
@@ -724,12 +738,11 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
                     cJSON_ReplaceItemInObject(d, "cause", cJSON_CreateString(fs_cause_id(cause)));
                     cJSON_ReplaceItemInObject(d, "message", cJSON_CreateString(msg));
                 }
-                free(gr->detail_json);
-                gr->detail_json = cJSON_PrintUnformatted(d);
+                free(gr->detail[cause]);
+                gr->detail[cause] = cJSON_PrintUnformatted(d);
                 cJSON_Delete(d);
-                gr->detail_at = now_s;
-                gr->detail_state = (uint8_t)state;
-                gr->detail_cause = (uint8_t)cause;
+            } else if (gr->detail[cause] == NULL) {
+                gr->want_capture = 1;
             }
             f->dirty = 1;
         }
@@ -764,12 +777,13 @@ static void start_job(fleet_t *f, uint32_t ep)
         e->in_flight = 1;
         po = &gr->popts;
         int64_t now_s = fs_wall_ms() / 1000;
-        if (gr->detail_json == NULL || now_s - gr->detail_at >= FLEET_DETAIL_REFRESH_S) {
+        if (gr->want_capture || now_s - gr->detail_at >= FLEET_DETAIL_REFRESH_S) {
             /* capture the chain only when the group's detail is due: it costs allocations */
             local = gr->popts;
             local.capture_chain = 1;
             po = &local;
             gr->detail_at = now_s;
+            gr->want_capture = 0;
         }
     }
     g->refs++;
@@ -867,9 +881,11 @@ void fleet_publish(fleet_t *f)
     for (size_t i = 0; i < g->ngroups; i++) {
         s->groups[i].name = fs_xstrdup(g->groups[i].cfg->name);
         s->groups[i].counts = g->groups[i].counts;
-        s->groups[i].message = fs_xstrdup(g->groups[i].message);
-        s->groups[i].detail_json =
-            g->groups[i].detail_json ? fs_xstrdup(g->groups[i].detail_json) : NULL;
+        for (int c = 0; c < FS_CAUSE_COUNT; c++) {
+            const fleet_group_t *gr = &g->groups[i];
+            s->groups[i].cause_message[c] = gr->msg[c] ? fs_xstrdup(gr->msg[c]) : NULL;
+            s->groups[i].cause_detail[c] = gr->detail[c] ? fs_xstrdup(gr->detail[c]) : NULL;
+        }
         s->groups[i].chain_not_after = g->groups[i].chain_not_after;
         s->groups[i].crl_next_update = g->groups[i].crl_next_update;
         s->groups[i].clock_skew_s = g->groups[i].cfg->clock_skew_s;
@@ -1065,11 +1081,13 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
                 ne->in_flight = 0;
             }
             fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
-            ngr->detail_json = ogr->detail_json ? fs_xstrdup(ogr->detail_json) : NULL;
+            for (int c = 0; c < FS_CAUSE_COUNT; c++) {
+                ngr->msg[c] = ogr->msg[c] ? fs_xstrdup(ogr->msg[c]) : NULL;
+                ngr->detail[c] = ogr->detail[c] ? fs_xstrdup(ogr->detail[c]) : NULL;
+            }
             ngr->detail_at = ogr->detail_at;
             ngr->chain_not_after = ogr->chain_not_after;
             ngr->crl_next_update = ogr->crl_next_update;
-            fs_strlcpy(ngr->message, ogr->message, sizeof(ngr->message));
             kept++;
             break;
         }

@@ -83,6 +83,9 @@ static snap_t *build_snap(int variant)
     s->groups[2].message = fs_xstrdup("Custom log line");
     s->groups[2].detail_json = fs_xstrdup("{\"verdict\":\"offline\",\"chain\":[1,2]}");
     s->groups[1].detail_json = fs_xstrdup("{not json");
+    /* Per-cause lines and details: an endpoint sees its own kind of outcome. */
+    s->groups[0].cause_message[FS_CAUSE_DNS_FAILURE] = fs_xstrdup("cannot resolve \"ns\"");
+    s->groups[0].cause_detail[FS_CAUSE_NONE] = fs_xstrdup("{\"verdict\":\"online\"}");
 
     s->nendpoints = NSPECS;
     s->endpoints = fs_xcalloc(NSPECS, sizeof(*s->endpoints));
@@ -496,7 +499,7 @@ static void test_endpoints(void)
     ASSERT_EQ(num(t, "revocation"), 40);
     ASSERT_EQ(num(t, "request"), 50);
     ASSERT_STREQ(str(off, "cause"), "dns_failure");
-    ASSERT_STREQ(str(off, "message"), "Unable to resolve host"); /* group message "" */
+    ASSERT_STREQ(str(off, "message"), "cannot resolve \"ns\""); /* its cause's line */
     ASSERT_STREQ(str(pend, "state"), "pending");
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(pend, "since")));
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(pend, "last_probe_at")));
@@ -522,8 +525,12 @@ static void test_endpoint_by_id(void)
     ASSERT(cJSON_IsObject(d));
     ASSERT_STREQ(str(d, "verdict"), "offline");
     cJSON_Delete(j);
-    j = get_json("/api/v1/endpoints/hq-00000");
+    j = get_json("/api/v1/endpoints/hq-00000"); /* online: the group's online detail */
+    ASSERT_STREQ(str(cJSON_GetObjectItem(j, "detail"), "verdict"), "online");
+    cJSON_Delete(j);
+    j = get_json("/api/v1/endpoints/hq-00002"); /* dns_failure: its own line, no other detail */
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(j, "detail")));
+    ASSERT_STREQ(str(j, "message"), "cannot resolve \"ns\"");
     cJSON_Delete(j);
     j = get_json("/api/v1/endpoints/branch-eu-00002"); /* invalid detail_json -> null */
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(j, "detail")));

@@ -306,12 +306,16 @@ int render_status(const snap_t *s, render_buf_t *b)
     return done(b);
 }
 
-/* The agent.log line an endpoint would write: the group's last probe line when the loop set
- * one, else the symptom of the endpoint's cause. Online and pending endpoints log no error. */
+/* The agent.log line an endpoint would write: the last line of a probe of its group that
+ * ended with the same cause, else the group's last line, else the symptom of its cause. Online and
+ * pending endpoints log no error. */
 static const char *endpoint_message(const snap_t *s, const snap_endpoint_t *e)
 {
     if (e->state != SNAP_OFFLINE)
         return "";
+    if (e->group < s->ngroups && e->cause < FS_CAUSE_COUNT &&
+        s->groups[e->group].cause_message[e->cause] != NULL)
+        return s->groups[e->group].cause_message[e->cause];
     if (e->group < s->ngroups && s->groups[e->group].message != NULL &&
         s->groups[e->group].message[0] != '\0')
         return s->groups[e->group].message;
@@ -362,7 +366,13 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
     }
     putc_(b, '}');
     if (with_detail) {
-        const char *d = e->group < s->ngroups ? s->groups[e->group].detail_json : NULL;
+        const char *d = NULL;
+        if (e->group < s->ngroups && e->state != SNAP_PENDING) {
+            int slot = e->state == SNAP_ONLINE ? FS_CAUSE_NONE : e->cause;
+            d = slot < FS_CAUSE_COUNT ? s->groups[e->group].cause_detail[slot] : NULL;
+            if (d == NULL)
+                d = s->groups[e->group].detail_json;
+        }
         /* The loop renders detail_json; a malformed one must not corrupt this document. */
         cJSON *parsed = d != NULL ? cJSON_Parse(d) : NULL;
         puts_(b, ",\"detail\":");

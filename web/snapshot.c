@@ -37,6 +37,10 @@ void snap_unref(snap_t *s)
         free(s->groups[i].name);
         free(s->groups[i].message);
         free(s->groups[i].detail_json);
+        for (int c = 0; c < FS_CAUSE_COUNT; c++) {
+            free(s->groups[i].cause_message[c]);
+            free(s->groups[i].cause_detail[c]);
+        }
     }
     free(s->groups);
     free(s->endpoints);

@@ -49,6 +49,11 @@ typedef struct snap_group_s {
     snap_counts_t counts;
     char *message;     /* agent.log line of the group's last probe ("" when none) */
     char *detail_json; /* JSON object: the last probe's full result of this group, or NULL */
+    /* Per primary cause (FS_CAUSE_NONE: online): the last message and detail of a probe of
+     * this group that ended with that cause, or NULL. Preferred over message/detail_json, so
+     * an endpoint never shows another endpoint's failure. */
+    char *cause_message[FS_CAUSE_COUNT];
+    char *cause_detail[FS_CAUSE_COUNT];
     /* For the forecast: what the group's endpoints depend on, from its last probes. */
     int64_t chain_not_after; /* earliest notAfter of the validated chain (0: unknown) */
     int64_t crl_next_update; /* earliest nextUpdate of the CRLs it checked (0: none) */
