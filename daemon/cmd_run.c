@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 /* A configuration shared with the API threads (pre-flight), freed by its last user. */
@@ -44,6 +45,7 @@ typedef struct run_s {
     pthread_mutex_t latest_mu; /* guards latest and api_cfg: the loop writes, API threads read */
     snap_t *latest;
     cfg_hold_t *api_cfg; /* the running configuration, as API threads see it */
+    int scan_open;       /* the scan handle accepts sends (guarded by latest_mu) */
 } run_t;
 
 static int load(run_t *r, cfg_t **out, char err[256]);
@@ -173,13 +175,19 @@ static void on_scan_async(uv_async_t *a)
 static void on_scan_request(void *arg)
 {
     run_t *r = arg;
-    uv_async_send(&r->scan);
+    pthread_mutex_lock(&r->latest_mu); /* never send on a handle the loop is closing */
+    if (r->scan_open)
+        uv_async_send(&r->scan);
+    pthread_mutex_unlock(&r->latest_mu);
 }
 
 static void on_fleet_stopped(void *arg)
 {
     run_t *r = arg;
     r->fleet = NULL;
+    pthread_mutex_lock(&r->latest_mu);
+    r->scan_open = 0;
+    pthread_mutex_unlock(&r->latest_mu);
     uv_close((uv_handle_t *)&r->sighup, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
@@ -191,6 +199,8 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     run_t *r = s->data;
     if (signum == SIGHUP) {
+        if (r->stopping)
+            return;
         cfg_t *cfg;
         char err[256];
         if (load(r, &cfg, err) < 0) {
@@ -207,10 +217,14 @@ static void on_signal(uv_signal_t *s, int signum)
         publish_api_cfg(r);
         return;
     }
-    if (r->stopping)
-        return;
+    if (r->stopping) {
+        /* A second stop signal: an operator does not wait for slow sockets to drain. */
+        fprintf(stderr, "fleetscan: second stop signal, exiting now\n");
+        _exit(1);
+    }
     r->stopping = 1;
-    fprintf(stderr, "fleetscan: %s received, stopping\n", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    fprintf(stderr, "fleetscan: %s received, stopping (again to exit at once)\n",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT");
     fleet_stop(r->fleet, on_fleet_stopped, r);
 }
 
@@ -326,23 +340,29 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
                      .on_forecast = on_forecast,
                      .on_post_preflight = on_preflight};
     publish_api_cfg(&r);
+    uv_async_init(&r.loop, &r.scan, on_scan_async);
+    r.scan.data = &r;
+    r.scan_open = 1;
     if (api_start(&r.api, &ao, err) < 0) {
         fprintf(stderr, "fleetscan: API on %s: %s\n", listen, err);
         cfg_free(cfg);
+        hold_unref(r.api_cfg);
+        uv_close((uv_handle_t *)&r.scan, NULL);
+        uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
         pthread_mutex_destroy(&r.latest_mu);
         return 1;
     }
-    uv_async_init(&r.loop, &r.scan, on_scan_async);
-    r.scan.data = &r;
     fleet_opts_t fo = {.publish = on_publish, .arg = &r, .dns_override_only = o->dns_override_only};
     if (fleet_new(&r.fleet, &r.loop, cfg, &fo, err) < 0) {
         fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
         cfg_free(cfg);
         api_stop(r.api);
+        hold_unref(r.api_cfg);
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
+        pthread_mutex_destroy(&r.latest_mu);
         return 2;
     }
     uv_signal_init(&r.loop, &r.sighup);

@@ -1164,6 +1164,8 @@ static int parse_groups(parse_t *p, const cJSON *root)
         n++;
     if (n == 0)
         return fail(p, "groups", "must contain at least one group");
+    if (n > CFG_MAX_GROUPS)
+        return fail(p, "groups", "%zu groups: more than the limit of %u", n, CFG_MAX_GROUPS);
     c->groups = fs_xcalloc(n, sizeof(*c->groups));
     for (const cJSON *g = arr->child; g; g = g->next) {
         c->ngroups++; /* so cfg_free() releases a half-parsed group */

@@ -12,6 +12,7 @@
 /* Hard limits of the configuration itself (docs/CONFIG.md). */
 #define CFG_MAX_FILE_BYTES (4u << 20)       /* config file size cap */
 #define CFG_MAX_GROUP_COUNT 1000000u        /* endpoints in one group */
+#define CFG_MAX_GROUPS 65535u               /* groups (an endpoint stores its group in 16 bits) */
 #define CFG_MAX_TOTAL_ENDPOINTS 10000000ull /* endpoints over all groups */
 
 /* Revocation policy of an endpoint when a CRL cannot be used. */

@@ -265,11 +265,29 @@ static void event_log_line(fleet_t *f, const snap_event_t *ev, const char *messa
     char date[64];
     strftime(date, sizeof(date), "%m/%d/%Y %H:%M:%S.000 +00:00", &tm);
     int severity = ev->new_state == SNAP_OFFLINE ? 1 : 4; /* 1 error, 4 information */
+    /* Messages carry peer-controlled text (status lines, certificate names, URLs): escape it
+     * so every record stays one well-formed line. */
+    char text[1024];
+    size_t k = 0;
+    for (const char *p = message; *p && k + 7 < sizeof(text); p++) {
+        const char *rep = *p == '&'    ? "&amp;"
+                          : *p == '<'  ? "&lt;"
+                          : *p == '>'  ? "&gt;"
+                          : *p == '\'' ? "&apos;"
+                                       : NULL;
+        if (rep != NULL) {
+            memcpy(text + k, rep, strlen(rep));
+            k += strlen(rep);
+        } else {
+            text[k++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
+        }
+    }
+    text[k] = '\0';
     fprintf(f->event_log,
             "<event date='%s' severity='%d' hostName='%s' source='fleetscan' module='fleetscan' "
             "process='fleetscan' pid='%d' thread='0' tickCount='%llu' >%s -&gt; %s: %s</event>\n",
             date, severity, ev->subject, (int)getpid(), (unsigned long long)ev->seq,
-            snap_state_name(ev->old_state), snap_state_name(ev->new_state), message);
+            snap_state_name(ev->old_state), snap_state_name(ev->new_state), text);
     fflush(f->event_log);
 }
 
@@ -541,8 +559,49 @@ static void observe(fleet_t *f, const probe_result_t *r)
     }
 }
 
+/* Appends to a growing string; never truncates, never overruns. */
+static void appendf(char **m, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char **m, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (*len + (size_t)n + 1 > *cap) {
+        *cap = (*len + (size_t)n + 1) * 2;
+        *m = fs_xrealloc(*m, *cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(*m + *len, *cap - *len, fmt, ap);
+    va_end(ap);
+    *len += (size_t)n;
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped (exposition 0.0.4). */
+static const char *label_value(const char *in, char *out, size_t n)
+{
+    size_t k = 0;
+    for (const char *p = in; *p && k + 3 < n; p++) {
+        if (*p == '\\' || *p == '"') {
+            out[k++] = '\\';
+            out[k++] = *p;
+        } else if (*p == '\n') {
+            out[k++] = '\\';
+            out[k++] = 'n';
+        } else {
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
 static void render_reference(fleet_t *f, const probe_result_t *r)
 {
+    char lv[1100];
     fleet_gen_t *g = f->gen;
     const cfg_t *cfg = g->cfg;
     const cfg_profile_t *refp = &cfg->profiles[cfg->ref_profile_idx];
@@ -587,22 +646,16 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
     cJSON_Delete(root);
 
     /* Gauges for Prometheus; the renderer adds vantage and shard. */
-    size_t cap = 4096 + r->chain.n * 512 + nurls * 1024, len = 0;
+    size_t cap = 4096, len = 0;
     char *m = fs_xmalloc(cap);
     m[0] = '\0';
-#define APPEND(...) len += (size_t)snprintf(m + len, cap - len, __VA_ARGS__)
+#define APPEND(...) appendf(&m, &len, &cap, __VA_ARGS__)
     APPEND("# HELP fleetscan_cert_not_after_seconds notAfter of each presented certificate "
            "(Unix time).\n# TYPE fleetscan_cert_not_after_seconds gauge\n");
     for (size_t i = 0; i < r->chain.n; i++) {
         const chain_cert_t *c = &r->chain.certs[i];
-        char subj[160];
-        size_t k = 0;
-        for (const char *p = c->subject; *p && k + 2 < sizeof(subj); p++) {
-            if (*p == '"' || *p == '\\')
-                subj[k++] = '\\';
-            subj[k++] = *p;
-        }
-        subj[k] = '\0';
+        char subj[320];
+        label_value(c->subject, subj, sizeof(subj));
         APPEND("fleetscan_cert_not_after_seconds{target=\"reference\",depth=\"%zu\",subject=\"%s\","
                "sha1=\"%s\"} %lld\n",
                i, subj, c->sha1, (long long)c->not_after);
@@ -611,18 +664,17 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
            "# TYPE fleetscan_crl_reachable gauge\n");
     for (size_t i = 0; i < nurls; i++) {
         const rev_url_result_t *u = &r->rev->urls[i];
-        if (strcmp(u->kind, "crl") == 0 && strchr(u->url, '"') == NULL &&
-            strchr(u->url, '\\') == NULL)
-            APPEND("fleetscan_crl_reachable{url=\"%s\"} %d\n", u->url, u->ok ? 1 : 0);
+        if (strcmp(u->kind, "crl") == 0)
+            APPEND("fleetscan_crl_reachable{url=\"%s\"} %d\n", label_value(u->url, lv, sizeof(lv)),
+                   u->ok ? 1 : 0);
     }
     APPEND("# HELP fleetscan_crl_next_update_seconds nextUpdate of the CRL served at the URL "
            "(Unix time).\n# TYPE fleetscan_crl_next_update_seconds gauge\n");
     for (size_t i = 0; i < nurls; i++) {
         const rev_url_result_t *u = &r->rev->urls[i];
-        if (strcmp(u->kind, "crl") == 0 && u->next_update && strchr(u->url, '"') == NULL &&
-            strchr(u->url, '\\') == NULL)
-            APPEND("fleetscan_crl_next_update_seconds{url=\"%s\"} %lld\n", u->url,
-                   (long long)u->next_update);
+        if (strcmp(u->kind, "crl") == 0 && u->next_update)
+            APPEND("fleetscan_crl_next_update_seconds{url=\"%s\"} %lld\n",
+                   label_value(u->url, lv, sizeof(lv)), (long long)u->next_update);
     }
     APPEND("# HELP fleetscan_reference_up 1 when the reference binding accepts a connection "
            "and validates.\n# TYPE fleetscan_reference_up gauge\n");
@@ -813,28 +865,35 @@ static void on_tick(uv_timer_t *t)
     fleet_gen_t *g = f->gen;
     const cfg_limits_t *lim = &g->cfg->limits;
     uint64_t now = uv_now(f->loop);
-    /* profile_mismatch needs the reference's verdict: endpoints wait for its first result. */
-    if (!f->ref_known) {
-        if (!f->ref_in_flight)
-            start_job(f, UINT32_MAX);
-        return; /* its completion re-arms the tick */
-    }
+    /* Token bucket: handshakes_per_s, with a burst of a tenth of a second's worth. */
     double burst = lim->handshakes_per_s < 1 ? 1 : lim->handshakes_per_s / 10.0 + 1;
     f->tokens += (double)(now - f->tokens_at) * lim->handshakes_per_s / 1000.0;
     if (f->tokens > burst)
         f->tokens = burst;
     f->tokens_at = now;
+    /* profile_mismatch needs the reference's verdict: only endpoints whose profile differs
+     * from the reference binding wait for its first result; the others probe at once. */
+    if (!f->ref_known && !f->ref_in_flight)
+        start_job(f, UINT32_MAX);
     while (f->in_flight < lim->max_in_flight && g->nheap > 0 &&
            g->eps[g->heap[0]].next_due <= (int64_t)now && f->tokens >= 1.0) {
+        uint32_t ep = heap_pop(g);
+        if (!f->ref_known && g->groups[g->eps[ep].group].profile_differs) {
+            g->eps[ep].next_due = (int64_t)now + 100;
+            heap_push(g, ep);
+            continue;
+        }
         f->tokens -= 1.0;
-        start_job(f, heap_pop(g));
+        start_job(f, ep);
     }
     if (g->nheap == 0 || f->in_flight >= lim->max_in_flight)
         return; /* a completion re-arms the tick */
     int64_t due = g->eps[g->heap[0]].next_due - (int64_t)now;
     uint64_t wait = due > 0 ? (uint64_t)due : 0;
     if (f->tokens < 1.0) {
-        uint64_t tw = (uint64_t)ceil((1.0 - f->tokens) * 1000.0 / lim->handshakes_per_s);
+        double tw_ms = ceil((1.0 - f->tokens) * 1000.0 / lim->handshakes_per_s);
+        uint64_t tw =
+            tw_ms > 60000 ? 60000 : (uint64_t)tw_ms; /* tiny rates: re-check a minute on */
         if (tw > wait)
             wait = tw;
     }
@@ -1054,9 +1113,8 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
 {
     fleet_gen_t *ng;
     FILE *log = NULL;
-    int log_changed = (cfg->event_log == NULL) != (f->gen->cfg->event_log == NULL) ||
-                      (cfg->event_log && strcmp(cfg->event_log, f->gen->cfg->event_log) != 0);
-    if (log_changed && open_event_log(f, cfg, &log, err) < 0)
+    /* Reopened on every reload, so `logrotate` + SIGHUP starts a fresh file. */
+    if (open_event_log(f, cfg, &log, err) < 0)
         return -1;
     if (gen_build(f, cfg, &ng, err) < 0) {
         if (log)
@@ -1064,6 +1122,11 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
         return -1;
     }
     fleet_gen_t *old = f->gen;
+    const cfg_t *oc = old->cfg;
+    int same_ref =
+        strcmp(oc->profiles[oc->ref_profile_idx].url, cfg->profiles[cfg->ref_profile_idx].url) ==
+            0 &&
+        memcmp(oc->trust[oc->ref_trust_idx].digest, cfg->trust[cfg->ref_trust_idx].digest, 32) == 0;
     size_t kept = 0;
     int same_shard =
         cfg->shard_index == old->cfg->shard_index && cfg->shard_count == old->cfg->shard_count;
@@ -1097,11 +1160,18 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     cancel_jobs(f, old);
     vcache_clear(f->vcache); /* its entries name the old generation's contexts */
     f->gen = ng;
-    if (log_changed) {
-        if (f->event_log)
-            fclose(f->event_log);
-        f->event_log = log;
-    }
+    if (f->event_log)
+        fclose(f->event_log);
+    f->event_log = log;
+    const cfg_t *was = old->cfg;
+    if (strcmp(was->listen_host, cfg->listen_host) != 0 || was->listen_port != cfg->listen_port)
+        fleet_log(f, "warning: \"listen\" changed; it takes effect at the next restart");
+    if ((was->api_token == NULL) != (cfg->api_token == NULL) ||
+        (cfg->api_token && strcmp(was->api_token, cfg->api_token) != 0))
+        fleet_log(f, "warning: the API token changed; it takes effect at the next restart");
+    if (was->cache.crl_max_age_s != cfg->cache.crl_max_age_s ||
+        was->cache.crl_max_bytes_total != cfg->cache.crl_max_bytes_total)
+        fleet_log(f, "warning: \"cache\" changed; it takes effect at the next restart");
     /* Endpoints that kept their state keep their schedule; new ones start spread out. */
     int64_t now = (int64_t)uv_now(f->loop);
     double spread = first_cycle_spread_ms(ng, ng->neps);
@@ -1117,7 +1187,8 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     gen_unref(old);
     fleet_log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
               cfg->ngroups, kept, ng->neps);
-    f->ref_known = 0;
+    if (!same_ref)
+        f->ref_known = 0; /* profile_mismatch waits for the new reference's verdict */
     schedule_reference(f);
     tick_soon(f, 0);
     f->dirty = 1;

@@ -70,7 +70,7 @@ int fs_url_parse(fs_url_t *u, const char *url, char err[256])
         snprintf(err, 256, "\"%s\": unexpected \"%c\" after host", url, *p);
         return -1;
     }
-    if (strlen(p) >= sizeof(u->path)) {
+    if (strlen(p) + 1 >= sizeof(u->path)) {
         snprintf(err, 256, "\"%.64s...\": path too long", url);
         return -1;
     }
@@ -80,7 +80,9 @@ int fs_url_parse(fs_url_t *u, const char *url, char err[256])
             return -1;
         }
     }
-    if (strcmp(p, "/") != 0)
+    if (*p == '?') /* "https://host?x": the request target is "/?x" */
+        snprintf(u->path, sizeof(u->path), "/%s", p);
+    else if (strcmp(p, "/") != 0)
         strcpy(u->path, p);
     return 0;
 }
