@@ -587,6 +587,18 @@ static void test_events_and_log(void)
     ASSERT_CONTAINS(log, "<event date='");
     ASSERT_CONTAINS(log, "hostName='old-trust-00000'");
     ASSERT_CONTAINS(log, "Could not establish trust relationship");
+    /* One well-formed record per line: peer-controlled text is escaped, never raw markup. */
+    int lines = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        ASSERT(strncmp(line, "<event date='", 13) == 0);
+        ASSERT(strstr(line, "</event>") == line + strlen(line) - 8);
+        int lt = 0;
+        for (char *c = line; *c; c++)
+            lt += *c == '<';
+        ASSERT_EQ(lt, 2);
+        lines++;
+    }
+    ASSERT(lines > 0);
     free(log);
 }
 
