@@ -235,7 +235,9 @@ static int get_int(parse_t *p, const cJSON *obj, const char *key, const char *pa
     if (!cJSON_IsNumber(v))
         return fail(p, jp, "expected an integer");
     double d = v->valuedouble;
-    if (!isfinite(d) || d != trunc(d) || d < (double)min || d > (double)max) {
+    /* 0x1p63 is exact: (double)INT64_MAX rounds up to it, so `d > (double)max` would let 2^63
+     * through and the cast below would be undefined. */
+    if (!isfinite(d) || d != trunc(d) || d < (double)min || d >= 0x1p63 || d > (double)max) {
         if (max == CFG_NO_MAX)
             return fail(p, jp, "must be an integer >= %lld", (long long)min);
         return fail(p, jp, "must be an integer between %lld and %lld", (long long)min,

@@ -17,33 +17,29 @@ enum {
     G_PATH = 64,        /* profile requests the agent URL */
 };
 
-typedef struct row_s {
-    lab_group_t g;
-    int flags;
-} row_t;
-
-static const row_t rows[] = {
-    {{"hq", LAB_SC_GOOD, 400, NULL, NULL}, G_PATH},
-    {{"branch-aia", LAB_SC_LEAF_ONLY, 120, NULL, "aia_fetch_required"}, G_AIA},
-    {{"branch-noaia", LAB_SC_LEAF_ONLY, 60, "missing_intermediate", NULL}, 0},
-    {{"old-trust", LAB_SC_GOOD, 80, "untrusted_ca", NULL}, G_LEGACY_TRUST},
-    {{"dmz-expired", LAB_SC_EXPIRED, 40, "cert_expired", NULL}, 0},
-    {{"wrong-binding", LAB_SC_WRONGHOST, 50, "hostname_mismatch", NULL}, 0},
-    {{"http-profile", LAB_SC_PLAIN_HTTP, 70, "profile_mismatch", NULL}, G_HTTP},
-    {{"old-port", LAB_SC_GOOD, 30, "profile_mismatch", NULL}, G_WRONG_PORT},
-    {{"site-nocrl", LAB_SC_GOOD, 90, "crl_unreachable", NULL}, G_DEAD_CRL},
-    {{"site-nocrl-soft", LAB_SC_GOOD, 40, NULL, "revocation_soft_fail"}, G_DEAD_CRL | G_SOFT},
-    {{"revoked-binding", LAB_SC_REVOKED, 20, "cert_revoked", NULL}, 0},
-    {{"kiosk-sha1", LAB_SC_SHA1, 20, NULL, "weak_signature"}, 0},
-};
-
+/* One row per group; lab_groups[] (what tests assert) and row_flags[] (how the group is
+ * configured) are parallel arrays. */
 const lab_group_t lab_groups[] = {
-#define R(i) rows[i].g
-    R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9), R(10), R(11),
-#undef R
+    {"hq", LAB_SC_GOOD, 400, NULL, NULL},
+    {"branch-aia", LAB_SC_LEAF_ONLY, 120, NULL, "aia_fetch_required"},
+    {"branch-noaia", LAB_SC_LEAF_ONLY, 60, "missing_intermediate", NULL},
+    {"old-trust", LAB_SC_GOOD, 80, "untrusted_ca", NULL},
+    {"dmz-expired", LAB_SC_EXPIRED, 40, "cert_expired", NULL},
+    {"wrong-binding", LAB_SC_WRONGHOST, 50, "hostname_mismatch", NULL},
+    {"http-profile", LAB_SC_PLAIN_HTTP, 70, "profile_mismatch", NULL},
+    {"old-port", LAB_SC_GOOD, 30, "profile_mismatch", NULL},
+    {"site-nocrl", LAB_SC_GOOD, 90, "crl_unreachable", NULL},
+    {"site-nocrl-soft", LAB_SC_GOOD, 40, NULL, "revocation_soft_fail"},
+    {"revoked-binding", LAB_SC_REVOKED, 20, "cert_revoked", NULL},
+    {"kiosk-sha1", LAB_SC_SHA1, 20, NULL, "weak_signature"},
 };
-const size_t lab_ngroups = FS_ARRAY_SIZE(rows);
-_Static_assert(FS_ARRAY_SIZE(rows) == 12, "lab_groups initialiser out of sync with rows");
+const size_t lab_ngroups = FS_ARRAY_SIZE(lab_groups);
+
+static const int row_flags[] = {
+    G_PATH, G_AIA,        0,          G_LEGACY_TRUST,      0, 0,
+    G_HTTP, G_WRONG_PORT, G_DEAD_CRL, G_DEAD_CRL | G_SOFT, 0, 0,
+};
+_Static_assert(FS_ARRAY_SIZE(row_flags) == FS_ARRAY_SIZE(lab_groups), "row_flags out of sync");
 
 int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_opts_t *o,
                            char err[256])
@@ -74,18 +70,20 @@ int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_o
     fprintf(f,
             "    \"default\": {\"url\": \"https://%s:%d/Altiris/NS/Agent/GetClientPolicies.aspx\"}",
             LAB_HOST, lab_port(lab, LAB_SC_GOOD));
-    for (size_t i = 0; i < FS_ARRAY_SIZE(rows); i++) {
-        const row_t *r = &rows[i];
-        int port = r->flags & G_WRONG_PORT ? lab->closed_port : lab_port(lab, r->g.scenario);
-        fprintf(f, ",\n    \"p-%s\": {\"url\": \"%s://%s:%d%s\"}", r->g.name,
-                r->flags & G_HTTP ? "http" : "https", LAB_HOST, port,
-                r->flags & G_PATH ? "/Altiris/NS/Agent/GetClientPolicies.aspx" : "");
+    for (size_t i = 0; i < lab_ngroups; i++) {
+        const lab_group_t *g = &lab_groups[i];
+        int flags = row_flags[i];
+        int port = flags & G_WRONG_PORT ? lab->closed_port : lab_port(lab, g->scenario);
+        fprintf(f, ",\n    \"p-%s\": {\"url\": \"%s://%s:%d%s\"}", g->name,
+                flags & G_HTTP ? "http" : "https", LAB_HOST, port,
+                flags & G_PATH ? "/Altiris/NS/Agent/GetClientPolicies.aspx" : "");
     }
     fprintf(f, "\n  },\n  \"reference\": {\"profile\": \"default\", \"trust\": \"corp\"},\n");
     fprintf(f, "  \"groups\": [\n");
-    for (size_t i = 0; i < FS_ARRAY_SIZE(rows); i++) {
-        const row_t *r = &rows[i];
-        unsigned count = (unsigned)(r->g.count * scale + 0.5);
+    for (size_t i = 0; i < lab_ngroups; i++) {
+        const lab_group_t *g = &lab_groups[i];
+        int flags = row_flags[i];
+        unsigned count = (unsigned)(g->count * scale + 0.5);
         if (count == 0)
             count = 1;
         fprintf(f,
@@ -93,10 +91,10 @@ int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_o
                 "     \"revocation\": {\"mode\": \"%s\", \"scope\": \"chain_exclude_root\", "
                 "\"aia_fetch\": %s, \"url_timeout_ms\": 2000, \"budget_ms\": 3000},\n"
                 "     \"network\": {\"resolve\": {\"%s\": \"127.0.0.1\", \"%s\": \"%s\"}}}%s\n",
-                r->g.name, count, r->g.name, r->flags & G_LEGACY_TRUST ? "legacy" : "corp",
-                r->flags & G_SOFT ? "soft_fail" : "strict", r->flags & G_AIA ? "true" : "false",
-                LAB_HOST, LAB_CRL_HOST, r->flags & G_DEAD_CRL ? "127.0.0.2" : "127.0.0.1",
-                i + 1 < FS_ARRAY_SIZE(rows) ? "," : "");
+                g->name, count, g->name, flags & G_LEGACY_TRUST ? "legacy" : "corp",
+                flags & G_SOFT ? "soft_fail" : "strict", flags & G_AIA ? "true" : "false", LAB_HOST,
+                LAB_CRL_HOST, flags & G_DEAD_CRL ? "127.0.0.2" : "127.0.0.1",
+                i + 1 < lab_ngroups ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     if (fclose(f) != 0) {

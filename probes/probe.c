@@ -183,6 +183,8 @@ static void on_close(uv_handle_t *h)
 }
 
 static void finish_v(probe_t *p, fs_cause_t cause, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void finish_v(probe_t *p, fs_cause_t cause, const char *fmt, va_list ap)
 {
     if (p->state == PS_CLOSING)
         return;

@@ -40,6 +40,11 @@ int fs_url_parse(fs_url_t *u, const char *url, char err[256])
             return -1;
         }
         memcpy(u->host, p + 1, (size_t)(hend - p - 1));
+        unsigned char a6[16];
+        if (inet_pton(AF_INET6, u->host, a6) != 1) {
+            snprintf(err, 256, "\"%s\": [%s] is not an IPv6 address", url, u->host);
+            return -1;
+        }
         hend++;
     } else {
         hend = p + strcspn(p, ":/?#");
@@ -98,6 +103,12 @@ int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err
     if (*name == '\0') {
         snprintf(err, 256, "empty host name in resolve override");
         return -1;
+    }
+    for (const char *c = name; *c; c++) {
+        if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.' || *c == '_')) {
+            snprintf(err, 256, "resolve override: \"%.64s\" is not a host name", name);
+            return -1;
+        }
     }
     if (!fs_is_ip_literal(addr)) {
         snprintf(err, 256, "resolve override for \"%s\": \"%s\" is not an IP address", name, addr);

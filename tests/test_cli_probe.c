@@ -262,6 +262,8 @@ static void test_usage_errors(void)
         "probe https://ns.lab.test:99999",
         "probe https://ns.lab.test --tls-min 1.3 --tls-max 1.2",
         "probe https://ns.lab.test --timeout",
+        "probe 'https://[a b]/p'", /* a bracketed host must be IPv6 (fuzz_url) */
+        "probe https://ns.lab.test --resolve 'bad name:127.0.0.1'",
         "nosuchcommand",
     };
     for (size_t i = 0; i < FS_ARRAY_SIZE(bad); i++) {

@@ -178,6 +178,10 @@ static const struct {
     {"{" BASE ", \"jitter\": 1.5}", "jitter: must be a number >= 0 and <= 1"},
     {"{" BASE ", \"limits\": {\"max_in_flight\": 0}}",
      "limits.max_in_flight: must be an integer >= 1"},
+    /* 2^63: found by fuzz_config; it used to load as max_in_flight 0 (a daemon that never
+     * probes) through an undefined double-to-int64 conversion. */
+    {"{" BASE ", \"limits\": {\"max_in_flight\": 9223372036854775807}}",
+     "limits.max_in_flight: must be an integer >= 1"},
     {"{" BASE ", \"limits\": {\"max_in_flight\": 2.5}}",
      "limits.max_in_flight: must be an integer >= 1"},
     {"{" BASE ", \"limits\": {\"handshakes_per_s\": 0}}", "limits.handshakes_per_s: must be a"},
@@ -597,13 +601,12 @@ static void test_group_equal(void)
                        "\"http://p:3128\"}}"),
                   0, 0));
     /* explicit defaults equal implicit ones; schedule settings do not matter */
-    ASSERT(
-        equal(b,
-              "{\"interval_s\": 5, \"jitter\": 0.9, \"limits\": {\"max_in_flight\": 1}, "
-              "\"vantage\": \"other\", " TS ", \"profiles\": {\"default\": {\"url\": "
-              "\"HTTPS://NS:443\"}}, \"groups\": [{\"name\": \"hq\", \"count\": 5, "
-              "\"revocation\": {\"mode\": \"strict\"}, \"tls\": {\"min_version\": \"1.2\"}}]}",
-              0, 0));
+    ASSERT(equal(b,
+                 "{\"interval_s\": 5, \"jitter\": 0.9, \"limits\": {\"max_in_flight\": 1}, "
+                 "\"vantage\": \"other\", " TS ", \"profiles\": {\"default\": {\"url\": "
+                 "\"HTTPS://NS:443\"}}, \"groups\": [{\"name\": \"hq\", \"count\": 5, "
+                 "\"revocation\": {\"mode\": \"strict\"}, \"tls\": {\"min_version\": \"1.2\"}}]}",
+                 0, 0));
     /* probe-outcome globals do */
     ASSERT(!equal(b,
                   "{\"limits\": {\"connect_timeout_ms\": 1}, " TS ", \"profiles\": {\"default\": "
