@@ -5,7 +5,7 @@ WERROR     ?= ON
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build asan test test-plain test-asan demo bench format clean
+.PHONY: all deps build asan test test-plain test-asan demo bench fuzz format clean
 
 all: build
 
@@ -34,6 +34,10 @@ demo: build
 
 bench: build
 	bash bench/run.sh
+
+# libFuzzer targets (clang): 30 s each by default, FUZZ_TIME=N to change.
+fuzz: deps
+	bash fuzz/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
