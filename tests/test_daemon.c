@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +113,7 @@ static void start_daemon(void)
     daemon_pid = fork();
     ASSERT(daemon_pid >= 0);
     if (daemon_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion must not leave a daemon behind */
         dup2(out[1], 1);
         dup2(errfd, 2);
         close(out[0]);
