@@ -400,6 +400,36 @@ static void unref_response_snap(void *cls)
     snap_unref(cls);
 }
 
+/* A body that depends only on the snapshot is rendered by the first reader and kept in the
+ * snapshot (compare-and-swap: concurrent first readers may both render, one result is kept);
+ * every response then serves those bytes, holding a reference to the snapshot. */
+static enum MHD_Result reply_cached(struct MHD_Connection *c, snap_t *s, _Atomic(char *) *slot,
+                                    int (*render)(const snap_t *, render_buf_t *), size_t hint,
+                                    const char *ctype)
+{
+    char *body = atomic_load(slot);
+    if (body == NULL) {
+        render_buf_t b;
+        render_buf_init(&b, hint, API_RENDER_MAX);
+        int rc = render(s, &b);
+        if (rc < 0 || b.failed || b.data == NULL)
+            return reply_rendered(c, MHD_HTTP_OK, &b, rc < 0 ? rc : UV_ENOMEM, ctype);
+        char *mine = fs_xmalloc(b.len + 1);
+        memcpy(mine, b.data, b.len);
+        mine[b.len] = '\0';
+        render_buf_free(&b);
+        char *expected = NULL;
+        if (!atomic_compare_exchange_strong(slot, &expected, mine))
+            free(mine);
+        body = atomic_load(slot);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        strlen(body), body, unref_response_snap, snap_ref(s));
+    if (r == NULL)
+        snap_unref(s);
+    return queue(c, MHD_HTTP_OK, r, ctype, NULL, NULL);
+}
+
 static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route_t route,
                                        const char *arg)
 {
@@ -413,9 +443,7 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
                            "not_ready");
     switch (route) {
     case R_STATUS:
-        render_buf_init(&b, 1024 + s->ngroups * 256, API_RENDER_MAX);
-        rc = render_status(s, &b);
-        ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
+        ret = reply_cached(c, s, &s->status_body, render_status, 1024 + s->ngroups * 256, CT_JSON);
         break;
     case R_ENDPOINTS:
         ret = answer_endpoints(s, c);
@@ -449,9 +477,8 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
         ret = answer_events(s, c);
         break;
     case R_METRICS:
-        render_buf_init(&b, 16384 + s->ngroups * 512, API_RENDER_MAX);
-        rc = render_metrics(s, &b);
-        ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_METRICS);
+        ret = reply_cached(c, s, &s->metrics_body, render_metrics, 16384 + s->ngroups * 512,
+                           CT_METRICS);
         break;
     default:
         ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");

@@ -42,6 +42,8 @@ void snap_unref(snap_t *s)
             free(s->groups[i].cause_detail[c]);
         }
     }
+    free(atomic_load(&s->status_body));
+    free(atomic_load(&s->metrics_body));
     free(s->groups);
     free(s->endpoints);
     free(s->events);

@@ -98,6 +98,11 @@ typedef struct snap_s {
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
+
+    /* Rendered once by the first API reader that needs them (a snapshot never changes), then
+     * served as is: GET /api/v1/status and GET /metrics cost a copy, not a render. */
+    _Atomic(char *) status_body;
+    _Atomic(char *) metrics_body;
 } snap_t;
 
 /* Allocates a zeroed snapshot with one reference. */
