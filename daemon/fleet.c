@@ -506,17 +506,21 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
     fill_probe_opts(f, cfg, &g->ref_opts, &refp->u, g->ref_tls, g->ref_thumb, &g->ref_pol, NULL);
     /* The reference resolves like the first group using the reference profile, else like the
      * first group whose DNS overrides name the reference host, else through the system. */
-    const cfg_group_t *view = NULL;
-    for (size_t i = 0; i < cfg->ngroups && view == NULL; i++)
+    size_t view = SIZE_MAX;
+    for (size_t i = 0; i < cfg->ngroups && view == SIZE_MAX; i++)
         if (cfg->groups[i].profile_idx == cfg->ref_profile_idx)
-            view = &cfg->groups[i];
-    for (size_t i = 0; i < cfg->ngroups && view == NULL; i++)
+            view = i;
+    for (size_t i = 0; i < cfg->ngroups && view == SIZE_MAX; i++)
         if (fs_resolve_lookup(&cfg->groups[i].network.resolve, refp->u.host) != NULL)
-            view = &cfg->groups[i];
-    if (view != NULL) {
-        g->ref_opts.resolve = &view->network.resolve;
-        g->ref_pol.resolve = &view->network.resolve;
-        g->ref_pol.proxy = view->network.proxy;
+            view = i;
+    if (view != SIZE_MAX) {
+        const cfg_network_t *net = &cfg->groups[view].network;
+        g->ref_opts.resolve = &net->resolve;
+        g->ref_pol.resolve = &net->resolve;
+        g->ref_pol.proxy = net->proxy;
+        /* Same network view, same cache entries: the CRL server sees one fetch per URL per
+         * nextUpdate, not one for the fleet and one for the reference. */
+        g->ref_pol.view = g->groups[view].view;
     }
     g->ref_opts.capture_chain = 1;
     *out = g;

@@ -316,6 +316,20 @@ static int send_bytes(probe_t *p, const void *data, size_t len)
 {
     if (len == 0)
         return 0;
+    /* Most flights fit in the socket buffer: write now, no copy, no request, no callback.
+     * Only what the kernel did not take goes through a queued uv_write. */
+    uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&p->tcp) == 0) {
+        int n = uv_try_write((uv_stream_t *)&p->tcp, &now, 1);
+        if (n == (int)len)
+            return 0;
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN) {
+            return n;
+        }
+    }
     probe_write_t *w = fs_xmalloc(sizeof(*w) + len);
     memcpy(w->data, data, len);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)len);

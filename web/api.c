@@ -747,7 +747,7 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
         goto fail;
     }
 
-    int lfd;
+    int lfd = -1;
     rc = open_listener(o->listen != NULL ? o->listen : API_DEFAULT_LISTEN, &lfd, &a->port, err);
     if (rc != 0)
         goto fail;
