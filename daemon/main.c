@@ -6,6 +6,12 @@
 
 #include <openssl/ssl.h>
 
+#ifdef FLEETSCAN_JEMALLOC
+/* Read by jemalloc at start-up: one arena (one loop thread does nearly all allocation; fewer
+ * arenas keep RSS flat), no background purge thread. */
+const char *malloc_conf = "narenas:1,background_thread:false";
+#endif
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fleetscan <command> [options]\n"
