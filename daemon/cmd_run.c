@@ -10,6 +10,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,6 +355,10 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         pthread_mutex_destroy(&r.latest_mu);
         return 1;
     }
+    /* The API threads exist now; the loop thread (and the resolver threads it starts later)
+     * yields to them: when probing saturates the CPU, /api/v1/status still answers at once. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5) != 0)
+        fprintf(stderr, "fleetscan: note: cannot lower the probe loop's priority\n");
     fleet_opts_t fo = {.publish = on_publish, .arg = &r, .dns_override_only = o->dns_override_only};
     if (fleet_new(&r.fleet, &r.loop, cfg, &fo, err) < 0) {
         fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
