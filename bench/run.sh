@@ -5,32 +5,38 @@
 # fleetscan (Release) and a bare OpenSSL client, starts a loopback nginx serving an RSA-2048
 # and an ECDSA P-256 chain (TLS 1.3, no session reuse) plus a CRL distribution point, and
 # prints side by side:
-#   1. client CPU per probe: fleetscan daemon vs a bare OpenSSL client vs blackbox_exporter
+#   1. client CPU per probe: fleetscan daemon vs a bare OpenSSL client vs blackbox_exporter,
+#      each alone (1) and in pairs measured in the same window (1b)
 #   2. RSS with 100,000 endpoints, flat over cycles
-#   3. API latency (wrk --latency) while the daemon probes at full rate
+#   3. API latency (wrk --latency, and one paced poller) while the daemon probes at full rate
 #   4. CRL fetches per CRL URL vs probes (10,000 strict endpoints)
 # Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
 #
-# Knobs (environment): BENCH_SECTIONS=cpu,mem,api,crl  BENCH_RATE=300  BENCH_ENDPOINTS=2000
-#   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=2  BENCH_MEM_ENDPOINTS=100000
-#   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
+# Knobs (environment): BENCH_SECTIONS=cpu,paired,mem,api,crl (api runs on the mem daemon)
+#   BENCH_RATE=300  BENCH_ENDPOINTS=2000
+#   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
+#   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
+#   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
+#   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
+#     two daemons side by side in the same window (before/after comparisons)
 #   FLEETSCAN=/path/to/fleetscan (skip the build)  BENCH_KEEP=1 (keep the work directory)
 #   BENCH_REPORT=FILE (where the summary is also written; default /tmp/fleetscan-bench-report.txt)
 set -euo pipefail
 trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SECTIONS=${BENCH_SECTIONS:-cpu,mem,api,crl}
+SECTIONS=${BENCH_SECTIONS:-cpu,paired,mem,api,crl}
 RATE=${BENCH_RATE:-300}
 EPS=${BENCH_ENDPOINTS:-2000}
 WARM=${BENCH_WARMUP_S:-10}
 WIN=${BENCH_WINDOW_S:-20}
-REPEAT=${BENCH_REPEAT:-2}
+REPEAT=${BENCH_REPEAT:-3}
 MEM_EPS=${BENCH_MEM_ENDPOINTS:-100000}
 MEM_CYCLES=${BENCH_MEM_CYCLES:-10}
 MEM_RATE=${BENCH_MEM_RATE:-100000}
 MEM_MAX_S=${BENCH_MEM_MAX_S:-900}
+MEM_IN_FLIGHT=${BENCH_MEM_IN_FLIGHT:-1000}
 CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
 CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
 PERF=${BENCH_PERF:-0}
@@ -159,8 +165,8 @@ JSON
 }
 port_of() { if [ "$1" = rsa ]; then echo "$PORT_RSA"; else echo "$PORT_ECDSA"; fi; }
 
-fs_start() { # fs_start CONFIG LOGPREFIX
-    FLEETSCAN_DNS_OVERRIDE_ONLY=1 "$FS" run -c "$1" > "$2.out" 2> "$2.err" &
+fs_start() { # fs_start CONFIG LOGPREFIX [BINARY [LD_PRELOAD]]
+    env ${4:+LD_PRELOAD=$4} FLEETSCAN_DNS_OVERRIDE_ONLY=1 "${3:-$FS}" run -c "$1" > "$2.out" 2> "$2.err" &
     FS_PID=$!
     PIDS+=("$FS_PID")
     local i
@@ -284,6 +290,112 @@ bb_cpu() { # KIND(tls_connect|http_2xx) ALG REP
     put "rate.bb_$kind.$alg.$rep" "$(awk -v d="$n" -v w="$WIN" 'BEGIN {printf "%.0f", d / w}')"
 }
 
+# ---- paired runs ---------------------------------------------------------------------------
+# The machine is shared: the load of other jobs changes from one 20 s window to the next, and
+# CPU per operation grows with contention (caches, hypervisor). A pair of clients measured in
+# the same window sees the same conditions, so their ratio is steadier than the ratio of two
+# sequential figures. Each pair: a fleetscan daemon at RATE/s and another client at RATE/s,
+# against the same nginx, CPU of both over the same window.
+paired() { # paired ALG REP OTHER(bare|tls_connect|http_2xx)
+    local alg=$1 rep=$2 other=$3 path="" name=hs
+    if [ "$other" = http_2xx ]; then
+        path=/Altiris/NS/Agent/GetClientPolicies.aspx
+        name=url
+    fi
+    local cfg="$WORK/fs-pair-$alg.json" interval
+    interval=$(awk -v n="$EPS" -v r="$RATE" 'BEGIN {printf "%.2f", n / r * 0.6}')
+    fs_config "$cfg" "$alg" "$path" strict "$EPS" "$interval" "$RATE" 256
+    fs_start "$cfg" "$WORK/fs-pair-$name-$alg-$other-$rep"
+    local t0 p0 t1 p1 o0 o1 other_us=0 n url target
+    if [ "$other" = bare ]; then
+        "$WORK/bare_client" 127.0.0.1 "$(port_of "$alg")" "$alg.bench.test" \
+            "$WORK/pki/$alg-root.pem" "$RATE" "$WIN" "$WARM" > "$WORK/pair-bare.out" &
+        local bpid=$!
+        PIDS+=("$bpid")
+        sleep "$WARM"
+        t0=$(cpu_ticks "$FS_PID"); p0=$(fs_probes)
+        wait "$bpid" || true
+        forget_pid "$bpid"
+        t1=$(cpu_ticks "$FS_PID"); p1=$(fs_probes)
+        other_us=$(sed -n 's/.*us_per_handshake=\([0-9]*\).*/\1/p' "$WORK/pair-bare.out")
+    else
+        if [ "$other" = tls_connect ]; then
+            target="127.0.0.1:$(port_of "$alg")"
+        else
+            target="https://127.0.0.1:$(port_of "$alg")$path"
+        fi
+        url="http://127.0.0.1:$BB_PORT/probe?module=${other}_$alg&target=$(jq -rn --arg t "$target" '$t|@uri')"
+        local w lat delay res
+        w=$(bb_drive "$url" "$WARM" 10)
+        n=$(awk -F'[= ]' '{print $2 + $4}' <<< "$w")
+        lat=$(awk -v c="$BB_CONNS" -v s="$WARM" -v n="$n" 'BEGIN {l = c * s * 1000 / n - 10; print l < 0 ? 0 : l}')
+        delay=$(awk -v c="$BB_CONNS" -v r="$RATE" -v l="$lat" 'BEGIN {d = c * 1000 / r - l; printf "%.0f", d < 0 ? 0 : d}')
+        t0=$(cpu_ticks "$FS_PID"); p0=$(fs_probes); o0=$(cpu_ticks "$BB_PID")
+        res=$(bb_drive "$url" "$WIN" "$delay")
+        t1=$(cpu_ticks "$FS_PID"); p1=$(fs_probes); o1=$(cpu_ticks "$BB_PID")
+        n=$(awk -F'[= ]' '{print $2 + $4}' <<< "$res")
+        other_us=$(awk -v dt=$((o1 - o0)) -v hz="$HZ" -v dp="$n" 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+    fi
+    local us state
+    us=$(awk -v dt=$((t1 - t0)) -v hz="$HZ" -v dp=$((p1 - p0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+    state=$(fs_check)
+    stop_pid "$FS_PID"
+    log "paired $alg #$rep: fleetscan $name $us us/probe ($((p1 - p0)) probes) | $other $other_us us/probe; load $(loadavg)"
+    case "$state" in *"offline=0 "*) ;; *) log "WARNING: fleetscan offline endpoints: $state" ;; esac
+    put "pair.$other.fs.$alg.$rep" "$us"
+    put "pair.$other.other.$alg.$rep" "$other_us"
+    put "pair.$other.ratio.$alg.$rep" "$(awk -v a="$us" -v b="$other_us" 'BEGIN {printf "%.2f", b ? a / b : 0}')"
+}
+
+# A/B: two fleetscan daemons side by side in the same window, same config and rate: A is the
+# build under test, B another binary (BENCH_AB_FLEETSCAN) and/or the same one with LD_PRELOAD
+# (BENCH_AB_PRELOAD, e.g. /usr/lib/x86_64-linux-gnu/libjemalloc.so.2). For before/after checks.
+section_ab() {
+    local b=${BENCH_AB_FLEETSCAN:-$FS} pre=${BENCH_AB_PRELOAD:-} rep alg
+    log "== A/B: A=$FS  B=$b${pre:+ with LD_PRELOAD=$pre}"
+    for rep in $(seq 1 "$REPEAT"); do
+        for alg in rsa ecdsa; do
+            local cfg="$WORK/fs-ab-$alg.json" interval
+            interval=$(awk -v n="$EPS" -v r="$RATE" 'BEGIN {printf "%.2f", n / r * 0.6}')
+            fs_config "$cfg" "$alg" "" strict "$EPS" "$interval" "$RATE" 256
+            fs_start "$cfg" "$WORK/fs-ab-a-$alg-$rep"
+            local apid=$FS_PID aurl=$FS_URL
+            fs_start "$cfg" "$WORK/fs-ab-b-$alg-$rep" "$b" "$pre"
+            local bpid=$FS_PID burl=$FS_URL
+            sleep "$WARM"
+            local ta0 tb0 pa0 pb0 ta1 tb1 pa1 pb1
+            FS_URL=$aurl; pa0=$(fs_probes); ta0=$(cpu_ticks "$apid")
+            FS_URL=$burl; pb0=$(fs_probes); tb0=$(cpu_ticks "$bpid")
+            sleep "$WIN"
+            FS_URL=$aurl; pa1=$(fs_probes); ta1=$(cpu_ticks "$apid")
+            FS_URL=$burl; pb1=$(fs_probes); tb1=$(cpu_ticks "$bpid")
+            stop_pid "$apid"; stop_pid "$bpid"
+            local ua ub
+            ua=$(awk -v dt=$((ta1 - ta0)) -v hz="$HZ" -v dp=$((pa1 - pa0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+            ub=$(awk -v dt=$((tb1 - tb0)) -v hz="$HZ" -v dp=$((pb1 - pb0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+            log "A/B $alg #$rep: A $ua us/probe ($((pa1 - pa0)) probes) | B $ub us/probe ($((pb1 - pb0)) probes); load $(loadavg)"
+            put "ab.a.$alg.$rep" "$ua"
+            put "ab.b.$alg.$rep" "$ub"
+            put "ab.ratio.$alg.$rep" "$(awk -v a="$ua" -v b="$ub" 'BEGIN {printf "%.3f", a ? b / a : 0}')"
+        done
+    done
+}
+
+section_paired() {
+    log "== 1b. paired runs (same window): fleetscan vs bare client, vs blackbox tls_connect, vs http_2xx"
+    [ -n "$BB_PID" ] && kill -0 "$BB_PID" 2> /dev/null || bb_start
+    local rep alg other
+    for rep in $(seq 1 "$REPEAT"); do
+        for alg in rsa ecdsa; do
+            for other in bare tls_connect http_2xx; do
+                paired "$alg" "$rep" "$other"
+            done
+        done
+    done
+    stop_pid "$BB_PID"
+    BB_PID=""
+}
+
 # ---- sections -------------------------------------------------------------------------------
 section_cpu() {
     log "== 1. client CPU per probe: $EPS endpoints at $RATE/s, warm-up ${WARM}s, window ${WIN}s, $REPEAT runs"
@@ -308,12 +420,12 @@ section_mem_api() {
     local cfg="$WORK/fs-mem.json"
     # A short interval and no effective rate limit: the daemon probes back to back, as fast as
     # max_in_flight (1000) and the machine allow; a cycle is MEM_EPS probes.
-    fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" 1000
+    fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" "$MEM_IN_FLIGHT"
     fs_start "$cfg" "$WORK/fs-mem"
     local rss0 rss_start p t_start cyc=0 target
     rss_start=$(rss_kib "$FS_PID")
     t_start=$(date +%s)
-    log "== 2. memory: $MEM_EPS endpoints, max_in_flight 1000; RSS at start ${rss_start} KiB"
+    log "== 2. memory: $MEM_EPS endpoints, max_in_flight $MEM_IN_FLIGHT; RSS at start ${rss_start} KiB"
     : > "$WORK/rss.txt"
     wait_cycles() { # wait_cycles PROBES MAX_SECONDS: until probes_total >= PROBES; RSS every 2 s
         local until=$(($(date +%s) + $2))
@@ -372,6 +484,22 @@ section_api() {
         put "api.$key.probe_rate" "$(( (p1 - p0) / 15 ))"
         log "$route: p50 $p50 p99 $p99, $rps req/s, daemon probing $(( (p1 - p0) / 15 ))/s; load $(loadavg)"
     done
+    # One poller at 100 requests/s on one keep-alive connection: what an admin's curl loop or
+    # a scraper sees while the daemon probes at full rate (wrk above saturates the CPU itself).
+    local n=1500 urls=() i
+    for i in $(seq 1 "$n"); do urls+=(-o /dev/null "$FS_URL/api/v1/status"); done
+    p0=$(fs_probes)
+    local t0=$(date +%s%N)
+    curl -s --rate 100/s -w '%{time_total}\n' "${urls[@]}" > "$WORK/poll.txt"
+    local el=$((($(date +%s%N) - t0) / 1000000))
+    p1=$(fs_probes)
+    sort -g "$WORK/poll.txt" | awk -v n="$n" '{a[NR] = $1} END {printf "%.2fms %.2fms %.2fms\n", a[int(NR * 0.5)] * 1000, a[int(NR * 0.99)] * 1000, a[NR] * 1000}' > "$WORK/poll.stats"
+    read -r p50 p99 pmax < "$WORK/poll.stats"
+    put api.poll.p50 "$p50"
+    put api.poll.p99 "$p99"
+    put api.poll.max "$pmax"
+    put api.poll.probe_rate "$(awk -v d=$((p1 - p0)) -v ms="$el" 'BEGIN {printf "%.0f", d * 1000 / ms}')"
+    log "/api/v1/status, one poller x $n: p50 $p50 p99 $p99 max $pmax; daemon probing $(get api.poll.probe_rate)/s; load $(loadavg)"
     put api.rss_after_kib "$(rss_kib "$FS_PID")"
 }
 
@@ -433,11 +561,11 @@ crl_count() { # PHASE STATE: fetches per URL from nginx's log vs probes
 }
 
 # ---- report ---------------------------------------------------------------------------------
-stat_of() { # median of the repeats of KEY.ALG (mean of the middle two for an even count)
+stat_of() { # stat_of KEY [FORMAT]: median of KEY.* (mean of the middle two for an even count)
     local vals
-    vals=$(awk -F= -v k="$1" 'index($1, k ".") == 1 && $2 != "" {print $2}' "$RES" | sort -n)
+    vals=$(awk -F= -v k="$1" 'index($1, k ".") == 1 && $2 != "" {print $2}' "$RES" | sort -g)
     [ -z "$vals" ] && { echo "-"; return; }
-    awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}' <<< "$vals"
+    awk -v f="${2:-%.0f}" '{a[NR] = $1} END {printf f "\n", NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}' <<< "$vals"
 }
 all_of() { awk -F= -v k="$1" 'index($1, k ".") == 1 {printf "%s%s", (n++ ? "/" : ""), $2}' "$RES"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b}'; }
@@ -446,12 +574,12 @@ report() {
     {
         echo "fleetscan benchmark - $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(openssl version | cut -d' ' -f1-2), nginx $(nginx -v 2>&1 | sed 's|.*/||'), blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | awk 'NR == 1 {print $3}')"
-        echo "fleetscan: $FS ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'))"
+        echo "fleetscan: $FS, built from the tree at $FS_REV"
         if has cpu; then
             echo
             echo "1. Client CPU per probe, µs (utime+stime from /proc; median of $REPEAT runs, all runs after /)"
             echo "   TLS 1.3 full handshakes to loopback nginx, no session reuse; $RATE probes/s; ${WIN}s window after ${WARM}s warm-up"
-            printf '   %-52s %-22s %-22s\n' client "RSA-2048 chain" "ECDSA P-256 chain"
+            printf '   %-62s %-22s %-22s\n' client "RSA-2048 chain" "ECDSA P-256 chain"
             local row
             for row in "bare:bare OpenSSL client (handshake+verify only)" \
                 "fs_hs:fleetscan handshake-only (strict CRL, cached)" \
@@ -460,7 +588,7 @@ report() {
                 "bb_tls_connect:blackbox_exporter tls_connect" \
                 "bb_http_2xx:blackbox_exporter http_2xx"; do
                 local k=${row%%:*} label=${row#*:}
-                printf '   %-52s %-22s %-22s\n' "$label" \
+                printf '   %-62s %-22s %-22s\n' "$label" \
                     "$(stat_of cpu.$k.rsa) ($(all_of cpu.$k.rsa))" \
                     "$(stat_of cpu.$k.ecdsa) ($(all_of cpu.$k.ecdsa))"
             done
@@ -472,18 +600,41 @@ report() {
                 "fs_hs_norev/bare:fleetscan revocation off / bare client"; do
                 local ks=${row%%:*} label=${row#*:}
                 local a=${ks%%/*} b=${ks#*/}
-                printf '   %-52s %-22s %-22s\n' "$label" \
+                printf '   %-62s %-22s %-22s\n' "$label" \
                     "$(ratio "$(stat_of cpu.$a.rsa)" "$(stat_of cpu.$b.rsa)")" \
                     "$(ratio "$(stat_of cpu.$a.ecdsa)" "$(stat_of cpu.$b.ecdsa)")"
             done
             echo "   1-min load average at the end of each run: $(awk -F= '/^load.cpu/ {print $2}' "$RES" | sort -n | awk 'NR == 1 {a = $1} {b = $1} END {print a " to " b}') (2 CPUs; other jobs share the machine)"
             echo "   achieved rates /s: fleetscan $(all_of rate.fs_hs.rsa) (rsa) $(all_of rate.fs_hs.ecdsa) (ecdsa); blackbox tls $(all_of rate.bb_tls_connect.rsa)/$(all_of rate.bb_tls_connect.ecdsa), http $(all_of rate.bb_http_2xx.rsa)/$(all_of rate.bb_http_2xx.ecdsa)"
         fi
+        if has paired; then
+            echo
+            echo "1b. Paired runs: fleetscan and the other client probing side by side in the same ${WIN}s window, $RATE/s each"
+            echo "    µs CPU per probe, fleetscan vs the other; ratio fleetscan/other per run; median ratio"
+            printf '   %-62s %-34s %-34s\n' pair "RSA-2048 chain" "ECDSA P-256 chain"
+            local o lab
+            for o in "bare:fleetscan handshake-only vs bare client (≤ 0.9)" \
+                "tls_connect:fleetscan handshake-only vs blackbox tls_connect (≤ 0.75)" \
+                "http_2xx:fleetscan agent URL vs blackbox http_2xx (≤ 0.65)"; do
+                local k=${o%%:*} lab=${o#*:}
+                local cells=() a
+                for a in rsa ecdsa; do
+                    cells+=("$(paste -d: <(awk -F= -v k="pair.$k.fs.$a." 'index($1, k) == 1 {print $2}' "$RES") <(awk -F= -v k="pair.$k.other.$a." 'index($1, k) == 1 {print $2}' "$RES") | paste -sd' ') -> $(stat_of pair.$k.ratio.$a %.2f)")
+                done
+                printf '   %-62s %-34s %-34s\n' "$lab" "${cells[0]}" "${cells[1]}"
+            done
+        fi
+        if has ab; then
+            echo
+            echo "A/B: A=$FS, B=${BENCH_AB_FLEETSCAN:-$FS}${BENCH_AB_PRELOAD:+ with LD_PRELOAD=$BENCH_AB_PRELOAD}; same window, $RATE/s each, handshake-only, strict CRL"
+            echo "   RSA:   A $(all_of ab.a.rsa)  B $(all_of ab.b.rsa)  B/A $(all_of ab.ratio.rsa) (median $(stat_of ab.ratio.rsa %.3f))"
+            echo "   ECDSA: A $(all_of ab.a.ecdsa)  B $(all_of ab.b.ecdsa)  B/A $(all_of ab.ratio.ecdsa) (median $(stat_of ab.ratio.ecdsa %.3f))"
+        fi
         if has mem; then
             local e rs r1 r2
             e=$(get mem.endpoints); rs=$(get mem.rss_start_kib); r1=$(get mem.rss_cycle1_kib); r2=$(get mem.rss_after_kib)
             echo
-            echo "2. Memory: $e endpoints (ECDSA chain, strict CRL, max_in_flight 1000), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
+            echo "2. Memory: $e endpoints (ECDSA chain, strict CRL, max_in_flight $MEM_IN_FLIGHT), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
             awk -v rs="$rs" -v r1="$r1" -v r2="$r2" -v e="$e" -v c="$(get mem.cycles)" -v h="$(get mem.hwm_kib)" -v rr="$(get mem.rss_range_kib)" 'BEGIN {
                 split(rr, r, " ")
                 printf "   RSS at start %.1f MiB; after the first cycle %.1f MiB = %.0f bytes per endpoint (all in)\n", rs / 1024, r1 / 1024, r1 * 1024 / e
@@ -498,6 +649,8 @@ report() {
                 /api/v1/status "$(get api.status.p50)" "$(get api.status.p99)" "$(get api.status.rps)" "$(get api.status.probe_rate)"
             printf '   %-18s p50 %-9s p99 %-9s %6s req/s  (daemon probing %s/s meanwhile)\n' \
                 /metrics "$(get api.metrics.p50)" "$(get api.metrics.p99)" "$(get api.metrics.rps)" "$(get api.metrics.probe_rate)"
+            printf '   %-18s p50 %-9s p99 %-9s max %s  (one poller, 1500 requests at 100/s on one keep-alive connection; daemon probing %s/s)\n' \
+                /api/v1/status "$(get api.poll.p50)" "$(get api.poll.p99)" "$(get api.poll.max)" "$(get api.poll.probe_rate)"
             echo "   target: /api/v1/status p99 ≤ 5 ms"
         fi
         if has crl; then
@@ -526,6 +679,7 @@ main() {
     else
         FS=$FLEETSCAN
     fi
+    FS_REV="$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- . ':!bench' ':!docs' 2> /dev/null || echo '+uncommitted changes')"
     WORK=$(mktemp -d /tmp/fleetscan-bench.XXXXXX)
     chmod 755 "$WORK"
     RES=$WORK/results.txt
@@ -549,6 +703,8 @@ main() {
     log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, crl http $PORT_HTTP; work dir $WORK; load $(loadavg)"
 
     if has cpu; then section_cpu; fi
+    if has paired; then section_paired; fi
+    if has ab; then section_ab; fi
     if has mem; then section_mem_api; fi
     if has crl; then section_crl; fi
     report
