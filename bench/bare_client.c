@@ -35,7 +35,8 @@ static unsigned long long cpu_ticks(void)
     if (p == NULL)
         return 0;
     unsigned long long ut = 0, st = 0;
-    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
+    /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return 0;
     return ut + st;
@@ -97,8 +98,8 @@ static void run(SSL_CTX *ctx, const struct sockaddr_in *sa, const char *sni, dou
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr,
-                "usage: %s ADDR PORT SNI CA_FILE RATE_PER_S SECONDS [WARMUP_SECONDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s ADDR PORT SNI CA_FILE RATE_PER_S SECONDS [WARMUP_SECONDS]\n",
+                argv[0]);
         return 2;
     }
     struct sockaddr_in sa;

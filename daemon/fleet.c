@@ -325,16 +325,22 @@ static void gen_unref(fleet_gen_t *g)
     free(g);
 }
 
-static rev_mode_t map_mode(cfg_rev_mode_t m)
+void fleet_group_policy(const cfg_t *cfg, const cfg_group_t *g, rev_policy_t *p)
 {
-    return m == CFG_REV_STRICT ? REV_STRICT : m == CFG_REV_SOFT_FAIL ? REV_SOFT_FAIL : REV_OFF;
-}
-
-static rev_scope_t map_scope(cfg_rev_scope_t s)
-{
-    return s == CFG_SCOPE_LEAF    ? REV_SCOPE_LEAF
-           : s == CFG_SCOPE_CHAIN ? REV_SCOPE_CHAIN
-                                  : REV_SCOPE_CHAIN_EXCLUDE_ROOT;
+    rev_policy_defaults(p);
+    p->mode = g->revocation.mode == CFG_REV_STRICT      ? REV_STRICT
+              : g->revocation.mode == CFG_REV_SOFT_FAIL ? REV_SOFT_FAIL
+                                                        : REV_OFF;
+    p->scope = g->revocation.scope == CFG_SCOPE_LEAF    ? REV_SCOPE_LEAF
+               : g->revocation.scope == CFG_SCOPE_CHAIN ? REV_SCOPE_CHAIN
+                                                        : REV_SCOPE_CHAIN_EXCLUDE_ROOT;
+    p->aia_fetch = g->revocation.aia_fetch;
+    p->url_timeout_ms = g->revocation.url_timeout_ms;
+    p->budget_ms = g->revocation.budget_ms;
+    p->max_bytes = (size_t)g->revocation.max_crl_bytes;
+    p->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
+    p->resolve = &g->network.resolve;
+    p->proxy = g->network.proxy;
 }
 
 /* Contexts are shared by every group with the same trust store and TLS settings. */
@@ -449,15 +455,7 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
             return -1;
         }
         const cfg_profile_t *p = &cfg->profiles[c->profile_idx];
-        rev_policy_defaults(&gr->pol);
-        gr->pol.mode = map_mode(c->revocation.mode);
-        gr->pol.scope = map_scope(c->revocation.scope);
-        gr->pol.aia_fetch = c->revocation.aia_fetch;
-        gr->pol.url_timeout_ms = c->revocation.url_timeout_ms;
-        gr->pol.budget_ms = c->revocation.budget_ms;
-        gr->pol.max_bytes = c->revocation.max_crl_bytes;
-        gr->pol.resolve = &c->network.resolve;
-        gr->pol.proxy = c->network.proxy;
+        fleet_group_policy(cfg, c, &gr->pol);
         view_key(&c->network, gr->view);
         gr->pol.view = gr->view;
         fs_strlcpy(gr->thumb, p->expect_thumbprint, sizeof(gr->thumb));

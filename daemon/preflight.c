@@ -2,6 +2,7 @@
  * is not bound yet? Trust, chain, dates at the endpoint's clock, hostname, and the
  * reachability of its CDP URLs, on a private loop so it can run on any thread. */
 #include "daemon/preflight.h"
+#include "daemon/fleet.h"
 #include "probes/chain.h"
 #include "probes/report.h"
 #include "probes/revoke.h"
@@ -68,18 +69,6 @@ static void on_closed(void *arg)
     (void)arg;
 }
 
-static rev_mode_t map_mode(cfg_rev_mode_t m)
-{
-    return m == CFG_REV_STRICT ? REV_STRICT : m == CFG_REV_SOFT_FAIL ? REV_SOFT_FAIL : REV_OFF;
-}
-
-static rev_scope_t map_scope(cfg_rev_scope_t s)
-{
-    return s == CFG_SCOPE_LEAF    ? REV_SCOPE_LEAF
-           : s == CFG_SCOPE_CHAIN ? REV_SCOPE_CHAIN
-                                  : REV_SCOPE_CHAIN_EXCLUDE_ROOT;
-}
-
 static cJSON *warnings_json(uint32_t w)
 {
     cJSON *a = cJSON_CreateArray();
@@ -130,15 +119,7 @@ int preflight_run(const cfg_t *cfg, const char *pem, size_t len, int dns_overrid
             snprintf(err, 256, "verification failed: %s", pg->v.message);
             goto out_rev;
         }
-        rev_policy_defaults(&pg->pol);
-        pg->pol.mode = map_mode(g->revocation.mode);
-        pg->pol.scope = map_scope(g->revocation.scope);
-        pg->pol.url_timeout_ms = g->revocation.url_timeout_ms;
-        pg->pol.budget_ms = g->revocation.budget_ms;
-        pg->pol.max_bytes = (size_t)g->revocation.max_crl_bytes;
-        pg->pol.crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
-        pg->pol.resolve = &g->network.resolve;
-        pg->pol.proxy = g->network.proxy;
+        fleet_group_policy(cfg, g, &pg->pol);
         pg->pol.view = g->name; /* a private cache: one context per call */
         pg->pol.dns_override_only = dns_override_only;
         if (pg->v.cause == FS_CAUSE_NONE && pg->pol.mode != REV_OFF && pg->v.built != NULL) {
