@@ -2,7 +2,10 @@
 #include "lab/scenarios.h"
 #include "probes/util.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +159,24 @@ char *lab_file(const lab_t *lab, const char *name, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/%s", lab->dir, name);
     return buf;
+}
+
+int lab_blackhole(const char *ip, int port, int fds[4])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    socklen_t len = sizeof(a);
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        listen(fds[0], 0) != 0 || getsockname(fds[0], (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    for (int i = 1; i < 4; i++) { /* fill the accept queue (backlog 0 admits one or two) */
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fds[i] >= 0)
+            connect(fds[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    usleep(100000); /* let the handshakes of the fillers complete */
+    return ntohs(a.sin_port);
 }
 
 void lab_stop(lab_t *lab)

@@ -57,6 +57,10 @@ int lab_port(const lab_t *lab, lab_scenario_t s);
 char *lab_url(const lab_t *lab, lab_scenario_t s, const char *path, char *buf, size_t n);
 /* Path of a PKI file ("root.pem", ...) into buf. */
 char *lab_file(const lab_t *lab, const char *name, char *buf, size_t n);
+/* A listener on ip:port (port 0: any) whose accept queue is full, so the kernel drops further
+ * SYNs and a connect to it never completes: a connect timeout that stays on loopback.
+ * fds receives the 4 descriptors to close; returns the port. */
+int lab_blackhole(const char *ip, int port, int fds[4]);
 /* Stops everything and removes the temp dir. */
 void lab_stop(lab_t *lab);
 

@@ -147,25 +147,6 @@ static void test_causes(void)
     cJSON_Delete(j);
 }
 
-/* A listener whose accept queue is full: further SYNs are dropped, so connecting never
- * completes (a connect timeout that stays on 127.0.0.1). */
-static int full_listener(int fds[4])
-{
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    ASSERT(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0);
-    ASSERT(listen(l, 0) == 0);
-    ASSERT(getsockname(l, (struct sockaddr *)&a, &len) == 0);
-    fds[0] = l;
-    for (int i = 1; i < 4; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        connect(fds[i], (struct sockaddr *)&a, sizeof(a));
-    }
-    usleep(100000);
-    return ntohs(a.sin_port);
-}
-
 static cJSON *probe_url(const char *url, const char *extra, int want_exit)
 {
     char args[2048], *out;
@@ -198,7 +179,8 @@ static void test_network_causes(void)
     snprintf(url, sizeof(url), "https://unknown.lab.test:%d", lab_port(&lab, LAB_SC_GOOD));
     expect_url_cause(url, NULL, "dns_failure");
     int fds[4];
-    int port = full_listener(fds);
+    int port = lab_blackhole("127.0.0.1", 0, fds);
+    ASSERT(port > 0);
     snprintf(url, sizeof(url), "https://%s:%d", LAB_HOST, port);
     expect_url_cause(url, "--timeout 700", "connect_timeout");
     for (int i = 0; i < 4; i++)

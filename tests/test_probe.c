@@ -93,26 +93,6 @@ static void expect(outcome_t *oc, int online, fs_cause_t cause)
     }
 }
 
-/* A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
- * never completes (a connect timeout on loopback, without leaving 127.0.0.1). */
-static int full_listener(int *fds, int *port)
-{
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    ASSERT(bind(l, (struct sockaddr *)&a, sizeof(a)) == 0);
-    ASSERT(listen(l, 0) == 0);
-    ASSERT(getsockname(l, (struct sockaddr *)&a, &len) == 0);
-    *port = ntohs(a.sin_port);
-    fds[0] = l;
-    for (int i = 1; i < 4; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        connect(fds[i], (struct sockaddr *)&a, sizeof(a));
-    }
-    usleep(100000);
-    return l;
-}
-
 static void test_scenarios(void)
 {
     outcome_t *good = mk("good", LAB_SC_GOOD, NULL);
@@ -148,8 +128,8 @@ static void test_scenarios(void)
     skew->o.clock_skew_s = -3 * 86400;
     outcome_t *deadline = mk("deadline", LAB_SC_STALL, "/x");
     deadline->o.total_timeout_ms = 250;
-    int fds[4], port;
-    full_listener(fds, &port);
+    int fds[4], port = lab_blackhole("127.0.0.1", 0, fds);
+    ASSERT(port > 0);
     outcome_t *ctimeout = mk("connect timeout", LAB_SC_GOOD, NULL);
     ctimeout->url.port = port;
     ctimeout->o.connect_timeout_ms = 300;
@@ -267,18 +247,7 @@ static void test_revocation_and_aia(void)
      * soft-fail endpoint stays online with the warning and the URL line. */
     static fs_resolve_t hole_view;
     int hole_fds[4];
-    int lab_http = lab_http_port(lab.http);
-    int hole = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in ha = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lab_http)};
-    inet_pton(AF_INET, "127.0.0.4", &ha.sin_addr);
-    ASSERT(bind(hole, (struct sockaddr *)&ha, sizeof(ha)) == 0);
-    ASSERT(listen(hole, 0) == 0);
-    hole_fds[0] = hole;
-    for (int i = 1; i < 4; i++) {
-        hole_fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        connect(hole_fds[i], (struct sockaddr *)&ha, sizeof(ha));
-    }
-    usleep(100000);
+    ASSERT(lab_blackhole("127.0.0.4", lab_http_port(lab.http), hole_fds) > 0);
     if (hole_view.n == 0) {
         ASSERT(fs_resolve_add(&hole_view, LAB_HOST, "127.0.0.1", err) == 0);
         ASSERT(fs_resolve_add(&hole_view, LAB_CRL_HOST, "127.0.0.4", err) == 0);
