@@ -2,6 +2,7 @@
  * A generation is one configuration's runtime (groups, endpoints, shared TLS contexts); a
  * reload builds a new one and the old one lives until its last in-flight probe returns. */
 #include "daemon/fleet.h"
+#include "daemon/policy.h"
 #include "probes/probe.h"
 #include "probes/report.h"
 #include "probes/revoke.h"
@@ -38,13 +39,7 @@ typedef struct fleet_ep_s {
 
 typedef struct fleet_group_s {
     const cfg_group_t *cfg;
-    tlsc_ctx_t *tls;
-    rev_policy_t pol;
-    probe_opts_t popts;
-    char thumb[65];
-    char view[24];       /* network view key for the CRL/AIA cache */
-    int profile_differs; /* scheme, port or FQDN differs from the reference binding */
-    int http_vs_https;   /* the profile speaks plain HTTP, the reference binding HTTPS */
+    policy_t pl; /* what its probes use (policy.h); never moved once built */
     snap_counts_t counts;
     /* Per primary cause (FS_CAUSE_NONE: online), the last message and detail JSON of a probe
      * of this group that ended so: an endpoint is shown its own kind of outcome. */
@@ -65,10 +60,7 @@ typedef struct fleet_gen_s {
     uint32_t neps;
     uint32_t *heap; /* endpoint indices, min-heap on next_due */
     uint32_t nheap;
-    tlsc_ctx_t *ref_tls;
-    rev_policy_t ref_pol;
-    probe_opts_t ref_opts;
-    char ref_thumb[65];
+    policy_t ref; /* the reference probe's settings */
 } fleet_gen_t;
 
 typedef struct fleet_job_s {
@@ -311,13 +303,13 @@ static void gen_unref(fleet_gen_t *g)
     if (g == NULL || --g->refs > 0)
         return;
     for (size_t i = 0; i < g->ngroups; i++) {
-        tlsc_ctx_unref(g->groups[i].tls);
+        policy_free(&g->groups[i].pl);
         for (int c = 0; c < FS_CAUSE_COUNT; c++) {
             free(g->groups[i].msg[c]);
             free(g->groups[i].detail[c]);
         }
     }
-    tlsc_ctx_unref(g->ref_tls);
+    policy_free(&g->ref);
     free(g->groups);
     free(g->eps);
     free(g->heap);
@@ -325,26 +317,8 @@ static void gen_unref(fleet_gen_t *g)
     free(g);
 }
 
-void fleet_group_policy(const cfg_t *cfg, const cfg_group_t *g, rev_policy_t *p)
-{
-    rev_policy_defaults(p);
-    p->mode = g->revocation.mode == CFG_REV_STRICT      ? REV_STRICT
-              : g->revocation.mode == CFG_REV_SOFT_FAIL ? REV_SOFT_FAIL
-                                                        : REV_OFF;
-    p->scope = g->revocation.scope == CFG_SCOPE_LEAF    ? REV_SCOPE_LEAF
-               : g->revocation.scope == CFG_SCOPE_CHAIN ? REV_SCOPE_CHAIN
-                                                        : REV_SCOPE_CHAIN_EXCLUDE_ROOT;
-    p->aia_fetch = g->revocation.aia_fetch;
-    p->url_timeout_ms = g->revocation.url_timeout_ms;
-    p->budget_ms = g->revocation.budget_ms;
-    p->max_bytes = (size_t)g->revocation.max_crl_bytes;
-    p->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
-    p->resolve = &g->network.resolve;
-    p->proxy = g->network.proxy;
-}
-
 /* Contexts are shared by every group with the same trust store and TLS settings. */
-static tlsc_ctx_t *find_ctx(fleet_gen_t *g, size_t upto, size_t trust_idx, const cfg_tls_t *t)
+static tlsc_ctx_t *find_ctx(const fleet_gen_t *g, size_t upto, size_t trust_idx, const cfg_tls_t *t)
 {
     for (size_t i = 0; i < upto; i++) {
         const cfg_group_t *o = g->groups[i].cfg;
@@ -353,78 +327,18 @@ static tlsc_ctx_t *find_ctx(fleet_gen_t *g, size_t upto, size_t trust_idx, const
             (!t->ciphers || strcmp(o->tls.ciphers, t->ciphers) == 0) &&
             !!o->tls.ciphersuites == !!t->ciphersuites &&
             (!t->ciphersuites || strcmp(o->tls.ciphersuites, t->ciphersuites) == 0))
-            return tlsc_ctx_ref(g->groups[i].tls);
+            return g->groups[i].pl.tls;
     }
     return NULL;
 }
 
-static int make_ctx(tlsc_ctx_t **out, const cfg_t *cfg, size_t trust_idx, const cfg_tls_t *t,
-                    char err[256])
+/* What the fleet adds to a policy: its shared retrieval context, verdict cache and DNS mode. */
+static void runtime_opts(const fleet_t *f, policy_t *pl)
 {
-    const cfg_trust_t *tr = &cfg->trust[trust_idx];
-    tlsc_ctx_opts_t o = {.ca_file = tr->ca_file,
-                         .ca_dir = tr->ca_dir,
-                         .intermediates_file = tr->intermediates_file,
-                         .min_version = t->min_version,
-                         .max_version = t->max_version,
-                         .ciphers = t->ciphers,
-                         .ciphersuites = t->ciphersuites};
-    char e[256];
-    if (tlsc_ctx_new(out, &o, e) < 0) {
-        snprintf(err, 256, "trust_stores.%s: %s", tr->name, e);
-        return -1;
-    }
-    return 0;
-}
-
-static void view_key(const cfg_network_t *n, char out[24])
-{
-    /* Groups with the same resolve map and proxy see the same CRL/AIA answers. */
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char d[32];
-    unsigned int len = 0;
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    for (size_t i = 0; i < n->resolve.n; i++) {
-        EVP_DigestUpdate(md, n->resolve.e[i].name, strlen(n->resolve.e[i].name) + 1);
-        EVP_DigestUpdate(md, n->resolve.e[i].addr, strlen(n->resolve.e[i].addr) + 1);
-    }
-    EVP_DigestUpdate(md, "|", 1);
-    if (n->proxy)
-        EVP_DigestUpdate(md, n->proxy, strlen(n->proxy));
-    EVP_DigestFinal_ex(md, d, &len);
-    EVP_MD_CTX_free(md);
-    static const char hexd[] = "0123456789abcdef";
-    for (int i = 0; i < 10; i++) {
-        out[2 * i] = hexd[d[i] >> 4];
-        out[2 * i + 1] = hexd[d[i] & 15];
-    }
-    out[20] = '\0';
-}
-
-static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po, const fs_url_t *u,
-                            tlsc_ctx_t *tls, const char *thumb, rev_policy_t *pol,
-                            const cfg_group_t *grp)
-{
-    probe_opts_defaults(po);
-    po->url = u;
-    po->tls = tls;
-    po->sni = grp ? grp->tls.sni : 1;
-    po->resolve = grp ? &grp->network.resolve : NULL;
-    po->dns_override_only = f->o.dns_override_only;
-    po->clock_skew_s = grp ? grp->clock_skew_s : 0;
-    po->expiring_soon_s = (int64_t)cfg->expiring_soon_days * 86400;
-    po->expect_thumbprint = thumb[0] ? thumb : NULL;
-    po->connect_timeout_ms = cfg->limits.connect_timeout_ms;
-    po->dns_timeout_ms = cfg->limits.connect_timeout_ms;
-    po->tls_timeout_ms = cfg->limits.tls_timeout_ms;
-    po->request_timeout_ms = cfg->limits.request_timeout_ms;
-    po->total_timeout_ms = cfg->limits.probe_timeout_ms;
-    po->capture_chain = 0;
-    po->rev = f->rev;
-    po->vcache = f->vcache;
-    po->rev_policy = pol;
-    pol->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
-    pol->dns_override_only = f->o.dns_override_only;
+    pl->popts.rev = f->rev;
+    pl->popts.vcache = f->vcache;
+    pl->popts.dns_override_only = f->o.dns_override_only;
+    pl->rev.dns_override_only = f->o.dns_override_only;
 }
 
 static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
@@ -439,14 +353,12 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
         return -1;
     }
     g->groups = fs_xcalloc(cfg->ngroups, sizeof(*g->groups));
-    const cfg_profile_t *refp = &cfg->profiles[cfg->ref_profile_idx];
     uint64_t n = 0;
     for (size_t i = 0; i < cfg->ngroups; i++) {
         fleet_group_t *gr = &g->groups[i];
         const cfg_group_t *c = &cfg->groups[i];
         gr->cfg = c;
-        gr->tls = find_ctx(g, i, c->trust_idx, &c->tls);
-        if (gr->tls == NULL && make_ctx(&gr->tls, cfg, c->trust_idx, &c->tls, err) < 0) {
+        if (policy_group_init(&gr->pl, cfg, i, find_ctx(g, i, c->trust_idx, &c->tls), err) < 0) {
             char e[256];
             snprintf(e, sizeof(e), "groups[%zu].trust: %s", i, err);
             fs_strlcpy(err, e, 256);
@@ -454,16 +366,7 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
             gen_unref(g);
             return -1;
         }
-        const cfg_profile_t *p = &cfg->profiles[c->profile_idx];
-        fleet_group_policy(cfg, c, &gr->pol);
-        view_key(&c->network, gr->view);
-        gr->pol.view = gr->view;
-        fs_strlcpy(gr->thumb, p->expect_thumbprint, sizeof(gr->thumb));
-        fill_probe_opts(f, cfg, &gr->popts, &p->u, gr->tls, gr->thumb, &gr->pol, c);
-        gr->http_vs_https =
-            strcmp(p->u.scheme, "http") == 0 && strcmp(refp->u.scheme, "https") == 0;
-        gr->profile_differs = strcmp(p->u.scheme, refp->u.scheme) != 0 ||
-                              p->u.port != refp->u.port || strcasecmp(p->u.host, refp->u.host) != 0;
+        runtime_opts(f, &gr->pl);
         for (uint32_t k = 0; k < c->count; k++)
             n += fleet_in_shard(cfg, c->name, k);
     }
@@ -488,39 +391,12 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
             e++;
         }
     }
-    /* The reference probe: the server's own binding, reference trust, default TLS. */
-    cfg_tls_t reftls = {.min_version = TLS1_VERSION, .max_version = TLS1_3_VERSION, .sni = true};
-    if (make_ctx(&g->ref_tls, cfg, cfg->ref_trust_idx, &reftls, err) < 0) {
+    if (policy_reference_init(&g->ref, cfg, err) < 0) {
         g->cfg = NULL;
         gen_unref(g);
         return -1;
     }
-    rev_policy_defaults(&g->ref_pol);
-    g->ref_pol.mode = REV_SOFT_FAIL;
-    g->ref_pol.scope = REV_SCOPE_CHAIN_EXCLUDE_ROOT;
-    g->ref_pol.aia_fetch = 1;
-    g->ref_pol.view = "reference";
-    fs_strlcpy(g->ref_thumb, refp->expect_thumbprint, sizeof(g->ref_thumb));
-    fill_probe_opts(f, cfg, &g->ref_opts, &refp->u, g->ref_tls, g->ref_thumb, &g->ref_pol, NULL);
-    /* The reference resolves like the first group using the reference profile, else like the
-     * first group whose DNS overrides name the reference host, else through the system. */
-    size_t view = SIZE_MAX;
-    for (size_t i = 0; i < cfg->ngroups && view == SIZE_MAX; i++)
-        if (cfg->groups[i].profile_idx == cfg->ref_profile_idx)
-            view = i;
-    for (size_t i = 0; i < cfg->ngroups && view == SIZE_MAX; i++)
-        if (fs_resolve_lookup(&cfg->groups[i].network.resolve, refp->u.host) != NULL)
-            view = i;
-    if (view != SIZE_MAX) {
-        const cfg_network_t *net = &cfg->groups[view].network;
-        g->ref_opts.resolve = &net->resolve;
-        g->ref_pol.resolve = &net->resolve;
-        g->ref_pol.proxy = net->proxy;
-        /* Same network view, same cache entries: the CRL server sees one fetch per URL per
-         * nextUpdate, not one for the fleet and one for the reference. */
-        g->ref_pol.view = g->groups[view].view;
-    }
-    g->ref_opts.capture_chain = 1;
+    runtime_opts(f, &g->ref);
     *out = g;
     return 0;
 }
@@ -686,25 +562,6 @@ static void render_reference(fleet_t *f, const probe_result_t *r)
     f->metrics_extra = m;
 }
 
-/* Whether a failure of a profile that differs from the reference binding is the profile's
- * fault (SPEC §4): it could not connect or handshake where the reference could, or it names
- * an FQDN the certificate does not cover. Validation failures past the handshake on another
- * port are that binding's own problem and keep their cause. */
-static int profile_explains(const fleet_gen_t *gen, const fleet_group_t *gr,
-                            const probe_result_t *r)
-{
-    if (!gr->profile_differs)
-        return 0;
-    const char *ph = fs_cause_info(r->cause)->phase;
-    if (strcmp(ph, "resolve") == 0 || strcmp(ph, "connect") == 0 || strcmp(ph, "tls") == 0)
-        return 1;
-    if (r->cause == FS_CAUSE_PROBE_TIMEOUT && r->failed_phase <= PROBE_PH_TLS)
-        return 1;
-    const fs_url_t *mine = &gen->cfg->profiles[gr->cfg->profile_idx].u;
-    const fs_url_t *ref = &gen->cfg->profiles[gen->cfg->ref_profile_idx].u;
-    return r->cause == FS_CAUSE_HOSTNAME_MISMATCH && strcasecmp(mine->host, ref->host) != 0;
-}
-
 static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
 {
     (void)p;
@@ -727,22 +584,11 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
         e->in_flight = 0;
         if (!r->cancelled) {
             fleet_group_t *gr = &gen->groups[e->group];
-            fs_cause_t cause = r->online ? FS_CAUSE_NONE : r->cause;
             char msg[sizeof(r->message)];
-            fs_strlcpy(msg, r->message, sizeof(msg));
-            if (gr->http_vs_https) {
-                cause = FS_CAUSE_PROFILE_MISMATCH;
-                snprintf(msg, sizeof(msg),
-                         "the profile URL %s speaks plain HTTP; the server's binding %s is HTTPS",
-                         gr->cfg ? gen->cfg->profiles[gr->cfg->profile_idx].url : "",
-                         gen->cfg->profiles[gen->cfg->ref_profile_idx].url);
-            } else if (cause != FS_CAUSE_NONE && f->ref_known && f->ref_ok &&
-                       profile_explains(gen, gr, r)) {
-                snprintf(msg, sizeof(msg), "%s (%s) while the reference binding %s answers",
-                         fs_cause_id(cause), r->message,
-                         gen->cfg->profiles[gen->cfg->ref_profile_idx].url);
-                cause = FS_CAUSE_PROFILE_MISMATCH;
-            }
+            policy_ref_t ref = !f->ref_known ? POLICY_REF_UNKNOWN
+                               : f->ref_ok   ? POLICY_REF_UP
+                                             : POLICY_REF_DOWN;
+            fs_cause_t cause = policy_verdict(&gr->pl, r, ref, msg, sizeof(msg));
             int state = cause == FS_CAUSE_NONE ? SNAP_ONLINE : SNAP_OFFLINE;
             int64_t now_s = r->started_at;
             counts_add(&gr->counts, e, -1);
@@ -823,17 +669,17 @@ static void start_job(fleet_t *f, uint32_t ep)
     const probe_opts_t *po;
     probe_opts_t local;
     if (ep == UINT32_MAX) {
-        po = &g->ref_opts;
+        po = &g->ref.popts;
         f->ref_in_flight = 1;
     } else {
         fleet_ep_t *e = &g->eps[ep];
         fleet_group_t *gr = &g->groups[e->group];
         e->in_flight = 1;
-        po = &gr->popts;
+        po = &gr->pl.popts;
         int64_t now_s = fs_wall_ms() / 1000;
         if (gr->want_capture || now_s - gr->detail_at >= FLEET_DETAIL_REFRESH_S) {
             /* capture the chain only when the group's detail is due: it costs allocations */
-            local = gr->popts;
+            local = gr->pl.popts;
             local.capture_chain = 1;
             po = &local;
             gr->detail_at = now_s;
@@ -880,7 +726,7 @@ static void on_tick(uv_timer_t *t)
     while (f->in_flight < lim->max_in_flight && g->nheap > 0 &&
            g->eps[g->heap[0]].next_due <= (int64_t)now && f->tokens >= 1.0) {
         uint32_t ep = heap_pop(g);
-        if (!f->ref_known && g->groups[g->eps[ep].group].profile_differs) {
+        if (!f->ref_known && g->groups[g->eps[ep].group].pl.profile_differs) {
             g->eps[ep].next_due = (int64_t)now + 100;
             heap_push(g, ep);
             continue;

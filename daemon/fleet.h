@@ -36,10 +36,6 @@ void fleet_publish(fleet_t *f);
 void fleet_stop(fleet_t *f, void (*done)(void *arg), void *arg);
 const cfg_t *fleet_cfg(const fleet_t *f);
 
-/* The revocation policy of group g (mode, scope, AIA, budgets, caps, DNS view, proxy); the
- * cache view key and dns_override_only are the caller's to set. */
-void fleet_group_policy(const cfg_t *cfg, const cfg_group_t *g, rev_policy_t *p);
-
 /* Stable hash of an endpoint id, for sharding: shard = hash % n. */
 uint32_t fleet_id_hash(const char *id);
 /* 1 when endpoint k of group belongs to cfg's shard (always 1 unsharded). */

@@ -2,7 +2,7 @@
  * is not bound yet? Trust, chain, dates at the endpoint's clock, hostname, and the
  * reachability of its CDP URLs, on a private loop so it can run on any thread. */
 #include "daemon/preflight.h"
-#include "daemon/fleet.h"
+#include "daemon/policy.h"
 #include "probes/chain.h"
 #include "probes/report.h"
 #include "probes/revoke.h"
@@ -119,7 +119,7 @@ int preflight_run(const cfg_t *cfg, const char *pem, size_t len, int dns_overrid
             snprintf(err, 256, "verification failed: %s", pg->v.message);
             goto out_rev;
         }
-        fleet_group_policy(cfg, g, &pg->pol);
+        policy_revocation(cfg, g, &pg->pol);
         pg->pol.view = g->name; /* a private cache: one context per call */
         pg->pol.dns_override_only = dns_override_only;
         if (pg->v.cause == FS_CAUSE_NONE && pg->pol.mode != REV_OFF && pg->v.built != NULL) {
