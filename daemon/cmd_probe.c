@@ -1,6 +1,8 @@
 /* cmd_probe.c - `fleetscan probe URL`: one endpoint's diagnosis, printed like
  * `certutil -verify -urlfetch` (or as one JSON object with --json). */
 #include "daemon/cli.h"
+#include "daemon/config.h"
+#include "daemon/policy.h"
 #include "probes/chain.h"
 #include "probes/probe.h"
 #include "probes/report.h"
@@ -11,13 +13,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <openssl/x509.h>
 
 static void probe_usage(FILE *f)
 {
     fprintf(
         f,
         "usage: fleetscan probe URL [options]\n"
+        "       fleetscan probe -c FILE --group NAME [URL] [--json]\n"
         "  URL                       https://host[:port][/path] (a path also sends GET path)\n"
+        "  -c, --config FILE         probe exactly as this configuration's group does (its\n"
+        "  --group NAME                profile, trust, TLS, revocation, clock, network); URL\n"
+        "                              replaces the profile's URL\n"
+        "Without -c the probe uses the daemon's defaults (docs/CONFIG.md), changed by:\n"
         "  --ca FILE                 trusted roots (PEM); default: the system's roots\n"
         "  --ca-dir DIR              trusted roots directory (hashed, like /etc/ssl/certs)\n"
         "  --intermediates FILE      intermediates the endpoint already holds (PEM)\n"
@@ -33,13 +43,15 @@ static void probe_usage(FILE *f)
         "  --revocation MODE         strict | soft_fail | off (default strict)\n"
         "  --revocation-scope S      leaf | chain | chain_exclude_root (default "
         "chain_exclude_root)\n"
-        "  --aia-fetch               fetch a missing issuer from the AIA caIssuers URL\n"
+        "  --no-aia-fetch            do not fetch a missing issuer from AIA (default: fetch,\n"
+        "                              as Windows does; --aia-fetch is accepted)\n"
         "  --proxy URL               HTTP proxy for CRL/AIA retrieval\n"
         "  --url-timeout MS          per-URL retrieval timeout (default 15000)\n"
         "  --max-crl-bytes N         size cap of a CRL/AIA body (default 16777216)\n"
         "  --dns-override-only       never query the system resolver (names must be in --resolve)\n"
         "  --json                    print one JSON object instead of the report\n"
-        "exit status: 0 online, 1 offline, 2 usage error\n");
+        "A plain http:// URL is judged against the host's HTTPS binding: profile_mismatch.\n"
+        "exit status: 0 online, 1 offline, 2 usage or configuration error\n");
 }
 
 int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **value)
@@ -76,32 +88,155 @@ int cli_parse_int(const char *opt, const char *s, long long min, long long max, 
     return 0;
 }
 
+/* ---- the CLI's options as a configuration: one group of one endpoint ---------------------- */
+
+static cJSON *obj(cJSON *parent, const char *key)
+{
+    cJSON *o = cJSON_GetObjectItem(parent, key);
+    return o ? o : cJSON_AddObjectToObject(parent, key);
+}
+
+/* Where each option goes in the configuration document (NULL: handled elsewhere). */
+typedef struct opt_key_s {
+    const char *opt;
+    const char *section; /* "" top level, "group", "group.tls", ... */
+    const char *key;
+    int kind; /* 's' string, 'i' integer, 'v' TLS version, 'b' bool false (flag) */
+} opt_key_t;
+
+static const opt_key_t opt_keys[] = {
+    {"--ca", "trust", "ca_file", 's'},
+    {"--ca-dir", "trust", "ca_dir", 's'},
+    {"--intermediates", "trust", "intermediates_file", 's'},
+    {"--tls-min", "group.tls", "min_version", 'v'},
+    {"--tls-max", "group.tls", "max_version", 'v'},
+    {"--ciphers", "group.tls", "ciphers", 's'},
+    {"--ciphersuites", "group.tls", "ciphersuites", 's'},
+    {"--clock-skew", "group", "clock_skew_s", 'i'},
+    {"--expect-thumbprint", "profile", "expect_thumbprint", 's'},
+    {"--expiring-days", "", "expiring_soon_days", 'i'},
+    {"--timeout", "limits", "probe_timeout_ms", 'i'},
+    {"--revocation", "group.revocation", "mode", 's'},
+    {"--revocation-scope", "group.revocation", "scope", 's'},
+    {"--proxy", "group.network", "proxy", 's'},
+    {"--url-timeout", "group.revocation", "url_timeout_ms", 'i'},
+    {"--max-crl-bytes", "group.revocation", "max_crl_bytes", 'i'},
+};
+
+typedef struct cli_doc_s {
+    cJSON *root, *trust, *profile, *group;
+} cli_doc_t;
+
+static cJSON *section(cli_doc_t *d, const char *name)
+{
+    if (strcmp(name, "") == 0)
+        return d->root;
+    if (strcmp(name, "trust") == 0)
+        return d->trust;
+    if (strcmp(name, "profile") == 0)
+        return d->profile;
+    if (strcmp(name, "limits") == 0)
+        return obj(d->root, "limits");
+    if (strcmp(name, "group") == 0)
+        return d->group;
+    return obj(d->group, name + strlen("group."));
+}
+
+/* Which CLI option a configuration error is about, for the message. */
+static const char *option_for(const char *err)
+{
+    static const struct {
+        const char *path, *opt;
+    } map[] = {{"trust_stores.cli.ca_file", "--ca"},
+               {"trust_stores.cli.ca_dir", "--ca-dir"},
+               {"trust_stores.cli.intermediates_file", "--intermediates"},
+               {"groups[0].tls.ciphersuites", "--ciphersuites"},
+               {"groups[0].tls.ciphers", "--ciphers"},
+               {"groups[0].tls", "--tls-min/--tls-max"},
+               {"groups[0].network.resolve", "--resolve"},
+               {"groups[0].network.proxy", "--proxy"},
+               {"groups[0].revocation", "--revocation options"},
+               {"profiles.probe.url", "URL"},
+               {"profiles.probe.expect_thumbprint", "--expect-thumbprint"},
+               {"limits", "--timeout"}};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(map); i++)
+        if (strncmp(err, map[i].path, strlen(map[i].path)) == 0)
+            return map[i].opt;
+    return NULL;
+}
+
+/* The configuration `fleetscan probe URL [options]` stands for: the daemon's defaults, the
+ * options given, the system's roots when no --ca/--ca-dir. A plain http:// URL belongs to the
+ * HTTPS binding of the same host (what an ITMS agent must talk to), so it is judged
+ * profile_mismatch exactly as a daemon group with that profile. */
+static int bare_config(cfg_t **out, cli_doc_t *d, const char *url, const fs_url_t *u, char err[256])
+{
+    if (cJSON_GetObjectItem(d->trust, "ca_file") == NULL &&
+        cJSON_GetObjectItem(d->trust, "ca_dir") == NULL) {
+        const char *file = X509_get_default_cert_file(), *dir = X509_get_default_cert_dir();
+        if (access(file, R_OK) == 0)
+            cJSON_AddStringToObject(d->trust, "ca_file", file);
+        else
+            cJSON_AddStringToObject(d->trust, "ca_dir", dir);
+    }
+    cJSON_AddStringToObject(d->profile, "url", url);
+    cJSON *ref = cJSON_AddObjectToObject(d->root, "reference");
+    cJSON_AddStringToObject(ref, "trust", "cli");
+    if (strcmp(u->scheme, "http") == 0) {
+        char b[600];
+        int v6 = strchr(u->host, ':') != NULL;
+        snprintf(b, sizeof(b), v6 ? "https://[%s]/" : "https://%s/", u->host);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(obj(d->root, "profiles"), "binding"), "url",
+                                b);
+        cJSON_AddStringToObject(ref, "profile", "binding");
+    } else {
+        cJSON_AddStringToObject(ref, "profile", "probe");
+    }
+    char *json = cJSON_PrintUnformatted(d->root);
+    int rc = cfg_parse(out, json, strlen(json), NULL, err);
+    free(json);
+    if (rc < 0) {
+        const char *o = option_for(err);
+        if (o != NULL) {
+            char e[256];
+            snprintf(e, sizeof(e), "%s: %s", o, err);
+            fs_strlcpy(err, e, 256);
+        }
+    }
+    return rc;
+}
+
+/* ---- running it ---------------------------------------------------------------------------- */
+
 typedef struct probe_run_s {
-    probe_result_t *out;
-    int done;
-    const char *url;
-    int json;
-    int status;
     uv_loop_t *loop;
+    int pending;
+    int ref_done, ref_online;
+    probe_result_t ref; /* the reference's cause and message (no chain kept) */
+    int have_result;
+    probe_result_t result; /* the group's probe, its chain moved here */
 } probe_run_t;
 
-static void on_probe(probe_t *p, probe_result_t *r, void *arg)
+static void on_group_probe(probe_t *p, probe_result_t *r, void *arg)
 {
     (void)p;
     probe_run_t *run = arg;
-    run->done = 1;
-    run->status = r->online ? 0 : 1;
-    if (run->json) {
-        cJSON *o = report_result_json(r, run->url);
-        char *s = cJSON_Print(o);
-        puts(s);
-        free(s);
-        cJSON_Delete(o);
-    } else {
-        report_result_text(stdout, r, run->url);
-    }
-    fflush(stdout);
-    uv_stop(run->loop); /* the retrieval context may keep handles open: stop explicitly */
+    run->result = *r;
+    memset(&r->chain, 0, sizeof(r->chain)); /* ownership moves to run->result */
+    r->rev = NULL;
+    run->have_result = 1;
+    if (--run->pending == 0)
+        uv_stop(run->loop); /* the retrieval context may keep handles open: stop explicitly */
+}
+
+static void on_ref_probe(probe_t *p, probe_result_t *r, void *arg)
+{
+    (void)p;
+    probe_run_t *run = arg;
+    run->ref_done = 1;
+    run->ref_online = r->online;
+    if (--run->pending == 0)
+        uv_stop(run->loop);
 }
 
 static void on_rev_closed(void *arg)
@@ -109,183 +244,162 @@ static void on_rev_closed(void *arg)
     (void)arg;
 }
 
+static int find_group(const cfg_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->ngroups; i++)
+        if (strcmp(cfg->groups[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
 int cmd_probe(int argc, char **argv)
 {
-    const char *url = NULL, *v;
-    tlsc_ctx_opts_t topts = {0};
-    probe_opts_t popts;
-    rev_policy_t rpol;
-    fs_resolve_t resolve = {0};
+    const char *url = NULL, *cfg_path = NULL, *group = NULL, *v, *other_opt = NULL;
     fs_url_t u;
-    char err[256], thumb[65];
-    int json = 0, rc = 2, r;
+    char err[256];
+    int json = 0, rc = 2, r, dns_override_only = 0;
     long long n;
-    tlsc_ctx_t *tls = NULL;
+    cfg_t *cfg = NULL;
     rev_ctx_t *rev = NULL;
     uv_loop_t loop;
-    int loop_inited = 0;
+    int loop_inited = 0, pl_inited = 0, ref_inited = 0;
+    policy_t pl, ref;
+    cfg_profile_t cli_profile;
+    probe_run_t run = {0};
+    cli_doc_t d;
+    d.root = cJSON_CreateObject();
+    d.trust = cJSON_AddObjectToObject(cJSON_AddObjectToObject(d.root, "trust_stores"), "cli");
+    d.profile = cJSON_AddObjectToObject(cJSON_AddObjectToObject(d.root, "profiles"), "probe");
+    cJSON *groups = cJSON_AddArrayToObject(d.root, "groups");
+    d.group = cJSON_CreateObject();
+    cJSON_AddItemToArray(groups, d.group);
+    cJSON_AddStringToObject(d.group, "name", "probe");
+    cJSON_AddNumberToObject(d.group, "count", 1);
+    cJSON_AddStringToObject(d.group, "profile", "probe");
+    cJSON_AddStringToObject(d.group, "trust", "cli");
 
-    probe_opts_defaults(&popts);
-    rev_policy_defaults(&rpol);
-    rpol.mode = REV_STRICT; /* Schannel's behaviour for agents: an offline CRL fails trust */
-    rpol.aia_fetch = 0;
-    topts.min_version = TLS1_2_VERSION;
-    topts.max_version = TLS1_3_VERSION;
-
-#define OPT(name) ((r = cli_opt_value(argc, argv, &i, name, &v)) != 0)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        size_t k;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             probe_usage(stdout);
             rc = 0;
             goto out;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
-        } else if (strcmp(a, "--no-sni") == 0) {
-            popts.sni = 0;
-        } else if (strcmp(a, "--aia-fetch") == 0) {
-            rpol.aia_fetch = 1;
+            continue;
         } else if (strcmp(a, "--dns-override-only") == 0) {
-            popts.dns_override_only = 1;
-            rpol.dns_override_only = 1;
-        } else if (OPT("--ca")) {
+            dns_override_only = 1;
+            continue;
+        } else if (strcmp(a, "--no-sni") == 0) {
+            cJSON_AddFalseToObject(obj(d.group, "tls"), "sni");
+        } else if (strcmp(a, "--aia-fetch") == 0 || strcmp(a, "--no-aia-fetch") == 0) {
+            cJSON_DeleteItemFromObject(obj(d.group, "revocation"), "aia_fetch");
+            cJSON_AddBoolToObject(obj(d.group, "revocation"), "aia_fetch", a[2] == 'a');
+        } else if ((r = cli_opt_value(argc, argv, &i, "-c", &v)) != 0 ||
+                   (r = cli_opt_value(argc, argv, &i, "--config", &v)) != 0) {
             if (r < 0)
                 goto out;
-            topts.ca_file = v;
-        } else if (OPT("--ca-dir")) {
+            cfg_path = v;
+            continue;
+        } else if ((r = cli_opt_value(argc, argv, &i, "--group", &v)) != 0) {
             if (r < 0)
                 goto out;
-            topts.ca_dir = v;
-        } else if (OPT("--intermediates")) {
+            group = v;
+            continue;
+        } else if ((r = cli_opt_value(argc, argv, &i, "--resolve", &v)) != 0) {
             if (r < 0)
                 goto out;
-            topts.intermediates_file = v;
-        } else if (OPT("--resolve")) {
-            if (r < 0)
-                goto out;
-            if (fs_resolve_add_spec(&resolve, v, err) < 0) {
-                fprintf(stderr, "fleetscan: %s\n", err);
+            const char *colon = strchr(v, ':');
+            if (colon == NULL || colon == v || colon[1] == '\0') {
+                fprintf(stderr, "fleetscan: --resolve: \"%s\" is not NAME:ADDR\n", v);
                 goto out;
             }
-        } else if (OPT("--tls-min") || OPT("--tls-max")) {
-            if (r < 0)
-                goto out;
-            int ver = tlsc_version_parse(v);
-            if (ver == 0) {
-                fprintf(stderr, "fleetscan: %s: \"%s\" is not one of 1.0, 1.1, 1.2, 1.3\n", a, v);
-                goto out;
-            }
-            if (strncmp(a, "--tls-min", 9) == 0)
-                topts.min_version = ver;
-            else
-                topts.max_version = ver;
-        } else if (OPT("--ciphers")) {
-            if (r < 0)
-                goto out;
-            topts.ciphers = v;
-        } else if (OPT("--ciphersuites")) {
-            if (r < 0)
-                goto out;
-            topts.ciphersuites = v;
-        } else if (OPT("--clock-skew")) {
-            if (r < 0 || cli_parse_int("--clock-skew", v, -3153600000LL, 3153600000LL, &n) < 0)
-                goto out;
-            popts.clock_skew_s = n;
-        } else if (OPT("--expect-thumbprint")) {
-            if (r < 0)
-                goto out;
-            if (chain_normalise_thumbprint(v, thumb) < 0) {
-                fprintf(stderr,
-                        "fleetscan: --expect-thumbprint: \"%s\" is not a SHA-1 (40 hex) "
-                        "or SHA-256 (64 hex) thumbprint\n",
-                        v);
-                goto out;
-            }
-            popts.expect_thumbprint = thumb;
-        } else if (OPT("--expiring-days")) {
-            if (r < 0 || cli_parse_int("--expiring-days", v, 0, 3650, &n) < 0)
-                goto out;
-            popts.expiring_soon_s = n * 86400;
-        } else if (OPT("--timeout")) {
-            if (r < 0 || cli_parse_int("--timeout", v, 1, 3600000, &n) < 0)
-                goto out;
-            popts.total_timeout_ms = (uint32_t)n;
-        } else if (OPT("--revocation-scope")) {
-            if (r < 0)
-                goto out;
-            if (strcmp(v, "leaf") == 0)
-                rpol.scope = REV_SCOPE_LEAF;
-            else if (strcmp(v, "chain") == 0)
-                rpol.scope = REV_SCOPE_CHAIN;
-            else if (strcmp(v, "chain_exclude_root") == 0)
-                rpol.scope = REV_SCOPE_CHAIN_EXCLUDE_ROOT;
-            else {
-                fprintf(stderr,
-                        "fleetscan: --revocation-scope: \"%s\" is not leaf, chain or "
-                        "chain_exclude_root\n",
-                        v);
-                goto out;
-            }
-        } else if (OPT("--revocation")) {
-            if (r < 0)
-                goto out;
-            if (strcmp(v, "strict") == 0)
-                rpol.mode = REV_STRICT;
-            else if (strcmp(v, "soft_fail") == 0)
-                rpol.mode = REV_SOFT_FAIL;
-            else if (strcmp(v, "off") == 0)
-                rpol.mode = REV_OFF;
-            else {
-                fprintf(stderr, "fleetscan: --revocation: \"%s\" is not strict, soft_fail or off\n",
-                        v);
-                goto out;
-            }
-        } else if (OPT("--proxy")) {
-            if (r < 0)
-                goto out;
-            fs_url_t pu;
-            if (fs_url_parse(&pu, v, err) < 0 || strcmp(pu.scheme, "http") != 0) {
-                fprintf(stderr, "fleetscan: --proxy: \"%s\" is not an http://host:port URL\n", v);
-                goto out;
-            }
-            rpol.proxy = v;
-        } else if (OPT("--url-timeout")) {
-            if (r < 0 || cli_parse_int("--url-timeout", v, 1, 600000, &n) < 0)
-                goto out;
-            rpol.url_timeout_ms = (uint32_t)n;
-        } else if (OPT("--max-crl-bytes")) {
-            if (r < 0 || cli_parse_int("--max-crl-bytes", v, 1024, 1LL << 31, &n) < 0)
-                goto out;
-            rpol.max_bytes = (size_t)n;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr,
-                    "fleetscan: probe: unknown option \"%s\" (see fleetscan probe --help)\n", a);
-            goto out;
-        } else if (url == NULL) {
-            url = a;
+            char name[256];
+            snprintf(name, sizeof(name), "%.*s", (int)(colon - v), v);
+            cJSON *res = obj(obj(d.group, "network"), "resolve");
+            cJSON_DeleteItemFromObject(res, name);
+            cJSON_AddStringToObject(res, name, colon + 1);
         } else {
-            fprintf(stderr, "fleetscan: probe: unexpected argument \"%s\"\n", a);
-            goto out;
+            for (k = 0; k < FS_ARRAY_SIZE(opt_keys); k++)
+                if ((r = cli_opt_value(argc, argv, &i, opt_keys[k].opt, &v)) != 0)
+                    break;
+            if (k < FS_ARRAY_SIZE(opt_keys)) {
+                const opt_key_t *ok = &opt_keys[k];
+                if (r < 0)
+                    goto out;
+                cJSON *sec = section(&d, ok->section);
+                cJSON_DeleteItemFromObject(sec, ok->key);
+                if (ok->kind == 'i') {
+                    if (cli_parse_int(ok->opt, v, -3153600000LL, 3153600000LL, &n) < 0)
+                        goto out;
+                    cJSON_AddNumberToObject(sec, ok->key, (double)n);
+                } else if (ok->kind == 'v' && tlsc_version_parse(v) == 0) {
+                    fprintf(stderr, "fleetscan: %s: \"%s\" is not one of 1.0, 1.1, 1.2, 1.3\n",
+                            ok->opt, v);
+                    goto out;
+                } else {
+                    cJSON_AddStringToObject(sec, ok->key, v);
+                }
+            } else if (a[0] == '-' && a[1] != '\0') {
+                fprintf(stderr,
+                        "fleetscan: probe: unknown option \"%s\" (see fleetscan probe --help)\n",
+                        a);
+                goto out;
+            } else if (url == NULL) {
+                url = a;
+                continue;
+            } else {
+                fprintf(stderr, "fleetscan: probe: unexpected argument \"%s\"\n", a);
+                goto out;
+            }
         }
+        other_opt = a;
     }
-#undef OPT
-    if (url == NULL) {
+    if ((cfg_path == NULL) != (group == NULL)) {
+        fprintf(stderr, "fleetscan: probe: -c FILE and --group NAME go together\n");
+        goto out;
+    }
+    if (cfg_path != NULL && other_opt != NULL) {
+        fprintf(stderr,
+                "fleetscan: probe: %s cannot be combined with -c: the group's configuration "
+                "decides how it probes\n",
+                other_opt);
+        goto out;
+    }
+    if (url == NULL && cfg_path == NULL) {
         fprintf(stderr, "fleetscan: probe: missing URL\n");
         probe_usage(stderr);
         goto out;
     }
-    if (fs_url_parse(&u, url, err) < 0) {
+    if (url != NULL && fs_url_parse(&u, url, err) < 0) {
         fprintf(stderr, "fleetscan: probe: %s\n", err);
         goto out;
     }
-    if (topts.min_version > topts.max_version) {
-        fprintf(stderr, "fleetscan: probe: --tls-min is above --tls-max\n");
-        goto out;
-    }
-    topts.default_paths = topts.ca_file == NULL && topts.ca_dir == NULL;
-    if (tlsc_ctx_new(&tls, &topts, err) < 0) {
+    int gi = 0;
+    if (cfg_path != NULL) {
+        if (cfg_load(&cfg, cfg_path, err) < 0) {
+            fprintf(stderr, "fleetscan: %s: %s\n", cfg_path, err);
+            goto out;
+        }
+        if ((gi = find_group(cfg, group)) < 0) {
+            fprintf(stderr, "fleetscan: probe: %s has no group \"%s\"\n", cfg_path, group);
+            goto out;
+        }
+    } else if (bare_config(&cfg, &d, url, &u, err) < 0) {
         fprintf(stderr, "fleetscan: probe: %s\n", err);
         goto out;
+    }
+    if (policy_group_init(&pl, cfg, (size_t)gi, NULL, err) < 0) {
+        fprintf(stderr, "fleetscan: probe: %s\n", err);
+        goto out;
+    }
+    pl_inited = 1;
+    if (cfg_path != NULL && url != NULL) { /* the group's settings against another URL */
+        cli_profile = *pl.profile;
+        cli_profile.url = (char *)url;
+        cli_profile.u = u;
+        policy_set_profile(&pl, &cli_profile);
     }
     if (uv_loop_init(&loop) != 0) {
         fprintf(stderr, "fleetscan: probe: cannot create the event loop\n");
@@ -296,21 +410,63 @@ int cmd_probe(int argc, char **argv)
         fprintf(stderr, "fleetscan: probe: cannot create the retrieval context\n");
         goto out;
     }
-    rpol.resolve = &resolve;
-    rpol.view = "cli";
-    popts.url = &u;
-    popts.tls = tls;
-    popts.resolve = &resolve;
-    popts.rev = rev;
-    popts.rev_policy = &rpol;
-    probe_run_t run = {.url = url, .json = json, .status = 1, .loop = &loop};
-    int src = probe_start(NULL, &loop, &popts, on_probe, &run);
+    pl.popts.rev = rev;
+    pl.popts.capture_chain = 1;
+    pl.popts.dns_override_only = pl.rev.dns_override_only = dns_override_only;
+    run.loop = &loop;
+    int src = probe_start(NULL, &loop, &pl.popts, on_group_probe, &run);
     if (src < 0) {
         fprintf(stderr, "fleetscan: probe: %s\n", uv_strerror(src));
         goto out;
     }
+    run.pending++;
+    /* A profile that differs from the server's binding is judged against that binding's own
+     * answer (SPEC §4.1), so the binding is probed too, at the same time. */
+    if (pl.profile_differs && !pl.http_vs_https) {
+        if (policy_reference_init(&ref, cfg, err) < 0) {
+            fprintf(stderr, "fleetscan: probe: %s\n", err);
+            goto out;
+        }
+        ref_inited = 1;
+        ref.popts.rev = rev;
+        ref.popts.capture_chain = 0;
+        ref.popts.dns_override_only = ref.rev.dns_override_only = dns_override_only;
+        if (probe_start(NULL, &loop, &ref.popts, on_ref_probe, &run) == 0)
+            run.pending++;
+    }
     uv_run(&loop, UV_RUN_DEFAULT);
-    rc = run.done ? run.status : 1;
+    if (!run.have_result)
+        goto out;
+    probe_result_t *res = &run.result;
+    char msg[sizeof(res->message)];
+    policy_ref_t rs = !run.ref_done    ? POLICY_REF_UNKNOWN
+                      : run.ref_online ? POLICY_REF_UP
+                                       : POLICY_REF_DOWN;
+    fs_cause_t cause = policy_verdict(&pl, res, rs, msg, sizeof(msg));
+    res->cause = cause;
+    res->online = cause == FS_CAUSE_NONE;
+    fs_strlcpy(res->message, msg, sizeof(res->message));
+    const char *shown = pl.profile->url;
+    if (json) {
+        cJSON *o = report_result_json(res, shown);
+        if (cfg_path != NULL)
+            cJSON_AddStringToObject(o, "group", cfg->groups[gi].name);
+        if (run.ref_done)
+            cJSON_AddStringToObject(o, "reference", run.ref_online ? "up" : "down");
+        char *s = cJSON_Print(o);
+        puts(s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        if (cfg_path != NULL)
+            printf("Group %s of %s (%s)\n", cfg->groups[gi].name, cfg_path, shown);
+        report_result_text(stdout, res, shown);
+        if (run.ref_done)
+            printf("Reference binding %s: %s\n", pl.ref->url, run.ref_online ? "up" : "down");
+    }
+    fflush(stdout);
+    rc = res->online ? 0 : 1;
+    probe_result_free(res);
 out:
     if (rev != NULL)
         rev_ctx_close(rev, on_rev_closed, NULL);
@@ -319,7 +475,11 @@ out:
         if (uv_loop_close(&loop) != 0)
             fprintf(stderr, "fleetscan: warning: event loop closed with open handles\n");
     }
-    tlsc_ctx_unref(tls);
-    fs_resolve_free(&resolve);
+    if (pl_inited)
+        policy_free(&pl);
+    if (ref_inited)
+        policy_free(&ref);
+    cfg_free(cfg);
+    cJSON_Delete(d.root);
     return rc;
 }

@@ -156,6 +156,13 @@ int policy_reference_init(policy_t *pl, const cfg_t *cfg, char err[256])
     return 0;
 }
 
+void policy_set_profile(policy_t *pl, const cfg_profile_t *p)
+{
+    pl->profile = p;
+    pl->popts.url = &p->u;
+    compare_with_binding(pl);
+}
+
 void policy_free(policy_t *pl)
 {
     tlsc_ctx_unref(pl->tls);

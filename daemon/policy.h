@@ -42,6 +42,8 @@ int policy_group_init(policy_t *pl, const cfg_t *cfg, size_t gi, tlsc_ctx_t *sha
  * that group's cache view, so the CRL server sees one fetch per URL, not two. Captures the
  * chain. Returns 0, or -1 with err. */
 int policy_reference_init(policy_t *pl, const cfg_t *cfg, char err[256]);
+/* Points pl at another profile (borrowed, must outlive pl): `fleetscan probe -c --group URL`. */
+void policy_set_profile(policy_t *pl, const cfg_profile_t *p);
 void policy_free(policy_t *pl);
 
 /* What the reference probe last said: unknown until it has answered once. */

@@ -107,10 +107,27 @@ static int has_warning(cJSON *j, const char *w)
     return 0;
 }
 
+static cJSON *probe_url(const char *url, const char *extra, int want_exit)
+{
+    char args[2048], *out;
+    snprintf(args, sizeof(args),
+             "probe %s --json --ca %s --resolve %s:127.0.0.1 --dns-override-only %s", url, root,
+             LAB_HOST, extra ? extra : "");
+    int rc = run(args, &out);
+    if (rc != want_exit)
+        fprintf(stderr, "exit %d for %s: %s %s\n", rc, args, out, err_output());
+    ASSERT_EQ(rc, want_exit);
+    cJSON *j = cJSON_Parse(out);
+    ASSERT(j != NULL);
+    free(out);
+    return j;
+}
+
 static void test_causes(void)
 {
     expect_cause(LAB_SC_GOOD, NULL, NULL);
-    expect_cause(LAB_SC_LEAF_ONLY, "--revocation off", "missing_intermediate");
+    /* AIA fetching is on by default, as in the daemon's groups and on Windows. */
+    expect_cause(LAB_SC_LEAF_ONLY, "--revocation off --no-aia-fetch", "missing_intermediate");
     expect_cause(LAB_SC_ROGUE, NULL, "untrusted_ca");
     expect_cause(LAB_SC_EXPIRED, NULL, "cert_expired");
     expect_cause(LAB_SC_NOTYET, NULL, "cert_not_yet_valid");
@@ -142,25 +159,16 @@ static void test_causes(void)
     ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "http_error");
     ASSERT_EQ(cJSON_GetObjectItem(j, "http_status")->valueint, 500);
     cJSON_Delete(j);
-    j = probe_json(LAB_SC_LEAF_ONLY, NULL, "--aia-fetch", 0);
+    j = probe_json(LAB_SC_LEAF_ONLY, NULL, NULL, 0);
     ASSERT(has_warning(j, "aia_fetch_required"));
     cJSON_Delete(j);
-}
-
-static cJSON *probe_url(const char *url, const char *extra, int want_exit)
-{
-    char args[2048], *out;
-    snprintf(args, sizeof(args),
-             "probe %s --json --ca %s --resolve %s:127.0.0.1 --dns-override-only %s", url, root,
-             LAB_HOST, extra ? extra : "");
-    int rc = run(args, &out);
-    if (rc != want_exit)
-        fprintf(stderr, "exit %d for %s: %s %s\n", rc, args, out, err_output());
-    ASSERT_EQ(rc, want_exit);
-    cJSON *j = cJSON_Parse(out);
-    ASSERT(j != NULL);
-    free(out);
-    return j;
+    /* A plain-HTTP agent URL answered in the clear is the daemon's profile_mismatch too. */
+    char url[256];
+    snprintf(url, sizeof(url), "http://%s:%d/agent", LAB_HOST, lab_port(&lab, LAB_SC_PLAIN_HTTP));
+    j = probe_url(url, NULL, 1);
+    ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "profile_mismatch");
+    ASSERT(strstr(cJSON_GetObjectItem(j, "message")->valuestring, "plain HTTP") != NULL);
+    cJSON_Delete(j);
 }
 
 static void expect_url_cause(const char *url, const char *extra, const char *cause)
