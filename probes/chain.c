@@ -361,18 +361,24 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
         fs_strlcpy(iss, is, sizeof(iss));
         free(is);
         v->issuer_missing_depth = d;
-        /* The chain stops at a certificate whose issuer nobody supplied. If it stops at the
-         * leaf, the server did not send its intermediate; if it stops at a CA the server did
-         * send, the root above it is what the endpoint lacks. */
+        /* The chain stops at a certificate whose issuer nobody supplied (not sent, not in the
+         * endpoint's stores, not fetched through AIA). Whether that issuer is an intermediate
+         * (the server must send it) or a root (the endpoints must trust it) only the issuer
+         * itself can tell: AIA is asked for it first (probe.c), so reaching here means the data
+         * cannot tell, and the message names both sides. Under a leaf the server most likely
+         * omitted its intermediate; under a CA it sent, most likely the root is missing. */
         if (X509_check_ca(x) > 0) {
             v->cause = FS_CAUSE_UNTRUSTED_CA;
             snprintf(v->message, sizeof(v->message),
-                     "issuing CA \"%s\" is not in the endpoint's trusted roots", iss);
+                     "issuer \"%s\" of CA \"%s\" is not in the endpoint's trusted roots (if it is "
+                     "an intermediate rather than a root, the server must send it)",
+                     iss, cert_subject_cn(x, who, sizeof(who)));
         } else {
             v->cause = FS_CAUSE_MISSING_INTERMEDIATE;
             snprintf(v->message, sizeof(v->message),
                      "issuer \"%s\" of \"%s\" was not sent by the server and is not in the "
-                     "endpoint's store",
+                     "endpoint's store (if it is a root rather than an intermediate, the endpoint "
+                     "lacks that root)",
                      iss, cert_subject_cn(x, who, sizeof(who)));
         }
     } else if (v->cause == FS_CAUSE_NONE && seen.untrusted_root) {

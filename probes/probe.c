@@ -668,8 +668,10 @@ static void start_verify(probe_t *p)
     }
     p->r.warnings |= p->verdict.warnings;
     p->r.chain_not_after = p->verdict.not_after_min;
-    if (p->verdict.cause == FS_CAUSE_MISSING_INTERMEDIATE && p->o.rev != NULL &&
-        p->o.rev_policy != NULL && p->o.rev_policy->aia_fetch && !p->aia_tried) {
+    /* An issuer nobody supplied: ask AIA for it before deciding which side must act, as
+     * CryptoAPI does (a fetched root makes the chain complete up to an untrusted root). */
+    if (p->verdict.issuer_missing_depth >= 0 && p->o.rev != NULL && p->o.rev_policy != NULL &&
+        p->o.rev_policy->aia_fetch && !p->aia_tried) {
         p->aia_tried = 1;
         X509 *x = sk_X509_value(p->verdict.built, p->verdict.issuer_missing_depth);
         const rev_policy_t *pol = retrieval_policy(p);

@@ -287,6 +287,51 @@ static void on_rev_closed(void *arg)
     *(int *)arg = 1;
 }
 
+/* SPEC §4.3: the side that must act. A leaf issued directly by a root the endpoint lacks, with
+ * that root reachable through AIA, is an untrusted root (the endpoints must import it), not a
+ * missing intermediate (the server would have nothing to send). Without AIA the data cannot
+ * tell them apart, and the message says so. */
+static void test_chain_diagnosis(void)
+{
+    char err[256], url[256], aia[256], path[600];
+    snprintf(aia, sizeof(aia), "http://%s:%d/root.der", LAB_CRL_HOST, lab_http_port(lab.http));
+    const char *sans[] = {LAB_HOST, NULL};
+    lab_cert_opts_t co = {.cn = LAB_HOST, .dns_sans = sans, .aia_url = aia};
+    lab_cert_t leaf = {0};
+    ASSERT(lab_cert_issue(&leaf, &co, &lab.pki.root, err) == 0);
+    lab_tls_opts_t so = {.mode = LAB_TLS_SERVE, .cert = leaf.cert, .key = leaf.key};
+    lab_tls_t *srv = lab_tls_start(&so, err);
+    ASSERT(srv != NULL);
+    tlsc_ctx_t *legacy_only;
+    tlsc_ctx_opts_t o = {.ca_file = lab_file(&lab, "old-root.pem", path, sizeof(path)),
+                         .min_version = TLS1_2_VERSION};
+    ASSERT(tlsc_ctx_new(&legacy_only, &o, err) == 0);
+    snprintf(url, sizeof(url), "https://%s:%d", LAB_HOST, lab_tls_port(srv));
+
+    outcome_t *with_aia = mk("root via AIA", LAB_SC_GOOD, NULL);
+    outcome_t *without = mk("root, no AIA", LAB_SC_GOOD, NULL);
+    outcome_t *all[] = {with_aia, without};
+    for (size_t i = 0; i < 2; i++) {
+        ASSERT(fs_url_parse(&all[i]->url, url, err) == 0);
+        all[i]->o.tls = legacy_only;
+        all[i]->pol.aia_fetch = i == 0;
+        go(all[i]);
+    }
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    expect(with_aia, 0, FS_CAUSE_UNTRUSTED_CA);
+    ASSERT_CONTAINS(with_aia->message, "Lab Root CA");
+    expect(without, 0, FS_CAUSE_MISSING_INTERMEDIATE);
+    ASSERT_CONTAINS(without->message, "root");
+    /* The two remediations name different sides. */
+    ASSERT_CONTAINS(fs_cause_info(FS_CAUSE_MISSING_INTERMEDIATE)->remediation, "server");
+    ASSERT_CONTAINS(fs_cause_info(FS_CAUSE_UNTRUSTED_CA)->remediation, "endpoints");
+    free(with_aia);
+    free(without);
+    tlsc_ctx_unref(legacy_only);
+    lab_tls_stop(srv);
+    lab_cert_free(&leaf);
+}
+
 int main(void)
 {
     char err[256], path[600];
@@ -303,6 +348,7 @@ int main(void)
     RUN(test_scenarios);
     RUN(test_cancel);
     RUN(test_revocation_and_aia);
+    RUN(test_chain_diagnosis);
     int closed = 0;
     rev_ctx_close(rev, on_rev_closed, &closed);
     ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
