@@ -12,9 +12,9 @@
 
 static void preflight_usage(FILE *f)
 {
-    fprintf(f, "usage: fleetscan preflight -c FILE --chain FILE.pem [--json]\n"
+    fprintf(f, "usage: fleetscan preflight -c FILE --chain FILE [--json]\n"
                "  -c, --config FILE   the fleet configuration (groups, trust stores, profiles)\n"
-               "  --chain FILE.pem    candidate chain, leaf first, as the server would send it\n"
+               "  --chain FILE        candidate chain: PEM, DER .cer or PKCS#7 .p7b, in any order\n"
                "  --json              print one JSON object\n"
                "exit status: 0 every group accepts, 1 some group rejects, 2 usage/config error\n");
 }
@@ -95,7 +95,8 @@ int cmd_preflight(int argc, char **argv)
         goto out;
     }
     cJSON *doc;
-    if (preflight_run(cfg, pem, n, getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL, &doc, err) < 0) {
+    if (preflight_run(cfg, (const unsigned char *)pem, n,
+                      getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL, NULL, &doc, err) < 0) {
         fprintf(stderr, "fleetscan: preflight: %s: %s\n", chain_path, err);
         goto out;
     }

@@ -115,6 +115,24 @@ static void on_publish(void *arg, snap_t *s)
         snap_unref(s);
 }
 
+/* Each group's present certificate-independent cause (SPEC §4.5: the profile's own state), by
+ * group name from the snapshot: the one cause of a group whose endpoints are all offline. */
+static fs_cause_t *current_causes(const snap_t *s, const cfg_t *cfg)
+{
+    fs_cause_t *c = fs_xcalloc(cfg->ngroups ? cfg->ngroups : 1, sizeof(*c));
+    for (size_t i = 0; s != NULL && i < cfg->ngroups; i++)
+        for (size_t k = 0; k < s->ngroups; k++) {
+            const snap_counts_t *n = &s->groups[k].counts;
+            if (strcmp(s->groups[k].name, cfg->groups[i].name) != 0 || n->online > 0 ||
+                n->offline == 0)
+                continue;
+            for (int cause = 1; cause < FS_CAUSE_COUNT; cause++)
+                if (n->causes[cause] > n->causes[c[i]])
+                    c[i] = (fs_cause_t)cause;
+        }
+    return c;
+}
+
 /* Runs on an API thread: a private loop evaluates the chain against the configuration. */
 static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
 {
@@ -123,15 +141,22 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     cfg_hold_t *h = r->api_cfg;
     if (h != NULL)
         atomic_fetch_add(&h->refs, 1);
+    snap_t *snap = r->latest ? snap_ref(r->latest) : NULL;
     pthread_mutex_unlock(&r->latest_mu);
     if (h == NULL) {
+        snap_unref(snap);
         *json_out = fs_xstrdup("{\"error\":\"not ready\",\"code\":\"not_ready\"}");
         *status = 503;
         return 0;
     }
     cJSON *doc;
     char err[256];
-    if (preflight_run(h->cfg, body, len, r->o->dns_override_only, &doc, err) < 0) {
+    fs_cause_t *current = current_causes(snap, h->cfg);
+    snap_unref(snap);
+    int prc = preflight_run(h->cfg, (const unsigned char *)body, len, r->o->dns_override_only,
+                            current, &doc, err);
+    free(current);
+    if (prc < 0) {
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "error", err);
         cJSON_AddStringToObject(e, "code", "bad_chain");

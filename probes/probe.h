@@ -41,6 +41,11 @@ typedef struct probe_opts_s {
     vcache_t *vcache;               /* shared verdict cache, or NULL: verify every time */
     rev_ctx_t *rev;                 /* retrieval context; NULL disables AIA and revocation */
     const rev_policy_t *rev_policy; /* borrowed for the probe's lifetime */
+    /* Evaluation without a server (pre-flight): when set, no resolve, connect, handshake or
+     * request; the probe validates this chain (leaf first, borrowed) as if the server had
+     * presented it, with AIA and revocation as configured, and ends there. */
+    STACK_OF(X509) * presented;
+    int64_t at; /* host time (seconds) to evaluate at instead of now; 0: now */
 } probe_opts_t;
 
 /* Fills defaults: timeouts 5 s/5 s/10 s/10 s, deadline 15 s, SNI on, 30-day window. */

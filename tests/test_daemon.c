@@ -429,6 +429,106 @@ static void test_preflight(void)
     free(pem);
 }
 
+/* SPEC §4.3: for every lab group (one per cause and warning), `fleetscan probe -c --group`, the
+ * daemon's group verdict, the pre-flight of the chain that group's server presents and the
+ * forecast at days=0 agree. */
+static const char *served_chain(lab_scenario_t sc)
+{
+    switch (sc) {
+    case LAB_SC_LEAF_ONLY:
+        return "good.pem";
+    case LAB_SC_EXPIRED:
+        return "expired-chain.pem";
+    case LAB_SC_WRONGHOST:
+        return "wronghost-chain.pem";
+    case LAB_SC_REVOKED:
+        return "revoked-chain.pem";
+    case LAB_SC_SHA1:
+        return "sha1-chain.pem";
+    default: /* the good binding, or none (plain HTTP: the profile decides whatever the chain) */
+        return "good-chain.pem";
+    }
+}
+
+static int has_item(cJSON *arr, const char *s)
+{
+    cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static const char *cause_or_online(cJSON *c)
+{
+    return cJSON_IsString(c) ? c->valuestring : "online";
+}
+
+static void test_agreement(void)
+{
+    cJSON *status = get_json("/api/v1/status", 200);
+    cJSON *forecast = get_json("/api/v1/forecast?days=0", 200);
+    for (size_t i = 0; i < lab_ngroups; i++) {
+        const lab_group_t *lg = &lab_groups[i];
+        const char *want = lg->expect_cause ? lg->expect_cause : "online";
+        /* the daemon */
+        cJSON *g = group(status, lg->name);
+        char key[96];
+        snprintf(key, sizeof(key), "causes.%s", want);
+        double total = num(g, "total");
+        ASSERT_EQ(lg->expect_cause ? num(g, key) : num(g, "online"), total);
+        /* fleetscan probe -c FILE --group NAME */
+        char cmd[1600], *out = calloc(1, 1 << 20);
+        snprintf(cmd, sizeof(cmd), "%s probe -c %s --group %s --json --dns-override-only",
+                 getenv("FLEETSCAN_BIN"), cfg_path, lg->name);
+        FILE *p = popen(cmd, "r");
+        size_t n = fread(out, 1, (1 << 20) - 1, p);
+        out[n] = '\0';
+        int rc = WEXITSTATUS(pclose(p));
+        cJSON *pr = cJSON_Parse(out);
+        ASSERT(pr != NULL);
+        const char *cli = cause_or_online(cJSON_GetObjectItem(pr, "cause"));
+        /* pre-flight of the chain this group's server presents (the API: it knows each
+         * group's present state) */
+        char *pem = read_file(lab_file(&lab, served_chain(lg->scenario), (char[600]){0}, 600));
+        resp_t r = http_body("POST", "/api/v1/preflight", token, pem);
+        ASSERT_EQ(r.status, 200);
+        cJSON *pf = cJSON_Parse(r.body);
+        const char *pre = cause_or_online(cJSON_GetObjectItem(verdict_of(pf, lg->name), "cause"));
+        /* the forecast now */
+        cJSON *fg = NULL, *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(forecast, "groups"))
+        {
+            if (strcmp(cJSON_GetObjectItem(it, "name")->valuestring, lg->name) == 0)
+                fg = it;
+        }
+        ASSERT(fg != NULL);
+        const char *fc = lg->expect_cause && num(fg, key) == total                   ? want
+                         : !lg->expect_cause && num(fg, "endpoints.online") == total ? "online"
+                                                                                     : "(differs)";
+        fprintf(stderr, "   %-16s daemon %-20s probe %-20s preflight %-20s forecast %s\n", lg->name,
+                want, cli, pre, fc);
+        ASSERT_STREQ(cli, want);
+        ASSERT_EQ(rc, lg->expect_cause ? 1 : 0);
+        ASSERT_STREQ(pre, want);
+        ASSERT_STREQ(fc, want);
+        if (lg->expect_warning) {
+            ASSERT(has_item(cJSON_GetObjectItem(pr, "warnings"), lg->expect_warning));
+            ASSERT(has_item(cJSON_GetObjectItem(verdict_of(pf, lg->name), "warnings"),
+                            lg->expect_warning));
+        }
+        cJSON_Delete(pf);
+        cJSON_Delete(pr);
+        free(r.body);
+        free(pem);
+        free(out);
+    }
+    cJSON_Delete(forecast);
+    cJSON_Delete(status);
+}
+
 static void test_errors(void)
 {
     resp_t r = http("POST", "/api/v1/scan", NULL);
@@ -699,6 +799,7 @@ int main(void)
     RUN(test_targets_and_causes);
     RUN(test_forecast);
     RUN(test_preflight);
+    RUN(test_agreement);
     RUN(test_errors);
     RUN(test_metrics);
     RUN(test_reload);
