@@ -48,6 +48,7 @@ typedef struct fleet_group_s {
     int64_t detail_at;       /* last time a probe of this group captured its chain */
     int want_capture;        /* an outcome without a detail appeared: capture the next probe */
     int64_t chain_not_after; /* for the forecast, from the last probe that got that far */
+    int64_t chain_not_before;
     int64_t crl_next_update;
 } fleet_group_t;
 
@@ -628,6 +629,8 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
             }
             if (r->chain_not_after != 0)
                 gr->chain_not_after = r->chain_not_after;
+            if (r->chain_not_before != 0)
+                gr->chain_not_before = r->chain_not_before;
             if (r->crl_next_update != 0)
                 gr->crl_next_update = r->crl_next_update;
             if (r->chain.n > 0) {
@@ -794,6 +797,7 @@ void fleet_publish(fleet_t *f)
             s->groups[i].cause_detail[c] = gr->detail[c] ? fs_xstrdup(gr->detail[c]) : NULL;
         }
         s->groups[i].chain_not_after = g->groups[i].chain_not_after;
+        s->groups[i].chain_not_before = g->groups[i].chain_not_before;
         s->groups[i].crl_next_update = g->groups[i].crl_next_update;
         s->groups[i].clock_skew_s = g->groups[i].cfg->clock_skew_s;
         s->groups[i].rev_strict = g->groups[i].cfg->revocation.mode == CFG_REV_STRICT;
@@ -998,6 +1002,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
             }
             ngr->detail_at = ogr->detail_at;
             ngr->chain_not_after = ogr->chain_not_after;
+            ngr->chain_not_before = ogr->chain_not_before;
             ngr->crl_next_update = ogr->crl_next_update;
             kept++;
             break;

@@ -1,6 +1,7 @@
-/* forecast.c - moves each group's online endpoints to offline at the first instant their
- * validated chain expires (cert_expired) or, under strict revocation, the CRL they checked
- * passes nextUpdate (crl_expired); offline and pending endpoints keep their state. */
+/* forecast.c - SPEC §4.5: the fleet N days ahead, from a snapshot. Certificate edges and CRL
+ * freshness are separate (a weekly CRL republished on time is not an outage), time-dependent
+ * causes are re-evaluated at the instant (a clock that is behind recovers once the chain's
+ * notBefore passes), and a group already offline is reported as offline now. */
 #include "daemon/forecast.h"
 #include "probes/util.h"
 
@@ -19,22 +20,74 @@ static void add_counts(cJSON *o, const snap_counts_t *c)
             cJSON_AddNumberToObject(causes, fs_cause_id(i), c->causes[i]);
 }
 
-/* When (host time) the group's online endpoints stop validating, and why; 0 when never. */
-static int64_t offline_from(const snap_group_t *g, fs_cause_t *why)
+static void add_to(snap_counts_t *total, const snap_counts_t *c)
 {
-    int64_t when = 0;
-    if (g->chain_not_after != 0) {
-        when = g->chain_not_after - g->clock_skew_s;
-        *why = FS_CAUSE_CERT_EXPIRED;
+    total->total += c->total;
+    total->online += c->online;
+    total->offline += c->offline;
+    total->pending += c->pending;
+    for (int k = 0; k < FS_CAUSE_COUNT; k++)
+        total->causes[k] += c->causes[k];
+}
+
+static void go_offline(snap_counts_t *c, fs_cause_t why)
+{
+    c->offline += c->online;
+    c->causes[why] += c->online;
+    c->online = 0;
+}
+
+/* Host time of a validity edge the group sees at its own clock (0: none). */
+static int64_t edge(const snap_group_t *g, int64_t t)
+{
+    return t != 0 ? t - g->clock_skew_s : 0;
+}
+
+/* The group's counts at host time `at`, certificates not renewed; with crl, CRLs not
+ * republished either. */
+static snap_counts_t counts_at(const snap_group_t *g, int64_t at, int crl)
+{
+    snap_counts_t c = g->counts;
+    int64_t nbf = edge(g, g->chain_not_before), naf = edge(g, g->chain_not_after);
+    /* cert_not_yet_valid is about the instant: it is gone once the chain's notBefore passes
+     * at the group's clock (and becomes cert_expired below if the chain has expired by then). */
+    uint32_t notyet = c.causes[FS_CAUSE_CERT_NOT_YET_VALID];
+    if (notyet > 0 && nbf != 0 && at >= nbf) {
+        c.causes[FS_CAUSE_CERT_NOT_YET_VALID] = 0;
+        c.offline -= notyet;
+        c.online += notyet;
     }
-    if (g->rev_strict && g->crl_next_update != 0) {
-        int64_t c = g->crl_next_update - g->clock_skew_s;
-        if (when == 0 || c < when) {
-            when = c;
-            *why = FS_CAUSE_CRL_EXPIRED;
-        }
-    }
-    return when;
+    if (naf != 0 && at >= naf)
+        go_offline(&c, FS_CAUSE_CERT_EXPIRED);
+    if (crl && g->rev_strict && g->crl_next_update != 0 && at >= edge(g, g->crl_next_update))
+        go_offline(&c, FS_CAUSE_CRL_EXPIRED);
+    return c;
+}
+
+static fs_cause_t dominant(const snap_counts_t *c)
+{
+    fs_cause_t best = FS_CAUSE_NONE;
+    for (int i = 1; i < FS_CAUSE_COUNT; i++)
+        if (c->causes[i] > c->causes[best])
+            best = (fs_cause_t)i;
+    return best;
+}
+
+static void add_time(cJSON *o, const char *key, int64_t t)
+{
+    char ts[32];
+    if (t != 0)
+        cJSON_AddStringToObject(o, key, fs_rfc3339(t, ts, sizeof(ts)));
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static void add_cause(cJSON *o, const char *key, fs_cause_t c)
+{
+    if (c != FS_CAUSE_NONE)
+        cJSON_AddStringToObject(o, key, fs_cause_id(c));
+    else
+        cJSON_AddNullToObject(o, key);
 }
 
 char *forecast_json(const snap_t *s, int days, int64_t now)
@@ -45,38 +98,42 @@ char *forecast_json(const snap_t *s, int days, int64_t now)
     cJSON_AddNumberToObject(root, "days", days);
     cJSON_AddStringToObject(root, "at", fs_rfc3339(at, ts, sizeof(ts)));
     cJSON_AddStringToObject(root, "assumes",
-                            "no certificate is renewed and no CRL is republished until then");
-    snap_counts_t total = {0};
+                            "no certificate is renewed; CRLs are republished on time (see "
+                            "if_crl_not_republished for when they are not)");
+    snap_counts_t total = {0}, total_crl = {0};
     cJSON *groups = cJSON_CreateArray();
     for (size_t i = 0; i < s->ngroups; i++) {
         const snap_group_t *g = &s->groups[i];
-        snap_counts_t c = g->counts;
-        fs_cause_t why = FS_CAUSE_NONE;
-        int64_t from = offline_from(g, &why);
-        if (from != 0 && at >= from && c.online > 0) {
-            c.offline += c.online;
-            c.causes[why] += c.online;
-            c.online = 0;
-        }
-        total.total += c.total;
-        total.online += c.online;
-        total.offline += c.offline;
-        total.pending += c.pending;
-        for (int k = 0; k < FS_CAUSE_COUNT; k++)
-            total.causes[k] += c.causes[k];
+        snap_counts_t c = counts_at(g, at, 0), cc = counts_at(g, at, 1);
+        add_to(&total, &c);
+        add_to(&total_crl, &cc);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", g->name);
         add_counts(o, &c);
-        if (from != 0) {
-            cJSON_AddStringToObject(o, "offline_from", fs_rfc3339(from, ts, sizeof(ts)));
-            cJSON_AddStringToObject(o, "offline_cause", fs_cause_id(why));
+        const snap_counts_t *n = &g->counts;
+        int offline_now = n->offline > 0 && n->online == 0 && n->pending == 0;
+        cJSON_AddBoolToObject(o, "offline_now", offline_now);
+        /* When its endpoints go offline, and why. A group offline now says so (now, its
+         * present cause), never a future date; otherwise the certificate edge. */
+        int64_t naf = edge(g, g->chain_not_after), crl = 0;
+        if (g->rev_strict && g->crl_next_update != 0)
+            crl = edge(g, g->crl_next_update);
+        if (offline_now) {
+            add_time(o, "offline_from", now);
+            add_cause(o, "offline_cause", dominant(n));
         } else {
-            cJSON_AddNullToObject(o, "offline_from");
-            cJSON_AddNullToObject(o, "offline_cause");
+            add_time(o, "offline_from", naf);
+            add_cause(o, "offline_cause", naf ? FS_CAUSE_CERT_EXPIRED : FS_CAUSE_NONE);
         }
+        /* The CRL edge, separately: only if the CA stops publishing. */
+        add_time(o, "crl_offline_from", offline_now ? 0 : crl);
+        add_cause(o, "crl_offline_cause",
+                  !offline_now && crl ? FS_CAUSE_CRL_EXPIRED : FS_CAUSE_NONE);
+        add_counts(cJSON_AddObjectToObject(o, "if_crl_not_republished"), &cc);
         cJSON_AddItemToArray(groups, o);
     }
     add_counts(root, &total);
+    add_counts(cJSON_AddObjectToObject(root, "if_crl_not_republished"), &total_crl);
     cJSON_AddItemToObject(root, "groups", groups);
     char *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

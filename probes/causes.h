@@ -60,18 +60,18 @@
       "Compare `netsh http show sslcert` with the expected thumbprint; rebind the intended "       \
       "certificate or update the pin after a planned renewal.")                                    \
     X(MISSING_INTERMEDIATE, "missing_intermediate", "verify", "Trust chain incomplete",            \
-      "The chain stops at a certificate whose issuer the endpoint cannot find: the server does "  \
+      "The chain stops at a certificate whose issuer the endpoint cannot find: the server does "   \
       "not send it, the endpoint's stores lack it and AIA cannot fetch it. Usually the server's "  \
       "intermediate; if that issuer is a root, the endpoints lack the root.",                      \
-      "Server side: import the intermediate into the server's Intermediate Certification "        \
+      "Server side: import the intermediate into the server's Intermediate Certification "         \
       "Authorities store (MMC > Certificates > Local Computer) so IIS sends the full chain, and "  \
-      "publish a reachable AIA caIssuers URL. If the missing issuer is a root, endpoint side: "   \
+      "publish a reachable AIA caIssuers URL. If the missing issuer is a root, endpoint side: "    \
       "deploy it to the endpoints' Trusted Root Certification Authorities.")                       \
     X(UNTRUSTED_CA, "untrusted_ca", "verify",                                                      \
       "Could not establish trust relationship: issuing CA not trusted",                            \
       "The chain ends in a root CA that is not in the endpoint's trust store.",                    \
-      "Endpoint side: deploy the new root to the endpoints' Trusted Root Certification "          \
-      "Authorities (GPO or the agent's certificate policy) before binding a certificate from a "  \
+      "Endpoint side: deploy the new root to the endpoints' Trusted Root Certification "           \
+      "Authorities (GPO or the agent's certificate policy) before binding a certificate from a "   \
       "new CA.")                                                                                   \
     X(CERT_REVOKED, "cert_revoked", "revocation", "Trust failure: certificate revoked",            \
       "A certificate in the chain is listed on its issuer's CRL.",                                 \

@@ -397,6 +397,9 @@ int chain_verify(X509_STORE *trust, STACK_OF(X509) * presented, STACK_OF(X509) *
         int64_t na = chain_asn1_time(X509_get0_notAfter(x));
         if (na != 0 && (v->not_after_min == 0 || na < v->not_after_min))
             v->not_after_min = na;
+        int64_t nbf = chain_asn1_time(X509_get0_notBefore(x));
+        if (nbf > v->not_before_max)
+            v->not_before_max = nbf;
         if (na > c->at && na - c->at < c->expiring_soon_s)
             v->warnings |= FS_WARN_BIT(FS_WARN_CERT_EXPIRING_SOON);
         if (!(i == nb - 1 && X509_self_signed(x, 0) == 1) && is_sha1_signed(x))

@@ -56,6 +56,7 @@ typedef struct chain_verdict_s {
     char message[256];
     int issuer_missing_depth; /* depth of the cert whose issuer was not found, or -1 */
     int64_t not_after_min;    /* earliest notAfter in the built chain (0: none) */
+    int64_t not_before_max;   /* latest notBefore in the built chain (0: none) */
     /* The chain as built (leaf first), for revocation; owned by the verdict. */
     STACK_OF(X509) * built;
 } chain_verdict_t;

@@ -668,6 +668,7 @@ static void start_verify(probe_t *p)
     }
     p->r.warnings |= p->verdict.warnings;
     p->r.chain_not_after = p->verdict.not_after_min;
+    p->r.chain_not_before = p->verdict.not_before_max;
     /* An issuer nobody supplied: ask AIA for it before deciding which side must act, as
      * CryptoAPI does (a fetched root makes the chain complete up to an untrusted root). */
     if (p->verdict.issuer_missing_depth >= 0 && p->o.rev != NULL && p->o.rev_policy != NULL &&

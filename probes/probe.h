@@ -68,10 +68,11 @@ typedef struct probe_result_s {
     int http_status; /* 0 if no request was made */
     int plain_http;  /* the server spoke plain HTTP where TLS was expected */
     int aia_used;
-    int64_t chain_not_after; /* earliest notAfter of the validated chain (0: not reached) */
-    int64_t crl_next_update; /* earliest nextUpdate of the CRLs used (0: none) */
-    chain_info_t chain;      /* presented chain when capture_chain */
-    rev_result_t *rev;       /* AIA + CRL retrievals when capture_chain, else NULL */
+    int64_t chain_not_after;  /* earliest notAfter of the validated chain (0: not reached) */
+    int64_t chain_not_before; /* latest notBefore of that chain (0: not reached) */
+    int64_t crl_next_update;  /* earliest nextUpdate of the CRLs used (0: none) */
+    chain_info_t chain;       /* presented chain when capture_chain */
+    rev_result_t *rev;        /* AIA + CRL retrievals when capture_chain, else NULL */
 } probe_result_t;
 
 typedef struct probe_s probe_t;

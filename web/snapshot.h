@@ -55,10 +55,11 @@ typedef struct snap_group_s {
     char *cause_message[FS_CAUSE_COUNT];
     char *cause_detail[FS_CAUSE_COUNT];
     /* For the forecast: what the group's endpoints depend on, from its last probes. */
-    int64_t chain_not_after; /* earliest notAfter of the validated chain (0: unknown) */
-    int64_t crl_next_update; /* earliest nextUpdate of the CRLs it checked (0: none) */
-    int64_t clock_skew_s;    /* the group's clock skew */
-    int rev_strict;          /* its revocation mode is strict (an expired CRL is fatal) */
+    int64_t chain_not_after;  /* earliest notAfter of the validated chain (0: unknown) */
+    int64_t chain_not_before; /* latest notBefore of that chain (0: unknown) */
+    int64_t crl_next_update;  /* earliest nextUpdate of the CRLs it checked (0: none) */
+    int64_t clock_skew_s;     /* the group's clock skew */
+    int rev_strict;           /* its revocation mode is strict (an expired CRL is fatal) */
 } snap_group_t;
 
 typedef struct snap_event_s {
