@@ -67,7 +67,8 @@ typedef struct fleet_gen_s {
 typedef struct fleet_job_s {
     fleet_t *f;
     fleet_gen_t *gen;
-    uint32_t ep; /* UINT32_MAX: the reference probe */
+    uint32_t ep;  /* UINT32_MAX: the reference probe */
+    int captured; /* the probe captures its chain and retrievals: it becomes a group detail */
     probe_t *probe;
     struct fleet_job_s *prev, *next;
 } fleet_job_t;
@@ -633,7 +634,7 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
                 gr->chain_not_before = r->chain_not_before;
             if (r->crl_next_update != 0)
                 gr->crl_next_update = r->crl_next_update;
-            if (r->chain.n > 0) {
+            if (j->captured) { /* with or without a chain: every outcome has its detail */
                 cJSON *d = report_result_json(r, gen->cfg->profiles[gr->cfg->profile_idx].url);
                 if (cause != r->cause || r->online != (state == SNAP_ONLINE)) {
                     cJSON_ReplaceItemInObject(d, "state",
@@ -685,6 +686,7 @@ static void start_job(fleet_t *f, uint32_t ep)
             local = gr->pl.popts;
             local.capture_chain = 1;
             po = &local;
+            j->captured = 1;
             gr->detail_at = now_s;
             gr->want_capture = 0;
         }

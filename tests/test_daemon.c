@@ -275,6 +275,25 @@ static void test_endpoints(void)
     j = get_json("/api/v1/endpoints/http-profile-00000", 200);
     ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "profile_mismatch");
     cJSON_Delete(j);
+
+    /* Every endpoint with a verdict has a detail, chain or not (plain HTTP, a closed port),
+     * telling its own outcome; the timings shown are the endpoint's own, not the detail's. */
+    for (size_t i = 0; i < lab_ngroups; i++) {
+        snprintf(path, sizeof(path), "/api/v1/endpoints/%s-00000", lab_groups[i].name);
+        j = get_json(path, 200);
+        d = cJSON_GetObjectItem(j, "detail");
+        if (!cJSON_IsObject(d))
+            fprintf(stderr, "%s: %s\n", path, cJSON_PrintUnformatted(j));
+        ASSERT(cJSON_IsObject(d));
+        ASSERT_STREQ(cJSON_GetObjectItem(d, "state")->valuestring,
+                     cJSON_GetObjectItem(j, "state")->valuestring);
+        if (cJSON_IsString(cJSON_GetObjectItem(j, "cause")))
+            ASSERT_STREQ(cJSON_GetObjectItem(d, "cause")->valuestring,
+                         cJSON_GetObjectItem(j, "cause")->valuestring);
+        ASSERT(cJSON_GetObjectItem(d, "timings_ms") == NULL);
+        ASSERT(cJSON_IsObject(cJSON_GetObjectItem(j, "timings_ms")));
+        cJSON_Delete(j);
+    }
 }
 
 static void test_targets_and_causes(void)

@@ -373,13 +373,23 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
             if (d == NULL)
                 d = s->groups[e->group].detail_json;
         }
-        /* The loop renders detail_json; a malformed one must not corrupt this document. */
+        /* The loop renders detail_json; a malformed one must not corrupt this document. The
+         * detail is the last probe of this group that ended the way this endpoint did (the
+         * chain, retrievals and message are the group's); its timings are that probe's, not
+         * this endpoint's, so they are dropped here: the item's timings_ms are its own. */
         cJSON *parsed = d != NULL ? cJSON_Parse(d) : NULL;
         puts_(b, ",\"detail\":");
-        if (parsed != NULL)
-            puts_(b, d);
-        else
+        if (parsed != NULL) {
+            cJSON_DeleteItemFromObject(parsed, "timings_ms");
+            cJSON_DeleteItemFromObject(parsed, "total_ms");
+            cJSON_AddStringToObject(parsed, "source",
+                                    "the group's last probe with this endpoint's outcome");
+            char *out = cJSON_PrintUnformatted(parsed);
+            puts_(b, out ? out : "null");
+            free(out);
+        } else {
             puts_(b, "null");
+        }
         cJSON_Delete(parsed);
     }
     putc_(b, '}');
