@@ -4,11 +4,20 @@
 #define FS_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 int cmd_probe(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_preflight(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* GET base/api/v1/status (5 s timeout, size-capped): 0 with *out, or -1 with err. */
+struct cJSON;
+int status_fetch(const char *base, struct cJSON **out, char err[256]);
+/* Prints the fleet picture of a /status document: counts, top causes with their groups and
+ * first remediation step, warnings, the dashboard URL. */
+void status_print(FILE *f, const struct cJSON *status, const char *base);
 
 /* How the daemon runs, beyond its configuration file. */
 typedef struct daemon_opts_s {

@@ -4,10 +4,17 @@
 #include "lab/scenarios.h"
 #include "probes/util.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#define DEMO_REFRESH_S 2
 
 static void demo_usage(FILE *f)
 {
@@ -23,27 +30,53 @@ typedef struct demo_s {
     const lab_t *lab;
     const char *token;
     const char *config;
+    char url[128];
+    pthread_t watcher;
+    int watching;
+    atomic_int stop;
 } demo_t;
+
+/* Prints the fleet picture as it fills in, every DEMO_REFRESH_S seconds, through the API like
+ * `fleetscan status` (a terminal redraws in place; a pipe gets one picture per refresh). */
+static void *watch(void *arg)
+{
+    demo_t *d = arg;
+    int tty = isatty(STDOUT_FILENO), first = 1;
+    while (!atomic_load(&d->stop)) {
+        cJSON *s;
+        char err[256];
+        if (status_fetch(d->url, &s, err) == 0) {
+            if (tty && !first)
+                fputs("\033[H\033[2J", stdout);
+            else
+                fputs("\n", stdout);
+            first = 0;
+            status_print(stdout, s, d->url);
+            printf("\n  demo: the API is %s/api/v1/status; POST /api/v1/scan takes the bearer "
+                   "token %s;\n  config %s. Ctrl-C stops everything.\n",
+                   d->url, d->token, d->config);
+            fflush(stdout);
+            cJSON_Delete(s);
+        }
+        for (int i = 0; i < DEMO_REFRESH_S * 10 && !atomic_load(&d->stop); i++)
+            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+    }
+    return NULL;
+}
 
 static void on_ready(void *arg, const char *url)
 {
     demo_t *d = arg;
-    printf("\nfleetscan demo: a lab Notification Server mid-rollover is running on loopback:\n");
-    for (int s = 0; s < LAB_SC_COUNT; s++)
-        if (lab_port(d->lab, s))
-            printf("  %-14s port %-5d %s\n", lab_scenario_names[s], lab_port(d->lab, s),
-                   lab_scenario_descriptions[s]);
-    printf("  CRL/AIA host  port %-5d (%s)\n", lab_http_port(d->lab->http), LAB_CRL_HOST);
-    printf("\nThe daemon simulates %zu groups against it (config: %s).\n", lab_ngroups, d->config);
+    printf(
+        "\nfleetscan demo: a lab Notification Server mid-rollover runs on loopback (%d bindings, "
+        "each broken a different way, and a CRL/AIA host); the daemon simulates %zu groups "
+        "against it.\n",
+        LAB_SC_COUNT, lab_ngroups);
     printf("\n  API        %s/api/v1/status\n  Dashboard  %s/\n  Metrics    %s/metrics\n", url, url,
            url);
-    printf("\nTry:\n");
-    printf("  curl -s %s/api/v1/status\n", url);
-    printf("  curl -s '%s/api/v1/endpoints?state=offline&cause=missing_intermediate&limit=3'\n",
-           url);
-    printf("  curl -s -X POST -H 'Authorization: Bearer %s' %s/api/v1/scan\n", d->token, url);
-    printf("\nThe first picture is complete within a few seconds. Ctrl-C stops everything.\n\n");
     fflush(stdout);
+    fs_strlcpy(d->url, url, sizeof(d->url));
+    d->watching = pthread_create(&d->watcher, NULL, watch, d) == 0;
 }
 
 int cmd_demo(int argc, char **argv)
@@ -123,6 +156,9 @@ int cmd_demo(int argc, char **argv)
     demo_t d = {.lab = &lab, .token = token, .config = config};
     o.arg = &d;
     rc = daemon_run(config, &o);
+    atomic_store(&d.stop, 1);
+    if (d.watching)
+        pthread_join(d.watcher, NULL);
 out:
     lab_stop(&lab);
     return rc;

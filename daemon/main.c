@@ -20,6 +20,7 @@ static void usage(FILE *f)
                "  probe URL [options]   diagnose one server the way an endpoint would (--help)\n"
                "  run -c FILE           the daemon: simulate the fleet, serve the API (--help)\n"
                "  preflight -c FILE --chain PEM  would each group accept a new chain? (--help)\n"
+               "  status [--url URL]    the fleet picture of a running daemon (--help)\n"
                "  demo                  run the embedded lab and the daemon against it (--help)\n"
                "  version               print the version\n"
                "\n"
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
         return cmd_probe(argc - 1, argv + 1);
     if (strcmp(cmd, "preflight") == 0)
         return cmd_preflight(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "demo") == 0)
         return cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
