@@ -36,6 +36,10 @@ typedef struct lab_tls_opts_s {
     int min_version, max_version; /* TLS1_VERSION..TLS1_3_VERSION; 0: OpenSSL's bound */
     /* status line answered to a request (SERVE) or a GET (PLAIN_HTTP); NULL: "HTTP/1.1 200 OK" */
     const char *status_line;
+    /* when response_len > 0: these bytes (copied; NULs allowed) are the whole answer instead of
+     * status_line and the usual headers, for clients that must cope with odd servers */
+    const void *response;
+    size_t response_len;
 } lab_tls_opts_t;
 
 typedef struct lab_tls_s lab_tls_t;
