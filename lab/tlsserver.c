@@ -30,7 +30,7 @@
 #define LAB_TLS_GARBAGE_LEN 4096
 
 const char *const lab_tls_mode_names[LAB_TLS_MODE_COUNT] = {
-    "serve", "plain_http", "stall", "garbage", "reset", "close",
+    "serve", "plain_http", "stall", "garbage", "reset", "close", "reset_accept",
 };
 _Static_assert(FS_ARRAY_SIZE(lab_tls_mode_names) == LAB_TLS_MODE_COUNT, "mode names");
 
@@ -317,6 +317,12 @@ static void *accept_main(void *arg)
             continue;
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         atomic_fetch_add(&s->accepts, 1);
+        if (s->mode == LAB_TLS_RESET_ACCEPT) { /* here, not in a thread: as soon as possible */
+            struct linger l = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+            close(fd);
+            continue;
+        }
         /* Short timeouts turn blocking SSL I/O into WANT_READ/WANT_WRITE retries that
          * re-check the stop flag. */
         struct timeval tv = {.tv_sec = 0, .tv_usec = LAB_TLS_POLL_MS * 1000};

@@ -15,6 +15,7 @@ typedef enum lab_tls_mode_e {
     LAB_TLS_GARBAGE,    /* accepts, writes 4 KiB of non-TLS bytes, closes */
     LAB_TLS_RESET,      /* accepts, reads the ClientHello, closes with an RST (SO_LINGER 0) */
     LAB_TLS_CLOSE,      /* accepts, reads the ClientHello, closes cleanly (FIN, no alert) */
+    LAB_TLS_RESET_ACCEPT, /* closes each connection with an RST as soon as it is accepted */
     LAB_TLS_MODE_COUNT
 } lab_tls_mode_t;
 

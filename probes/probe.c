@@ -340,13 +340,23 @@ static int send_bytes(probe_t *p, const void *data, size_t len)
     return rc;
 }
 
-static void flush_tls(probe_t *p)
+/* An error that means the server reset or aborted an established connection. */
+static int is_reset(int err)
+{
+    return err == UV_ECONNRESET || err == UV_EPIPE || err == UV_ECONNABORTED;
+}
+
+/* Sends what the engine has for the peer; returns 0 or the first send error. */
+static int flush_tls(probe_t *p)
 {
     char buf[16384];
     size_t n;
-    while ((n = tlsc_output(&p->tls, buf, sizeof(buf))) > 0)
-        if (send_bytes(p, buf, n) < 0)
-            break;
+    while ((n = tlsc_output(&p->tls, buf, sizeof(buf))) > 0) {
+        int rc = send_bytes(p, buf, n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -359,7 +369,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void drive_tls(probe_t *p)
 {
     int r = tlsc_handshake(&p->tls);
-    flush_tls(p); /* alerts go out even after a failure */
+    int sent = flush_tls(p); /* alerts go out even after a failure */
+    if (r != TLSC_FAIL && is_reset(sent)) {
+        /* Not left to a later read: that one may only see EOF once the send took the error. */
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "TLS handshake: connection reset by the server (%s)", uv_strerror(sent));
+        return;
+    }
     if (r == TLSC_WANT_MORE) {
         if (p->peer_eof)
             probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
@@ -564,13 +580,24 @@ static void on_connect(uv_connect_t *req, int status)
                      p->o.url->port);
         return;
     }
+    int https = strcmp(p->o.url->scheme, "https") == 0;
+    if (is_reset(status)) {
+        /* The handshake completed (a refusal is ECONNREFUSED) and the server reset the connection
+         * before this callback ran: the same outcome as a reset a moment later, in the phase
+         * that would have used the connection. */
+        set_state(p, https ? PS_TLS : PS_REQUEST, 0);
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "%s: connection reset by the server as soon as it was accepted (%s)",
+                     https ? "TLS handshake" : "request", uv_strerror(status));
+        return;
+    }
     if (status < 0) {
         probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d failed: %s", p->r.addr,
                      p->o.url->port, uv_strerror(status));
         return;
     }
     uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
-    if (strcmp(p->o.url->scheme, "https") != 0) {
+    if (!https) {
         start_request(p);
         return;
     }

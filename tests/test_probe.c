@@ -265,6 +265,38 @@ static void test_http_responses(void)
     }
 }
 
+/* A server that resets every connection as soon as it accepts it (issue 15.8): the connection
+ * was established, so the endpoint sees "the underlying connection was closed", however the
+ * reset races the connect completion, the ClientHello or the request. Probed over TLS and plain
+ * HTTP, all at once and one after another. */
+static void test_reset_on_accept(void)
+{
+    char err[256], url[256];
+    lab_tls_opts_t so = {.mode = LAB_TLS_RESET_ACCEPT};
+    lab_tls_t *srv = lab_tls_start(&so, err);
+    ASSERT(srv != NULL);
+    enum { N = 20 };
+    outcome_t *oc[2 * N];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2 * N; i++) {
+            int tls = i % 4 != 3; /* one in four speaks plain HTTP */
+            oc[i] = mk(tls ? "reset on accept" : "reset on accept, http", LAB_SC_GOOD, NULL);
+            snprintf(url, sizeof(url), "%s://%s:%d%s", tls ? "https" : "http", LAB_HOST,
+                     lab_tls_port(srv), tls ? "" : "/agent");
+            ASSERT(fs_url_parse(&oc[i]->url, url, err) == 0);
+            go(oc[i]);
+            if (round == 1) /* one after another */
+                ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        }
+        ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        for (int i = 0; i < 2 * N; i++) {
+            expect(oc[i], 0, FS_CAUSE_CONNECTION_CLOSED);
+            free(oc[i]);
+        }
+    }
+    lab_tls_stop(srv);
+}
+
 static void on_cancel_timer(uv_timer_t *t)
 {
     probe_cancel(t->data);
@@ -370,6 +402,7 @@ int main(void)
     RUN(test_scenarios);
     RUN(test_cancel);
     RUN(test_http_responses);
+    RUN(test_reset_on_accept);
     RUN(test_revocation_and_aia);
     int closed = 0;
     rev_ctx_close(rev, on_rev_closed, &closed);
