@@ -34,7 +34,8 @@ static void probe_usage(FILE *f)
         "  --revocation-scope S      leaf | chain | chain_exclude_root (default "
         "chain_exclude_root)\n"
         "  --aia-fetch               fetch a missing issuer from the AIA caIssuers URL\n"
-        "  --proxy URL               HTTP proxy for CRL/AIA retrieval\n"
+        "  --proxy URL               HTTP proxy for CRL/AIA retrieval, "
+        "http://[user:pass@]host:port\n"
         "  --url-timeout MS          per-URL retrieval timeout (default 15000)\n"
         "  --max-crl-bytes N         size cap of a CRL/AIA body (default 16777216)\n"
         "  --dns-override-only       never query the system resolver (names must be in --resolve)\n"
@@ -243,9 +244,9 @@ int cmd_probe(int argc, char **argv)
         } else if (OPT("--proxy")) {
             if (r < 0)
                 goto out;
-            fs_url_t pu;
-            if (fs_url_parse(&pu, v, err) < 0 || strcmp(pu.scheme, "http") != 0) {
-                fprintf(stderr, "fleetscan: --proxy: \"%s\" is not an http://host:port URL\n", v);
+            fs_proxy_t px;
+            if (fs_proxy_parse(&px, v, err) < 0) {
+                fprintf(stderr, "fleetscan: --proxy: %s\n", err);
                 goto out;
             }
             rpol.proxy = v;

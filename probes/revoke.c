@@ -481,7 +481,7 @@ static rev_url_result_t *slot_new(rev_job_t *job, const char *url, int kind, int
     rev_url_result_t *u =
         job->r.nurls < REV_MAX_URLS ? &job->r.urls[job->r.nurls++] : &job->scratch;
     memset(u, 0, sizeof(*u));
-    fs_strlcpy(u->url, url, sizeof(u->url));
+    fs_url_redact(url, u->url, sizeof(u->url)); /* reported and logged: no password */
     fs_strlcpy(u->kind, kind == KIND_CRL ? "crl" : "aia", sizeof(u->kind));
     u->cert_depth = depth;
     return u;
@@ -772,8 +772,10 @@ static void job_run_aia(rev_job_t *job)
             char subj[64];
             subject_str(job->cert, subj, sizeof(subj));
             job->r.warnings |= FS_WARN_BIT(FS_WARN_AIA_FETCH_REQUIRED);
+            char shown[160];
             snprintf(job->r.message, sizeof(job->r.message),
-                     "issuer of \"%.60s\" fetched from %.150s", subj, job->urls.v[job->ui - 1]);
+                     "issuer of \"%.60s\" fetched from %.150s", subj,
+                     fs_url_redact(job->urls.v[job->ui - 1], shown, sizeof(shown)));
             job_finish(job);
             return;
         }

@@ -754,6 +754,45 @@ static void test_oversized_crl(void)
     env_close(&e);
 }
 
+/* Credentials of the group's proxy, or in a CDP URL, never reach a retrieval line or the
+ * message an endpoint reports (issue 15.10). */
+static void test_credentials_redacted(void)
+{
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    char proxy[128];
+    snprintf(proxy, sizeof(proxy), "http://user:s3cret@127.0.0.1:%d", closed_port());
+    p.proxy = proxy;
+    p.view = "proxy-with-credentials";
+    STACK_OF(X509) *chain = chain_cdp(LAB_LEAF_GOOD, "/s/proxied.crl");
+    res_t r;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.nurls, 1);
+    ASSERT_CONTAINS(r.r.urls[0].error, "connection refused by proxy 127.0.0.1");
+    ASSERT(strstr(r.r.urls[0].error, "s3cret") == NULL);
+    ASSERT(strstr(r.r.message, "s3cret") == NULL);
+    free_chain(chain);
+
+    /* A CDP URL carrying credentials is shown with its password redacted. */
+    policy(&p, REV_STRICT);
+    char url[256];
+    snprintf(url, sizeof(url), "http://cdp:p4ssw0rd@crl.lab.test:%d/s/cred.crl",
+             lab_http_port(srv));
+    const char *cdp[] = {url, NULL};
+    chain = chain_with(LAB_LEAF_GOOD, cdp, NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_CONTAINS(r.r.urls[0].url, "http://cdp:***@crl.lab.test:");
+    ASSERT(strstr(r.r.urls[0].url, "p4ssw0rd") == NULL);
+    ASSERT(strstr(r.r.urls[0].error, "p4ssw0rd") == NULL);
+    ASSERT(strstr(r.r.message, "p4ssw0rd") == NULL);
+    free_chain(chain);
+    env_close(&e);
+}
+
 static void test_cancel(void)
 {
     serve_crl("/s/slow.crl", NULL, NULL, 0, -3600, 7 * DAY);
@@ -995,6 +1034,7 @@ int main(void)
     RUN(test_negative_cache);
     RUN(test_lru_bound);
     RUN(test_oversized_crl);
+    RUN(test_credentials_redacted);
     RUN(test_cancel);
     RUN(test_close_inside_callback);
     RUN(test_aia);
