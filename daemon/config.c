@@ -1084,14 +1084,10 @@ static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_netw
             return fail(p, jp, "\"%.64s\" is not an IP address", c->valuestring);
     }
     if (proxy != NULL) {
-        fs_url_t u;
+        fs_proxy_t px; /* its messages quote the URL with the password redacted */
         join(jp, sizeof(jp), path, "proxy");
-        if (strncasecmp(proxy, "http://", 7) != 0)
-            return fail(p, jp, "\"%.100s\": expected http://host:port", proxy);
-        if (fs_url_parse(&u, proxy, rerr) != 0)
+        if (fs_proxy_parse(&px, proxy, rerr) != 0)
             return fail(p, jp, "%s", rerr);
-        if (u.path[0] != '\0')
-            return fail(p, jp, "\"%.100s\": expected http://host:port (no path)", proxy);
         n->proxy = fs_xstrdup(proxy);
     }
     if (src != NULL) {

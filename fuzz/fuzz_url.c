@@ -1,7 +1,8 @@
-/* fuzz_url.c - libFuzzer target for the URL parser and the --resolve NAME:ADDR parser: the input
- * (as a C string) is both a profile/proxy URL and a DNS override specification. */
+/* fuzz_url.c - libFuzzer target for the URL parser, the proxy URL parser and the --resolve
+ * NAME:ADDR parser: the input (as a C string) is a profile URL, a proxy URL and a DNS override. */
 #include "probes/url.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -77,6 +78,34 @@ static void check_resolve(const char *s)
     (void)fs_is_ip_literal(s);
 }
 
+/* As a proxy URL: parsed without its userinfo, and the text messages show has no password. */
+static void check_proxy(const char *s)
+{
+    fs_proxy_t px;
+    char err[256], shown[64];
+    memset(err, 0, sizeof(err));
+    if (fs_proxy_parse(&px, s, err) == 0) {
+        if (strcmp(px.u.scheme, "http") != 0 || px.u.path[0] != '\0' || px.u.host[0] == '\0')
+            abort();
+        if (px.userinfo[0] != '\0') {
+            /* "http://" + user + ":***" + "@host...": the password is gone, the rest is kept */
+            size_t ul = strlen(px.userinfo);
+            const char *colon = strchr(px.userinfo, ':');
+            int user = colon ? (int)(colon - px.userinfo) : 0;
+            char want[400];
+            snprintf(want, sizeof(want), "%.7s%.*s%s***%s", s, user < 64 ? user : 64, px.userinfo,
+                     colon ? ":" : "", s + 7 + ul);
+            if (s[7 + ul] != '@' || strcmp(want, px.redacted) != 0)
+                abort();
+        }
+    } else if (err[0] == '\0') {
+        abort();
+    }
+    fs_url_redact(s, shown, sizeof(shown));
+    if (strnlen(shown, sizeof(shown)) >= sizeof(shown))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     char *s = malloc(size + 1);
@@ -85,6 +114,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     memcpy(s, data, size);
     s[size] = '\0';
     check_url(s);
+    check_proxy(s);
     check_resolve(s);
     free(s);
     return 0;

@@ -7,7 +7,7 @@ src=$(cd "$here/.." && pwd)
 c=$here/corpus
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$c"/{config,crl,url,tlsc}
+mkdir -p "$c"/{config,crl,url,tlsc,http}
 
 # ---- a small CA (same name as fuzz_crl's fixed issuer), three leaves, a CRL listing them ----
 cd "$work"
@@ -107,9 +107,21 @@ printf 'https://[2001:db8::1]:8443/x?y=1' >"$u/ipv6-port-query"
 printf 'https://host:0/' >"$u/bad-port"
 printf 'ftp://x/' >"$u/bad-scheme"
 printf 'https://[::1' >"$u/unterminated-v6"
+printf 'http://user:s3cret@proxy.corp:3128' >"$u/proxy-credentials"
+printf 'http://user:p%%40ss@[::1]:8080' >"$u/proxy-credentials-encoded-v6"
 printf 'ns.corp.example:10.0.0.5' >"$u/resolve-v4"
 printf 'ns.corp.example:[2001:db8::5]' >"$u/resolve-v6-brackets"
 printf 'ns.corp.example:not-an-ip' >"$u/resolve-bad-addr"
+
+# ---- http: what a server answers to GET on the agent URL ----
+h=$c/http
+printf 'HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>' >"$h/ok-200"
+printf 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n' \
+    >"$h/continue-then-500"
+printf 'HTTP/1.1 103 Early Hints\nLink: </a.css>; rel=preload\n\nHTTP/1.1 204 No Content\n\n' \
+    >"$h/early-hints-bare-lf"
+printf 'HTTP/1.1 5000 X\r\n\r\n' >"$h/bad-code-4-digits"
+printf 'HTTP/1.1 200 O\0K\r\n\r\n' >"$h/nul-in-status-line"
 
 # ---- config: against fuzz_config's scratch dir (pki/ca.pem, pki/inter.pem, token,
 #      hashdir/, logs/) ----

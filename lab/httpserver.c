@@ -31,6 +31,7 @@ typedef struct route_s {
     char *content_type;
     unsigned delay_ms;
     unsigned hits;
+    char *proxy_auth; /* Proxy-Authorization of the last request, or NULL */
 } route_t;
 
 struct lab_http_s {
@@ -123,8 +124,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
     /* First call: headers only. Count the request once, answer on the next call. */
     if (*con_cls == NULL) {
+        const char *pa = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Proxy-Authorization");
         pthread_mutex_lock(&h->mu);
-        route_get(h, url)->hits++;
+        route_t *r = route_get(h, url);
+        r->hits++;
+        free(r->proxy_auth);
+        r->proxy_auth = pa ? fs_xstrdup(pa) : NULL;
         pthread_mutex_unlock(&h->mu);
         *con_cls = &first_call_marker;
         return MHD_YES;
@@ -237,6 +242,7 @@ void lab_http_stop(lab_http_t *h)
         route_t *r = h->routes;
         h->routes = r->next;
         route_clear(r);
+        free(r->proxy_auth);
         free(r->path);
         free(r);
     }
@@ -286,4 +292,20 @@ unsigned lab_http_hits(lab_http_t *h, const char *path)
             n = r->hits;
     pthread_mutex_unlock(&h->mu);
     return n;
+}
+
+int lab_http_proxy_auth(lab_http_t *h, const char *path, char *out, size_t n)
+{
+    int found = 0;
+    pthread_mutex_lock(&h->mu);
+    for (route_t *r = h->routes; r != NULL; r = r->next) {
+        if (strcmp(r->path, path) == 0 && r->proxy_auth != NULL) {
+            snprintf(out, n, "%s", r->proxy_auth);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (!found && n > 0)
+        out[0] = '\0';
+    return found;
 }

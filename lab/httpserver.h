@@ -38,5 +38,8 @@ void lab_http_set_special(lab_http_t *h, const char *path, lab_http_special_t ki
 void lab_http_set_delay_ms(lab_http_t *h, const char *path, unsigned ms);
 /* Number of requests received for path (any method, including 404s) since start. */
 unsigned lab_http_hits(lab_http_t *h, const char *path);
+/* The Proxy-Authorization header of the last request for path (when the server plays a proxy,
+ * path is the absolute URL requested): 1 and the value in out, or 0 and "" when it had none. */
+int lab_http_proxy_auth(lab_http_t *h, const char *path, char *out, size_t n);
 
 #endif

@@ -272,9 +272,27 @@ out:
     return rc;
 }
 
-int lab_crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
-                 const X509 *const *revoked, size_t nrevoked, int64_t this_update_off_s,
-                 int64_t next_update_off_s, const char *md, char err[256])
+/* Sets r's serial: the certificate's, or for a synthetic entry i a 16-byte serial as AD CS
+ * issues them (0x61 followed by i, big-endian, zero-padded). */
+static int revoked_set_serial(X509_REVOKED *r, const X509 *cert, size_t i)
+{
+    if (cert != NULL)
+        return X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)X509_get0_serialNumber(cert));
+    unsigned char b[16] = {0x61};
+    for (int k = 15; k > 0 && i > 0; k--, i >>= 8)
+        b[k] = (unsigned char)(i & 0xff);
+    BIGNUM *bn = BN_bin2bn(b, sizeof(b), NULL);
+    ASN1_INTEGER *a = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    int ok = a != NULL && X509_REVOKED_set_serialNumber(r, a);
+    ASN1_INTEGER_free(a);
+    BN_free(bn);
+    return ok;
+}
+
+/* lab_crl_make and lab_crl_make_bulk: the listed certificates, else nsynthetic made-up serials. */
+static int crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
+                    const X509 *const *revoked, size_t nrevoked, int64_t this_update_off_s,
+                    int64_t next_update_off_s, const char *md, char err[256])
 {
     X509_CRL *crl = X509_CRL_new();
     ASN1_TIME *t = ASN1_TIME_new();
@@ -305,8 +323,7 @@ int lab_crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
     }
     for (size_t i = 0; i < nrevoked; i++) {
         X509_REVOKED *r = X509_REVOKED_new();
-        if (r == NULL ||
-            !X509_REVOKED_set_serialNumber(r, (ASN1_INTEGER *)X509_get0_serialNumber(revoked[i])) ||
+        if (r == NULL || !revoked_set_serial(r, revoked ? revoked[i] : NULL, i + 1) ||
             !X509_REVOKED_set_revocationDate(r, t) ||
             !X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, reason, 0, 0) ||
             !X509_CRL_add0_revoked(crl, r)) {
@@ -342,6 +359,24 @@ out:
     ASN1_TIME_free(t);
     X509_CRL_free(crl);
     return rc;
+}
+
+int lab_crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
+                 const X509 *const *revoked, size_t nrevoked, int64_t this_update_off_s,
+                 int64_t next_update_off_s, const char *md, char err[256])
+{
+    if (nrevoked > 0 && revoked == NULL) {
+        snprintf(err, 256, "CRL: %zu revoked certificates but no list", nrevoked);
+        return -1;
+    }
+    return crl_make(der, len, issuer, revoked, nrevoked, this_update_off_s, next_update_off_s, md,
+                    err);
+}
+
+int lab_crl_make_bulk(unsigned char **der, size_t *len, const lab_cert_t *issuer, size_t n,
+                      int64_t this_update_off_s, int64_t next_update_off_s, char err[256])
+{
+    return crl_make(der, len, issuer, NULL, n, this_update_off_s, next_update_off_s, NULL, err);
 }
 
 char *lab_pki_path(const lab_pki_t *p, const char *file, char *buf, size_t n)

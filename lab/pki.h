@@ -59,6 +59,10 @@ int lab_der_to_pem(const unsigned char *der, size_t len, const char *label, char
 int lab_crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
                  const X509 *const *revoked, size_t nrevoked, int64_t this_update_off_s,
                  int64_t next_update_off_s, const char *md, char err[256]);
+/* The same with n made-up entries (16-byte serials 0x61000...01 to ...n, keyCompromise): a CRL
+ * as large as a real CA's without issuing its certificates. */
+int lab_crl_make_bulk(unsigned char **der, size_t *len, const lab_cert_t *issuer, size_t n,
+                      int64_t this_update_off_s, int64_t next_update_off_s, char err[256]);
 
 /* Leaves of the standard scenario PKI. Unless noted they are issued by `inter` for the host
  * (SANs host and 127.0.0.1) and carry CDP base/inter.crl and AIA base/inter.der. */

@@ -30,13 +30,15 @@
 #define LAB_TLS_GARBAGE_LEN 4096
 
 const char *const lab_tls_mode_names[LAB_TLS_MODE_COUNT] = {
-    "serve", "plain_http", "stall", "garbage", "reset", "close",
+    "serve", "plain_http", "stall", "garbage", "reset", "close", "reset_accept",
 };
 _Static_assert(FS_ARRAY_SIZE(lab_tls_mode_names) == LAB_TLS_MODE_COUNT, "mode names");
 
 struct lab_tls_s {
     lab_tls_mode_t mode;
     char *status_line;
+    char *response; /* verbatim answer, or NULL */
+    size_t response_len;
     SSL_CTX *ctx;       /* SNI binding */
     SSL_CTX *nosni_ctx; /* default binding, or NULL */
     int fd;
@@ -122,13 +124,20 @@ static void send_all(int fd, const char *buf, size_t len)
     }
 }
 
-static int format_response(const lab_tls_t *s, char *out, size_t n)
+/* The answer to a request: the verbatim response, else status_line and headers in buf. */
+static const char *format_response(const lab_tls_t *s, char *buf, size_t n, size_t *len)
 {
     static const char body[] = "fleetscan lab\n";
-    return snprintf(out, n,
-                    "%s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                    "Connection: close\r\n\r\n%s",
-                    s->status_line, sizeof(body) - 1, body);
+    if (s->response != NULL) {
+        *len = s->response_len;
+        return s->response;
+    }
+    int w = snprintf(buf, n,
+                     "%s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     s->status_line, sizeof(body) - 1, body);
+    *len = w < 0 ? 0 : (size_t)w < n ? (size_t)w : n - 1;
+    return buf;
 }
 
 /* Plain HTTP: answers like HTTP.sys/IIS does, 400 to a TLS ClientHello, 200 to a request. */
@@ -155,9 +164,10 @@ static void serve_plain(lab_tls_t *s, int fd, int64_t deadline)
     if (got == 0)
         return;
     if (is_http) {
-        char resp[512];
-        int n = format_response(s, resp, sizeof(resp));
-        send_all(fd, resp, (size_t)n);
+        char head[512];
+        size_t n;
+        const char *resp = format_response(s, head, sizeof(head), &n);
+        send_all(fd, resp, n);
     } else {
         send_all(fd, bad, sizeof(bad) - 1);
     }
@@ -179,7 +189,7 @@ static int ssl_retry(lab_tls_t *s, SSL *ssl, int ret, int64_t deadline)
 static void serve_tls(lab_tls_t *s, int fd, int64_t deadline)
 {
     SSL *ssl = SSL_new(s->nosni_ctx ? s->nosni_ctx : s->ctx);
-    char req[LAB_TLS_REQUEST_MAX + 1], resp[512];
+    char req[LAB_TLS_REQUEST_MAX + 1], buf[512];
     size_t got = 0;
     int r;
 
@@ -205,8 +215,9 @@ static void serve_tls(lab_tls_t *s, int fd, int64_t deadline)
         }
     }
     if (got > 0) {
-        int n = format_response(s, resp, sizeof(resp));
-        int off = 0;
+        size_t len;
+        const char *resp = format_response(s, buf, sizeof(buf), &len);
+        int off = 0, n = (int)len;
         while (off < n) {
             ERR_clear_error();
             r = SSL_write(ssl, resp + off, n - off);
@@ -306,6 +317,12 @@ static void *accept_main(void *arg)
             continue;
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         atomic_fetch_add(&s->accepts, 1);
+        if (s->mode == LAB_TLS_RESET_ACCEPT) { /* here, not in a thread: as soon as possible */
+            struct linger l = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+            close(fd);
+            continue;
+        }
         /* Short timeouts turn blocking SSL I/O into WANT_READ/WANT_WRITE retries that
          * re-check the stop flag. */
         struct timeval tv = {.tv_sec = 0, .tv_usec = LAB_TLS_POLL_MS * 1000};
@@ -374,6 +391,11 @@ lab_tls_t *lab_tls_start(const lab_tls_opts_t *o, char err[256])
     s->fd = -1;
     s->mode = o->mode;
     s->status_line = fs_xstrdup(o->status_line ? o->status_line : "HTTP/1.1 200 OK");
+    if (o->response_len > 0) {
+        s->response = fs_xmalloc(o->response_len);
+        memcpy(s->response, o->response, o->response_len);
+        s->response_len = o->response_len;
+    }
     atomic_init(&s->stopping, 0);
     atomic_init(&s->accepts, 0);
     atomic_init(&s->handshakes, 0);
@@ -457,6 +479,7 @@ void lab_tls_stop(lab_tls_t *s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s->status_line);
+    free(s->response);
     free(s);
 }
 

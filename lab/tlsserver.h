@@ -15,6 +15,7 @@ typedef enum lab_tls_mode_e {
     LAB_TLS_GARBAGE,    /* accepts, writes 4 KiB of non-TLS bytes, closes */
     LAB_TLS_RESET,      /* accepts, reads the ClientHello, closes with an RST (SO_LINGER 0) */
     LAB_TLS_CLOSE,      /* accepts, reads the ClientHello, closes cleanly (FIN, no alert) */
+    LAB_TLS_RESET_ACCEPT, /* closes each connection with an RST as soon as it is accepted */
     LAB_TLS_MODE_COUNT
 } lab_tls_mode_t;
 
@@ -36,6 +37,10 @@ typedef struct lab_tls_opts_s {
     int min_version, max_version; /* TLS1_VERSION..TLS1_3_VERSION; 0: OpenSSL's bound */
     /* status line answered to a request (SERVE) or a GET (PLAIN_HTTP); NULL: "HTTP/1.1 200 OK" */
     const char *status_line;
+    /* when response_len > 0: these bytes (copied; NULs allowed) are the whole answer instead of
+     * status_line and the usual headers, for clients that must cope with odd servers */
+    const void *response;
+    size_t response_len;
 } lab_tls_opts_t;
 
 typedef struct lab_tls_s lab_tls_t;

@@ -59,6 +59,12 @@ int crl_serial_cmp(const ASN1_INTEGER *a, const ASN1_INTEGER *b);
 int crl_parse_certs(const unsigned char *buf, size_t len, STACK_OF(X509) * *out,
                     char err[CRL_ERR_LEN]);
 
+/* What a parsed CRL holds in memory, in bytes, estimated from its entries and extensions
+ * (measured figures in crl.c); encoded_len is the size of the body it was parsed from. */
+size_t crl_parsed_cost(const X509_CRL *crl, size_t encoded_len);
+/* The same for certificates parsed from an AIA payload of encoded_len bytes. */
+size_t crl_certs_cost(const STACK_OF(X509) * certs, size_t encoded_len);
+
 /* Seconds since the epoch of an ASN1_TIME; 0 when t is NULL or malformed. */
 int64_t crl_asn1_time(const ASN1_TIME *t);
 

@@ -62,8 +62,11 @@ struct fetch_job_s {
     char *orig_url;
     char *hop_url;
     fs_url_t hop; /* parsed current hop, for messages */
-    char *proxy;  /* with its host replaced by the override address, or NULL */
-    char *iface;  /* "host!ADDR" */
+    char *proxy;  /* with its host replaced by the override address, or NULL; may hold credentials:
+                     only for curl, never for a message */
+    char proxy_host[256]; /* for messages: the proxy as configured, no credentials */
+    int proxy_port;
+    char *iface; /* "host!ADDR" */
     fs_resolve_t resolve;
     int dns_override_only;
     uint32_t timeout_ms;
@@ -246,11 +249,12 @@ static void host_for_url(const char *addr, char *out, size_t n)
 static void job_begin_hop(fetch_job_t *j)
 {
     fetch_t *f = j->f;
-    char scheme[16], err[256];
+    char scheme[16], err[256], shown[128];
     scheme_of(j->hop_url, scheme, sizeof(scheme));
     if (strcmp(scheme, "http") != 0) {
         if (scheme[0] == '\0')
-            job_finish_later(j, FETCH_ERR_URL, "not a URL: \"%.100s\"", j->hop_url);
+            job_finish_later(j, FETCH_ERR_URL, "not a URL: \"%.100s\"",
+                             fs_url_redact(j->hop_url, shown, sizeof(shown)));
         else
             job_finish_later(j, FETCH_ERR_SCHEME,
                              "unsupported scheme \"%s\" (only http:// is fetched)", scheme);
@@ -335,21 +339,24 @@ static void job_set_curl_error(fetch_job_t *j, CURLcode rc)
         r->err = FETCH_ERR_DNS;
         r->resolved = 0;
         snprintf(r->error, sizeof(r->error), "could not resolve %s \"%.100s\"",
-                 rc == CURLE_COULDNT_RESOLVE_PROXY ? "proxy" : "host", j->hop.host);
+                 rc == CURLE_COULDNT_RESOLVE_PROXY ? "proxy" : "host",
+                 rc == CURLE_COULDNT_RESOLVE_PROXY ? j->proxy_host : j->hop.host);
         return;
     case CURLE_COULDNT_CONNECT:
         r->err = oserr == ECONNREFUSED ? FETCH_ERR_REFUSED : FETCH_ERR_CONNECT;
         if (oserr == ECONNREFUSED)
-            snprintf(r->error, sizeof(r->error), "connection refused by %.100s port %d",
-                     j->hop.host, j->hop.port);
+            snprintf(r->error, sizeof(r->error), "connection refused by %s%.100s port %d",
+                     j->proxy ? "proxy " : "", j->proxy ? j->proxy_host : j->hop.host,
+                     j->proxy ? j->proxy_port : j->hop.port);
         else
             snprintf(r->error, sizeof(r->error), "could not connect: %.120s", detail);
         return;
     case CURLE_OPERATION_TIMEDOUT:
         if (!r->connected) {
             r->err = FETCH_ERR_CONNECT;
-            snprintf(r->error, sizeof(r->error), "connect to %.60s port %d timed out after %u ms",
-                     j->hop.host, j->hop.port, job_elapsed_ms(j));
+            snprintf(r->error, sizeof(r->error), "connect to %s%.60s port %d timed out after %u ms",
+                     j->proxy ? "proxy " : "", j->proxy ? j->proxy_host : j->hop.host,
+                     j->proxy ? j->proxy_port : j->hop.port, job_elapsed_ms(j));
         } else {
             r->err = FETCH_ERR_TIMEOUT;
             snprintf(r->error, sizeof(r->error), "timed out after %u ms (%zu bytes received)",
@@ -672,27 +679,32 @@ int fetch_start(fetch_t *f, const fetch_req_t *req, fetch_cb cb, void *arg, fetc
     if (job)
         *job = j;
     if (req->proxy && req->proxy[0]) {
-        /* The proxy's name obeys the override map too; the target is the proxy's business. */
-        fs_url_t pu;
+        /* The proxy's name obeys the override map too; the target is the proxy's business.
+         * Credentials go to curl inside the proxy URL (it sends them as Proxy-Authorization
+         * Basic) and never into a message: those quote the redacted form. */
+        fs_proxy_t px;
         char err[256];
-        if (fs_url_parse(&pu, req->proxy, err) != 0 || strcmp(pu.scheme, "http") != 0) {
-            job_finish_later(j, FETCH_ERR_URL, "bad proxy \"%.100s\"", req->proxy);
+        if (fs_proxy_parse(&px, req->proxy, err) != 0) {
+            job_finish_later(j, FETCH_ERR_URL, "bad proxy %.140s", err);
             return 0;
         }
         const char *addr =
-            fs_is_ip_literal(pu.host) ? pu.host : fs_resolve_lookup(&j->resolve, pu.host);
+            fs_is_ip_literal(px.u.host) ? px.u.host : fs_resolve_lookup(&j->resolve, px.u.host);
         if (addr == NULL && j->dns_override_only) {
             j->res.resolved = 0;
             job_finish_later(j, FETCH_ERR_DNS,
                              "could not resolve proxy \"%.80s\" (not in the DNS override map)",
-                             pu.host);
+                             px.u.host);
             return 0;
         }
-        char h[80];
-        host_for_url(addr ? addr : pu.host, h, sizeof(h));
-        size_t n = strlen(h) + 32;
+        char h[300];
+        host_for_url(addr ? addr : px.u.host, h, sizeof(h));
+        size_t n = strlen(px.userinfo) + strlen(h) + 32;
         j->proxy = fs_xmalloc(n);
-        snprintf(j->proxy, n, "http://%s:%d", h, pu.port);
+        snprintf(j->proxy, n, "http://%s%s%s:%d", px.userinfo, px.userinfo[0] ? "@" : "", h,
+                 px.u.port);
+        fs_strlcpy(j->proxy_host, px.u.host, sizeof(j->proxy_host));
+        j->proxy_port = px.u.port;
     }
     job_begin_hop(j);
     return 0;

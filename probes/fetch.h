@@ -38,7 +38,9 @@ typedef struct fetch_req_s {
     uint32_t timeout_ms;         /* whole retrieval, redirects included; 0 = 15000 */
     size_t max_bytes;            /* hard cap on a response body; 0 = 16 MiB */
     int max_redirects;           /* followed by the fetcher itself, http:// only; default 3 */
-    const char *proxy;           /* "http://host:port" or NULL (the environment is ignored) */
+    const char *proxy;           /* "http://[user:password@]host:port" or NULL (the environment
+                                    is ignored); credentials go as Proxy-Authorization Basic and
+                                    never into result.error */
     const fs_resolve_t *resolve; /* DNS overrides, may be NULL; copied */
     int dns_override_only;       /* never ask the system resolver: a name that is neither an IP
                                     literal nor in resolve fails as FETCH_ERR_DNS */

@@ -1,6 +1,7 @@
 /* probe.c - the libuv probe state machine (see probe.h). One uv_timer carries both the phase
  * timeout and the probe deadline; the probe is freed only in its last close callback. */
 #include "probes/probe.h"
+#include "probes/http.h"
 #include "probes/util.h"
 
 #include <assert.h>
@@ -15,7 +16,7 @@ const char *const probe_phase_names[PROBE_PH_COUNT] = {"dns", "connect", "tls", 
                                                        "request"};
 
 #define PROBE_READ_BUF 16384
-#define PROBE_MAX_RESPONSE_HEAD 1024 /* we only need the status line */
+#define PROBE_MAX_RESPONSE_HEAD 1024 /* the status line, after any 1xx interim responses */
 
 typedef enum {
     PS_INIT,
@@ -339,13 +340,23 @@ static int send_bytes(probe_t *p, const void *data, size_t len)
     return rc;
 }
 
-static void flush_tls(probe_t *p)
+/* An error that means the server reset or aborted an established connection. */
+static int is_reset(int err)
+{
+    return err == UV_ECONNRESET || err == UV_EPIPE || err == UV_ECONNABORTED;
+}
+
+/* Sends what the engine has for the peer; returns 0 or the first send error. */
+static int flush_tls(probe_t *p)
 {
     char buf[16384];
     size_t n;
-    while ((n = tlsc_output(&p->tls, buf, sizeof(buf))) > 0)
-        if (send_bytes(p, buf, n) < 0)
-            break;
+    while ((n = tlsc_output(&p->tls, buf, sizeof(buf))) > 0) {
+        int rc = send_bytes(p, buf, n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -358,7 +369,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void drive_tls(probe_t *p)
 {
     int r = tlsc_handshake(&p->tls);
-    flush_tls(p); /* alerts go out even after a failure */
+    int sent = flush_tls(p); /* alerts go out even after a failure */
+    if (r != TLSC_FAIL && is_reset(sent)) {
+        /* Not left to a later read: that one may only see EOF once the send took the error. */
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "TLS handshake: connection reset by the server (%s)", uv_strerror(sent));
+        return;
+    }
     if (r == TLSC_WANT_MORE) {
         if (p->peer_eof)
             probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
@@ -383,54 +400,52 @@ static void drive_tls(probe_t *p)
     start_verify(p);
 }
 
-static int parse_status(const char *s, size_t len)
-{
-    /* "HTTP/1.1 200 ..." */
-    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[8] != ' ')
-        return -1;
-    int code = 0;
-    for (int i = 9; i < 12; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        code = code * 10 + (s[i] - '0');
-    }
-    return code >= 100 ? code : -1;
-}
-
+/* Bytes of the response: only its head up to the final status line is kept and judged. */
 static void response_bytes(probe_t *p, const char *data, size_t n)
 {
-    size_t room = sizeof(p->resp) - 1 - p->resp_len;
+    size_t room = sizeof(p->resp) - p->resp_len;
     if (n > room)
         n = room;
     memcpy(p->resp + p->resp_len, data, n);
     p->resp_len += n;
-    p->resp[p->resp_len] = '\0';
-    char *eol = strstr(p->resp, "\r\n");
-    if (eol == NULL) {
-        if (p->resp_len >= sizeof(p->resp) - 1)
-            probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: unparsable response (no status line)",
-                         p->o.url->path);
+    http_status_t hs;
+    int rc = http_status_parse(p->resp, p->resp_len, &hs);
+    if (rc == HTTP_STATUS_BAD) {
+        probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: malformed response, %s", p->o.url->path,
+                     hs.error);
         return;
     }
-    int code = parse_status(p->resp, (size_t)(eol - p->resp));
-    if (code < 0) {
-        *eol = '\0';
-        probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: unparsable status line \"%.60s\"",
-                     p->o.url->path, p->resp);
+    if (rc == HTTP_STATUS_MORE) {
+        if (p->resp_len == sizeof(p->resp))
+            probe_finish(p, FS_CAUSE_HTTP_ERROR,
+                         "GET %s: no final status line in the first %zu bytes of the response%s",
+                         p->o.url->path, sizeof(p->resp),
+                         hs.interim ? " (after 1xx interim responses)" : "");
         return;
     }
-    p->r.http_status = code;
-    if (code >= 500)
+    p->r.http_status = hs.code;
+    if (hs.code >= 500)
         probe_finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: the server answered HTTP %d", p->o.url->path,
-                     code);
+                     hs.code);
+    else if (hs.code == 101)
+        probe_finish(p, FS_CAUSE_HTTP_ERROR,
+                     "GET %s: the server answered HTTP 101 (switching protocols) to a plain GET",
+                     p->o.url->path);
     else
-        probe_finish(p, FS_CAUSE_NONE, "GET %s: HTTP %d", p->o.url->path, code);
+        probe_finish(p, FS_CAUSE_NONE, "GET %s: HTTP %d", p->o.url->path, hs.code);
 }
 
 static void request_eof(probe_t *p)
 {
-    probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
-                 "GET %s: the server closed the connection before answering", p->o.url->path);
+    char esc[96];
+    if (p->resp_len > 0)
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "GET %s: the server closed the connection before a final status line, "
+                     "after \"%s\"",
+                     p->o.url->path, http_escape(p->resp, p->resp_len, esc, sizeof(esc)));
+    else
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "GET %s: the server closed the connection before answering", p->o.url->path);
 }
 
 static void drive_request_tls(probe_t *p)
@@ -565,13 +580,24 @@ static void on_connect(uv_connect_t *req, int status)
                      p->o.url->port);
         return;
     }
+    int https = strcmp(p->o.url->scheme, "https") == 0;
+    if (is_reset(status)) {
+        /* The handshake completed (a refusal is ECONNREFUSED) and the server reset the connection
+         * before this callback ran: the same outcome as a reset a moment later, in the phase
+         * that would have used the connection. */
+        set_state(p, https ? PS_TLS : PS_REQUEST, 0);
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "%s: connection reset by the server as soon as it was accepted (%s)",
+                     https ? "TLS handshake" : "request", uv_strerror(status));
+        return;
+    }
     if (status < 0) {
         probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d failed: %s", p->r.addr,
                      p->o.url->port, uv_strerror(status));
         return;
     }
     uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
-    if (strcmp(p->o.url->scheme, "https") != 0) {
+    if (!https) {
         start_request(p);
         return;
     }

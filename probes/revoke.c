@@ -17,7 +17,6 @@
 
 #define REV_GRACE_MS 100 /* a waiter's own deadline trails the fetch's, so curl reports first */
 #define SIG_MEMO 4
-#define REV_ENTRY_COST 160 /* bytes an X509_REVOKED takes once parsed, roughly */
 
 const char *const rev_mode_names[REV_MODE_COUNT] = {"off", "soft_fail", "strict"};
 const char *const rev_scope_names[REV_SCOPE_COUNT] = {"leaf", "chain", "chain_exclude_root"};
@@ -40,6 +39,8 @@ struct ent_s {
     int kind;
     int fetching; /* a retrieval is in flight; never evicted */
     int busy;     /* waiters are being told; never freed */
+    int in_lru;   /* counted against the budget (ctx->lru_bytes) */
+    int refused;  /* larger than the budget with the oversized place taken: dropped once told */
     fetch_job_t *fetch;
     rev_job_t *waiters;
     rev_ctx_t *ctx;
@@ -65,6 +66,8 @@ struct rev_ctx_s {
     ent_t **buckets;
     size_t nbuckets;
     ent_t *lru_head, *lru_tail;
+    size_t lru_bytes; /* cost of the entries in the LRU list, kept <= max_bytes_total */
+    ent_t *oversize;  /* the one entry that costs more than max_bytes_total, or NULL */
     rev_job_t *jobs;
     rev_cache_stats_t stats;
     int open; /* the fetcher and job timers not closed yet */
@@ -141,6 +144,10 @@ static char *key_make(int kind, const char *url, const char *view)
 
 static void lru_unlink(rev_ctx_t *ctx, ent_t *e)
 {
+    if (!e->in_lru)
+        return;
+    e->in_lru = 0;
+    ctx->lru_bytes -= e->cost;
     if (e->lprev)
         e->lprev->lnext = e->lnext;
     else if (ctx->lru_head == e)
@@ -154,6 +161,9 @@ static void lru_unlink(rev_ctx_t *ctx, ent_t *e)
 
 static void lru_push_front(rev_ctx_t *ctx, ent_t *e)
 {
+    assert(!e->in_lru);
+    e->in_lru = 1;
+    ctx->lru_bytes += e->cost;
     e->lprev = NULL;
     e->lnext = ctx->lru_head;
     if (ctx->lru_head)
@@ -219,10 +229,10 @@ static void cache_remove(rev_ctx_t *ctx, ent_t *e)
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
-    if (e->cost) {
-        lru_unlink(ctx, e);
-        ctx->stats.bytes -= e->cost;
-    }
+    lru_unlink(ctx, e);
+    if (ctx->oversize == e)
+        ctx->oversize = NULL;
+    ctx->stats.bytes -= e->cost;
     ctx->stats.entries--;
     ent_clear_payload(e);
     free(e->key);
@@ -246,7 +256,7 @@ static ent_t *cache_lookup(rev_ctx_t *ctx, const char *key, uint64_t hash)
 static void cache_evict(rev_ctx_t *ctx)
 {
     ent_t *e = ctx->lru_tail;
-    while (e && ctx->stats.bytes > ctx->lim.max_bytes_total) {
+    while (e && ctx->lru_bytes > ctx->lim.max_bytes_total) {
         ent_t *prev = e->lprev;
         if (e->busy == 0 && e->waiters == NULL && !e->fetching)
             cache_remove(ctx, e);
@@ -279,6 +289,67 @@ static int ent_sig_ok(ent_t *e, X509 *issuer, char err[CRL_ERR_LEN])
     if (!ok)
         snprintf(err, CRL_ERR_LEN, "bad CRL signature (not signed by the issuing CA's key)");
     return ok;
+}
+
+/* How long a failure is kept: REV_NEGATIVE_TTL_S, never beyond max_age_s. */
+static int64_t neg_ttl_ms(const rev_ctx_t *ctx)
+{
+    int64_t neg = (int64_t)REV_NEGATIVE_TTL_S * 1000, max_age = ctx->lim.max_age_s * 1000;
+    return neg < max_age ? neg : max_age;
+}
+
+/* What e holds in memory: its bookkeeping and the parsed CRL or certificates. */
+static size_t ent_cost(const ent_t *e)
+{
+    size_t c = sizeof(*e) + strlen(e->key) + 1 + strlen(e->url) + 1;
+    if (e->crl)
+        c += crl_parsed_cost(e->crl, e->bytes);
+    if (e->certs)
+        c += crl_certs_cost(e->certs, e->bytes);
+    return c;
+}
+
+/* Places an entry that just settled (see "Cache bounds" in revoke.h). Within the budget it joins
+ * the LRU list; cache_evict trims the oldest once its waiters are told. Costing more than the
+ * whole budget, it takes the one place outside the budget when that is free or its holder is
+ * stale, and evicts nothing; else it is refused (ent_refuse after its waiters). */
+static void cache_admit(rev_ctx_t *ctx, ent_t *e, int64_t now_ms)
+{
+    if (e->cost <= ctx->lim.max_bytes_total) {
+        lru_push_front(ctx, e);
+        return;
+    }
+    ent_t *held = ctx->oversize;
+    if (held && now_ms >= held->expires_ms && held->busy == 0)
+        cache_remove(ctx, held);
+    if (ctx->oversize == NULL)
+        ctx->oversize = e;
+    else
+        e->refused = 1;
+}
+
+/* Drops a refused entry's payload once the jobs waiting for its retrieval used it, and keeps a
+ * failure in its place for the negative TTL: the URL is not retrieved again sooner. */
+static void ent_refuse(rev_ctx_t *ctx, ent_t *e)
+{
+    assert(e->refused && !e->in_lru && e->busy == 0);
+    size_t was = e->cost;
+    ent_clear_payload(e);
+    e->refused = 0;
+    e->ok = 0;
+    e->fail = FAIL_INVALID;
+    snprintf(e->error, sizeof(e->error),
+             "CRL not kept: %zu bytes once parsed, over cache.crl_max_bytes_total (%zu) while "
+             "another CRL that size is cached",
+             was, ctx->lim.max_bytes_total);
+    int64_t until = fs_wall_ms() + neg_ttl_ms(ctx);
+    if (e->expires_ms > until)
+        e->expires_ms = until;
+    ctx->stats.bytes -= was;
+    e->cost = ent_cost(e);
+    ctx->stats.bytes += e->cost;
+    ctx->stats.refused++;
+    lru_push_front(ctx, e);
 }
 
 /* ---- jobs --------------------------------------------------------------------------------- */
@@ -410,7 +481,7 @@ static rev_url_result_t *slot_new(rev_job_t *job, const char *url, int kind, int
     rev_url_result_t *u =
         job->r.nurls < REV_MAX_URLS ? &job->r.urls[job->r.nurls++] : &job->scratch;
     memset(u, 0, sizeof(*u));
-    fs_strlcpy(u->url, url, sizeof(u->url));
+    fs_url_redact(url, u->url, sizeof(u->url)); /* reported and logged: no password */
     fs_strlcpy(u->kind, kind == KIND_CRL ? "crl" : "aia", sizeof(u->kind));
     u->cert_depth = depth;
     return u;
@@ -580,8 +651,10 @@ static int job_step_url(rev_job_t *job, const char *url, int depth)
     if (e && !e->fetching) {
         free(key);
         ctx->stats.hits++;
-        lru_unlink(ctx, e);
-        lru_push_front(ctx, e);
+        if (e->in_lru) {
+            lru_unlink(ctx, e);
+            lru_push_front(ctx, e);
+        }
         u->from_cache = 1;
         job_use(job, e, u);
         job->ui++;
@@ -699,8 +772,10 @@ static void job_run_aia(rev_job_t *job)
             char subj[64];
             subject_str(job->cert, subj, sizeof(subj));
             job->r.warnings |= FS_WARN_BIT(FS_WARN_AIA_FETCH_REQUIRED);
+            char shown[160];
             snprintf(job->r.message, sizeof(job->r.message),
-                     "issuer of \"%.60s\" fetched from %.150s", subj, job->urls.v[job->ui - 1]);
+                     "issuer of \"%.60s\" fetched from %.150s", subj,
+                     fs_url_redact(job->urls.v[job->ui - 1], shown, sizeof(shown)));
             job_finish(job);
             return;
         }
@@ -781,9 +856,7 @@ static void ent_settle(ent_t *e, const fetch_result_t *res)
     }
     if (e->ok)
         e->error[0] = '\0';
-    int64_t now = fs_wall_ms(), max_age = ctx->lim.max_age_s * 1000;
-    int64_t neg =
-        (int64_t)REV_NEGATIVE_TTL_S * 1000 < max_age ? (int64_t)REV_NEGATIVE_TTL_S * 1000 : max_age;
+    int64_t now = fs_wall_ms(), max_age = ctx->lim.max_age_s * 1000, neg = neg_ttl_ms(ctx);
     e->expires_ms = now + (e->ok ? max_age : neg);
     if (e->ok && e->kind == KIND_CRL && e->next_update) {
         if (e->next_update * 1000 < e->expires_ms)
@@ -791,12 +864,9 @@ static void ent_settle(ent_t *e, const fetch_result_t *res)
         if (e->expires_ms <= now) /* stale when published: ask again soon, not at once */
             e->expires_ms = now + neg;
     }
-    /* Charge the parsed form too: each revoked entry costs more in memory than in DER. */
-    e->cost = sizeof(*e) + strlen(e->key) + strlen(e->url) + (e->ok ? e->bytes : 0);
-    if (e->crl)
-        e->cost += REV_ENTRY_COST * (size_t)sk_X509_REVOKED_num(X509_CRL_get_REVOKED(e->crl));
+    e->cost = ent_cost(e);
     ctx->stats.bytes += e->cost;
-    lru_push_front(ctx, e);
+    cache_admit(ctx, e, now);
 }
 
 static void on_ent_fetched(void *arg, const fetch_result_t *res)
@@ -819,6 +889,8 @@ static void on_ent_fetched(void *arg, const fetch_result_t *res)
         job_run(job);
     }
     e->busy--;
+    if (e->refused)
+        ent_refuse(ctx, e);
     cache_evict(ctx);
     ctx->dispatching--;
     ctx_maybe_teardown(ctx);

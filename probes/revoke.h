@@ -64,14 +64,20 @@ void rev_policy_defaults(rev_policy_t *p);
 /* Cache bounds. An entry is fresh until min(nextUpdate, fetch time + max_age_s) by the host's
  * clock (AIA entries: fetch time + max_age_s). A failed retrieval (unreachable, HTTP error,
  * invalid payload) and a CRL already past nextUpdate when fetched are kept REV_NEGATIVE_TTL_S
- * seconds, so a fleet does not hammer a dead or stale CDP. Beyond max_bytes_total (entries
- * are charged their body, an estimate of the parsed CRL and bookkeeping) the least recently
- * used entries go. While a URL is retrieved every job that needs it in the same view waits on
- * that one retrieval (single flight), which runs with the first job's URL timeout, size cap,
- * proxy and resolve map: the view key must name those network settings. Each waiter keeps its
- * own deadline.
- * A cached CRL that is stale at a skewed or forecast `at` but fresh by the host's clock is
- * used as is (crl_expired), not refetched: the CDP served it recently. */
+ * seconds, so a fleet does not hammer a dead or stale CDP. Entries are charged what they hold
+ * in memory (bookkeeping and the parsed CRL or certificates, crl_parsed_cost); beyond
+ * max_bytes_total the least recently used entries go. An entry that alone costs more than
+ * max_bytes_total is kept anyway, outside the budget and evicting nothing, as the only such
+ * entry: memory stays within max_bytes_total plus one oversized entry (a CRL at the default
+ * 16 MiB body cap parses to at most ~160 MiB). A second oversized entry while the first is fresh is
+ * refused: the jobs that waited for its retrieval use it, then its payload goes and a failure
+ * ("CRL not kept ...", crl_invalid like the size cap) stays REV_NEGATIVE_TTL_S seconds, so a URL
+ * is never retrieved more often than that, kept or not. While a URL is retrieved every job that
+ * needs it in the same view waits on that one retrieval (single flight), which runs with the first
+ * job's URL timeout, size cap, proxy and resolve map: the view key must name those network
+ * settings. Each waiter keeps its own deadline. A cached CRL that is stale at a skewed or forecast
+ * `at` but fresh by the host's clock is used as is (crl_expired), not refetched: the CDP served it
+ * recently. */
 #define REV_NEGATIVE_TTL_S 30
 typedef struct rev_cache_limits_s {
     int64_t max_age_s;      /* default 86400 */
@@ -94,6 +100,7 @@ typedef struct rev_cache_stats_s {
     uint64_t fetches; /* retrievals started since creation */
     uint64_t hits;    /* URL lookups answered from the cache */
     uint64_t joined;  /* URL lookups that waited on another job's retrieval */
+    uint64_t refused; /* entries too big for the budget that could not be kept (see above) */
 } rev_cache_stats_t;
 void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s);
 

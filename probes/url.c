@@ -9,12 +9,34 @@
 #include <string.h>
 #include <strings.h>
 
+char *fs_url_redact(const char *url, char *out, size_t n)
+{
+    const char *auth = strstr(url, "://");
+    auth = auth ? auth + 3 : url;
+    /* Up to '?' or '#', not '/': a password with an unencoded '/' is still hidden. A path
+     * holding '@' is over-redacted in messages, the safe side. */
+    const char *end = auth + strcspn(auth, "?#"), *at = NULL;
+    for (const char *c = auth; c < end; c++)
+        if (*c == '@')
+            at = c;
+    if (at == NULL) {
+        snprintf(out, n, "%s", url);
+        return out;
+    }
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    int keep = colon ? (int)(colon - url) + 1 : (int)(auth - url); /* through "user:" */
+    snprintf(out, n, "%.*s***%s", keep, url, at);
+    return out;
+}
+
 int fs_url_parse(fs_url_t *u, const char *url, char err[256])
 {
     memset(u, 0, sizeof(*u));
+    char shown[256]; /* the URL as messages quote it: never its password */
+    fs_url_redact(url, shown, sizeof(shown));
     const char *p = strstr(url, "://");
     if (p == NULL || p == url || (size_t)(p - url) >= sizeof(u->scheme)) {
-        snprintf(err, 256, "\"%s\": not a URL (expected https://host[:port][/path])", url);
+        snprintf(err, 256, "\"%s\": not a URL (expected https://host[:port][/path])", shown);
         return -1;
     }
     for (size_t i = 0; url + i < p; i++)
@@ -24,38 +46,44 @@ int fs_url_parse(fs_url_t *u, const char *url, char err[256])
     else if (strcmp(u->scheme, "http") == 0)
         u->port = 80;
     else {
-        snprintf(err, 256, "\"%s\": unsupported scheme \"%s\" (use https or http)", url, u->scheme);
+        snprintf(err, 256, "\"%s\": unsupported scheme \"%s\" (use https or http)", shown,
+                 u->scheme);
         return -1;
     }
     p += 3;
+    const char *aend = p + strcspn(p, "/?#");
+    if (memchr(p, '@', (size_t)(aend - p)) != NULL) {
+        snprintf(err, 256, "\"%s\": credentials in the URL are not supported", shown);
+        return -1;
+    }
     const char *hend;
     if (*p == '[') {
         hend = strchr(p, ']');
         if (hend == NULL) {
-            snprintf(err, 256, "\"%s\": unterminated IPv6 literal", url);
+            snprintf(err, 256, "\"%s\": unterminated IPv6 literal", shown);
             return -1;
         }
         if ((size_t)(hend - p - 1) >= sizeof(u->host) || hend == p + 1) {
-            snprintf(err, 256, "\"%s\": bad host", url);
+            snprintf(err, 256, "\"%s\": bad host", shown);
             return -1;
         }
         memcpy(u->host, p + 1, (size_t)(hend - p - 1));
         unsigned char a6[16];
         if (inet_pton(AF_INET6, u->host, a6) != 1) {
-            snprintf(err, 256, "\"%s\": [%s] is not an IPv6 address", url, u->host);
+            snprintf(err, 256, "\"%s\": [%s] is not an IPv6 address", shown, u->host);
             return -1;
         }
         hend++;
     } else {
         hend = p + strcspn(p, ":/?#");
         if (hend == p || (size_t)(hend - p) >= sizeof(u->host)) {
-            snprintf(err, 256, "\"%s\": missing or too long host", url);
+            snprintf(err, 256, "\"%s\": missing or too long host", shown);
             return -1;
         }
         memcpy(u->host, p, (size_t)(hend - p));
         for (char *c = u->host; *c; c++) {
             if (!(isalnum((unsigned char)*c) || *c == '-' || *c == '.' || *c == '_')) {
-                snprintf(err, 256, "\"%s\": invalid character in host", url);
+                snprintf(err, 256, "\"%s\": invalid character in host", shown);
                 return -1;
             }
         }
@@ -65,23 +93,23 @@ int fs_url_parse(fs_url_t *u, const char *url, char err[256])
         char *end;
         long port = strtol(p + 1, &end, 10);
         if (end == p + 1 || port < 1 || port > 65535 || (*end && *end != '/' && *end != '?')) {
-            snprintf(err, 256, "\"%s\": invalid port", url);
+            snprintf(err, 256, "\"%s\": invalid port", shown);
             return -1;
         }
         u->port = (int)port;
         p = end;
     }
     if (*p && *p != '/' && *p != '?') {
-        snprintf(err, 256, "\"%s\": unexpected \"%c\" after host", url, *p);
+        snprintf(err, 256, "\"%s\": unexpected \"%c\" after host", shown, *p);
         return -1;
     }
     if (strlen(p) + 1 >= sizeof(u->path)) {
-        snprintf(err, 256, "\"%.64s...\": path too long", url);
+        snprintf(err, 256, "\"%.64s...\": path too long", shown);
         return -1;
     }
     for (const char *c = p; *c; c++) {
         if ((unsigned char)*c <= 0x20 || *c == 0x7f) {
-            snprintf(err, 256, "\"%s\": control character or space in path", url);
+            snprintf(err, 256, "\"%s\": control character or space in path", shown);
             return -1;
         }
     }
@@ -89,6 +117,71 @@ int fs_url_parse(fs_url_t *u, const char *url, char err[256])
         snprintf(u->path, sizeof(u->path), "/%s", p);
     else if (strcmp(p, "/") != 0)
         strcpy(u->path, p);
+    return 0;
+}
+
+/* RFC 3986 userinfo: unreserved / pct-encoded / sub-delims / ":" */
+static int userinfo_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c != '\0' && (isalnum(c) || strchr("-._~!$&'()*+,;=:", c) != NULL))
+            continue;
+        if (c == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            i += 2;
+            continue;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+int fs_proxy_parse(fs_proxy_t *p, const char *url, char err[256])
+{
+    memset(p, 0, sizeof(*p));
+    if (strlen(url) >= 300) {
+        snprintf(err, 256, "proxy URL too long (%zu bytes)", strlen(url));
+        return -1;
+    }
+    /* A proxy URL has no path, so its last '@' ends the userinfo even when a password holds
+     * '/', '?' or '#' unencoded: nothing before it is ever quoted. */
+    const char *sep = strstr(url, "://"), *at = strrchr(url, '@');
+    const char *user = sep ? sep + 3 : url;
+    char bare[300], uerr[256];
+    if (at != NULL && at >= user) {
+        size_t ulen = (size_t)(at - user);
+        const char *colon = memchr(user, ':', ulen);
+        int shown_user = colon ? (int)(colon - user) : 0;
+        snprintf(p->redacted, sizeof(p->redacted), "%.*s%.*s%s***%s", (int)(user - url), url,
+                 shown_user < 64 ? shown_user : 64, user, colon ? ":" : "", at);
+        if (ulen == 0 || ulen >= sizeof(p->userinfo) || !userinfo_ok(user, ulen)) {
+            snprintf(err, 256,
+                     "\"%.160s\": the credentials are empty, too long or hold a character that "
+                     "must be percent-encoded (e.g. @ as %%40, / as %%2F)",
+                     p->redacted);
+            return -1;
+        }
+        memcpy(p->userinfo, user, ulen);
+        snprintf(bare, sizeof(bare), "%.*s%s", (int)(user - url), url, at + 1);
+    } else {
+        snprintf(p->redacted, sizeof(p->redacted), "%s", url);
+        snprintf(bare, sizeof(bare), "%s", url);
+    }
+    /* From here on: the URL without its userinfo, quoted in its redacted form. */
+    if (strncasecmp(bare, "http://", 7) != 0) {
+        snprintf(err, 256, "\"%.200s\": expected http://host:port", p->redacted);
+        return -1;
+    }
+    if (fs_url_parse(&p->u, bare, uerr) != 0) {
+        const char *why = strstr(uerr, "\": ");
+        snprintf(err, 256, "\"%.200s\": %s", p->redacted, why ? why + 3 : uerr);
+        return -1;
+    }
+    if (p->u.path[0] != '\0') {
+        snprintf(err, 256, "\"%.200s\": expected http://host:port (no path)", p->redacted);
+        return -1;
+    }
     return 0;
 }
 

@@ -12,8 +12,28 @@ typedef struct fs_url_s {
     char path[1024]; /* "" when the URL has no path (or only "/"): handshake only */
 } fs_url_t;
 
-/* Parses an http(s) URL. Returns 0, or -1 with a message in err. */
+/* Parses an http(s) URL. Returns 0, or -1 with a message in err, which quotes the URL with
+ * its userinfo redacted (fs_url_redact). A URL with userinfo is refused ("user@host"). */
 int fs_url_parse(fs_url_t *u, const char *url, char err[256]);
+
+/* Writes url into out (size n, always terminated, cut if longer) with the password of its
+ * userinfo replaced: "http://user:***@host/..."; a userinfo without ':' becomes "***@". The
+ * userinfo is taken to be what precedes the last '@' before any '?' or '#' (not only in the
+ * authority, so a password with an unencoded '/' is hidden too; a rare path with '@' is then
+ * over-redacted). For every message, log line or report that shows a URL. Returns out. */
+char *fs_url_redact(const char *url, char *out, size_t n);
+
+/* An HTTP proxy: "http://[user:password@]host[:port]" (port default 80), no path. */
+typedef struct fs_proxy_s {
+    fs_url_t u;         /* scheme "http", host, port; path "" */
+    char userinfo[256]; /* "user:password" as written (percent-encoded), "" when none */
+    char redacted[320]; /* the URL to show: "http://user:***@host:port" */
+} fs_proxy_t;
+
+/* Parses a proxy URL. The userinfo ends at the last '@' (a proxy URL has no path) and may only
+ * hold RFC 3986 userinfo characters (unreserved, sub-delims, ':', %XX): others must be
+ * percent-encoded. Returns 0, or -1 with err filled; err never contains the password. */
+int fs_proxy_parse(fs_proxy_t *p, const char *url, char err[256]);
 
 typedef struct fs_resolve_entry_s {
     char *name;

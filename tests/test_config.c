@@ -238,6 +238,9 @@ static const struct {
     {WITH_PR("{\"url\": \"ftp://ns.corp.example/\"}"), "unsupported scheme \"ftp\""},
     {WITH_PR("{\"url\": \"ftp://ns.corp.example/\"}"), "profiles.default.url: "},
     {WITH_PR("{\"url\": \"https://ns.corp.example:0/\"}"), "profiles.default.url: "},
+    {WITH_PR("{\"url\": \"https://admin:s3cret@ns.corp.example/\"}"),
+     "profiles.default.url: \"https://admin:***@ns.corp.example/\": credentials in the URL are not "
+     "supported"},
     {WITH_PR("{\"url\": \"ns.corp.example\"}"), "not a URL"},
     {WITH_PR("{\"url\": \"https://a/\", \"expect_thumbprint\": \"abcd\"}"),
      "profiles.default.expect_thumbprint: 4 hex digits: expected 40 (SHA-1) or 64 (SHA-256)"},
@@ -302,6 +305,19 @@ static const struct {
      "groups[0].network.proxy: \"http://proxy:3128/x\": expected http://host:port (no path)"},
     {WITH_G(GRP("\"network\": {\"proxy\": \"http://proxy:99999\"}")),
      "groups[0].network.proxy: \"http://proxy:99999\": invalid port"},
+    /* a proxy's password is never quoted (each message is also checked for "s3cret") */
+    {WITH_G(GRP("\"network\": {\"proxy\": \"http://user:s3cret@proxy:99999\"}")),
+     "groups[0].network.proxy: \"http://user:***@proxy:99999\": invalid port"},
+    {WITH_G(GRP("\"network\": {\"proxy\": \"https://user:s3cret@proxy:3128\"}")),
+     "groups[0].network.proxy: \"https://user:***@proxy:3128\": expected http://host:port"},
+    {WITH_G(GRP("\"network\": {\"proxy\": \"http://user:s3cret@proxy:3128/x\"}")),
+     "groups[0].network.proxy: \"http://user:***@proxy:3128/x\": expected http://host:port (no "
+     "path)"},
+    {WITH_G(GRP("\"network\": {\"proxy\": \"http://user:s3/cret@proxy:3128\"}")),
+     "groups[0].network.proxy: \"http://user:***@proxy:3128\": the credentials are empty, too long "
+     "or hold a character that must be percent-encoded"},
+    {WITH_G(GRP("\"network\": {\"proxy\": \"s3cret@proxy:3128\"}")),
+     "groups[0].network.proxy: \"***@proxy:3128\": expected http://host:port"},
     {WITH_G(GRP("\"network\": {\"source_address\": \"eth0\"}")),
      "groups[0].network.source_address: \"eth0\" is not an IP address"},
     /* the error names the group it is in */
@@ -326,6 +342,7 @@ static void test_errors(void)
             abort();
         }
         ASSERT(strlen(err) < 256);
+        ASSERT(strstr(err, "s3cret") == NULL && strstr(err, "s3/cret") == NULL);
     }
 }
 
@@ -428,7 +445,8 @@ static const char full_json[] =
     "     \"clock_skew_s\": -3600,\n"
     "     \"network\": {\"resolve\": {\"ns.corp.example\": \"10.0.0.5\", \"crl.corp.example\": "
     "\"[fd00::1]\"},\n"
-    "                 \"proxy\": \"http://proxy.corp.example:3128\", \"source_address\": "
+    "                 \"proxy\": \"http://svc-crl:pa%40ss@proxy.corp.example:3128\", "
+    "\"source_address\": "
     "\"::1\"}},\n"
     "  ],\n"
     "}\n";
@@ -513,7 +531,8 @@ static void test_full(void)
     ASSERT_EQ(g->network.resolve.n, 2);
     ASSERT_STREQ(fs_resolve_lookup(&g->network.resolve, "NS.corp.example"), "10.0.0.5");
     ASSERT_STREQ(fs_resolve_lookup(&g->network.resolve, "crl.corp.example"), "fd00::1");
-    ASSERT_STREQ(g->network.proxy, "http://proxy.corp.example:3128");
+    /* credentials are kept for the fetcher (which hands them to curl only) */
+    ASSERT_STREQ(g->network.proxy, "http://svc-crl:pa%40ss@proxy.corp.example:3128");
     ASSERT_STREQ(g->network.source_address, "::1");
     cfg_free(c);
 }

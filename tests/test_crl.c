@@ -3,11 +3,15 @@
 #include "probes/crl.h"
 
 #include "lab/pki.h"
+#include "probes/util.h"
 
 #include "test.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs7.h>
@@ -302,8 +306,100 @@ static void test_aia_payloads(void)
     free(der);
 }
 
+/* ---- memory cost: OpenSSL's allocations counted as glibc hands them out ---------------------- */
+
+/* Live bytes of OpenSSL allocations, each counted as the chunk malloc gives (request + 8 rounded
+ * up to 16, 32 at least): what the process holds for them, whatever the allocator underneath. */
+static size_t ossl_live;
+
+typedef union {
+    size_t n;
+    max_align_t align;
+} hdr_t;
+
+static size_t chunk(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+static void *count_malloc(size_t n, const char *file, int line)
+{
+    hdr_t *h = malloc(sizeof(*h) + n);
+    if (h == NULL)
+        return NULL;
+    h->n = n;
+    ossl_live += chunk(n);
+    return h + 1;
+}
+
+static void count_free(void *p, const char *file, int line)
+{
+    if (p == NULL)
+        return;
+    hdr_t *h = (hdr_t *)p - 1;
+    ossl_live -= chunk(h->n);
+    free(h);
+}
+
+static void *count_realloc(void *p, size_t n, const char *file, int line)
+{
+    if (p == NULL)
+        return count_malloc(n, file, line);
+    hdr_t *h = (hdr_t *)p - 1;
+    size_t was = h->n;
+    hdr_t *nh = realloc(h, sizeof(*nh) + n);
+    if (nh == NULL)
+        return NULL;
+    nh->n = n;
+    ossl_live += chunk(n) - chunk(was);
+    return nh + 1;
+}
+
+/* crl_parsed_cost and crl_certs_cost against what parsing and using the objects really holds:
+ * the cache's budget is only as good as this estimate. */
+static void test_memory_cost(void)
+{
+    char err[256], perr[CRL_ERR_LEN];
+    const size_t sizes[] = {0, 50, 3000};
+    for (size_t k = 0; k < FS_ARRAY_SIZE(sizes); k++) {
+        unsigned char *der;
+        size_t len;
+        ASSERT_EQ(lab_crl_make_bulk(&der, &len, &inter, sizes[k], -3600, 7 * DAY, err), 0);
+        size_t before = ossl_live;
+        X509_CRL *crl = NULL;
+        ASSERT_EQ(crl_parse(der, len, &crl, perr), 0);
+        /* What the cache does with an entry: dates, issuer, signature, lookups. */
+        int64_t tu, nu;
+        crl_times(crl, &tu, &nu);
+        ASSERT_EQ(crl_check_issuer(crl, leaf_good.cert, inter.cert, perr), 0);
+        ASSERT_EQ(crl_verify_signature(crl, X509_get0_pubkey(inter.cert), perr), 0);
+        ASSERT_EQ(crl_lookup_serial(crl, X509_get0_serialNumber(leaf_good.cert), NULL, NULL), 0);
+        size_t real = ossl_live - before, est = crl_parsed_cost(crl, len);
+        fprintf(stderr, "   CRL of %zu entries, %zu bytes: holds %zu, estimated %zu\n", sizes[k],
+                len, real, est);
+        ASSERT(est * 10 >= real * 8 && est * 10 <= real * 12);
+        X509_CRL_free(crl);
+        free(der);
+    }
+    unsigned char *der;
+    size_t len;
+    ASSERT_EQ(lab_cert_der(inter.cert, &der, &len), 0);
+    size_t before = ossl_live;
+    STACK_OF(X509) *sk = NULL;
+    ASSERT_EQ(crl_parse_certs(der, len, &sk, perr), 0);
+    ASSERT_EQ(X509_check_issued(sk_X509_value(sk, 0), leaf_good.cert), X509_V_OK);
+    size_t real = ossl_live - before, est = crl_certs_cost(sk, len);
+    fprintf(stderr, "   certificate of %zu bytes: holds %zu, estimated %zu\n", len, real, est);
+    ASSERT(est * 10 >= real * 7 && est * 10 <= real * 14);
+    sk_X509_pop_free(sk, X509_free);
+    free(der);
+}
+
 int main(void)
 {
+    /* Before OpenSSL allocates anything: count its allocations for test_memory_cost. */
+    ASSERT(CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free));
     setup();
     RUN(test_parse_der_pem);
     RUN(test_signature);
@@ -312,6 +408,7 @@ int main(void)
     RUN(test_serial_lookup);
     RUN(test_urls);
     RUN(test_aia_payloads);
+    RUN(test_memory_cost);
     free(crl_der);
     lab_cert_free(&root);
     lab_cert_free(&inter);

@@ -198,6 +198,66 @@ static void test_proxy(void)
     fs_resolve_free(&map);
 }
 
+/* A proxy with credentials (issue 15.10): curl gets them and sends Proxy-Authorization Basic;
+ * no failure message ever quotes the password. */
+static void test_proxy_credentials(void)
+{
+    char proxy[160], auth[128], err[256];
+    lab_http_set(srv, "http://crl.remote.test/auth.crl", 200, "authenticated", 13, NULL);
+    fs_resolve_t map = {0};
+    ASSERT_EQ(fs_resolve_add(&map, "proxy.lab.test", "127.0.0.1", err), 0);
+    fetch_req_t req;
+    fetch_req_init(&req);
+    req.url = "http://crl.remote.test/auth.crl";
+    req.proxy = proxy;
+    req.resolve = &map;
+    req.dns_override_only = 1;
+    got_t g;
+
+    snprintf(proxy, sizeof(proxy), "http://user:s3cret@proxy.lab.test:%d", lab_http_port(srv));
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_OK);
+    ASSERT_STREQ(g.body, "authenticated");
+    ASSERT(lab_http_proxy_auth(srv, "http://crl.remote.test/auth.crl", auth, sizeof(auth)));
+    ASSERT_STREQ(auth, "Basic dXNlcjpzM2NyZXQ="); /* base64("user:s3cret") */
+
+    /* Percent-encoded as RFC 3986 wants: curl decodes it, "p@ss:w" goes out. */
+    snprintf(proxy, sizeof(proxy), "http://user:p%%40ss%%3Aw@proxy.lab.test:%d",
+             lab_http_port(srv));
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_OK);
+    ASSERT(lab_http_proxy_auth(srv, "http://crl.remote.test/auth.crl", auth, sizeof(auth)));
+    ASSERT_STREQ(auth, "Basic dXNlcjpwQHNzOnc="); /* base64("user:p@ss:w") */
+
+    /* Without credentials, none are sent. */
+    snprintf(proxy, sizeof(proxy), "http://proxy.lab.test:%d", lab_http_port(srv));
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_OK);
+    ASSERT(!lab_http_proxy_auth(srv, "http://crl.remote.test/auth.crl", auth, sizeof(auth)));
+
+    /* Failures name the proxy, never the password. */
+    snprintf(proxy, sizeof(proxy), "http://user:s3cret@127.0.0.1:%d", closed_port());
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_ERR_REFUSED);
+    ASSERT_CONTAINS(g.r.error, "connection refused by proxy 127.0.0.1");
+    ASSERT(strstr(g.r.error, "s3cret") == NULL);
+    snprintf(proxy, sizeof(proxy), "http://user:s3cret@proxy.lab.test:99999");
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_ERR_URL);
+    ASSERT_CONTAINS(g.r.error, "\"http://user:***@proxy.lab.test:99999\": invalid port");
+    ASSERT(strstr(g.r.error, "s3cret") == NULL);
+    snprintf(proxy, sizeof(proxy), "http://user:s3/cret@proxy.lab.test:3128");
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_ERR_URL);
+    ASSERT_CONTAINS(g.r.error, "percent-encoded");
+    ASSERT(strstr(g.r.error, "s3") == NULL);
+    snprintf(proxy, sizeof(proxy), "http://user:s3cret@nowhere.invalid:3128");
+    run_one(&req, &g);
+    ASSERT_EQ(g.r.err, FETCH_ERR_DNS);
+    ASSERT_CONTAINS(g.r.error, "could not resolve proxy \"nowhere.invalid\"");
+    fs_resolve_free(&map);
+}
+
 static void test_unsupported_scheme(void)
 {
     fetch_req_t req;
@@ -566,6 +626,7 @@ int main(void)
     RUN(test_override_map);
     RUN(test_unresolvable);
     RUN(test_proxy);
+    RUN(test_proxy_credentials);
     RUN(test_unsupported_scheme);
     RUN(test_stall_timeout);
     RUN(test_endless_capped);

@@ -198,6 +198,105 @@ static void test_scenarios(void)
         free(all[i]);
 }
 
+/* A server of the lab's PKI answering the agent URL with exactly these bytes (tls: over TLS). */
+static lab_tls_t *odd_server(int tls, const char *resp, size_t len)
+{
+    char err[256];
+    X509 *inter[1] = {lab.pki.inter.cert};
+    lab_tls_opts_t so = {.mode = tls ? LAB_TLS_SERVE : LAB_TLS_PLAIN_HTTP,
+                         .cert = lab.pki.leaf[LAB_LEAF_GOOD].cert,
+                         .key = lab.pki.leaf[LAB_LEAF_GOOD].key,
+                         .chain = inter,
+                         .nchain = 1,
+                         .response = resp,
+                         .response_len = len};
+    lab_tls_t *srv = lab_tls_start(&so, err);
+    ASSERT(srv != NULL);
+    return srv;
+}
+
+/* The status line of the agent URL's answer (issue 15.7): interim 1xx responses are skipped,
+ * bare LF line ends accepted, a malformed status code is an http_error quoting the line. */
+static void test_http_responses(void)
+{
+    static const struct {
+        const char *name;
+        int tls;
+        const char *resp;
+        size_t len;
+        int online, status;
+        const char *in_message;
+    } cases[] = {
+#define R(s) s, sizeof(s) - 1
+        {"100 then 500", 1,
+         R("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\n"
+           "Content-Length: 0\r\n\r\n"),
+         0, 500, "HTTP 500"},
+        {"100 then 204", 1, R("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"), 1,
+         204, "HTTP 204"},
+        {"bare LF", 1, R("HTTP/1.1 200 OK\n\n"), 1, 200, "HTTP 200"},
+        {"bare LF, plain http", 0, R("HTTP/1.1 200 OK\n\n"), 1, 200, "HTTP 200"},
+        {"status 5000", 1, R("HTTP/1.1 5000 X\r\n\r\n"), 0, 0, "\"HTTP/1.1 5000 X\""},
+        {"20 digits", 1, R("HTTP/1.1 20000000000000000000 OK\r\n\r\n"), 0, 0,
+         "20000000000000000000"},
+        {"NUL in the line", 1, R("HTTP/1.1 200 O\0K\r\n\r\n"), 0, 0, "O\\x00K"},
+        {"no status code", 0, R("HTTP/1.1\r\n\r\n"), 0, 0, "missing status code"},
+#undef R
+    };
+    enum { N = FS_ARRAY_SIZE(cases) };
+    lab_tls_t *srv[N];
+    outcome_t *oc[N];
+    for (size_t i = 0; i < N; i++) {
+        char url[256], err[256];
+        srv[i] = odd_server(cases[i].tls, cases[i].resp, cases[i].len);
+        oc[i] = mk(cases[i].name, LAB_SC_GOOD, NULL);
+        snprintf(url, sizeof(url), "%s://%s:%d/agent", cases[i].tls ? "https" : "http", LAB_HOST,
+                 lab_tls_port(srv[i]));
+        ASSERT(fs_url_parse(&oc[i]->url, url, err) == 0);
+        go(oc[i]);
+    }
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    for (size_t i = 0; i < N; i++) {
+        expect(oc[i], cases[i].online, cases[i].online ? FS_CAUSE_NONE : FS_CAUSE_HTTP_ERROR);
+        ASSERT_EQ(oc[i]->http_status, cases[i].status);
+        ASSERT_CONTAINS(oc[i]->message, cases[i].in_message);
+        lab_tls_stop(srv[i]);
+        free(oc[i]);
+    }
+}
+
+/* A server that resets every connection as soon as it accepts it (issue 15.8): the connection
+ * was established, so the endpoint sees "the underlying connection was closed", however the
+ * reset races the connect completion, the ClientHello or the request. Probed over TLS and plain
+ * HTTP, all at once and one after another. */
+static void test_reset_on_accept(void)
+{
+    char err[256], url[256];
+    lab_tls_opts_t so = {.mode = LAB_TLS_RESET_ACCEPT};
+    lab_tls_t *srv = lab_tls_start(&so, err);
+    ASSERT(srv != NULL);
+    enum { N = 20 };
+    outcome_t *oc[2 * N];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 2 * N; i++) {
+            int tls = i % 4 != 3; /* one in four speaks plain HTTP */
+            oc[i] = mk(tls ? "reset on accept" : "reset on accept, http", LAB_SC_GOOD, NULL);
+            snprintf(url, sizeof(url), "%s://%s:%d%s", tls ? "https" : "http", LAB_HOST,
+                     lab_tls_port(srv), tls ? "" : "/agent");
+            ASSERT(fs_url_parse(&oc[i]->url, url, err) == 0);
+            go(oc[i]);
+            if (round == 1) /* one after another */
+                ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        }
+        ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+        for (int i = 0; i < 2 * N; i++) {
+            expect(oc[i], 0, FS_CAUSE_CONNECTION_CLOSED);
+            free(oc[i]);
+        }
+    }
+    lab_tls_stop(srv);
+}
+
 static void on_cancel_timer(uv_timer_t *t)
 {
     probe_cancel(t->data);
@@ -347,6 +446,8 @@ int main(void)
     ASSERT(rev_ctx_new(&rev, &loop, NULL) == 0);
     RUN(test_scenarios);
     RUN(test_cancel);
+    RUN(test_http_responses);
+    RUN(test_reset_on_accept);
     RUN(test_revocation_and_aia);
     RUN(test_chain_diagnosis);
     int closed = 0;

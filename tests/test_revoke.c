@@ -674,6 +674,125 @@ static void test_lru_bound(void)
     env_close(&e);
 }
 
+/* A CRL larger than the whole budget neither flushes the cache nor is fetched on every check
+ * (issue 15.3): it is kept alone outside the budget; a second one is refused, and even then its
+ * URL is not fetched again within the negative TTL. */
+static void test_oversized_crl(void)
+{
+    char err[256];
+    unsigned char *der;
+    size_t len;
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(lab_crl_make_bulk(&der, &len, &pki.inter, 3000, -3600, 7 * DAY, err), 0);
+        lab_http_set(srv, i ? "/s/big2.crl" : "/s/big.crl", 200, der, len, "application/pkix-crl");
+        free(der);
+    }
+    serve_crl("/s/small0.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    serve_crl("/s/small1.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    STACK_OF(X509) *small0 = chain_cdp(LAB_LEAF_GOOD, "/s/small0.crl");
+    STACK_OF(X509) *small1 = chain_cdp(LAB_LEAF_GOOD, "/s/small1.crl");
+    STACK_OF(X509) *big = chain_cdp(LAB_LEAF_GOOD, "/s/big.crl");
+    STACK_OF(X509) *big2 = chain_cdp(LAB_LEAF_GOOD, "/s/big2.crl");
+    /* Room for the small CRLs, not for 3,000 entries (~1.2 MB once parsed). */
+    rev_cache_limits_t lim = {.max_age_s = 3600, .max_bytes_total = 64 * 1024};
+    env_t e;
+    env_open(&e, &lim);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    rev_cache_stats_t st;
+    res_t r;
+
+    check(&e, small0, &p, now, &r);
+    check(&e, small1, &p, now, &r);
+    rev_cache_stats(e.ctx, &st);
+    size_t small_bytes = st.bytes;
+    ASSERT(small_bytes < lim.max_bytes_total);
+
+    check(&e, big, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.urls[0].from_cache, 0);
+    rev_cache_stats(e.ctx, &st);
+    ASSERT_EQ(st.entries, 3);
+    /* Charged what 3,000 parsed entries hold: more than 300 bytes each. */
+    ASSERT(st.bytes - small_bytes > 3000 * 300);
+    for (int i = 0; i < 3; i++) {
+        check(&e, small0, &p, now, &r);
+        ASSERT_EQ(r.r.urls[0].from_cache, 1);
+        check(&e, small1, &p, now, &r);
+        ASSERT_EQ(r.r.urls[0].from_cache, 1);
+        check(&e, big, &p, now, &r);
+        ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+        ASSERT_EQ(r.r.urls[0].from_cache, 1);
+    }
+    ASSERT_EQ(lab_http_hits(srv, "/s/big.crl"), 1);
+    ASSERT_EQ(lab_http_hits(srv, "/s/small0.crl"), 1);
+
+    /* A second oversized CRL while the first is fresh: used once, then refused. */
+    check(&e, big2, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.urls[0].from_cache, 0);
+    for (int i = 0; i < 3; i++) {
+        check(&e, big2, &p, now, &r);
+        ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_INVALID);
+        ASSERT_EQ(r.r.urls[0].from_cache, 1);
+        ASSERT_CONTAINS(r.r.urls[0].error, "crl_max_bytes_total");
+    }
+    ASSERT_EQ(lab_http_hits(srv, "/s/big2.crl"), 1);
+    rev_cache_stats(e.ctx, &st);
+    ASSERT_EQ(st.refused, 1);
+    ASSERT_EQ(st.entries, 4);
+    check(&e, big, &p, now, &r);
+    ASSERT_EQ(r.r.urls[0].from_cache, 1);
+    check(&e, small0, &p, now, &r);
+    ASSERT_EQ(r.r.urls[0].from_cache, 1);
+    ASSERT_EQ(lab_http_hits(srv, "/s/big.crl"), 1);
+
+    free_chain(small0);
+    free_chain(small1);
+    free_chain(big);
+    free_chain(big2);
+    env_close(&e);
+}
+
+/* Credentials of the group's proxy, or in a CDP URL, never reach a retrieval line or the
+ * message an endpoint reports (issue 15.10). */
+static void test_credentials_redacted(void)
+{
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    char proxy[128];
+    snprintf(proxy, sizeof(proxy), "http://user:s3cret@127.0.0.1:%d", closed_port());
+    p.proxy = proxy;
+    p.view = "proxy-with-credentials";
+    STACK_OF(X509) *chain = chain_cdp(LAB_LEAF_GOOD, "/s/proxied.crl");
+    res_t r;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.nurls, 1);
+    ASSERT_CONTAINS(r.r.urls[0].error, "connection refused by proxy 127.0.0.1");
+    ASSERT(strstr(r.r.urls[0].error, "s3cret") == NULL);
+    ASSERT(strstr(r.r.message, "s3cret") == NULL);
+    free_chain(chain);
+
+    /* A CDP URL carrying credentials is shown with its password redacted. */
+    policy(&p, REV_STRICT);
+    char url[256];
+    snprintf(url, sizeof(url), "http://cdp:p4ssw0rd@crl.lab.test:%d/s/cred.crl",
+             lab_http_port(srv));
+    const char *cdp[] = {url, NULL};
+    chain = chain_with(LAB_LEAF_GOOD, cdp, NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_CONTAINS(r.r.urls[0].url, "http://cdp:***@crl.lab.test:");
+    ASSERT(strstr(r.r.urls[0].url, "p4ssw0rd") == NULL);
+    ASSERT(strstr(r.r.urls[0].error, "p4ssw0rd") == NULL);
+    ASSERT(strstr(r.r.message, "p4ssw0rd") == NULL);
+    free_chain(chain);
+    env_close(&e);
+}
+
 static void test_cancel(void)
 {
     serve_crl("/s/slow.crl", NULL, NULL, 0, -3600, 7 * DAY);
@@ -914,6 +1033,8 @@ int main(void)
     RUN(test_single_flight);
     RUN(test_negative_cache);
     RUN(test_lru_bound);
+    RUN(test_oversized_crl);
+    RUN(test_credentials_redacted);
     RUN(test_cancel);
     RUN(test_close_inside_callback);
     RUN(test_aia);

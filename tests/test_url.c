@@ -1,0 +1,89 @@
+/* test_url.c - URL redaction and proxy URLs with credentials: what messages may show of a URL,
+ * and what the fetcher gets to hand to curl. */
+#include "probes/url.h"
+
+#include "test.h"
+
+static void expect_redact(const char *url, const char *want)
+{
+    char out[256];
+    ASSERT_STREQ(fs_url_redact(url, out, sizeof(out)), want);
+}
+
+static void test_redact(void)
+{
+    expect_redact("http://user:s3cret@proxy:3128", "http://user:***@proxy:3128");
+    expect_redact("http://user:s3:cr@et@proxy:3128/x", "http://user:***@proxy:3128/x");
+    expect_redact("http://token@proxy:3128", "http://***@proxy:3128");
+    /* A '/' in the password does not expose it; a path with '@' pays for that. */
+    expect_redact("http://user:pa/ss@proxy:3128", "http://user:***@proxy:3128");
+    expect_redact("http://crl.example/a@b.crl", "http://***@b.crl");
+    expect_redact("http://crl.example/x.crl?a@b", "http://crl.example/x.crl?a@b");
+    expect_redact("http://crl.example/x.crl", "http://crl.example/x.crl");
+    expect_redact("user:pw@host", "user:***@host");
+    expect_redact("", "");
+    char small[12];
+    ASSERT_STREQ(fs_url_redact("http://u:secret@h", small, sizeof(small)), "http://u:**");
+}
+
+static void test_proxy(void)
+{
+    fs_proxy_t px;
+    char err[256];
+    ASSERT_EQ(fs_proxy_parse(&px, "http://user:s3cret@proxy.corp:3128", err), 0);
+    ASSERT_STREQ(px.u.host, "proxy.corp");
+    ASSERT_EQ(px.u.port, 3128);
+    ASSERT_STREQ(px.userinfo, "user:s3cret");
+    ASSERT_STREQ(px.redacted, "http://user:***@proxy.corp:3128");
+    ASSERT_EQ(fs_proxy_parse(&px, "http://p%40ss@[::1]", err), 0);
+    ASSERT_STREQ(px.u.host, "::1");
+    ASSERT_EQ(px.u.port, 80);
+    ASSERT_STREQ(px.userinfo, "p%40ss");
+    ASSERT_STREQ(px.redacted, "http://***@[::1]");
+    ASSERT_EQ(fs_proxy_parse(&px, "http://proxy:8080/", err), 0);
+    ASSERT_STREQ(px.userinfo, "");
+    ASSERT_STREQ(px.redacted, "http://proxy:8080/");
+
+    static const char *const bad[] = {
+        "http://user:s3cret@proxy:0",
+        "http://user:s3cret@proxy/x",
+        "https://user:s3cret@proxy",
+        "http://user:s3 cret@proxy",
+        "http://user:s3/cret@proxy",
+        "http://user:s3cret%4@proxy",
+        "http://@proxy",
+        "s3cret@proxy:3128",
+        "http://user:s3cret@",
+        "http://user:s3cret@pro xy:1",
+        "ftp://user:s3cret@proxy:21",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        ASSERT_EQ(fs_proxy_parse(&px, bad[i], err), -1);
+        fprintf(stderr, "   %s -> %s\n", bad[i], err);
+        ASSERT(err[0] != '\0');
+        ASSERT(strstr(err, "s3") == NULL);
+    }
+}
+
+static void test_url_refuses_credentials(void)
+{
+    fs_url_t u;
+    char err[256];
+    ASSERT_EQ(fs_url_parse(&u, "https://admin:s3cret@ns.corp.example/x", err), -1);
+    ASSERT_CONTAINS(err, "\"https://admin:***@ns.corp.example/x\": credentials");
+    ASSERT_EQ(fs_url_parse(&u, "https://admin:s3cret@ns.corp.example:99999/", err), -1);
+    ASSERT(strstr(err, "s3cret") == NULL);
+    ASSERT_EQ(fs_url_parse(&u, "https://admin:s3/cret@ns.corp.example/", err), -1);
+    ASSERT(strstr(err, "s3") == NULL);
+    ASSERT_EQ(fs_url_parse(&u, "https://ns.corp.example/a@b", err), 0); /* '@' in a path */
+    ASSERT_STREQ(u.path, "/a@b");
+}
+
+int main(void)
+{
+    RUN(test_redact);
+    RUN(test_proxy);
+    RUN(test_url_refuses_credentials);
+    return 0;
+}
