@@ -559,6 +559,34 @@ static void test_agreement(void)
     cJSON_Delete(status);
 }
 
+/* `fleetscan status`: the picture of this daemon in a terminal, from its API. */
+static void test_status_command(void)
+{
+    char cmd[1024], *out = calloc(1, 1 << 20);
+    snprintf(cmd, sizeof(cmd), "%s status --url %s", getenv("FLEETSCAN_BIN"), api);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, (1 << 20) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 1); /* some endpoints are offline */
+    cJSON *s = get_json("/api/v1/status", 200);
+    char line[128];
+    snprintf(line, sizeof(line), "%.0f endpoints: %.0f online, %.0f OFFLINE",
+             num(s, "endpoints.total"), num(s, "endpoints.online"), num(s, "endpoints.offline"));
+    ASSERT_CONTAINS(out, line);
+    ASSERT_CONTAINS(out, "http-profile (");
+    ASSERT_CONTAINS(out, "fix: ");
+    cJSON_Delete(s);
+    /* an unreachable daemon is a clear error, exit 2 */
+    snprintf(cmd, sizeof(cmd), "%s status --url http://127.0.0.1:%d 2>&1", getenv("FLEETSCAN_BIN"),
+             lab.closed_port);
+    p = popen(cmd, "r");
+    n = fread(out, 1, (1 << 20) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
+    ASSERT_CONTAINS(out, "fleetscan: status: http://127.0.0.1:");
+    free(out);
+}
+
 static void test_errors(void)
 {
     resp_t r = http("POST", "/api/v1/scan", NULL);
@@ -830,6 +858,7 @@ int main(void)
     RUN(test_forecast);
     RUN(test_preflight);
     RUN(test_agreement);
+    RUN(test_status_command);
     RUN(test_errors);
     RUN(test_metrics);
     RUN(test_reload);
