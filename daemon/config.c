@@ -1,6 +1,7 @@
 /* config.c - loading and validating the `fleetscan run` configuration (see config.h and
  * docs/CONFIG.md): JSONC stripping, schema checks with JSON-path errors, path resolution. */
 #include "daemon/config.h"
+#include "probes/file.h"
 #include "probes/util.h"
 
 #include <cjson/cJSON.h>
@@ -330,73 +331,6 @@ static char *path_resolve(const char *base, const char *rel)
     return out;
 }
 
-/* Reads a regular file of at most cap bytes into a NUL-terminated buffer. Returns 0, or -1
- * with why set to a short reason. */
-static int read_file(const char *path, size_t cap, char **buf, size_t *len, char *why,
-                     size_t whylen)
-{
-    int rc = -1;
-    char *b = NULL;
-    size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    *buf = NULL;
-    *len = 0;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
-        goto out;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        snprintf(why, whylen, "is a directory");
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "not a regular file");
-        goto out;
-    }
-    if ((uint64_t)st.st_size > cap) {
-        snprintf(why, whylen, "larger than %zu MiB", cap / (size_t)MIB);
-        goto out;
-    }
-    b = fs_xmalloc((size_t)st.st_size + 1);
-    size_t room = (size_t)st.st_size;
-    for (;;) { /* the file may grow while we read: never past cap */
-        if (got == room) {
-            if (room >= cap) {
-                char c;
-                ssize_t r = read(fd, &c, 1);
-                if (r > 0) {
-                    snprintf(why, whylen, "larger than %zu MiB", cap / (size_t)MIB);
-                    goto out;
-                }
-                break;
-            }
-            room = room * 2 + 4096 < cap ? room * 2 + 4096 : cap;
-            b = fs_xrealloc(b, room + 1);
-        }
-        ssize_t r = read(fd, b + got, room - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(why, whylen, "%s", strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    b[got] = '\0';
-    *buf = b;
-    *len = got;
-    b = NULL;
-    rc = 0;
-out:
-    free(b);
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
 /* "written" or "written" (resolved), for messages about a path from the config. */
 static void shown_path(char *dst, size_t n, const char *written, const char *abs)
 {
@@ -447,7 +381,7 @@ static int load_pem_file(parse_t *p, const char *jpath, const char *written, cha
     char *abs = path_resolve(p->base_dir, written);
     *abs_out = abs;
     shown_path(shown, sizeof(shown), written, abs);
-    if (read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, why, sizeof(why)) != 0) {
+    if (fs_read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
         fail(p, jpath, "cannot read %s: %s", shown, why);
         goto out;
     }
@@ -538,7 +472,7 @@ static int load_hash_dir(parse_t *p, const char *jpath, const char *written, cha
         size_t n = strlen(abs) + strlen(names[i]) + 2;
         char *f = fs_xmalloc(n);
         snprintf(f, n, "%s/%s", abs, names[i]);
-        int r = read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, why, sizeof(why));
+        int r = fs_read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why));
         free(f);
         if (r != 0) {
             fail(p, jpath, "cannot read %.100s in %s: %s", names[i], shown, why);
@@ -625,7 +559,8 @@ static int parse_token(parse_t *p, const char *written)
     size_t len;
     c->api_token_file = path_resolve(p->base_dir, written);
     shown_path(shown, sizeof(shown), written, c->api_token_file);
-    if (read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, why, sizeof(why)) != 0)
+    if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, NULL, why, sizeof(why)) !=
+        0)
         return fail(p, "api_token_file", "cannot read %s: %s", shown, why);
     char *b = buf, *e = buf + len;
     while (b < e && isspace((unsigned char)*b))
@@ -1407,7 +1342,7 @@ int cfg_load(cfg_t **out, const char *path, char err[256])
     size_t len;
     int rc = -1;
     *out = NULL;
-    if (read_file(path, CFG_MAX_FILE_BYTES, &buf, &len, why, sizeof(why)) != 0) {
+    if (fs_read_file(path, CFG_MAX_FILE_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
         snprintf(err, 256, "cannot read \"%.120s\": %.110s", path, why);
         goto out;
     }

@@ -2,11 +2,13 @@
  * naming the JSON path, a full config round-trips with defaults and resolved paths, reload
  * comparison, and the shipped example configurations parse. */
 #include "daemon/config.h"
+#include "probes/util.h"
 #include "tests/test.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +96,19 @@ static void setup(void)
     write_str("token", "  s3cret-token\n\n");
     write_str("token-empty", " \n");
     write_str("token-space", "two words\n");
+    /* Files that are not regular, or too large: refused without being read. */
+    tmp_path(p, "pki/fifo.pem");
+    ASSERT(mkfifo(p, 0644) == 0);
+    tmp_path(p, "fifodir");
+    ASSERT(mkdir(p, 0755) == 0);
+    tmp_path(p, "fifodir/0badf00d.0");
+    ASSERT(mkfifo(p, 0644) == 0);
+    tmp_path(p, "pki/big.pem");
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT(fd >= 0 && ftruncate(fd, (16 << 20) + 1) == 0 && close(fd) == 0); /* sparse */
+    static char big_token[4097];
+    memset(big_token, 'a', sizeof(big_token));
+    write_file("token-big", big_token, sizeof(big_token));
     /* An OpenSSL hashed directory entry, as `openssl rehash` makes it. */
     X509 *x = make_cert("Dir Root");
     char name[32];
@@ -318,7 +333,9 @@ static void test_errors(void)
         if (strstr(bad[i].err, "NUL byte") != NULL)
             len = 18; /* the case embeds a NUL */
         memset(err, 'x', sizeof(err));
+        alarm(10); /* a case that blocks (a FIFO opened for reading) fails instead of hanging */
         int rc = cfg_parse(&c, bad[i].json, len, tmp, err);
+        alarm(0);
         fprintf(stderr, "   [%zu] %s\n", i, err);
         if (rc != -1 || c != NULL || strstr(err, bad[i].err) == NULL) {
             fprintf(stderr, "case %zu: %s\n  want: %s\n  got rc=%d: %s\n", i, bad[i].json,
@@ -559,6 +576,66 @@ static cfg_t *parse_ok(const char *json)
     return c;
 }
 
+/* Every key that names a file refuses what is not a regular file, or is too large, at once and
+ * without reading it: a FIFO would block the loader (and a SIGHUP reload, on the event loop)
+ * forever, /dev/zero never ends. The message names the JSON path and the file. */
+static void test_special_files(void)
+{
+    static const struct {
+        const char *key;
+        const char *file;
+        const char *why;
+    } cases[] = {
+        {"ca_file", "pki/fifo.pem", "is not a regular file (a FIFO)"},
+        {"ca_file", "/dev/zero", "is not a regular file (a character device)"},
+        {"ca_file", "pki", "is a directory"},
+        {"ca_file", "pki/big.pem", "larger than 16 MiB"},
+        {"intermediates_file", "pki/fifo.pem", "is not a regular file (a FIFO)"},
+        {"intermediates_file", "/dev/zero", "is not a regular file (a character device)"},
+        {"api_token_file", "pki/fifo.pem", "is not a regular file (a FIFO)"},
+        {"api_token_file", "/dev/zero", "is not a regular file (a character device)"},
+        {"api_token_file", "pki", "is a directory"},
+        {"api_token_file", "token-big", "larger than 4 KiB"},
+        {"ca_dir", "fifodir", "cannot read 0badf00d.0 in \"fifodir\""},
+        {"ca_dir", "fifodir", "is not a regular file (a FIFO)"},
+    };
+    char json[1024], err[256], want[256];
+    for (size_t i = 0; i < FS_ARRAY_SIZE(cases); i++) {
+        const char *k = cases[i].key;
+        if (strcmp(k, "api_token_file") == 0) {
+            snprintf(json, sizeof(json), "{" BASE ", \"api_token_file\": \"%s\"}", cases[i].file);
+            snprintf(want, sizeof(want), "api_token_file: cannot read \"%s\"", cases[i].file);
+        } else {
+            if (strcmp(k, "ca_file") == 0)
+                snprintf(json, sizeof(json), WITH_TS("{\"ca_file\": \"%s\"}"), cases[i].file);
+            else
+                snprintf(json, sizeof(json),
+                         WITH_TS("{\"ca_file\": \"pki/root.pem\", \"%s\": \"%s\"}"), k,
+                         cases[i].file);
+            snprintf(want, sizeof(want), "trust_stores.corp.%s: ", k);
+        }
+        cfg_t *c = (cfg_t *)1;
+        alarm(10);
+        int rc = cfg_parse(&c, json, strlen(json), tmp, err);
+        alarm(0);
+        fprintf(stderr, "   %s %s: %s\n", k, cases[i].file, err);
+        ASSERT_EQ(rc, -1);
+        ASSERT(c == NULL);
+        ASSERT(strncmp(err, want, strlen(want)) == 0);
+        ASSERT_CONTAINS(err, cases[i].why);
+    }
+    /* the configuration file itself */
+    char p[PATH_MAX];
+    cfg_t *c = NULL;
+    tmp_path(p, "pki/fifo.pem");
+    alarm(10);
+    ASSERT_EQ(cfg_load(&c, p, err), -1);
+    ASSERT_CONTAINS(err, "is not a regular file (a FIFO)");
+    ASSERT_EQ(cfg_load(&c, "/dev/zero", err), -1);
+    ASSERT_CONTAINS(err, "is not a regular file (a character device)");
+    alarm(0);
+}
+
 static int equal(const char *a, const char *b, size_t ia, size_t ib)
 {
     cfg_t *ca = parse_ok(a), *cb = parse_ok(b);
@@ -707,6 +784,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_full);
     RUN(test_load_errors);
+    RUN(test_special_files);
     RUN(test_group_equal);
     RUN(test_names);
     RUN(test_examples);

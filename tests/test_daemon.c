@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -409,6 +410,17 @@ static void test_preflight(void)
     expect_verdict(doc, "hq", "cert_revoked");
     cJSON_Delete(doc);
 
+    /* A chain that is not a regular file is refused at once (fopen() of a FIFO blocked). */
+    char fifo[600], cmd[1600], out[1024];
+    lab_file(&lab, "fifo", fifo, sizeof(fifo)); /* made by test_check_command */
+    snprintf(cmd, sizeof(cmd), "timeout 10 %s preflight -c %s --chain %s 2>&1",
+             getenv("FLEETSCAN_BIN"), cfg_path, fifo);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
+    ASSERT_CONTAINS(out, "is not a regular file (a FIFO)");
+
     /* The same over the API, with the bearer token. */
     char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
     resp_t r = http_body("POST", "/api/v1/preflight", NULL, pem);
@@ -656,23 +668,122 @@ static void test_check_command(void)
     ASSERT_EQ(s3, total);
     ASSERT_EQ(shard_count("0/1", &t3), total);
 
-    char cmd[1400];
-    snprintf(cmd, sizeof(cmd), "%s run --check -c %s >/dev/null 2>&1", getenv("FLEETSCAN_BIN"),
-             cfg_path);
-    ASSERT_EQ(WEXITSTATUS(system(cmd)), 0);
+    char cmd[1400], out[1024] = "";
+    snprintf(cmd, sizeof(cmd), "%s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"), cfg_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 0);
+    ASSERT_CONTAINS(out, "configuration OK");
     char bad[600];
     lab_file(&lab, "bad.json", bad, sizeof(bad));
     write_file(bad, "{\"groups\": [{\"name\": \"hq\", \"count\": 1, \"trust\": \"legcy\"}],"
                     " \"trust_stores\": {\"legacy\": {\"ca_dir\": \"/etc/ssl/certs\"}},"
                     " \"profiles\": {\"default\": {\"url\": \"https://ns.lab.test\"}}}");
     snprintf(cmd, sizeof(cmd), "%s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"), bad);
-    FILE *p = popen(cmd, "r");
-    char out[1024] = "";
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
     ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
     ASSERT_CONTAINS(out, "groups[0].trust");
     ASSERT_CONTAINS(out, "legcy");
+
+    /* What is not a regular file is refused at once, never read: a FIFO would block the
+     * reader forever, /dev/zero never ends. `timeout` turns a hang into a failure (exit 124). */
+    char fifo[600], root[600];
+    lab_file(&lab, "fifo", fifo, sizeof(fifo));
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    ASSERT(mkfifo(fifo, 0600) == 0);
+    const char *const specials[] = {fifo, "/dev/zero", lab.dir};
+    for (size_t i = 0; i < 3; i++) {
+        for (int tf = 0; tf < 2; tf++) {
+            char json[2048];
+            snprintf(json, sizeof(json),
+                     "{%s%s%s\"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},"
+                     " \"profiles\": {\"default\": {\"url\": \"https://ns.lab.test\"}},"
+                     " \"groups\": [{\"name\": \"hq\", \"count\": 1}]}",
+                     tf ? "\"api_token_file\": \"" : "", tf ? specials[i] : "", tf ? "\", " : "",
+                     tf ? root : specials[i]);
+            write_file(bad, json);
+            snprintf(cmd, sizeof(cmd), "timeout 10 %s run --check -c %s 2>&1",
+                     getenv("FLEETSCAN_BIN"), bad);
+            p = popen(cmd, "r");
+            n = fread(out, 1, sizeof(out) - 1, p);
+            out[n] = '\0';
+            int st = pclose(p);
+            fprintf(stderr, "   %s", out);
+            ASSERT_EQ(WEXITSTATUS(st), 2);
+            ASSERT_CONTAINS(out, tf ? "api_token_file: cannot read" : "ca_file: cannot read");
+            ASSERT_CONTAINS(out,
+                            specials[i] == lab.dir ? "is a directory" : "is not a regular file");
+        }
+    }
+    snprintf(cmd, sizeof(cmd), "timeout 10 %s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"),
+             fifo);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
+    ASSERT_CONTAINS(out, "is not a regular file (a FIFO)");
+}
+
+/* The first occurrence of from in text replaced by to, in a new string. */
+static char *replace_once(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    ASSERT(at != NULL);
+    char *r = malloc(strlen(text) + strlen(to) + 1);
+    memcpy(r, text, (size_t)(at - text));
+    sprintf(r + (at - text), "%s%s", to, at + strlen(from));
+    return r;
+}
+
+static int count_in_file(const char *path, const char *needle)
+{
+    char *text = read_file(path);
+    int n = 0;
+    for (const char *q = strstr(text, needle); q != NULL; q = strstr(q + 1, needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* SIGHUP with a FIFO as a CA file or as the token file: the reload is refused at once and the
+ * loop keeps serving (open() used to block the event loop forever). */
+static void test_reload_fifo(void)
+{
+    char fifo[600], root[600], tok[600];
+    lab_file(&lab, "fifo", fifo, sizeof(fifo)); /* made by test_check_command */
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    lab_file(&lab, "token", tok, sizeof(tok));
+    char *text = read_file(cfg_path);
+    const char *const swap[2] = {root, tok};
+    for (int i = 0; i < 2; i++) {
+        char *next = replace_once(text, swap[i], fifo);
+        write_file(cfg_path, next);
+        free(next);
+        ASSERT(kill(daemon_pid, SIGHUP) == 0);
+        int seen = 0;
+        for (int k = 0; k < 100 && seen <= i; k++) { /* 10 s: a blocked loop fails, not hangs */
+            seen = count_in_file(err_path, "is not a regular file (a FIFO)");
+            if (seen <= i)
+                usleep(100000);
+        }
+        ASSERT_EQ(seen, i + 1);
+        ASSERT_EQ(count_in_file(err_path, i ? "reload refused, the running configuration stays: "
+                                              "api_token_file: cannot read"
+                                            : "reload refused, the running configuration stays: "
+                                              "trust_stores.corp.ca_file: cannot read"),
+                  1);
+        resp_t r = http("GET", "/healthz", NULL);
+        ASSERT_EQ(r.status, 200);
+        free(r.body);
+        cJSON *s = get_json("/api/v1/status", 200);
+        ASSERT(num(s, "endpoints.total") > 0);
+        cJSON_Delete(s);
+    }
+    write_file(cfg_path, text);
+    free(text);
 }
 
 int main(void)
@@ -702,6 +813,7 @@ int main(void)
     RUN(test_errors);
     RUN(test_metrics);
     RUN(test_reload);
+    RUN(test_reload_fifo);
     RUN(test_events_and_log);
     RUN(test_stop);
     close(daemon_out);
