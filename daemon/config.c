@@ -1257,6 +1257,134 @@ static int jsonc_strip(parse_t *p, char *s, size_t n, const char *orig)
     return 0;
 }
 
+/* ---- strings: what cJSON would silently cut short or pass on ------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p (n bytes readable), or 0 when invalid: overlong
+ * forms, UTF-16 surrogates and code points past U+10FFFF are invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
+
+/* Offset of the first byte of s that does not start a valid UTF-8 sequence, or -1. */
+static long utf8_invalid_at(const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (l == 0)
+            return (long)i;
+        i += l;
+    }
+    return -1;
+}
+
+/* Ordinal (0-based, document order, keys included) of the first string literal of the JSON
+ * text s that holds a \u0000 escape, or SIZE_MAX. cJSON decodes it into a NUL that ends the C
+ * string early: "a\u0000<script>" would load as "a", "root.pem\u0000.evil" as "root.pem". */
+static size_t first_nul_string(const char *s, size_t n)
+{
+    size_t ord = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '"')
+            continue;
+        for (i++; i < n && s[i] != '"'; i++) {
+            if (s[i] != '\\')
+                continue;
+            i++;
+            if (i + 4 < n && s[i] == 'u' && memcmp(s + i + 1, "0000", 4) == 0)
+                return ord;
+        }
+        ord++;
+    }
+    return SIZE_MAX;
+}
+
+typedef struct strwalk_s {
+    size_t ord;     /* ordinal of the next string (key or value) in document order */
+    size_t nul_ord; /* first_nul_string() */
+    char path[256]; /* JSON path of the current value */
+} strwalk_t;
+
+/* A key as it can be shown: printable ASCII, others as '?', at most 64 characters. */
+static void shown_key(char *dst, size_t n, const char *key)
+{
+    size_t k = 0;
+    for (; *key && k + 1 < n && k < 64; key++)
+        dst[k++] = *key >= 0x20 && *key < 0x7f && *key != '"' && *key != '\\' ? *key : '?';
+    dst[k] = '\0';
+}
+
+/* Appends .key (or ["key"] when the key is not a plain name) to w->path. */
+static void path_push_key(strwalk_t *w, const char *key)
+{
+    char shown[72];
+    size_t l = strlen(w->path);
+    int plain = *key != '\0';
+    for (const char *q = key; *q && plain; q++)
+        plain = isalnum((unsigned char)*q) || *q == '_' || *q == '-';
+    shown_key(shown, sizeof(shown), key);
+    if (plain)
+        snprintf(w->path + l, sizeof(w->path) - l, "%s%s", l ? "." : "", shown);
+    else
+        snprintf(w->path + l, sizeof(w->path) - l, "[\"%s\"]", shown);
+}
+
+static int check_string(parse_t *p, strwalk_t *w, const char *s, int is_key)
+{
+    char shown[72];
+    long bad;
+    if (is_key)
+        shown_key(shown, sizeof(shown), s);
+    if (w->ord++ == w->nul_ord)
+        return is_key ? fail(p, w->path, "key \"%s\" contains a NUL character (\\u0000)", shown)
+                      : fail(p, w->path, "string contains a NUL character (\\u0000)");
+    if ((bad = utf8_invalid_at(s)) >= 0)
+        return is_key ? fail(p, w->path, "key \"%s\": invalid UTF-8 (byte 0x%02x at offset %ld)",
+                             shown, (unsigned char)s[bad], bad)
+                      : fail(p, w->path, "invalid UTF-8 (byte 0x%02x at offset %ld)",
+                             (unsigned char)s[bad], bad);
+    return 0;
+}
+
+/* Refuses every string, key or value, that holds a NUL or is not valid UTF-8, with its path:
+ * the schema below never sees a string cut short, and a metrics label or a JSON answer never
+ * carries bytes a reader would choke on. */
+static int check_strings(parse_t *p, strwalk_t *w, const cJSON *v)
+{
+    size_t l = strlen(w->path), i = 0;
+    if (cJSON_IsString(v))
+        return check_string(p, w, v->valuestring, 0);
+    for (const cJSON *c = v->child; c != NULL; c = c->next, i++) {
+        if (cJSON_IsObject(v)) {
+            if (check_string(p, w, c->string, 1) != 0)
+                return -1;
+            path_push_key(w, c->string);
+        } else {
+            snprintf(w->path + l, sizeof(w->path) - l, "[%zu]", i);
+        }
+        if (check_strings(p, w, c) != 0)
+            return -1;
+        w->path[l] = '\0';
+    }
+    return 0;
+}
+
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256])
 {
     parse_t p = {.err = err};
@@ -1321,7 +1449,8 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
                                     : "a literal");
         goto out;
     }
-    if (parse_root(&p, root) != 0)
+    strwalk_t w = {.nul_ord = first_nul_string(buf, len)};
+    if (check_strings(&p, &w, root) != 0 || parse_root(&p, root) != 0)
         goto out;
     *out = p.cfg;
     p.cfg = NULL;

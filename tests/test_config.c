@@ -319,6 +319,24 @@ static const struct {
      "groups[0].network.proxy: \"http://proxy:99999\": invalid port"},
     {WITH_G(GRP("\"network\": {\"source_address\": \"eth0\"}")),
      "groups[0].network.source_address: \"eth0\" is not an IP address"},
+    /* strings: a NUL would cut them short in C, invalid UTF-8 breaks labels and JSON readers */
+    {WITH_G("{\"name\": \"a\\u0000<script>\", \"count\": 1}"),
+     "groups[0].name: string contains a NUL character"},
+    {WITH_TS("{\"ca_file\": \"pki/root.pem\\u0000.evil\"}"),
+     "trust_stores.corp.ca_file: string contains a NUL character"},
+    {WITH_TS("{\"ca_file\\u0000x\": \"pki/root.pem\"}"),
+     "trust_stores.corp: key \"ca_file\" contains a NUL character"},
+    {"{\"vantage\": \"ok\", /* \"\\u0000\" */ \"shard\": \"0/1\\u0000\", " BASE "}",
+     "shard: string contains a NUL character"},
+    {WITH_G(GRP("\"network\": {\"resolve\": {\"ns.corp.example\": [\"10.0.0.1\\u0000\"]}}")),
+     "groups[0].network.resolve[\"ns.corp.example\"][0]: string contains a NUL character"},
+    {"{" BASE ", \"vantage\": \"hq\xff\"}", "vantage: invalid UTF-8 (byte 0xff at offset 2)"},
+    {"{" BASE ", \"vantage\": \"\xc0\xaf\"}", "vantage: invalid UTF-8"},         /* overlong '/' */
+    {"{" BASE ", \"vantage\": \"\xed\xa0\x80\"}", "vantage: invalid UTF-8"},     /* a surrogate */
+    {"{" BASE ", \"vantage\": \"\xf4\x90\x80\x80\"}", "vantage: invalid UTF-8"}, /* > U+10FFFF */
+    {WITH_PR("{\"url\": \"https://ns/\xe2\x82\"}"), "profiles.default.url: invalid UTF-8"},
+    {WITH_G(GRP("\"network\": {\"resolve\": {\"n\xfe\": \"10.0.0.1\"}}")),
+     "groups[0].network.resolve: key \"n?\": invalid UTF-8"},
     /* the error names the group it is in */
     {WITH_G("{\"name\": \"a\", \"count\": 1}, " GRP("\"tls\": {\"sni\": 1}")),
      "groups[1].tls.sni: expected true or false"},
@@ -636,6 +654,21 @@ static void test_special_files(void)
     alarm(0);
 }
 
+/* What looks like a NUL but is not one, and valid UTF-8, load as written. */
+static void test_strings_ok(void)
+{
+    char err[256];
+    cfg_t *c = NULL;
+    /* "\\u0000" is a backslash and "u0000"; a \u0000 inside a comment is no string */
+    const char *json =
+        "{" BASE ", /* \"\\u0000\" */ \"vantage\": \"caf\\u00e9-\xc3\xa9-\xf0\x9f\x94\x92\", "
+        "\"event_log\": \"logs/x\\\\u0000.log\"}";
+    ASSERT_EQ(cfg_parse(&c, json, strlen(json), tmp, err), 0);
+    ASSERT_STREQ(c->vantage, "caf\xc3\xa9-\xc3\xa9-\xf0\x9f\x94\x92");
+    ASSERT_CONTAINS(c->event_log, "/logs/x\\u0000.log");
+    cfg_free(c);
+}
+
 static int equal(const char *a, const char *b, size_t ia, size_t ib)
 {
     cfg_t *ca = parse_ok(a), *cb = parse_ok(b);
@@ -785,6 +818,7 @@ int main(void)
     RUN(test_full);
     RUN(test_load_errors);
     RUN(test_special_files);
+    RUN(test_strings_ok);
     RUN(test_group_equal);
     RUN(test_names);
     RUN(test_examples);
