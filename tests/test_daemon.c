@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -591,6 +592,26 @@ static void test_reload(void)
     free(text);
 }
 
+/* One well-formed record per line (peer-controlled text is escaped, never raw markup), and
+ * nothing else: no fragment, no line glued onto another. Returns the number of records. */
+static int event_log_records(char *log)
+{
+    int lines = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "<event date='", 13) != 0 ||
+            strstr(line, "</event>") != line + strlen(line) - 8)
+            fprintf(stderr, "malformed event log line: %s\n", line);
+        ASSERT(strncmp(line, "<event date='", 13) == 0);
+        ASSERT(strstr(line, "</event>") == line + strlen(line) - 8);
+        int lt = 0;
+        for (char *c = line; *c; c++)
+            lt += *c == '<';
+        ASSERT_EQ(lt, 2);
+        lines++;
+    }
+    return lines;
+}
+
 static void test_events_and_log(void)
 {
     cJSON *j = get_json("/api/v1/events?since=0", 200);
@@ -601,19 +622,15 @@ static void test_events_and_log(void)
     ASSERT_CONTAINS(log, "<event date='");
     ASSERT_CONTAINS(log, "hostName='old-trust-00000'");
     ASSERT_CONTAINS(log, "Could not establish trust relationship");
-    /* One well-formed record per line: peer-controlled text is escaped, never raw markup. */
-    int lines = 0;
-    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        ASSERT(strncmp(line, "<event date='", 13) == 0);
-        ASSERT(strstr(line, "</event>") == line + strlen(line) - 8);
-        int lt = 0;
-        for (char *c = line; *c; c++)
-            lt += *c == '<';
-        ASSERT_EQ(lt, 2);
-        lines++;
-    }
-    ASSERT(lines > 0);
+    ASSERT(event_log_records(log) > 0);
     free(log);
+    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *el = cJSON_GetObjectItem(s, "event_log");
+    ASSERT(cJSON_IsObject(el));
+    ASSERT_STREQ(cJSON_GetObjectItem(el, "path")->valuestring, log_path);
+    ASSERT_EQ(num(el, "dropped_lines"), 0);
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(el, "last_error")));
+    cJSON_Delete(s);
 }
 
 static void test_stop(void)
@@ -786,6 +803,116 @@ static void test_reload_fifo(void)
     free(text);
 }
 
+static char full_dir[600]; /* the tiny tmpfs of test_event_log_disk_full */
+
+static void unmount_on_abort(int sig)
+{
+    umount2(full_dir, MNT_DETACH);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int dropped_and_probed(cJSON *s, void *arg)
+{
+    (void)arg;
+    return all_probed(s, NULL) && num(s, "event_log.dropped_lines") > 0;
+}
+
+/* The event log on a full disk: lines are dropped and counted (/status, /metrics), never cut
+ * short or glued onto the next one, and writing resumes on a fresh line once there is room.
+ * A second daemon, on a 64 KiB tmpfs. */
+static void test_event_log_disk_full(void)
+{
+    char err[256], filler[700], token_path[600];
+    lab_file(&lab, "full", full_dir, sizeof(full_dir));
+    ASSERT(mkdir(full_dir, 0755) == 0);
+    if (mount("fleetscan-test", full_dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k") != 0) {
+        fprintf(stderr, "   SKIPPED: cannot mount a tmpfs on %s (%s); run the tests as root\n",
+                full_dir, strerror(errno));
+        rmdir(full_dir);
+        return;
+    }
+    signal(SIGABRT, unmount_on_abort);
+    snprintf(log_path, sizeof(log_path), "%s/events.log", full_dir);
+    snprintf(filler, sizeof(filler), "%s/filler", full_dir);
+    lab_file(&lab, "fleetscan-full.json", cfg_path, sizeof(cfg_path));
+    lab_file(&lab, "daemon-full.err", err_path, sizeof(err_path));
+    lab_file(&lab, "token", token_path, sizeof(token_path));
+    lab_fleet_opts_t fo = {.listen = "127.0.0.1:0",
+                           .interval_s = 3600,
+                           .scale = 0.05,
+                           .token_file = token_path,
+                           .event_log = log_path};
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    close(daemon_out);
+    start_daemon();
+    cJSON *s = wait_status(all_probed, NULL);
+    cJSON_Delete(s);
+
+    /* Fill the disk: the log's last page keeps what room it had, then nothing is left. */
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT(fd >= 0);
+    static char block[4096];
+    memset(block, 'f', sizeof(block));
+    while (write(fd, block, sizeof(block)) > 0)
+        ;
+    ASSERT(errno == ENOSPC);
+    close(fd);
+
+    /* A reload that changes every group: ~100 state changes, far more than the room left. */
+    fo.scale = 0.1;
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    s = wait_status(dropped_and_probed, NULL);
+    cJSON *el = cJSON_GetObjectItem(s, "event_log");
+    char *shown = cJSON_PrintUnformatted(el);
+    fprintf(stderr, "   %s\n", shown);
+    free(shown);
+    ASSERT_STREQ(cJSON_GetObjectItem(el, "path")->valuestring, log_path);
+    ASSERT_CONTAINS(cJSON_GetObjectItem(el, "last_error")->valuestring, "No space left");
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(el, "last_error_at")));
+    double dropped = num(el, "dropped_lines");
+    cJSON_Delete(s);
+    resp_t r = http("GET", "/metrics", NULL);
+    const char *m = strstr(r.body, "\nfleetscan_event_log_dropped_lines_total{vantage=\"lab\"");
+    ASSERT(m != NULL);
+    ASSERT(strtod(strchr(m, '}') + 2, NULL) >= dropped);
+    free(r.body);
+    ASSERT(count_in_file(err_path, "event_log: cannot write") >= 1);
+
+    /* Room again: the next changes are written, each on a line of its own, and every event is
+     * either in the file or counted as dropped: records + dropped_lines == last_seq. */
+    ASSERT(unlink(filler) == 0);
+    fo.scale = 0.05;
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    double last = -1, records = -2;
+    for (int i = 0; i < 300 && records + dropped != last; i++) {
+        usleep(100000);
+        s = wait_status(all_probed, NULL);
+        dropped = num(s, "event_log.dropped_lines");
+        cJSON_Delete(s);
+        cJSON *ev = get_json("/api/v1/events?since=0", 200);
+        last = num(ev, "last_seq");
+        cJSON_Delete(ev);
+        char *log = read_file(log_path);
+        records = 0;
+        for (const char *c = log; *c; c++)
+            records += *c == '\n';
+        free(log);
+    }
+    fprintf(stderr, "   %.0f records written, %.0f dropped, %.0f events\n", records, dropped, last);
+    ASSERT_EQ(records + dropped, last);
+    char *log = read_file(log_path);
+    ASSERT(log[0] != '\0' && log[strlen(log) - 1] == '\n');
+    ASSERT_EQ(event_log_records(log), records);
+    free(log);
+    test_stop();
+    signal(SIGABRT, SIG_DFL);
+    ASSERT(umount2(full_dir, 0) == 0);
+    ASSERT(rmdir(full_dir) == 0);
+}
+
 int main(void)
 {
     char err[256], token_path[600];
@@ -816,6 +943,7 @@ int main(void)
     RUN(test_reload_fifo);
     RUN(test_events_and_log);
     RUN(test_stop);
+    RUN(test_event_log_disk_full);
     close(daemon_out);
     lab_stop(&lab);
     curl_global_cleanup();

@@ -95,6 +95,12 @@ typedef struct snap_s {
      * fleetscan_crl_next_update_seconds), without the vantage/shard labels, which the renderer
      * adds. May be NULL. */
     char *metrics_extra;
+    /* The event log: its path (NULL: none configured), the lines it lost since start to
+     * failed or short writes (a full disk), and the last write error (NULL: none yet). */
+    char *event_log_path;
+    uint64_t event_log_dropped;
+    char *event_log_error;
+    int64_t event_log_error_at; /* seconds since the epoch, 0: never */
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
