@@ -18,6 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -557,11 +560,14 @@ static int parse_token(parse_t *p, const char *written)
     cfg_t *c = p->cfg;
     char why[128], shown[256], *buf = NULL;
     size_t len;
+    struct stat st;
     c->api_token_file = path_resolve(p->base_dir, written);
     shown_path(shown, sizeof(shown), written, c->api_token_file);
-    if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, NULL, why, sizeof(why)) !=
+    if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, &st, why, sizeof(why)) !=
         0)
         return fail(p, "api_token_file", "cannot read %s: %s", shown, why);
+    c->api_token_mode = (uint32_t)(st.st_mode & 07777);
+    c->api_token_gid = (uint32_t)st.st_gid;
     char *b = buf, *e = buf + len;
     while (b < e && isspace((unsigned char)*b))
         b++;
@@ -1522,6 +1528,51 @@ void cfg_free(cfg_t *c)
     free(c->api_token);
     free(c->event_log);
     free(c);
+}
+
+/* ---- warnings ---------------------------------------------------------------------------- */
+
+int cfg_is_loopback(const char *ip)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, ip, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return 0;
+}
+
+size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS])
+{
+    size_t n = 0;
+    if (!cfg_is_loopback(c->listen_host)) {
+        char addr[80];
+        snprintf(addr, sizeof(addr), strchr(c->listen_host, ':') ? "[%s]:%d" : "%s:%d",
+                 c->listen_host, c->listen_port);
+        out[n].code = CFG_WARN_LISTEN;
+        snprintf(out[n++].message, sizeof(out[0].message),
+                 "listen: %s is not a loopback address: the API, /metrics and the dashboard are "
+                 "reachable from the network, read-only routes without a token (bind 127.0.0.1, "
+                 "or firewall the port)",
+                 addr);
+    }
+    uint32_t mode = c->api_token_mode;
+    int group = (mode & 0060) != 0 && c->api_token_gid != (uint32_t)getegid();
+    if (c->api_token_file != NULL && ((mode & 0006) != 0 || group)) {
+        char who[40];
+        if (mode & 0006)
+            snprintf(who, sizeof(who), "every user");
+        else
+            snprintf(who, sizeof(who), "group %u", (unsigned)c->api_token_gid);
+        out[n].code = CFG_WARN_TOKEN_FILE;
+        snprintf(out[n++].message, sizeof(out[0].message),
+                 "api_token_file: \"%.100s\" has mode %04o: %s can %s the API token "
+                 "(chmod 600 it)",
+                 c->api_token_file, (unsigned)mode, who,
+                 mode & ((mode & 0006) ? 0004 : 0040) ? "read" : "replace");
+    }
+    return n;
 }
 
 /* ---- reload comparison ------------------------------------------------------------------- */

@@ -110,6 +110,9 @@ struct fleet_s {
     uint64_t event_dropped; /* lines lost to failed or short writes, since start */
     char event_error[128];  /* the last write error, "" when none yet */
     int64_t event_error_at; /* its time, seconds since the epoch */
+    snap_warning_t warnings[CFG_MAX_WARNINGS + 1]; /* daemon.warnings of /status */
+    size_t nwarnings;
+    cfg_warning_t listen_warning; /* from the configuration the API was started with */
     int64_t started_at;
     int dirty;
     int ref_in_flight;
@@ -1044,6 +1047,10 @@ void fleet_publish(fleet_t *f)
     s->event_log_dropped = f->event_dropped;
     s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;
     s->event_log_error_at = f->event_error_at;
+    s->ndaemon_warnings = f->nwarnings;
+    s->daemon_warnings =
+        fs_xmalloc((f->nwarnings ? f->nwarnings : 1) * sizeof(*s->daemon_warnings));
+    memcpy(s->daemon_warnings, f->warnings, f->nwarnings * sizeof(*s->daemon_warnings));
     uint64_t first = f->event_seq > FLEET_EVENTS_MAX ? f->event_seq - FLEET_EVENTS_MAX : 0;
     s->nevents = (size_t)(f->event_seq - first);
     s->events = fs_xmalloc((s->nevents ? s->nevents : 1) * sizeof(*s->events));
@@ -1122,6 +1129,43 @@ static int open_event_log(const cfg_t *cfg, int *fd, int *partial, char err[256]
     return 0;
 }
 
+/* daemon.warnings: running as root, the API's address (bound once, at start), and what the
+ * current configuration says; those not seen before are logged. */
+static void update_warnings(fleet_t *f, const cfg_t *cfg)
+{
+    snap_warning_t old[FS_ARRAY_SIZE(f->warnings)];
+    size_t nold = f->nwarnings;
+    cfg_warning_t cw[CFG_MAX_WARNINGS];
+    size_t ncw = cfg_warnings(cfg, cw);
+    memcpy(old, f->warnings, sizeof(old));
+    f->nwarnings = 0;
+    if (geteuid() == 0) {
+        snap_warning_t *w = &f->warnings[f->nwarnings++];
+        fs_strlcpy(w->code, "running_as_root", sizeof(w->code));
+        fs_strlcpy(w->message,
+                   "running as root: the daemon parses certificates, CRLs and HTTP answers from "
+                   "the network; run it as an unprivileged user (deploy/systemd uses "
+                   "DynamicUser=yes)",
+                   sizeof(w->message));
+    }
+    for (size_t i = 0; i < ncw + 1 && f->nwarnings < FS_ARRAY_SIZE(f->warnings); i++) {
+        /* the listen warning of the address in use, not of a reloaded file's */
+        const cfg_warning_t *c = i < ncw ? &cw[i] : &f->listen_warning;
+        if (c->code == NULL || (i < ncw && strcmp(c->code, CFG_WARN_LISTEN) == 0))
+            continue;
+        snap_warning_t *w = &f->warnings[f->nwarnings++];
+        fs_strlcpy(w->code, c->code, sizeof(w->code));
+        fs_strlcpy(w->message, c->message, sizeof(w->message));
+    }
+    for (size_t i = 0; i < f->nwarnings; i++) {
+        size_t k = 0;
+        while (k < nold && strcmp(old[k].message, f->warnings[i].message) != 0)
+            k++;
+        if (k == nold)
+            fleet_log(f, "warning: %s", f->warnings[i].message);
+    }
+}
+
 int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o, char err[256])
 {
     fleet_t *f = fs_xcalloc(1, sizeof(*f));
@@ -1172,6 +1216,12 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
     fleet_log(f, "vantage %s: %u endpoints in %zu groups (shard %u/%u), interval %.0f s",
               cfg->vantage, f->gen->neps, cfg->ngroups, cfg->shard_index, cfg->shard_count,
               cfg->interval_s);
+    cfg_warning_t cw[CFG_MAX_WARNINGS];
+    size_t ncw = cfg_warnings(cfg, cw);
+    for (size_t i = 0; i < ncw; i++)
+        if (strcmp(cw[i].code, CFG_WARN_LISTEN) == 0)
+            f->listen_warning = cw[i];
+    update_warnings(f, cfg);
     *out = f;
     return 0;
 }
@@ -1276,6 +1326,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     gen_unref(old);
     fleet_log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
               cfg->ngroups, kept, ng->neps);
+    update_warnings(f, cfg);
     if (!same_ref)
         f->ref_known = 0; /* profile_mismatch waits for the new reference's verdict */
     schedule_reference(f);

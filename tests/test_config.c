@@ -669,6 +669,67 @@ static void test_strings_ok(void)
     cfg_free(c);
 }
 
+/* Settings that work but expose the daemon are reported, with the key that sets them. */
+static void test_warnings(void)
+{
+    static const struct {
+        const char *ip;
+        int loopback;
+    } addrs[] = {{"127.0.0.1", 1}, {"127.1.2.3", 1}, {"::1", 1},      {"::ffff:127.0.0.1", 1},
+                 {"0.0.0.0", 0},   {"::", 0},        {"10.0.0.5", 0}, {"::ffff:10.0.0.5", 0},
+                 {"128.0.0.1", 0}, {"fe80::1", 0}};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(addrs); i++)
+        ASSERT_EQ(cfg_is_loopback(addrs[i].ip), addrs[i].loopback);
+
+    char p[PATH_MAX];
+    cfg_warning_t w[CFG_MAX_WARNINGS];
+    cfg_t *c = parse_ok("{" BASE "}");
+    ASSERT_EQ(cfg_warnings(c, w), 0);
+    cfg_free(c);
+    c = parse_ok("{" BASE ", \"listen\": \"[::]:8787\"}");
+    ASSERT_EQ(cfg_warnings(c, w), 1);
+    ASSERT_STREQ(w[0].code, "listen_not_loopback");
+    ASSERT_CONTAINS(w[0].message, "listen: [::]:8787 is not a loopback address");
+    cfg_free(c);
+
+    tmp_path(p, "token");
+    ASSERT(chmod(p, 0644) == 0);
+    c = parse_ok("{" BASE ", \"listen\": \"0.0.0.0:0\", \"api_token_file\": \"token\"}");
+    ASSERT_EQ(c->api_token_mode, 0644);
+    ASSERT_EQ(cfg_warnings(c, w), 2);
+    ASSERT_STREQ(w[0].code, "listen_not_loopback");
+    ASSERT_STREQ(w[1].code, "token_file_exposed");
+    ASSERT_CONTAINS(w[1].message, "api_token_file: \"");
+    ASSERT_CONTAINS(w[1].message, "has mode 0644: every user can read the API token");
+    cfg_free(c);
+    /* owner only, or shared with this process's own (service) group: fine */
+    static const unsigned quiet[] = {0600, 0400, 0640, 0660};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(quiet); i++) {
+        ASSERT(chmod(p, quiet[i]) == 0);
+        c = parse_ok("{" BASE ", \"api_token_file\": \"token\"}");
+        ASSERT_EQ(c->api_token_mode, quiet[i]);
+        ASSERT_EQ(cfg_warnings(c, w), 0);
+        cfg_free(c);
+    }
+    ASSERT(chmod(p, 0602) == 0);
+    c = parse_ok("{" BASE ", \"api_token_file\": \"token\"}");
+    ASSERT_EQ(cfg_warnings(c, w), 1);
+    ASSERT_CONTAINS(w[0].message, "has mode 0602: every user can replace the API token");
+    cfg_free(c);
+    /* another group (needs root to hand the file over) */
+    if (chown(p, (uid_t)-1, 54321) == 0) {
+        ASSERT(chmod(p, 0640) == 0);
+        c = parse_ok("{" BASE ", \"api_token_file\": \"token\"}");
+        ASSERT_EQ(cfg_warnings(c, w), 1);
+        ASSERT_CONTAINS(w[0].message, "has mode 0640: group 54321 can read the API token");
+        cfg_free(c);
+        ASSERT(chown(p, (uid_t)-1, getegid()) == 0);
+    } else {
+        fprintf(stderr, "   not root: group ownership of the token file not checked\n");
+    }
+    ASSERT(chmod(p, 0644) == 0);
+}
+
 static int equal(const char *a, const char *b, size_t ia, size_t ib)
 {
     cfg_t *ca = parse_ok(a), *cb = parse_ok(b);
@@ -819,6 +880,7 @@ int main(void)
     RUN(test_load_errors);
     RUN(test_special_files);
     RUN(test_strings_ok);
+    RUN(test_warnings);
     RUN(test_group_equal);
     RUN(test_names);
     RUN(test_examples);

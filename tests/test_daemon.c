@@ -692,6 +692,7 @@ static void test_check_command(void)
     out[n] = '\0';
     ASSERT_EQ(WEXITSTATUS(pclose(p)), 0);
     ASSERT_CONTAINS(out, "configuration OK");
+    ASSERT_CONTAINS(out, "\nwarning: api_token_file: \""); /* the token file is mode 0644 */
     char bad[600];
     lab_file(&lab, "bad.json", bad, sizeof(bad));
     write_file(bad, "{\"groups\": [{\"name\": \"hq\", \"count\": 1, \"trust\": \"legcy\"}],"
@@ -803,6 +804,36 @@ static void test_reload_fifo(void)
     free(text);
 }
 
+/* Warnings about how the daemon runs: logged at start with a timestamp and listed in /status.
+ * This daemon listens on loopback with a token file of mode 0644, as root when the tests are. */
+static void test_daemon_warnings(void)
+{
+    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "daemon"), "warnings"), *w;
+    ASSERT(cJSON_IsArray(ws));
+    int exposed = 0, root = 0, listen = 0;
+    cJSON_ArrayForEach(w, ws)
+    {
+        const char *code = cJSON_GetObjectItem(w, "code")->valuestring;
+        const char *msg = cJSON_GetObjectItem(w, "message")->valuestring;
+        fprintf(stderr, "   %s: %s\n", code, msg);
+        exposed += strcmp(code, "token_file_exposed") == 0 && strstr(msg, "has mode 0644") != NULL;
+        root += strcmp(code, "running_as_root") == 0;
+        listen += strcmp(code, "listen_not_loopback") == 0;
+    }
+    ASSERT_EQ(exposed, 1);
+    ASSERT_EQ(root, geteuid() == 0);
+    ASSERT_EQ(listen, 0);
+    cJSON_Delete(s);
+    /* "2025-11-24T16:00:00Z fleetscan: warning: api_token_file: ..." */
+    char *errs = read_file(err_path);
+    const char *at = strstr(errs, "Z fleetscan: warning: api_token_file: ");
+    ASSERT(at != NULL && at - errs >= 19 && at[-9] == 'T' && (at == errs + 19 || at[-20] == '\n'));
+    if (geteuid() == 0)
+        ASSERT_CONTAINS(errs, "Z fleetscan: warning: running as root");
+    free(errs);
+}
+
 static char full_dir[600]; /* the tiny tmpfs of test_event_log_disk_full */
 
 static void unmount_on_abort(int sig)
@@ -820,7 +851,7 @@ static int dropped_and_probed(cJSON *s, void *arg)
 
 /* The event log on a full disk: lines are dropped and counted (/status, /metrics), never cut
  * short or glued onto the next one, and writing resumes on a fresh line once there is room.
- * A second daemon, on a 64 KiB tmpfs. */
+ * A second daemon, on a 64 KiB tmpfs, listening on 0.0.0.0 (its listen warning is checked). */
 static void test_event_log_disk_full(void)
 {
     char err[256], filler[700], token_path[600];
@@ -838,7 +869,7 @@ static void test_event_log_disk_full(void)
     lab_file(&lab, "fleetscan-full.json", cfg_path, sizeof(cfg_path));
     lab_file(&lab, "daemon-full.err", err_path, sizeof(err_path));
     lab_file(&lab, "token", token_path, sizeof(token_path));
-    lab_fleet_opts_t fo = {.listen = "127.0.0.1:0",
+    lab_fleet_opts_t fo = {.listen = "0.0.0.0:0",
                            .interval_s = 3600,
                            .scale = 0.05,
                            .token_file = token_path,
@@ -846,6 +877,10 @@ static void test_event_log_disk_full(void)
     ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
     close(daemon_out);
     start_daemon();
+    char port[16];
+    ASSERT(strncmp(api, "http://0.0.0.0:", 15) == 0);
+    fs_strlcpy(port, api + 14, sizeof(port)); /* ":PORT": talk to it over loopback */
+    snprintf(api, sizeof(api), "http://127.0.0.1%s", port);
     cJSON *s = wait_status(all_probed, NULL);
     cJSON_Delete(s);
 
@@ -872,6 +907,14 @@ static void test_event_log_disk_full(void)
     ASSERT_CONTAINS(cJSON_GetObjectItem(el, "last_error")->valuestring, "No space left");
     ASSERT(cJSON_IsString(cJSON_GetObjectItem(el, "last_error_at")));
     double dropped = num(el, "dropped_lines");
+    cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "daemon"), "warnings"), *w;
+    int listen = 0;
+    cJSON_ArrayForEach(w, ws)
+    {
+        listen += strcmp(cJSON_GetObjectItem(w, "code")->valuestring, "listen_not_loopback") == 0 &&
+                  strstr(cJSON_GetObjectItem(w, "message")->valuestring, "listen: 0.0.0.0:0 ");
+    }
+    ASSERT_EQ(listen, 1);
     cJSON_Delete(s);
     resp_t r = http("GET", "/metrics", NULL);
     const char *m = strstr(r.body, "\nfleetscan_event_log_dropped_lines_total{vantage=\"lab\"");
@@ -924,6 +967,7 @@ int main(void)
     lab_file(&lab, "daemon.err", err_path, sizeof(err_path));
     lab_file(&lab, "token", token_path, sizeof(token_path));
     write_file(token_path, token);
+    ASSERT(chmod(token_path, 0644) == 0); /* exposed: test_daemon_warnings expects the warning */
     lab_fleet_opts_t fo = {.listen = "127.0.0.1:0",
                            .interval_s = 3600,
                            .scale = 0.05,
@@ -933,6 +977,7 @@ int main(void)
     RUN(test_check_command);
     start_daemon();
     RUN(test_first_cycle);
+    RUN(test_daemon_warnings);
     RUN(test_endpoints);
     RUN(test_targets_and_causes);
     RUN(test_forecast);

@@ -310,7 +310,15 @@ int render_status(const snap_t *s, render_buf_t *b)
     put_jstr(b, s->event_log_error);
     puts_(b, ",\"last_error_at\":");
     put_jtime(b, s->event_log_error_at);
-    puts_(b, "}}");
+    puts_(b, "},\"daemon\":{\"warnings\":[");
+    for (size_t i = 0; i < s->ndaemon_warnings; i++) {
+        puts_(b, i > 0 ? ",{\"code\":" : "{\"code\":");
+        put_jstr(b, s->daemon_warnings[i].code);
+        puts_(b, ",\"message\":");
+        put_jstr(b, s->daemon_warnings[i].message);
+        putc_(b, '}');
+    }
+    puts_(b, "]}}");
     return done(b);
 }
 

@@ -69,6 +69,13 @@ typedef struct snap_event_s {
     uint8_t cause;
 } snap_event_t;
 
+/* Something about how the daemon runs that an operator should fix (docs/API.md,
+ * "daemon.warnings"): a non-loopback API, a token file others can read, running as root. */
+typedef struct snap_warning_s {
+    char code[32];     /* stable identifier: "listen_not_loopback", "running_as_root", ... */
+    char message[240]; /* what and how to fix it */
+} snap_warning_t;
+
 typedef struct snap_s {
     atomic_int refs;
     int64_t generated_at;
@@ -101,6 +108,9 @@ typedef struct snap_s {
     uint64_t event_log_dropped;
     char *event_log_error;
     int64_t event_log_error_at; /* seconds since the epoch, 0: never */
+    /* Warnings about how the daemon runs, in the order they were found. */
+    snap_warning_t *daemon_warnings;
+    size_t ndaemon_warnings;
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
