@@ -2,6 +2,7 @@
  * new certificate, which groups of the fleet would accept it, and why not. */
 #include "daemon/cli.h"
 #include "daemon/preflight.h"
+#include "probes/file.h"
 #include "probes/util.h"
 
 #include <stdio.h>
@@ -82,16 +83,11 @@ int cmd_preflight(int argc, char **argv)
         fprintf(stderr, "fleetscan: %s: %s\n", cfg_path, err);
         return 2;
     }
-    FILE *f = fopen(chain_path, "rb");
-    char *pem = fs_xmalloc(PREFLIGHT_MAX_FILE + 1);
-    size_t n = f ? fread(pem, 1, PREFLIGHT_MAX_FILE + 1, f) : 0;
+    char *pem = NULL, why[128];
+    size_t n;
     int rc = 2;
-    if (f == NULL || ferror(f)) {
-        fprintf(stderr, "fleetscan: preflight: cannot read \"%s\"\n", chain_path);
-        goto out;
-    }
-    if (n > PREFLIGHT_MAX_FILE) {
-        fprintf(stderr, "fleetscan: preflight: \"%s\" is larger than 1 MiB\n", chain_path);
+    if (fs_read_file(chain_path, PREFLIGHT_MAX_FILE, &pem, &n, NULL, why, sizeof(why)) != 0) {
+        fprintf(stderr, "fleetscan: preflight: cannot read \"%s\": %s\n", chain_path, why);
         goto out;
     }
     cJSON *doc;
@@ -111,8 +107,6 @@ int cmd_preflight(int argc, char **argv)
                                                                                                 : 0;
     cJSON_Delete(doc);
 out:
-    if (f)
-        fclose(f);
     free(pem);
     cfg_free(cfg);
     return rc;

@@ -267,6 +267,9 @@ static void print_summary(const cfg_t *cfg)
            cfg->nprofiles == 1 ? "" : "s", cfg->ngroups, cfg->ngroups == 1 ? "" : "s",
            (unsigned long long)cfg->total_endpoints, mine, cfg->shard_index, cfg->shard_count,
            cfg->listen_host, cfg->listen_port);
+    cfg_warning_t w[CFG_MAX_WARNINGS];
+    for (size_t i = 0, n = cfg_warnings(cfg, w); i < n; i++)
+        printf("warning: %s\n", w[i].message);
 }
 
 int cmd_run(int argc, char **argv)

@@ -1,6 +1,7 @@
 /* config.c - loading and validating the `fleetscan run` configuration (see config.h and
  * docs/CONFIG.md): JSONC stripping, schema checks with JSON-path errors, path resolution. */
 #include "daemon/config.h"
+#include "probes/file.h"
 #include "probes/util.h"
 
 #include <cjson/cJSON.h>
@@ -16,6 +17,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -330,73 +334,6 @@ static char *path_resolve(const char *base, const char *rel)
     return out;
 }
 
-/* Reads a regular file of at most cap bytes into a NUL-terminated buffer. Returns 0, or -1
- * with why set to a short reason. */
-static int read_file(const char *path, size_t cap, char **buf, size_t *len, char *why,
-                     size_t whylen)
-{
-    int rc = -1;
-    char *b = NULL;
-    size_t got = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    *buf = NULL;
-    *len = 0;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(why, whylen, "%s", strerror(errno));
-        goto out;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        snprintf(why, whylen, "is a directory");
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "not a regular file");
-        goto out;
-    }
-    if ((uint64_t)st.st_size > cap) {
-        snprintf(why, whylen, "larger than %zu MiB", cap / (size_t)MIB);
-        goto out;
-    }
-    b = fs_xmalloc((size_t)st.st_size + 1);
-    size_t room = (size_t)st.st_size;
-    for (;;) { /* the file may grow while we read: never past cap */
-        if (got == room) {
-            if (room >= cap) {
-                char c;
-                ssize_t r = read(fd, &c, 1);
-                if (r > 0) {
-                    snprintf(why, whylen, "larger than %zu MiB", cap / (size_t)MIB);
-                    goto out;
-                }
-                break;
-            }
-            room = room * 2 + 4096 < cap ? room * 2 + 4096 : cap;
-            b = fs_xrealloc(b, room + 1);
-        }
-        ssize_t r = read(fd, b + got, room - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            snprintf(why, whylen, "%s", strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    b[got] = '\0';
-    *buf = b;
-    *len = got;
-    b = NULL;
-    rc = 0;
-out:
-    free(b);
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
 /* "written" or "written" (resolved), for messages about a path from the config. */
 static void shown_path(char *dst, size_t n, const char *written, const char *abs)
 {
@@ -447,7 +384,7 @@ static int load_pem_file(parse_t *p, const char *jpath, const char *written, cha
     char *abs = path_resolve(p->base_dir, written);
     *abs_out = abs;
     shown_path(shown, sizeof(shown), written, abs);
-    if (read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, why, sizeof(why)) != 0) {
+    if (fs_read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
         fail(p, jpath, "cannot read %s: %s", shown, why);
         goto out;
     }
@@ -538,7 +475,7 @@ static int load_hash_dir(parse_t *p, const char *jpath, const char *written, cha
         size_t n = strlen(abs) + strlen(names[i]) + 2;
         char *f = fs_xmalloc(n);
         snprintf(f, n, "%s/%s", abs, names[i]);
-        int r = read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, why, sizeof(why));
+        int r = fs_read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why));
         free(f);
         if (r != 0) {
             fail(p, jpath, "cannot read %.100s in %s: %s", names[i], shown, why);
@@ -623,10 +560,14 @@ static int parse_token(parse_t *p, const char *written)
     cfg_t *c = p->cfg;
     char why[128], shown[256], *buf = NULL;
     size_t len;
+    struct stat st;
     c->api_token_file = path_resolve(p->base_dir, written);
     shown_path(shown, sizeof(shown), written, c->api_token_file);
-    if (read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, why, sizeof(why)) != 0)
+    if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, &st, why, sizeof(why)) !=
+        0)
         return fail(p, "api_token_file", "cannot read %s: %s", shown, why);
+    c->api_token_mode = (uint32_t)(st.st_mode & 07777);
+    c->api_token_gid = (uint32_t)st.st_gid;
     char *b = buf, *e = buf + len;
     while (b < e && isspace((unsigned char)*b))
         b++;
@@ -1318,6 +1259,134 @@ static int jsonc_strip(parse_t *p, char *s, size_t n, const char *orig)
     return 0;
 }
 
+/* ---- strings: what cJSON would silently cut short or pass on ------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p (n bytes readable), or 0 when invalid: overlong
+ * forms, UTF-16 surrogates and code points past U+10FFFF are invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
+
+/* Offset of the first byte of s that does not start a valid UTF-8 sequence, or -1. */
+static long utf8_invalid_at(const char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (l == 0)
+            return (long)i;
+        i += l;
+    }
+    return -1;
+}
+
+/* Ordinal (0-based, document order, keys included) of the first string literal of the JSON
+ * text s that holds a \u0000 escape, or SIZE_MAX. cJSON decodes it into a NUL that ends the C
+ * string early: "a\u0000<script>" would load as "a", "root.pem\u0000.evil" as "root.pem". */
+static size_t first_nul_string(const char *s, size_t n)
+{
+    size_t ord = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '"')
+            continue;
+        for (i++; i < n && s[i] != '"'; i++) {
+            if (s[i] != '\\')
+                continue;
+            i++;
+            if (i + 4 < n && s[i] == 'u' && memcmp(s + i + 1, "0000", 4) == 0)
+                return ord;
+        }
+        ord++;
+    }
+    return SIZE_MAX;
+}
+
+typedef struct strwalk_s {
+    size_t ord;     /* ordinal of the next string (key or value) in document order */
+    size_t nul_ord; /* first_nul_string() */
+    char path[256]; /* JSON path of the current value */
+} strwalk_t;
+
+/* A key as it can be shown: printable ASCII, others as '?', at most 64 characters. */
+static void shown_key(char *dst, size_t n, const char *key)
+{
+    size_t k = 0;
+    for (; *key && k + 1 < n && k < 64; key++)
+        dst[k++] = *key >= 0x20 && *key < 0x7f && *key != '"' && *key != '\\' ? *key : '?';
+    dst[k] = '\0';
+}
+
+/* Appends .key (or ["key"] when the key is not a plain name) to w->path. */
+static void path_push_key(strwalk_t *w, const char *key)
+{
+    char shown[72];
+    size_t l = strlen(w->path);
+    int plain = *key != '\0';
+    for (const char *q = key; *q && plain; q++)
+        plain = isalnum((unsigned char)*q) || *q == '_' || *q == '-';
+    shown_key(shown, sizeof(shown), key);
+    if (plain)
+        snprintf(w->path + l, sizeof(w->path) - l, "%s%s", l ? "." : "", shown);
+    else
+        snprintf(w->path + l, sizeof(w->path) - l, "[\"%s\"]", shown);
+}
+
+static int check_string(parse_t *p, strwalk_t *w, const char *s, int is_key)
+{
+    char shown[72];
+    long bad;
+    if (is_key)
+        shown_key(shown, sizeof(shown), s);
+    if (w->ord++ == w->nul_ord)
+        return is_key ? fail(p, w->path, "key \"%s\" contains a NUL character (\\u0000)", shown)
+                      : fail(p, w->path, "string contains a NUL character (\\u0000)");
+    if ((bad = utf8_invalid_at(s)) >= 0)
+        return is_key ? fail(p, w->path, "key \"%s\": invalid UTF-8 (byte 0x%02x at offset %ld)",
+                             shown, (unsigned char)s[bad], bad)
+                      : fail(p, w->path, "invalid UTF-8 (byte 0x%02x at offset %ld)",
+                             (unsigned char)s[bad], bad);
+    return 0;
+}
+
+/* Refuses every string, key or value, that holds a NUL or is not valid UTF-8, with its path:
+ * the schema below never sees a string cut short, and a metrics label or a JSON answer never
+ * carries bytes a reader would choke on. */
+static int check_strings(parse_t *p, strwalk_t *w, const cJSON *v)
+{
+    size_t l = strlen(w->path), i = 0;
+    if (cJSON_IsString(v))
+        return check_string(p, w, v->valuestring, 0);
+    for (const cJSON *c = v->child; c != NULL; c = c->next, i++) {
+        if (cJSON_IsObject(v)) {
+            if (check_string(p, w, c->string, 1) != 0)
+                return -1;
+            path_push_key(w, c->string);
+        } else {
+            snprintf(w->path + l, sizeof(w->path) - l, "[%zu]", i);
+        }
+        if (check_strings(p, w, c) != 0)
+            return -1;
+        w->path[l] = '\0';
+    }
+    return 0;
+}
+
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256])
 {
     parse_t p = {.err = err};
@@ -1382,7 +1451,8 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
                                     : "a literal");
         goto out;
     }
-    if (parse_root(&p, root) != 0)
+    strwalk_t w = {.nul_ord = first_nul_string(buf, len)};
+    if (check_strings(&p, &w, root) != 0 || parse_root(&p, root) != 0)
         goto out;
     *out = p.cfg;
     p.cfg = NULL;
@@ -1403,7 +1473,7 @@ int cfg_load(cfg_t **out, const char *path, char err[256])
     size_t len;
     int rc = -1;
     *out = NULL;
-    if (read_file(path, CFG_MAX_FILE_BYTES, &buf, &len, why, sizeof(why)) != 0) {
+    if (fs_read_file(path, CFG_MAX_FILE_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
         snprintf(err, 256, "cannot read \"%.120s\": %.110s", path, why);
         goto out;
     }
@@ -1454,6 +1524,51 @@ void cfg_free(cfg_t *c)
     free(c->api_token);
     free(c->event_log);
     free(c);
+}
+
+/* ---- warnings ---------------------------------------------------------------------------- */
+
+int cfg_is_loopback(const char *ip)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, ip, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return 0;
+}
+
+size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS])
+{
+    size_t n = 0;
+    if (!cfg_is_loopback(c->listen_host)) {
+        char addr[80];
+        snprintf(addr, sizeof(addr), strchr(c->listen_host, ':') ? "[%s]:%d" : "%s:%d",
+                 c->listen_host, c->listen_port);
+        out[n].code = CFG_WARN_LISTEN;
+        snprintf(out[n++].message, sizeof(out[0].message),
+                 "listen: %s is not a loopback address: the API, /metrics and the dashboard are "
+                 "reachable from the network, read-only routes without a token (bind 127.0.0.1, "
+                 "or firewall the port)",
+                 addr);
+    }
+    uint32_t mode = c->api_token_mode;
+    int group = (mode & 0060) != 0 && c->api_token_gid != (uint32_t)getegid();
+    if (c->api_token_file != NULL && ((mode & 0006) != 0 || group)) {
+        char who[40];
+        if (mode & 0006)
+            snprintf(who, sizeof(who), "every user");
+        else
+            snprintf(who, sizeof(who), "group %u", (unsigned)c->api_token_gid);
+        out[n].code = CFG_WARN_TOKEN_FILE;
+        snprintf(out[n++].message, sizeof(out[0].message),
+                 "api_token_file: \"%.100s\" has mode %04o: %s can %s the API token "
+                 "(chmod 600 it)",
+                 c->api_token_file, (unsigned)mode, who,
+                 mode & ((mode & 0006) ? 0004 : 0040) ? "read" : "replace");
+    }
+    return n;
 }
 
 /* ---- reload comparison ------------------------------------------------------------------- */

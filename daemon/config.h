@@ -123,6 +123,8 @@ typedef struct cfg_s {
     char *event_log;      /* absolute path of the agent.log-style event file, or NULL */
     uint32_t expiring_soon_days;      /* cert_expiring_soon window */
     uint32_t crl_expiring_soon_hours; /* crl_expiring_soon window */
+    uint32_t api_token_mode;          /* permission bits of api_token_file when read */
+    uint32_t api_token_gid;           /* and its group */
     cfg_limits_t limits;              /* global probe limits */
     cfg_cache_t cache;                /* CRL cache bounds */
     cfg_trust_t *trust;               /* trust stores, in file order */
@@ -153,6 +155,23 @@ void cfg_free(cfg_t *cfg);
  * and the same global settings that decide a probe's outcome (timeouts, warning windows,
  * reference profile and trust). Used on SIGHUP to keep the state of unchanged groups. */
 int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* A setting that works but exposes the daemon: logged at start and listed in /status
+ * ("daemon.warnings", docs/API.md). code is a stable identifier. */
+#define CFG_WARN_LISTEN "listen_not_loopback"    /* the API binds a non-loopback address */
+#define CFG_WARN_TOKEN_FILE "token_file_exposed" /* others may read or write the token */
+#define CFG_MAX_WARNINGS 4
+typedef struct cfg_warning_s {
+    const char *code;  /* CFG_WARN_* */
+    char message[240]; /* names the key and how to fix it */
+} cfg_warning_t;
+
+/* Fills out with the configuration's warnings; returns how many (<= CFG_MAX_WARNINGS). A
+ * token file is exposed when others may read or write it, or its group may and that group
+ * is not this process's effective group (a dedicated service group, as deploy/ sets up). */
+size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS]);
+/* 1 when ip (an IP literal) is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+int cfg_is_loopback(const char *ip);
 
 /* Names <-> values, for the CLI and the API. *_from_name return -1 when unknown. */
 const char *cfg_rev_mode_name(cfg_rev_mode_t m);

@@ -9,6 +9,7 @@
 #include "probes/util.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -96,7 +98,15 @@ struct fleet_s {
     double hist_sum[SNAP_PH_COUNT];
     snap_event_t events[FLEET_EVENTS_MAX];
     uint64_t event_seq;
-    FILE *event_log;
+    int event_fd;           /* the event log, O_APPEND; -1: none */
+    int event_partial;      /* the file does not end at a line boundary */
+    int event_failing;      /* the last write failed (logged once per failure streak) */
+    uint64_t event_dropped; /* lines lost to failed or short writes, since start */
+    char event_error[128];  /* the last write error, "" when none yet */
+    int64_t event_error_at; /* its time, seconds since the epoch */
+    snap_warning_t warnings[CFG_MAX_WARNINGS + 1]; /* daemon.warnings of /status */
+    size_t nwarnings;
+    cfg_warning_t listen_warning; /* from the configuration the API was started with */
     int64_t started_at;
     int dirty;
     int ref_in_flight;
@@ -248,9 +258,60 @@ static void ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n
     snprintf(buf, n, "%s-%05u", g->groups[e->group].cfg->name, e->index);
 }
 
+/* Appends the record at rec + 1 (len bytes, one line; rec[0] is reserved for a leading
+ * newline) with write(2) on the O_APPEND descriptor, so a failed or short write (a full disk)
+ * is seen: the line is dropped and counted, and what part of it reached the file is taken
+ * back, so every record stays one whole line and the next never glues onto a fragment. */
+static void event_log_append(fleet_t *f, char *rec, size_t len)
+{
+    const char *p = rec + 1;
+    size_t n = len, done = 0;
+    int err = 0;
+    if (f->event_partial) { /* a fragment could not be taken back: start a fresh line */
+        rec[0] = '\n';
+        p = rec;
+        n++;
+    }
+    while (done < n) {
+        ssize_t w = write(f->event_fd, p + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : EIO;
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (done == n) {
+        f->event_partial = 0;
+        if (f->event_failing)
+            fleet_log(f, "event_log: writing again (%llu lines dropped since start)",
+                      (unsigned long long)f->event_dropped);
+        f->event_failing = 0;
+        return;
+    }
+    f->event_dropped++;
+    fs_strlcpy(f->event_error, strerror(err), sizeof(f->event_error));
+    f->event_error_at = fs_wall_ms() / 1000;
+    if (!f->event_failing)
+        fleet_log(f,
+                  "event_log: cannot write \"%s\": %s; lines are dropped and counted "
+                  "(event_log.dropped_lines in /api/v1/status) until it can",
+                  fleet_cfg(f)->event_log, f->event_error);
+    f->event_failing = 1;
+    if (done > 0) {
+        /* Only when the file still ends where this write did: nobody appended since. */
+        struct stat st;
+        off_t end = lseek(f->event_fd, 0, SEEK_CUR);
+        if (end < (off_t)done || fstat(f->event_fd, &st) != 0 || st.st_size != end ||
+            ftruncate(f->event_fd, end - (off_t)done) != 0)
+            f->event_partial = 1;
+    }
+}
+
 static void event_log_line(fleet_t *f, const snap_event_t *ev, const char *message)
 {
-    if (f->event_log == NULL)
+    if (f->event_fd < 0)
         return;
     /* agent.log's own record format, so existing log tooling can read these lines. */
     time_t t = (time_t)ev->at;
@@ -277,12 +338,15 @@ static void event_log_line(fleet_t *f, const snap_event_t *ev, const char *messa
         }
     }
     text[k] = '\0';
-    fprintf(f->event_log,
-            "<event date='%s' severity='%d' hostName='%s' source='fleetscan' module='fleetscan' "
-            "process='fleetscan' pid='%d' thread='0' tickCount='%llu' >%s -&gt; %s: %s</event>\n",
-            date, severity, ev->subject, (int)getpid(), (unsigned long long)ev->seq,
-            snap_state_name(ev->old_state), snap_state_name(ev->new_state), text);
-    fflush(f->event_log);
+    char rec[1700]; /* rec[0]: room for a leading newline; the text and subject are bounded */
+    int n = snprintf(rec + 1, sizeof(rec) - 1,
+                     "<event date='%s' severity='%d' hostName='%s' source='fleetscan' "
+                     "module='fleetscan' process='fleetscan' pid='%d' thread='0' tickCount='%llu' "
+                     ">%s -&gt; %s: %s</event>\n",
+                     date, severity, ev->subject, (int)getpid(), (unsigned long long)ev->seq,
+                     snap_state_name(ev->old_state), snap_state_name(ev->new_state), text);
+    assert(n > 0 && (size_t)n < sizeof(rec) - 1);
+    event_log_append(f, rec, (size_t)n);
 }
 
 static void push_event(fleet_t *f, const char *subject, int old_state, int new_state, int cause,
@@ -831,6 +895,14 @@ void fleet_publish(fleet_t *f)
     }
     s->targets_json = f->targets_json ? fs_xstrdup(f->targets_json) : NULL;
     s->metrics_extra = f->metrics_extra ? fs_xstrdup(f->metrics_extra) : NULL;
+    s->event_log_path = g->cfg->event_log ? fs_xstrdup(g->cfg->event_log) : NULL;
+    s->event_log_dropped = f->event_dropped;
+    s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;
+    s->event_log_error_at = f->event_error_at;
+    s->ndaemon_warnings = f->nwarnings;
+    s->daemon_warnings =
+        fs_xmalloc((f->nwarnings ? f->nwarnings : 1) * sizeof(*s->daemon_warnings));
+    memcpy(s->daemon_warnings, f->warnings, f->nwarnings * sizeof(*s->daemon_warnings));
     uint64_t first = f->event_seq > FLEET_EVENTS_MAX ? f->event_seq - FLEET_EVENTS_MAX : 0;
     s->nevents = (size_t)(f->event_seq - first);
     s->events = fs_xmalloc((s->nevents ? s->nevents : 1) * sizeof(*s->events));
@@ -874,20 +946,76 @@ static void initial_schedule(fleet_t *f, fleet_gen_t *g)
     heap_rebuild(g);
 }
 
-static int open_event_log(fleet_t *f, const cfg_t *cfg, FILE **out, char err[256])
+/* Opens cfg's event log for appending into *fd (-1 when none is configured); *partial tells
+ * whether the file ends inside a line (a record cut short earlier), so the next one starts on
+ * a fresh line. O_NONBLOCK: a FIFO swapped in for the file fails instead of blocking the loop. */
+static int open_event_log(const cfg_t *cfg, int *fd, int *partial, char err[256])
 {
-    *out = NULL;
+    struct stat st;
+    *fd = -1;
+    *partial = 0;
     if (cfg->event_log == NULL)
         return 0;
-    int fd = open(cfg->event_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0 || (*out = fdopen(fd, "a")) == NULL) {
-        snprintf(err, 256, "event_log: cannot open \"%s\" for appending", cfg->event_log);
-        if (fd >= 0)
-            close(fd);
+    int d = open(cfg->event_log, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+                 0640);
+    if (d < 0 || fstat(d, &st) != 0) {
+        snprintf(err, 256, "event_log: cannot open \"%s\" for appending: %s", cfg->event_log,
+                 strerror(errno));
+        if (d >= 0)
+            close(d);
         return -1;
     }
-    (void)f;
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, 256, "event_log: \"%s\" is not a regular file", cfg->event_log);
+        close(d);
+        return -1;
+    }
+    int r =
+        st.st_size > 0 ? open(cfg->event_log, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) : -1;
+    char last = '\n';
+    if (r >= 0 && pread(r, &last, 1, st.st_size - 1) == 1 && last != '\n')
+        *partial = 1;
+    if (r >= 0)
+        close(r);
+    *fd = d;
     return 0;
+}
+
+/* daemon.warnings: running as root, the API's address (bound once, at start), and what the
+ * current configuration says; those not seen before are logged. */
+static void update_warnings(fleet_t *f, const cfg_t *cfg)
+{
+    snap_warning_t old[FS_ARRAY_SIZE(f->warnings)];
+    size_t nold = f->nwarnings;
+    cfg_warning_t cw[CFG_MAX_WARNINGS];
+    size_t ncw = cfg_warnings(cfg, cw);
+    memcpy(old, f->warnings, sizeof(old));
+    f->nwarnings = 0;
+    if (geteuid() == 0) {
+        snap_warning_t *w = &f->warnings[f->nwarnings++];
+        fs_strlcpy(w->code, "running_as_root", sizeof(w->code));
+        fs_strlcpy(w->message,
+                   "running as root: the daemon parses certificates, CRLs and HTTP answers from "
+                   "the network; run it as an unprivileged user (deploy/systemd uses "
+                   "DynamicUser=yes)",
+                   sizeof(w->message));
+    }
+    for (size_t i = 0; i < ncw + 1 && f->nwarnings < FS_ARRAY_SIZE(f->warnings); i++) {
+        /* the listen warning of the address in use, not of a reloaded file's */
+        const cfg_warning_t *c = i < ncw ? &cw[i] : &f->listen_warning;
+        if (c->code == NULL || (i < ncw && strcmp(c->code, CFG_WARN_LISTEN) == 0))
+            continue;
+        snap_warning_t *w = &f->warnings[f->nwarnings++];
+        fs_strlcpy(w->code, c->code, sizeof(w->code));
+        fs_strlcpy(w->message, c->message, sizeof(w->message));
+    }
+    for (size_t i = 0; i < f->nwarnings; i++) {
+        size_t k = 0;
+        while (k < nold && strcmp(old[k].message, f->warnings[i].message) != 0)
+            k++;
+        if (k == nold)
+            fleet_log(f, "warning: %s", f->warnings[i].message);
+    }
 }
 
 int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o, char err[256])
@@ -895,6 +1023,7 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
     fleet_t *f = fs_xcalloc(1, sizeof(*f));
     f->loop = loop;
     f->o = *o;
+    f->event_fd = -1;
     if (f->o.publish_interval_ms == 0)
         f->o.publish_interval_ms = 1000;
     f->rng = (uint64_t)fs_wall_ms() * 0x9E3779B97F4A7C15ULL + (uint64_t)getpid();
@@ -903,15 +1032,15 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
     f->started_at = fs_wall_ms() / 1000;
     rev_cache_limits_t lim = {.max_age_s = cfg->cache.crl_max_age_s,
                               .max_bytes_total = (size_t)cfg->cache.crl_max_bytes_total};
-    FILE *log = NULL;
-    if (open_event_log(f, cfg, &log, err) < 0) {
+    int log, partial;
+    if (open_event_log(cfg, &log, &partial, err) < 0) {
         free(f);
         return -1;
     }
     if (rev_ctx_new(&f->rev, loop, &lim) < 0) {
         snprintf(err, 256, "cannot create the CRL/AIA retrieval context");
-        if (log)
-            fclose(log);
+        if (log >= 0)
+            close(log);
         free(f);
         return -1;
     }
@@ -919,12 +1048,13 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
     if (gen_build(f, cfg, &f->gen, err) < 0) {
         vcache_free(f->vcache);
         rev_ctx_close(f->rev, NULL, NULL);
-        if (log)
-            fclose(log);
+        if (log >= 0)
+            close(log);
         free(f);
         return -1;
     }
-    f->event_log = log;
+    f->event_fd = log;
+    f->event_partial = partial;
     recount(f);
     uv_timer_init(loop, &f->tick);
     uv_timer_init(loop, &f->publish_timer);
@@ -938,6 +1068,12 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
     fleet_log(f, "vantage %s: %u endpoints in %zu groups (shard %u/%u), interval %.0f s",
               cfg->vantage, f->gen->neps, cfg->ngroups, cfg->shard_index, cfg->shard_count,
               cfg->interval_s);
+    cfg_warning_t cw[CFG_MAX_WARNINGS];
+    size_t ncw = cfg_warnings(cfg, cw);
+    for (size_t i = 0; i < ncw; i++)
+        if (strcmp(cw[i].code, CFG_WARN_LISTEN) == 0)
+            f->listen_warning = cw[i];
+    update_warnings(f, cfg);
     *out = f;
     return 0;
 }
@@ -966,13 +1102,13 @@ static uint32_t *group_starts(const fleet_gen_t *g)
 int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
 {
     fleet_gen_t *ng;
-    FILE *log = NULL;
+    int log, partial;
     /* Reopened on every reload, so `logrotate` + SIGHUP starts a fresh file. */
-    if (open_event_log(f, cfg, &log, err) < 0)
+    if (open_event_log(cfg, &log, &partial, err) < 0)
         return -1;
     if (gen_build(f, cfg, &ng, err) < 0) {
-        if (log)
-            fclose(log);
+        if (log >= 0)
+            close(log);
         return -1;
     }
     fleet_gen_t *old = f->gen;
@@ -1015,9 +1151,10 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     cancel_jobs(f, old);
     vcache_clear(f->vcache); /* its entries name the old generation's contexts */
     f->gen = ng;
-    if (f->event_log)
-        fclose(f->event_log);
-    f->event_log = log;
+    if (f->event_fd >= 0)
+        close(f->event_fd);
+    f->event_fd = log;
+    f->event_partial = partial;
     const cfg_t *was = old->cfg;
     if (strcmp(was->listen_host, cfg->listen_host) != 0 || was->listen_port != cfg->listen_port)
         fleet_log(f, "warning: \"listen\" changed; it takes effect at the next restart");
@@ -1042,6 +1179,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     gen_unref(old);
     fleet_log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
               cfg->ngroups, kept, ng->neps);
+    update_warnings(f, cfg);
     if (!same_ref)
         f->ref_known = 0; /* profile_mismatch waits for the new reference's verdict */
     schedule_reference(f);
@@ -1076,8 +1214,8 @@ static void on_closed(uv_handle_t *h)
     vcache_free(f->vcache);
     free(f->targets_json);
     free(f->metrics_extra);
-    if (f->event_log)
-        fclose(f->event_log);
+    if (f->event_fd >= 0)
+        close(f->event_fd);
     void (*done)(void *) = f->stop_done;
     void *arg = f->stop_arg;
     free(f);

@@ -2,12 +2,16 @@
  * not done during the handshake: chain.c verifies the presented chain afterwards, once per
  * distinct chain, the way the fleet needs it. */
 #include "probes/tlsc.h"
+#include "probes/file.h"
 #include "probes/url.h"
 #include "probes/util.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -70,31 +74,102 @@ static void ssl_errmsg(char *buf, size_t len, const char *what)
     snprintf(buf, len, "%s%s%s", what, r ? ": " : "", r ? r : "");
 }
 
-static int load_intermediates(STACK_OF(X509) * sk, const char *path, char err[256])
+#define TLSC_MAX_PEM_BYTES (16u << 20) /* a CA bundle, or one hashed-directory entry */
+
+/* Adds the certificates of the PEM file at path to store (with its CRLs) or, when store is
+ * NULL, to sk. The file is read through fs_read_file(): a FIFO or a device named as a CA file
+ * fails at once instead of blocking the loop. Returns the number of certificates, or -1
+ * with why filled. */
+static int load_pem(X509_STORE *store, STACK_OF(X509) * sk, const char *path, char *why,
+                    size_t whylen)
 {
-    BIO *b = BIO_new_file(path, "r");
-    if (b == NULL) {
-        snprintf(err, 256, "intermediates \"%s\": %s", path, strerror(errno));
-        return -1;
-    }
-    X509 *x;
-    int n = 0;
-    while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-        sk_X509_push(sk, x);
-        n++;
-    }
+    char *buf = NULL;
+    size_t len;
+    int n = -1;
+    BIO *b = NULL;
+    STACK_OF(X509_INFO) *infos = NULL;
+    if (fs_read_file(path, TLSC_MAX_PEM_BYTES, &buf, &len, NULL, why, whylen) != 0)
+        goto out;
     ERR_clear_error();
+    if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL ||
+        (infos = PEM_X509_INFO_read_bio(b, NULL, NULL, NULL)) == NULL) {
+        ssl_errmsg(why, whylen, "not a PEM file");
+        goto out;
+    }
+    n = 0;
+    for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *in = sk_X509_INFO_value(infos, i);
+        if (in->x509 != NULL) {
+            int ok = store != NULL ? X509_STORE_add_cert(store, in->x509) == 1
+                                   : sk_X509_push(sk, in->x509) > 0;
+            if (!ok) {
+                ssl_errmsg(why, whylen, "cannot add a certificate");
+                n = -1;
+                goto out;
+            }
+            if (store == NULL)
+                in->x509 = NULL; /* sk owns it now */
+            n++;
+        }
+        if (in->crl != NULL && store != NULL && X509_STORE_add_crl(store, in->crl) != 1) {
+            ssl_errmsg(why, whylen, "cannot add a CRL");
+            n = -1;
+            goto out;
+        }
+    }
+out:
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
     BIO_free(b);
-    if (n == 0) {
-        snprintf(err, 256, "intermediates \"%s\": no PEM certificate found", path);
+    free(buf);
+    ERR_clear_error();
+    return n;
+}
+
+/* OpenSSL hashed directory entry names: 8 hex digits, '.', optional 'r' (CRL), digits. */
+static int hashed_name(const char *s)
+{
+    for (int i = 0; i < 8; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return 0;
+    const char *q = s[8] == '.' ? s + 9 : "";
+    q += *q == 'r';
+    if (!isdigit((unsigned char)*q))
+        return 0;
+    while (isdigit((unsigned char)*q))
+        q++;
+    return *q == '\0';
+}
+
+/* Loads every entry of a hashed CA directory now, through load_pem(), rather than letting
+ * OpenSSL open them lazily during verification (X509_STORE_load_path): a verification on the
+ * loop never reads a file, and the store is the content the configuration's digest saw.
+ * Entries that cannot be read are skipped, as OpenSSL's lookup skips them. */
+static int load_hash_dir(X509_STORE *store, const char *dir, char err[256])
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char why[128];
+    if (d == NULL) {
+        snprintf(err, 256, "cannot use CA directory \"%s\": %s", dir, strerror(errno));
         return -1;
     }
+    while ((de = readdir(d)) != NULL) {
+        if (!hashed_name(de->d_name))
+            continue;
+        size_t n = strlen(dir) + strlen(de->d_name) + 2;
+        char *f = fs_xmalloc(n);
+        snprintf(f, n, "%s/%s", dir, de->d_name);
+        (void)load_pem(store, NULL, f, why, sizeof(why));
+        free(f);
+    }
+    closedir(d);
     return 0;
 }
 
 int tlsc_ctx_new(tlsc_ctx_t **out, const tlsc_ctx_opts_t *o, char err[256])
 {
     static atomic_uint_fast64_t next_id; /* pre-flight creates contexts on API threads too */
+    char why[128] = "";
     tlsc_ctx_t *c = fs_xcalloc(1, sizeof(*c));
     c->refs = 1;
     c->id = atomic_fetch_add(&next_id, 1) + 1;
@@ -106,22 +181,23 @@ int tlsc_ctx_new(tlsc_ctx_t **out, const tlsc_ctx_opts_t *o, char err[256])
         goto fail;
     }
     ERR_clear_error();
-    if (o->ca_file != NULL && X509_STORE_load_file(c->trust, o->ca_file) != 1) {
-        ssl_errmsg(err, 256, "cannot load CA file");
-        snprintf(err + strlen(err), 256 - strlen(err), " (\"%s\")", o->ca_file);
+    if (o->ca_file != NULL && load_pem(c->trust, NULL, o->ca_file, why, sizeof(why)) <= 0) {
+        snprintf(err, 256, "cannot load CA file \"%s\": %s", o->ca_file,
+                 strcmp(why, "") ? why : "no PEM certificate in it");
         goto fail;
     }
-    if (o->ca_dir != NULL && X509_STORE_load_path(c->trust, o->ca_dir) != 1) {
-        snprintf(err, 256, "cannot use CA directory \"%s\"", o->ca_dir);
+    if (o->ca_dir != NULL && load_hash_dir(c->trust, o->ca_dir, err) != 0)
         goto fail;
-    }
     if (o->default_paths && X509_STORE_set_default_paths(c->trust) != 1) {
         snprintf(err, 256, "cannot load the system's default trusted roots");
         goto fail;
     }
     if (o->intermediates_file != NULL &&
-        load_intermediates(c->intermediates, o->intermediates_file, err) != 0)
+        load_pem(NULL, c->intermediates, o->intermediates_file, why, sizeof(why)) <= 0) {
+        snprintf(err, 256, "intermediates \"%s\": %s", o->intermediates_file,
+                 strcmp(why, "") ? why : "no PEM certificate found");
         goto fail;
+    }
 
     SSL_CTX *s = c->ssl_ctx;
     /* Level 0: the endpoint's own min/max versions decide what is acceptable, as Schannel's

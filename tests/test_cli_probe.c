@@ -8,19 +8,24 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/pem.h>
 
 static lab_t lab;
 static char root[600];
 
-/* Runs the binary with args; returns its exit status and its stdout in *out (malloc'd). */
-static int run(const char *args, char **out)
+/* Runs the binary with args (under prefix, a command such as "timeout 10 "); returns its exit
+ * status and its stdout in *out (malloc'd). */
+static int run_with(const char *prefix, const char *args, char **out)
 {
     char cmd[4096];
     const char *bin = getenv("FLEETSCAN_BIN");
     ASSERT(bin != NULL);
-    snprintf(cmd, sizeof(cmd), "%s %s 2>/tmp/fleetscan-cli-stderr-%d", bin, args, (int)getpid());
+    snprintf(cmd, sizeof(cmd), "%s%s %s 2>/tmp/fleetscan-cli-stderr-%d", prefix, bin, args,
+             (int)getpid());
     FILE *p = popen(cmd, "r");
     ASSERT(p != NULL);
     size_t cap = 65536, len = 0;
@@ -35,6 +40,11 @@ static int run(const char *args, char **out)
     int st = pclose(p);
     *out = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run(const char *args, char **out)
+{
+    return run_with("", args, out);
 }
 
 static char *err_output(void)
@@ -268,6 +278,89 @@ static void test_usage_errors(void)
     }
 }
 
+/* A hashed CA directory as `openssl rehash` makes it, holding the certificate of pem. */
+static void make_hash_dir(const char *dir, const char *pem)
+{
+    char link[700];
+    FILE *f = fopen(pem, "r");
+    ASSERT(f != NULL);
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    ASSERT(x != NULL);
+    ASSERT(mkdir(dir, 0755) == 0);
+    snprintf(link, sizeof(link), "%s/%08lx.0", dir, X509_subject_name_hash(x));
+    ASSERT(symlink(pem, link) == 0);
+    X509_free(x);
+}
+
+/* Trust from files the way a user names them: a hashed directory (read entry by entry when
+ * the context is made, never during verification), intermediates the endpoint holds, and what
+ * is not a regular file, refused at once: a FIFO as --ca used to block OpenSSL's loader, and
+ * the probe, forever. `timeout` turns a hang into a failure. */
+static void test_trust_files(void)
+{
+    char dir[600], olddir[600], old[600], inter[600], fifo[600], url[512], leaf_url[512];
+    char args[2048], *out;
+    lab_file(&lab, "hashdir", dir, sizeof(dir));
+    lab_file(&lab, "olddir", olddir, sizeof(olddir));
+    lab_file(&lab, "old-root.pem", old, sizeof(old));
+    lab_file(&lab, "inter.pem", inter, sizeof(inter));
+    lab_file(&lab, "trust-fifo", fifo, sizeof(fifo));
+    make_hash_dir(dir, root);
+    make_hash_dir(olddir, old);
+    char entry[700];
+    snprintf(entry, sizeof(entry), "%s/0badf00d.0", dir); /* skipped, not waited on */
+    ASSERT(mkfifo(entry, 0600) == 0);
+    ASSERT(mkfifo(fifo, 0600) == 0);
+    lab_url(&lab, LAB_SC_GOOD, NULL, url, sizeof(url));
+    lab_url(&lab, LAB_SC_LEAF_ONLY, NULL, leaf_url, sizeof(leaf_url));
+    static const char common[] = "--json --resolve " LAB_HOST ":127.0.0.1 --resolve " LAB_CRL_HOST
+                                 ":127.0.0.1 --dns-override-only --timeout 4000";
+    const struct {
+        const char *url, *trust, *path, *extra;
+        int exit;
+        const char *cause;
+    } cases[] = {
+        {url, "--ca-dir", dir, "", 0, NULL},
+        {url, "--ca-dir", olddir, "", 1, "untrusted_ca"},
+        {leaf_url, "--ca", root, "--revocation off --intermediates", 0, NULL},
+    };
+    for (size_t i = 0; i < FS_ARRAY_SIZE(cases); i++) {
+        snprintf(args, sizeof(args), "probe %s %s %s %s %s %s", cases[i].url, common,
+                 cases[i].trust, cases[i].path, cases[i].extra, i == 2 ? inter : "");
+        int rc = run_with("timeout 20 ", args, &out);
+        if (rc != cases[i].exit)
+            fprintf(stderr, "exit %d for %s\n%s\n%s\n", rc, args, out, err_output());
+        ASSERT_EQ(rc, cases[i].exit);
+        cJSON *j = cJSON_Parse(out);
+        ASSERT(j != NULL);
+        cJSON *c = cJSON_GetObjectItem(j, "cause");
+        if (cases[i].cause)
+            ASSERT_STREQ(c->valuestring, cases[i].cause);
+        else
+            ASSERT(cJSON_IsNull(c));
+        cJSON_Delete(j);
+        free(out);
+    }
+    /* {option, file, the trust it needs besides}: each file is refused, never read */
+    const char *const refused[][3] = {{"--ca", fifo, ""},
+                                      {"--ca", "/dev/zero", ""},
+                                      {"--ca", dir, ""},
+                                      {"--intermediates", fifo, "--ca"}};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(refused); i++) {
+        snprintf(args, sizeof(args), "probe %s %s %s %s %s %s", url, common, refused[i][0],
+                 refused[i][1], refused[i][2], refused[i][2][0] ? root : "");
+        int rc = run_with("timeout 10 ", args, &out);
+        const char *e = err_output();
+        fprintf(stderr, "   %s", e);
+        ASSERT_EQ(rc, 2);
+        ASSERT_CONTAINS(e, refused[i][1] == dir ? "is a directory" : "is not a regular file");
+        free(out);
+    }
+    snprintf(args, sizeof(args), "rm -rf '%s' '%s'", dir, olddir); /* lab_stop() keeps dirs */
+    ASSERT(system(args) == 0);
+}
+
 int main(void)
 {
     char err[256];
@@ -278,6 +371,7 @@ int main(void)
     RUN(test_chain_and_retrievals);
     RUN(test_text_report);
     RUN(test_usage_errors);
+    RUN(test_trust_files);
     char path[128];
     snprintf(path, sizeof(path), "/tmp/fleetscan-cli-stderr-%d", (int)getpid());
     unlink(path);

@@ -2,11 +2,13 @@
  * naming the JSON path, a full config round-trips with defaults and resolved paths, reload
  * comparison, and the shipped example configurations parse. */
 #include "daemon/config.h"
+#include "probes/util.h"
 #include "tests/test.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +96,19 @@ static void setup(void)
     write_str("token", "  s3cret-token\n\n");
     write_str("token-empty", " \n");
     write_str("token-space", "two words\n");
+    /* Files that are not regular, or too large: refused without being read. */
+    tmp_path(p, "pki/fifo.pem");
+    ASSERT(mkfifo(p, 0644) == 0);
+    tmp_path(p, "fifodir");
+    ASSERT(mkdir(p, 0755) == 0);
+    tmp_path(p, "fifodir/0badf00d.0");
+    ASSERT(mkfifo(p, 0644) == 0);
+    tmp_path(p, "pki/big.pem");
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT(fd >= 0 && ftruncate(fd, (16 << 20) + 1) == 0 && close(fd) == 0); /* sparse */
+    static char big_token[4097];
+    memset(big_token, 'a', sizeof(big_token));
+    write_file("token-big", big_token, sizeof(big_token));
     /* An OpenSSL hashed directory entry, as `openssl rehash` makes it. */
     X509 *x = make_cert("Dir Root");
     char name[32];
@@ -320,6 +335,24 @@ static const struct {
      "groups[0].network.proxy: \"***@proxy:3128\": expected http://host:port"},
     {WITH_G(GRP("\"network\": {\"source_address\": \"eth0\"}")),
      "groups[0].network.source_address: \"eth0\" is not an IP address"},
+    /* strings: a NUL would cut them short in C, invalid UTF-8 breaks labels and JSON readers */
+    {WITH_G("{\"name\": \"a\\u0000<script>\", \"count\": 1}"),
+     "groups[0].name: string contains a NUL character"},
+    {WITH_TS("{\"ca_file\": \"pki/root.pem\\u0000.evil\"}"),
+     "trust_stores.corp.ca_file: string contains a NUL character"},
+    {WITH_TS("{\"ca_file\\u0000x\": \"pki/root.pem\"}"),
+     "trust_stores.corp: key \"ca_file\" contains a NUL character"},
+    {"{\"vantage\": \"ok\", /* \"\\u0000\" */ \"shard\": \"0/1\\u0000\", " BASE "}",
+     "shard: string contains a NUL character"},
+    {WITH_G(GRP("\"network\": {\"resolve\": {\"ns.corp.example\": [\"10.0.0.1\\u0000\"]}}")),
+     "groups[0].network.resolve[\"ns.corp.example\"][0]: string contains a NUL character"},
+    {"{" BASE ", \"vantage\": \"hq\xff\"}", "vantage: invalid UTF-8 (byte 0xff at offset 2)"},
+    {"{" BASE ", \"vantage\": \"\xc0\xaf\"}", "vantage: invalid UTF-8"},         /* overlong '/' */
+    {"{" BASE ", \"vantage\": \"\xed\xa0\x80\"}", "vantage: invalid UTF-8"},     /* a surrogate */
+    {"{" BASE ", \"vantage\": \"\xf4\x90\x80\x80\"}", "vantage: invalid UTF-8"}, /* > U+10FFFF */
+    {WITH_PR("{\"url\": \"https://ns/\xe2\x82\"}"), "profiles.default.url: invalid UTF-8"},
+    {WITH_G(GRP("\"network\": {\"resolve\": {\"n\xfe\": \"10.0.0.1\"}}")),
+     "groups[0].network.resolve: key \"n?\": invalid UTF-8"},
     /* the error names the group it is in */
     {WITH_G("{\"name\": \"a\", \"count\": 1}, " GRP("\"tls\": {\"sni\": 1}")),
      "groups[1].tls.sni: expected true or false"},
@@ -334,7 +367,9 @@ static void test_errors(void)
         if (strstr(bad[i].err, "NUL byte") != NULL)
             len = 18; /* the case embeds a NUL */
         memset(err, 'x', sizeof(err));
+        alarm(10); /* a case that blocks (a FIFO opened for reading) fails instead of hanging */
         int rc = cfg_parse(&c, bad[i].json, len, tmp, err);
+        alarm(0);
         fprintf(stderr, "   [%zu] %s\n", i, err);
         if (rc != -1 || c != NULL || strstr(err, bad[i].err) == NULL) {
             fprintf(stderr, "case %zu: %s\n  want: %s\n  got rc=%d: %s\n", i, bad[i].json,
@@ -578,6 +613,142 @@ static cfg_t *parse_ok(const char *json)
     return c;
 }
 
+/* Every key that names a file refuses what is not a regular file, or is too large, at once and
+ * without reading it: a FIFO would block the loader (and a SIGHUP reload, on the event loop)
+ * forever, /dev/zero never ends. The message names the JSON path and the file. */
+static void test_special_files(void)
+{
+    static const struct {
+        const char *key;
+        const char *file;
+        const char *why;
+    } cases[] = {
+        {"ca_file", "pki/fifo.pem", "is not a regular file (a FIFO)"},
+        {"ca_file", "/dev/zero", "is not a regular file (a character device)"},
+        {"ca_file", "pki", "is a directory"},
+        {"ca_file", "pki/big.pem", "larger than 16 MiB"},
+        {"intermediates_file", "pki/fifo.pem", "is not a regular file (a FIFO)"},
+        {"intermediates_file", "/dev/zero", "is not a regular file (a character device)"},
+        {"api_token_file", "pki/fifo.pem", "is not a regular file (a FIFO)"},
+        {"api_token_file", "/dev/zero", "is not a regular file (a character device)"},
+        {"api_token_file", "pki", "is a directory"},
+        {"api_token_file", "token-big", "larger than 4 KiB"},
+        {"ca_dir", "fifodir", "cannot read 0badf00d.0 in \"fifodir\""},
+        {"ca_dir", "fifodir", "is not a regular file (a FIFO)"},
+    };
+    char json[1024], err[256], want[256];
+    for (size_t i = 0; i < FS_ARRAY_SIZE(cases); i++) {
+        const char *k = cases[i].key;
+        if (strcmp(k, "api_token_file") == 0) {
+            snprintf(json, sizeof(json), "{" BASE ", \"api_token_file\": \"%s\"}", cases[i].file);
+            snprintf(want, sizeof(want), "api_token_file: cannot read \"%s\"", cases[i].file);
+        } else {
+            if (strcmp(k, "ca_file") == 0)
+                snprintf(json, sizeof(json), WITH_TS("{\"ca_file\": \"%s\"}"), cases[i].file);
+            else
+                snprintf(json, sizeof(json),
+                         WITH_TS("{\"ca_file\": \"pki/root.pem\", \"%s\": \"%s\"}"), k,
+                         cases[i].file);
+            snprintf(want, sizeof(want), "trust_stores.corp.%s: ", k);
+        }
+        cfg_t *c = (cfg_t *)1;
+        alarm(10);
+        int rc = cfg_parse(&c, json, strlen(json), tmp, err);
+        alarm(0);
+        fprintf(stderr, "   %s %s: %s\n", k, cases[i].file, err);
+        ASSERT_EQ(rc, -1);
+        ASSERT(c == NULL);
+        ASSERT(strncmp(err, want, strlen(want)) == 0);
+        ASSERT_CONTAINS(err, cases[i].why);
+    }
+    /* the configuration file itself */
+    char p[PATH_MAX];
+    cfg_t *c = NULL;
+    tmp_path(p, "pki/fifo.pem");
+    alarm(10);
+    ASSERT_EQ(cfg_load(&c, p, err), -1);
+    ASSERT_CONTAINS(err, "is not a regular file (a FIFO)");
+    ASSERT_EQ(cfg_load(&c, "/dev/zero", err), -1);
+    ASSERT_CONTAINS(err, "is not a regular file (a character device)");
+    alarm(0);
+}
+
+/* What looks like a NUL but is not one, and valid UTF-8, load as written. */
+static void test_strings_ok(void)
+{
+    char err[256];
+    cfg_t *c = NULL;
+    /* "\\u0000" is a backslash and "u0000"; a \u0000 inside a comment is no string */
+    const char *json =
+        "{" BASE ", /* \"\\u0000\" */ \"vantage\": \"caf\\u00e9-\xc3\xa9-\xf0\x9f\x94\x92\", "
+        "\"event_log\": \"logs/x\\\\u0000.log\"}";
+    ASSERT_EQ(cfg_parse(&c, json, strlen(json), tmp, err), 0);
+    ASSERT_STREQ(c->vantage, "caf\xc3\xa9-\xc3\xa9-\xf0\x9f\x94\x92");
+    ASSERT_CONTAINS(c->event_log, "/logs/x\\u0000.log");
+    cfg_free(c);
+}
+
+/* Settings that work but expose the daemon are reported, with the key that sets them. */
+static void test_warnings(void)
+{
+    static const struct {
+        const char *ip;
+        int loopback;
+    } addrs[] = {{"127.0.0.1", 1}, {"127.1.2.3", 1}, {"::1", 1},      {"::ffff:127.0.0.1", 1},
+                 {"0.0.0.0", 0},   {"::", 0},        {"10.0.0.5", 0}, {"::ffff:10.0.0.5", 0},
+                 {"128.0.0.1", 0}, {"fe80::1", 0}};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(addrs); i++)
+        ASSERT_EQ(cfg_is_loopback(addrs[i].ip), addrs[i].loopback);
+
+    char p[PATH_MAX];
+    cfg_warning_t w[CFG_MAX_WARNINGS];
+    cfg_t *c = parse_ok("{" BASE "}");
+    ASSERT_EQ(cfg_warnings(c, w), 0);
+    cfg_free(c);
+    c = parse_ok("{" BASE ", \"listen\": \"[::]:8787\"}");
+    ASSERT_EQ(cfg_warnings(c, w), 1);
+    ASSERT_STREQ(w[0].code, "listen_not_loopback");
+    ASSERT_CONTAINS(w[0].message, "listen: [::]:8787 is not a loopback address");
+    cfg_free(c);
+
+    tmp_path(p, "token");
+    ASSERT(chmod(p, 0644) == 0);
+    c = parse_ok("{" BASE ", \"listen\": \"0.0.0.0:0\", \"api_token_file\": \"token\"}");
+    ASSERT_EQ(c->api_token_mode, 0644);
+    ASSERT_EQ(cfg_warnings(c, w), 2);
+    ASSERT_STREQ(w[0].code, "listen_not_loopback");
+    ASSERT_STREQ(w[1].code, "token_file_exposed");
+    ASSERT_CONTAINS(w[1].message, "api_token_file: \"");
+    ASSERT_CONTAINS(w[1].message, "has mode 0644: every user can read the API token");
+    cfg_free(c);
+    /* owner only, or shared with this process's own (service) group: fine */
+    static const unsigned quiet[] = {0600, 0400, 0640, 0660};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(quiet); i++) {
+        ASSERT(chmod(p, quiet[i]) == 0);
+        c = parse_ok("{" BASE ", \"api_token_file\": \"token\"}");
+        ASSERT_EQ(c->api_token_mode, quiet[i]);
+        ASSERT_EQ(cfg_warnings(c, w), 0);
+        cfg_free(c);
+    }
+    ASSERT(chmod(p, 0602) == 0);
+    c = parse_ok("{" BASE ", \"api_token_file\": \"token\"}");
+    ASSERT_EQ(cfg_warnings(c, w), 1);
+    ASSERT_CONTAINS(w[0].message, "has mode 0602: every user can replace the API token");
+    cfg_free(c);
+    /* another group (needs root to hand the file over) */
+    if (chown(p, (uid_t)-1, 54321) == 0) {
+        ASSERT(chmod(p, 0640) == 0);
+        c = parse_ok("{" BASE ", \"api_token_file\": \"token\"}");
+        ASSERT_EQ(cfg_warnings(c, w), 1);
+        ASSERT_CONTAINS(w[0].message, "has mode 0640: group 54321 can read the API token");
+        cfg_free(c);
+        ASSERT(chown(p, (uid_t)-1, getegid()) == 0);
+    } else {
+        fprintf(stderr, "   not root: group ownership of the token file not checked\n");
+    }
+    ASSERT(chmod(p, 0644) == 0);
+}
+
 static int equal(const char *a, const char *b, size_t ia, size_t ib)
 {
     cfg_t *ca = parse_ok(a), *cb = parse_ok(b);
@@ -726,6 +897,9 @@ int main(void)
     RUN(test_defaults);
     RUN(test_full);
     RUN(test_load_errors);
+    RUN(test_special_files);
+    RUN(test_strings_ok);
+    RUN(test_warnings);
     RUN(test_group_equal);
     RUN(test_names);
     RUN(test_examples);

@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -439,6 +441,17 @@ static void test_preflight(void)
     expect_verdict(doc, "hq", "cert_revoked");
     cJSON_Delete(doc);
 
+    /* A chain that is not a regular file is refused at once (fopen() of a FIFO blocked). */
+    char fifo[600], cmd[1600], out[1024];
+    lab_file(&lab, "fifo", fifo, sizeof(fifo)); /* made by test_check_command */
+    snprintf(cmd, sizeof(cmd), "timeout 10 %s preflight -c %s --chain %s 2>&1",
+             getenv("FLEETSCAN_BIN"), cfg_path, fifo);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
+    ASSERT_CONTAINS(out, "is not a regular file (a FIFO)");
+
     /* The same over the API, with the bearer token. */
     char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
     resp_t r = http_body("POST", "/api/v1/preflight", NULL, pem);
@@ -737,6 +750,26 @@ static void test_reload(void)
     free(text);
 }
 
+/* One well-formed record per line (peer-controlled text is escaped, never raw markup), and
+ * nothing else: no fragment, no line glued onto another. Returns the number of records. */
+static int event_log_records(char *log)
+{
+    int lines = 0;
+    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "<event date='", 13) != 0 ||
+            strstr(line, "</event>") != line + strlen(line) - 8)
+            fprintf(stderr, "malformed event log line: %s\n", line);
+        ASSERT(strncmp(line, "<event date='", 13) == 0);
+        ASSERT(strstr(line, "</event>") == line + strlen(line) - 8);
+        int lt = 0;
+        for (char *c = line; *c; c++)
+            lt += *c == '<';
+        ASSERT_EQ(lt, 2);
+        lines++;
+    }
+    return lines;
+}
+
 static void test_events_and_log(void)
 {
     cJSON *j = get_json("/api/v1/events?since=0", 200);
@@ -747,19 +780,15 @@ static void test_events_and_log(void)
     ASSERT_CONTAINS(log, "<event date='");
     ASSERT_CONTAINS(log, "hostName='old-trust-00000'");
     ASSERT_CONTAINS(log, "Could not establish trust relationship");
-    /* One well-formed record per line: peer-controlled text is escaped, never raw markup. */
-    int lines = 0;
-    for (char *line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        ASSERT(strncmp(line, "<event date='", 13) == 0);
-        ASSERT(strstr(line, "</event>") == line + strlen(line) - 8);
-        int lt = 0;
-        for (char *c = line; *c; c++)
-            lt += *c == '<';
-        ASSERT_EQ(lt, 2);
-        lines++;
-    }
-    ASSERT(lines > 0);
+    ASSERT(event_log_records(log) > 0);
     free(log);
+    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *el = cJSON_GetObjectItem(s, "event_log");
+    ASSERT(cJSON_IsObject(el));
+    ASSERT_STREQ(cJSON_GetObjectItem(el, "path")->valuestring, log_path);
+    ASSERT_EQ(num(el, "dropped_lines"), 0);
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(el, "last_error")));
+    cJSON_Delete(s);
 }
 
 static void test_stop(void)
@@ -814,23 +843,275 @@ static void test_check_command(void)
     ASSERT_EQ(s3, total);
     ASSERT_EQ(shard_count("0/1", &t3), total);
 
-    char cmd[1400];
-    snprintf(cmd, sizeof(cmd), "%s run --check -c %s >/dev/null 2>&1", getenv("FLEETSCAN_BIN"),
-             cfg_path);
-    ASSERT_EQ(WEXITSTATUS(system(cmd)), 0);
+    char cmd[1400], out[1024] = "";
+    snprintf(cmd, sizeof(cmd), "%s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"), cfg_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 0);
+    ASSERT_CONTAINS(out, "configuration OK");
+    ASSERT_CONTAINS(out, "\nwarning: api_token_file: \""); /* the token file is mode 0644 */
     char bad[600];
     lab_file(&lab, "bad.json", bad, sizeof(bad));
     write_file(bad, "{\"groups\": [{\"name\": \"hq\", \"count\": 1, \"trust\": \"legcy\"}],"
                     " \"trust_stores\": {\"legacy\": {\"ca_dir\": \"/etc/ssl/certs\"}},"
                     " \"profiles\": {\"default\": {\"url\": \"https://ns.lab.test\"}}}");
     snprintf(cmd, sizeof(cmd), "%s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"), bad);
-    FILE *p = popen(cmd, "r");
-    char out[1024] = "";
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
     out[n] = '\0';
     ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
     ASSERT_CONTAINS(out, "groups[0].trust");
     ASSERT_CONTAINS(out, "legcy");
+
+    /* What is not a regular file is refused at once, never read: a FIFO would block the
+     * reader forever, /dev/zero never ends. `timeout` turns a hang into a failure (exit 124). */
+    char fifo[600], root[600];
+    lab_file(&lab, "fifo", fifo, sizeof(fifo));
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    ASSERT(mkfifo(fifo, 0600) == 0);
+    const char *const specials[] = {fifo, "/dev/zero", lab.dir};
+    for (size_t i = 0; i < 3; i++) {
+        for (int tf = 0; tf < 2; tf++) {
+            char json[2048];
+            snprintf(json, sizeof(json),
+                     "{%s%s%s\"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},"
+                     " \"profiles\": {\"default\": {\"url\": \"https://ns.lab.test\"}},"
+                     " \"groups\": [{\"name\": \"hq\", \"count\": 1}]}",
+                     tf ? "\"api_token_file\": \"" : "", tf ? specials[i] : "", tf ? "\", " : "",
+                     tf ? root : specials[i]);
+            write_file(bad, json);
+            snprintf(cmd, sizeof(cmd), "timeout 10 %s run --check -c %s 2>&1",
+                     getenv("FLEETSCAN_BIN"), bad);
+            p = popen(cmd, "r");
+            n = fread(out, 1, sizeof(out) - 1, p);
+            out[n] = '\0';
+            int st = pclose(p);
+            fprintf(stderr, "   %s", out);
+            ASSERT_EQ(WEXITSTATUS(st), 2);
+            ASSERT_CONTAINS(out, tf ? "api_token_file: cannot read" : "ca_file: cannot read");
+            ASSERT_CONTAINS(out,
+                            specials[i] == lab.dir ? "is a directory" : "is not a regular file");
+        }
+    }
+    snprintf(cmd, sizeof(cmd), "timeout 10 %s run --check -c %s 2>&1", getenv("FLEETSCAN_BIN"),
+             fifo);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    ASSERT_EQ(WEXITSTATUS(pclose(p)), 2);
+    ASSERT_CONTAINS(out, "is not a regular file (a FIFO)");
+}
+
+/* The first occurrence of from in text replaced by to, in a new string. */
+static char *replace_once(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    ASSERT(at != NULL);
+    char *r = malloc(strlen(text) + strlen(to) + 1);
+    memcpy(r, text, (size_t)(at - text));
+    sprintf(r + (at - text), "%s%s", to, at + strlen(from));
+    return r;
+}
+
+static int count_in_file(const char *path, const char *needle)
+{
+    char *text = read_file(path);
+    int n = 0;
+    for (const char *q = strstr(text, needle); q != NULL; q = strstr(q + 1, needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* SIGHUP with a FIFO as a CA file or as the token file: the reload is refused at once and the
+ * loop keeps serving (open() used to block the event loop forever). */
+static void test_reload_fifo(void)
+{
+    char fifo[600], root[600], tok[600];
+    lab_file(&lab, "fifo", fifo, sizeof(fifo)); /* made by test_check_command */
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    lab_file(&lab, "token", tok, sizeof(tok));
+    char *text = read_file(cfg_path);
+    const char *const swap[2] = {root, tok};
+    for (int i = 0; i < 2; i++) {
+        char *next = replace_once(text, swap[i], fifo);
+        write_file(cfg_path, next);
+        free(next);
+        ASSERT(kill(daemon_pid, SIGHUP) == 0);
+        int seen = 0;
+        for (int k = 0; k < 100 && seen <= i; k++) { /* 10 s: a blocked loop fails, not hangs */
+            seen = count_in_file(err_path, "is not a regular file (a FIFO)");
+            if (seen <= i)
+                usleep(100000);
+        }
+        ASSERT_EQ(seen, i + 1);
+        ASSERT_EQ(count_in_file(err_path, i ? "reload refused, the running configuration stays: "
+                                              "api_token_file: cannot read"
+                                            : "reload refused, the running configuration stays: "
+                                              "trust_stores.corp.ca_file: cannot read"),
+                  1);
+        resp_t r = http("GET", "/healthz", NULL);
+        ASSERT_EQ(r.status, 200);
+        free(r.body);
+        cJSON *s = get_json("/api/v1/status", 200);
+        ASSERT(num(s, "endpoints.total") > 0);
+        cJSON_Delete(s);
+    }
+    write_file(cfg_path, text);
+    free(text);
+}
+
+/* Warnings about how the daemon runs: logged at start with a timestamp and listed in /status.
+ * This daemon listens on loopback with a token file of mode 0644, as root when the tests are. */
+static void test_daemon_warnings(void)
+{
+    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "daemon"), "warnings"), *w;
+    ASSERT(cJSON_IsArray(ws));
+    int exposed = 0, root = 0, listen = 0;
+    cJSON_ArrayForEach(w, ws)
+    {
+        const char *code = cJSON_GetObjectItem(w, "code")->valuestring;
+        const char *msg = cJSON_GetObjectItem(w, "message")->valuestring;
+        fprintf(stderr, "   %s: %s\n", code, msg);
+        exposed += strcmp(code, "token_file_exposed") == 0 && strstr(msg, "has mode 0644") != NULL;
+        root += strcmp(code, "running_as_root") == 0;
+        listen += strcmp(code, "listen_not_loopback") == 0;
+    }
+    ASSERT_EQ(exposed, 1);
+    ASSERT_EQ(root, geteuid() == 0);
+    ASSERT_EQ(listen, 0);
+    cJSON_Delete(s);
+    /* "2025-11-24T16:00:00Z fleetscan: warning: api_token_file: ..." */
+    char *errs = read_file(err_path);
+    const char *at = strstr(errs, "Z fleetscan: warning: api_token_file: ");
+    ASSERT(at != NULL && at - errs >= 19 && at[-9] == 'T' && (at == errs + 19 || at[-20] == '\n'));
+    if (geteuid() == 0)
+        ASSERT_CONTAINS(errs, "Z fleetscan: warning: running as root");
+    free(errs);
+}
+
+static char full_dir[600]; /* the tiny tmpfs of test_event_log_disk_full */
+
+static void unmount_on_abort(int sig)
+{
+    umount2(full_dir, MNT_DETACH);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int dropped_and_probed(cJSON *s, void *arg)
+{
+    (void)arg;
+    return all_probed(s, NULL) && num(s, "event_log.dropped_lines") > 0;
+}
+
+/* The event log on a full disk: lines are dropped and counted (/status, /metrics), never cut
+ * short or glued onto the next one, and writing resumes on a fresh line once there is room.
+ * A second daemon, on a 64 KiB tmpfs, listening on 0.0.0.0 (its listen warning is checked). */
+static void test_event_log_disk_full(void)
+{
+    char err[256], filler[700], token_path[600];
+    lab_file(&lab, "full", full_dir, sizeof(full_dir));
+    ASSERT(mkdir(full_dir, 0755) == 0);
+    if (mount("fleetscan-test", full_dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k") != 0) {
+        fprintf(stderr, "   SKIPPED: cannot mount a tmpfs on %s (%s); run the tests as root\n",
+                full_dir, strerror(errno));
+        rmdir(full_dir);
+        return;
+    }
+    signal(SIGABRT, unmount_on_abort);
+    snprintf(log_path, sizeof(log_path), "%s/events.log", full_dir);
+    snprintf(filler, sizeof(filler), "%s/filler", full_dir);
+    lab_file(&lab, "fleetscan-full.json", cfg_path, sizeof(cfg_path));
+    lab_file(&lab, "daemon-full.err", err_path, sizeof(err_path));
+    lab_file(&lab, "token", token_path, sizeof(token_path));
+    lab_fleet_opts_t fo = {.listen = "0.0.0.0:0",
+                           .interval_s = 3600,
+                           .scale = 0.05,
+                           .token_file = token_path,
+                           .event_log = log_path};
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    close(daemon_out);
+    start_daemon();
+    char port[16];
+    ASSERT(strncmp(api, "http://0.0.0.0:", 15) == 0);
+    fs_strlcpy(port, api + 14, sizeof(port)); /* ":PORT": talk to it over loopback */
+    snprintf(api, sizeof(api), "http://127.0.0.1%s", port);
+    cJSON *s = wait_status(all_probed, NULL);
+    cJSON_Delete(s);
+
+    /* Fill the disk: the log's last page keeps what room it had, then nothing is left. */
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT(fd >= 0);
+    static char block[4096];
+    memset(block, 'f', sizeof(block));
+    while (write(fd, block, sizeof(block)) > 0)
+        ;
+    ASSERT(errno == ENOSPC);
+    close(fd);
+
+    /* A reload that changes every group: ~100 state changes, far more than the room left. */
+    fo.scale = 0.1;
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    s = wait_status(dropped_and_probed, NULL);
+    cJSON *el = cJSON_GetObjectItem(s, "event_log");
+    char *shown = cJSON_PrintUnformatted(el);
+    fprintf(stderr, "   %s\n", shown);
+    free(shown);
+    ASSERT_STREQ(cJSON_GetObjectItem(el, "path")->valuestring, log_path);
+    ASSERT_CONTAINS(cJSON_GetObjectItem(el, "last_error")->valuestring, "No space left");
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(el, "last_error_at")));
+    double dropped = num(el, "dropped_lines");
+    cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "daemon"), "warnings"), *w;
+    int listen = 0;
+    cJSON_ArrayForEach(w, ws)
+    {
+        listen += strcmp(cJSON_GetObjectItem(w, "code")->valuestring, "listen_not_loopback") == 0 &&
+                  strstr(cJSON_GetObjectItem(w, "message")->valuestring, "listen: 0.0.0.0:0 ");
+    }
+    ASSERT_EQ(listen, 1);
+    cJSON_Delete(s);
+    resp_t r = http("GET", "/metrics", NULL);
+    const char *m = strstr(r.body, "\nfleetscan_event_log_dropped_lines_total{vantage=\"lab\"");
+    ASSERT(m != NULL);
+    ASSERT(strtod(strchr(m, '}') + 2, NULL) >= dropped);
+    free(r.body);
+    ASSERT(count_in_file(err_path, "event_log: cannot write") >= 1);
+
+    /* Room again: the next changes are written, each on a line of its own, and every event is
+     * either in the file or counted as dropped: records + dropped_lines == last_seq. */
+    ASSERT(unlink(filler) == 0);
+    fo.scale = 0.05;
+    ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    double last = -1, records = -2;
+    for (int i = 0; i < 300 && records + dropped != last; i++) {
+        usleep(100000);
+        s = wait_status(all_probed, NULL);
+        dropped = num(s, "event_log.dropped_lines");
+        cJSON_Delete(s);
+        cJSON *ev = get_json("/api/v1/events?since=0", 200);
+        last = num(ev, "last_seq");
+        cJSON_Delete(ev);
+        char *log = read_file(log_path);
+        records = 0;
+        for (const char *c = log; *c; c++)
+            records += *c == '\n';
+        free(log);
+    }
+    fprintf(stderr, "   %.0f records written, %.0f dropped, %.0f events\n", records, dropped, last);
+    ASSERT_EQ(records + dropped, last);
+    char *log = read_file(log_path);
+    ASSERT(log[0] != '\0' && log[strlen(log) - 1] == '\n');
+    ASSERT_EQ(event_log_records(log), records);
+    free(log);
+    test_stop();
+    signal(SIGABRT, SIG_DFL);
+    ASSERT(umount2(full_dir, 0) == 0);
+    ASSERT(rmdir(full_dir) == 0);
 }
 
 int main(void)
@@ -844,6 +1125,7 @@ int main(void)
     lab_file(&lab, "daemon.err", err_path, sizeof(err_path));
     lab_file(&lab, "token", token_path, sizeof(token_path));
     write_file(token_path, token);
+    ASSERT(chmod(token_path, 0644) == 0); /* exposed: test_daemon_warnings expects the warning */
     lab_fleet_opts_t fo = {.listen = "127.0.0.1:0",
                            .interval_s = 3600,
                            .scale = 0.05,
@@ -853,6 +1135,7 @@ int main(void)
     RUN(test_check_command);
     start_daemon();
     RUN(test_first_cycle);
+    RUN(test_daemon_warnings);
     RUN(test_endpoints);
     RUN(test_targets_and_causes);
     RUN(test_forecast);
@@ -862,8 +1145,10 @@ int main(void)
     RUN(test_errors);
     RUN(test_metrics);
     RUN(test_reload);
+    RUN(test_reload_fifo);
     RUN(test_events_and_log);
     RUN(test_stop);
+    RUN(test_event_log_disk_full);
     close(daemon_out);
     lab_stop(&lab);
     curl_global_cleanup();

@@ -302,7 +302,23 @@ int render_status(const snap_t *s, render_buf_t *b)
     put_u64(b, s->probes_in_flight);
     puts_(b, ",\"started_at\":");
     put_jtime(b, s->started_at);
-    puts_(b, "}}");
+    puts_(b, "},\"event_log\":{\"path\":");
+    put_jstr(b, s->event_log_path);
+    puts_(b, ",\"dropped_lines\":");
+    put_u64(b, s->event_log_dropped);
+    puts_(b, ",\"last_error\":");
+    put_jstr(b, s->event_log_error);
+    puts_(b, ",\"last_error_at\":");
+    put_jtime(b, s->event_log_error_at);
+    puts_(b, "},\"daemon\":{\"warnings\":[");
+    for (size_t i = 0; i < s->ndaemon_warnings; i++) {
+        puts_(b, i > 0 ? ",{\"code\":" : "{\"code\":");
+        put_jstr(b, s->daemon_warnings[i].code);
+        puts_(b, ",\"message\":");
+        put_jstr(b, s->daemon_warnings[i].message);
+        putc_(b, '}');
+    }
+    puts_(b, "]}}");
     return done(b);
 }
 
@@ -706,6 +722,11 @@ int render_metrics(const snap_t *s, render_buf_t *b)
         m_u64(b, "fleetscan_probe_duration_seconds_count", &common, "phase", phase_names[ph], NULL,
               NULL, s->hist_counts[ph][SNAP_HIST_BUCKETS]);
     }
+
+    m_family(b, "fleetscan_event_log_dropped_lines_total", "counter",
+             "Event log lines lost to failed or short writes (a full disk) since start.");
+    m_u64(b, "fleetscan_event_log_dropped_lines_total", &common, NULL, NULL, NULL, NULL,
+          s->event_log_dropped);
 
     m_family(b, "fleetscan_last_update_timestamp_seconds", "gauge",
              "Time the published snapshot was generated (Unix seconds).");

@@ -47,6 +47,9 @@ void snap_unref(snap_t *s)
     free(s->groups);
     free(s->endpoints);
     free(s->events);
+    free(s->event_log_path);
+    free(s->event_log_error);
+    free(s->daemon_warnings);
     free(s->targets_json);
     free(s->metrics_extra);
     free(s->vantage);

@@ -70,6 +70,13 @@ typedef struct snap_event_s {
     uint8_t cause;
 } snap_event_t;
 
+/* Something about how the daemon runs that an operator should fix (docs/API.md,
+ * "daemon.warnings"): a non-loopback API, a token file others can read, running as root. */
+typedef struct snap_warning_s {
+    char code[32];     /* stable identifier: "listen_not_loopback", "running_as_root", ... */
+    char message[240]; /* what and how to fix it */
+} snap_warning_t;
+
 typedef struct snap_s {
     atomic_int refs;
     int64_t generated_at;
@@ -96,6 +103,15 @@ typedef struct snap_s {
      * fleetscan_crl_next_update_seconds), without the vantage/shard labels, which the renderer
      * adds. May be NULL. */
     char *metrics_extra;
+    /* The event log: its path (NULL: none configured), the lines it lost since start to
+     * failed or short writes (a full disk), and the last write error (NULL: none yet). */
+    char *event_log_path;
+    uint64_t event_log_dropped;
+    char *event_log_error;
+    int64_t event_log_error_at; /* seconds since the epoch, 0: never */
+    /* Warnings about how the daemon runs, in the order they were found. */
+    snap_warning_t *daemon_warnings;
+    size_t ndaemon_warnings;
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
