@@ -32,10 +32,25 @@ static void hold_unref(cfg_hold_t *h)
     }
 }
 
-typedef struct run_s {
+typedef struct run_s run_t;
+
+/* A SIGHUP's reload: the file is parsed and the new generation built on libuv's thread pool,
+ * then swapped in on the loop (reload_done). */
+typedef struct reload_s {
+    uv_work_t req;
+    run_t *r;
+    fleet_next_t *next;
+    cfg_t *api_cfg; /* a second parse for the API threads (pre-flight), or NULL */
+    int rc;
+    char err[256];
+} reload_t;
+
+struct run_s {
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
     uv_async_t scan;
+    reload_t *reload; /* the reload in progress, or NULL */
+    int reload_again; /* a SIGHUP arrived meanwhile: reload once more after it */
     fleet_t *fleet;
     api_t *api;
     const char *config_path;
@@ -48,18 +63,14 @@ typedef struct run_s {
     snap_t *latest;
     cfg_hold_t *api_cfg; /* the running configuration, as API threads see it */
     int scan_open;       /* the scan handle accepts sends (guarded by latest_mu) */
-} run_t;
+};
 
 static int load(run_t *r, cfg_t **out, char err[256]);
 
-/* Publishes the configuration at path (just validated by the loop) to the API threads. A
- * second parse of the same file, so the fleet and the API never share a cfg_t across threads. */
-static void publish_api_cfg(run_t *r)
+/* Makes cfg (a parse of its own, so the fleet and the API never share a cfg_t across threads)
+ * the configuration API threads see. */
+static void set_api_cfg(run_t *r, cfg_t *cfg)
 {
-    cfg_t *cfg;
-    char err[256];
-    if (load(r, &cfg, err) < 0)
-        return; /* changed on disk since: keep the previous one */
     cfg_hold_t *h = fs_xcalloc(1, sizeof(*h));
     atomic_init(&h->refs, 1);
     h->cfg = cfg;
@@ -68,6 +79,14 @@ static void publish_api_cfg(run_t *r)
     r->api_cfg = h;
     pthread_mutex_unlock(&r->latest_mu);
     hold_unref(old);
+}
+
+static void publish_api_cfg(run_t *r)
+{
+    cfg_t *cfg;
+    char err[256];
+    if (load(r, &cfg, err) == 0)
+        set_api_cfg(r, cfg);
 }
 
 static void run_usage(FILE *f)
@@ -197,26 +216,78 @@ static void on_fleet_stopped(void *arg)
     uv_close((uv_handle_t *)&r->duration, NULL);
 }
 
+/* On libuv's thread pool: everything that grows with the file (parsing, trust stores, the
+ * endpoint array, matching unchanged groups), while the loop keeps probing and publishing. */
+static void reload_work(uv_work_t *w)
+{
+    reload_t *rl = container_of(w, reload_t, req);
+    cfg_t *cfg;
+    rl->rc = load(rl->r, &cfg, rl->err);
+    if (rl->rc < 0)
+        return;
+    rl->rc = fleet_reload_build(rl->next, cfg, rl->err);
+    if (rl->rc < 0) {
+        cfg_free(cfg);
+        return;
+    }
+    if (load(rl->r, &rl->api_cfg, rl->err) < 0)
+        rl->api_cfg = NULL; /* changed on disk since: the API keeps the previous one */
+}
+
+static void start_reload(run_t *r);
+
+/* Back on the loop: swap the generation in (or report why not), then run a reload that was
+ * asked for meanwhile. */
+static void reload_done(uv_work_t *w, int status)
+{
+    reload_t *rl = container_of(w, reload_t, req);
+    run_t *r = rl->r;
+    r->reload = NULL;
+    if (status != 0 || r->stopping || r->fleet == NULL) {
+        fleet_next_free(rl->next);
+        cfg_free(rl->api_cfg);
+    } else if (rl->rc < 0) {
+        fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
+                rl->err);
+        fleet_next_free(rl->next);
+    } else {
+        fleet_reload_apply(r->fleet, rl->next);
+        if (rl->api_cfg != NULL)
+            set_api_cfg(r, rl->api_cfg);
+    }
+    free(rl);
+    if (r->reload_again && !r->stopping && r->fleet != NULL) {
+        r->reload_again = 0;
+        start_reload(r);
+    }
+}
+
+static void start_reload(run_t *r)
+{
+    reload_t *rl = fs_xcalloc(1, sizeof(*rl));
+    rl->r = r;
+    rl->next = fleet_reload_begin(r->fleet);
+    int rc = uv_queue_work(&r->loop, &rl->req, reload_work, reload_done);
+    if (rc != 0) {
+        fprintf(stderr, "fleetscan: reload refused: cannot queue it: %s\n", uv_strerror(rc));
+        fleet_next_free(rl->next);
+        free(rl);
+        return;
+    }
+    r->reload = rl;
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     run_t *r = s->data;
     if (signum == SIGHUP) {
         if (r->stopping)
             return;
-        cfg_t *cfg;
-        char err[256];
-        if (load(r, &cfg, err) < 0) {
-            fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
-                    err);
+        if (r->reload != NULL) { /* coalesced: one more reload reads the file after this one */
+            r->reload_again = 1;
             return;
         }
-        if (fleet_reload(r->fleet, cfg, err) < 0) {
-            fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
-                    err);
-            cfg_free(cfg);
-            return;
-        }
-        publish_api_cfg(r);
+        start_reload(r);
         return;
     }
     if (r->stopping) {

@@ -71,6 +71,23 @@ typedef struct fleet_gen_s {
     char ref_thumb[65];
 } fleet_gen_t;
 
+/* What a generation's probe options point at: the fleet's retrieval context and verdict cache.
+ * Captured on the loop, so a generation can be built on another thread. */
+typedef struct gen_env_s {
+    rev_ctx_t *rev;
+    vcache_t *vcache;
+    int dns_override_only;
+} gen_env_t;
+
+/* A reload in preparation (fleet.h): built off the loop, applied on it. */
+struct fleet_next_s {
+    gen_env_t env;
+    fleet_gen_t *old; /* the generation running at fleet_reload_begin, referenced */
+    fleet_gen_t *gen; /* built by fleet_reload_build, NULL before */
+    int32_t *match;   /* per new group: the old group whose endpoints it continues, or -1 */
+    FILE *event_log;
+};
+
 typedef struct fleet_job_s {
     fleet_t *f;
     fleet_gen_t *gen;
@@ -401,16 +418,16 @@ static void view_key(const cfg_network_t *n, char out[24])
     out[20] = '\0';
 }
 
-static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po, const fs_url_t *u,
-                            tlsc_ctx_t *tls, const char *thumb, rev_policy_t *pol,
-                            const cfg_group_t *grp)
+static void fill_probe_opts(const gen_env_t *env, const cfg_t *cfg, probe_opts_t *po,
+                            const fs_url_t *u, tlsc_ctx_t *tls, const char *thumb,
+                            rev_policy_t *pol, const cfg_group_t *grp)
 {
     probe_opts_defaults(po);
     po->url = u;
     po->tls = tls;
     po->sni = grp ? grp->tls.sni : 1;
     po->resolve = grp ? &grp->network.resolve : NULL;
-    po->dns_override_only = f->o.dns_override_only;
+    po->dns_override_only = env->dns_override_only;
     po->clock_skew_s = grp ? grp->clock_skew_s : 0;
     po->expiring_soon_s = (int64_t)cfg->expiring_soon_days * 86400;
     po->expect_thumbprint = thumb[0] ? thumb : NULL;
@@ -420,14 +437,16 @@ static void fill_probe_opts(const fleet_t *f, const cfg_t *cfg, probe_opts_t *po
     po->request_timeout_ms = cfg->limits.request_timeout_ms;
     po->total_timeout_ms = cfg->limits.probe_timeout_ms;
     po->capture_chain = 0;
-    po->rev = f->rev;
-    po->vcache = f->vcache;
+    po->rev = env->rev;
+    po->vcache = env->vcache;
     po->rev_policy = pol;
     pol->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
-    pol->dns_override_only = f->o.dns_override_only;
+    pol->dns_override_only = env->dns_override_only;
 }
 
-static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
+/* Builds the runtime of cfg: reads nothing of a running fleet but env, so it may run on any
+ * thread. Takes cfg on success. */
+static int gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char err[256])
 {
     fleet_gen_t *g = fs_xcalloc(1, sizeof(*g));
     g->refs = 1;
@@ -459,7 +478,7 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
         view_key(&c->network, gr->view);
         gr->pol.view = gr->view;
         fs_strlcpy(gr->thumb, p->expect_thumbprint, sizeof(gr->thumb));
-        fill_probe_opts(f, cfg, &gr->popts, &p->u, gr->tls, gr->thumb, &gr->pol, c);
+        fill_probe_opts(env, cfg, &gr->popts, &p->u, gr->tls, gr->thumb, &gr->pol, c);
         gr->http_vs_https =
             strcmp(p->u.scheme, "http") == 0 && strcmp(refp->u.scheme, "https") == 0;
         gr->profile_differs = strcmp(p->u.scheme, refp->u.scheme) != 0 ||
@@ -501,7 +520,7 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
     g->ref_pol.aia_fetch = 1;
     g->ref_pol.view = "reference";
     fs_strlcpy(g->ref_thumb, refp->expect_thumbprint, sizeof(g->ref_thumb));
-    fill_probe_opts(f, cfg, &g->ref_opts, &refp->u, g->ref_tls, g->ref_thumb, &g->ref_pol, NULL);
+    fill_probe_opts(env, cfg, &g->ref_opts, &refp->u, g->ref_tls, g->ref_thumb, &g->ref_pol, NULL);
     /* The reference resolves like the first group using the reference profile, else like the
      * first group whose DNS overrides name the reference host, else through the system. */
     size_t view = SIZE_MAX;
@@ -1064,7 +1083,8 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
         return -1;
     }
     f->vcache = vcache_new(0);
-    if (gen_build(f, cfg, &f->gen, err) < 0) {
+    gen_env_t env = {.rev = f->rev, .vcache = f->vcache, .dns_override_only = o->dns_override_only};
+    if (gen_build(&env, cfg, &f->gen, err) < 0) {
         vcache_free(f->vcache);
         rev_ctx_close(f->rev, NULL, NULL);
         if (log)
@@ -1111,60 +1131,136 @@ static uint32_t *group_starts(const fleet_gen_t *g)
     return start;
 }
 
-int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
+static size_t name_hash(const char *name)
 {
-    fleet_gen_t *ng;
-    FILE *log = NULL;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        h ^= *c;
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+/* For each group of nc, the group of oc it continues (same name, cfg_group_equal), or -1.
+ * Names are unique within a configuration, so one hash lookup per group: linear in the number
+ * of groups, where comparing every pair would be quadratic. */
+static int32_t *match_groups(const cfg_t *oc, const cfg_t *nc)
+{
+    int32_t *match = fs_xmalloc((nc->ngroups ? nc->ngroups : 1) * sizeof(*match));
+    for (size_t gi = 0; gi < nc->ngroups; gi++)
+        match[gi] = -1;
+    if (nc->shard_index != oc->shard_index || nc->shard_count != oc->shard_count)
+        return match;
+    size_t nslot = 16;
+    while (nslot < 2 * oc->ngroups)
+        nslot *= 2;
+    size_t *slot = fs_xcalloc(nslot, sizeof(*slot)), mask = nslot - 1;
+    for (size_t oi = 0; oi < oc->ngroups; oi++) {
+        size_t k = name_hash(oc->groups[oi].name) & mask;
+        while (slot[k] != 0)
+            k = (k + 1) & mask;
+        slot[k] = oi + 1;
+    }
+    for (size_t gi = 0; gi < nc->ngroups; gi++) {
+        for (size_t k = name_hash(nc->groups[gi].name) & mask; slot[k] != 0; k = (k + 1) & mask) {
+            size_t oi = slot[k] - 1;
+            if (strcmp(oc->groups[oi].name, nc->groups[gi].name) == 0) {
+                if (cfg_group_equal(oc, oi, nc, gi))
+                    match[gi] = (int32_t)oi;
+                break;
+            }
+        }
+    }
+    free(slot);
+    return match;
+}
+
+fleet_next_t *fleet_reload_begin(fleet_t *f)
+{
+    fleet_next_t *n = fs_xcalloc(1, sizeof(*n));
+    n->env = (gen_env_t){
+        .rev = f->rev, .vcache = f->vcache, .dns_override_only = f->o.dns_override_only};
+    n->old = f->gen;
+    n->old->refs++;
+    return n;
+}
+
+int fleet_reload_build(fleet_next_t *n, cfg_t *cfg, char err[256])
+{
+    assert(n->gen == NULL);
     /* Reopened on every reload, so `logrotate` + SIGHUP starts a fresh file. */
-    if (open_event_log(f, cfg, &log, err) < 0)
+    if (open_event_log(NULL, cfg, &n->event_log, err) < 0)
         return -1;
-    if (gen_build(f, cfg, &ng, err) < 0) {
-        if (log)
-            fclose(log);
+    if (gen_build(&n->env, cfg, &n->gen, err) < 0) {
+        if (n->event_log)
+            fclose(n->event_log);
+        n->event_log = NULL;
         return -1;
     }
-    fleet_gen_t *old = f->gen;
+    n->match = match_groups(n->old->cfg, cfg);
+    return 0;
+}
+
+void fleet_next_free(fleet_next_t *n)
+{
+    if (n == NULL)
+        return;
+    gen_unref(n->gen);
+    gen_unref(n->old);
+    if (n->event_log)
+        fclose(n->event_log);
+    free(n->match);
+    free(n);
+}
+
+void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
+{
+    assert(n->gen != NULL);
+    fleet_gen_t *ng = n->gen, *old = f->gen;
+    cfg_t *cfg = ng->cfg;
+    if (n->old != old) { /* another reload was applied since begin: match against this one */
+        free(n->match);
+        n->match = match_groups(old->cfg, cfg);
+    }
     const cfg_t *oc = old->cfg;
     int same_ref =
         strcmp(oc->profiles[oc->ref_profile_idx].url, cfg->profiles[cfg->ref_profile_idx].url) ==
             0 &&
         memcmp(oc->trust[oc->ref_trust_idx].digest, cfg->trust[cfg->ref_trust_idx].digest, 32) == 0;
     size_t kept = 0;
-    int same_shard =
-        cfg->shard_index == old->cfg->shard_index && cfg->shard_count == old->cfg->shard_count;
     /* Endpoints of unchanged groups keep their state; a group's endpoints are contiguous. */
     uint32_t *ostart = group_starts(old), *nstart = group_starts(ng);
-    for (size_t gi = 0; same_shard && gi < ng->ngroups; gi++) {
-        for (size_t oi = 0; oi < old->ngroups; oi++) {
-            if (!cfg_group_equal(old->cfg, oi, cfg, gi))
-                continue;
-            uint32_t n = nstart[gi + 1] - nstart[gi], on = ostart[oi + 1] - ostart[oi];
-            for (uint32_t k = 0; k < n && k < on; k++) {
-                fleet_ep_t *ne = &ng->eps[nstart[gi] + k];
-                *ne = old->eps[ostart[oi] + k];
-                ne->group = (uint16_t)gi;
-                ne->in_flight = 0;
-            }
-            fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
-            for (int c = 0; c < FS_CAUSE_COUNT; c++) {
-                ngr->msg[c] = ogr->msg[c] ? fs_xstrdup(ogr->msg[c]) : NULL;
-                ngr->detail[c] = ogr->detail[c] ? fs_xstrdup(ogr->detail[c]) : NULL;
-            }
-            ngr->detail_at = ogr->detail_at;
-            ngr->chain_not_after = ogr->chain_not_after;
-            ngr->crl_next_update = ogr->crl_next_update;
-            kept++;
-            break;
+    for (size_t gi = 0; gi < ng->ngroups; gi++) {
+        if (n->match[gi] < 0)
+            continue;
+        size_t oi = (size_t)n->match[gi];
+        uint32_t cnt = nstart[gi + 1] - nstart[gi], on = ostart[oi + 1] - ostart[oi];
+        for (uint32_t k = 0; k < cnt && k < on; k++) {
+            fleet_ep_t *ne = &ng->eps[nstart[gi] + k];
+            *ne = old->eps[ostart[oi] + k];
+            ne->group = (uint16_t)gi;
+            ne->in_flight = 0;
         }
+        fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
+        for (int c = 0; c < FS_CAUSE_COUNT; c++) {
+            ngr->msg[c] = ogr->msg[c] ? fs_xstrdup(ogr->msg[c]) : NULL;
+            ngr->detail[c] = ogr->detail[c] ? fs_xstrdup(ogr->detail[c]) : NULL;
+        }
+        ngr->detail_at = ogr->detail_at;
+        ngr->chain_not_after = ogr->chain_not_after;
+        ngr->crl_next_update = ogr->crl_next_update;
+        kept++;
     }
     free(ostart);
     free(nstart);
     cancel_jobs(f, old);
     vcache_clear(f->vcache); /* its entries name the old generation's contexts */
     f->gen = ng;
+    n->gen = NULL;
     if (f->event_log)
         fclose(f->event_log);
-    f->event_log = log;
+    f->event_log = n->event_log;
+    n->event_log = NULL;
     const cfg_t *was = old->cfg;
     if (strcmp(was->listen_host, cfg->listen_host) != 0 || was->listen_port != cfg->listen_port)
         fleet_log(f, "warning: \"listen\" changed; it takes effect at the next restart");
@@ -1186,6 +1282,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     }
     heap_rebuild(ng);
     recount(f);
+    fleet_next_free(n); /* drops its reference to old */
     gen_unref(old);
     fleet_log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
               cfg->ngroups, kept, ng->neps);
@@ -1195,6 +1292,16 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     tick_soon(f, 0);
     f->dirty = 1;
     fleet_publish(f);
+}
+
+int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
+{
+    fleet_next_t *n = fleet_reload_begin(f);
+    if (fleet_reload_build(n, cfg, err) < 0) {
+        fleet_next_free(n);
+        return -1;
+    }
+    fleet_reload_apply(f, n);
     return 0;
 }
 
