@@ -32,6 +32,10 @@ static void hold_unref(cfg_hold_t *h)
     }
 }
 
+/* The loop stores its pulse here this often; /healthz reports a loop that stopped ticking
+ * (api_opts_t.heartbeat_ms, API_DEFAULT_STALL_MS). */
+#define RUN_HEARTBEAT_MS 250
+
 typedef struct run_s run_t;
 
 /* A SIGHUP's reload: the file is parsed and the new generation built on libuv's thread pool,
@@ -49,8 +53,10 @@ struct run_s {
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
     uv_async_t scan;
-    reload_t *reload; /* the reload in progress, or NULL */
-    int reload_again; /* a SIGHUP arrived meanwhile: reload once more after it */
+    uv_timer_t heartbeat;
+    _Atomic int64_t heartbeat_ms; /* uv_hrtime() / 1e6 at the last heartbeat tick */
+    reload_t *reload;             /* the reload in progress, or NULL */
+    int reload_again;             /* a SIGHUP arrived meanwhile: reload once more after it */
     fleet_t *fleet;
     api_t *api;
     const char *config_path;
@@ -209,11 +215,18 @@ static void on_fleet_stopped(void *arg)
     pthread_mutex_lock(&r->latest_mu);
     r->scan_open = 0;
     pthread_mutex_unlock(&r->latest_mu);
+    uv_close((uv_handle_t *)&r->heartbeat, NULL);
     uv_close((uv_handle_t *)&r->sighup, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->scan, NULL);
     uv_close((uv_handle_t *)&r->duration, NULL);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    run_t *r = t->data;
+    atomic_store(&r->heartbeat_ms, (int64_t)(uv_hrtime() / 1000000));
 }
 
 /* On libuv's thread pool: everything that grows with the file (parsing, trust stores, the
@@ -406,8 +419,10 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->listen_host, cfg->listen_port);
     pthread_mutex_init(&r.latest_mu, NULL);
+    atomic_init(&r.heartbeat_ms, (int64_t)(uv_hrtime() / 1000000));
     api_opts_t ao = {.listen = listen,
                      .token = cfg->api_token,
+                     .heartbeat_ms = &r.heartbeat_ms,
                      .arg = &r,
                      .on_scan = on_scan_request,
                      .on_forecast = on_forecast,
@@ -451,6 +466,9 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_timer_init(&r.loop, &r.duration);
     r.duration.data = &r;
+    uv_timer_init(&r.loop, &r.heartbeat);
+    r.heartbeat.data = &r;
+    uv_timer_start(&r.heartbeat, on_heartbeat, 0, RUN_HEARTBEAT_MS);
     if (o->duration_s > 0)
         uv_timer_start(&r.duration, on_duration, (uint64_t)o->duration_s * 1000, 0);
     char url[128];

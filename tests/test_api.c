@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <uv.h>
 
 #define TOKEN "s3cret-token"
 #define T0 1764000000
@@ -943,6 +944,44 @@ static void test_healthz_stale(void)
     api_stop(a);
 }
 
+/* The loop's heartbeat, as the daemon's timer stores it: a loop that stops ticking makes
+ * /healthz 503 "stalled" however fresh the last snapshot is. */
+static void test_healthz_stalled(void)
+{
+    _Atomic int64_t beat;
+    atomic_init(&beat, (int64_t)(uv_hrtime() / 1000000));
+    api_opts_t o = {.listen = "127.0.0.1:0", .heartbeat_ms = &beat, .stall_after_ms = 5000};
+    char err[256];
+    api_t *a = NULL;
+    ASSERT_EQ(api_start(&a, &o, err), 0);
+    int saved = g_port;
+    g_port = api_port(a);
+    api_publish(a, build_snap(0));
+    cJSON *j = get_json("/healthz");
+    ASSERT_STREQ(str(j, "status"), "ok");
+    cJSON_Delete(j);
+
+    atomic_store(&beat, (int64_t)(uv_hrtime() / 1000000) - 12000); /* last tick 12 s ago */
+    api_publish(a, build_snap(0));                                 /* the snapshot is fresh */
+    resp_t r = get("/healthz");
+    ASSERT_EQ(r.status, 503);
+    ASSERT_CONTAINS(r.headers, "Content-Type: application/json");
+    j = cJSON_Parse(r.body);
+    ASSERT(j != NULL);
+    ASSERT_STREQ(str(j, "status"), "stalled");
+    ASSERT_STREQ(str(j, "code"), "stalled");
+    ASSERT(num(j, "last_tick_ms_ago") >= 12000);
+    cJSON_Delete(j);
+    resp_free(&r);
+
+    atomic_store(&beat, (int64_t)(uv_hrtime() / 1000000)); /* ticking again */
+    j = get_json("/healthz");
+    ASSERT_STREQ(str(j, "status"), "ok");
+    cJSON_Delete(j);
+    g_port = saved;
+    api_stop(a);
+}
+
 static void test_listen_errors(void)
 {
     static const char *const bad[] = {
@@ -1090,6 +1129,7 @@ int main(void)
     fprintf(stderr, "-- test_concurrent_with_republish\n");
     test_concurrent_with_republish(a);
     RUN(test_healthz_stale);
+    RUN(test_healthz_stalled);
     RUN(test_listen_errors);
     RUN(test_idle_client_dropped);
     RUN(test_stop_with_idle_connections);

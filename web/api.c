@@ -46,6 +46,8 @@ struct api_s {
     struct MHD_Daemon *mhd;
     int port;
     int stale_after_s;
+    const _Atomic int64_t *heartbeat_ms;
+    int stall_after_ms;
     char *token; /* NULL: mutating calls are disabled */
     size_t token_len;
     void *arg;
@@ -108,11 +110,10 @@ typedef struct req_s {
     size_t discarded;
 } req_t;
 
+/* The clock of the heartbeat (api_opts_t.heartbeat_ms) and of the snapshot age. */
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(uv_hrtime() / 1000000);
 }
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -327,16 +328,28 @@ static enum MHD_Result answer_dashboard(struct MHD_Connection *c)
     return queue(c, MHD_HTTP_OK, r, CT_HTML, "Content-Security-Policy", dashboard_csp());
 }
 
+/* 200 while the loop ticks and publishes; 503 "stalled" when its heartbeat is older than
+ * stall_after_ms (a loop busy in one callback, however it answers otherwise), 503 "stale" when
+ * it ticks but no snapshot was published for stale_after_s. */
 static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c)
 {
-    int64_t age_ms = mono_ms() - atomic_load(&a->published_ms);
-    if (age_ms <= (int64_t)a->stale_after_s * 1000)
-        return reply_static(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", CT_JSON);
+    int64_t now = mono_ms();
+    int64_t tick_ms = a->heartbeat_ms != NULL ? now - atomic_load(a->heartbeat_ms) : 0;
+    int64_t age_ms = now - atomic_load(&a->published_ms);
     char body[256];
-    snprintf(body, sizeof(body),
-             "{\"status\":\"stale\",\"error\":\"no snapshot published for %lld s (event loop "
-             "stalled)\",\"code\":\"stale\"}",
-             (long long)(age_ms / 1000));
+    if (tick_ms > a->stall_after_ms) {
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"stalled\",\"last_tick_ms_ago\":%lld,\"error\":\"the event loop "
+                 "has not ticked for %lld ms\",\"code\":\"stalled\"}",
+                 (long long)tick_ms, (long long)tick_ms);
+    } else if (age_ms > (int64_t)a->stale_after_s * 1000) {
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"stale\",\"error\":\"no snapshot published for %lld s (event "
+                 "loop stalled)\",\"code\":\"stale\"}",
+                 (long long)(age_ms / 1000));
+    } else {
+        return reply_static(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", CT_JSON);
+    }
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
     return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CT_JSON, NULL, NULL);
@@ -728,6 +741,8 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     err[0] = '\0';
     pthread_mutex_init(&a->mu, NULL);
     a->stale_after_s = o->stale_after_s > 0 ? o->stale_after_s : API_DEFAULT_STALE_S;
+    a->heartbeat_ms = o->heartbeat_ms;
+    a->stall_after_ms = o->stall_after_ms > 0 ? o->stall_after_ms : API_DEFAULT_STALL_MS;
     if (o->token != NULL && o->token[0] != '\0') {
         a->token = fs_xstrdup(o->token);
         a->token_len = strlen(a->token);

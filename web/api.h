@@ -4,12 +4,16 @@
 #ifndef FS_API_H
 #define FS_API_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "web/snapshot.h"
 
 /* Largest request body accepted (POST /api/v1/preflight); larger answers 413. */
 #define API_BODY_MAX (1024 * 1024)
+/* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
+#define API_DEFAULT_STALL_MS 5000
 
 typedef struct api_s api_t;
 
@@ -21,6 +25,11 @@ typedef struct api_opts_s {
     /* /healthz answers 503 when no snapshot was published for this long (the event loop is
      * stuck); <= 0 means 30. */
     int stale_after_s;
+    /* The event loop's pulse: uv_hrtime() / 1000000 at its last tick, stored by a timer on the
+     * loop (the daemon's ticks every 250 ms). /healthz answers 503 "stalled" when it is older
+     * than stall_after_ms (<= 0: API_DEFAULT_STALL_MS). NULL: not checked. */
+    const _Atomic int64_t *heartbeat_ms;
+    int stall_after_ms;
     /* Worker threads (<= 0: 4) and idle keep-alive timeout in seconds (<= 0: 30). */
     int threads;
     int idle_timeout_s;
