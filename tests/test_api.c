@@ -26,6 +26,8 @@
 #define T0 1764000000
 
 static int g_port;
+/* Client timeout of every request: a hang detector, never a speed verdict. */
+static atomic_long g_timeout_s = 15;
 static atomic_int g_scans;
 static atomic_int g_preflights;
 
@@ -214,7 +216,7 @@ static resp_t request_on(CURL *h, int port, const char *method, const char *path
         curl_easy_reset(h);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 15L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, atomic_load(&g_timeout_s));
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, sink_write);
@@ -725,7 +727,7 @@ static void test_garbage(void)
     static char out[65536];
     size_t n;
 
-    /* A URL past the per-connection memory: refused (MHD's own 414), never a crash. */
+    /* A URL past the per-connection memory: refused (libmicrohttpd's own 414), never a crash. */
     size_t ulen = 200000;
     char *path = fs_xmalloc(ulen + 1);
     memcpy(path, "/api/v1/endpoints?group=", 24);
@@ -736,6 +738,8 @@ static void test_garbage(void)
     resp_free(&r);
     /* One that still fits is answered by us, in JSON. */
     path[20000] = '\0';
+    expect_error("GET", path, NULL, 414, "uri_too_long");
+    path[4000] = '\0';
     expect_error("GET", path, NULL, 400, "bad_parameter");
     free(path);
 
@@ -982,6 +986,46 @@ static void test_healthz_stalled(void)
     api_stop(a);
 }
 
+/* Thousands of query parameters or a 64 KiB target: a prompt JSON 414, never a connection held
+ * until the idle timeout and closed without an answer. */
+static void test_uri_limits(void)
+{
+    static const int counts[] = {API_QUERY_ARGS_MAX + 1, 1000, 2000, 5000};
+    size_t cap = 70 * 1024;
+    char *path = fs_xmalloc(cap);
+    long saved = atomic_exchange(&g_timeout_s, 5);
+    for (size_t i = 0; i < FS_ARRAY_SIZE(counts); i++) {
+        size_t n = (size_t)snprintf(path, cap, "/api/v1/endpoints?limit=1");
+        for (int k = 1; k < counts[i] && n + 16 < cap; k++)
+            n += (size_t)snprintf(path + n, cap - n, "&a%d=1", k);
+        expect_error("GET", path, NULL, 414, "uri_too_long");
+        expect_error("POST", path, "Bearer " TOKEN, 414, "uri_too_long");
+    }
+    /* A 64 KiB target, with and without a query. */
+    memcpy(path, "/api/v1/endpoints?group=", 24);
+    memset(path + 24, 'a', 64 * 1024 - 24);
+    path[64 * 1024] = '\0';
+    expect_error("GET", path, NULL, 414, "uri_too_long");
+    memset(path, 'b', 64 * 1024);
+    path[0] = '/';
+    expect_error("GET", path, NULL, 414, "uri_too_long");
+    /* At the limits: answered as usual. */
+    size_t n = (size_t)snprintf(path, cap, "/api/v1/endpoints?limit=1");
+    for (int k = 1; k < API_QUERY_ARGS_MAX; k++)
+        n += (size_t)snprintf(path + n, cap - n, "&a%d=1", k);
+    cJSON *j = get_json(path);
+    ASSERT_EQ(num(j, "total"), NSPECS);
+    cJSON_Delete(j);
+    n = (size_t)snprintf(path, cap, "/api/v1/endpoints?group=");
+    memset(path + n, 'a', API_URI_MAX - n);
+    path[API_URI_MAX] = '\0';
+    expect_error("GET", path, NULL, 400, "bad_parameter");
+    atomic_store(&g_timeout_s, saved);
+    free(path);
+    j = get_json("/api/v1/status"); /* still serving */
+    cJSON_Delete(j);
+}
+
 static void test_listen_errors(void)
 {
     static const char *const bad[] = {
@@ -1130,6 +1174,7 @@ int main(void)
     test_concurrent_with_republish(a);
     RUN(test_healthz_stale);
     RUN(test_healthz_stalled);
+    RUN(test_uri_limits);
     RUN(test_listen_errors);
     RUN(test_idle_client_dropped);
     RUN(test_stop_with_idle_connections);

@@ -30,13 +30,18 @@
 #define API_DEFAULT_IDLE_S 30
 #define API_DEFAULT_STALE_S 30
 #define API_CONN_LIMIT 1024
-/* Per connection: request line and headers must fit. Longer requests get MHD's own 414/431. */
-#define API_CONN_MEMORY (64 * 1024)
+/* Per connection: request line and headers must fit. Room for a 64 KiB request line, so that
+ * one past API_URI_MAX is still read and answered by us (JSON 414); requests past this get
+ * libmicrohttpd's own 414/431. The pool's pages are only touched as far as they are used. */
+#define API_CONN_MEMORY (128 * 1024)
 /* A client that keeps streaming past the body cap is disconnected after this much. */
 #define API_DISCARD_MAX (4 * API_BODY_MAX)
 /* No rendered document may exceed this (/metrics of 10k groups is ~3 MiB). */
 #define API_RENDER_MAX (64u * 1024 * 1024)
 #define API_ERROR_MAX 4096
+
+#define STR_(x) #x
+#define FS_STR(x) STR_(x)
 
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
@@ -100,10 +105,12 @@ static const struct route_s {
 };
 _Static_assert(FS_ARRAY_SIZE(routes) == R_COUNT, "route table out of sync");
 
-/* State of a request with a body (POST), from the first handler call to completion. */
+/* State of a request, from its request line (on_uri) to completion (on_completed). */
 typedef struct req_s {
-    int route; /* route_t, -1: no such route */
+    int started; /* the handler has seen it */
+    int route;   /* route_t, -1: no such route */
     unsigned method;
+    const char *uri_error; /* why the request target is refused (414), or NULL */
     int too_large;
     char *body; /* kept for R_PREFLIGHT only */
     size_t len, cap;
@@ -604,6 +611,31 @@ static int admitted(api_t *a, struct MHD_Connection *c, const req_t *rq, enum MH
     return !routes[rq->route].mutating || authorized(a, c, ret);
 }
 
+/* Runs on the raw request target, before libmicrohttpd splits the query into its connection
+ * memory pool: thousands of parameters exhaust the pool, and libmicrohttpd 0.9.75 then neither
+ * answers nor closes (the 431 it queues is overwritten) until the idle timeout. A target past
+ * API_URI_MAX or with more than API_QUERY_ARGS_MAX parameters gets its query cut here (the
+ * byte after '?' becomes NUL, so no parameter is parsed) and a JSON 414 from on_request.
+ * The returned request state becomes *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    req_t *rq = calloc(1, sizeof(*rq));
+    if (rq == NULL)
+        return NULL; /* on_request allocates it */
+    size_t len = strlen(uri), args = 0;
+    char *q = strchr(uri, '?');
+    if (q != NULL && q[1] != '\0')
+        for (const char *p = q; p != NULL; p = strchr(p + 1, '&'))
+            args++;
+    if (len > API_URI_MAX)
+        rq->uri_error = "request target longer than " FS_STR(API_URI_MAX) " bytes";
+    else if (args > API_QUERY_ARGS_MAX)
+        rq->uri_error = "more than " FS_STR(API_QUERY_ARGS_MAX) " query parameters";
+    if (rq->uri_error != NULL && q != NULL)
+        q[1] = '\0'; /* the target lives in the connection's read buffer, writable */
+    return rq;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -613,11 +645,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     enum MHD_Result ret;
     const char *arg;
 
-    if (rq == NULL) { /* first call: the headers are in, the body (if any) follows */
-        rq = calloc(1, sizeof(*rq));
-        if (rq == NULL)
+    if (rq == NULL || !rq->started) { /* first call: headers in, the body (if any) follows */
+        if (rq == NULL && (rq = calloc(1, sizeof(*rq))) == NULL)
             return MHD_NO;
         *req_cls = rq;
+        rq->started = 1;
+        if (rq->uri_error != NULL)
+            return reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
         rq->route = match_route(url, &arg);
         rq->method = method_bit(method);
         /* GET and HEAD are answered on the last call: an answer queued on the first one makes
@@ -782,7 +816,8 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_END);
+        on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a, MHD_OPTION_UNESCAPE_CALLBACK,
+        unescape, a, MHD_OPTION_END);
     if (a->mhd == NULL) {
         snprintf(err, 256, "listen \"%.64s\": libmicrohttpd failed to start",
                  o->listen != NULL ? o->listen : API_DEFAULT_LISTEN);

@@ -12,6 +12,10 @@
 
 /* Largest request body accepted (POST /api/v1/preflight); larger answers 413. */
 #define API_BODY_MAX (1024 * 1024)
+/* Longest request target and most query parameters accepted; past either the API answers 414
+ * "uri_too_long" (JSON) without parsing the parameters. */
+#define API_URI_MAX 8192
+#define API_QUERY_ARGS_MAX 64
 /* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
 #define API_DEFAULT_STALL_MS 5000
 
