@@ -140,7 +140,8 @@ static void on_publish(void *arg, snap_t *s)
         snap_unref(s);
 }
 
-/* Runs on an API thread: a private loop evaluates the chain against the configuration. */
+/* Runs on an API pre-flight thread: a private loop evaluates the chain against the
+ * configuration. */
 static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
 {
     run_t *r = arg;

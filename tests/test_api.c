@@ -31,6 +31,12 @@ static atomic_long g_timeout_s = 15;
 static atomic_int g_scans;
 static atomic_int g_preflights;
 
+/* While closed, the pre-flight hook blocks (a CDP that never answers); g_pf_blocked counts the
+ * hook calls waiting there. */
+static pthread_mutex_t g_pf_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_pf_cv = PTHREAD_COND_INITIALIZER;
+static int g_pf_closed, g_pf_blocked;
+
 /* ---- the snapshot ---------------------------------------------------------------------- */
 
 typedef struct spec_s {
@@ -358,6 +364,13 @@ static void on_scan(void *arg)
 
 static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
 {
+    pthread_mutex_lock(&g_pf_mu);
+    g_pf_blocked++;
+    pthread_cond_broadcast(&g_pf_cv);
+    while (g_pf_closed)
+        pthread_cond_wait(&g_pf_cv, &g_pf_mu);
+    g_pf_blocked--;
+    pthread_mutex_unlock(&g_pf_mu);
     atomic_fetch_add(&g_preflights, 1);
     ASSERT_EQ(body[len], '\0');
     char tmp[128];
@@ -1026,6 +1039,80 @@ static void test_uri_limits(void)
     cJSON_Delete(j);
 }
 
+typedef struct pf_call_s {
+    pthread_t t;
+    resp_t r;
+} pf_call_t;
+
+static const char pf_pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+static void *post_preflight(void *arg)
+{
+    pf_call_t *c = arg;
+    c->r = request("POST", "/api/v1/preflight", "Bearer " TOKEN, pf_pem, sizeof(pf_pem) - 1);
+    return NULL;
+}
+
+static int count_status(pf_call_t *calls, int n, long status)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += calls[i].r.status == status;
+    return k;
+}
+
+/* Pre-flights that never finish (a CDP that never answers) hold none of the threads that serve
+ * connections: /healthz and /api/v1/status answer meanwhile; past the running and waiting
+ * limits a pre-flight is refused 429 at once; the admitted ones complete once unblocked. */
+static void test_preflight_off_connection_threads(void)
+{
+    enum { ADMITTED = API_PREFLIGHT_RUNNING + API_PREFLIGHT_WAITING, N = ADMITTED + 3 };
+    pf_call_t calls[N];
+    memset(calls, 0, sizeof(calls));
+    int before = atomic_load(&g_preflights);
+    pthread_mutex_lock(&g_pf_mu);
+    g_pf_closed = 1;
+    pthread_mutex_unlock(&g_pf_mu);
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ(pthread_create(&calls[i].t, NULL, post_preflight, &calls[i]), 0);
+
+    /* The running ones reach the hook and block there; the others are refused or wait. */
+    pthread_mutex_lock(&g_pf_mu);
+    while (g_pf_blocked < API_PREFLIGHT_RUNNING)
+        pthread_cond_wait(&g_pf_cv, &g_pf_mu);
+    pthread_mutex_unlock(&g_pf_mu);
+    long saved = atomic_exchange(&g_timeout_s, 2); /* hang detector: all 4 threads busy before */
+    for (int i = 0; i < 8; i++) {
+        cJSON *j = get_json(i % 2 ? "/healthz" : "/api/v1/status");
+        cJSON_Delete(j);
+    }
+    atomic_store(&g_timeout_s, saved);
+    pthread_mutex_lock(&g_pf_mu);
+    ASSERT_EQ(g_pf_blocked, API_PREFLIGHT_RUNNING);
+    g_pf_closed = 0;
+    pthread_cond_broadcast(&g_pf_cv);
+    pthread_mutex_unlock(&g_pf_mu);
+    for (int i = 0; i < N; i++)
+        pthread_join(calls[i].t, NULL);
+
+    /* Nothing finished while the hook was blocked, so exactly the limit was admitted. */
+    ASSERT_EQ(count_status(calls, N, 200), ADMITTED);
+    ASSERT_EQ(count_status(calls, N, 429), N - ADMITTED);
+    ASSERT_EQ(atomic_load(&g_preflights), before + ADMITTED);
+    for (int i = 0; i < N; i++) {
+        cJSON *j = cJSON_Parse(calls[i].r.body);
+        ASSERT(j != NULL);
+        if (calls[i].r.status == 429) {
+            ASSERT_STREQ(str(j, "code"), "too_many_requests");
+            ASSERT_CONTAINS(calls[i].r.headers, "Retry-After: ");
+        } else {
+            ASSERT_EQ(num(j, "received"), sizeof(pf_pem) - 1);
+        }
+        cJSON_Delete(j);
+        resp_free(&calls[i].r);
+    }
+}
+
 static void test_listen_errors(void)
 {
     static const char *const bad[] = {
@@ -1175,6 +1262,7 @@ int main(void)
     RUN(test_healthz_stale);
     RUN(test_healthz_stalled);
     RUN(test_uri_limits);
+    RUN(test_preflight_off_connection_threads);
     RUN(test_listen_errors);
     RUN(test_idle_client_dropped);
     RUN(test_stop_with_idle_connections);

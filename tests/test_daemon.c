@@ -9,8 +9,13 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -676,6 +681,12 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int has_groups(cJSON *s, void *arg)
+{
+    (void)arg;
+    return cJSON_GetArraySize(cJSON_GetObjectItem(s, "groups")) > 0;
+}
+
 static int has_big_group(cJSON *s, void *arg)
 {
     (void)arg;
@@ -739,6 +750,88 @@ static void test_reload_large_config(void)
     ASSERT(strstr(errs, "reload refused") == NULL);
     free(errs);
     stop_daemon();
+    fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
+}
+
+typedef struct pf_call_s {
+    pthread_t t;
+    const char *pem;
+    resp_t r;
+    atomic_int *done;
+} pf_call_t;
+
+static void *post_preflight(void *arg)
+{
+    pf_call_t *c = arg;
+    http_timeout_s = 90;
+    c->r = http_body("POST", "/api/v1/preflight", token, c->pem);
+    atomic_fetch_add(c->done, 1);
+    return NULL;
+}
+
+/* Pre-flights against a CDP that accepts and never answers take their whole retrieval budget;
+ * eight of them at once leave the API answering /healthz and /api/v1/status meanwhile. Each
+ * either completes with its verdict (crl_unreachable under strict revocation) or is refused
+ * 429 over the limit; the first four admitted always complete. */
+static void test_preflight_stalled_cdp(void)
+{
+    enum { N = 8 };
+    /* 127.0.0.7:<CRL port> listens but never accepts: the kernel completes the handshake, the
+     * request is sent, no answer ever comes. */
+    int hole = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT(hole >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)lab_http_port(lab.http))};
+    sa.sin_addr.s_addr = htonl(0x7f000007);
+    ASSERT_EQ(bind(hole, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ASSERT_EQ(listen(hole, 64), 0);
+
+    char saved[600];
+    fs_strlcpy(saved, cfg_path, sizeof(saved));
+    lab_file(&lab, "preflight-stall.json", cfg_path, sizeof(cfg_path));
+    write_own_config(cfg_path, "127.0.0.7", 0);
+    start_daemon();
+    cJSON_Delete(wait_status(has_groups, NULL)); /* the first snapshot is published */
+    char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
+    atomic_int done;
+    atomic_init(&done, 0);
+    pf_call_t calls[N];
+    for (int i = 0; i < N; i++) {
+        calls[i] = (pf_call_t){.pem = pem, .done = &done};
+        ASSERT_EQ(pthread_create(&calls[i].t, NULL, post_preflight, &calls[i]), 0);
+    }
+    int polls = 0;
+    while (atomic_load(&done) < N || polls < 4) {
+        http_timeout_s = 2; /* hang detector: before, all four API threads were held */
+        cJSON *j = get_json(polls % 2 ? "/healthz" : "/api/v1/status", 200);
+        cJSON_Delete(j);
+        polls++;
+        usleep(200000);
+    }
+    int ok = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(calls[i].t, NULL);
+        cJSON *doc = cJSON_Parse(calls[i].r.body);
+        ASSERT(doc != NULL);
+        if (calls[i].r.status == 200) {
+            expect_verdict(doc, "hq", "crl_unreachable");
+            ok++;
+        } else {
+            if (calls[i].r.status != 429)
+                fprintf(stderr, "pre-flight: %ld %s\n", calls[i].r.status, calls[i].r.body);
+            ASSERT_EQ(calls[i].r.status, 429);
+            ASSERT_STREQ(cJSON_GetObjectItem(doc, "code")->valuestring, "too_many_requests");
+            refused++;
+        }
+        cJSON_Delete(doc);
+        free(calls[i].r.body);
+    }
+    http_timeout_s = 10;
+    ASSERT(ok >= 4);
+    ASSERT_EQ(ok + refused, N);
+    free(pem);
+    stop_daemon();
+    close(hole);
     fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
 }
 
@@ -822,6 +915,7 @@ int main(void)
     RUN(test_events_and_log);
     RUN(test_stop);
     RUN(test_reload_large_config);
+    RUN(test_preflight_stalled_cdp);
     lab_stop(&lab);
     curl_global_cleanup();
     return 0;

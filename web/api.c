@@ -47,6 +47,8 @@
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CT_HTML "text/html; charset=utf-8"
 
+typedef struct req_s req_t;
+
 struct api_s {
     struct MHD_Daemon *mhd;
     int port;
@@ -59,6 +61,16 @@ struct api_s {
     void (*on_scan)(void *arg);
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
     int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+
+    /* Pre-flights: queued requests (their connections suspended) and the threads running them.
+     * admitted counts requests between admission and their connection's resumption. */
+    pthread_mutex_t pf_mu;
+    pthread_cond_t pf_cv;
+    req_t *pf_head, *pf_tail;
+    unsigned pf_admitted;
+    int pf_stopping;
+    pthread_t pf_threads[API_PREFLIGHT_RUNNING];
+    int pf_nthreads;
 
     pthread_mutex_t mu; /* guards cur */
     snap_t *cur;
@@ -105,8 +117,10 @@ static const struct route_s {
 };
 _Static_assert(FS_ARRAY_SIZE(routes) == R_COUNT, "route table out of sync");
 
+enum { PF_NONE, PF_QUEUED, PF_DONE };
+
 /* State of a request, from its request line (on_uri) to completion (on_completed). */
-typedef struct req_s {
+struct req_s {
     int started; /* the handler has seen it */
     int route;   /* route_t, -1: no such route */
     unsigned method;
@@ -115,7 +129,13 @@ typedef struct req_s {
     char *body; /* kept for R_PREFLIGHT only */
     size_t len, cap;
     size_t discarded;
-} req_t;
+    /* A pre-flight waiting for its worker (connection suspended), then its outcome. */
+    int pf_state;
+    struct MHD_Connection *conn;
+    req_t *pf_next;
+    int pf_rc, pf_status;
+    char *pf_json;
+};
 
 /* The clock of the heartbeat (api_opts_t.heartbeat_ms) and of the snapshot age. */
 static int64_t mono_ms(void)
@@ -538,6 +558,102 @@ static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t ro
     }
 }
 
+/* ---- POST /api/v1/preflight: off the connection threads -------------------------------- */
+
+/* A pre-flight fetches CRLs for up to the groups' retrieval budgets (20 s by default, longer
+ * against a CDP that stalls): run on a connection thread, four of them would leave no thread
+ * for /healthz. So the connection is suspended, the request queued for one of
+ * API_PREFLIGHT_RUNNING workers, and resumed with the verdict; MHD then calls on_request again
+ * and answer_post sends it. Admission is bounded: past API_PREFLIGHT_RUNNING running and
+ * API_PREFLIGHT_WAITING waiting, 429. */
+
+/* Hands the outcome to the suspended connection and lets MHD send it. rq may be freed as soon
+ * as the connection is resumed; admitted drops only after, so api_stop never stops MHD with a
+ * connection still suspended. */
+static void pf_finish(api_t *a, req_t *rq, int rc, char *json, int status)
+{
+    struct MHD_Connection *c = rq->conn;
+    pthread_mutex_lock(&a->pf_mu);
+    rq->pf_rc = rc;
+    rq->pf_json = json;
+    rq->pf_status = status;
+    rq->pf_state = PF_DONE;
+    pthread_mutex_unlock(&a->pf_mu);
+    MHD_resume_connection(c);
+    pthread_mutex_lock(&a->pf_mu);
+    a->pf_admitted--;
+    pthread_cond_broadcast(&a->pf_cv);
+    pthread_mutex_unlock(&a->pf_mu);
+}
+
+static char *pf_unavailable(void)
+{
+    return fs_xstrdup("{\"error\":\"the API is stopping\",\"code\":\"unavailable\"}");
+}
+
+static void *pf_worker(void *arg)
+{
+    api_t *a = arg;
+    pthread_mutex_lock(&a->pf_mu);
+    for (;;) {
+        while (a->pf_head == NULL && !a->pf_stopping)
+            pthread_cond_wait(&a->pf_cv, &a->pf_mu);
+        req_t *rq = a->pf_head;
+        if (rq == NULL)
+            break; /* stopping */
+        a->pf_head = rq->pf_next;
+        if (a->pf_head == NULL)
+            a->pf_tail = NULL;
+        pthread_mutex_unlock(&a->pf_mu);
+        char *json = NULL;
+        int status = 0;
+        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
+        pf_finish(a, rq, rc, json, status);
+        pthread_mutex_lock(&a->pf_mu);
+    }
+    pthread_mutex_unlock(&a->pf_mu);
+    return NULL;
+}
+
+static enum MHD_Result submit_preflight(api_t *a, struct MHD_Connection *c, req_t *rq)
+{
+    pthread_mutex_lock(&a->pf_mu);
+    int stopping = a->pf_stopping;
+    int full = a->pf_admitted >= API_PREFLIGHT_RUNNING + API_PREFLIGHT_WAITING;
+    if (!stopping && !full)
+        a->pf_admitted++;
+    pthread_mutex_unlock(&a->pf_mu);
+    if (stopping)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the API is stopping", "unavailable");
+    if (full) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "too many pre-flights in progress (%d run at once, %d more may wait): retry "
+                 "later",
+                 API_PREFLIGHT_RUNNING, API_PREFLIGHT_WAITING);
+        return reply_error_h(c, MHD_HTTP_TOO_MANY_REQUESTS, msg, "too_many_requests",
+                             MHD_HTTP_HEADER_RETRY_AFTER, "10");
+    }
+    rq->conn = c;
+    rq->pf_state = PF_QUEUED;
+    /* Suspended before a worker can see it: a resume must never precede the suspend. */
+    MHD_suspend_connection(c);
+    pthread_mutex_lock(&a->pf_mu);
+    stopping = a->pf_stopping;
+    if (!stopping) {
+        if (a->pf_tail != NULL)
+            a->pf_tail->pf_next = rq;
+        else
+            a->pf_head = rq;
+        a->pf_tail = rq;
+        pthread_cond_signal(&a->pf_cv);
+    }
+    pthread_mutex_unlock(&a->pf_mu);
+    if (stopping) /* api_stop drained the queue meanwhile */
+        pf_finish(a, rq, 0, pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
+    return MHD_YES;
+}
+
 /* ---- POST routes ----------------------------------------------------------------------- */
 
 static enum MHD_Result answer_post(api_t *a, struct MHD_Connection *c, req_t *rq)
@@ -553,13 +669,19 @@ static enum MHD_Result answer_post(api_t *a, struct MHD_Connection *c, req_t *rq
         if (a->on_post_preflight == NULL)
             return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "preflight is not available",
                                "not_implemented");
+        if (rq->pf_state == PF_DONE) { /* resumed by its worker */
+            pthread_mutex_lock(&a->pf_mu);
+            char *json = rq->pf_json;
+            int rc = rq->pf_rc, status = rq->pf_status;
+            rq->pf_json = NULL;
+            rq->pf_state = PF_NONE;
+            pthread_mutex_unlock(&a->pf_mu);
+            return reply_hook(c, rc, json, status);
+        }
         if (rq->len == 0)
             return reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
                                "bad_parameter");
-        char *json = NULL;
-        int status = 0;
-        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
-        return reply_hook(c, rc, json, status);
+        return submit_preflight(a, c, rq);
     }
     default:
         return reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
@@ -691,6 +813,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     req_t *rq = *req_cls;
     if (rq != NULL) {
         free(rq->body);
+        free(rq->pf_json);
         free(rq);
         *req_cls = NULL;
     }
@@ -774,6 +897,8 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
 
     err[0] = '\0';
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->pf_mu, NULL);
+    pthread_cond_init(&a->pf_cv, NULL);
     a->stale_after_s = o->stale_after_s > 0 ? o->stale_after_s : API_DEFAULT_STALE_S;
     a->heartbeat_ms = o->heartbeat_ms;
     a->stall_after_ms = o->stall_after_ms > 0 ? o->stall_after_ms : API_DEFAULT_STALL_MS;
@@ -812,17 +937,31 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     unsigned threads = o->threads > 0 ? (unsigned)o->threads : API_DEFAULT_THREADS;
     unsigned idle = o->idle_timeout_s > 0 ? (unsigned)o->idle_timeout_s : API_DEFAULT_IDLE_S;
     a->mhd = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL, NULL, on_request, a,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a, MHD_OPTION_UNESCAPE_CALLBACK,
-        unescape, a, MHD_OPTION_END);
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+        on_request, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)API_CONN_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_END);
     if (a->mhd == NULL) {
         snprintf(err, 256, "listen \"%.64s\": libmicrohttpd failed to start",
                  o->listen != NULL ? o->listen : API_DEFAULT_LISTEN);
         rc = UV_EIO;
         goto fail; /* fd may or may not have been closed by MHD: leak it rather than guess */
+    }
+    for (int i = 0; a->on_post_preflight != NULL && i < API_PREFLIGHT_RUNNING; i++) {
+        if (pthread_create(&a->pf_threads[i], NULL, pf_worker, a) != 0)
+            break; /* fewer workers: pre-flights wait longer */
+        a->pf_nthreads++;
+    }
+    if (a->on_post_preflight != NULL && a->pf_nthreads == 0) {
+        snprintf(err, 256, "api: cannot start the pre-flight threads");
+        MHD_socket lfd2 = MHD_quiesce_daemon(a->mhd);
+        MHD_stop_daemon(a->mhd);
+        if (lfd2 != MHD_INVALID_SOCKET)
+            close(lfd2);
+        rc = UV_EAGAIN;
+        goto fail;
     }
     *out = a;
     return 0;
@@ -830,6 +969,8 @@ fail:
     free(a->causes_json);
     free(a->token);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->pf_mu);
+    pthread_cond_destroy(&a->pf_cv);
     free(a);
     *out = NULL;
     return rc;
@@ -855,6 +996,25 @@ void api_stop(api_t *a)
     if (a == NULL)
         return;
     MHD_socket fd = MHD_quiesce_daemon(a->mhd);
+    /* Waiting pre-flights are answered 503, running ones finish; libmicrohttpd must not be
+     * stopped while a connection is still suspended. */
+    pthread_mutex_lock(&a->pf_mu);
+    a->pf_stopping = 1;
+    req_t *waiting = a->pf_head;
+    a->pf_head = a->pf_tail = NULL;
+    pthread_cond_broadcast(&a->pf_cv);
+    pthread_mutex_unlock(&a->pf_mu);
+    while (waiting != NULL) {
+        req_t *next = waiting->pf_next;
+        pf_finish(a, waiting, 0, pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
+        waiting = next;
+    }
+    for (int i = 0; i < a->pf_nthreads; i++)
+        pthread_join(a->pf_threads[i], NULL);
+    pthread_mutex_lock(&a->pf_mu);
+    while (a->pf_admitted > 0)
+        pthread_cond_wait(&a->pf_cv, &a->pf_mu);
+    pthread_mutex_unlock(&a->pf_mu);
     MHD_stop_daemon(a->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
@@ -862,5 +1022,7 @@ void api_stop(api_t *a)
     free(a->causes_json);
     free(a->token);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->pf_mu);
+    pthread_cond_destroy(&a->pf_cv);
     free(a);
 }

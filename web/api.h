@@ -16,6 +16,10 @@
  * "uri_too_long" (JSON) without parsing the parameters. */
 #define API_URI_MAX 8192
 #define API_QUERY_ARGS_MAX 64
+/* Pre-flights evaluated at once, and how many more may wait their turn; past both the API
+ * answers 429 "too_many_requests" with Retry-After. */
+#define API_PREFLIGHT_RUNNING 2
+#define API_PREFLIGHT_WAITING 2
 /* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
 #define API_DEFAULT_STALL_MS 5000
 
@@ -46,7 +50,10 @@ typedef struct api_opts_s {
     void (*on_scan)(void *arg);
     /* POST /api/v1/preflight, after the token was checked; body is the request body (at most
      * API_BODY_MAX bytes, NUL-terminated at body[len]). Return 0 with *json_out (malloc'd JSON
-     * document, freed by the API) and *status (HTTP status) set, or a negative code for a 500. */
+     * document, freed by the API) and *status (HTTP status) set, or a negative code for a 500.
+     * It may take long (it fetches CRLs): it runs on one of the API's own pre-flight threads
+     * (API_PREFLIGHT_RUNNING at once) while the connection waits, never on a thread that
+     * serves connections. */
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
     /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API); same contract. */
     int (*on_forecast)(void *arg, int days, char **json_out, int *status);
@@ -61,8 +68,9 @@ int api_port(const api_t *a);
 /* Makes s the snapshot every later request reads; takes the caller's reference. Requests in
  * progress finish on the snapshot they started with. Thread-safe; never blocks on a client. */
 void api_publish(api_t *a, snap_t *s);
-/* Stops accepting, closes every connection (idle keep-alive ones included), joins the
- * threads and drops the current snapshot. No hook runs after it returns. NULL is a no-op. */
+/* Stops accepting, answers waiting pre-flights 503, waits for running ones, closes every
+ * connection (idle keep-alive ones included), joins the threads and drops the current
+ * snapshot. No hook runs after it returns. NULL is a no-op. */
 void api_stop(api_t *a);
 
 #endif
