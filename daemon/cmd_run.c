@@ -65,10 +65,9 @@ struct run_s {
     int stopping;
     uv_timer_t duration;
     const daemon_opts_t *o;
-    pthread_mutex_t latest_mu; /* guards latest and api_cfg: the loop writes, API threads read */
-    snap_t *latest;
-    cfg_hold_t *api_cfg; /* the running configuration, as API threads see it */
-    int scan_open;       /* the scan handle accepts sends (guarded by latest_mu) */
+    pthread_mutex_t shared_mu; /* guards api_cfg and scan_open: the loop writes, API threads read */
+    cfg_hold_t *api_cfg;       /* the running configuration, as API threads see it */
+    int scan_open;             /* the scan handle accepts sends */
 };
 
 static int load(run_t *r, cfg_t **out, char err[256]);
@@ -80,10 +79,10 @@ static void set_api_cfg(run_t *r, cfg_t *cfg)
     cfg_hold_t *h = fs_xcalloc(1, sizeof(*h));
     atomic_init(&h->refs, 1);
     h->cfg = cfg;
-    pthread_mutex_lock(&r->latest_mu);
+    pthread_mutex_lock(&r->shared_mu);
     cfg_hold_t *old = r->api_cfg;
     r->api_cfg = h;
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
     hold_unref(old);
 }
 
@@ -129,11 +128,6 @@ static int load(run_t *r, cfg_t **out, char err[256])
 static void on_publish(void *arg, snap_t *s)
 {
     run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu);
-    snap_t *old = r->latest;
-    r->latest = snap_ref(s);
-    pthread_mutex_unlock(&r->latest_mu);
-    snap_unref(old);
     if (r->api != NULL)
         api_publish(r->api, s);
     else
@@ -145,11 +139,11 @@ static void on_publish(void *arg, snap_t *s)
 static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
 {
     run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu);
+    pthread_mutex_lock(&r->shared_mu);
     cfg_hold_t *h = r->api_cfg;
     if (h != NULL)
         atomic_fetch_add(&h->refs, 1);
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
     if (h == NULL) {
         *json_out = fs_xstrdup("{\"error\":\"not ready\",\"code\":\"not_ready\"}");
         *status = 503;
@@ -173,23 +167,15 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     return 0;
 }
 
-/* Runs on an API thread: computed from the latest snapshot, never touching the loop. */
-static int on_forecast(void *arg, int days, char **json_out, int *status)
+/* Runs on an API thread, from the snapshot the API serves, never touching the loop. Evaluated
+ * at the snapshot's time, so the answer is a function of the snapshot and days: the API keeps
+ * it for every client asking the same. */
+static int on_forecast(void *arg, const snap_t *s, int days, char **json_out, int *status)
 {
-    run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu);
-    snap_t *s = r->latest ? snap_ref(r->latest) : NULL;
-    pthread_mutex_unlock(&r->latest_mu);
-    if (s == NULL) {
-        *json_out =
-            fs_xstrdup("{\"error\":\"no picture of the fleet yet\",\"code\":\"not_ready\"}");
-        *status = 503;
-        return 0;
-    }
-    *json_out = forecast_json(s, days, fs_wall_ms() / 1000);
-    *status = 200;
-    snap_unref(s);
-    return 0;
+    (void)arg;
+    *json_out = forecast_json(s, days, s->generated_at);
+    *status = *json_out != NULL ? 200 : 500;
+    return *json_out != NULL ? 0 : UV_ENOMEM;
 }
 
 static void on_scan_async(uv_async_t *a)
@@ -203,19 +189,19 @@ static void on_scan_async(uv_async_t *a)
 static void on_scan_request(void *arg)
 {
     run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu); /* never send on a handle the loop is closing */
+    pthread_mutex_lock(&r->shared_mu); /* never send on a handle the loop is closing */
     if (r->scan_open)
         uv_async_send(&r->scan);
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
 }
 
 static void on_fleet_stopped(void *arg)
 {
     run_t *r = arg;
     r->fleet = NULL;
-    pthread_mutex_lock(&r->latest_mu);
+    pthread_mutex_lock(&r->shared_mu);
     r->scan_open = 0;
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
     uv_close((uv_handle_t *)&r->heartbeat, NULL);
     uv_close((uv_handle_t *)&r->sighup, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
@@ -419,7 +405,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     char listen[96];
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->listen_host, cfg->listen_port);
-    pthread_mutex_init(&r.latest_mu, NULL);
+    pthread_mutex_init(&r.shared_mu, NULL);
     atomic_init(&r.heartbeat_ms, (int64_t)(uv_hrtime() / 1000000));
     api_opts_t ao = {.listen = listen,
                      .token = cfg->api_token,
@@ -439,7 +425,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
-        pthread_mutex_destroy(&r.latest_mu);
+        pthread_mutex_destroy(&r.shared_mu);
         return 1;
     }
     /* The API threads exist now; the loop thread (and the resolver threads it starts later)
@@ -455,7 +441,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
-        pthread_mutex_destroy(&r.latest_mu);
+        pthread_mutex_destroy(&r.shared_mu);
         return 2;
     }
     uv_signal_init(&r.loop, &r.sighup);
@@ -482,9 +468,8 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     fflush(stdout);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);
-    snap_unref(r.latest);
     hold_unref(r.api_cfg);
-    pthread_mutex_destroy(&r.latest_mu);
+    pthread_mutex_destroy(&r.shared_mu);
     int rc = uv_loop_close(&r.loop);
     if (rc != 0)
         fprintf(stderr, "fleetscan: warning: event loop closed with handles open\n");

@@ -4,6 +4,8 @@
 #include "web/api.h"
 #include "web/render.h"
 
+#include "daemon/forecast.h"
+
 #include "probes/util.h"
 
 #include "test.h"
@@ -30,6 +32,8 @@ static int g_port;
 static atomic_long g_timeout_s = 15;
 static atomic_int g_scans;
 static atomic_int g_preflights;
+static atomic_int g_forecasts;     /* forecast hook calls */
+static atomic_int g_forecast_real; /* the hook renders forecast_json (5,000-group test) */
 
 /* While closed, the pre-flight hook blocks (a CDP that never answers); g_pf_blocked counts the
  * hook calls waiting there. */
@@ -380,8 +384,15 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     return 0;
 }
 
-static int on_forecast(void *arg, int days, char **json_out, int *status)
+static int on_forecast(void *arg, const snap_t *s, int days, char **json_out, int *status)
 {
+    atomic_fetch_add(&g_forecasts, 1);
+    if (atomic_load(&g_forecast_real)) {
+        usleep(200000); /* a slow render: concurrent requests find it running */
+        *json_out = forecast_json(s, days, s->generated_at);
+        *status = 200;
+        return 0;
+    }
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "{\"days\":%d}", days);
     *json_out = fs_xstrdup(tmp);
@@ -1113,6 +1124,87 @@ static void test_preflight_off_connection_threads(void)
     }
 }
 
+/* A snapshot of n groups, each with online endpoints whose chain expires at a different day. */
+static snap_t *build_big_snap(size_t n)
+{
+    snap_t *s = snap_new();
+    s->generated_at = T0;
+    s->started_at = T0;
+    s->vantage = fs_xstrdup("big");
+    s->shard = fs_xstrdup("0/1");
+    s->ngroups = n;
+    s->groups = fs_xcalloc(n, sizeof(*s->groups));
+    for (size_t g = 0; g < n; g++) {
+        char name[32];
+        snprintf(name, sizeof(name), "group-%05zu", g);
+        s->groups[g].name = fs_xstrdup(name);
+        s->groups[g].counts.total = s->groups[g].counts.online = 20;
+        s->groups[g].chain_not_after = T0 + (int64_t)(g % 60) * 86400;
+        s->totals.total += 20;
+        s->totals.online += 20;
+    }
+    return s;
+}
+
+typedef struct fc_call_s {
+    pthread_t t;
+    resp_t r;
+} fc_call_t;
+
+static void *get_forecast(void *arg)
+{
+    fc_call_t *c = arg;
+    c->r = get("/api/v1/forecast?days=30");
+    return NULL;
+}
+
+/* Eight clients asking for the same forecast of 5,000 groups cost one render: the API keeps it
+ * for that snapshot and days. A new snapshot or another days value renders again. */
+static void test_forecast_rendered_once(void)
+{
+    api_t *a = start(TOKEN, 0, 1);
+    int saved = g_port;
+    g_port = api_port(a);
+    api_publish(a, build_big_snap(5000));
+    atomic_store(&g_forecast_real, 1);
+    int before = atomic_load(&g_forecasts);
+    fc_call_t calls[8];
+    for (int i = 0; i < 8; i++)
+        ASSERT_EQ(pthread_create(&calls[i].t, NULL, get_forecast, &calls[i]), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(calls[i].t, NULL);
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 1);
+    for (int i = 0; i < 8; i++) {
+        ASSERT_EQ(calls[i].r.status, 200);
+        ASSERT_EQ(calls[i].r.len, calls[0].r.len);
+        ASSERT(memcmp(calls[i].r.body, calls[0].r.body, calls[0].r.len) == 0);
+    }
+    cJSON *j = cJSON_Parse(calls[0].r.body);
+    ASSERT(j != NULL);
+    ASSERT_EQ(num(j, "days"), 30);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "groups")), 5000);
+    /* Groups whose chain expires within 30 days (g % 60 <= 30) are offline by then. */
+    ASSERT_EQ(num(cJSON_GetObjectItem(j, "endpoints"), "offline"), 20 * (5000 / 60 * 31 + 20));
+    ASSERT_EQ(num(cJSON_GetObjectItem(j, "causes"), "cert_expired"), 20 * (5000 / 60 * 31 + 20));
+    cJSON_Delete(j);
+    for (int i = 0; i < 8; i++)
+        resp_free(&calls[i].r);
+
+    j = get_json("/api/v1/forecast?days=31");
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 2);
+    cJSON_Delete(j);
+    j = get_json("/api/v1/forecast?days=30");
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 2); /* still kept */
+    cJSON_Delete(j);
+    api_publish(a, build_big_snap(5000));
+    j = get_json("/api/v1/forecast?days=30");
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 3); /* a new snapshot, a new render */
+    cJSON_Delete(j);
+    atomic_store(&g_forecast_real, 0);
+    g_port = saved;
+    api_stop(a);
+}
+
 static void test_listen_errors(void)
 {
     static const char *const bad[] = {
@@ -1263,6 +1355,7 @@ int main(void)
     RUN(test_healthz_stalled);
     RUN(test_uri_limits);
     RUN(test_preflight_off_connection_threads);
+    RUN(test_forecast_rendered_once);
     RUN(test_listen_errors);
     RUN(test_idle_client_dropped);
     RUN(test_stop_with_idle_connections);

@@ -48,6 +48,7 @@
 #define CT_HTML "text/html; charset=utf-8"
 
 typedef struct req_s req_t;
+typedef struct fc_memo_s fc_memo_t;
 
 struct api_s {
     struct MHD_Daemon *mhd;
@@ -60,7 +61,7 @@ struct api_s {
     void *arg;
     void (*on_scan)(void *arg);
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
-    int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+    int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
 
     /* Pre-flights: queued requests (their connections suspended) and the threads running them.
      * admitted counts requests between admission and their connection's resumption. */
@@ -71,6 +72,12 @@ struct api_s {
     int pf_stopping;
     pthread_t pf_threads[API_PREFLIGHT_RUNNING];
     int pf_nthreads;
+
+    /* Forecast documents of the current snapshot, by days (fc_memo_t), and renders running. */
+    pthread_mutex_t fc_mu;
+    pthread_cond_t fc_cv;
+    fc_memo_t *fc_memo;
+    unsigned fc_rendering;
 
     pthread_mutex_t mu; /* guards cur */
     snap_t *cur;
@@ -527,6 +534,144 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
     return ret;
 }
 
+/* ---- GET /api/v1/forecast: one render per snapshot and days ------------------------------ */
+
+/* A rendered forecast, shared by the memo and the responses sending it. */
+typedef struct fc_body_s {
+    atomic_int refs;
+    size_t len;
+    char *data;
+} fc_body_t;
+
+struct fc_memo_s {
+    snap_t *snap; /* referenced */
+    int days;
+    fc_body_t *body; /* NULL while its render runs */
+    fc_memo_t *next;
+};
+
+static fc_body_t *fc_body_ref(fc_body_t *b)
+{
+    atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+static void fc_body_unref(void *cls)
+{
+    fc_body_t *b = cls;
+    if (b != NULL && atomic_fetch_sub(&b->refs, 1) == 1) {
+        free(b->data);
+        free(b);
+    }
+}
+
+static void fc_memo_free(fc_memo_t *m)
+{
+    while (m != NULL) {
+        fc_memo_t *next = m->next;
+        snap_unref(m->snap);
+        fc_body_unref(m->body);
+        free(m);
+        m = next;
+    }
+}
+
+/* Unlinks (onto *dead) the finished entries of other snapshots than s, and the oldest finished
+ * ones past API_FORECAST_KEPT. Caller holds fc_mu. */
+static void fc_memo_prune(api_t *a, const snap_t *s, fc_memo_t **dead)
+{
+    size_t kept = 0;
+    for (fc_memo_t **pp = &a->fc_memo; *pp != NULL;) {
+        fc_memo_t *m = *pp;
+        if (m->body != NULL && (m->snap != s || kept >= API_FORECAST_KEPT)) {
+            *pp = m->next;
+            m->next = *dead;
+            *dead = m;
+            continue;
+        }
+        kept++;
+        pp = &m->next;
+    }
+}
+
+static enum MHD_Result reply_fc_body(struct MHD_Connection *c, fc_body_t *b)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data, fc_body_unref, b);
+    if (r == NULL)
+        fc_body_unref(b);
+    return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
+}
+
+/* With 65,535 groups a forecast is megabytes: clients asking for the same snapshot and days
+ * share one render (later ones wait for the first), and at most API_FORECAST_RENDERS run at
+ * once, so eight concurrent requests cost one document, not eight transient copies. */
+static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, int days)
+{
+    snap_t *s = current(a);
+    fc_memo_t *m, *dead = NULL;
+    fc_body_t *b = NULL;
+    if (s == NULL)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
+                           "not_ready");
+    pthread_mutex_lock(&a->fc_mu);
+    for (;;) {
+        fc_memo_prune(a, s, &dead);
+        for (m = a->fc_memo; m != NULL && (m->snap != s || m->days != days); m = m->next)
+            ;
+        if (m != NULL && m->body != NULL) {
+            b = fc_body_ref(m->body);
+            break;
+        }
+        if (m == NULL && a->fc_rendering < API_FORECAST_RENDERS)
+            break;
+        pthread_cond_wait(&a->fc_cv, &a->fc_mu); /* its render, or a render slot */
+    }
+    if (b == NULL) {
+        m = fs_xcalloc(1, sizeof(*m));
+        m->snap = snap_ref(s);
+        m->days = days;
+        m->next = a->fc_memo;
+        a->fc_memo = m;
+        a->fc_rendering++;
+    }
+    pthread_mutex_unlock(&a->fc_mu);
+    fc_memo_free(dead);
+    if (b != NULL) {
+        snap_unref(s);
+        return reply_fc_body(c, b);
+    }
+
+    char *json = NULL;
+    int status = 0;
+    int rc = a->on_forecast(a->arg, s, days, &json, &status);
+    if (rc == 0 && json != NULL && status == MHD_HTTP_OK) {
+        b = fs_xcalloc(1, sizeof(*b));
+        atomic_init(&b->refs, 2); /* the memo's and this response's */
+        b->len = strlen(json);
+        b->data = json;
+    }
+    pthread_mutex_lock(&a->fc_mu);
+    a->fc_rendering--;
+    if (b != NULL) {
+        m->body = b;
+    } else { /* not kept: a waiter renders it itself */
+        fc_memo_t **pp = &a->fc_memo;
+        while (*pp != m)
+            pp = &(*pp)->next;
+        *pp = m->next;
+        m->next = NULL;
+    }
+    pthread_cond_broadcast(&a->fc_cv);
+    pthread_mutex_unlock(&a->fc_mu);
+    snap_unref(s);
+    if (b == NULL) {
+        fc_memo_free(m);
+        return reply_hook(c, rc, json, status);
+    }
+    return reply_fc_body(c, b);
+}
+
 static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t route,
                                   const char *arg)
 {
@@ -548,10 +693,7 @@ static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t ro
         if (a->on_forecast == NULL)
             return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "forecast is not available",
                                "not_implemented");
-        char *json = NULL;
-        int status = 0;
-        int rc = a->on_forecast(a->arg, (int)days, &json, &status);
-        return reply_hook(c, rc, json, status);
+        return answer_forecast(a, c, (int)days);
     }
     default:
         return answer_snapshot(a, c, route, arg);
@@ -899,6 +1041,8 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->pf_mu, NULL);
     pthread_cond_init(&a->pf_cv, NULL);
+    pthread_mutex_init(&a->fc_mu, NULL);
+    pthread_cond_init(&a->fc_cv, NULL);
     a->stale_after_s = o->stale_after_s > 0 ? o->stale_after_s : API_DEFAULT_STALE_S;
     a->heartbeat_ms = o->heartbeat_ms;
     a->stall_after_ms = o->stall_after_ms > 0 ? o->stall_after_ms : API_DEFAULT_STALL_MS;
@@ -971,6 +1115,8 @@ fail:
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->pf_mu);
     pthread_cond_destroy(&a->pf_cv);
+    pthread_mutex_destroy(&a->fc_mu);
+    pthread_cond_destroy(&a->fc_cv);
     free(a);
     *out = NULL;
     return rc;
@@ -983,12 +1129,17 @@ int api_port(const api_t *a)
 
 void api_publish(api_t *a, snap_t *s)
 {
+    fc_memo_t *dead = NULL;
     pthread_mutex_lock(&a->mu);
     snap_t *old = a->cur;
     a->cur = s;
     atomic_store(&a->published_ms, mono_ms());
     pthread_mutex_unlock(&a->mu);
-    snap_unref(old); /* outside the lock: freeing a large snapshot takes a while */
+    pthread_mutex_lock(&a->fc_mu); /* forecasts of older snapshots are no longer served */
+    fc_memo_prune(a, s, &dead);
+    pthread_mutex_unlock(&a->fc_mu);
+    fc_memo_free(dead); /* outside the locks: freeing a large snapshot takes a while */
+    snap_unref(old);
 }
 
 void api_stop(api_t *a)
@@ -1018,11 +1169,14 @@ void api_stop(api_t *a)
     MHD_stop_daemon(a->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    fc_memo_free(a->fc_memo);
     snap_unref(a->cur);
     free(a->causes_json);
     free(a->token);
     pthread_mutex_destroy(&a->mu);
     pthread_mutex_destroy(&a->pf_mu);
     pthread_cond_destroy(&a->pf_cv);
+    pthread_mutex_destroy(&a->fc_mu);
+    pthread_cond_destroy(&a->fc_cv);
     free(a);
 }

@@ -20,6 +20,9 @@
  * answers 429 "too_many_requests" with Retry-After. */
 #define API_PREFLIGHT_RUNNING 2
 #define API_PREFLIGHT_WAITING 2
+/* Forecast documents rendered at once (others wait), and kept per snapshot. */
+#define API_FORECAST_RENDERS 2
+#define API_FORECAST_KEPT 8
 /* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
 #define API_DEFAULT_STALL_MS 5000
 
@@ -55,8 +58,11 @@ typedef struct api_opts_s {
      * (API_PREFLIGHT_RUNNING at once) while the connection waits, never on a thread that
      * serves connections. */
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
-    /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API); same contract. */
-    int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+    /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API) from snapshot s, the one
+     * the API serves (valid during the call only); same contract. A 200 answer is kept for that
+     * snapshot and N: the hook runs once per snapshot and N however many clients ask, and at
+     * most API_FORECAST_RENDERS times at once. */
+    int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
 } api_opts_t;
 
 /* Binds the listen address and starts serving. Before the first api_publish() the snapshot
