@@ -32,10 +32,31 @@ static void hold_unref(cfg_hold_t *h)
     }
 }
 
-typedef struct run_s {
+/* The loop stores its pulse here this often; /healthz reports a loop that stopped ticking
+ * (api_opts_t.heartbeat_ms, API_DEFAULT_STALL_MS). */
+#define RUN_HEARTBEAT_MS 250
+
+typedef struct run_s run_t;
+
+/* A SIGHUP's reload: the file is parsed and the new generation built on libuv's thread pool,
+ * then swapped in on the loop (reload_done). */
+typedef struct reload_s {
+    uv_work_t req;
+    run_t *r;
+    fleet_next_t *next;
+    cfg_t *api_cfg; /* a second parse for the API threads (pre-flight), or NULL */
+    int rc;
+    char err[256];
+} reload_t;
+
+struct run_s {
     uv_loop_t loop;
     uv_signal_t sighup, sigterm, sigint;
     uv_async_t scan;
+    uv_timer_t heartbeat;
+    _Atomic int64_t heartbeat_ms; /* uv_hrtime() / 1e6 at the last heartbeat tick */
+    reload_t *reload;             /* the reload in progress, or NULL */
+    int reload_again;             /* a SIGHUP arrived meanwhile: reload once more after it */
     fleet_t *fleet;
     api_t *api;
     const char *config_path;
@@ -44,30 +65,35 @@ typedef struct run_s {
     int stopping;
     uv_timer_t duration;
     const daemon_opts_t *o;
-    pthread_mutex_t latest_mu; /* guards latest and api_cfg: the loop writes, API threads read */
-    snap_t *latest;
-    cfg_hold_t *api_cfg; /* the running configuration, as API threads see it */
-    int scan_open;       /* the scan handle accepts sends (guarded by latest_mu) */
-} run_t;
+    pthread_mutex_t shared_mu; /* guards api_cfg, latest and scan_open: the loop writes, API
+                                  threads read */
+    cfg_hold_t *api_cfg;       /* the running configuration, as API threads see it */
+    snap_t *latest;            /* the newest snapshot, for pre-flight's view of the groups */
+    int scan_open;             /* the scan handle accepts sends */
+};
 
 static int load(run_t *r, cfg_t **out, char err[256]);
 
-/* Publishes the configuration at path (just validated by the loop) to the API threads. A
- * second parse of the same file, so the fleet and the API never share a cfg_t across threads. */
+/* Makes cfg (a parse of its own, so the fleet and the API never share a cfg_t across threads)
+ * the configuration API threads see. */
+static void set_api_cfg(run_t *r, cfg_t *cfg)
+{
+    cfg_hold_t *h = fs_xcalloc(1, sizeof(*h));
+    atomic_init(&h->refs, 1);
+    h->cfg = cfg;
+    pthread_mutex_lock(&r->shared_mu);
+    cfg_hold_t *old = r->api_cfg;
+    r->api_cfg = h;
+    pthread_mutex_unlock(&r->shared_mu);
+    hold_unref(old);
+}
+
 static void publish_api_cfg(run_t *r)
 {
     cfg_t *cfg;
     char err[256];
-    if (load(r, &cfg, err) < 0)
-        return; /* changed on disk since: keep the previous one */
-    cfg_hold_t *h = fs_xcalloc(1, sizeof(*h));
-    atomic_init(&h->refs, 1);
-    h->cfg = cfg;
-    pthread_mutex_lock(&r->latest_mu);
-    cfg_hold_t *old = r->api_cfg;
-    r->api_cfg = h;
-    pthread_mutex_unlock(&r->latest_mu);
-    hold_unref(old);
+    if (load(r, &cfg, err) == 0)
+        set_api_cfg(r, cfg);
 }
 
 static void run_usage(FILE *f)
@@ -104,10 +130,10 @@ static int load(run_t *r, cfg_t **out, char err[256])
 static void on_publish(void *arg, snap_t *s)
 {
     run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu);
+    pthread_mutex_lock(&r->shared_mu);
     snap_t *old = r->latest;
     r->latest = snap_ref(s);
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
     snap_unref(old);
     if (r->api != NULL)
         api_publish(r->api, s);
@@ -133,16 +159,17 @@ static fs_cause_t *current_causes(const snap_t *s, const cfg_t *cfg)
     return c;
 }
 
-/* Runs on an API thread: a private loop evaluates the chain against the configuration. */
+/* Runs on an API pre-flight thread: a private loop evaluates the chain against the
+ * configuration and the groups' present state. */
 static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
 {
     run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu);
+    pthread_mutex_lock(&r->shared_mu);
     cfg_hold_t *h = r->api_cfg;
     if (h != NULL)
         atomic_fetch_add(&h->refs, 1);
     snap_t *snap = r->latest ? snap_ref(r->latest) : NULL;
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
     if (h == NULL) {
         snap_unref(snap);
         *json_out = fs_xstrdup("{\"error\":\"not ready\",\"code\":\"not_ready\"}");
@@ -172,23 +199,15 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     return 0;
 }
 
-/* Runs on an API thread: computed from the latest snapshot, never touching the loop. */
-static int on_forecast(void *arg, int days, char **json_out, int *status)
+/* Runs on an API thread, from the snapshot the API serves, never touching the loop. Evaluated
+ * at the snapshot's time, so the answer is a function of the snapshot and days: the API keeps
+ * it for every client asking the same. */
+static int on_forecast(void *arg, const snap_t *s, int days, char **json_out, int *status)
 {
-    run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu);
-    snap_t *s = r->latest ? snap_ref(r->latest) : NULL;
-    pthread_mutex_unlock(&r->latest_mu);
-    if (s == NULL) {
-        *json_out =
-            fs_xstrdup("{\"error\":\"no picture of the fleet yet\",\"code\":\"not_ready\"}");
-        *status = 503;
-        return 0;
-    }
-    *json_out = forecast_json(s, days, fs_wall_ms() / 1000);
-    *status = 200;
-    snap_unref(s);
-    return 0;
+    (void)arg;
+    *json_out = forecast_json(s, days, s->generated_at);
+    *status = *json_out != NULL ? 200 : 500;
+    return *json_out != NULL ? 0 : UV_ENOMEM;
 }
 
 static void on_scan_async(uv_async_t *a)
@@ -202,24 +221,92 @@ static void on_scan_async(uv_async_t *a)
 static void on_scan_request(void *arg)
 {
     run_t *r = arg;
-    pthread_mutex_lock(&r->latest_mu); /* never send on a handle the loop is closing */
+    pthread_mutex_lock(&r->shared_mu); /* never send on a handle the loop is closing */
     if (r->scan_open)
         uv_async_send(&r->scan);
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
 }
 
 static void on_fleet_stopped(void *arg)
 {
     run_t *r = arg;
     r->fleet = NULL;
-    pthread_mutex_lock(&r->latest_mu);
+    pthread_mutex_lock(&r->shared_mu);
     r->scan_open = 0;
-    pthread_mutex_unlock(&r->latest_mu);
+    pthread_mutex_unlock(&r->shared_mu);
+    uv_close((uv_handle_t *)&r->heartbeat, NULL);
     uv_close((uv_handle_t *)&r->sighup, NULL);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
     uv_close((uv_handle_t *)&r->scan, NULL);
     uv_close((uv_handle_t *)&r->duration, NULL);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    run_t *r = t->data;
+    atomic_store(&r->heartbeat_ms, (int64_t)(uv_hrtime() / 1000000));
+}
+
+/* On libuv's thread pool: everything that grows with the file (parsing, trust stores, the
+ * endpoint array, matching unchanged groups), while the loop keeps probing and publishing. */
+static void reload_work(uv_work_t *w)
+{
+    reload_t *rl = container_of(w, reload_t, req);
+    cfg_t *cfg;
+    rl->rc = load(rl->r, &cfg, rl->err);
+    if (rl->rc < 0)
+        return;
+    rl->rc = fleet_reload_build(rl->next, cfg, rl->err);
+    if (rl->rc < 0) {
+        cfg_free(cfg);
+        return;
+    }
+    if (load(rl->r, &rl->api_cfg, rl->err) < 0)
+        rl->api_cfg = NULL; /* changed on disk since: the API keeps the previous one */
+}
+
+static void start_reload(run_t *r);
+
+/* Back on the loop: swap the generation in (or report why not), then run a reload that was
+ * asked for meanwhile. */
+static void reload_done(uv_work_t *w, int status)
+{
+    reload_t *rl = container_of(w, reload_t, req);
+    run_t *r = rl->r;
+    r->reload = NULL;
+    if (status != 0 || r->stopping || r->fleet == NULL) {
+        fleet_next_free(rl->next);
+        cfg_free(rl->api_cfg);
+    } else if (rl->rc < 0) {
+        fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
+                rl->err);
+        fleet_next_free(rl->next);
+    } else {
+        fleet_reload_apply(r->fleet, rl->next);
+        if (rl->api_cfg != NULL)
+            set_api_cfg(r, rl->api_cfg);
+    }
+    free(rl);
+    if (r->reload_again && !r->stopping && r->fleet != NULL) {
+        r->reload_again = 0;
+        start_reload(r);
+    }
+}
+
+static void start_reload(run_t *r)
+{
+    reload_t *rl = fs_xcalloc(1, sizeof(*rl));
+    rl->r = r;
+    rl->next = fleet_reload_begin(r->fleet);
+    int rc = uv_queue_work(&r->loop, &rl->req, reload_work, reload_done);
+    if (rc != 0) {
+        fprintf(stderr, "fleetscan: reload refused: cannot queue it: %s\n", uv_strerror(rc));
+        fleet_next_free(rl->next);
+        free(rl);
+        return;
+    }
+    r->reload = rl;
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -228,20 +315,11 @@ static void on_signal(uv_signal_t *s, int signum)
     if (signum == SIGHUP) {
         if (r->stopping)
             return;
-        cfg_t *cfg;
-        char err[256];
-        if (load(r, &cfg, err) < 0) {
-            fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
-                    err);
+        if (r->reload != NULL) { /* coalesced: one more reload reads the file after this one */
+            r->reload_again = 1;
             return;
         }
-        if (fleet_reload(r->fleet, cfg, err) < 0) {
-            fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
-                    err);
-            cfg_free(cfg);
-            return;
-        }
-        publish_api_cfg(r);
+        start_reload(r);
         return;
     }
     if (r->stopping) {
@@ -362,9 +440,11 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     char listen[96];
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
              cfg->listen_host, cfg->listen_port);
-    pthread_mutex_init(&r.latest_mu, NULL);
+    pthread_mutex_init(&r.shared_mu, NULL);
+    atomic_init(&r.heartbeat_ms, (int64_t)(uv_hrtime() / 1000000));
     api_opts_t ao = {.listen = listen,
                      .token = cfg->api_token,
+                     .heartbeat_ms = &r.heartbeat_ms,
                      .arg = &r,
                      .on_scan = on_scan_request,
                      .on_forecast = on_forecast,
@@ -380,7 +460,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
-        pthread_mutex_destroy(&r.latest_mu);
+        pthread_mutex_destroy(&r.shared_mu);
         return 1;
     }
     /* The API threads exist now; the loop thread (and the resolver threads it starts later)
@@ -396,7 +476,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
-        pthread_mutex_destroy(&r.latest_mu);
+        pthread_mutex_destroy(&r.shared_mu);
         return 2;
     }
     uv_signal_init(&r.loop, &r.sighup);
@@ -408,6 +488,9 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_timer_init(&r.loop, &r.duration);
     r.duration.data = &r;
+    uv_timer_init(&r.loop, &r.heartbeat);
+    r.heartbeat.data = &r;
+    uv_timer_start(&r.heartbeat, on_heartbeat, 0, RUN_HEARTBEAT_MS);
     if (o->duration_s > 0)
         uv_timer_start(&r.duration, on_duration, (uint64_t)o->duration_s * 1000, 0);
     char url[128];
@@ -420,9 +503,9 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     fflush(stdout);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);
-    snap_unref(r.latest);
     hold_unref(r.api_cfg);
-    pthread_mutex_destroy(&r.latest_mu);
+    snap_unref(r.latest);
+    pthread_mutex_destroy(&r.shared_mu);
     int rc = uv_loop_close(&r.loop);
     if (rc != 0)
         fprintf(stderr, "fleetscan: warning: event loop closed with handles open\n");

@@ -97,6 +97,8 @@ typedef struct parse_s {
     const char *base_dir; /* absolute */
     char *err;            /* caller's err[256] */
     SSL_CTX *tls_ctx;     /* created on first use, to validate cipher strings */
+    size_t *group_slot;   /* hash set of group names (index + 1): duplicates in O(1) */
+    size_t group_nslot;   /* a power of two, at least twice the number of groups */
 } parse_t;
 
 /* Fills err with "path: message" (just "message" at the top level); returns -1. */
@@ -1040,6 +1042,38 @@ static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_netw
     return 0;
 }
 
+static size_t group_name_hash(const char *name)
+{
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        h ^= (uint64_t)tolower(*c);
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+/* 1 with *k set when an earlier group has this name (case-insensitive): a linear scan over
+ * 65,535 groups would make parsing quadratic. */
+static int group_name_seen(const parse_t *p, const char *name, size_t *k)
+{
+    size_t mask = p->group_nslot - 1;
+    for (size_t s = group_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
+        if (strcasecmp(p->cfg->groups[p->group_slot[s] - 1].name, name) == 0) {
+            *k = p->group_slot[s] - 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void group_name_add(parse_t *p, size_t gi)
+{
+    size_t mask = p->group_nslot - 1, s = group_name_hash(p->cfg->groups[gi].name) & mask;
+    while (p->group_slot[s] != 0)
+        s = (s + 1) & mask;
+    p->group_slot[s] = gi + 1;
+}
+
 static int parse_group(parse_t *p, const cJSON *g, size_t gi, cfg_group_t *grp)
 {
     static const char *const keys[] = {"name", "count",        "profile", "trust", "revocation",
@@ -1059,10 +1093,11 @@ static int parse_group(parse_t *p, const cJSON *g, size_t gi, cfg_group_t *grp)
         return fail(p, jp, "required");
     if (!valid_name(name))
         return fail(p, jp, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
-    for (size_t k = 0; k < gi; k++)
-        if (strcasecmp(c->groups[k].name, name) == 0)
-            return fail(p, jp, "duplicate group name \"%s\" (groups[%zu])", name, k);
+    size_t k;
+    if (group_name_seen(p, name, &k))
+        return fail(p, jp, "duplicate group name \"%s\" (groups[%zu])", name, k);
     grp->name = fs_xstrdup(name);
+    group_name_add(p, gi);
     join(jp, sizeof(jp), path, "count");
     if (member(g, "count") == NULL)
         return fail(p, jp, "required");
@@ -1106,6 +1141,9 @@ static int parse_groups(parse_t *p, const cJSON *root)
     if (n > CFG_MAX_GROUPS)
         return fail(p, "groups", "%zu groups: more than the limit of %u", n, CFG_MAX_GROUPS);
     c->groups = fs_xcalloc(n, sizeof(*c->groups));
+    for (p->group_nslot = 16; p->group_nslot < 2 * n;)
+        p->group_nslot *= 2;
+    p->group_slot = fs_xcalloc(p->group_nslot, sizeof(*p->group_slot));
     for (const cJSON *g = arr->child; g; g = g->next) {
         c->ngroups++; /* so cfg_free() releases a half-parsed group */
         if (parse_group(p, g, c->ngroups - 1, &c->groups[c->ngroups - 1]) != 0)
@@ -1460,6 +1498,7 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
 out:
     if (p.tls_ctx != NULL)
         SSL_CTX_free(p.tls_ctx);
+    free(p.group_slot);
     cJSON_Delete(root);
     cfg_free(p.cfg);
     free(buf);

@@ -66,6 +66,24 @@ typedef struct fleet_gen_s {
     policy_t ref; /* the reference probe's settings */
 } fleet_gen_t;
 
+/* What a generation's probe options point at: the fleet's retrieval context and verdict cache.
+ * Captured on the loop, so a generation can be built on another thread. */
+typedef struct gen_env_s {
+    rev_ctx_t *rev;
+    vcache_t *vcache;
+    int dns_override_only;
+} gen_env_t;
+
+/* A reload in preparation (fleet.h): built off the loop, applied on it. */
+struct fleet_next_s {
+    gen_env_t env;
+    fleet_gen_t *old; /* the generation running at fleet_reload_begin, referenced */
+    fleet_gen_t *gen; /* built by fleet_reload_build, NULL before */
+    int32_t *match;   /* per new group: the old group whose endpoints it continues, or -1 */
+    int event_fd;     /* the reopened event log (-1: none), and whether it ends mid-line */
+    int event_partial;
+};
+
 typedef struct fleet_job_s {
     fleet_t *f;
     fleet_gen_t *gen;
@@ -399,15 +417,17 @@ static tlsc_ctx_t *find_ctx(const fleet_gen_t *g, size_t upto, size_t trust_idx,
 }
 
 /* What the fleet adds to a policy: its shared retrieval context, verdict cache and DNS mode. */
-static void runtime_opts(const fleet_t *f, policy_t *pl)
+static void runtime_opts(const gen_env_t *env, policy_t *pl)
 {
-    pl->popts.rev = f->rev;
-    pl->popts.vcache = f->vcache;
-    pl->popts.dns_override_only = f->o.dns_override_only;
-    pl->rev.dns_override_only = f->o.dns_override_only;
+    pl->popts.rev = env->rev;
+    pl->popts.vcache = env->vcache;
+    pl->popts.dns_override_only = env->dns_override_only;
+    pl->rev.dns_override_only = env->dns_override_only;
 }
 
-static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
+/* Builds the runtime of cfg: reads nothing of a running fleet but env, so it may run on any
+ * thread. Takes cfg on success. */
+static int gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char err[256])
 {
     fleet_gen_t *g = fs_xcalloc(1, sizeof(*g));
     g->refs = 1;
@@ -432,7 +452,7 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
             gen_unref(g);
             return -1;
         }
-        runtime_opts(f, &gr->pl);
+        runtime_opts(env, &gr->pl);
         for (uint32_t k = 0; k < c->count; k++)
             n += fleet_in_shard(cfg, c->name, k);
     }
@@ -462,7 +482,7 @@ static int gen_build(fleet_t *f, cfg_t *cfg, fleet_gen_t **out, char err[256])
         gen_unref(g);
         return -1;
     }
-    runtime_opts(f, &g->ref);
+    runtime_opts(env, &g->ref);
     *out = g;
     return 0;
 }
@@ -1045,7 +1065,8 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
         return -1;
     }
     f->vcache = vcache_new(0);
-    if (gen_build(f, cfg, &f->gen, err) < 0) {
+    gen_env_t env = {.rev = f->rev, .vcache = f->vcache, .dns_override_only = o->dns_override_only};
+    if (gen_build(&env, cfg, &f->gen, err) < 0) {
         vcache_free(f->vcache);
         rev_ctx_close(f->rev, NULL, NULL);
         if (log >= 0)
@@ -1099,62 +1120,139 @@ static uint32_t *group_starts(const fleet_gen_t *g)
     return start;
 }
 
-int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
+static size_t name_hash(const char *name)
 {
-    fleet_gen_t *ng;
-    int log, partial;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        h ^= *c;
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+/* For each group of nc, the group of oc it continues (same name, cfg_group_equal), or -1.
+ * Names are unique within a configuration, so one hash lookup per group: linear in the number
+ * of groups, where comparing every pair would be quadratic. */
+static int32_t *match_groups(const cfg_t *oc, const cfg_t *nc)
+{
+    int32_t *match = fs_xmalloc((nc->ngroups ? nc->ngroups : 1) * sizeof(*match));
+    for (size_t gi = 0; gi < nc->ngroups; gi++)
+        match[gi] = -1;
+    if (nc->shard_index != oc->shard_index || nc->shard_count != oc->shard_count)
+        return match;
+    size_t nslot = 16;
+    while (nslot < 2 * oc->ngroups)
+        nslot *= 2;
+    size_t *slot = fs_xcalloc(nslot, sizeof(*slot)), mask = nslot - 1;
+    for (size_t oi = 0; oi < oc->ngroups; oi++) {
+        size_t k = name_hash(oc->groups[oi].name) & mask;
+        while (slot[k] != 0)
+            k = (k + 1) & mask;
+        slot[k] = oi + 1;
+    }
+    for (size_t gi = 0; gi < nc->ngroups; gi++) {
+        for (size_t k = name_hash(nc->groups[gi].name) & mask; slot[k] != 0; k = (k + 1) & mask) {
+            size_t oi = slot[k] - 1;
+            if (strcmp(oc->groups[oi].name, nc->groups[gi].name) == 0) {
+                if (cfg_group_equal(oc, oi, nc, gi))
+                    match[gi] = (int32_t)oi;
+                break;
+            }
+        }
+    }
+    free(slot);
+    return match;
+}
+
+fleet_next_t *fleet_reload_begin(fleet_t *f)
+{
+    fleet_next_t *n = fs_xcalloc(1, sizeof(*n));
+    n->event_fd = -1;
+    n->env = (gen_env_t){
+        .rev = f->rev, .vcache = f->vcache, .dns_override_only = f->o.dns_override_only};
+    n->old = f->gen;
+    n->old->refs++;
+    return n;
+}
+
+int fleet_reload_build(fleet_next_t *n, cfg_t *cfg, char err[256])
+{
+    assert(n->gen == NULL);
     /* Reopened on every reload, so `logrotate` + SIGHUP starts a fresh file. */
-    if (open_event_log(cfg, &log, &partial, err) < 0)
+    if (open_event_log(cfg, &n->event_fd, &n->event_partial, err) < 0)
         return -1;
-    if (gen_build(f, cfg, &ng, err) < 0) {
-        if (log >= 0)
-            close(log);
+    if (gen_build(&n->env, cfg, &n->gen, err) < 0) {
+        if (n->event_fd >= 0)
+            close(n->event_fd);
+        n->event_fd = -1;
         return -1;
     }
-    fleet_gen_t *old = f->gen;
+    n->match = match_groups(n->old->cfg, cfg);
+    return 0;
+}
+
+void fleet_next_free(fleet_next_t *n)
+{
+    if (n == NULL)
+        return;
+    gen_unref(n->gen);
+    gen_unref(n->old);
+    if (n->event_fd >= 0)
+        close(n->event_fd);
+    free(n->match);
+    free(n);
+}
+
+void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
+{
+    assert(n->gen != NULL);
+    fleet_gen_t *ng = n->gen, *old = f->gen;
+    cfg_t *cfg = ng->cfg;
+    if (n->old != old) { /* another reload was applied since begin: match against this one */
+        free(n->match);
+        n->match = match_groups(old->cfg, cfg);
+    }
     const cfg_t *oc = old->cfg;
     int same_ref =
         strcmp(oc->profiles[oc->ref_profile_idx].url, cfg->profiles[cfg->ref_profile_idx].url) ==
             0 &&
         memcmp(oc->trust[oc->ref_trust_idx].digest, cfg->trust[cfg->ref_trust_idx].digest, 32) == 0;
     size_t kept = 0;
-    int same_shard =
-        cfg->shard_index == old->cfg->shard_index && cfg->shard_count == old->cfg->shard_count;
     /* Endpoints of unchanged groups keep their state; a group's endpoints are contiguous. */
     uint32_t *ostart = group_starts(old), *nstart = group_starts(ng);
-    for (size_t gi = 0; same_shard && gi < ng->ngroups; gi++) {
-        for (size_t oi = 0; oi < old->ngroups; oi++) {
-            if (!cfg_group_equal(old->cfg, oi, cfg, gi))
-                continue;
-            uint32_t n = nstart[gi + 1] - nstart[gi], on = ostart[oi + 1] - ostart[oi];
-            for (uint32_t k = 0; k < n && k < on; k++) {
-                fleet_ep_t *ne = &ng->eps[nstart[gi] + k];
-                *ne = old->eps[ostart[oi] + k];
-                ne->group = (uint16_t)gi;
-                ne->in_flight = 0;
-            }
-            fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
-            for (int c = 0; c < FS_CAUSE_COUNT; c++) {
-                ngr->msg[c] = ogr->msg[c] ? fs_xstrdup(ogr->msg[c]) : NULL;
-                ngr->detail[c] = ogr->detail[c] ? fs_xstrdup(ogr->detail[c]) : NULL;
-            }
-            ngr->detail_at = ogr->detail_at;
-            ngr->chain_not_after = ogr->chain_not_after;
-            ngr->chain_not_before = ogr->chain_not_before;
-            ngr->crl_next_update = ogr->crl_next_update;
-            kept++;
-            break;
+    for (size_t gi = 0; gi < ng->ngroups; gi++) {
+        if (n->match[gi] < 0)
+            continue;
+        size_t oi = (size_t)n->match[gi];
+        uint32_t cnt = nstart[gi + 1] - nstart[gi], on = ostart[oi + 1] - ostart[oi];
+        for (uint32_t k = 0; k < cnt && k < on; k++) {
+            fleet_ep_t *ne = &ng->eps[nstart[gi] + k];
+            *ne = old->eps[ostart[oi] + k];
+            ne->group = (uint16_t)gi;
+            ne->in_flight = 0;
         }
+        fleet_group_t *ngr = &ng->groups[gi], *ogr = &old->groups[oi];
+        for (int c = 0; c < FS_CAUSE_COUNT; c++) {
+            ngr->msg[c] = ogr->msg[c] ? fs_xstrdup(ogr->msg[c]) : NULL;
+            ngr->detail[c] = ogr->detail[c] ? fs_xstrdup(ogr->detail[c]) : NULL;
+        }
+        ngr->detail_at = ogr->detail_at;
+        ngr->chain_not_after = ogr->chain_not_after;
+        ngr->chain_not_before = ogr->chain_not_before;
+        ngr->crl_next_update = ogr->crl_next_update;
+        kept++;
     }
     free(ostart);
     free(nstart);
     cancel_jobs(f, old);
     vcache_clear(f->vcache); /* its entries name the old generation's contexts */
     f->gen = ng;
+    n->gen = NULL;
     if (f->event_fd >= 0)
         close(f->event_fd);
-    f->event_fd = log;
-    f->event_partial = partial;
+    f->event_fd = n->event_fd;
+    f->event_partial = n->event_partial;
+    n->event_fd = -1;
     const cfg_t *was = old->cfg;
     if (strcmp(was->listen_host, cfg->listen_host) != 0 || was->listen_port != cfg->listen_port)
         fleet_log(f, "warning: \"listen\" changed; it takes effect at the next restart");
@@ -1176,6 +1274,7 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     }
     heap_rebuild(ng);
     recount(f);
+    fleet_next_free(n); /* drops its reference to old */
     gen_unref(old);
     fleet_log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
               cfg->ngroups, kept, ng->neps);
@@ -1186,6 +1285,16 @@ int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
     tick_soon(f, 0);
     f->dirty = 1;
     fleet_publish(f);
+}
+
+int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256])
+{
+    fleet_next_t *n = fleet_reload_begin(f);
+    if (fleet_reload_build(n, cfg, err) < 0) {
+        fleet_next_free(n);
+        return -1;
+    }
+    fleet_reload_apply(f, n);
     return 0;
 }
 

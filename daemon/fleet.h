@@ -26,8 +26,23 @@ typedef struct fleet_opts_s {
 int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o, char err[256]);
 /* Swaps in a new configuration: unchanged groups keep their endpoints' state, in-flight
  * probes of the old one are cancelled. Takes ownership of cfg on success; on failure
- * (err filled) the old configuration keeps running and cfg stays the caller's. */
+ * (err filled) the old configuration keeps running and cfg stays the caller's. Runs on the
+ * loop: fleet_reload_begin + fleet_reload_build + fleet_reload_apply in one go. */
 int fleet_reload(fleet_t *f, cfg_t *cfg, char err[256]);
+
+/* The same in three steps, so the expensive one (TLS contexts, trust stores, the endpoint
+ * array, matching unchanged groups) runs off the loop while probing goes on:
+ * - fleet_reload_begin, on the loop: captures what the build needs; reference to the running
+ *   generation.
+ * - fleet_reload_build, on any thread, with no other call on the same fleet_next_t: builds the
+ *   generation of cfg, taking cfg on success; on failure (err filled) cfg stays the caller's.
+ * - fleet_reload_apply, on the loop, after a successful build: swaps it in (cannot fail) and
+ *   consumes n. Or fleet_next_free, on the loop, to drop n (also after fleet_stop). */
+typedef struct fleet_next_s fleet_next_t;
+fleet_next_t *fleet_reload_begin(fleet_t *f);
+int fleet_reload_build(fleet_next_t *n, cfg_t *cfg, char err[256]);
+void fleet_reload_apply(fleet_t *f, fleet_next_t *n);
+void fleet_next_free(fleet_next_t *n);
 /* Makes every endpoint (and the reference) due now. */
 void fleet_scan_now(fleet_t *f);
 /* Publishes a snapshot right away (also done periodically). */

@@ -7,8 +7,9 @@
 
 #include "web/snapshot.h"
 
-/* Returns a malloc'd JSON document: days, at, endpoints, causes (as in /api/v1/status) and per
- * group the counts plus offline_from (when its online endpoints would go offline, and why). */
+/* Returns a malloc'd JSON document (NULL when out of memory): days, at, endpoints, causes (as in
+ * /api/v1/status) and per group the counts plus offline_from (when its online endpoints would go
+ * offline, and why). */
 char *forecast_json(const snap_t *s, int days, int64_t now);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,42 @@ int fs_is_ip_literal(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
+/* Below this many entries a linear scan is as fast as hashing. */
+#define RESOLVE_INDEX_MIN 16
+
+static size_t name_hash(const char *name)
+{
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= (size_t)tolower(*p);
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+/* Indexes entry i unless an earlier entry has the same name (that one keeps winning). */
+static void index_insert(fs_resolve_t *m, size_t i)
+{
+    size_t mask = m->nslot - 1;
+    for (size_t s = name_hash(m->e[i].name) & mask;; s = (s + 1) & mask) {
+        if (m->slot[s] == 0) {
+            m->slot[s] = i + 1;
+            return;
+        }
+        if (strcasecmp(m->e[m->slot[s] - 1].name, m->e[i].name) == 0)
+            return;
+    }
+}
+
+static void index_rebuild(fs_resolve_t *m, size_t nslot)
+{
+    free(m->slot);
+    m->slot = fs_xcalloc(nslot, sizeof(*m->slot));
+    m->nslot = nslot;
+    for (size_t i = 0; i < m->n; i++)
+        index_insert(m, i);
+}
+
 int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err[256])
 {
     if (*name == '\0') {
@@ -207,10 +244,17 @@ int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err
         snprintf(err, 256, "resolve override for \"%s\": \"%s\" is not an IP address", name, addr);
         return -1;
     }
-    m->e = fs_xrealloc(m->e, (m->n + 1) * sizeof(*m->e));
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 4;
+        m->e = fs_xrealloc(m->e, m->cap * sizeof(*m->e));
+    }
     m->e[m->n].name = fs_xstrdup(name);
     m->e[m->n].addr = fs_xstrdup(addr);
     m->n++;
+    if (m->n >= RESOLVE_INDEX_MIN && m->n * 2 > m->nslot)
+        index_rebuild(m, m->nslot ? m->nslot * 2 : 2 * RESOLVE_INDEX_MIN);
+    else if (m->slot != NULL)
+        index_insert(m, m->n - 1);
     return 0;
 }
 
@@ -248,9 +292,16 @@ const char *fs_resolve_lookup(const fs_resolve_t *m, const char *name)
 {
     if (m == NULL)
         return NULL;
-    for (size_t i = 0; i < m->n; i++)
-        if (strcasecmp(m->e[i].name, name) == 0)
-            return m->e[i].addr;
+    if (m->slot == NULL) {
+        for (size_t i = 0; i < m->n; i++)
+            if (strcasecmp(m->e[i].name, name) == 0)
+                return m->e[i].addr;
+        return NULL;
+    }
+    size_t mask = m->nslot - 1;
+    for (size_t s = name_hash(name) & mask; m->slot[s] != 0; s = (s + 1) & mask)
+        if (strcasecmp(m->e[m->slot[s] - 1].name, name) == 0)
+            return m->e[m->slot[s] - 1].addr;
     return NULL;
 }
 
@@ -261,6 +312,6 @@ void fs_resolve_free(fs_resolve_t *m)
         free(m->e[i].addr);
     }
     free(m->e);
-    m->e = NULL;
-    m->n = 0;
+    free(m->slot);
+    memset(m, 0, sizeof(*m));
 }

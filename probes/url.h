@@ -40,17 +40,21 @@ typedef struct fs_resolve_entry_s {
     char *addr; /* an IPv4 or IPv6 literal */
 } fs_resolve_entry_t;
 
-/* A DNS override map: names here never reach the system resolver. */
+/* A DNS override map: names here never reach the system resolver. Entries keep their order;
+ * past a few entries a hash index makes lookups O(1), so a map of 100,000 names costs linear
+ * time to build and compare. Zero-initialise; build only with fs_resolve_add*. */
 typedef struct fs_resolve_s {
     fs_resolve_entry_t *e;
-    size_t n;
+    size_t n, cap;
+    size_t *slot; /* open addressing: entry index + 1, 0 when empty; NULL while n is small */
+    size_t nslot; /* a power of two, at least twice n */
 } fs_resolve_t;
 
 /* Adds NAME -> ADDR (ADDR must be an IP literal). Returns 0 or -1 with err filled. */
 int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err[256]);
 /* Parses "NAME:ADDR" (ADDR may be an IPv6 literal, optionally in brackets) and adds it. */
 int fs_resolve_add_spec(fs_resolve_t *m, const char *spec, char err[256]);
-/* Returns the override for name (case-insensitive), or NULL. */
+/* Returns the override for name (case-insensitive; the first one added wins), or NULL. */
 const char *fs_resolve_lookup(const fs_resolve_t *m, const char *name);
 void fs_resolve_free(fs_resolve_t *m);
 /* Returns 1 when s is an IPv4 or IPv6 literal. */

@@ -4,6 +4,8 @@
 #include "web/api.h"
 #include "web/render.h"
 
+#include "daemon/forecast.h"
+
 #include "probes/util.h"
 
 #include "test.h"
@@ -20,13 +22,24 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <uv.h>
 
 #define TOKEN "s3cret-token"
 #define T0 1764000000
 
 static int g_port;
+/* Client timeout of every request: a hang detector, never a speed verdict. */
+static atomic_long g_timeout_s = 15;
 static atomic_int g_scans;
 static atomic_int g_preflights;
+static atomic_int g_forecasts;     /* forecast hook calls */
+static atomic_int g_forecast_real; /* the hook renders forecast_json (5,000-group test) */
+
+/* While closed, the pre-flight hook blocks (a CDP that never answers); g_pf_blocked counts the
+ * hook calls waiting there. */
+static pthread_mutex_t g_pf_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_pf_cv = PTHREAD_COND_INITIALIZER;
+static int g_pf_closed, g_pf_blocked;
 
 /* ---- the snapshot ---------------------------------------------------------------------- */
 
@@ -213,7 +226,7 @@ static resp_t request_on(CURL *h, int port, const char *method, const char *path
         curl_easy_reset(h);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 15L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, atomic_load(&g_timeout_s));
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, sink_write);
@@ -355,6 +368,13 @@ static void on_scan(void *arg)
 
 static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
 {
+    pthread_mutex_lock(&g_pf_mu);
+    g_pf_blocked++;
+    pthread_cond_broadcast(&g_pf_cv);
+    while (g_pf_closed)
+        pthread_cond_wait(&g_pf_cv, &g_pf_mu);
+    g_pf_blocked--;
+    pthread_mutex_unlock(&g_pf_mu);
     atomic_fetch_add(&g_preflights, 1);
     ASSERT_EQ(body[len], '\0');
     char tmp[128];
@@ -364,8 +384,15 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     return 0;
 }
 
-static int on_forecast(void *arg, int days, char **json_out, int *status)
+static int on_forecast(void *arg, const snap_t *s, int days, char **json_out, int *status)
 {
+    atomic_fetch_add(&g_forecasts, 1);
+    if (atomic_load(&g_forecast_real)) {
+        usleep(200000); /* a slow render: concurrent requests find it running */
+        *json_out = forecast_json(s, days, s->generated_at);
+        *status = 200;
+        return 0;
+    }
     char tmp[64];
     snprintf(tmp, sizeof(tmp), "{\"days\":%d}", days);
     *json_out = fs_xstrdup(tmp);
@@ -724,7 +751,7 @@ static void test_garbage(void)
     static char out[65536];
     size_t n;
 
-    /* A URL past the per-connection memory: refused (MHD's own 414), never a crash. */
+    /* A URL past the per-connection memory: refused (libmicrohttpd's own 414), never a crash. */
     size_t ulen = 200000;
     char *path = fs_xmalloc(ulen + 1);
     memcpy(path, "/api/v1/endpoints?group=", 24);
@@ -735,6 +762,8 @@ static void test_garbage(void)
     resp_free(&r);
     /* One that still fits is answered by us, in JSON. */
     path[20000] = '\0';
+    expect_error("GET", path, NULL, 414, "uri_too_long");
+    path[4000] = '\0';
     expect_error("GET", path, NULL, 400, "bad_parameter");
     free(path);
 
@@ -943,6 +972,239 @@ static void test_healthz_stale(void)
     api_stop(a);
 }
 
+/* The loop's heartbeat, as the daemon's timer stores it: a loop that stops ticking makes
+ * /healthz 503 "stalled" however fresh the last snapshot is. */
+static void test_healthz_stalled(void)
+{
+    _Atomic int64_t beat;
+    atomic_init(&beat, (int64_t)(uv_hrtime() / 1000000));
+    api_opts_t o = {.listen = "127.0.0.1:0", .heartbeat_ms = &beat, .stall_after_ms = 5000};
+    char err[256];
+    api_t *a = NULL;
+    ASSERT_EQ(api_start(&a, &o, err), 0);
+    int saved = g_port;
+    g_port = api_port(a);
+    api_publish(a, build_snap(0));
+    cJSON *j = get_json("/healthz");
+    ASSERT_STREQ(str(j, "status"), "ok");
+    cJSON_Delete(j);
+
+    atomic_store(&beat, (int64_t)(uv_hrtime() / 1000000) - 12000); /* last tick 12 s ago */
+    api_publish(a, build_snap(0));                                 /* the snapshot is fresh */
+    resp_t r = get("/healthz");
+    ASSERT_EQ(r.status, 503);
+    ASSERT_CONTAINS(r.headers, "Content-Type: application/json");
+    j = cJSON_Parse(r.body);
+    ASSERT(j != NULL);
+    ASSERT_STREQ(str(j, "status"), "stalled");
+    ASSERT_STREQ(str(j, "code"), "stalled");
+    ASSERT(num(j, "last_tick_ms_ago") >= 12000);
+    cJSON_Delete(j);
+    resp_free(&r);
+
+    atomic_store(&beat, (int64_t)(uv_hrtime() / 1000000)); /* ticking again */
+    j = get_json("/healthz");
+    ASSERT_STREQ(str(j, "status"), "ok");
+    cJSON_Delete(j);
+    g_port = saved;
+    api_stop(a);
+}
+
+/* Thousands of query parameters or a 64 KiB target: a prompt JSON 414, never a connection held
+ * until the idle timeout and closed without an answer. */
+static void test_uri_limits(void)
+{
+    static const int counts[] = {API_QUERY_ARGS_MAX + 1, 1000, 2000, 5000};
+    size_t cap = 70 * 1024;
+    char *path = fs_xmalloc(cap);
+    long saved = atomic_exchange(&g_timeout_s, 5);
+    for (size_t i = 0; i < FS_ARRAY_SIZE(counts); i++) {
+        size_t n = (size_t)snprintf(path, cap, "/api/v1/endpoints?limit=1");
+        for (int k = 1; k < counts[i] && n + 16 < cap; k++)
+            n += (size_t)snprintf(path + n, cap - n, "&a%d=1", k);
+        expect_error("GET", path, NULL, 414, "uri_too_long");
+        expect_error("POST", path, "Bearer " TOKEN, 414, "uri_too_long");
+    }
+    /* A 64 KiB target, with and without a query. */
+    memcpy(path, "/api/v1/endpoints?group=", 24);
+    memset(path + 24, 'a', 64 * 1024 - 24);
+    path[64 * 1024] = '\0';
+    expect_error("GET", path, NULL, 414, "uri_too_long");
+    memset(path, 'b', 64 * 1024);
+    path[0] = '/';
+    expect_error("GET", path, NULL, 414, "uri_too_long");
+    /* At the limits: answered as usual. */
+    size_t n = (size_t)snprintf(path, cap, "/api/v1/endpoints?limit=1");
+    for (int k = 1; k < API_QUERY_ARGS_MAX; k++)
+        n += (size_t)snprintf(path + n, cap - n, "&a%d=1", k);
+    cJSON *j = get_json(path);
+    ASSERT_EQ(num(j, "total"), NSPECS);
+    cJSON_Delete(j);
+    n = (size_t)snprintf(path, cap, "/api/v1/endpoints?group=");
+    memset(path + n, 'a', API_URI_MAX - n);
+    path[API_URI_MAX] = '\0';
+    expect_error("GET", path, NULL, 400, "bad_parameter");
+    atomic_store(&g_timeout_s, saved);
+    free(path);
+    j = get_json("/api/v1/status"); /* still serving */
+    cJSON_Delete(j);
+}
+
+typedef struct pf_call_s {
+    pthread_t t;
+    resp_t r;
+} pf_call_t;
+
+static const char pf_pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+static void *post_preflight(void *arg)
+{
+    pf_call_t *c = arg;
+    c->r = request("POST", "/api/v1/preflight", "Bearer " TOKEN, pf_pem, sizeof(pf_pem) - 1);
+    return NULL;
+}
+
+static int count_status(pf_call_t *calls, int n, long status)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += calls[i].r.status == status;
+    return k;
+}
+
+/* Pre-flights that never finish (a CDP that never answers) hold none of the threads that serve
+ * connections: /healthz and /api/v1/status answer meanwhile; past the running and waiting
+ * limits a pre-flight is refused 429 at once; the admitted ones complete once unblocked. */
+static void test_preflight_off_connection_threads(void)
+{
+    enum { ADMITTED = API_PREFLIGHT_RUNNING + API_PREFLIGHT_WAITING, N = ADMITTED + 3 };
+    pf_call_t calls[N];
+    memset(calls, 0, sizeof(calls));
+    int before = atomic_load(&g_preflights);
+    pthread_mutex_lock(&g_pf_mu);
+    g_pf_closed = 1;
+    pthread_mutex_unlock(&g_pf_mu);
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ(pthread_create(&calls[i].t, NULL, post_preflight, &calls[i]), 0);
+
+    /* The running ones reach the hook and block there; the others are refused or wait. */
+    pthread_mutex_lock(&g_pf_mu);
+    while (g_pf_blocked < API_PREFLIGHT_RUNNING)
+        pthread_cond_wait(&g_pf_cv, &g_pf_mu);
+    pthread_mutex_unlock(&g_pf_mu);
+    long saved = atomic_exchange(&g_timeout_s, 2); /* hang detector: all 4 threads busy before */
+    for (int i = 0; i < 8; i++) {
+        cJSON *j = get_json(i % 2 ? "/healthz" : "/api/v1/status");
+        cJSON_Delete(j);
+    }
+    atomic_store(&g_timeout_s, saved);
+    pthread_mutex_lock(&g_pf_mu);
+    ASSERT_EQ(g_pf_blocked, API_PREFLIGHT_RUNNING);
+    g_pf_closed = 0;
+    pthread_cond_broadcast(&g_pf_cv);
+    pthread_mutex_unlock(&g_pf_mu);
+    for (int i = 0; i < N; i++)
+        pthread_join(calls[i].t, NULL);
+
+    /* Nothing finished while the hook was blocked, so exactly the limit was admitted. */
+    ASSERT_EQ(count_status(calls, N, 200), ADMITTED);
+    ASSERT_EQ(count_status(calls, N, 429), N - ADMITTED);
+    ASSERT_EQ(atomic_load(&g_preflights), before + ADMITTED);
+    for (int i = 0; i < N; i++) {
+        cJSON *j = cJSON_Parse(calls[i].r.body);
+        ASSERT(j != NULL);
+        if (calls[i].r.status == 429) {
+            ASSERT_STREQ(str(j, "code"), "too_many_requests");
+            ASSERT_CONTAINS(calls[i].r.headers, "Retry-After: ");
+        } else {
+            ASSERT_EQ(num(j, "received"), sizeof(pf_pem) - 1);
+        }
+        cJSON_Delete(j);
+        resp_free(&calls[i].r);
+    }
+}
+
+/* A snapshot of n groups, each with online endpoints whose chain expires at a different day. */
+static snap_t *build_big_snap(size_t n)
+{
+    snap_t *s = snap_new();
+    s->generated_at = T0;
+    s->started_at = T0;
+    s->vantage = fs_xstrdup("big");
+    s->shard = fs_xstrdup("0/1");
+    s->ngroups = n;
+    s->groups = fs_xcalloc(n, sizeof(*s->groups));
+    for (size_t g = 0; g < n; g++) {
+        char name[32];
+        snprintf(name, sizeof(name), "group-%05zu", g);
+        s->groups[g].name = fs_xstrdup(name);
+        s->groups[g].counts.total = s->groups[g].counts.online = 20;
+        s->groups[g].chain_not_after = T0 + (int64_t)(g % 60) * 86400;
+        s->totals.total += 20;
+        s->totals.online += 20;
+    }
+    return s;
+}
+
+typedef struct fc_call_s {
+    pthread_t t;
+    resp_t r;
+} fc_call_t;
+
+static void *get_forecast(void *arg)
+{
+    fc_call_t *c = arg;
+    c->r = get("/api/v1/forecast?days=30");
+    return NULL;
+}
+
+/* Eight clients asking for the same forecast of 5,000 groups cost one render: the API keeps it
+ * for that snapshot and days. A new snapshot or another days value renders again. */
+static void test_forecast_rendered_once(void)
+{
+    api_t *a = start(TOKEN, 0, 1);
+    int saved = g_port;
+    g_port = api_port(a);
+    api_publish(a, build_big_snap(5000));
+    atomic_store(&g_forecast_real, 1);
+    int before = atomic_load(&g_forecasts);
+    fc_call_t calls[8];
+    for (int i = 0; i < 8; i++)
+        ASSERT_EQ(pthread_create(&calls[i].t, NULL, get_forecast, &calls[i]), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(calls[i].t, NULL);
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 1);
+    for (int i = 0; i < 8; i++) {
+        ASSERT_EQ(calls[i].r.status, 200);
+        ASSERT_EQ(calls[i].r.len, calls[0].r.len);
+        ASSERT(memcmp(calls[i].r.body, calls[0].r.body, calls[0].r.len) == 0);
+    }
+    cJSON *j = cJSON_Parse(calls[0].r.body);
+    ASSERT(j != NULL);
+    ASSERT_EQ(num(j, "days"), 30);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "groups")), 5000);
+    /* Groups whose chain expires within 30 days (g % 60 <= 30) are offline by then. */
+    ASSERT_EQ(num(cJSON_GetObjectItem(j, "endpoints"), "offline"), 20 * (5000 / 60 * 31 + 20));
+    ASSERT_EQ(num(cJSON_GetObjectItem(j, "causes"), "cert_expired"), 20 * (5000 / 60 * 31 + 20));
+    cJSON_Delete(j);
+    for (int i = 0; i < 8; i++)
+        resp_free(&calls[i].r);
+
+    j = get_json("/api/v1/forecast?days=31");
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 2);
+    cJSON_Delete(j);
+    j = get_json("/api/v1/forecast?days=30");
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 2); /* still kept */
+    cJSON_Delete(j);
+    api_publish(a, build_big_snap(5000));
+    j = get_json("/api/v1/forecast?days=30");
+    ASSERT_EQ(atomic_load(&g_forecasts), before + 3); /* a new snapshot, a new render */
+    cJSON_Delete(j);
+    atomic_store(&g_forecast_real, 0);
+    g_port = saved;
+    api_stop(a);
+}
+
 static void test_listen_errors(void)
 {
     static const char *const bad[] = {
@@ -1090,6 +1352,10 @@ int main(void)
     fprintf(stderr, "-- test_concurrent_with_republish\n");
     test_concurrent_with_republish(a);
     RUN(test_healthz_stale);
+    RUN(test_healthz_stalled);
+    RUN(test_uri_limits);
+    RUN(test_preflight_off_connection_threads);
+    RUN(test_forecast_rendered_once);
     RUN(test_listen_errors);
     RUN(test_idle_client_dropped);
     RUN(test_stop_with_idle_connections);

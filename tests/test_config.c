@@ -6,6 +6,7 @@
 #include "tests/test.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -837,6 +838,82 @@ static void test_group_equal(void)
     ASSERT(!cfg_group_equal(NULL, 0, NULL, 0));
 }
 
+/* A growable JSON text for the large cases. */
+typedef struct text_s {
+    char *p;
+    size_t len, cap;
+} text_t;
+
+static void add(text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        ASSERT(n >= 0);
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->cap = t->cap ? 2 * t->cap : 4096;
+        t->p = realloc(t->p, t->cap);
+        ASSERT(t->p != NULL);
+    }
+}
+
+/* One group whose DNS view has n names, listed forwards or backwards, with an extra entry. */
+static char *resolve_doc(int n, int backwards, const char *extra)
+{
+    text_t t = {0};
+    add(&t, "{" TS ", \"profiles\": {\"default\": {\"url\": \"https://ns/\"}}, \"groups\": "
+            "[{\"name\": \"hq\", \"count\": 1, \"network\": {\"resolve\": {");
+    for (int k = 0; k < n; k++) {
+        int i = backwards ? n - 1 - k : k;
+        add(&t, "%s\"h%05d.example\": \"10.0.%d.%d\"", k ? ", " : "", i, i / 256 % 256, i % 256);
+    }
+    add(&t, "%s}}}]}", extra);
+    return t.p;
+}
+
+/* Tens of thousands of groups or DNS overrides: the same validation and comparison as a small
+ * file (duplicates found in any case, maps compared in any order), in linear time. */
+static void test_large_maps(void)
+{
+    char err[256];
+    cfg_t *c = NULL;
+    text_t t = {0};
+    add(&t, "{" TS ", \"profiles\": {\"default\": {\"url\": \"https://ns/\"}}, \"groups\": [");
+    for (int i = 0; i < 20000; i++)
+        add(&t, "%s{\"name\": \"g-%05d\", \"count\": 1}", i ? ", " : "", i);
+    add(&t, ", {\"name\": \"G-00123\", \"count\": 1}]}");
+    ASSERT_EQ(cfg_parse(&c, t.p, t.len, tmp, err), -1);
+    ASSERT_CONTAINS(err, "groups[20000].name: duplicate group name \"G-00123\" (groups[123])");
+    free(t.p);
+
+    char *doc = resolve_doc(50000, 0, ", \"H00007.EXAMPLE\": \"10.9.9.9\"");
+    ASSERT_EQ(cfg_parse(&c, doc, strlen(doc), tmp, err), -1);
+    ASSERT_CONTAINS(err, "groups[0].network.resolve[\"H00007.EXAMPLE\"]: duplicate name");
+    free(doc);
+
+    char *fwd = resolve_doc(50000, 0, ""), *back = resolve_doc(50000, 1, "");
+    char *other = resolve_doc(50000, 1, "");
+    char *at = strstr(other, "\"h00042.example\": \"10.0.0.42\"");
+    ASSERT(at != NULL);
+    memcpy(strstr(at, "10.0.0.42"), "10.0.0.43", 9);
+    cfg_t *a = parse_ok(fwd), *b = parse_ok(back), *o = parse_ok(other);
+    ASSERT_EQ(a->groups[0].network.resolve.n, 50000);
+    ASSERT(cfg_group_equal(a, 0, b, 0));
+    ASSERT(!cfg_group_equal(a, 0, o, 0));
+    cfg_free(a);
+    cfg_free(b);
+    cfg_free(o);
+    free(fwd);
+    free(back);
+    free(other);
+}
+
 static void test_names(void)
 {
     ASSERT_STREQ(cfg_rev_mode_name(CFG_REV_SOFT_FAIL), "soft_fail");
@@ -896,6 +973,7 @@ int main(void)
     RUN(test_errors);
     RUN(test_defaults);
     RUN(test_full);
+    RUN(test_large_maps);
     RUN(test_load_errors);
     RUN(test_special_files);
     RUN(test_strings_ok);

@@ -9,9 +9,14 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -48,6 +53,9 @@ static resp_t http(const char *method, const char *path, const char *auth)
     return http_body(method, path, auth, "");
 }
 
+/* Client timeout of this thread's requests: a hang detector, never a speed verdict. */
+static _Thread_local long http_timeout_s = 10;
+
 static resp_t http_body(const char *method, const char *path, const char *auth, const char *body)
 {
     resp_t r = {0};
@@ -67,7 +75,7 @@ static resp_t http_body(const char *method, const char *path, const char *auth, 
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, http_timeout_s);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK)
@@ -791,7 +799,7 @@ static void test_events_and_log(void)
     cJSON_Delete(s);
 }
 
-static void test_stop(void)
+static void stop_daemon(void)
 {
     ASSERT(kill(daemon_pid, SIGTERM) == 0);
     int st = 0;
@@ -810,6 +818,208 @@ static void test_stop(void)
     ASSERT(strstr(errs, "ERROR: AddressSanitizer") == NULL);
     ASSERT(strstr(errs, "runtime error:") == NULL);
     free(errs);
+    close(daemon_out);
+    daemon_out = -1;
+}
+
+static void test_stop(void)
+{
+    stop_daemon();
+}
+
+/* A configuration of its own for one test: a group probing the lab's good binding, with its
+ * CRL host at crl_ip (the lab's CRL server is on 127.0.0.1), strict revocation with short
+ * retrieval timeouts, and optionally a second group whose DNS view has `filler` more names. */
+static void write_own_config(const char *path, const char *crl_ip, unsigned filler)
+{
+    char root[600], tok[600];
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    lab_file(&lab, "token", tok, sizeof(tok));
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fprintf(f,
+            "{\"vantage\": \"lab\", \"listen\": \"127.0.0.1:0\", \"api_token_file\": \"%s\",\n"
+            " \"interval_s\": 3600, \"limits\": {\"probe_timeout_ms\": 10000},\n"
+            " \"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},\n"
+            " \"profiles\": {\"default\": {\"url\": \"https://%s:%d/\"}},\n"
+            " \"groups\": [{\"name\": \"hq\", \"count\": 4, \"profile\": \"default\",\n"
+            "   \"trust\": \"corp\", \"revocation\": {\"mode\": \"strict\", \"url_timeout_ms\": "
+            "6000, \"budget_ms\": 8000},\n"
+            "   \"network\": {\"resolve\": {\"%s\": \"127.0.0.1\", \"%s\": \"%s\"}}}",
+            tok, root, LAB_HOST, lab_port(&lab, LAB_SC_GOOD), LAB_HOST, LAB_CRL_HOST, crl_ip);
+    if (filler > 0) {
+        fprintf(f,
+                ",\n  {\"name\": \"big\", \"count\": 3, \"network\": {\"resolve\": "
+                "{\"%s\": \"127.0.0.1\", \"%s\": \"127.0.0.1\"",
+                LAB_HOST, LAB_CRL_HOST);
+        for (unsigned i = 0; i < filler; i++)
+            fprintf(f, ", \"h%06u.example\": \"10.%u.%u.%u\"", i, (i >> 16) & 255, (i >> 8) & 255,
+                    i & 255);
+        fprintf(f, "}}}");
+    }
+    fprintf(f, "]}\n");
+    fclose(f);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int has_groups(cJSON *s, void *arg)
+{
+    (void)arg;
+    return cJSON_GetArraySize(cJSON_GetObjectItem(s, "groups")) > 0;
+}
+
+static int has_big_group(cJSON *s, void *arg)
+{
+    (void)arg;
+    return group(s, "big") != NULL;
+}
+
+/* SIGHUP with a 2.8 MB configuration (100,000 DNS overrides): the file is parsed and built off
+ * the loop, so probing and publishing go on meanwhile — /healthz says ok, /api/v1/status
+ * answers and its generated_at keeps advancing — and the reload is applied. A second SIGHUP
+ * during the reload is coalesced, not lost. */
+static void test_reload_large_config(void)
+{
+    char saved[600];
+    fs_strlcpy(saved, cfg_path, sizeof(saved));
+    lab_file(&lab, "reload-large.json", cfg_path, sizeof(cfg_path));
+    write_own_config(cfg_path, "127.0.0.1", 0);
+    start_daemon();
+    cJSON *s = wait_status(all_probed, NULL);
+    cJSON_Delete(s);
+
+    write_own_config(cfg_path, "127.0.0.1", 100000);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    http_timeout_s = 5; /* hang detector: the loop used to freeze for 30 s and more */
+    char last[64] = "";
+    int changes = 0, applied = 0;
+    int64_t start = mono_ms(), last_change = start, max_gap = 0;
+    while (!applied || mono_ms() - start < 3000) {
+        ASSERT(mono_ms() - start < 120000);
+        cJSON *h = get_json("/healthz", 200);
+        ASSERT_STREQ(cJSON_GetObjectItem(h, "status")->valuestring, "ok");
+        cJSON_Delete(h);
+        s = get_json("/api/v1/status", 200);
+        const char *gen = cJSON_GetObjectItem(s, "generated_at")->valuestring;
+        int64_t now = mono_ms();
+        if (strcmp(gen, last) != 0) {
+            if (last[0] != '\0')
+                changes++;
+            fs_strlcpy(last, gen, sizeof(last));
+            last_change = now;
+        }
+        if (now - last_change > max_gap)
+            max_gap = now - last_change;
+        applied |= has_big_group(s, NULL);
+        cJSON_Delete(s);
+        usleep(200000);
+    }
+    http_timeout_s = 10;
+    /* Published every second throughout; 8 s without a new snapshot is a frozen loop. */
+    if (max_gap > 8000 || changes < 2)
+        fprintf(stderr, "generated_at: %d changes, longest still %lld ms\n", changes,
+                (long long)max_gap);
+    ASSERT(max_gap <= 8000);
+    ASSERT(changes >= 2);
+    s = wait_status(all_probed, NULL);
+    ASSERT_EQ(num(group(s, "big"), "total"), 3);
+    ASSERT_EQ(num(group(s, "hq"), "total"), 4);
+    cJSON_Delete(s);
+    char *errs = read_file(err_path);
+    ASSERT_CONTAINS(errs, "configuration reloaded");
+    ASSERT(strstr(errs, "reload refused") == NULL);
+    free(errs);
+    stop_daemon();
+    fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
+}
+
+typedef struct pf_call_s {
+    pthread_t t;
+    const char *pem;
+    resp_t r;
+    atomic_int *done;
+} pf_call_t;
+
+static void *post_preflight(void *arg)
+{
+    pf_call_t *c = arg;
+    http_timeout_s = 90;
+    c->r = http_body("POST", "/api/v1/preflight", token, c->pem);
+    atomic_fetch_add(c->done, 1);
+    return NULL;
+}
+
+/* Pre-flights against a CDP that accepts and never answers take their whole retrieval budget;
+ * eight of them at once leave the API answering /healthz and /api/v1/status meanwhile. Each
+ * either completes with its verdict (crl_unreachable under strict revocation) or is refused
+ * 429 over the limit; the first four admitted always complete. */
+static void test_preflight_stalled_cdp(void)
+{
+    enum { N = 8 };
+    /* 127.0.0.7:<CRL port> listens but never accepts: the kernel completes the handshake, the
+     * request is sent, no answer ever comes. */
+    int hole = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT(hole >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)lab_http_port(lab.http))};
+    sa.sin_addr.s_addr = htonl(0x7f000007);
+    ASSERT_EQ(bind(hole, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ASSERT_EQ(listen(hole, 64), 0);
+
+    char saved[600];
+    fs_strlcpy(saved, cfg_path, sizeof(saved));
+    lab_file(&lab, "preflight-stall.json", cfg_path, sizeof(cfg_path));
+    write_own_config(cfg_path, "127.0.0.7", 0);
+    start_daemon();
+    cJSON_Delete(wait_status(has_groups, NULL)); /* the first snapshot is published */
+    char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
+    atomic_int done;
+    atomic_init(&done, 0);
+    pf_call_t calls[N];
+    for (int i = 0; i < N; i++) {
+        calls[i] = (pf_call_t){.pem = pem, .done = &done};
+        ASSERT_EQ(pthread_create(&calls[i].t, NULL, post_preflight, &calls[i]), 0);
+    }
+    int polls = 0;
+    while (atomic_load(&done) < N || polls < 4) {
+        http_timeout_s = 2; /* hang detector: before, all four API threads were held */
+        cJSON *j = get_json(polls % 2 ? "/healthz" : "/api/v1/status", 200);
+        cJSON_Delete(j);
+        polls++;
+        usleep(200000);
+    }
+    int ok = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(calls[i].t, NULL);
+        cJSON *doc = cJSON_Parse(calls[i].r.body);
+        ASSERT(doc != NULL);
+        if (calls[i].r.status == 200) {
+            expect_verdict(doc, "hq", "crl_unreachable");
+            ok++;
+        } else {
+            if (calls[i].r.status != 429)
+                fprintf(stderr, "pre-flight: %ld %s\n", calls[i].r.status, calls[i].r.body);
+            ASSERT_EQ(calls[i].r.status, 429);
+            ASSERT_STREQ(cJSON_GetObjectItem(doc, "code")->valuestring, "too_many_requests");
+            refused++;
+        }
+        cJSON_Delete(doc);
+        free(calls[i].r.body);
+    }
+    http_timeout_s = 10;
+    ASSERT(ok >= 4);
+    ASSERT_EQ(ok + refused, N);
+    free(pem);
+    stop_daemon();
+    close(hole);
+    fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
 }
 
 /* `--check --shard i/n` counts the endpoints of each shard: the shards partition the fleet. */
@@ -1149,6 +1359,8 @@ int main(void)
     RUN(test_events_and_log);
     RUN(test_stop);
     RUN(test_event_log_disk_full);
+    RUN(test_reload_large_config);
+    RUN(test_preflight_stalled_cdp);
     close(daemon_out);
     lab_stop(&lab);
     curl_global_cleanup();

@@ -30,28 +30,54 @@
 #define API_DEFAULT_IDLE_S 30
 #define API_DEFAULT_STALE_S 30
 #define API_CONN_LIMIT 1024
-/* Per connection: request line and headers must fit. Longer requests get MHD's own 414/431. */
-#define API_CONN_MEMORY (64 * 1024)
+/* Per connection: request line and headers must fit. Room for a 64 KiB request line, so that
+ * one past API_URI_MAX is still read and answered by us (JSON 414); requests past this get
+ * libmicrohttpd's own 414/431. The pool's pages are only touched as far as they are used. */
+#define API_CONN_MEMORY (128 * 1024)
 /* A client that keeps streaming past the body cap is disconnected after this much. */
 #define API_DISCARD_MAX (4 * API_BODY_MAX)
 /* No rendered document may exceed this (/metrics of 10k groups is ~3 MiB). */
 #define API_RENDER_MAX (64u * 1024 * 1024)
 #define API_ERROR_MAX 4096
 
+#define STR_(x) #x
+#define FS_STR(x) STR_(x)
+
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CT_HTML "text/html; charset=utf-8"
+
+typedef struct req_s req_t;
+typedef struct fc_memo_s fc_memo_t;
 
 struct api_s {
     struct MHD_Daemon *mhd;
     int port;
     int stale_after_s;
+    const _Atomic int64_t *heartbeat_ms;
+    int stall_after_ms;
     char *token; /* NULL: mutating calls are disabled */
     size_t token_len;
     void *arg;
     void (*on_scan)(void *arg);
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
-    int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+    int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
+
+    /* Pre-flights: queued requests (their connections suspended) and the threads running them.
+     * admitted counts requests between admission and their connection's resumption. */
+    pthread_mutex_t pf_mu;
+    pthread_cond_t pf_cv;
+    req_t *pf_head, *pf_tail;
+    unsigned pf_admitted;
+    int pf_stopping;
+    pthread_t pf_threads[API_PREFLIGHT_RUNNING];
+    int pf_nthreads;
+
+    /* Forecast documents of the current snapshot, by days (fc_memo_t), and renders running. */
+    pthread_mutex_t fc_mu;
+    pthread_cond_t fc_cv;
+    fc_memo_t *fc_memo;
+    unsigned fc_rendering;
 
     pthread_mutex_t mu; /* guards cur */
     snap_t *cur;
@@ -98,21 +124,30 @@ static const struct route_s {
 };
 _Static_assert(FS_ARRAY_SIZE(routes) == R_COUNT, "route table out of sync");
 
-/* State of a request with a body (POST), from the first handler call to completion. */
-typedef struct req_s {
-    int route; /* route_t, -1: no such route */
+enum { PF_NONE, PF_QUEUED, PF_DONE };
+
+/* State of a request, from its request line (on_uri) to completion (on_completed). */
+struct req_s {
+    int started; /* the handler has seen it */
+    int route;   /* route_t, -1: no such route */
     unsigned method;
+    const char *uri_error; /* why the request target is refused (414), or NULL */
     int too_large;
     char *body; /* kept for R_PREFLIGHT only */
     size_t len, cap;
     size_t discarded;
-} req_t;
+    /* A pre-flight waiting for its worker (connection suspended), then its outcome. */
+    int pf_state;
+    struct MHD_Connection *conn;
+    req_t *pf_next;
+    int pf_rc, pf_status;
+    char *pf_json;
+};
 
+/* The clock of the heartbeat (api_opts_t.heartbeat_ms) and of the snapshot age. */
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(uv_hrtime() / 1000000);
 }
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -327,16 +362,28 @@ static enum MHD_Result answer_dashboard(struct MHD_Connection *c)
     return queue(c, MHD_HTTP_OK, r, CT_HTML, "Content-Security-Policy", dashboard_csp());
 }
 
+/* 200 while the loop ticks and publishes; 503 "stalled" when its heartbeat is older than
+ * stall_after_ms (a loop busy in one callback, however it answers otherwise), 503 "stale" when
+ * it ticks but no snapshot was published for stale_after_s. */
 static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c)
 {
-    int64_t age_ms = mono_ms() - atomic_load(&a->published_ms);
-    if (age_ms <= (int64_t)a->stale_after_s * 1000)
-        return reply_static(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", CT_JSON);
+    int64_t now = mono_ms();
+    int64_t tick_ms = a->heartbeat_ms != NULL ? now - atomic_load(a->heartbeat_ms) : 0;
+    int64_t age_ms = now - atomic_load(&a->published_ms);
     char body[256];
-    snprintf(body, sizeof(body),
-             "{\"status\":\"stale\",\"error\":\"no snapshot published for %lld s (event loop "
-             "stalled)\",\"code\":\"stale\"}",
-             (long long)(age_ms / 1000));
+    if (tick_ms > a->stall_after_ms) {
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"stalled\",\"last_tick_ms_ago\":%lld,\"error\":\"the event loop "
+                 "has not ticked for %lld ms\",\"code\":\"stalled\"}",
+                 (long long)tick_ms, (long long)tick_ms);
+    } else if (age_ms > (int64_t)a->stale_after_s * 1000) {
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"stale\",\"error\":\"no snapshot published for %lld s (event "
+                 "loop stalled)\",\"code\":\"stale\"}",
+                 (long long)(age_ms / 1000));
+    } else {
+        return reply_static(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", CT_JSON);
+    }
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
     return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CT_JSON, NULL, NULL);
@@ -487,6 +534,144 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
     return ret;
 }
 
+/* ---- GET /api/v1/forecast: one render per snapshot and days ------------------------------ */
+
+/* A rendered forecast, shared by the memo and the responses sending it. */
+typedef struct fc_body_s {
+    atomic_int refs;
+    size_t len;
+    char *data;
+} fc_body_t;
+
+struct fc_memo_s {
+    snap_t *snap; /* referenced */
+    int days;
+    fc_body_t *body; /* NULL while its render runs */
+    fc_memo_t *next;
+};
+
+static fc_body_t *fc_body_ref(fc_body_t *b)
+{
+    atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+static void fc_body_unref(void *cls)
+{
+    fc_body_t *b = cls;
+    if (b != NULL && atomic_fetch_sub(&b->refs, 1) == 1) {
+        free(b->data);
+        free(b);
+    }
+}
+
+static void fc_memo_free(fc_memo_t *m)
+{
+    while (m != NULL) {
+        fc_memo_t *next = m->next;
+        snap_unref(m->snap);
+        fc_body_unref(m->body);
+        free(m);
+        m = next;
+    }
+}
+
+/* Unlinks (onto *dead) the finished entries of other snapshots than s, and the oldest finished
+ * ones past API_FORECAST_KEPT. Caller holds fc_mu. */
+static void fc_memo_prune(api_t *a, const snap_t *s, fc_memo_t **dead)
+{
+    size_t kept = 0;
+    for (fc_memo_t **pp = &a->fc_memo; *pp != NULL;) {
+        fc_memo_t *m = *pp;
+        if (m->body != NULL && (m->snap != s || kept >= API_FORECAST_KEPT)) {
+            *pp = m->next;
+            m->next = *dead;
+            *dead = m;
+            continue;
+        }
+        kept++;
+        pp = &m->next;
+    }
+}
+
+static enum MHD_Result reply_fc_body(struct MHD_Connection *c, fc_body_t *b)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data, fc_body_unref, b);
+    if (r == NULL)
+        fc_body_unref(b);
+    return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
+}
+
+/* With 65,535 groups a forecast is megabytes: clients asking for the same snapshot and days
+ * share one render (later ones wait for the first), and at most API_FORECAST_RENDERS run at
+ * once, so eight concurrent requests cost one document, not eight transient copies. */
+static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, int days)
+{
+    snap_t *s = current(a);
+    fc_memo_t *m, *dead = NULL;
+    fc_body_t *b = NULL;
+    if (s == NULL)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
+                           "not_ready");
+    pthread_mutex_lock(&a->fc_mu);
+    for (;;) {
+        fc_memo_prune(a, s, &dead);
+        for (m = a->fc_memo; m != NULL && (m->snap != s || m->days != days); m = m->next)
+            ;
+        if (m != NULL && m->body != NULL) {
+            b = fc_body_ref(m->body);
+            break;
+        }
+        if (m == NULL && a->fc_rendering < API_FORECAST_RENDERS)
+            break;
+        pthread_cond_wait(&a->fc_cv, &a->fc_mu); /* its render, or a render slot */
+    }
+    if (b == NULL) {
+        m = fs_xcalloc(1, sizeof(*m));
+        m->snap = snap_ref(s);
+        m->days = days;
+        m->next = a->fc_memo;
+        a->fc_memo = m;
+        a->fc_rendering++;
+    }
+    pthread_mutex_unlock(&a->fc_mu);
+    fc_memo_free(dead);
+    if (b != NULL) {
+        snap_unref(s);
+        return reply_fc_body(c, b);
+    }
+
+    char *json = NULL;
+    int status = 0;
+    int rc = a->on_forecast(a->arg, s, days, &json, &status);
+    if (rc == 0 && json != NULL && status == MHD_HTTP_OK) {
+        b = fs_xcalloc(1, sizeof(*b));
+        atomic_init(&b->refs, 2); /* the memo's and this response's */
+        b->len = strlen(json);
+        b->data = json;
+    }
+    pthread_mutex_lock(&a->fc_mu);
+    a->fc_rendering--;
+    if (b != NULL) {
+        m->body = b;
+    } else { /* not kept: a waiter renders it itself */
+        fc_memo_t **pp = &a->fc_memo;
+        while (*pp != m)
+            pp = &(*pp)->next;
+        *pp = m->next;
+        m->next = NULL;
+    }
+    pthread_cond_broadcast(&a->fc_cv);
+    pthread_mutex_unlock(&a->fc_mu);
+    snap_unref(s);
+    if (b == NULL) {
+        fc_memo_free(m);
+        return reply_hook(c, rc, json, status);
+    }
+    return reply_fc_body(c, b);
+}
+
 static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t route,
                                   const char *arg)
 {
@@ -508,14 +693,107 @@ static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t ro
         if (a->on_forecast == NULL)
             return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "forecast is not available",
                                "not_implemented");
-        char *json = NULL;
-        int status = 0;
-        int rc = a->on_forecast(a->arg, (int)days, &json, &status);
-        return reply_hook(c, rc, json, status);
+        return answer_forecast(a, c, (int)days);
     }
     default:
         return answer_snapshot(a, c, route, arg);
     }
+}
+
+/* ---- POST /api/v1/preflight: off the connection threads -------------------------------- */
+
+/* A pre-flight fetches CRLs for up to the groups' retrieval budgets (20 s by default, longer
+ * against a CDP that stalls): run on a connection thread, four of them would leave no thread
+ * for /healthz. So the connection is suspended, the request queued for one of
+ * API_PREFLIGHT_RUNNING workers, and resumed with the verdict; MHD then calls on_request again
+ * and answer_post sends it. Admission is bounded: past API_PREFLIGHT_RUNNING running and
+ * API_PREFLIGHT_WAITING waiting, 429. */
+
+/* Hands the outcome to the suspended connection and lets MHD send it. rq may be freed as soon
+ * as the connection is resumed; admitted drops only after, so api_stop never stops MHD with a
+ * connection still suspended. */
+static void pf_finish(api_t *a, req_t *rq, int rc, char *json, int status)
+{
+    struct MHD_Connection *c = rq->conn;
+    pthread_mutex_lock(&a->pf_mu);
+    rq->pf_rc = rc;
+    rq->pf_json = json;
+    rq->pf_status = status;
+    rq->pf_state = PF_DONE;
+    pthread_mutex_unlock(&a->pf_mu);
+    MHD_resume_connection(c);
+    pthread_mutex_lock(&a->pf_mu);
+    a->pf_admitted--;
+    pthread_cond_broadcast(&a->pf_cv);
+    pthread_mutex_unlock(&a->pf_mu);
+}
+
+static char *pf_unavailable(void)
+{
+    return fs_xstrdup("{\"error\":\"the API is stopping\",\"code\":\"unavailable\"}");
+}
+
+static void *pf_worker(void *arg)
+{
+    api_t *a = arg;
+    pthread_mutex_lock(&a->pf_mu);
+    for (;;) {
+        while (a->pf_head == NULL && !a->pf_stopping)
+            pthread_cond_wait(&a->pf_cv, &a->pf_mu);
+        req_t *rq = a->pf_head;
+        if (rq == NULL)
+            break; /* stopping */
+        a->pf_head = rq->pf_next;
+        if (a->pf_head == NULL)
+            a->pf_tail = NULL;
+        pthread_mutex_unlock(&a->pf_mu);
+        char *json = NULL;
+        int status = 0;
+        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
+        pf_finish(a, rq, rc, json, status);
+        pthread_mutex_lock(&a->pf_mu);
+    }
+    pthread_mutex_unlock(&a->pf_mu);
+    return NULL;
+}
+
+static enum MHD_Result submit_preflight(api_t *a, struct MHD_Connection *c, req_t *rq)
+{
+    pthread_mutex_lock(&a->pf_mu);
+    int stopping = a->pf_stopping;
+    int full = a->pf_admitted >= API_PREFLIGHT_RUNNING + API_PREFLIGHT_WAITING;
+    if (!stopping && !full)
+        a->pf_admitted++;
+    pthread_mutex_unlock(&a->pf_mu);
+    if (stopping)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the API is stopping", "unavailable");
+    if (full) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "too many pre-flights in progress (%d run at once, %d more may wait): retry "
+                 "later",
+                 API_PREFLIGHT_RUNNING, API_PREFLIGHT_WAITING);
+        return reply_error_h(c, MHD_HTTP_TOO_MANY_REQUESTS, msg, "too_many_requests",
+                             MHD_HTTP_HEADER_RETRY_AFTER, "10");
+    }
+    rq->conn = c;
+    rq->pf_state = PF_QUEUED;
+    /* Suspended before a worker can see it: a resume must never precede the suspend. */
+    MHD_suspend_connection(c);
+    pthread_mutex_lock(&a->pf_mu);
+    stopping = a->pf_stopping;
+    if (!stopping) {
+        if (a->pf_tail != NULL)
+            a->pf_tail->pf_next = rq;
+        else
+            a->pf_head = rq;
+        a->pf_tail = rq;
+        pthread_cond_signal(&a->pf_cv);
+    }
+    pthread_mutex_unlock(&a->pf_mu);
+    if (stopping) /* api_stop drained the queue meanwhile */
+        pf_finish(a, rq, 0, pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
+    return MHD_YES;
 }
 
 /* ---- POST routes ----------------------------------------------------------------------- */
@@ -533,13 +811,19 @@ static enum MHD_Result answer_post(api_t *a, struct MHD_Connection *c, req_t *rq
         if (a->on_post_preflight == NULL)
             return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "preflight is not available",
                                "not_implemented");
+        if (rq->pf_state == PF_DONE) { /* resumed by its worker */
+            pthread_mutex_lock(&a->pf_mu);
+            char *json = rq->pf_json;
+            int rc = rq->pf_rc, status = rq->pf_status;
+            rq->pf_json = NULL;
+            rq->pf_state = PF_NONE;
+            pthread_mutex_unlock(&a->pf_mu);
+            return reply_hook(c, rc, json, status);
+        }
         if (rq->len == 0)
             return reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
                                "bad_parameter");
-        char *json = NULL;
-        int status = 0;
-        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
-        return reply_hook(c, rc, json, status);
+        return submit_preflight(a, c, rq);
     }
     default:
         return reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
@@ -591,6 +875,31 @@ static int admitted(api_t *a, struct MHD_Connection *c, const req_t *rq, enum MH
     return !routes[rq->route].mutating || authorized(a, c, ret);
 }
 
+/* Runs on the raw request target, before libmicrohttpd splits the query into its connection
+ * memory pool: thousands of parameters exhaust the pool, and libmicrohttpd 0.9.75 then neither
+ * answers nor closes (the 431 it queues is overwritten) until the idle timeout. A target past
+ * API_URI_MAX or with more than API_QUERY_ARGS_MAX parameters gets its query cut here (the
+ * byte after '?' becomes NUL, so no parameter is parsed) and a JSON 414 from on_request.
+ * The returned request state becomes *req_cls. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    req_t *rq = calloc(1, sizeof(*rq));
+    if (rq == NULL)
+        return NULL; /* on_request allocates it */
+    size_t len = strlen(uri), args = 0;
+    char *q = strchr(uri, '?');
+    if (q != NULL && q[1] != '\0')
+        for (const char *p = q; p != NULL; p = strchr(p + 1, '&'))
+            args++;
+    if (len > API_URI_MAX)
+        rq->uri_error = "request target longer than " FS_STR(API_URI_MAX) " bytes";
+    else if (args > API_QUERY_ARGS_MAX)
+        rq->uri_error = "more than " FS_STR(API_QUERY_ARGS_MAX) " query parameters";
+    if (rq->uri_error != NULL && q != NULL)
+        q[1] = '\0'; /* the target lives in the connection's read buffer, writable */
+    return rq;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -600,11 +909,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     enum MHD_Result ret;
     const char *arg;
 
-    if (rq == NULL) { /* first call: the headers are in, the body (if any) follows */
-        rq = calloc(1, sizeof(*rq));
-        if (rq == NULL)
+    if (rq == NULL || !rq->started) { /* first call: headers in, the body (if any) follows */
+        if (rq == NULL && (rq = calloc(1, sizeof(*rq))) == NULL)
             return MHD_NO;
         *req_cls = rq;
+        rq->started = 1;
+        if (rq->uri_error != NULL)
+            return reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
         rq->route = match_route(url, &arg);
         rq->method = method_bit(method);
         /* GET and HEAD are answered on the last call: an answer queued on the first one makes
@@ -644,6 +955,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     req_t *rq = *req_cls;
     if (rq != NULL) {
         free(rq->body);
+        free(rq->pf_json);
         free(rq);
         *req_cls = NULL;
     }
@@ -727,7 +1039,13 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
 
     err[0] = '\0';
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->pf_mu, NULL);
+    pthread_cond_init(&a->pf_cv, NULL);
+    pthread_mutex_init(&a->fc_mu, NULL);
+    pthread_cond_init(&a->fc_cv, NULL);
     a->stale_after_s = o->stale_after_s > 0 ? o->stale_after_s : API_DEFAULT_STALE_S;
+    a->heartbeat_ms = o->heartbeat_ms;
+    a->stall_after_ms = o->stall_after_ms > 0 ? o->stall_after_ms : API_DEFAULT_STALL_MS;
     if (o->token != NULL && o->token[0] != '\0') {
         a->token = fs_xstrdup(o->token);
         a->token_len = strlen(a->token);
@@ -763,16 +1081,31 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     unsigned threads = o->threads > 0 ? (unsigned)o->threads : API_DEFAULT_THREADS;
     unsigned idle = o->idle_timeout_s > 0 ? (unsigned)o->idle_timeout_s : API_DEFAULT_IDLE_S;
     a->mhd = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL, NULL, on_request, a,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, a, MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_END);
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
+        on_request, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
+        threads, MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)API_CONN_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_END);
     if (a->mhd == NULL) {
         snprintf(err, 256, "listen \"%.64s\": libmicrohttpd failed to start",
                  o->listen != NULL ? o->listen : API_DEFAULT_LISTEN);
         rc = UV_EIO;
         goto fail; /* fd may or may not have been closed by MHD: leak it rather than guess */
+    }
+    for (int i = 0; a->on_post_preflight != NULL && i < API_PREFLIGHT_RUNNING; i++) {
+        if (pthread_create(&a->pf_threads[i], NULL, pf_worker, a) != 0)
+            break; /* fewer workers: pre-flights wait longer */
+        a->pf_nthreads++;
+    }
+    if (a->on_post_preflight != NULL && a->pf_nthreads == 0) {
+        snprintf(err, 256, "api: cannot start the pre-flight threads");
+        MHD_socket lfd2 = MHD_quiesce_daemon(a->mhd);
+        MHD_stop_daemon(a->mhd);
+        if (lfd2 != MHD_INVALID_SOCKET)
+            close(lfd2);
+        rc = UV_EAGAIN;
+        goto fail;
     }
     *out = a;
     return 0;
@@ -780,6 +1113,10 @@ fail:
     free(a->causes_json);
     free(a->token);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->pf_mu);
+    pthread_cond_destroy(&a->pf_cv);
+    pthread_mutex_destroy(&a->fc_mu);
+    pthread_cond_destroy(&a->fc_cv);
     free(a);
     *out = NULL;
     return rc;
@@ -792,12 +1129,17 @@ int api_port(const api_t *a)
 
 void api_publish(api_t *a, snap_t *s)
 {
+    fc_memo_t *dead = NULL;
     pthread_mutex_lock(&a->mu);
     snap_t *old = a->cur;
     a->cur = s;
     atomic_store(&a->published_ms, mono_ms());
     pthread_mutex_unlock(&a->mu);
-    snap_unref(old); /* outside the lock: freeing a large snapshot takes a while */
+    pthread_mutex_lock(&a->fc_mu); /* forecasts of older snapshots are no longer served */
+    fc_memo_prune(a, s, &dead);
+    pthread_mutex_unlock(&a->fc_mu);
+    fc_memo_free(dead); /* outside the locks: freeing a large snapshot takes a while */
+    snap_unref(old);
 }
 
 void api_stop(api_t *a)
@@ -805,12 +1147,36 @@ void api_stop(api_t *a)
     if (a == NULL)
         return;
     MHD_socket fd = MHD_quiesce_daemon(a->mhd);
+    /* Waiting pre-flights are answered 503, running ones finish; libmicrohttpd must not be
+     * stopped while a connection is still suspended. */
+    pthread_mutex_lock(&a->pf_mu);
+    a->pf_stopping = 1;
+    req_t *waiting = a->pf_head;
+    a->pf_head = a->pf_tail = NULL;
+    pthread_cond_broadcast(&a->pf_cv);
+    pthread_mutex_unlock(&a->pf_mu);
+    while (waiting != NULL) {
+        req_t *next = waiting->pf_next;
+        pf_finish(a, waiting, 0, pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
+        waiting = next;
+    }
+    for (int i = 0; i < a->pf_nthreads; i++)
+        pthread_join(a->pf_threads[i], NULL);
+    pthread_mutex_lock(&a->pf_mu);
+    while (a->pf_admitted > 0)
+        pthread_cond_wait(&a->pf_cv, &a->pf_mu);
+    pthread_mutex_unlock(&a->pf_mu);
     MHD_stop_daemon(a->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    fc_memo_free(a->fc_memo);
     snap_unref(a->cur);
     free(a->causes_json);
     free(a->token);
     pthread_mutex_destroy(&a->mu);
+    pthread_mutex_destroy(&a->pf_mu);
+    pthread_cond_destroy(&a->pf_cv);
+    pthread_mutex_destroy(&a->fc_mu);
+    pthread_cond_destroy(&a->fc_cv);
     free(a);
 }

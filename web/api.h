@@ -4,12 +4,27 @@
 #ifndef FS_API_H
 #define FS_API_H
 
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "web/snapshot.h"
 
 /* Largest request body accepted (POST /api/v1/preflight); larger answers 413. */
 #define API_BODY_MAX (1024 * 1024)
+/* Longest request target and most query parameters accepted; past either the API answers 414
+ * "uri_too_long" (JSON) without parsing the parameters. */
+#define API_URI_MAX 8192
+#define API_QUERY_ARGS_MAX 64
+/* Pre-flights evaluated at once, and how many more may wait their turn; past both the API
+ * answers 429 "too_many_requests" with Retry-After. */
+#define API_PREFLIGHT_RUNNING 2
+#define API_PREFLIGHT_WAITING 2
+/* Forecast documents rendered at once (others wait), and kept per snapshot. */
+#define API_FORECAST_RENDERS 2
+#define API_FORECAST_KEPT 8
+/* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
+#define API_DEFAULT_STALL_MS 5000
 
 typedef struct api_s api_t;
 
@@ -21,6 +36,11 @@ typedef struct api_opts_s {
     /* /healthz answers 503 when no snapshot was published for this long (the event loop is
      * stuck); <= 0 means 30. */
     int stale_after_s;
+    /* The event loop's pulse: uv_hrtime() / 1000000 at its last tick, stored by a timer on the
+     * loop (the daemon's ticks every 250 ms). /healthz answers 503 "stalled" when it is older
+     * than stall_after_ms (<= 0: API_DEFAULT_STALL_MS). NULL: not checked. */
+    const _Atomic int64_t *heartbeat_ms;
+    int stall_after_ms;
     /* Worker threads (<= 0: 4) and idle keep-alive timeout in seconds (<= 0: 30). */
     int threads;
     int idle_timeout_s;
@@ -33,10 +53,16 @@ typedef struct api_opts_s {
     void (*on_scan)(void *arg);
     /* POST /api/v1/preflight, after the token was checked; body is the request body (at most
      * API_BODY_MAX bytes, NUL-terminated at body[len]). Return 0 with *json_out (malloc'd JSON
-     * document, freed by the API) and *status (HTTP status) set, or a negative code for a 500. */
+     * document, freed by the API) and *status (HTTP status) set, or a negative code for a 500.
+     * It may take long (it fetches CRLs): it runs on one of the API's own pre-flight threads
+     * (API_PREFLIGHT_RUNNING at once) while the connection waits, never on a thread that
+     * serves connections. */
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
-    /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API); same contract. */
-    int (*on_forecast)(void *arg, int days, char **json_out, int *status);
+    /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API) from snapshot s, the one
+     * the API serves (valid during the call only); same contract. A 200 answer is kept for that
+     * snapshot and N: the hook runs once per snapshot and N however many clients ask, and at
+     * most API_FORECAST_RENDERS times at once. */
+    int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
 } api_opts_t;
 
 /* Binds the listen address and starts serving. Before the first api_publish() the snapshot
@@ -48,8 +74,9 @@ int api_port(const api_t *a);
 /* Makes s the snapshot every later request reads; takes the caller's reference. Requests in
  * progress finish on the snapshot they started with. Thread-safe; never blocks on a client. */
 void api_publish(api_t *a, snap_t *s);
-/* Stops accepting, closes every connection (idle keep-alive ones included), joins the
- * threads and drops the current snapshot. No hook runs after it returns. NULL is a no-op. */
+/* Stops accepting, answers waiting pre-flights 503, waits for running ones, closes every
+ * connection (idle keep-alive ones included), joins the threads and drops the current
+ * snapshot. No hook runs after it returns. NULL is a no-op. */
 void api_stop(api_t *a);
 
 #endif
