@@ -1,0 +1,170 @@
+/* fleet_int.h - what the files of the fleet share (fleet.h is the public side): the runtime
+ * structures of a generation, its endpoints and jobs, and the fleet__ functions each file
+ * gives the others. Only daemon/fleet.c, schedule.c, aggregate.c, reference.c, eventlog.c and
+ * reload.c include it. */
+#ifndef FS_FLEET_INT_H
+#define FS_FLEET_INT_H
+
+#include "daemon/fleet.h"
+#include "daemon/policy.h"
+#include "probes/probe.h"
+#include "probes/revoke.h"
+#include "probes/vcache.h"
+
+#include <stdint.h>
+
+#define FLEET_EVENTS_MAX 4096
+#define FLEET_DETAIL_REFRESH_S 10 /* a group's detail JSON is rebuilt at most this often */
+
+/* One simulated endpoint: kept compact, there may be millions. */
+typedef struct fleet_ep_s {
+    int64_t next_due; /* uv_now() ms */
+    int64_t since;    /* state change, seconds since the epoch (0: never) */
+    int64_t last_probe;
+    uint32_t timings_ms[SNAP_PH_COUNT];
+    uint32_t warnings;
+    uint32_t index; /* index within its group (the id's number) */
+    uint16_t group;
+    uint8_t state;
+    uint8_t cause;
+    uint8_t in_flight;
+} fleet_ep_t;
+
+typedef struct fleet_group_s {
+    const cfg_group_t *cfg;
+    policy_t pl; /* what its probes use (policy.h); never moved once built */
+    snap_counts_t counts;
+    /* Per primary cause (FS_CAUSE_NONE: online), the last message and detail JSON of a probe
+     * of this group that ended so: an endpoint is shown its own kind of outcome. */
+    char *msg[FS_CAUSE_COUNT];
+    char *detail[FS_CAUSE_COUNT];
+    int64_t detail_at;       /* last time a probe of this group captured its chain */
+    int want_capture;        /* an outcome without a detail appeared: capture the next probe */
+    int64_t chain_not_after; /* for the forecast, from the last probe that got that far */
+    int64_t chain_not_before;
+    int64_t crl_next_update;
+} fleet_group_t;
+
+typedef struct fleet_gen_s {
+    int refs;
+    cfg_t *cfg;
+    fleet_group_t *groups;
+    size_t ngroups;
+    fleet_ep_t *eps;
+    uint32_t neps;
+    uint32_t *heap; /* endpoint indices, min-heap on next_due */
+    uint32_t nheap;
+    policy_t ref; /* the reference probe's settings */
+} fleet_gen_t;
+
+/* What a generation's probe options point at: the fleet's retrieval context and verdict cache.
+ * Captured on the loop, so a generation can be built on another thread. */
+typedef struct gen_env_s {
+    rev_ctx_t *rev;
+    vcache_t *vcache;
+    int dns_override_only;
+} gen_env_t;
+
+/* A reload in preparation (fleet.h): built off the loop, applied on it. */
+struct fleet_next_s {
+    gen_env_t env;
+    fleet_gen_t *old; /* the generation running at fleet_reload_begin, referenced */
+    fleet_gen_t *gen; /* built by fleet_reload_build, NULL before */
+    int32_t *match;   /* per new group: the old group whose endpoints it continues, or -1 */
+    int event_fd;     /* the reopened event log (-1: none), and whether it ends mid-line */
+    int event_partial;
+};
+
+typedef struct fleet_job_s {
+    fleet_t *f;
+    fleet_gen_t *gen;
+    uint32_t ep;  /* UINT32_MAX: the reference probe */
+    int captured; /* the probe captures its chain and retrievals: it becomes a group detail */
+    probe_t *probe;
+    struct fleet_job_s *prev, *next;
+} fleet_job_t;
+
+struct fleet_s {
+    uv_loop_t *loop;
+    fleet_opts_t o;
+    fleet_gen_t *gen;
+    rev_ctx_t *rev;
+    vcache_t *vcache;
+    uv_timer_t tick;
+    uv_timer_t publish_timer;
+    uv_timer_t ref_timer;
+    int closing, pending_closes;
+    int rev_closing; /* stopping: the retrieval context is closing */
+    void (*stop_done)(void *arg);
+    void *stop_arg;
+    fleet_job_t *jobs; /* in flight, all generations */
+    uint32_t in_flight;
+    double tokens;
+    uint64_t tokens_at;
+    snap_counts_t totals;
+    uint64_t probes_total;
+    uint64_t probes_by_result[SNAP_STATE_COUNT];
+    uint64_t hist[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1]; /* per bucket, not cumulative */
+    double hist_sum[SNAP_PH_COUNT];
+    snap_event_t events[FLEET_EVENTS_MAX];
+    uint64_t event_seq;
+    int event_fd;           /* the event log, O_APPEND; -1: none */
+    int event_partial;      /* the file does not end at a line boundary */
+    int event_failing;      /* the last write failed (logged once per failure streak) */
+    uint64_t event_dropped; /* lines lost to failed or short writes, since start */
+    char event_error[128];  /* the last write error, "" when none yet */
+    int64_t event_error_at; /* its time, seconds since the epoch */
+    snap_warning_t warnings[CFG_MAX_WARNINGS + 1]; /* daemon.warnings of /status */
+    size_t nwarnings;
+    cfg_warning_t listen_warning; /* from the configuration the API was started with */
+    int64_t started_at;
+    int dirty;
+    int ref_in_flight;
+    int ref_ok;    /* the reference binding answered last time */
+    int ref_known; /* a reference result exists */
+    char *targets_json;
+    char *metrics_extra;
+    uint64_t rng;
+};
+
+/* fleet.c: lifecycle and generations */
+void fleet__log(const fleet_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double fleet__rnd(fleet_t *f); /* [0, 1): schedule jitter */
+void fleet__gen_unref(fleet_gen_t *g);
+/* Builds the runtime of cfg from env only, so it may run on any thread. Takes cfg on success. */
+int fleet__gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char err[256]);
+void fleet__update_warnings(fleet_t *f, const cfg_t *cfg);
+void fleet__cancel_jobs(fleet_t *f, fleet_gen_t *only); /* only NULL: every generation's */
+/* A job ended while stopping: the stop goes on when it was the last one. */
+void fleet__job_ended_while_closing(fleet_t *f);
+
+/* schedule.c: the heap of due endpoints, the tick (limits and token bucket), jobs */
+void fleet__heap_push(fleet_gen_t *g, uint32_t ep);
+void fleet__heap_rebuild(fleet_gen_t *g);
+void fleet__start_job(fleet_t *f, uint32_t ep); /* ep UINT32_MAX: the reference probe */
+void fleet__tick_soon(fleet_t *f, uint64_t ms);
+void fleet__schedule_reference(fleet_t *f);
+double fleet__first_cycle_spread_ms(const fleet_gen_t *g, uint32_t n);
+void fleet__initial_schedule(fleet_t *f, fleet_gen_t *g);
+
+/* aggregate.c: counters, events, snapshots */
+void fleet__counts_add(snap_counts_t *c, const fleet_ep_t *e, int sign);
+void fleet__recount(fleet_t *f);
+void fleet__ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n);
+void fleet__push_event(fleet_t *f, const char *subject, int old_state, int new_state, int cause,
+                       const char *message);
+void fleet__observe(fleet_t *f, const probe_result_t *r);
+void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe_result_t *r,
+                          int captured);
+void fleet__on_publish_timer(uv_timer_t *t);
+
+/* reference.c: the reference target's /api/v1/targets document and gauges */
+void fleet__render_reference(fleet_t *f, const probe_result_t *r);
+
+/* eventlog.c: the agent.log-format event file */
+void fleet__event_log_line(fleet_t *f, const snap_event_t *ev, const char *message);
+/* Opens cfg's event log for appending into *fd (-1 when none is configured); *partial tells
+ * whether the file ends inside a line. */
+int fleet__open_event_log(const cfg_t *cfg, int *fd, int *partial, char err[256]);
+
+#endif
