@@ -18,20 +18,6 @@
 #include <unistd.h>
 #include <string.h>
 
-/* A configuration shared with the API threads (pre-flight), freed by its last user. */
-typedef struct cfg_hold_s {
-    atomic_int refs;
-    cfg_t *cfg;
-} cfg_hold_t;
-
-static void hold_unref(cfg_hold_t *h)
-{
-    if (h != NULL && atomic_fetch_sub(&h->refs, 1) == 1) {
-        cfg_free(h->cfg);
-        free(h);
-    }
-}
-
 /* The loop stores its pulse here this often; /healthz reports a loop that stopped ticking
  * (api_opts_t.heartbeat_ms, API_DEFAULT_STALL_MS). */
 #define RUN_HEARTBEAT_MS 250
@@ -44,7 +30,6 @@ typedef struct reload_s {
     uv_work_t req;
     run_t *r;
     fleet_next_t *next;
-    cfg_t *api_cfg; /* a second parse for the API threads (pre-flight), or NULL */
     int rc;
     char err[256];
 } reload_t;
@@ -67,33 +52,24 @@ struct run_s {
     const daemon_opts_t *o;
     pthread_mutex_t shared_mu; /* guards api_cfg, latest and scan_open: the loop writes, API
                                   threads read */
-    cfg_hold_t *api_cfg;       /* the running configuration, as API threads see it */
+    const cfg_t *api_cfg;      /* the configuration the loop runs, one reference for the API
+                                  threads (pre-flight): the same immutable cfg_t, not a re-read */
     snap_t *latest;            /* the newest snapshot, for pre-flight's view of the groups */
     int scan_open;             /* the scan handle accepts sends */
 };
 
 static int load(run_t *r, cfg_t **out, char err[256]);
 
-/* Makes cfg (a parse of its own, so the fleet and the API never share a cfg_t across threads)
- * the configuration API threads see. */
-static void set_api_cfg(run_t *r, cfg_t *cfg)
-{
-    cfg_hold_t *h = fs_xcalloc(1, sizeof(*h));
-    atomic_init(&h->refs, 1);
-    h->cfg = cfg;
-    pthread_mutex_lock(&r->shared_mu);
-    cfg_hold_t *old = r->api_cfg;
-    r->api_cfg = h;
-    pthread_mutex_unlock(&r->shared_mu);
-    hold_unref(old);
-}
-
+/* Shows API threads the configuration the fleet runs now (a reference to the very cfg_t the
+ * loop uses: immutable, so shared without copying or reading the file again). */
 static void publish_api_cfg(run_t *r)
 {
-    cfg_t *cfg;
-    char err[256];
-    if (load(r, &cfg, err) == 0)
-        set_api_cfg(r, cfg);
+    const cfg_t *cfg = cfg_ref(fleet_cfg(r->fleet));
+    pthread_mutex_lock(&r->shared_mu);
+    const cfg_t *old = r->api_cfg;
+    r->api_cfg = cfg;
+    pthread_mutex_unlock(&r->shared_mu);
+    cfg_unref(old);
 }
 
 static void run_usage(FILE *f)
@@ -165,9 +141,7 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
 {
     run_t *r = arg;
     pthread_mutex_lock(&r->shared_mu);
-    cfg_hold_t *h = r->api_cfg;
-    if (h != NULL)
-        atomic_fetch_add(&h->refs, 1);
+    const cfg_t *h = r->api_cfg ? cfg_ref(r->api_cfg) : NULL;
     snap_t *snap = r->latest ? snap_ref(r->latest) : NULL;
     pthread_mutex_unlock(&r->shared_mu);
     if (h == NULL) {
@@ -178,10 +152,10 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     }
     cJSON *doc;
     char err[256];
-    fs_cause_t *current = current_causes(snap, h->cfg);
+    fs_cause_t *current = current_causes(snap, h);
     snap_unref(snap);
-    int prc = preflight_run(h->cfg, (const unsigned char *)body, len, r->o->dns_override_only,
-                            current, &doc, err);
+    int prc = preflight_run(h, (const unsigned char *)body, len, r->o->dns_override_only, current,
+                            &doc, err);
     free(current);
     if (prc < 0) {
         cJSON *e = cJSON_CreateObject();
@@ -195,7 +169,7 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
         cJSON_Delete(doc);
         *status = 200;
     }
-    hold_unref(h);
+    cfg_unref(h);
     return 0;
 }
 
@@ -258,12 +232,8 @@ static void reload_work(uv_work_t *w)
     if (rl->rc < 0)
         return;
     rl->rc = fleet_reload_build(rl->next, cfg, rl->err);
-    if (rl->rc < 0) {
+    if (rl->rc < 0)
         cfg_free(cfg);
-        return;
-    }
-    if (load(rl->r, &rl->api_cfg, rl->err) < 0)
-        rl->api_cfg = NULL; /* changed on disk since: the API keeps the previous one */
 }
 
 static void start_reload(run_t *r);
@@ -277,15 +247,13 @@ static void reload_done(uv_work_t *w, int status)
     r->reload = NULL;
     if (status != 0 || r->stopping || r->fleet == NULL) {
         fleet_next_free(rl->next);
-        cfg_free(rl->api_cfg);
     } else if (rl->rc < 0) {
         fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
                 rl->err);
         fleet_next_free(rl->next);
     } else {
         fleet_reload_apply(r->fleet, rl->next);
-        if (rl->api_cfg != NULL)
-            set_api_cfg(r, rl->api_cfg);
+        publish_api_cfg(r);
     }
     free(rl);
     if (r->reload_again && !r->stopping && r->fleet != NULL) {
@@ -449,14 +417,14 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
                      .on_scan = on_scan_request,
                      .on_forecast = on_forecast,
                      .on_post_preflight = on_preflight};
-    publish_api_cfg(&r);
+    r.api_cfg = cfg_ref(cfg); /* the fleet takes cfg itself below: the same object */
     uv_async_init(&r.loop, &r.scan, on_scan_async);
     r.scan.data = &r;
     r.scan_open = 1;
     if (api_start(&r.api, &ao, err) < 0) {
         fprintf(stderr, "fleetscan: API on %s: %s\n", listen, err);
         cfg_free(cfg);
-        hold_unref(r.api_cfg);
+        cfg_unref(r.api_cfg);
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
@@ -472,7 +440,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
         cfg_free(cfg);
         api_stop(r.api);
-        hold_unref(r.api_cfg);
+        cfg_unref(r.api_cfg);
         uv_close((uv_handle_t *)&r.scan, NULL);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
@@ -503,7 +471,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     fflush(stdout);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);
-    hold_unref(r.api_cfg);
+    cfg_unref(r.api_cfg);
     snap_unref(r.latest);
     pthread_mutex_destroy(&r.shared_mu);
     int rc = uv_loop_close(&r.loop);

@@ -1434,6 +1434,7 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
     *out = NULL;
     err[0] = '\0';
     p.cfg = fs_xcalloc(1, sizeof(*p.cfg));
+    atomic_init(&p.cfg->refs, 1);
 
     if (base_dir == NULL || base_dir[0] != '/') {
         cwd = getcwd(NULL, 0);
@@ -1531,9 +1532,20 @@ out:
     return rc;
 }
 
+const cfg_t *cfg_ref(const cfg_t *c)
+{
+    atomic_fetch_add(&((cfg_t *)c)->refs, 1); /* the count is the one mutable field */
+    return c;
+}
+
+void cfg_unref(const cfg_t *c)
+{
+    cfg_free((cfg_t *)c);
+}
+
 void cfg_free(cfg_t *c)
 {
-    if (c == NULL)
+    if (c == NULL || atomic_fetch_sub(&c->refs, 1) > 1)
         return;
     for (size_t i = 0; i < c->ntrust; i++) {
         free(c->trust[i].name);

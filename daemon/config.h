@@ -3,6 +3,7 @@
 #ifndef FS_CONFIG_H
 #define FS_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -110,6 +111,7 @@ typedef struct cfg_group_s {
 
 /* The whole configuration. Immutable once returned; free with cfg_free(). */
 typedef struct cfg_s {
+    atomic_int refs;      /* shared read-only by the loop and the API threads; see cfg_ref() */
     char *base_dir;       /* absolute directory relative paths were resolved against */
     char *vantage;        /* name of this vantage host, default gethostname() */
     char listen_host[64]; /* API bind address: an IP literal, without brackets */
@@ -147,7 +149,11 @@ int cfg_load(cfg_t **out, const char *path, char err[256]);
  * against base_dir (NULL: the current directory). */
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256]);
 
-/* Frees a configuration; NULL is fine. */
+/* A configuration is immutable once returned, so threads share it: cfg_ref() takes another
+ * reference (returns cfg), cfg_unref() and cfg_free() drop one; the last one frees. NULL is
+ * fine for both drops. */
+const cfg_t *cfg_ref(const cfg_t *cfg);
+void cfg_unref(const cfg_t *cfg);
 void cfg_free(cfg_t *cfg);
 
 /* Returns 1 when group ia of a and group ib of b probe identically: same name, count, TLS,
