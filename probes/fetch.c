@@ -370,6 +370,13 @@ static void job_begin_hop(fetch_job_t *j)
     /* "" rather than NULL: never pick a proxy up from the daemon's environment. LDAP is never
      * proxied (Windows' LDAP client does not use the WinHTTP proxy either). */
     curl_easy_setopt(e, CURLOPT_PROXY, j->proxy && !j->ldap ? j->proxy : "");
+    if (j->ldap) {
+        /* One connection per LDAP search: libcurl 7.88's OpenLDAP backend leaks its per-connection
+         * state when a transfer reuses a cached connection (the new one's setup is dropped
+         * without its disconnect handler); a retrieval a URL is cached for makes this cheap. */
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
     if (j->post != NULL && !j->ldap) {
         j->headers = curl_slist_append(NULL, "Expect:");
         if (j->headers && j->post_type) {
