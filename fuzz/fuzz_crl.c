@@ -1,6 +1,8 @@
-/* fuzz_crl.c - libFuzzer target for the CRL and AIA payload parsers: the input is a CRL body or
- * a caIssuers payload (DER or PEM); whatever parses is run through every check and lookup. */
+/* fuzz_crl.c - libFuzzer target for the CRL, AIA, OCSP and LDAP payload parsers: the input is a
+ * CRL body, a caIssuers payload, an OCSP response or libcurl's LDAP output; whatever parses is
+ * run through every check and lookup. */
 #include "probes/crl.h"
+#include "probes/ocsp.h"
 
 #include "fuzz/fuzz_pki.h"
 
@@ -140,6 +142,31 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         for (int i = 0; i < sk_X509_num(certs) && i < 16; i++)
             exercise_cert(sk_X509_value(certs, i), crl);
         sk_X509_pop_free(certs, X509_free);
+    }
+    /* A delta CRL checked against the base just parsed, when both parse (the input twice). */
+    if (crl != NULL)
+        crl_check_delta(crl, crl, err);
+    /* An OCSP response: signer, status for the leaf, freshness. */
+    OCSP_BASICRESP *bs = NULL;
+    if (ocsp_parse_response(data, size, &bs, err) == 0) {
+        OCSP_CERTID *id = ocsp_cert_id(leaf, issuer);
+        ocsp_answer_t a;
+        ocsp_check_signer(bs, issuer, 1700000000, err);
+        if (id != NULL && ocsp_find(bs, id, &a, err) == 0)
+            ocsp_check_time(&a, 1700000000, err);
+        ocsp_min_next_update(bs);
+        OCSP_CERTID_free(id);
+        OCSP_BASICRESP_free(bs);
+    }
+    /* libcurl's LDAP output: a CRL value is decoded, then parsed like a body. */
+    unsigned char *der = NULL;
+    size_t dlen = 0;
+    if (crl_from_ldap(data, size, &der, &dlen, err) == 0) {
+        X509_CRL *lcrl = NULL;
+        if (dlen > 0 && crl_parse(der, dlen, &lcrl, err) == 0)
+            exercise_crl(lcrl);
+        X509_CRL_free(lcrl);
+        free(der);
     }
     X509_CRL_free(crl);
     ERR_clear_error();

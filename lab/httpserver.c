@@ -19,7 +19,8 @@
 #define LAB_HTTP_TRICKLE_MS 500
 #define LAB_HTTP_ENDLESS_BLOCK 4096
 
-enum { ROUTE_NONE = -1, ROUTE_STATIC = -2 }; /* otherwise a lab_http_special_t */
+enum { ROUTE_NONE = -1, ROUTE_STATIC = -2, ROUTE_HANDLER = -3 }; /* else a lab_http_special_t */
+#define LAB_HTTP_MAX_REQUEST_BODY (64 * 1024)
 
 typedef struct route_s {
     struct route_s *next;
@@ -31,8 +32,24 @@ typedef struct route_s {
     char *content_type;
     unsigned delay_ms;
     unsigned hits;
-    char *proxy_auth; /* Proxy-Authorization of the last request, or NULL */
+    char *proxy_auth;      /* Proxy-Authorization of the last request, or NULL */
+    lab_http_handler_t fn; /* ROUTE_HANDLER: every path under this one */
+    void *arg;
 } route_t;
+
+/* A handler's argument, kept until stop. */
+typedef struct handler_arg_s {
+    struct handler_arg_s *next;
+    void *arg;
+    void (*free_arg)(void *arg);
+} handler_arg_t;
+
+/* Per request: the body read so far. */
+typedef struct req_state_s {
+    unsigned char *body;
+    size_t len;
+    int too_big;
+} req_state_t;
 
 struct lab_http_s {
     struct MHD_Daemon *daemon;
@@ -40,6 +57,7 @@ struct lab_http_s {
     atomic_int stopping;
     pthread_mutex_t mu;
     route_t *routes;
+    handler_arg_t *handler_args;
 };
 
 static void sleep_ms(unsigned ms)
@@ -57,6 +75,27 @@ static int nap(lab_http_t *h, unsigned ms)
         sleep_ms(ms - slept < LAB_HTTP_STEP_MS ? ms - slept : LAB_HTTP_STEP_MS);
     }
     return atomic_load(&h->stopping) ? -1 : 0;
+}
+
+/* Caller holds h->mu. The handler route whose prefix path starts with, or NULL. */
+static route_t *route_handler(lab_http_t *h, const char *path)
+{
+    for (route_t *r = h->routes; r != NULL; r = r->next)
+        if (r->kind == ROUTE_HANDLER && strncmp(path, r->path, strlen(r->path)) == 0)
+            return r;
+    return NULL;
+}
+
+/* Caller holds h->mu. The route serving path: an exact one that serves something, else a
+ * handler whose prefix matches, else the exact (404) one, created if needed. */
+static route_t *route_for(lab_http_t *h, const char *path)
+{
+    route_t *r;
+    for (r = h->routes; r != NULL; r = r->next)
+        if (strcmp(r->path, path) == 0 && r->kind != ROUTE_NONE)
+            return r;
+    route_t *hr = route_handler(h, path);
+    return hr ? hr : NULL;
 }
 
 /* Caller holds h->mu. Finds or creates the route for path. */
@@ -120,28 +159,41 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                               size_t *upload_data_size, void **con_cls)
 {
     lab_http_t *h = cls;
-    static int first_call_marker;
-
     /* First call: headers only. Count the request once, answer on the next call. */
     if (*con_cls == NULL) {
         const char *pa = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Proxy-Authorization");
         pthread_mutex_lock(&h->mu);
-        route_t *r = route_get(h, url);
+        route_t *r = route_for(h, url);
+        if (r == NULL)
+            r = route_get(h, url);
         r->hits++;
         free(r->proxy_auth);
         r->proxy_auth = pa ? fs_xstrdup(pa) : NULL;
         pthread_mutex_unlock(&h->mu);
-        *con_cls = &first_call_marker;
+        *con_cls = fs_xcalloc(1, sizeof(req_state_t));
         return MHD_YES;
     }
-    if (*upload_data_size != 0) { /* discard request bodies */
+    req_state_t *rs = *con_cls;
+    if (*upload_data_size != 0) { /* kept for handlers, up to a cap */
+        size_t n = *upload_data_size;
+        if (rs->len + n > LAB_HTTP_MAX_REQUEST_BODY) {
+            rs->too_big = 1;
+        } else {
+            rs->body = fs_xrealloc(rs->body, rs->len + n);
+            memcpy(rs->body + rs->len, upload_data, n);
+            rs->len += n;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }
 
     pthread_mutex_lock(&h->mu);
-    route_t *r = route_get(h, url);
+    route_t *r = route_for(h, url);
+    if (r == NULL)
+        r = route_get(h, url);
     int kind = r->kind, status = r->status;
+    lab_http_handler_t fn = r->fn;
+    void *fn_arg = r->arg;
     unsigned delay = r->delay_ms;
     size_t len = r->len;
     unsigned char *body = NULL;
@@ -163,6 +215,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             break;
         ret = queue_simple(c, status, body, len, ctype);
         break;
+    case ROUTE_HANDLER: {
+        lab_http_reply_t out = {0};
+        if (rs->too_big) {
+            ret = queue_simple(c, 413, "request body too large\n", 23, "text/plain");
+            break;
+        }
+        fn(fn_arg, method, url, rs->body, rs->len, &out);
+        if ((delay + out.delay_ms == 0 || nap(h, delay + out.delay_ms) == 0))
+            ret =
+                queue_simple(c, out.status ? out.status : 500, out.body, out.len, out.content_type);
+        free(out.body);
+        break;
+    }
     case LAB_HTTP_ENDLESS:
     case LAB_HTTP_TRICKLE:
         resp = MHD_create_response_from_callback(
@@ -188,6 +253,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return ret;
 }
 
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req_state_t *rs = *con_cls;
+    if (rs != NULL) {
+        free(rs->body);
+        free(rs);
+        *con_cls = NULL;
+    }
+}
+
 lab_http_t *lab_http_start(char err[256])
 {
     lab_http_t *h = fs_xcalloc(1, sizeof(*h));
@@ -205,9 +281,10 @@ lab_http_t *lab_http_start(char err[256])
     /* MHD's threads inherit a fully blocked mask: signals stay with the embedding process. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                                 NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
-                                 (struct sockaddr *)&sa, MHD_OPTION_END);
+    h->daemon =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+                         NULL, handle, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (h->daemon == NULL) {
         snprintf(err, 256, "lab http: MHD_start_daemon failed on 127.0.0.1");
@@ -246,6 +323,13 @@ void lab_http_stop(lab_http_t *h)
         free(r->path);
         free(r);
     }
+    while (h->handler_args != NULL) {
+        handler_arg_t *a = h->handler_args;
+        h->handler_args = a->next;
+        if (a->free_arg)
+            a->free_arg(a->arg);
+        free(a);
+    }
     pthread_mutex_destroy(&h->mu);
     free(h);
 }
@@ -264,6 +348,23 @@ void lab_http_set(lab_http_t *h, const char *path, int status, const void *body,
     }
     r->len = len;
     r->content_type = content_type ? fs_xstrdup(content_type) : NULL;
+    pthread_mutex_unlock(&h->mu);
+}
+
+void lab_http_set_handler(lab_http_t *h, const char *prefix, lab_http_handler_t fn, void *arg,
+                          void (*free_arg)(void *arg))
+{
+    handler_arg_t *a = fs_xcalloc(1, sizeof(*a));
+    a->arg = arg;
+    a->free_arg = free_arg;
+    pthread_mutex_lock(&h->mu);
+    a->next = h->handler_args;
+    h->handler_args = a;
+    route_t *r = route_get(h, prefix);
+    route_clear(r);
+    r->kind = ROUTE_HANDLER;
+    r->fn = fn;
+    r->arg = arg;
     pthread_mutex_unlock(&h->mu);
 }
 

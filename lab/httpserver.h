@@ -1,5 +1,6 @@
-/* httpserver.h - a loopback HTTP server for tests and the demo lab (CRL/AIA host, agent URLs):
- * static routes set at runtime plus misbehaving routes (endless, trickle, stall, reset). */
+/* httpserver.h - a loopback HTTP server for tests and the demo lab (CRL/AIA/OCSP host, agent
+ * URLs): static routes set at runtime, misbehaving routes (endless, trickle, stall, reset) and
+ * handler routes that compute their answer from the request (an OCSP responder). */
 #ifndef LAB_HTTPSERVER_H
 #define LAB_HTTPSERVER_H
 
@@ -36,6 +37,28 @@ void lab_http_set(lab_http_t *h, const char *path, int status, const void *body,
 void lab_http_set_special(lab_http_t *h, const char *path, lab_http_special_t kind);
 /* Delays the answer of a static route by ms (applied per request, before headers). */
 void lab_http_set_delay_ms(lab_http_t *h, const char *path, unsigned ms);
+/* What a handler answers: status, a malloc'ed body (the server frees it), its Content-Type
+ * (a static string or NULL) and a delay before the headers go out. */
+typedef struct lab_http_reply_s {
+    int status;
+    unsigned char *body;
+    size_t len;
+    const char *content_type;
+    unsigned delay_ms;
+} lab_http_reply_t;
+
+/* Called from the connection's thread for every request under the handler's prefix, with the
+ * path (query string cut, percent-escapes decoded by libmicrohttpd) and the request body (at
+ * most 64 KiB; more is refused with 413). Must be thread-safe; out is zeroed (status 0 = 500). */
+typedef void (*lab_http_handler_t)(void *arg, const char *method, const char *path,
+                                   const unsigned char *body, size_t len, lab_http_reply_t *out);
+
+/* Routes every path that starts with prefix (and matches no exact route) to fn. arg is owned by
+ * the server from now on and released with free_arg (may be NULL) at lab_http_stop, never
+ * earlier, so a request in flight keeps a replaced handler's arg. Hits count under prefix. */
+void lab_http_set_handler(lab_http_t *h, const char *prefix, lab_http_handler_t fn, void *arg,
+                          void (*free_arg)(void *arg));
+
 /* Number of requests received for path (any method, including 404s) since start. */
 unsigned lab_http_hits(lab_http_t *h, const char *path);
 /* The Proxy-Authorization header of the last request for path (when the server plays a proxy,

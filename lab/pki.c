@@ -84,6 +84,56 @@ static int set_name(X509_NAME *name, const char *cn)
     return 0;
 }
 
+/* A CRL Distribution Points (or Freshest CRL) value: one distribution point whose fullName
+ * holds the URIs first, then more (NULL-terminated, may be NULL), in order. Built by hand rather
+ * than from a configuration string, which would split AD CS's "ldap:///CN=a,CN=b" at commas. */
+static STACK_OF(DIST_POINT) * dps_of(const char *first, const char *const *more)
+{
+    STACK_OF(DIST_POINT) *dps = sk_DIST_POINT_new_null();
+    DIST_POINT *dp = DIST_POINT_new();
+    if (dps == NULL || dp == NULL || (dp->distpoint = DIST_POINT_NAME_new()) == NULL ||
+        (dp->distpoint->name.fullname = GENERAL_NAMES_new()) == NULL)
+        goto fail;
+    dp->distpoint->type = 0;
+    for (size_t i = 0;; i++) {
+        const char *url = i == 0 ? first : more ? more[i - 1] : NULL;
+        if (i == 0 && url == NULL)
+            continue;
+        if (url == NULL)
+            break;
+        GENERAL_NAME *gn = GENERAL_NAME_new();
+        ASN1_IA5STRING *uri = ASN1_IA5STRING_new();
+        if (gn == NULL || uri == NULL || !ASN1_STRING_set(uri, url, -1)) {
+            ASN1_IA5STRING_free(uri);
+            GENERAL_NAME_free(gn);
+            goto fail;
+        }
+        GENERAL_NAME_set0_value(gn, GEN_URI, uri);
+        if (!sk_GENERAL_NAME_push(dp->distpoint->name.fullname, gn)) {
+            GENERAL_NAME_free(gn);
+            goto fail;
+        }
+    }
+    if (!sk_DIST_POINT_push(dps, dp))
+        goto fail;
+    return dps;
+fail:
+    DIST_POINT_free(dp);
+    sk_DIST_POINT_free(dps);
+    return NULL;
+}
+
+/* Adds a CDP-like extension (nid) with the URIs; none: nothing. 0 or -1. */
+static int add_dps(X509 *cert, int nid, const char *first, const char *const *more)
+{
+    if (first == NULL && (more == NULL || more[0] == NULL))
+        return 0;
+    STACK_OF(DIST_POINT) *dps = dps_of(first, more);
+    int ok = dps != NULL && X509_add1_ext_i2d(cert, nid, dps, 0, X509V3_ADD_DEFAULT) == 1;
+    sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+    return ok ? 0 : -1;
+}
+
 int lab_cert_issue(lab_cert_t *out, const lab_cert_opts_t *o, const lab_cert_t *issuer,
                    char err[256])
 {
@@ -143,7 +193,9 @@ int lab_cert_issue(lab_cert_t *out, const lab_cert_opts_t *o, const lab_cert_t *
                 : EVP_PKEY_is_a(key, "RSA") ? "critical,digitalSignature,keyEncipherment"
                                             : "critical,digitalSignature") ||
         (!o->is_ca && add_ext(cert, &ctx, NID_ext_key_usage,
-                              o->client_auth_only ? "clientAuth" : "serverAuth")) ||
+                              o->ocsp_signing       ? "OCSPSigning"
+                              : o->client_auth_only ? "clientAuth"
+                                                    : "serverAuth")) ||
         add_ext(cert, &ctx, NID_subject_key_identifier, "hash") ||
         add_ext(cert, &ctx, NID_authority_key_identifier, "keyid:always")) {
         fail(err, "cannot add the standard extensions");
@@ -156,19 +208,24 @@ int lab_cert_issue(lab_cert_t *out, const lab_cert_opts_t *o, const lab_cert_t *
         fail(err, "cannot add subjectAltName");
         goto out;
     }
-    if (o->crl_url != NULL) {
-        snprintf(buf, sizeof(buf), "URI:%s", o->crl_url);
-        if (add_ext(cert, &ctx, NID_crl_distribution_points, buf)) {
-            fail(err, "cannot add the CRL distribution point");
-            goto out;
-        }
+    if (add_dps(cert, NID_crl_distribution_points, o->crl_url, o->crl_urls)) {
+        fail(err, "cannot add the CRL distribution point");
+        goto out;
     }
-    if (o->aia_url != NULL) {
+    if (add_dps(cert, NID_freshest_crl, o->freshest_url, NULL)) {
+        fail(err, "cannot add freshestCRL");
+        goto out;
+    }
+    buf[0] = '\0';
+    if (o->aia_url != NULL)
         snprintf(buf, sizeof(buf), "caIssuers;URI:%s", o->aia_url);
-        if (add_ext(cert, &ctx, NID_info_access, buf)) {
-            fail(err, "cannot add authorityInfoAccess");
-            goto out;
-        }
+    if (o->ocsp_url != NULL) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, sizeof(buf) - used, "%sOCSP;URI:%s", used ? "," : "", o->ocsp_url);
+    }
+    if (buf[0] != '\0' && add_ext(cert, &ctx, NID_info_access, buf)) {
+        fail(err, "cannot add authorityInfoAccess");
+        goto out;
     }
     if (X509_sign(cert, issuer ? issuer->key : key, digest) <= 0) {
         fail(err, "signing failed");
@@ -289,20 +346,21 @@ static int revoked_set_serial(X509_REVOKED *r, const X509 *cert, size_t i)
     return ok;
 }
 
-/* lab_crl_make and lab_crl_make_bulk: the listed certificates, else nsynthetic made-up serials. */
+/* The CRL o describes: the listed certificates, else nsynthetic made-up serials. */
 static int crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
-                    const X509 *const *revoked, size_t nrevoked, int64_t this_update_off_s,
-                    int64_t next_update_off_s, const char *md, char err[256])
+                    const lab_crl_opts_t *o, size_t nsynthetic, char err[256])
 {
     X509_CRL *crl = X509_CRL_new();
     ASN1_TIME *t = ASN1_TIME_new();
-    ASN1_INTEGER *number = ASN1_INTEGER_new();
+    ASN1_INTEGER *number = ASN1_INTEGER_new(), *base = NULL;
     ASN1_ENUMERATED *reason = ASN1_ENUMERATED_new();
     X509_EXTENSION *akid = NULL;
+    STACK_OF(DIST_POINT) *freshest = NULL;
     X509V3_CTX ctx;
     time_t now = time(NULL);
     int rc = -1;
-    const EVP_MD *digest = EVP_get_digestbyname(md ? md : "SHA256");
+    const EVP_MD *digest = EVP_get_digestbyname(o->md ? o->md : "SHA256");
+    size_t n = o->revoked ? o->nrevoked : nsynthetic;
 
     if (crl == NULL || t == NULL || number == NULL || reason == NULL || digest == NULL) {
         fail(err, "CRL: out of memory or unknown digest");
@@ -310,20 +368,33 @@ static int crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
     }
     if (!X509_CRL_set_version(crl, 1) ||
         !X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer->cert)) ||
-        X509_time_adj_ex(t, 0, (long)this_update_off_s, &now) == NULL ||
+        X509_time_adj_ex(t, 0, (long)o->this_update_off_s, &now) == NULL ||
         !X509_CRL_set1_lastUpdate(crl, t) ||
-        X509_time_adj_ex(t, 0, (long)next_update_off_s, &now) == NULL ||
+        X509_time_adj_ex(t, 0, (long)o->next_update_off_s, &now) == NULL ||
         !X509_CRL_set1_nextUpdate(crl, t) ||
-        !ASN1_INTEGER_set_int64(number, (int64_t)now + this_update_off_s) ||
+        !ASN1_INTEGER_set_int64(number, o->crl_number ? o->crl_number
+                                                      : (int64_t)now + o->this_update_off_s) ||
         !X509_CRL_add1_ext_i2d(crl, NID_crl_number, number, 0, 0) ||
-        !ASN1_ENUMERATED_set(reason, CRL_REASON_KEY_COMPROMISE) ||
+        !ASN1_ENUMERATED_set(reason, o->reason ? o->reason : CRL_REASON_KEY_COMPROMISE) ||
         X509_time_adj_ex(t, 0, -3600, &now) == NULL) {
         fail(err, "CRL: cannot set the header");
         goto out;
     }
-    for (size_t i = 0; i < nrevoked; i++) {
+    if (o->delta_base > 0 &&
+        ((base = ASN1_INTEGER_new()) == NULL || !ASN1_INTEGER_set_int64(base, o->delta_base) ||
+         !X509_CRL_add1_ext_i2d(crl, NID_delta_crl, base, 1, 0))) {
+        fail(err, "CRL: cannot add the Delta CRL Indicator");
+        goto out;
+    }
+    if (o->freshest_url != NULL &&
+        ((freshest = dps_of(o->freshest_url, NULL)) == NULL ||
+         !X509_CRL_add1_ext_i2d(crl, NID_freshest_crl, freshest, 0, 0))) {
+        fail(err, "CRL: cannot add the Freshest CRL extension");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
         X509_REVOKED *r = X509_REVOKED_new();
-        if (r == NULL || !revoked_set_serial(r, revoked ? revoked[i] : NULL, i + 1) ||
+        if (r == NULL || !revoked_set_serial(r, o->revoked ? o->revoked[i] : NULL, i + 1) ||
             !X509_REVOKED_set_revocationDate(r, t) ||
             !X509_REVOKED_add1_ext_i2d(r, NID_crl_reason, reason, 0, 0) ||
             !X509_CRL_add0_revoked(crl, r)) {
@@ -343,18 +414,20 @@ static int crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
         fail(err, "CRL: signing failed");
         goto out;
     }
-    int n = i2d_X509_CRL(crl, NULL);
-    if (n <= 0) {
+    int dlen = i2d_X509_CRL(crl, NULL);
+    if (dlen <= 0) {
         fail(err, "CRL: cannot encode");
         goto out;
     }
-    unsigned char *p = fs_xmalloc((size_t)n);
+    unsigned char *p = fs_xmalloc((size_t)dlen);
     *der = p;
     *len = (size_t)i2d_X509_CRL(crl, &p);
     rc = 0;
 out:
+    sk_DIST_POINT_pop_free(freshest, DIST_POINT_free);
     X509_EXTENSION_free(akid);
     ASN1_ENUMERATED_free(reason);
+    ASN1_INTEGER_free(base);
     ASN1_INTEGER_free(number);
     ASN1_TIME_free(t);
     X509_CRL_free(crl);
@@ -369,14 +442,30 @@ int lab_crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
         snprintf(err, 256, "CRL: %zu revoked certificates but no list", nrevoked);
         return -1;
     }
-    return crl_make(der, len, issuer, revoked, nrevoked, this_update_off_s, next_update_off_s, md,
-                    err);
+    lab_crl_opts_t o = {.revoked = revoked,
+                        .nrevoked = nrevoked,
+                        .this_update_off_s = this_update_off_s,
+                        .next_update_off_s = next_update_off_s,
+                        .md = md};
+    return crl_make(der, len, issuer, &o, 0, err);
+}
+
+int lab_crl_make_ex(unsigned char **der, size_t *len, const lab_cert_t *issuer,
+                    const lab_crl_opts_t *o, char err[256])
+{
+    if (o->nrevoked > 0 && o->revoked == NULL) {
+        snprintf(err, 256, "CRL: %zu revoked certificates but no list", o->nrevoked);
+        return -1;
+    }
+    return crl_make(der, len, issuer, o, 0, err);
 }
 
 int lab_crl_make_bulk(unsigned char **der, size_t *len, const lab_cert_t *issuer, size_t n,
                       int64_t this_update_off_s, int64_t next_update_off_s, char err[256])
 {
-    return crl_make(der, len, issuer, NULL, n, this_update_off_s, next_update_off_s, NULL, err);
+    lab_crl_opts_t o = {.this_update_off_s = this_update_off_s,
+                        .next_update_off_s = next_update_off_s};
+    return crl_make(der, len, issuer, &o, n, err);
 }
 
 char *lab_pki_path(const lab_pki_t *p, const char *file, char *buf, size_t n)

@@ -31,7 +31,12 @@ typedef struct lab_cert_opts_s {
     EVP_PKEY *key;               /* reuse this key (up-ref'd) instead of generating one */
     long serial;                 /* 0 = random positive 63-bit */
     const char *crl_url;         /* CRL distribution point URI, optional */
+    const char *const *crl_urls; /* more CDP URIs (NULL-terminated), after crl_url in the same
+                                    distribution point, as AD CS lists ldap:// and http:// */
     const char *aia_url;         /* AIA caIssuers URI, optional */
+    const char *ocsp_url;        /* AIA id-ad-ocsp URI, optional */
+    const char *freshest_url;    /* freshestCRL (delta CRL distribution point) URI, optional */
+    int ocsp_signing;            /* leaf EKU id-kp-OCSPSigning (a delegated OCSP responder) */
 } lab_cert_opts_t;
 
 /* Issues a certificate signed by issuer (NULL: self-signed) with basicConstraints (critical),
@@ -63,6 +68,25 @@ int lab_crl_make(unsigned char **der, size_t *len, const lab_cert_t *issuer,
  * as large as a real CA's without issuing its certificates. */
 int lab_crl_make_bulk(unsigned char **der, size_t *len, const lab_cert_t *issuer, size_t n,
                       int64_t this_update_off_s, int64_t next_update_off_s, char err[256]);
+
+/* Everything a CRL can be made with; zeroed fields take the defaults noted. */
+typedef struct lab_crl_opts_s {
+    const X509 *const *revoked; /* listed certificates (revocation date now - 1 h) */
+    size_t nrevoked;
+    int reason;                /* CRLReason of the entries; 0 = keyCompromise (1) */
+    int64_t this_update_off_s; /* from now */
+    int64_t next_update_off_s; /* from now */
+    int64_t crl_number;        /* 0 = now + this_update_off_s, as lab_crl_make */
+    int64_t delta_base;        /* > 0: a delta CRL, Delta CRL Indicator (critical) with this
+                                  BaseCRLNumber */
+    const char *freshest_url;  /* a base CRL naming its delta: Freshest CRL extension URI */
+    const char *md;            /* NULL = "SHA256" */
+} lab_crl_opts_t;
+
+/* Makes a v2 CRL signed by issuer as o says (AKID from the issuer, entries sorted). *der is
+ * malloc'ed (release with free()). Returns 0 or -1 with err. */
+int lab_crl_make_ex(unsigned char **der, size_t *len, const lab_cert_t *issuer,
+                    const lab_crl_opts_t *o, char err[256]);
 
 /* Leaves of the standard scenario PKI. Unless noted they are issued by `inter` for the host
  * (SANs host and 127.0.0.1) and carry CDP base/inter.crl and AIA base/inter.der. */

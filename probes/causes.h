@@ -124,7 +124,16 @@
     X(WEAK_SIGNATURE, "weak_signature", "verify", "SHA-1 signed certificate",                      \
       "A certificate in the chain is signed with SHA-1; Windows accepts it from an enterprise "    \
       "CA.",                                                                                       \
-      "Reissue the certificate (and intermediate) with SHA-256 signatures.")
+      "Reissue the certificate (and intermediate) with SHA-256 signatures.")                       \
+    X(REVOCATION_URL_DEAD, "revocation_url_dead", "revocation",                                    \
+      "Revocation URL dead (another one answered)",                                                \
+      "A CDP, delta-CRL or OCSP URL of a certificate could not be used although another URL "      \
+      "answered; every uncached check on a real endpoint waits for it to fail first (up to the "   \
+      "per-URL timeout).",                                                                         \
+      "Reissue without legacy CDP URLs (old hosts, ldap:// on clients off the domain): remove "    \
+      "the "                                                                                       \
+      "dead URL from the CA's CDP/AIA extensions (CA > Properties > Extensions) and renew; or "    \
+      "make the URL answer again (publish the CRL there, fix the OCSP responder).")
 
 typedef enum {
     FS_CAUSE_NONE = 0,

@@ -12,6 +12,7 @@
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509v3.h>
@@ -44,21 +45,13 @@ static void urls_add(crl_urls_t *u, const ASN1_IA5STRING *s)
     u->v[u->n++] = url;
 }
 
+static void urls_of_dps(STACK_OF(DIST_POINT) * dps, crl_urls_t *out);
+
 size_t crl_cdp_urls(X509 *cert, crl_urls_t *out)
 {
     memset(out, 0, sizeof(*out));
     STACK_OF(DIST_POINT) *dps = X509_get_ext_d2i(cert, NID_crl_distribution_points, NULL, NULL);
-    for (int i = 0; dps && i < sk_DIST_POINT_num(dps); i++) {
-        DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
-        if (dp->distpoint == NULL || dp->distpoint->type != 0)
-            continue; /* nameRelativeToCRLIssuer carries no URL */
-        GENERAL_NAMES *names = dp->distpoint->name.fullname;
-        for (int k = 0; k < sk_GENERAL_NAME_num(names); k++) {
-            GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, k);
-            if (gn->type == GEN_URI)
-                urls_add(out, gn->d.uniformResourceIdentifier);
-        }
-    }
+    urls_of_dps(dps, out);
     sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
     ERR_clear_error();
     return out->n;
@@ -90,6 +83,44 @@ void crl_urls_free(crl_urls_t *u)
 int crl_url_is_http(const char *url)
 {
     return strncasecmp(url, "http://", 7) == 0;
+}
+
+int crl_url_has_scheme(const char *url, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    return strncasecmp(url, scheme, n) == 0 && strncmp(url + n, "://", 3) == 0;
+}
+
+/* Appends the fullName URIs of dps to out. */
+static void urls_of_dps(STACK_OF(DIST_POINT) * dps, crl_urls_t *out)
+{
+    for (int i = 0; dps && i < sk_DIST_POINT_num(dps); i++) {
+        DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
+        if (dp->distpoint == NULL || dp->distpoint->type != 0)
+            continue; /* nameRelativeToCRLIssuer carries no URL */
+        GENERAL_NAMES *names = dp->distpoint->name.fullname;
+        for (int k = 0; k < sk_GENERAL_NAME_num(names); k++) {
+            GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, k);
+            if (gn->type == GEN_URI)
+                urls_add(out, gn->d.uniformResourceIdentifier);
+        }
+    }
+}
+
+size_t crl_freshest_urls(X509_CRL *base, X509 *cert, crl_urls_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    STACK_OF(DIST_POINT) *dps =
+        base ? X509_CRL_get_ext_d2i(base, NID_freshest_crl, NULL, NULL) : NULL;
+    urls_of_dps(dps, out);
+    sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+    if (out->n == 0 && cert != NULL) {
+        dps = X509_get_ext_d2i(cert, NID_freshest_crl, NULL, NULL);
+        urls_of_dps(dps, out);
+        sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
+    }
+    ERR_clear_error();
+    return out->n;
 }
 
 /* ---- CRLs --------------------------------------------------------------------------------- */
@@ -201,6 +232,96 @@ int crl_verify_signature(X509_CRL *crl, EVP_PKEY *issuer_key, char err[CRL_ERR_L
     if (X509_CRL_verify(crl, issuer_key) != 1)
         return fail(err, "bad CRL signature");
     return 0;
+}
+
+int crl_is_delta(X509_CRL *crl)
+{
+    int crit = 0;
+    ASN1_INTEGER *base = X509_CRL_get_ext_d2i(crl, NID_delta_crl, &crit, NULL);
+    int rc = base != NULL || crit >= 0; /* present, even if malformed */
+    ASN1_INTEGER_free(base);
+    ERR_clear_error();
+    return rc;
+}
+
+int crl_check_delta(X509_CRL *delta, X509_CRL *base, char err[CRL_ERR_LEN])
+{
+    ASN1_INTEGER *want = X509_CRL_get_ext_d2i(delta, NID_delta_crl, NULL, NULL);
+    ASN1_INTEGER *dnum = X509_CRL_get_ext_d2i(delta, NID_crl_number, NULL, NULL);
+    ASN1_INTEGER *bnum = X509_CRL_get_ext_d2i(base, NID_crl_number, NULL, NULL);
+    int rc = -1;
+    if (want == NULL) {
+        snprintf(err, CRL_ERR_LEN, "not a delta CRL (no Delta CRL Indicator)");
+    } else if (crl_is_delta(base)) {
+        snprintf(err, CRL_ERR_LEN, "the base CRL is itself a delta CRL");
+    } else if (bnum == NULL) {
+        snprintf(err, CRL_ERR_LEN, "the base CRL has no CRL number to match a delta against");
+    } else if (crl_serial_cmp(bnum, want) < 0) {
+        snprintf(err, CRL_ERR_LEN,
+                 "delta CRL for a newer base CRL (BaseCRLNumber above the cached base's number): "
+                 "the base CRL is out of date");
+    } else if (dnum == NULL || crl_serial_cmp(dnum, bnum) <= 0) {
+        snprintf(err, CRL_ERR_LEN, "delta CRL not newer than its base CRL (CRL number %s)",
+                 dnum ? "not above the base's" : "missing");
+    } else {
+        rc = 0;
+    }
+    ASN1_INTEGER_free(want);
+    ASN1_INTEGER_free(dnum);
+    ASN1_INTEGER_free(bnum);
+    ERR_clear_error();
+    return rc;
+}
+
+int crl_from_ldap(const unsigned char *buf, size_t len, unsigned char **der, size_t *der_len,
+                  char err[CRL_ERR_LEN])
+{
+    const char *p = (const char *)buf, *end = p + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *a = p;
+        while (a < le && (*a == '\t' || *a == ' '))
+            a++;
+        const char *sep = memchr(a, ':', (size_t)(le - a));
+        size_t alen = sep ? (size_t)(sep - a) : 0;
+        int crl_attr = (alen >= 25 && strncasecmp(a, "certificateRevocationList", 25) == 0) ||
+                       (alen >= 19 && strncasecmp(a, "deltaRevocationList", 19) == 0);
+        if (sep && crl_attr && sep + 1 < le && sep[1] == ':') {
+            const char *v = sep + 2;
+            while (v < le && *v == ' ')
+                v++;
+            size_t n = (size_t)(le - v);
+            while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == ' '))
+                n--;
+            if (n == 0 || n % 4 != 0 || n > 0x7ffffff0) {
+                snprintf(err, CRL_ERR_LEN, "LDAP: malformed base64 value of %.*s", (int)alen, a);
+                return -1;
+            }
+            unsigned char *out = malloc(n / 4 * 3 + 1); /* peer-sized: fail cleanly */
+            if (out == NULL) {
+                snprintf(err, CRL_ERR_LEN, "out of memory");
+                return -1;
+            }
+            int got = EVP_DecodeBlock(out, (const unsigned char *)v, (int)n);
+            if (got < 0) {
+                free(out);
+                snprintf(err, CRL_ERR_LEN, "LDAP: malformed base64 value of %.*s", (int)alen, a);
+                ERR_clear_error();
+                return -1;
+            }
+            /* EVP_DecodeBlock counts the '=' padding as zero bytes. */
+            size_t pad = (v[n - 1] == '=') + (v[n - 2] == '=');
+            *der = out;
+            *der_len = (size_t)got - pad;
+            return 0;
+        }
+        p = eol ? eol + 1 : end;
+    }
+    snprintf(err, CRL_ERR_LEN,
+             len ? "LDAP: the entry has no certificateRevocationList value"
+                 : "LDAP: no entry found");
+    return -1;
 }
 
 int64_t crl_asn1_time(const ASN1_TIME *t)
@@ -388,5 +509,6 @@ size_t crl_parsed_cost(const X509_CRL *crl, size_t encoded_len)
 
 size_t crl_certs_cost(const STACK_OF(X509) * certs, size_t encoded_len)
 {
-    return encoded_len + (size_t)sk_X509_num(certs) * CRL_COST_CERT;
+    int n = sk_X509_num(certs); /* -1 for NULL: an OCSP response without certificates */
+    return encoded_len + (n > 0 ? (size_t)n * CRL_COST_CERT : 0);
 }

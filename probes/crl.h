@@ -24,8 +24,14 @@ size_t crl_cdp_urls(X509 *cert, crl_urls_t *out);
 /* Every AIA caIssuers URI of the certificate, in order, any scheme. Returns the count. */
 size_t crl_aia_issuer_urls(X509 *cert, crl_urls_t *out);
 void crl_urls_free(crl_urls_t *u);
-/* 1 when url starts with "http://" (case-insensitive): the only scheme retrieved. */
+/* 1 when url starts with "http://" (case-insensitive). */
 int crl_url_is_http(const char *url);
+/* 1 when url starts with scheme followed by "://" (case-insensitive), e.g. "ldap", "file". */
+int crl_url_has_scheme(const char *url, const char *scheme);
+
+/* The delta CRL URLs for a base CRL: the URIs of the base's Freshest CRL extension, else of the
+ * certificate's freshestCRL extension (either may be NULL), in order. Returns the count. */
+size_t crl_freshest_urls(X509_CRL *base, X509 *cert, crl_urls_t *out);
 
 /* Parses a CRL from DER or PEM ("-----BEGIN X509 CRL-----"). The caller enforces the size cap.
  * Returns 0 and a new reference in *out, or -1 with err filled. */
@@ -64,6 +70,22 @@ int crl_parse_certs(const unsigned char *buf, size_t len, STACK_OF(X509) * *out,
 size_t crl_parsed_cost(const X509_CRL *crl, size_t encoded_len);
 /* The same for certificates parsed from an AIA payload of encoded_len bytes. */
 size_t crl_certs_cost(const STACK_OF(X509) * certs, size_t encoded_len);
+
+/* 1 when crl carries a Delta CRL Indicator (it is a delta CRL), else 0. */
+int crl_is_delta(X509_CRL *crl);
+/* Checks that delta can complete base (RFC 5280 5.2.4, 6.3.3): delta has a Delta CRL Indicator,
+ * base is a complete CRL with a CRL number at least the delta's BaseCRLNumber, and the delta is
+ * newer than the base (its CRL number is greater). Issuer and signature are checked apart
+ * (crl_check_issuer, crl_verify_signature). 0, or -1 with err. */
+int crl_check_delta(X509_CRL *delta, X509_CRL *base, char err[CRL_ERR_LEN]);
+
+/* Extracts a CRL from what libcurl's LDAP returns for a search such as
+ * "ldap://dc/CN=CA,CN=CDP,...?certificateRevocationList;binary?base?objectClass=cRLDistributionPoint"
+ * (an LDIF-like text: "DN: <dn>\n" then "\t<attribute>:: <base64>\n" per binary value): the first
+ * certificateRevocationList or deltaRevocationList value, decoded. *der is malloc'ed. Returns 0,
+ * or -1 with err (no such attribute: the entry or the attribute is missing). */
+int crl_from_ldap(const unsigned char *buf, size_t len, unsigned char **der, size_t *der_len,
+                  char err[CRL_ERR_LEN]);
 
 /* Seconds since the epoch of an ASN1_TIME; 0 when t is NULL or malformed. */
 int64_t crl_asn1_time(const ASN1_TIME *t);

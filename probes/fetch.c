@@ -1,6 +1,6 @@
 /* fetch.c - libcurl multi-socket on a libuv loop (curl docs/examples/multi-uv.c): one timer for
  * curl's timeouts, one uv_poll per socket, redirects followed here so every hop obeys the
- * DNS override map, the sealed-DNS flag and the body cap. */
+ * DNS override map, the sealed-DNS flag and the body cap; GET, POST and (on request) LDAP. */
 #include "probes/fetch.h"
 #include "probes/util.h"
 
@@ -57,6 +57,12 @@ struct fetch_job_s {
     CURL *easy;
     int in_multi;
     struct curl_slist *connect_to;
+    struct curl_slist *headers;
+    unsigned char *post; /* POST body, or NULL for GET */
+    size_t post_len;
+    char *post_type;
+    int allow_ldap;
+    int ldap; /* the current hop is an LDAP search */
     fetch_cb cb;
     void *arg;
     char *orig_url;
@@ -126,6 +132,9 @@ static void job_free(fetch_job_t *j)
         curl_easy_cleanup(j->easy);
     }
     curl_slist_free_all(j->connect_to);
+    curl_slist_free_all(j->headers);
+    free(j->post);
+    free(j->post_type);
     fs_resolve_free(&j->resolve);
     free(j->orig_url);
     free(j->hop_url);
@@ -245,13 +254,55 @@ static void host_for_url(const char *addr, char *out, size_t n)
         snprintf(out, n, "%s", addr);
 }
 
+/* Host and port of "ldap://host[:port]/..." into j->hop (messages and the override map use
+ * them); a URL without a host is refused: the caller names the directory. 0 or -1. */
+static int ldap_parse(fetch_job_t *j, char err[256])
+{
+    memset(&j->hop, 0, sizeof(j->hop));
+    snprintf(j->hop.scheme, sizeof(j->hop.scheme), "ldap");
+    j->hop.port = 389;
+    const char *p = j->hop_url + 7, *end = p + strcspn(p, "/?#");
+    const char *hend = end, *colon = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (rb == NULL) {
+            snprintf(err, 256, "bad IPv6 literal in LDAP URL");
+            return -1;
+        }
+        hend = rb;
+        p++;
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        if (colon)
+            hend = colon;
+    }
+    if (hend == p || (size_t)(hend - p) >= sizeof(j->hop.host) ||
+        memchr(p, '@', (size_t)(end - p))) {
+        snprintf(err, 256, "LDAP URL without a usable host (ldap:/// needs a directory server)");
+        return -1;
+    }
+    memcpy(j->hop.host, p, (size_t)(hend - p));
+    if (colon) {
+        char *e;
+        long port = strtol(colon + 1, &e, 10);
+        if (e != end || port < 1 || port > 65535) {
+            snprintf(err, 256, "bad port in LDAP URL");
+            return -1;
+        }
+        j->hop.port = (int)port;
+    }
+    return 0;
+}
+
 /* Prepares and adds the transfer for j->hop_url, or queues a failure. */
 static void job_begin_hop(fetch_job_t *j)
 {
     fetch_t *f = j->f;
     char scheme[16], err[256], shown[128];
     scheme_of(j->hop_url, scheme, sizeof(scheme));
-    if (strcmp(scheme, "http") != 0) {
+    j->ldap = j->allow_ldap && strcmp(scheme, "ldap") == 0;
+    if (strcmp(scheme, "http") != 0 && !j->ldap) {
         if (scheme[0] == '\0')
             job_finish_later(j, FETCH_ERR_URL, "not a URL: \"%.100s\"",
                              fs_url_redact(j->hop_url, shown, sizeof(shown)));
@@ -260,7 +311,7 @@ static void job_begin_hop(fetch_job_t *j)
                              "unsupported scheme \"%s\" (only http:// is fetched)", scheme);
         return;
     }
-    if (fs_url_parse(&j->hop, j->hop_url, err) != 0) {
+    if ((j->ldap ? ldap_parse(j, err) : fs_url_parse(&j->hop, j->hop_url, err)) != 0) {
         job_finish_later(j, FETCH_ERR_URL, "%.150s", err);
         return;
     }
@@ -271,7 +322,9 @@ static void job_begin_hop(fetch_job_t *j)
     }
     curl_slist_free_all(j->connect_to);
     j->connect_to = NULL;
-    if (j->proxy == NULL && !fs_is_ip_literal(j->hop.host)) {
+    curl_slist_free_all(j->headers);
+    j->headers = NULL;
+    if ((j->proxy == NULL || j->ldap) && !fs_is_ip_literal(j->hop.host)) {
         const char *addr = fs_resolve_lookup(&j->resolve, j->hop.host);
         if (addr) {
             char h[80], entry[400];
@@ -311,11 +364,40 @@ static void job_begin_hop(fetch_job_t *j)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, left);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, left);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, j->ldap ? "ldap" : "http");
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)j->max_bytes);
     curl_easy_setopt(e, CURLOPT_USERAGENT, FETCH_USER_AGENT);
-    /* "" rather than NULL: never pick a proxy up from the daemon's environment. */
-    curl_easy_setopt(e, CURLOPT_PROXY, j->proxy ? j->proxy : "");
+    /* "" rather than NULL: never pick a proxy up from the daemon's environment. LDAP is never
+     * proxied (Windows' LDAP client does not use the WinHTTP proxy either). */
+    curl_easy_setopt(e, CURLOPT_PROXY, j->proxy && !j->ldap ? j->proxy : "");
+    if (j->ldap) {
+        /* One connection per LDAP search: libcurl 7.88's OpenLDAP backend leaks its per-connection
+         * state when a transfer reuses a cached connection (the new one's setup is dropped
+         * without its disconnect handler); a retrieval a URL is cached for makes this cheap. */
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
+    if (j->post != NULL && !j->ldap) {
+        j->headers = curl_slist_append(NULL, "Expect:");
+        if (j->headers && j->post_type) {
+            char h[200];
+            snprintf(h, sizeof(h), "Content-Type: %.150s", j->post_type);
+            struct curl_slist *l = curl_slist_append(j->headers, h);
+            if (l == NULL) {
+                curl_slist_free_all(j->headers);
+                j->headers = NULL;
+            } else {
+                j->headers = l;
+            }
+        }
+        if (j->headers == NULL) {
+            job_finish_later(j, FETCH_ERR_OTHER, "out of memory");
+            return;
+        }
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->post_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, (const char *)j->post);
+    }
     if (j->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, j->connect_to);
     if (j->iface)
@@ -381,6 +463,15 @@ static void job_set_curl_error(fetch_job_t *j, CURLcode rc)
         r->err = FETCH_ERR_RECV;
         snprintf(r->error, sizeof(r->error), "connection closed: %.130s", detail);
         return;
+    case CURLE_LDAP_CANNOT_BIND:
+    case CURLE_LDAP_SEARCH_FAILED:
+        r->err = FETCH_ERR_RECV;
+        snprintf(r->error, sizeof(r->error), "LDAP: %.150s", detail);
+        return;
+    case CURLE_LDAP_INVALID_URL:
+        r->err = FETCH_ERR_URL;
+        snprintf(r->error, sizeof(r->error), "LDAP: %.150s", detail);
+        return;
     case CURLE_UNSUPPORTED_PROTOCOL:
         r->err = FETCH_ERR_SCHEME;
         snprintf(r->error, sizeof(r->error), "unsupported protocol: %.130s", detail);
@@ -412,12 +503,12 @@ static void job_transfer_done(fetch_job_t *j, CURLcode rc)
     j->in_multi = 0;
     r->resolved = 1;
     r->connected = reqsize > 0 || conn_us > 0 || status > 0;
-    r->http_status = status;
+    r->http_status = j->ldap ? 0 : status;
     r->err = FETCH_OK;
     r->error[0] = '\0';
     if (rc != CURLE_OK) {
         job_set_curl_error(j, rc);
-    } else if (status >= 300 && status < 400) {
+    } else if (!j->ldap && status >= 300 && status < 400) {
         char *loc = NULL;
         curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc);
         if (loc != NULL) {
@@ -433,6 +524,10 @@ static void job_transfer_done(fetch_job_t *j, CURLcode rc)
                 } else {
                     free(j->hop_url);
                     j->hop_url = next;
+                    if (status != 307 && status != 308) { /* as browsers: the POST becomes GET */
+                        free(j->post);
+                        j->post = NULL;
+                    }
                     r->redirects++;
                     j->len = 0;
                     job_begin_hop(j);
@@ -665,6 +760,13 @@ int fetch_start(fetch_t *f, const fetch_req_t *req, fetch_cb cb, void *arg, fetc
     j->max_bytes = req->max_bytes ? req->max_bytes : FETCH_DEFAULT_MAX_BYTES;
     j->max_redirects = req->max_redirects >= 0 ? req->max_redirects : FETCH_DEFAULT_REDIRECTS;
     j->dns_override_only = req->dns_override_only;
+    j->allow_ldap = req->allow_ldap;
+    if (req->post_body != NULL) {
+        j->post = fs_xmalloc(req->post_len ? req->post_len : 1);
+        memcpy(j->post, req->post_body, req->post_len);
+        j->post_len = req->post_len;
+        j->post_type = req->post_type ? fs_xstrdup(req->post_type) : NULL;
+    }
     j->res.resolved = 1;
     if (copy_resolve(&j->resolve, req->resolve) != 0) {
         job_free(j);

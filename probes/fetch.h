@@ -1,5 +1,5 @@
-/* fetch.h - HTTP retrieval of CRLs and AIA certificates with libcurl's multi-socket interface
- * driven by the caller's libuv loop: one timer, per-socket poll contexts, no blocking call. */
+/* fetch.h - HTTP (and, on request, LDAP) retrieval of CRLs, AIA certificates and OCSP responses
+ * with libcurl's multi-socket interface driven by the caller's libuv loop: no blocking call. */
 #ifndef FS_FETCH_H
 #define FS_FETCH_H
 
@@ -23,7 +23,8 @@ typedef enum {
     FETCH_ERR_TIMEOUT,   /* connected, but the response did not complete within timeout_ms */
     FETCH_ERR_TOO_BIG,   /* the body exceeded max_bytes; the transfer was aborted */
     FETCH_ERR_REDIRECTS, /* more than max_redirects redirects */
-    FETCH_ERR_SCHEME,    /* not an http:// URL (ldap://, file://, https://, ...): never fetched */
+    FETCH_ERR_SCHEME,    /* not an http:// URL (file://, https://, ldap:// unless allow_ldap):
+                            never fetched */
     FETCH_ERR_URL,       /* the URL (or a redirect target) is malformed */
     FETCH_ERR_RECV,      /* connection closed or reset, empty or malformed response */
     FETCH_ERR_OTHER,
@@ -45,6 +46,15 @@ typedef struct fetch_req_s {
     int dns_override_only;       /* never ask the system resolver: a name that is neither an IP
                                     literal nor in resolve fails as FETCH_ERR_DNS */
     const char *source_addr;     /* local IP literal to bind, or NULL */
+    const void *post_body;       /* NULL: GET. Else POST these post_len bytes (copied) with
+                                    Content-Type post_type; a 301/302/303 redirect turns the
+                                    request into a GET, a 307/308 one re-sends the POST */
+    size_t post_len;
+    const char *post_type; /* e.g. "application/ocsp-request"; NULL: no Content-Type */
+    int allow_ldap;        /* ldap://host[:port]/dn?attrs URLs are fetched through libcurl's LDAP
+                              (anonymous bind, no proxy; the name obeys resolve and
+                              dns_override_only). The body is then libcurl's LDIF-like text
+                              ("DN: ...\n\tattr:: base64\n"), http_status 0 */
 } fetch_req_t;
 
 /* Fills the defaults above (timeout 15 s, 16 MiB, 3 redirects, nothing else). */
@@ -54,7 +64,7 @@ typedef struct fetch_result_s {
     fetch_err_t err;
     int resolved;     /* the host name resolved (or needed no resolution) */
     int connected;    /* a TCP connection was established (to the proxy when one is used) */
-    long http_status; /* final response status, 0 when none was received */
+    long http_status; /* final response status, 0 when none was received (and for LDAP) */
     size_t bytes;     /* body bytes received for the final response (<= max_bytes) */
     uint32_t time_ms; /* from fetch_start to completion */
     int redirects;    /* redirects followed */
@@ -79,7 +89,7 @@ void fetch_close(fetch_t *f, void (*done)(void *arg), void *arg);
  * returns a negative UV_E* code synchronously and never calls cb (UV_EINVAL: NULL url, a
  * source address that is not an IP literal; UV_ENOMEM; UV_ECANCELED: the fetcher is closing).
  * Everything req points to is copied. Problems of the URL itself are results, not errors: an
- * unsupported scheme (ldap://...) completes asynchronously with FETCH_ERR_SCHEME and a
+ * unsupported scheme (file://...) completes asynchronously with FETCH_ERR_SCHEME and a
  * malformed one with FETCH_ERR_URL, so callers treat every certificate URL the same way.
  * *job (may be NULL) identifies the job until its callback starts. */
 int fetch_start(fetch_t *f, const fetch_req_t *req, fetch_cb cb, void *arg, fetch_job_t **job);

@@ -82,27 +82,41 @@ static void start_revocation(probe_t *p);
 
 #define PROBE_DEADLINE_MARGIN_MS 250
 
-/* The retrieval policy for the next AIA or CRL step: the budget is cumulative over both (as
- * Windows' 20 s) and never outlives the probe's deadline, so retrieval always ends with its
- * own verdict and URL lines instead of being cut off by the deadline. */
+/* The retrieval policy for the next AIA or revocation step. Whatever the timeout mode,
+ * retrieval never outlives the probe's deadline (max_total_ms), so it always ends with its own
+ * verdict and URL lines instead of being cut off by the deadline. In accumulative mode the
+ * budget is one for AIA and revocation together, as Windows' accumulative timeout covers every
+ * URL retrieval of the chain build; in per_url mode each URL has its own timeout. */
 static const rev_policy_t *retrieval_policy(probe_t *p)
 {
     uint64_t now = uv_now(p->loop);
     if (p->retrieval_start == 0)
         p->retrieval_start = now;
     p->pol = *p->o.rev_policy;
-    uint64_t used = now - p->retrieval_start;
-    uint64_t budget = p->pol.budget_ms > used ? p->pol.budget_ms - used : 1;
     uint64_t left = p->deadline > now + PROBE_DEADLINE_MARGIN_MS
                         ? p->deadline - now - PROBE_DEADLINE_MARGIN_MS
                         : 1;
-    if (budget > left)
-        budget = left;
-    p->pol.budget_ms = (uint32_t)budget;
-    if (p->pol.url_timeout_ms > budget)
-        p->pol.url_timeout_ms = (uint32_t)budget;
+    if (left > UINT32_MAX)
+        left = UINT32_MAX;
+    p->pol.max_total_ms = (uint32_t)left;
+    if (p->o.rev_policy->max_total_ms != 0 && p->o.rev_policy->max_total_ms < left)
+        p->pol.max_total_ms = p->o.rev_policy->max_total_ms;
+    if (p->pol.timeout_mode == REV_TIMEOUT_ACCUMULATIVE) {
+        uint64_t used = now - p->retrieval_start;
+        uint64_t budget = p->pol.budget_ms > used ? p->pol.budget_ms - used : 1;
+        p->pol.budget_ms = (uint32_t)(budget < p->pol.max_total_ms ? budget : p->pol.max_total_ms);
+    }
     return &p->pol;
 }
+
+/* How long the retrieval step under pol may take at most: its phase timeout. */
+static uint32_t retrieval_limit(const rev_policy_t *pol)
+{
+    if (pol->timeout_mode == REV_TIMEOUT_ACCUMULATIVE && pol->budget_ms < pol->max_total_ms)
+        return pol->budget_ms;
+    return pol->max_total_ms;
+}
+
 static void start_request(probe_t *p);
 
 void probe_opts_defaults(probe_opts_t *o)
@@ -702,7 +716,7 @@ static void start_verify(probe_t *p)
         p->aia_tried = 1;
         X509 *x = sk_X509_value(p->verdict.built, p->verdict.issuer_missing_depth);
         const rev_policy_t *pol = retrieval_policy(p);
-        set_state(p, PS_AIA, pol->budget_ms + PROBE_DEADLINE_MARGIN_MS);
+        set_state(p, PS_AIA, retrieval_limit(pol) + PROBE_DEADLINE_MARGIN_MS);
         rc = rev_aia_start(p->o.rev, &p->rev_job, x, pol, on_aia, p);
         if (rc < 0)
             probe_finish(p, p->verdict.cause, "%s; AIA retrieval could not start",
@@ -739,7 +753,8 @@ static void on_revocation(void *arg, const rev_result_t *rr)
     p->r.warnings |= rr->warnings;
     for (size_t i = 0; i < rr->nurls; i++) {
         const rev_url_result_t *u = &rr->urls[i];
-        if (u->ok && strcmp(u->kind, "crl") == 0 && u->next_update != 0 &&
+        if (u->ok && (strcmp(u->kind, "crl") == 0 || strcmp(u->kind, "delta") == 0) &&
+            u->next_update != 0 &&
             (p->r.crl_next_update == 0 || u->next_update < p->r.crl_next_update))
             p->r.crl_next_update = u->next_update;
     }
@@ -757,7 +772,7 @@ static void start_revocation(probe_t *p)
         return;
     }
     const rev_policy_t *pol = retrieval_policy(p);
-    set_state(p, PS_REVOCATION, pol->budget_ms + PROBE_DEADLINE_MARGIN_MS);
+    set_state(p, PS_REVOCATION, retrieval_limit(pol) + PROBE_DEADLINE_MARGIN_MS);
     int rc = rev_check_start(p->o.rev, &p->rev_job, p->verdict.built, pol, p->r.endpoint_time,
                              on_revocation, p);
     if (rc < 0)

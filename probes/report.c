@@ -59,7 +59,16 @@ cJSON *report_retrievals_json(const rev_result_t *rr)
         cJSON_AddStringToObject(o, "kind", u->kind);
         cJSON_AddNumberToObject(o, "cert_depth", u->cert_depth);
         cJSON_AddBoolToObject(o, "ok", u->ok);
+        cJSON_AddBoolToObject(o, "skipped", u->skipped);
         cJSON_AddBoolToObject(o, "from_cache", u->from_cache);
+        if (strcmp(u->kind, "ocsp") == 0) {
+            cJSON_AddStringToObject(o, "method", u->post ? "POST" : "GET");
+            if (u->status[0])
+                cJSON_AddStringToObject(o, "status", u->status);
+            else
+                cJSON_AddNullToObject(o, "status");
+        }
+        cJSON_AddNumberToObject(o, "timeout_ms", u->timeout_ms);
         cJSON_AddNumberToObject(o, "http_status", (double)u->http_status);
         cJSON_AddNumberToObject(o, "bytes", (double)u->bytes);
         cJSON_AddNumberToObject(o, "time_ms", u->time_ms);
@@ -120,6 +129,45 @@ cJSON *report_result_json(const probe_result_t *r, const char *url)
     return o;
 }
 
+/* One retrieval as certutil -urlfetch -verify shows it: a section per kind, then
+ * Verified/Failed "<what>" Time, the URL, what came back and the error. */
+static void retrieval_text(FILE *f, const rev_url_result_t *u)
+{
+    char b1[32], b2[32];
+    int ocsp = strcmp(u->kind, "ocsp") == 0;
+    const char *section = ocsp                            ? "OCSP"
+                          : strcmp(u->kind, "aia") == 0   ? "AIA"
+                          : strcmp(u->kind, "delta") == 0 ? "Delta CRL CDP"
+                                                          : "CDP";
+    fprintf(f, "  ---------------- %s (certificate %d) ----------------\n", section, u->cert_depth);
+    const char *verdict = u->ok ? "Verified" : u->skipped ? "Skipped" : "Failed";
+    if (ocsp) {
+        fprintf(f, "  %s \"OCSP\" Time: %u ms%s\n", verdict, u->time_ms,
+                u->from_cache ? " (cache)" : "");
+        fprintf(f, "    [%d] %s\n", u->cert_depth, u->url);
+        fprintf(f, "    %s, HTTP %ld, %zu bytes", u->post ? "POST" : "GET", u->http_status,
+                u->bytes);
+        if (u->status[0])
+            fprintf(f, ", Status %s", u->status);
+    } else {
+        fprintf(f, "  %s \"%s\" Time: %u ms%s\n", verdict, u->url, u->time_ms,
+                u->from_cache ? " (cache)" : "");
+        if (u->skipped) {
+            fprintf(f, "    %s\n", u->error);
+            return;
+        }
+        fprintf(f, "    HTTP %ld, %zu bytes", u->http_status, u->bytes);
+    }
+    if (u->this_update)
+        fprintf(f, ", ThisUpdate %s, NextUpdate %s", fs_rfc3339(u->this_update, b1, sizeof(b1)),
+                u->next_update ? fs_rfc3339(u->next_update, b2, sizeof(b2)) : "-");
+    if (u->timeout_ms)
+        fprintf(f, ", timeout %u ms", u->timeout_ms);
+    fprintf(f, "\n");
+    if (u->error[0])
+        fprintf(f, "    Error: %s\n", u->error);
+}
+
 void report_result_text(FILE *f, const probe_result_t *r, const char *url)
 {
     char b1[32], b2[32];
@@ -159,21 +207,8 @@ void report_result_text(FILE *f, const probe_result_t *r, const char *url)
     }
     if (r->rev != NULL && r->rev->nurls > 0) {
         fprintf(f, "\nURL retrieval:\n");
-        for (size_t i = 0; i < r->rev->nurls; i++) {
-            const rev_url_result_t *u = &r->rev->urls[i];
-            fprintf(f, "  ---------------- %s (certificate %d) ----------------\n",
-                    strcmp(u->kind, "aia") == 0 ? "AIA" : "CDP", u->cert_depth);
-            fprintf(f, "  %s \"%s\" Time: %u ms%s\n", u->ok ? "Verified" : "Failed", u->url,
-                    u->time_ms, u->from_cache ? " (cache)" : "");
-            fprintf(f, "    HTTP %ld, %zu bytes", u->http_status, u->bytes);
-            if (u->this_update)
-                fprintf(f, ", ThisUpdate %s, NextUpdate %s",
-                        fs_rfc3339(u->this_update, b1, sizeof(b1)),
-                        fs_rfc3339(u->next_update, b2, sizeof(b2)));
-            fprintf(f, "\n");
-            if (u->error[0])
-                fprintf(f, "    Error: %s\n", u->error);
-        }
+        for (size_t i = 0; i < r->rev->nurls; i++)
+            retrieval_text(f, &r->rev->urls[i]);
     }
     fprintf(f, "\nVerdict: %s\n", r->online ? "ONLINE" : "OFFLINE");
     if (r->warnings) {

@@ -1,9 +1,11 @@
-/* revoke.c - revocation and AIA jobs over the fetcher: a cache of parsed CRLs and issuer
+/* revoke.c - revocation and AIA jobs over the fetcher: OCSP, CRLs and delta CRLs per certificate
+ * the way CryptoAPI checks them, and a cache of parsed CRLs, OCSP responses and issuer
  * certificates per (URL, network view) with LRU bounds, negative entries and single flight.
  * One file because the cache only exists for these jobs and they only through it. */
 #include "probes/revoke.h"
 #include "probes/crl.h"
 #include "probes/fetch.h"
+#include "probes/ocsp.h"
 #include "probes/util.h"
 
 #include <assert.h>
@@ -20,10 +22,15 @@
 
 const char *const rev_mode_names[REV_MODE_COUNT] = {"off", "soft_fail", "strict"};
 const char *const rev_scope_names[REV_SCOPE_COUNT] = {"leaf", "chain", "chain_exclude_root"};
+const char *const rev_timeout_names[REV_TIMEOUT_COUNT] = {"per_url", "accumulative"};
 _Static_assert(FS_ARRAY_SIZE(rev_mode_names) == REV_MODE_COUNT, "rev_mode_names");
 _Static_assert(FS_ARRAY_SIZE(rev_scope_names) == REV_SCOPE_COUNT, "rev_scope_names");
+_Static_assert(FS_ARRAY_SIZE(rev_timeout_names) == REV_TIMEOUT_COUNT, "rev_timeout_names");
 
-enum { KIND_CRL, KIND_AIA };
+/* What an entry holds (a delta CRL is a KIND_CRL entry: same URL rules and cache). */
+enum { KIND_CRL, KIND_AIA, KIND_OCSP };
+/* Where a certificate's check is: its OCSP URLs, its CDP URLs, the delta URLs of its base CRL. */
+enum { STAGE_OCSP, STAGE_CDP, STAGE_DELTA };
 /* Failure classes, ranked: a certificate reports its most advanced failure. */
 enum { FAIL_NONE, FAIL_UNREACHABLE, FAIL_INVALID, FAIL_EXPIRED };
 
@@ -37,6 +44,7 @@ struct ent_s {
     char *key;
     char *url;
     int kind;
+    int ldap;     /* retrieved through LDAP: no HTTP status, an LDIF-like body */
     int fetching; /* a retrieval is in flight; never evicted */
     int busy;     /* waiters are being told; never freed */
     int in_lru;   /* counted against the budget (ctx->lru_bytes) */
@@ -54,6 +62,7 @@ struct ent_s {
     X509_CRL *crl;
     int64_t this_update, next_update;
     STACK_OF(X509) * certs;
+    OCSP_BASICRESP *bs;
     EVP_PKEY *sig_good[SIG_MEMO], *sig_bad[SIG_MEMO]; /* issuer keys already tried */
     unsigned nsig_good, nsig_bad;
     size_t cost;
@@ -88,22 +97,33 @@ struct rev_job_s {
     uv_timer_t timer; /* kick-off, then the deadline of the current wait */
     int kind;
     rev_policy_t pol; /* strings below are the job's copies */
-    char *proxy, *view;
+    char *proxy, *ldap_host, *view;
     fs_resolve_t resolve;
     STACK_OF(X509) * chain;
     X509 *cert; /* AIA: the certificate whose issuer is wanted */
     int64_t at;
-    uint64_t deadline; /* uv_now() + budget */
-    int *plan;         /* depths to check, root down */
+    uint64_t acc_deadline;  /* accumulative mode: first retrieval's uv_now() + budget_ms */
+    uint64_t hard_deadline; /* uv_now() + max_total_ms, or 0 */
+    int *plan;              /* depths to check, root down */
     int nplan, pi;
-    crl_urls_t urls;
+    int stage;       /* STAGE_* of plan[pi] */
+    crl_urls_t urls; /* the current stage's URLs */
     size_t ui;
     int urls_loaded;
-    int cert_done; /* a usable CRL was found for plan[pi] */
-    int cert_fail;
-    char cert_msg[200];
+    int stage_ok;         /* the current stage got its answer (OCSP good, a base CRL, a delta) */
+    int cert_done;        /* plan[pi] has a usable answer */
+    int cert_fail;        /* FAIL_* of plan[pi] so far */
+    int cert_dead;        /* URLs of plan[pi] that failed (skipped ones do not count) */
+    int cert_skipped;     /* URLs of plan[pi] skipped at no cost */
+    char cert_msg[200];   /* the failure that decides, in words */
+    char dead_msg[200];   /* the first dead URL of plan[pi] */
+    char skip_msg[120];   /* the first skipped URL of plan[pi] */
+    OCSP_CERTID *ocsp_id; /* of plan[pi], for the OCSP stage */
+    char ocsp_hex[256];   /* its DER in hex: the cache key part */
+    X509_CRL *base;       /* the usable base CRL of plan[pi] while its delta is sought */
     int revoked;
     char soft_msg[256];
+    char url_dead_msg[256]; /* the first revocation_url_dead, in words */
     STACK_OF(X509) * issuers;
     rev_url_result_t scratch; /* results past REV_MAX_URLS */
     rev_result_t r;
@@ -118,6 +138,8 @@ void rev_policy_defaults(rev_policy_t *p)
     p->mode = REV_STRICT;
     p->scope = REV_SCOPE_CHAIN_EXCLUDE_ROOT;
     p->aia_fetch = 1;
+    p->ocsp = 1;
+    p->timeout_mode = REV_TIMEOUT_PER_URL;
     p->url_timeout_ms = 15000;
     p->budget_ms = 20000;
     p->max_bytes = (size_t)16 << 20;
@@ -134,11 +156,12 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static char *key_make(int kind, const char *url, const char *view)
+/* "<kind><url>\x1f[<certid hex>\x1f]<view>": OCSP answers are per certificate too. */
+static char *key_make(int kind, const char *url, const char *certid, const char *view)
 {
-    size_t n = strlen(url) + strlen(view) + 4;
+    size_t n = strlen(url) + strlen(view) + strlen(certid) + 5;
     char *k = fs_xmalloc(n);
-    snprintf(k, n, "%c%s\x1f%s", kind == KIND_CRL ? 'C' : 'A', url, view);
+    snprintf(k, n, "%c%s\x1f%s%s%s", "CAO"[kind], url, certid, certid[0] ? "\x1f" : "", view);
     return k;
 }
 
@@ -179,6 +202,8 @@ static void ent_clear_payload(ent_t *e)
     e->crl = NULL;
     sk_X509_pop_free(e->certs, X509_free);
     e->certs = NULL;
+    OCSP_BASICRESP_free(e->bs);
+    e->bs = NULL;
     for (unsigned i = 0; i < SIG_MEMO; i++) {
         EVP_PKEY_free(e->sig_good[i]);
         EVP_PKEY_free(e->sig_bad[i]);
@@ -306,6 +331,8 @@ static size_t ent_cost(const ent_t *e)
         c += crl_parsed_cost(e->crl, e->bytes);
     if (e->certs)
         c += crl_certs_cost(e->certs, e->bytes);
+    if (e->bs) /* the response's own certificates dominate, as for an AIA payload */
+        c += crl_certs_cost(OCSP_resp_get0_certs(e->bs), e->bytes) + 1024;
     return c;
 }
 
@@ -452,9 +479,12 @@ static void job_release(rev_job_t *job)
     X509_free(job->cert);
     sk_X509_pop_free(job->issuers, X509_free);
     crl_urls_free(&job->urls);
+    OCSP_CERTID_free(job->ocsp_id);
+    X509_CRL_free(job->base);
     fs_resolve_free(&job->resolve);
     free(job->plan);
     free(job->proxy);
+    free(job->ldap_host);
     free(job->view);
     uv_close((uv_handle_t *)&job->timer, on_job_closed);
 }
@@ -462,8 +492,12 @@ static void job_release(rev_job_t *job)
 static void job_finish(rev_job_t *job)
 {
     rev_ctx_t *ctx = job->ctx;
-    if (job->kind == KIND_CRL && job->r.cause == FS_CAUSE_NONE && job->soft_msg[0])
-        fs_strlcpy(job->r.message, job->soft_msg, sizeof(job->r.message));
+    if (job->kind == KIND_CRL && job->r.cause == FS_CAUSE_NONE) {
+        if (job->soft_msg[0])
+            fs_strlcpy(job->r.message, job->soft_msg, sizeof(job->r.message));
+        else if (job->url_dead_msg[0])
+            fs_strlcpy(job->r.message, job->url_dead_msg, sizeof(job->r.message));
+    }
     uv_timer_stop(&job->timer);
     job_leave_wait(job);
     job_unlink(job); /* a rev_ctx_close() inside the callback must not see it */
@@ -476,13 +510,13 @@ static void job_finish(rev_job_t *job)
     job_release(job);
 }
 
-static rev_url_result_t *slot_new(rev_job_t *job, const char *url, int kind, int depth)
+static rev_url_result_t *slot_new(rev_job_t *job, const char *url, const char *kind, int depth)
 {
     rev_url_result_t *u =
         job->r.nurls < REV_MAX_URLS ? &job->r.urls[job->r.nurls++] : &job->scratch;
     memset(u, 0, sizeof(*u));
     fs_url_redact(url, u->url, sizeof(u->url)); /* reported and logged: no password */
-    fs_strlcpy(u->kind, kind == KIND_CRL ? "crl" : "aia", sizeof(u->kind));
+    fs_strlcpy(u->kind, kind, sizeof(u->kind));
     u->cert_depth = depth;
     return u;
 }
@@ -502,6 +536,18 @@ static void url_fail(rev_job_t *job, rev_url_result_t *u, int cls, const char *f
             job->cert_fail = cls;
         snprintf(job->cert_msg, sizeof(job->cert_msg), "%.80s: %.110s", u->url, u->error);
     }
+    if (job->cert_dead++ == 0)
+        snprintf(job->dead_msg, sizeof(job->dead_msg), "%.80s: %.110s", u->url, u->error);
+}
+
+/* A URL not retrieved at no cost: reported, never a failure by itself. */
+static void url_skip(rev_job_t *job, rev_url_result_t *u, const char *why)
+{
+    u->ok = 0;
+    u->skipped = 1;
+    snprintf(u->error, sizeof(u->error), "skipped: %s", why);
+    if (job->cert_skipped++ == 0)
+        snprintf(job->skip_msg, sizeof(job->skip_msg), "%.60s %.50s", u->url, u->error);
 }
 
 static void subject_str(X509 *x, char *buf, size_t n)
@@ -531,10 +577,26 @@ static X509 *issuer_of(rev_job_t *job, int depth)
     return depth + 1 < n ? sk_X509_value(job->chain, depth + 1) : sk_X509_value(job->chain, depth);
 }
 
-/* Applies the CRL in e to the certificate at plan[pi]. */
-static void job_use_crl(rev_job_t *job, ent_t *e, rev_url_result_t *u)
+/* Records a revocation of the certificate at depth, found at u, and stops the check there. */
+static void job_revoked(rev_job_t *job, rev_url_result_t *u, int depth, int64_t when, int reason,
+                        const char *source)
 {
-    int depth = job->plan[job->pi];
+    char subj[64], t1[32];
+    subject_str(sk_X509_value(job->chain, depth), subj, sizeof(subj));
+    job->revoked = 1;
+    job->r.cause = FS_CAUSE_CERT_REVOKED;
+    job->r.revoked_depth = depth;
+    job->r.revoked_at = when;
+    job->r.revoked_reason = reason;
+    snprintf(job->r.message, sizeof(job->r.message),
+             "certificate \"%.60s\" (depth %d) revoked on %s (%s) per %s %.100s", subj, depth,
+             fs_rfc3339(when, t1, sizeof(t1)), reason_name(reason), source, u->url);
+}
+
+/* The checks a CRL (base or delta) must pass for the certificate at depth; fills u. Returns 1
+ * when usable, 0 after url_fail. */
+static int crl_usable(rev_job_t *job, ent_t *e, rev_url_result_t *u, int depth)
+{
     X509 *cert = sk_X509_value(job->chain, depth), *issuer = issuer_of(job, depth);
     char err[CRL_ERR_LEN], t1[32], t2[32];
     u->http_status = e->http_status;
@@ -543,51 +605,110 @@ static void job_use_crl(rev_job_t *job, ent_t *e, rev_url_result_t *u)
     u->next_update = e->next_update;
     if (!e->ok) {
         url_fail(job, u, e->fail, "%s", e->error);
-        return;
+        return 0;
     }
     if (e->bytes > job->pol.max_bytes) {
         url_fail(job, u, FAIL_INVALID, "over size cap (%zu bytes > %zu)", e->bytes,
                  job->pol.max_bytes);
-        return;
+        return 0;
     }
     if (crl_check_issuer(e->crl, cert, issuer, err) != 0 || !ent_sig_ok(e, issuer, err)) {
         url_fail(job, u, FAIL_INVALID, "%s", err);
-        return;
+        return 0;
+    }
+    if (job->stage == STAGE_DELTA) {
+        if (crl_check_delta(e->crl, job->base, err) != 0) {
+            url_fail(job, u, FAIL_INVALID, "%s", err);
+            return 0;
+        }
+    } else if (crl_is_delta(e->crl)) {
+        url_fail(job, u, FAIL_INVALID, "a delta CRL where the base CRL belongs");
+        return 0;
     }
     switch (crl_check_time(e->crl, job->at)) {
     case CRL_TIME_EXPIRED:
         url_fail(job, u, FAIL_EXPIRED,
                  "CRL expired: nextUpdate %s is before the endpoint's time %s",
                  fs_rfc3339(e->next_update, t1, sizeof(t1)), fs_rfc3339(job->at, t2, sizeof(t2)));
-        return;
+        return 0;
     case CRL_TIME_NOT_YET_VALID:
         url_fail(job, u, FAIL_EXPIRED,
                  "CRL not yet valid: thisUpdate %s is after the endpoint's time %s",
                  fs_rfc3339(e->this_update, t1, sizeof(t1)), fs_rfc3339(job->at, t2, sizeof(t2)));
-        return;
+        return 0;
     case CRL_TIME_OK:
         break;
     }
     u->ok = 1;
     u->error[0] = '\0';
-    job->cert_done = 1;
+    if (e->next_update && e->next_update - job->at < job->pol.crl_expiring_soon_s)
+        job->r.warnings |= FS_WARN_BIT(FS_WARN_CRL_EXPIRING_SOON);
+    return 1;
+}
+
+/* Applies the CRL (base or delta) in e to the certificate at plan[pi]. */
+static void job_use_crl(rev_job_t *job, ent_t *e, rev_url_result_t *u)
+{
+    int depth = job->plan[job->pi];
+    X509 *cert = sk_X509_value(job->chain, depth);
+    if (!crl_usable(job, e, u, depth))
+        return;
+    job->stage_ok = 1;
     int64_t when = 0;
     int reason = -1;
     if (crl_lookup_serial(e->crl, X509_get0_serialNumber(cert), &when, &reason) == 1) {
-        char subj[64];
-        subject_str(cert, subj, sizeof(subj));
-        job->revoked = 1;
-        job->r.cause = FS_CAUSE_CERT_REVOKED;
-        job->r.revoked_depth = depth;
-        job->r.revoked_at = when;
-        job->r.revoked_reason = reason;
-        snprintf(job->r.message, sizeof(job->r.message),
-                 "certificate \"%.60s\" (depth %d) revoked on %s (%s) per %.100s", subj, depth,
-                 fs_rfc3339(when, t1, sizeof(t1)), reason_name(reason), u->url);
+        job_revoked(job, u, depth, when, reason,
+                    job->stage == STAGE_DELTA ? "the delta CRL at" : "the CRL at");
         return;
     }
-    if (e->next_update && e->next_update - job->at < job->pol.crl_expiring_soon_s)
-        job->r.warnings |= FS_WARN_BIT(FS_WARN_CRL_EXPIRING_SOON);
+    if (job->stage == STAGE_CDP && X509_CRL_up_ref(e->crl)) {
+        X509_CRL_free(job->base); /* kept for its delta, if it names one */
+        job->base = e->crl;
+    }
+}
+
+/* Applies the OCSP response in e to the certificate at plan[pi]. Every failure counts as
+ * unreachable: Windows falls over to the CRLs and, without them, reports revocation offline. */
+static void job_use_ocsp(rev_job_t *job, ent_t *e, rev_url_result_t *u)
+{
+    int depth = job->plan[job->pi];
+    X509 *issuer = issuer_of(job, depth);
+    char err[CRL_ERR_LEN];
+    ocsp_answer_t a;
+    u->http_status = e->http_status;
+    u->bytes = e->bytes;
+    if (!e->ok) {
+        url_fail(job, u, FAIL_UNREACHABLE, "%s", e->error);
+        return;
+    }
+    if (e->bytes > job->pol.max_bytes) {
+        url_fail(job, u, FAIL_UNREACHABLE, "over size cap (%zu bytes > %zu)", e->bytes,
+                 job->pol.max_bytes);
+        return;
+    }
+    if (ocsp_check_signer(e->bs, issuer, job->at, err) != 0 ||
+        ocsp_find(e->bs, job->ocsp_id, &a, err) != 0) {
+        url_fail(job, u, FAIL_UNREACHABLE, "%s", err);
+        return;
+    }
+    u->this_update = a.this_update;
+    u->next_update = a.next_update;
+    fs_strlcpy(u->status, ocsp_status_name(a.status), sizeof(u->status));
+    if (ocsp_check_time(&a, job->at, err) != 0) {
+        url_fail(job, u, FAIL_UNREACHABLE, "%s", err);
+        return;
+    }
+    if (a.status == OCSP_ANSWER_UNKNOWN) {
+        url_fail(job, u, FAIL_UNREACHABLE,
+                 "the responder does not know this certificate "
+                 "(status unknown)");
+        return;
+    }
+    u->ok = 1;
+    u->error[0] = '\0';
+    job->stage_ok = 1;
+    if (a.status == OCSP_ANSWER_REVOKED)
+        job_revoked(job, u, depth, a.revoked_at, a.reason, "the OCSP responder");
 }
 
 /* Keeps the issuers of job->cert found in e. */
@@ -622,7 +743,9 @@ static void job_use_aia(rev_job_t *job, ent_t *e, rev_url_result_t *u)
 
 static void job_use(rev_job_t *job, ent_t *e, rev_url_result_t *u)
 {
-    if (job->kind == KIND_CRL)
+    if (e->kind == KIND_OCSP)
+        job_use_ocsp(job, e, u);
+    else if (e->kind == KIND_CRL)
         job_use_crl(job, e, u);
     else
         job_use_aia(job, e, u);
@@ -631,25 +754,138 @@ static void job_use(rev_job_t *job, ent_t *e, rev_url_result_t *u)
 static void on_job_timer(uv_timer_t *t);
 static void on_ent_fetched(void *arg, const fetch_result_t *res);
 
+/* The time the next retrieval may take (see "Timeouts" in revoke.h), or 0 with *why filled when
+ * none is left. */
+static uint64_t job_url_limit(rev_job_t *job, uint64_t now, const char **why)
+{
+    uint64_t limit = job->pol.url_timeout_ms;
+    if (job->pol.timeout_mode == REV_TIMEOUT_ACCUMULATIVE) {
+        if (job->acc_deadline == 0) /* the budget runs from the first retrieval */
+            job->acc_deadline = now + job->pol.budget_ms;
+        uint64_t left = job->acc_deadline > now ? job->acc_deadline - now : 0;
+        limit = left / 2;
+        if (limit == 0)
+            *why = "the accumulative retrieval budget is spent";
+    }
+    if (job->hard_deadline != 0) {
+        uint64_t left = job->hard_deadline > now ? job->hard_deadline - now : 0;
+        if (left == 0) {
+            limit = 0;
+            *why = "no time left before the deadline";
+        } else if (limit > left) {
+            limit = left;
+        }
+    }
+    return limit;
+}
+
+/* What a URL of the current stage is in this view: 1 fetch (fills *fetch_url, malloc'ed, and
+ * *ldap), 0 after url_skip or url_fail. */
+static int job_url_route(rev_job_t *job, const char *url, rev_url_result_t *u, char **fetch_url,
+                         int *ldap)
+{
+    *ldap = 0;
+    if (crl_url_is_http(url)) {
+        *fetch_url = fs_xstrdup(url);
+        return 1;
+    }
+    if (job->kind == KIND_CRL && job->stage != STAGE_OCSP) {
+        if (crl_url_has_scheme(url, "ldap")) {
+            if (job->pol.ldap_host == NULL) {
+                url_skip(job, u, "no directory in this view");
+                return 0;
+            }
+            size_t n = strlen(url) + strlen(job->pol.ldap_host) + 8;
+            *fetch_url = fs_xmalloc(n);
+            if (strncmp(url + 7, "/", 1) == 0) /* host-less: the view's directory */
+                snprintf(*fetch_url, n, "ldap://%s%s", job->pol.ldap_host, url + 7);
+            else
+                snprintf(*fetch_url, n, "%s", url);
+            *ldap = 1;
+            return 1;
+        }
+        if (crl_url_has_scheme(url, "file")) {
+            url_skip(job, u, "file:// is not retrieved");
+            return 0;
+        }
+    }
+    const char *colon = strchr(url, ':');
+    int n = colon ? (int)(colon - url) : 0;
+    url_fail(job, u, FAIL_UNREACHABLE, "%.*s URL not retrieved (only http://%s is fetched)",
+             n > 10 ? 10 : n, url,
+             job->kind == KIND_CRL && job->stage != STAGE_OCSP ? " and ldap://" : "");
+    return 0;
+}
+
+static const char *stage_kind(const rev_job_t *job)
+{
+    if (job->kind == KIND_AIA)
+        return "aia";
+    return job->stage == STAGE_OCSP ? "ocsp" : job->stage == STAGE_DELTA ? "delta" : "crl";
+}
+
+/* Starts the retrieval of entry e: the OCSP request (GET when short, else POST) or the URL. */
+static int ent_fetch_start(rev_job_t *job, ent_t *e, const char *fetch_url, uint64_t limit)
+{
+    fetch_req_t req;
+    unsigned char *der = NULL;
+    size_t len = 0;
+    char *get = NULL;
+    fetch_req_init(&req);
+    req.url = fetch_url;
+    req.timeout_ms = (uint32_t)limit;
+    req.max_bytes = job->pol.max_bytes;
+    req.proxy = e->ldap ? NULL : job->proxy;
+    req.resolve = &job->resolve;
+    req.dns_override_only = job->pol.dns_override_only;
+    req.allow_ldap = e->ldap;
+    if (e->kind == KIND_OCSP) {
+        if (ocsp_request_der(job->ocsp_id, &der, &len) != 0)
+            return UV_ENOMEM;
+        get = ocsp_get_url(fetch_url, der, len);
+        if (get != NULL) {
+            req.url = get;
+        } else {
+            req.post_body = der;
+            req.post_len = len;
+            req.post_type = "application/ocsp-request";
+        }
+    }
+    int rc = fetch_start(job->ctx->fetch, &req, on_ent_fetched, e, &e->fetch);
+    free(get);
+    free(der);
+    return rc;
+}
+
 /* Works on URL `url`: answers it from the cache, joins a retrieval in flight or starts one.
  * Returns 1 when the job now waits, 0 when the URL is settled (job->ui advanced). */
 static int job_step_url(rev_job_t *job, const char *url, int depth)
 {
     rev_ctx_t *ctx = job->ctx;
-    rev_url_result_t *u = slot_new(job, url, job->kind, depth);
-    if (!crl_url_is_http(url)) {
-        const char *colon = strchr(url, ':');
-        int n = colon ? (int)(colon - url) : 0;
-        url_fail(job, u, FAIL_UNREACHABLE, "%.*s URL not retrieved (only http:// is fetched)",
-                 n > 10 ? 10 : n, url);
+    rev_url_result_t *u = slot_new(job, url, stage_kind(job), depth);
+    int kind = job->kind == KIND_AIA ? KIND_AIA : job->stage == STAGE_OCSP ? KIND_OCSP : KIND_CRL;
+    char *fetch_url = NULL;
+    int ldap = 0;
+    if (!job_url_route(job, url, u, &fetch_url, &ldap)) {
         job->ui++;
         return 0;
     }
-    char *key = key_make(job->kind, url, job->view);
+    if (kind == KIND_OCSP) {
+        unsigned char *der;
+        size_t len;
+        if (ocsp_request_der(job->ocsp_id, &der, &len) == 0) {
+            char *get = ocsp_get_url(fetch_url, der, len);
+            u->post = get == NULL;
+            free(get);
+            free(der);
+        }
+    }
+    char *key = key_make(kind, fetch_url, kind == KIND_OCSP ? job->ocsp_hex : "", job->view);
     uint64_t hash = fnv1a(key);
     ent_t *e = cache_lookup(ctx, key, hash);
     if (e && !e->fetching) {
         free(key);
+        free(fetch_url);
         ctx->stats.hits++;
         if (e->in_lru) {
             lru_unlink(ctx, e);
@@ -661,29 +897,23 @@ static int job_step_url(rev_job_t *job, const char *url, int depth)
         return 0;
     }
     uint64_t now = uv_now(ctx->loop);
-    if (now >= job->deadline) {
+    const char *why = NULL;
+    uint64_t limit = job_url_limit(job, now, &why);
+    if (limit == 0) {
         free(key);
-        url_fail(job, u, FAIL_UNREACHABLE, "not tried: the retrieval budget of %u ms is spent",
-                 job->pol.budget_ms);
+        free(fetch_url);
+        url_fail(job, u, FAIL_UNREACHABLE, "not tried: %s", why);
         job->ui++;
         return 0;
     }
-    uint64_t limit = job->deadline - now;
-    if (limit > job->pol.url_timeout_ms)
-        limit = job->pol.url_timeout_ms;
     if (e == NULL) {
-        e = cache_add(ctx, job->kind, url, key, hash);
-        fetch_req_t req;
-        fetch_req_init(&req);
-        req.url = url;
-        req.timeout_ms = (uint32_t)limit;
-        req.max_bytes = job->pol.max_bytes;
-        req.proxy = job->proxy;
-        req.resolve = &job->resolve;
-        req.dns_override_only = job->pol.dns_override_only;
-        int rc = fetch_start(ctx->fetch, &req, on_ent_fetched, e, &e->fetch);
+        e = cache_add(ctx, kind, fetch_url, key, hash);
+        e->ldap = ldap;
+        int rc = ent_fetch_start(job, e, fetch_url, limit);
         if (rc != 0) {
+            e->fetch = NULL;
             cache_remove(ctx, e);
+            free(fetch_url);
             url_fail(job, u, FAIL_UNREACHABLE, "could not start the retrieval: %s",
                      uv_strerror(rc));
             job->ui++;
@@ -695,6 +925,8 @@ static int job_step_url(rev_job_t *job, const char *url, int depth)
         free(key);
         ctx->stats.joined++;
     }
+    free(fetch_url);
+    u->timeout_ms = (uint32_t)limit;
     job->wait = e;
     job->wslot = u;
     job->wait_start = now;
@@ -707,17 +939,25 @@ static int job_step_url(rev_job_t *job, const char *url, int depth)
     return 1;
 }
 
-/* Settles plan[pi]: records its failure as a cause or a forgiven warning, moves on. */
+/* Settles plan[pi]: records its failure as a cause or a forgiven warning, or a dead URL beside
+ * its success, and moves on to the next certificate. */
 static void job_conclude_cert(rev_job_t *job)
 {
+    int depth = job->plan[job->pi];
+    char subj[64];
+    subject_str(sk_X509_value(job->chain, depth), subj, sizeof(subj));
+    if (!job->cert_done && job->cert_fail == FAIL_NONE && job->cert_skipped > 0) {
+        /* Nothing retrievable in this view: an off-domain client with only ldap:// CDPs. */
+        job->cert_fail = FAIL_UNREACHABLE;
+        snprintf(job->cert_msg, sizeof(job->cert_msg),
+                 "no revocation URL can be retrieved in this view (%d skipped; %.120s)",
+                 job->cert_skipped, job->skip_msg);
+    }
     if (!job->cert_done && job->cert_fail != FAIL_NONE) {
         static const fs_cause_t causes[] = {FS_CAUSE_NONE, FS_CAUSE_CRL_UNREACHABLE,
                                             FS_CAUSE_CRL_INVALID, FS_CAUSE_CRL_EXPIRED};
         static const char *const what[] = {"", "revocation server offline", "invalid CRL",
                                            "stale CRL"};
-        int depth = job->plan[job->pi];
-        char subj[64];
-        subject_str(sk_X509_value(job->chain, depth), subj, sizeof(subj));
         int forgiven = job->pol.mode == REV_SOFT_FAIL &&
                        (job->cert_fail == FAIL_UNREACHABLE || job->cert_fail == FAIL_EXPIRED);
         if (forgiven) {
@@ -731,13 +971,96 @@ static void job_conclude_cert(rev_job_t *job)
             snprintf(job->r.message, sizeof(job->r.message), "%s for \"%.50s\": %.170s",
                      what[job->cert_fail], subj, job->cert_msg);
         }
+    } else if (job->cert_done && job->cert_dead > 0) {
+        job->r.warnings |= FS_WARN_BIT(FS_WARN_REVOCATION_URL_DEAD);
+        if (job->url_dead_msg[0] == '\0')
+            snprintf(job->url_dead_msg, sizeof(job->url_dead_msg),
+                     "revocation URL dead for \"%.50s\" (another one answered): %.170s", subj,
+                     job->dead_msg);
     }
     crl_urls_free(&job->urls);
+    OCSP_CERTID_free(job->ocsp_id);
+    job->ocsp_id = NULL;
+    X509_CRL_free(job->base);
+    job->base = NULL;
     job->urls_loaded = 0;
+    job->stage = STAGE_OCSP;
+    job->stage_ok = 0;
     job->cert_done = 0;
     job->cert_fail = FAIL_NONE;
-    job->cert_msg[0] = '\0';
+    job->cert_dead = job->cert_skipped = 0;
+    job->cert_msg[0] = job->dead_msg[0] = job->skip_msg[0] = '\0';
     job->pi++;
+}
+
+/* Loads the URLs of the current stage of plan[pi]. */
+static void job_load_stage(rev_job_t *job)
+{
+    X509 *cert = sk_X509_value(job->chain, job->plan[job->pi]);
+    crl_urls_free(&job->urls);
+    job->ui = 0;
+    job->stage_ok = 0;
+    job->urls_loaded = 1;
+    switch (job->stage) {
+    case STAGE_OCSP:
+        if (job->pol.ocsp && ocsp_urls(cert, &job->urls) > 0) {
+            job->ocsp_id = ocsp_cert_id(cert, issuer_of(job, job->plan[job->pi]));
+            if (job->ocsp_id == NULL ||
+                ocsp_cert_id_hex(job->ocsp_id, job->ocsp_hex, sizeof(job->ocsp_hex)) != 0)
+                crl_urls_free(&job->urls); /* no CertID: straight to the CRLs */
+        }
+        break;
+    case STAGE_CDP:
+        crl_cdp_urls(cert, &job->urls);
+        break;
+    case STAGE_DELTA:
+        /* The base answered: earlier failures no longer decide, the delta's will. */
+        job->cert_fail = FAIL_NONE;
+        job->cert_msg[0] = '\0';
+        crl_freshest_urls(job->base, cert, &job->urls);
+        break;
+    }
+}
+
+/* The current stage has no URL left or got its answer: on to the next stage or certificate. */
+static void job_next_stage(rev_job_t *job)
+{
+    switch (job->stage) {
+    case STAGE_OCSP:
+        if (job->stage_ok) {
+            job->cert_done = 1;
+            job_conclude_cert(job);
+            return;
+        }
+        job->stage = STAGE_CDP;
+        job_load_stage(job);
+        return;
+    case STAGE_CDP:
+        if (!job->stage_ok) {
+            job_conclude_cert(job);
+            return;
+        }
+        job->stage = STAGE_DELTA;
+        job_load_stage(job);
+        if (job->urls.n == 0) { /* a complete CRL without delta */
+            job->cert_done = 1;
+            job_conclude_cert(job);
+        }
+        return;
+    case STAGE_DELTA:
+        if (job->stage_ok) {
+            job->cert_done = 1;
+        } else {
+            /* The base CRL says it is incomplete without its delta: revocation offline. */
+            char msg[200];
+            snprintf(msg, sizeof(msg), "no usable delta CRL, which the base CRL requires: %.150s",
+                     job->cert_msg);
+            fs_strlcpy(job->cert_msg, msg, sizeof(job->cert_msg));
+            job->cert_fail = FAIL_UNREACHABLE;
+        }
+        job_conclude_cert(job);
+        return;
+    }
 }
 
 static void job_run_check(rev_job_t *job)
@@ -747,13 +1070,10 @@ static void job_run_check(rev_job_t *job)
             job_finish(job);
             return;
         }
-        if (!job->urls_loaded) {
-            crl_cdp_urls(sk_X509_value(job->chain, job->plan[job->pi]), &job->urls);
-            job->urls_loaded = 1;
-            job->ui = 0;
-        }
-        if (job->cert_done || job->ui >= job->urls.n) {
-            job_conclude_cert(job);
+        if (!job->urls_loaded)
+            job_load_stage(job);
+        if (job->stage_ok || job->ui >= job->urls.n) {
+            job_next_stage(job);
             continue;
         }
         if (job_step_url(job, job->urls.v[job->ui], job->plan[job->pi]))
@@ -820,11 +1140,51 @@ static void on_job_timer(uv_timer_t *t)
     ctx_maybe_teardown(ctx);
 }
 
+/* Parses the body of a successful retrieval into e. */
+static void ent_parse(ent_t *e, const fetch_result_t *res)
+{
+    char err[CRL_ERR_LEN];
+    unsigned char *der = NULL;
+    size_t len = 0;
+    switch (e->kind) {
+    case KIND_CRL:
+        if (e->ldap && crl_from_ldap(res->body, res->bytes, &der, &len, err) != 0) {
+            e->fail = FAIL_INVALID;
+            snprintf(e->error, sizeof(e->error), "%.150s", err);
+            break;
+        }
+        if (crl_parse(der ? der : res->body, der ? len : res->bytes, &e->crl, err) == 0) {
+            e->ok = 1;
+            crl_times(e->crl, &e->this_update, &e->next_update);
+        } else {
+            e->fail = FAIL_INVALID;
+            snprintf(e->error, sizeof(e->error), "unparsable CRL: %.140s", err);
+        }
+        free(der);
+        break;
+    case KIND_OCSP:
+        if (ocsp_parse_response(res->body, res->bytes, &e->bs, err) == 0) {
+            e->ok = 1;
+            e->next_update = ocsp_min_next_update(e->bs);
+        } else {
+            snprintf(e->error, sizeof(e->error), "unusable OCSP response: %.130s", err);
+        }
+        break;
+    default:
+        if (crl_parse_certs(res->body, res->bytes, &e->certs, err) == 0) {
+            e->ok = 1;
+        } else {
+            e->fail = FAIL_INVALID;
+            snprintf(e->error, sizeof(e->error), "unusable AIA payload: %.130s", err);
+        }
+        break;
+    }
+}
+
 /* Turns a retrieval into the entry's outcome. */
 static void ent_settle(ent_t *e, const fetch_result_t *res)
 {
     rev_ctx_t *ctx = e->ctx;
-    char err[CRL_ERR_LEN];
     e->http_status = res->http_status;
     e->bytes = res->bytes;
     e->ok = 0;
@@ -834,31 +1194,21 @@ static void ent_settle(ent_t *e, const fetch_result_t *res)
         snprintf(e->error, sizeof(e->error), "%s", res->error);
     } else if (res->err != FETCH_OK) {
         snprintf(e->error, sizeof(e->error), "%s", res->error);
-    } else if (res->http_status != 200) {
+    } else if (!e->ldap && res->http_status != 200) {
         snprintf(e->error, sizeof(e->error), "HTTP %ld", res->http_status);
     } else if (res->bytes == 0) {
-        snprintf(e->error, sizeof(e->error), "empty body (HTTP 200)");
-    } else if (e->kind == KIND_CRL) {
-        if (crl_parse(res->body, res->bytes, &e->crl, err) == 0) {
-            e->ok = 1;
-            crl_times(e->crl, &e->this_update, &e->next_update);
-        } else {
-            e->fail = FAIL_INVALID;
-            snprintf(e->error, sizeof(e->error), "unparsable CRL: %.140s", err);
-        }
+        snprintf(e->error, sizeof(e->error),
+                 e->ldap ? "LDAP: no entry found" : "empty body (HTTP 200)");
     } else {
-        if (crl_parse_certs(res->body, res->bytes, &e->certs, err) == 0) {
-            e->ok = 1;
-        } else {
-            e->fail = FAIL_INVALID;
-            snprintf(e->error, sizeof(e->error), "unusable AIA payload: %.130s", err);
-        }
+        ent_parse(e, res);
     }
     if (e->ok)
         e->error[0] = '\0';
     int64_t now = fs_wall_ms(), max_age = ctx->lim.max_age_s * 1000, neg = neg_ttl_ms(ctx);
     e->expires_ms = now + (e->ok ? max_age : neg);
-    if (e->ok && e->kind == KIND_CRL && e->next_update) {
+    if (e->ok && e->kind == KIND_OCSP && e->next_update == 0)
+        e->expires_ms = now + neg; /* no nextUpdate: newer information is always available */
+    if (e->ok && e->kind != KIND_AIA && e->next_update) {
         if (e->next_update * 1000 < e->expires_ms)
             e->expires_ms = e->next_update * 1000;
         if (e->expires_ms <= now) /* stale when published: ask again soon, not at once */
@@ -947,10 +1297,12 @@ static rev_job_t *job_new(rev_ctx_t *ctx, int kind, const rev_policy_t *p, void 
     job->arg = arg;
     job->pol = *p;
     job->proxy = p->proxy ? fs_xstrdup(p->proxy) : NULL;
+    job->ldap_host = p->ldap_host ? fs_xstrdup(p->ldap_host) : NULL;
     job->view = fs_xstrdup(p->view ? p->view : "");
     for (size_t i = 0; p->resolve && i < p->resolve->n; i++)
         fs_resolve_add(&job->resolve, p->resolve->e[i].name, p->resolve->e[i].addr, err);
     job->pol.proxy = job->proxy;
+    job->pol.ldap_host = job->ldap_host;
     job->pol.view = job->view;
     job->pol.resolve = &job->resolve;
     if (job->pol.url_timeout_ms == 0)
@@ -959,7 +1311,9 @@ static rev_job_t *job_new(rev_ctx_t *ctx, int kind, const rev_policy_t *p, void 
         job->pol.budget_ms = 20000;
     if (job->pol.max_bytes == 0)
         job->pol.max_bytes = (size_t)16 << 20;
-    job->deadline = uv_now(ctx->loop) + job->pol.budget_ms;
+    uint64_t now = uv_now(ctx->loop);
+    if (job->pol.max_total_ms != 0)
+        job->hard_deadline = now + job->pol.max_total_ms;
     job->r.revoked_depth = -1;
     job->r.revoked_reason = -1;
     uv_timer_init(ctx->loop, &job->timer);

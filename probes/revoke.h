@@ -1,5 +1,6 @@
-/* revoke.h - Windows-like revocation checking (CRLs from the certificates' CDP URLs) and AIA
- * issuer retrieval over the fetcher, with a per (URL, network view) cache and single flight. */
+/* revoke.h - Windows-like revocation checking (OCSP, then CRLs and delta CRLs from the
+ * certificates' URLs) and AIA issuer retrieval over the fetcher, with a per (URL, network view)
+ * cache and single flight. */
 #ifndef FS_REVOKE_H
 #define FS_REVOKE_H
 
@@ -12,28 +13,67 @@
 #include "probes/causes.h"
 #include "probes/url.h"
 
-/* Revocation policy of one endpoint group.
+/* Revocation policy of one endpoint group, checked the way CryptoAPI does (SPEC §4.2).
  *
  * mode: REV_OFF checks nothing. REV_STRICT fails the endpoint on any revocation problem.
- *   REV_SOFT_FAIL forgives what Windows reports as CERT_TRUST_IS_OFFLINE_REVOCATION: an
- *   unreachable CDP (crl_unreachable) and a CRL that is expired or not yet valid at the
- *   endpoint's time with no fresh one at another URL (crl_expired). Both become the
- *   revocation_soft_fail warning. A revoked certificate and an invalid CRL (unparsable, bad
- *   signature, wrong issuer, over the cap) are never forgiven.
+ *   REV_SOFT_FAIL forgives what Windows reports as CERT_TRUST_IS_OFFLINE_REVOCATION: revocation
+ *   information that could not be had (crl_unreachable: no URL answered usably, an unusable
+ *   delta CRL) and a CRL that is expired or not yet valid at the endpoint's time with no fresh one
+ *   at another URL (crl_expired). Both become the revocation_soft_fail warning. A revoked
+ *   certificate and an invalid CRL (unparsable, bad signature, wrong issuer, over the cap) are
+ *   never forgiven.
  * scope, with the chain leaf first (depth 0) and its last certificate at depth n-1:
  *   REV_SCOPE_LEAF: depth 0 only (Schannel END_CERT).
  *   REV_SCOPE_CHAIN: every depth; the last certificate is checked only when it is self-issued
  *   (a root: its CRL must then be signed by itself) and has a CDP, as Windows does (CHAIN).
  *   REV_SCOPE_CHAIN_EXCLUDE_ROOT: depths 0..n-2 (CHAIN_EXCLUDE_ROOT).
- *   Certificates are checked from the root down; a certificate without any CDP is skipped (no
- *   cause, no warning), as is one whose issuer is not in the chain.
- * For each certificate its CDP URLs are tried in order until one gives a usable CRL (parsed,
- * issued and signed by the certificate's issuer, valid at `at`). Only http:// is retrieved:
- * ldap://, file:// and other URLs count as unreachable, as an offline ldap CDP does on Windows.
- * When every URL fails, the certificate's failure is the most advanced one seen: crl_expired
- * (an authentic but stale CRL) over crl_invalid over crl_unreachable. The result's cause is
- * cert_revoked if any certificate is listed (checking stops there), else the failure of the
- * first certificate (root down) that the mode does not forgive. */
+ *   Certificates are checked from the root down; a certificate without any CDP or (with ocsp on)
+ *   OCSP URL is skipped (no cause, no warning), as is one whose issuer is not in the chain.
+ * Per certificate:
+ *   1. OCSP first (ocsp on, the certificate has AIA id-ad-ocsp URLs, http:// only): each URL in
+ *      order until one gives a usable answer: a successful basic response signed by the issuer or
+ *      by a delegated responder certificate it issued with id-kp-OCSPSigning, for this CertID,
+ *      thisUpdate/nextUpdate valid at `at` within OCSP_SKEW_S (ocsp.h). `good` ends the
+ *      certificate's check; `revoked` is cert_revoked. Anything else (unreachable, HTTP error,
+ *      garbage, a responder status other than successful, unknown, a wrong signer, stale) falls
+ *      over to the CRLs, Windows' default failover; with no CDP it is revocation offline
+ *      (crl_unreachable).
+ *   2. CRL distribution points, every URL of every point in certificate order, until one gives
+ *      a usable CRL (parsed, issued and signed by the certificate's issuer, valid at `at`).
+ *      http:// is fetched. ldap:// is fetched through libcurl's LDAP when ldap_host names a
+ *      directory (a host-less "ldap:///CN=..." URL, as AD CS writes them, goes to ldap_host;
+ *      an ldap URL naming a host goes to that host); without ldap_host it is skipped at no cost,
+ *      as an off-domain client fails it, and reported "skipped: no directory in this view".
+ *      file:// is skipped likewise. A skipped URL is never a dead or unreachable one; but a
+ *      certificate whose every URL was skipped has no usable revocation source, which is what
+ *      Windows off the domain reports for it: revocation offline (crl_unreachable under strict,
+ *      revocation_soft_fail under soft_fail). Other schemes (https://, ...) fail as unreachable.
+ *   3. Delta CRL: when the usable base CRL carries a Freshest CRL extension (else when the
+ *      certificate does), its URLs are tried by the same rules and cache until one gives a
+ *      usable delta: same issuer and signature, a Delta CRL Indicator whose BaseCRLNumber is at
+ *      most the base CRL's number, valid at `at`. A serial listed on the delta (reason other
+ *      than removeFromCRL) is cert_revoked; no usable delta is revocation offline whatever the
+ *      delta URLs did. A serial listed on the base CRL is revoked without asking the delta.
+ * When a certificate ends without a usable answer, its failure is the most advanced one seen:
+ * crl_expired (an authentic but stale CRL) over crl_invalid over crl_unreachable (every OCSP
+ * failure and every skipped URL counts as unreachable). The result's cause is cert_revoked if any
+ * certificate is listed (checking stops there), else the failure of the first certificate (root
+ * down) that the mode does not forgive. When a certificate's check succeeded but one of its
+ * OCSP, CDP or delta URLs failed on the way, the result carries revocation_url_dead: each such
+ * URL costs a real endpoint its timeout on every uncached check.
+ *
+ * Timeouts (timeout_mode), Windows' two ways:
+ *   REV_TIMEOUT_PER_URL (default, CertGetCertificateChain without flags): each URL retrieval gets
+ *     url_timeout_ms (dwUrlRetrievalTimeout, 15 s by default; registry
+ *     ChainUrlRetrievalTimeoutMilliseconds); the check as a whole is bounded only by
+ *     max_total_ms (the caller's deadline). budget_ms is not used.
+ *   REV_TIMEOUT_ACCUMULATIVE (CERT_CHAIN_REVOCATION_ACCUMULATIVE_TIMEOUT, 0x08000000): all
+ *     retrievals of the check together get budget_ms (default 20 s, as
+ *     CERT_CHAIN_REV_ACCUMULATIVE_URL_RETRIEVAL_TIMEOUT_MILLISECONDS_DEFAULT; registry
+ *     ChainRevAccumulativeUrlRetrievalTimeoutMilliseconds) and each URL gets half of what
+ *     remains; url_timeout_ms is not used (Windows' one timeout becomes the cumulative one).
+ *     max_total_ms still bounds everything.
+ *   A URL with no time left is reported "not tried" and counts as unreachable. */
 typedef enum { REV_OFF, REV_SOFT_FAIL, REV_STRICT, REV_MODE_COUNT } rev_mode_t;
 typedef enum {
     REV_SCOPE_LEAF,
@@ -41,32 +81,46 @@ typedef enum {
     REV_SCOPE_CHAIN_EXCLUDE_ROOT,
     REV_SCOPE_COUNT
 } rev_scope_t;
-extern const char *const rev_mode_names[REV_MODE_COUNT];   /* "off", "soft_fail", "strict" */
-extern const char *const rev_scope_names[REV_SCOPE_COUNT]; /* "leaf", "chain", ... */
+typedef enum { REV_TIMEOUT_PER_URL, REV_TIMEOUT_ACCUMULATIVE, REV_TIMEOUT_COUNT } rev_timeout_t;
+extern const char *const rev_mode_names[REV_MODE_COUNT];       /* "off", "soft_fail", "strict" */
+extern const char *const rev_scope_names[REV_SCOPE_COUNT];     /* "leaf", "chain", ... */
+extern const char *const rev_timeout_names[REV_TIMEOUT_COUNT]; /* "per_url", "accumulative" */
 
 typedef struct rev_policy_s {
     rev_mode_t mode;
     rev_scope_t scope;
     int aia_fetch; /* for the caller (chain building); rev_aia_start does not look at it */
-    uint32_t url_timeout_ms;     /* per URL, default 15000 */
-    uint32_t budget_ms;          /* cumulative per check, default 20000 */
+    int ocsp;      /* ask the certificates' OCSP responders first, default 1 (as Windows) */
+    rev_timeout_t timeout_mode;  /* default REV_TIMEOUT_PER_URL */
+    uint32_t url_timeout_ms;     /* per URL (per_url mode), default 15000 */
+    uint32_t budget_ms;          /* all retrievals of a check (accumulative mode), default 20000 */
+    uint32_t max_total_ms;       /* hard bound on one check in every mode, 0 = none: the caller's
+                                    deadline (the probe sets it), not a group setting */
     size_t max_bytes;            /* per body, default 16 MiB */
     int64_t crl_expiring_soon_s; /* warning window, default 86400 */
     const fs_resolve_t *resolve; /* DNS overrides, may be NULL */
-    const char *proxy;           /* HTTP proxy URL or NULL */
-    const char *view;            /* network-view key: the cache is per (url, view); NULL = "" */
+    const char *proxy;           /* HTTP proxy URL or NULL (never used for LDAP) */
+    const char *ldap_host;       /* directory server "host[:port]" (port 389 by default) for
+                                    ldap:// CDP URLs, NULL (default): no directory in this view,
+                                    ldap:// URLs are skipped */
+    const char *view;            /* network-view key: the cache is per (url, view); NULL = "".
+                                    It must name resolve, proxy and ldap_host */
     int dns_override_only;       /* tests: never query system DNS */
 } rev_policy_t;
 
-/* Defaults: strict, chain_exclude_root (Windows' usual scope), aia_fetch on, the values above. */
+/* Defaults: strict, chain_exclude_root (Windows' usual scope), aia_fetch on, ocsp on, per_url
+ * timeouts, no directory, the values above. */
 void rev_policy_defaults(rev_policy_t *p);
 
 /* Cache bounds. An entry is fresh until min(nextUpdate, fetch time + max_age_s) by the host's
- * clock (AIA entries: fetch time + max_age_s). A failed retrieval (unreachable, HTTP error,
- * invalid payload) and a CRL already past nextUpdate when fetched are kept REV_NEGATIVE_TTL_S
- * seconds, so a fleet does not hammer a dead or stale CDP. Entries are charged what they hold
- * in memory (bookkeeping and the parsed CRL or certificates, crl_parsed_cost); beyond
- * max_bytes_total the least recently used entries go. An entry that alone costs more than
+ * clock (AIA entries: fetch time + max_age_s). OCSP entries are per (URL, CertID: issuer and
+ * serial, view), fresh until the response's earliest nextUpdate bounded the same way; a response
+ * without nextUpdate (the responder always has newer information) is kept REV_NEGATIVE_TTL_S
+ * seconds. A failed retrieval (unreachable, HTTP error, invalid payload, an OCSP responder status
+ * other than successful) and a CRL or OCSP response already past nextUpdate when fetched are kept
+ * REV_NEGATIVE_TTL_S seconds, so a fleet does not hammer a dead or stale URL. Entries are charged
+ * what they hold in memory (bookkeeping and the parsed CRL or certificates, crl_parsed_cost);
+ * beyond max_bytes_total the least recently used entries go. An entry that alone costs more than
  * max_bytes_total is kept anyway, outside the budget and evicting nothing, as the only such
  * entry: memory stays within max_bytes_total plus one oversized entry (a CRL at the default
  * 16 MiB body cap parses to at most ~160 MiB). A second oversized entry while the first is fresh is
@@ -105,14 +159,20 @@ typedef struct rev_cache_stats_s {
 void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s);
 
 typedef struct rev_url_result_s {
-    char url[512];
-    char kind[4];   /* "crl" | "aia" */
+    char url[512];  /* as the certificate or CRL names it, password redacted */
+    char kind[8];   /* "ocsp" | "crl" | "delta" (a delta CRL) | "aia" */
     int cert_depth; /* which cert of the chain (0 = leaf; AIA: 0) */
-    int ok;         /* a usable CRL / an issuer certificate came from this URL */
+    int ok;         /* a usable OCSP answer / CRL / delta / issuer certificate came from here */
+    int skipped;    /* not retrieved, at no cost (ldap:// without a directory, file://): error
+                       says why; never a failure by itself */
+    int post;       /* OCSP: the request went as POST (too long for GET) */
+    char status[8]; /* OCSP: "good" | "revoked" | "unknown" when a signed answer came, else "" */
     int from_cache; /* answered from the cache (a joined in-flight retrieval is not) */
     long http_status;
     size_t bytes;
     uint32_t time_ms;                 /* retrieval or wait time; 0 from the cache */
+    uint32_t timeout_ms;              /* the time this URL was given (timeout_mode); 0 when it
+                                         was not retrieved (cache, skipped, not tried) */
     int64_t this_update, next_update; /* 0 if unknown */
     char error[160];                  /* "" when ok */
 } rev_url_result_t;
@@ -120,9 +180,10 @@ typedef struct rev_url_result_s {
 #define REV_MAX_URLS 16 /* further URLs are still tried, not reported */
 typedef struct rev_result_s {
     fs_cause_t cause;  /* NONE, CERT_REVOKED, CRL_UNREACHABLE, CRL_EXPIRED or CRL_INVALID */
-    uint32_t warnings; /* FS_WARN_BIT: REVOCATION_SOFT_FAIL, CRL_EXPIRING_SOON (a CRL in use
-                          reaches nextUpdate within crl_expiring_soon_s of at),
-                          AIA_FETCH_REQUIRED (rev_aia_start success) */
+    uint32_t warnings; /* FS_WARN_BIT: REVOCATION_SOFT_FAIL, CRL_EXPIRING_SOON (a CRL or delta
+                          in use reaches nextUpdate within crl_expiring_soon_s of at),
+                          REVOCATION_URL_DEAD (see above), AIA_FETCH_REQUIRED (rev_aia_start
+                          success) */
     char message[256]; /* what happened, in words; "" when nothing to say */
     int revoked_depth; /* when cert_revoked; else -1 */
     int64_t revoked_at;

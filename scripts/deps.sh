@@ -3,7 +3,8 @@
 # Idempotent: only missing packages are installed. Usage: scripts/deps.sh [extra-pkg...]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libssl-dev libmicrohttpd-dev libcjson-dev
-      libcurl4-openssl-dev libjemalloc-dev openssl prometheus curl iproute2 util-linux chromium "$@")
+      libcurl4-openssl-dev libjemalloc-dev openssl prometheus curl iproute2 util-linux chromium
+      slapd "$@") # slapd: tests/test_revoke.c runs its own on loopback for ldap:// CDPs
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509v3.h>
@@ -396,6 +397,114 @@ static void test_memory_cost(void)
     free(der);
 }
 
+static X509_CRL *make_crl_ex(const lab_crl_opts_t *o)
+{
+    unsigned char *der;
+    size_t len;
+    char err[256], perr[CRL_ERR_LEN];
+    ASSERT_EQ(lab_crl_make_ex(&der, &len, &inter, o, err), 0);
+    X509_CRL *crl = NULL;
+    ASSERT_EQ(crl_parse(der, len, &crl, perr), 0);
+    free(der);
+    return crl;
+}
+
+/* Base and delta CRLs as AD CS publishes them: the base names its delta (Freshest CRL), the delta
+ * carries a critical Delta CRL Indicator with the base's number. */
+static void test_delta(void)
+{
+    char err[CRL_ERR_LEN];
+    const X509 *rev[] = {leaf_revoked.cert};
+    lab_crl_opts_t bo = {.this_update_off_s = -3600,
+                         .next_update_off_s = 7 * DAY,
+                         .crl_number = 10,
+                         .freshest_url = "http://crl.lab.test/inter+.crl"};
+    X509_CRL *base = make_crl_ex(&bo);
+    lab_crl_opts_t dopt = {.revoked = rev,
+                           .nrevoked = 1,
+                           .this_update_off_s = -60,
+                           .next_update_off_s = DAY,
+                           .crl_number = 11,
+                           .delta_base = 10};
+    X509_CRL *delta = make_crl_ex(&dopt);
+    ASSERT_EQ(crl_is_delta(base), 0);
+    ASSERT_EQ(crl_is_delta(delta), 1);
+    ASSERT_EQ(crl_check_delta(delta, base, err), 0);
+    ASSERT_EQ(crl_lookup_serial(delta, X509_get0_serialNumber(leaf_revoked.cert), NULL, NULL), 1);
+    ASSERT_EQ(crl_check_issuer(delta, leaf_revoked.cert, inter.cert, err), 0);
+
+    /* The base names its delta; without that, the certificate's freshestCRL does. */
+    crl_urls_t u;
+    ASSERT_EQ(crl_freshest_urls(base, leaf_good.cert, &u), 1);
+    ASSERT_STREQ(u.v[0], "http://crl.lab.test/inter+.crl");
+    crl_urls_free(&u);
+    ASSERT_EQ(crl_freshest_urls(delta, NULL, &u), 0);
+    lab_cert_t withfresh;
+    char lerr[256];
+    lab_cert_opts_t co = {.cn = "fresh.lab.test", .key_ec = 1, .freshest_url = "ldap:///CN=d"};
+    ASSERT_EQ(lab_cert_issue(&withfresh, &co, &inter, lerr), 0);
+    ASSERT_EQ(crl_freshest_urls(delta, withfresh.cert, &u), 1);
+    ASSERT_STREQ(u.v[0], "ldap:///CN=d");
+    crl_urls_free(&u);
+    lab_cert_free(&withfresh);
+
+    /* A delta for a newer base than the one held: the base is out of date. */
+    dopt.delta_base = 12;
+    dopt.crl_number = 13;
+    X509_CRL *ahead = make_crl_ex(&dopt);
+    ASSERT_EQ(crl_check_delta(ahead, base, err), -1);
+    ASSERT_CONTAINS(err, "newer base");
+    /* A delta older than its base. */
+    dopt.delta_base = 9;
+    dopt.crl_number = 9;
+    X509_CRL *old = make_crl_ex(&dopt);
+    ASSERT_EQ(crl_check_delta(old, base, err), -1);
+    ASSERT_CONTAINS(err, "not newer");
+    /* A complete CRL where a delta belongs, and a delta as base. */
+    ASSERT_EQ(crl_check_delta(base, base, err), -1);
+    ASSERT_CONTAINS(err, "no Delta CRL Indicator");
+    ASSERT_EQ(crl_check_delta(delta, delta, err), -1);
+    ASSERT_CONTAINS(err, "itself a delta");
+    X509_CRL_free(old);
+    X509_CRL_free(ahead);
+    X509_CRL_free(delta);
+    X509_CRL_free(base);
+}
+
+/* What libcurl's LDAP prints for a certificateRevocationList search (seen from Debian's
+ * libcurl 7.88 against slapd): "DN: ...", then a tab, the attribute, ":: " and base64. */
+static void test_from_ldap(void)
+{
+    char err[CRL_ERR_LEN];
+    unsigned char *der = NULL;
+    size_t len = 0;
+    char *b64 = fs_xmalloc(crl_len * 2 + 8);
+    int n = EVP_EncodeBlock((unsigned char *)b64, crl_der, (int)crl_len);
+    size_t cap = (size_t)n + 256;
+    char *text = fs_xmalloc(cap);
+    snprintf(text, cap,
+             "DN: cn=Lab Issuing CA 1,cn=dc1,cn=CDP,dc=lab,dc=test\n"
+             "\tcertificateRevocationList;binary:: %s\n\n",
+             b64);
+    ASSERT_EQ(crl_from_ldap((unsigned char *)text, strlen(text), &der, &len, err), 0);
+    ASSERT_EQ(len, crl_len);
+    ASSERT(memcmp(der, crl_der, len) == 0);
+    free(der);
+    /* A delta attribute is a CRL too; other attributes are not. */
+    snprintf(text, cap, "DN: cn=x\n\tcn: x\n\tdeltaRevocationList;binary:: %s\n", b64);
+    ASSERT_EQ(crl_from_ldap((unsigned char *)text, strlen(text), &der, &len, err), 0);
+    ASSERT_EQ(len, crl_len);
+    free(der);
+    snprintf(text, cap, "DN: cn=x\n\tcn: x\n");
+    ASSERT_EQ(crl_from_ldap((unsigned char *)text, strlen(text), &der, &len, err), -1);
+    ASSERT_CONTAINS(err, "no certificateRevocationList");
+    snprintf(text, cap, "DN: cn=x\n\tcertificateRevocationList;binary:: ab$\n");
+    ASSERT_EQ(crl_from_ldap((unsigned char *)text, strlen(text), &der, &len, err), -1);
+    ASSERT_EQ(crl_from_ldap((unsigned char *)"", 0, &der, &len, err), -1);
+    free(text);
+    free(b64);
+}
+
 int main(void)
 {
     /* Before OpenSSL allocates anything: count its allocations for test_memory_cost. */
@@ -409,6 +518,8 @@ int main(void)
     RUN(test_urls);
     RUN(test_aia_payloads);
     RUN(test_memory_cost);
+    RUN(test_delta);
+    RUN(test_from_ldap);
     free(crl_der);
     lab_cert_free(&root);
     lab_cert_free(&inter);

@@ -1,7 +1,9 @@
 /* test_probe.c - the libuv probe against real loopback scenario servers: every cause and
  * warning of the TLS probe, asserted through the engine API, many probes at once. */
 #include "lab/scenarios.h"
+#include "lab/ocspd.h"
 #include "probes/probe.h"
+#include "probes/report.h"
 #include "probes/revoke.h"
 #include "probes/util.h"
 #include "tests/test.h"
@@ -28,6 +30,9 @@ typedef struct outcome_s {
     char message[320];
     char leaf_subject[200];
     size_t nurls;
+    int report; /* keep the report: */
+    char *text; /* report_result_text */
+    char *json; /* report_result_json */
     probe_t *probe;
 } outcome_t;
 
@@ -48,6 +53,15 @@ static void on_done(probe_t *p, probe_result_t *r, void *arg)
     fs_strlcpy(oc->message, r->message, sizeof(oc->message));
     if (r->chain.n > 0)
         fs_strlcpy(oc->leaf_subject, r->chain.certs[0].subject, sizeof(oc->leaf_subject));
+    if (oc->report && r->rev != NULL) {
+        size_t n;
+        FILE *f = open_memstream(&oc->text, &n);
+        report_result_text(f, r, "https://probe");
+        fclose(f);
+        cJSON *j = report_result_json(r, "https://probe");
+        oc->json = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+    }
     fprintf(stderr, "   %-22s %-8s %-22s %s\n", oc->name, r->online ? "online" : "offline",
             r->online ? "" : fs_cause_id(r->cause), r->message);
 }
@@ -390,6 +404,68 @@ static void on_rev_closed(void *arg)
  * that root reachable through AIA, is an untrusted root (the endpoints must import it), not a
  * missing intermediate (the server would have nothing to send). Without AIA the data cannot
  * tell them apart, and the message says so. */
+/* OCSP through the whole probe: a good answer ends the leaf's check (the CDP is not asked), a
+ * revoked one takes the endpoint offline; both are retrieval lines as certutil prints them. */
+static void test_ocsp_lines(void)
+{
+    char err[256], url[256], ocsp_good[256], ocsp_revoked[256], cdp[256];
+    int port = lab_http_port(lab.http);
+    snprintf(ocsp_good, sizeof(ocsp_good), "http://%s:%d/ocsp-good", LAB_CRL_HOST, port);
+    snprintf(ocsp_revoked, sizeof(ocsp_revoked), "http://%s:%d/ocsp-rev", LAB_CRL_HOST, port);
+    snprintf(cdp, sizeof(cdp), "http://%s:%d/inter.crl", LAB_CRL_HOST, port);
+    lab_ocsp_opts_t oo = {.issuer = &lab.pki.inter, .status = LAB_OCSP_GOOD};
+    lab_ocsp_serve(lab.http, "/ocsp-good", &oo);
+    oo.status = LAB_OCSP_REVOKED;
+    lab_ocsp_serve(lab.http, "/ocsp-rev", &oo);
+    const char *sans[] = {LAB_HOST, NULL};
+    lab_cert_t leaves[2] = {{0}};
+    lab_tls_t *srvs[2];
+    outcome_t *oc[2];
+    for (int i = 0; i < 2; i++) {
+        lab_cert_opts_t co = {.cn = LAB_HOST,
+                              .dns_sans = sans,
+                              .crl_url = cdp,
+                              .ocsp_url = i ? ocsp_revoked : ocsp_good};
+        ASSERT(lab_cert_issue(&leaves[i], &co, &lab.pki.inter, err) == 0);
+        X509 *chain[] = {lab.pki.inter.cert};
+        lab_tls_opts_t so = {.mode = LAB_TLS_SERVE,
+                             .cert = leaves[i].cert,
+                             .key = leaves[i].key,
+                             .chain = chain,
+                             .nchain = 1};
+        srvs[i] = lab_tls_start(&so, err);
+        ASSERT(srvs[i] != NULL);
+        snprintf(url, sizeof(url), "https://%s:%d", LAB_HOST, lab_tls_port(srvs[i]));
+        oc[i] = mk(i ? "ocsp revoked" : "ocsp good", LAB_SC_GOOD, NULL);
+        ASSERT(fs_url_parse(&oc[i]->url, url, err) == 0);
+        oc[i]->o.capture_chain = 1;
+        oc[i]->report = 1;
+        oc[i]->pol.mode = REV_STRICT;
+        oc[i]->pol.scope = REV_SCOPE_LEAF;
+        go(oc[i]);
+    }
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    expect(oc[0], 1, 0);
+    ASSERT_EQ(oc[0]->nurls, 1);
+    ASSERT_CONTAINS(oc[0]->text, "Verified \"OCSP\"");
+    ASSERT_CONTAINS(oc[0]->text, "Status good");
+    ASSERT_CONTAINS(oc[0]->text, ocsp_good);
+    ASSERT_CONTAINS(oc[0]->json, "\"kind\":\"ocsp\"");
+    ASSERT_CONTAINS(oc[0]->json, "\"status\":\"good\"");
+    ASSERT_CONTAINS(oc[0]->json, "\"method\":\"GET\"");
+    expect(oc[1], 0, FS_CAUSE_CERT_REVOKED);
+    ASSERT_CONTAINS(oc[1]->message, "OCSP");
+    ASSERT_CONTAINS(oc[1]->text, "Status revoked");
+    for (int i = 0; i < 2; i++) {
+        fprintf(stderr, "%s", oc[i]->text);
+        free(oc[i]->text);
+        free(oc[i]->json);
+        free(oc[i]);
+        lab_tls_stop(srvs[i]);
+        lab_cert_free(&leaves[i]);
+    }
+}
+
 static void test_chain_diagnosis(void)
 {
     char err[256], url[256], aia[256], path[600];
@@ -450,6 +526,7 @@ int main(void)
     RUN(test_reset_on_accept);
     RUN(test_revocation_and_aia);
     RUN(test_chain_diagnosis);
+    RUN(test_ocsp_lines);
     int closed = 0;
     rev_ctx_close(rev, on_rev_closed, &closed);
     ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);

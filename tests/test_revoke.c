@@ -3,17 +3,24 @@
 #include "probes/revoke.h"
 
 #include "lab/httpserver.h"
+#include "lab/ocspd.h"
 #include "lab/pki.h"
+#include "lab/scenarios.h"
 
 #include "test.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #define DAY (24 * 3600)
@@ -470,13 +477,16 @@ static void test_url_order(void)
     policy(&p, REV_STRICT);
     res_t r;
 
-    /* A legacy ldap CDP first, then a working one: online, the ldap one reported. */
+    /* A legacy ldap CDP first (skipped: no directory in this view), a dead one, then a working
+     * one: online, the ldap one reported as skipped, the dead one as revocation_url_dead. */
     const char *a[] = {ldap, missing, ok, NULL};
     STACK_OF(X509) *chain = chain_with(LAB_LEAF_GOOD, a, NULL);
     check(&e, chain, &p, now, &r);
     ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, FS_WARN_BIT(FS_WARN_REVOCATION_URL_DEAD));
     ASSERT_EQ(r.r.nurls, 3);
-    ASSERT_CONTAINS(r.r.urls[0].error, "ldap URL not retrieved");
+    ASSERT_STREQ(r.r.urls[0].error, "skipped: no directory in this view");
+    ASSERT_EQ(r.r.urls[0].skipped, 1);
     ASSERT_STREQ(r.r.urls[1].error, "HTTP 404");
     ASSERT_EQ(r.r.urls[2].ok, 1);
     free_chain(chain);
@@ -537,7 +547,7 @@ static void test_budget(void)
     env_open(&e, NULL);
     rev_policy_t p;
     policy(&p, REV_STRICT);
-    p.url_timeout_ms = 600;
+    p.timeout_mode = REV_TIMEOUT_ACCUMULATIVE;
     p.budget_ms = 900;
     STACK_OF(X509) *chain = chain_with(LAB_LEAF_GOOD, cdp, NULL);
     res_t r;
@@ -545,8 +555,10 @@ static void test_budget(void)
     ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
     ASSERT_EQ(r.r.nurls, 3);
     ASSERT_CONTAINS(r.r.urls[0].error, "timed out");
-    /* The second URL only gets what is left of the budget, the third (almost) nothing. */
-    ASSERT(r.r.urls[1].time_ms < 600);
+    /* Each URL gets half of what is left of the budget. */
+    ASSERT_EQ(r.r.urls[0].timeout_ms, 450);
+    ASSERT(r.r.urls[1].timeout_ms <= 225);
+    ASSERT(r.r.urls[1].time_ms < 450);
     ASSERT(strstr(r.r.urls[2].error, "budget") || strstr(r.r.urls[2].error, "timed out"));
     free_chain(chain);
     env_close(&e);
@@ -983,6 +995,639 @@ static void test_sync_errors(void)
     env_close(&e);
     ASSERT_EQ(r.calls, 0);
 }
+/* ---- chains with OCSP, several CDP URLs, freshestCRL ------------------------------------- */
+
+/* leaf (new serial, the lab leaves' key) issued by inter with these CDP URIs (one distribution
+ * point, in order), OCSP URL and freshestCRL; then inter, root. */
+static STACK_OF(X509) * chain_opts(const char *const *cdp, const char *ocsp, const char *freshest)
+{
+    lab_cert_t leaf;
+    char err[256];
+    const char *sans[] = {"ns.lab.test", NULL};
+    lab_cert_opts_t o = {.cn = "ns.lab.test",
+                         .dns_sans = sans,
+                         .key = pki.leaf[LAB_LEAF_GOOD].key,
+                         .crl_urls = cdp,
+                         .ocsp_url = ocsp,
+                         .freshest_url = freshest};
+    ASSERT_EQ(lab_cert_issue(&leaf, &o, &pki.inter, err), 0);
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    X509_up_ref(leaf.cert);
+    sk_X509_push(sk, leaf.cert);
+    lab_cert_free(&leaf);
+    X509_up_ref(pki.inter.cert);
+    sk_X509_push(sk, pki.inter.cert);
+    X509_up_ref(pki.root.cert);
+    sk_X509_push(sk, pki.root.cert);
+    return sk;
+}
+
+static char *url_of(char *buf, size_t n, const char *path)
+{
+    snprintf(buf, n, "%s%s", base, path);
+    return buf;
+}
+
+#define DEAD FS_WARN_BIT(FS_WARN_REVOCATION_URL_DEAD)
+
+/* ---- OCSP --------------------------------------------------------------------------------- */
+
+static lab_ocsp_t *ocsp_serve(const char *prefix, lab_ocsp_status_t st, const lab_cert_t *signer)
+{
+    lab_ocsp_opts_t o = {.issuer = &pki.inter, .signer = signer, .status = st};
+    return lab_ocsp_serve(srv, prefix, &o);
+}
+
+static void test_ocsp_good_revoked_cached(void)
+{
+    char o[256], c[256];
+    lab_ocsp_t *good = ocsp_serve("/ocsp/good", LAB_OCSP_GOOD, NULL);
+    ocsp_serve("/ocsp/revoked", LAB_OCSP_REVOKED, NULL);
+    serve_crl("/o/ok.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    const char *cdp[] = {url_of(c, sizeof(c), "/o/ok.crl"), NULL};
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+
+    /* good ends the certificate's check: the CDP is not asked. */
+    STACK_OF(X509) *chain = chain_opts(cdp, url_of(o, sizeof(o), "/ocsp/good"), NULL);
+    unsigned crl_hits = lab_http_hits(srv, "/o/ok.crl");
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, 0);
+    ASSERT_EQ(r.r.nurls, 1);
+    ASSERT_STREQ(r.r.urls[0].kind, "ocsp");
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    ASSERT_STREQ(r.r.urls[0].status, "good");
+    ASSERT_EQ(r.r.urls[0].post, 0);
+    ASSERT_EQ(r.r.urls[0].http_status, 200);
+    ASSERT(r.r.urls[0].next_update > now);
+    ASSERT_EQ(lab_http_hits(srv, "/o/ok.crl"), crl_hits);
+    unsigned gets, posts;
+    lab_ocsp_counts(good, &gets, &posts);
+    ASSERT_EQ(gets, 1);
+    ASSERT_EQ(posts, 0);
+
+    /* Cached per (URL, certificate, view): the same certificate again is not asked again... */
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.urls[0].from_cache, 1);
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    lab_ocsp_counts(good, &gets, NULL);
+    ASSERT_EQ(gets, 1);
+    /* ...another certificate of the same CA is. */
+    STACK_OF(X509) *other = chain_opts(cdp, o, NULL);
+    check(&e, other, &p, now, &r);
+    ASSERT_EQ(r.r.urls[0].from_cache, 0);
+    ASSERT_STREQ(r.r.urls[0].status, "good");
+    lab_ocsp_counts(good, &gets, NULL);
+    ASSERT_EQ(gets, 2);
+    free_chain(other);
+    free_chain(chain);
+
+    /* revoked is cert_revoked, said to come from OCSP, even though the CRL would pass it. */
+    chain = chain_opts(cdp, url_of(o, sizeof(o), "/ocsp/revoked"), NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CERT_REVOKED);
+    ASSERT_EQ(r.r.nurls, 1);
+    ASSERT_STREQ(r.r.urls[0].status, "revoked");
+    ASSERT_CONTAINS(r.r.message, "OCSP");
+    ASSERT_CONTAINS(r.r.message, "keyCompromise");
+    ASSERT_EQ(r.r.revoked_depth, 0);
+    ASSERT(r.r.revoked_at <= now && r.r.revoked_at > now - DAY);
+    /* Soft-fail never forgives it; ocsp off goes to the CRL, which passes it. */
+    p.mode = REV_SOFT_FAIL;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CERT_REVOKED);
+    p.mode = REV_STRICT;
+    p.ocsp = 0;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.nurls, 1);
+    ASSERT_STREQ(r.r.urls[0].kind, "crl");
+    free_chain(chain);
+    env_close(&e);
+}
+
+/* Each OCSP failure falls over to the CRL: online, the OCSP line failed, revocation_url_dead;
+ * without a CDP it is revocation offline. */
+static void expect_ocsp_failover(const char *prefix, const char *url_error, uint32_t timeout_ms)
+{
+    char o[600], c[256];
+    serve_crl("/o/fallback.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    const char *cdp[] = {url_of(c, sizeof(c), "/o/fallback.crl"), NULL};
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    if (timeout_ms)
+        p.url_timeout_ms = timeout_ms;
+    res_t r;
+    STACK_OF(X509) *chain = chain_opts(cdp, url_of(o, sizeof(o), prefix), NULL);
+    check(&e, chain, &p, now, &r);
+    fprintf(stderr, "   %s: cause=%s warnings=%x ocsp error=%s\n", prefix, fs_cause_id(r.r.cause),
+            r.r.warnings, r.r.urls[0].error);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, DEAD);
+    ASSERT_EQ(r.r.nurls, 2);
+    ASSERT_STREQ(r.r.urls[0].kind, "ocsp");
+    ASSERT_EQ(r.r.urls[0].ok, 0);
+    ASSERT_CONTAINS(r.r.urls[0].error, url_error);
+    ASSERT_STREQ(r.r.urls[1].kind, "crl");
+    ASSERT_EQ(r.r.urls[1].ok, 1);
+    ASSERT_CONTAINS(r.r.message, "revocation URL dead");
+    free_chain(chain);
+
+    /* No CDP: revocation offline, forgiven by soft-fail. */
+    chain = chain_opts(NULL, o, NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.nurls, 1);
+    p.mode = REV_SOFT_FAIL;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, SOFT);
+    free_chain(chain);
+    env_close(&e);
+}
+
+static void test_ocsp_failover(void)
+{
+    lab_cert_t delegate, wrong, other_ca;
+    char err[256];
+    lab_cert_opts_t o = {.cn = "Lab OCSP Responder", .key_ec = 1, .ocsp_signing = 1};
+    ASSERT_EQ(lab_cert_issue(&delegate, &o, &pki.inter, err), 0);
+    /* A certificate of the right CA that may not sign OCSP (serverAuth only)... */
+    o = (lab_cert_opts_t){.cn = "Not A Responder", .key_ec = 1};
+    ASSERT_EQ(lab_cert_issue(&wrong, &o, &pki.inter, err), 0);
+    /* ...and a responder of another CA. */
+    o = (lab_cert_opts_t){.cn = "Rogue OCSP", .key_ec = 1, .ocsp_signing = 1};
+    ASSERT_EQ(lab_cert_issue(&other_ca, &o, &pki.rogue_root, err), 0);
+
+    ocsp_serve("/ocsp/unknown", LAB_OCSP_UNKNOWN, NULL);
+    lab_ocsp_opts_t oo = {.issuer = &pki.inter, .garbage = 1};
+    lab_ocsp_serve(srv, "/ocsp/garbage", &oo);
+    ocsp_serve("/ocsp/wrongsigner", LAB_OCSP_GOOD, &wrong);
+    ocsp_serve("/ocsp/rogue", LAB_OCSP_GOOD, &other_ca);
+    oo = (lab_ocsp_opts_t){
+        .issuer = &pki.inter, .this_update_off_s = -3 * DAY, .next_update_off_s = -DAY};
+    lab_ocsp_serve(srv, "/ocsp/stale", &oo);
+    oo = (lab_ocsp_opts_t){.issuer = &pki.inter, .delay_ms = 3000};
+    lab_ocsp_serve(srv, "/ocsp/slow", &oo);
+    oo = (lab_ocsp_opts_t){.issuer = &pki.inter, .resp_status = 3};
+    lab_ocsp_serve(srv, "/ocsp/trylater", &oo);
+
+    expect_ocsp_failover("/ocsp/unknown", "status unknown", 0);
+    expect_ocsp_failover("/ocsp/garbage", "unusable OCSP response", 0);
+    expect_ocsp_failover("/ocsp/wrongsigner", "lacks id-kp-OCSPSigning", 0);
+    expect_ocsp_failover("/ocsp/rogue", "neither the issuing CA nor a responder", 0);
+    expect_ocsp_failover("/ocsp/stale", "stale OCSP response", 0);
+    expect_ocsp_failover("/ocsp/slow", "timed out", 500);
+    expect_ocsp_failover("/ocsp/trylater", "tryLater", 0);
+    expect_ocsp_failover("/ocsp/none", "HTTP 404", 0);
+
+    /* A delegated responder (id-kp-OCSPSigning, issued by the CA) is trusted. */
+    ocsp_serve("/ocsp/delegated", LAB_OCSP_GOOD, &delegate);
+    char url[256];
+    STACK_OF(X509) *chain = chain_opts(NULL, url_of(url, sizeof(url), "/ocsp/delegated"), NULL);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    ASSERT_STREQ(r.r.urls[0].status, "good");
+    free_chain(chain);
+    env_close(&e);
+    lab_cert_free(&delegate);
+    lab_cert_free(&wrong);
+    lab_cert_free(&other_ca);
+}
+
+/* RFC 5019: a request whose GET URL would pass 255 bytes is POSTed. */
+static void test_ocsp_post(void)
+{
+    char path[300], url[400];
+    memset(path, 0, sizeof(path));
+    strcpy(path, "/ocsp/post/");
+    memset(path + strlen(path), 'p', 200);
+    lab_ocsp_t *resp = ocsp_serve("/ocsp/post", LAB_OCSP_GOOD, NULL);
+    STACK_OF(X509) *chain = chain_opts(NULL, url_of(url, sizeof(url), path), NULL);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    ASSERT_EQ(r.r.urls[0].post, 1);
+    unsigned gets, posts;
+    lab_ocsp_counts(resp, &gets, &posts);
+    ASSERT_EQ(gets, 0);
+    ASSERT_EQ(posts, 1);
+    free_chain(chain);
+    env_close(&e);
+}
+
+/* ---- CDP URL lists: dead, skipped --------------------------------------------------------- */
+
+static void test_cdp_dead_then_good(void)
+{
+    char dead[256], ok[256];
+    snprintf(dead, sizeof(dead), "http://crl.lab.test:%d/old.crl", closed_port());
+    serve_crl("/d/ok.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    const char *cdp[] = {dead, url_of(ok, sizeof(ok), "/d/ok.crl"), NULL};
+    STACK_OF(X509) *chain = chain_opts(cdp, NULL, NULL);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, DEAD);
+    ASSERT_EQ(r.r.nurls, 2);
+    ASSERT_EQ(r.r.urls[0].ok, 0);
+    ASSERT_EQ(r.r.urls[0].skipped, 0);
+    ASSERT_CONTAINS(r.r.urls[0].error, "refused");
+    ASSERT_EQ(r.r.urls[1].ok, 1);
+    ASSERT_CONTAINS(r.r.message, "old.crl");
+    /* The same from the cache (the dead URL negatively): still a dead URL. */
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.warnings, DEAD);
+    ASSERT_EQ(r.r.urls[0].from_cache, 1);
+    free_chain(chain);
+    env_close(&e);
+}
+
+static void test_cdp_skipped(void)
+{
+    char ok[256];
+    serve_crl("/d/ok2.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    const char *ldap = "ldap:///CN=Lab%20Issuing%20CA%201,CN=dc1,CN=CDP,CN=Public%20Key%20Services,"
+                       "CN=Services,CN=Configuration,DC=lab,DC=test?certificateRevocationList?base?"
+                       "objectClass=cRLDistributionPoint";
+    const char *file = "file://///fs1/pki/inter.crl";
+    const char *cdp[] = {ldap, file, url_of(ok, sizeof(ok), "/d/ok2.crl"), NULL};
+    STACK_OF(X509) *chain = chain_opts(cdp, NULL, NULL);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, 0); /* a skipped URL is not a dead one */
+    ASSERT_EQ(r.r.nurls, 3);
+    ASSERT_EQ(r.r.urls[0].skipped, 1);
+    ASSERT_STREQ(r.r.urls[0].error, "skipped: no directory in this view");
+    ASSERT_EQ(r.r.urls[0].time_ms, 0);
+    ASSERT_EQ(r.r.urls[1].skipped, 1);
+    ASSERT_CONTAINS(r.r.urls[1].error, "skipped: file://");
+    ASSERT_EQ(r.r.urls[2].ok, 1);
+    free_chain(chain);
+
+    /* Nothing but skipped URLs: no usable revocation source, as an off-domain Windows client. */
+    const char *only[] = {ldap, file, NULL};
+    chain = chain_opts(only, NULL, NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_CONTAINS(r.r.message, "no revocation URL can be retrieved in this view");
+    p.mode = REV_SOFT_FAIL;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, SOFT);
+    free_chain(chain);
+    env_close(&e);
+}
+
+/* ---- delta CRLs --------------------------------------------------------------------------- */
+
+static void serve_crl_ex(const char *path, const lab_crl_opts_t *o)
+{
+    unsigned char *der;
+    size_t len;
+    char err[256];
+    ASSERT_EQ(lab_crl_make_ex(&der, &len, &pki.inter, o, err), 0);
+    lab_http_set(srv, path, 200, der, len, "application/pkix-crl");
+    free(der);
+}
+
+static void test_delta(void)
+{
+    char b[256], d[256], dd[256], ok[256];
+    STACK_OF(X509) * chain;
+    const char *cdp[] = {url_of(b, sizeof(b), "/delta/base.crl"), NULL};
+    url_of(d, sizeof(d), "/delta/inter+.crl");
+    snprintf(dd, sizeof(dd), "http://crl.lab.test:%d/inter+.crl", closed_port());
+    chain = chain_opts(cdp, NULL, NULL);
+    const X509 *leaf[] = {sk_X509_value(chain, 0)};
+    lab_crl_opts_t bo = {.this_update_off_s = -3600,
+                         .next_update_off_s = 7 * DAY,
+                         .crl_number = 100,
+                         .freshest_url = d};
+    serve_crl_ex("/delta/base.crl", &bo);
+    lab_crl_opts_t dopt = {.revoked = leaf,
+                           .nrevoked = 1,
+                           .this_update_off_s = -60,
+                           .next_update_off_s = DAY,
+                           .crl_number = 101,
+                           .delta_base = 100};
+    serve_crl_ex("/delta/inter+.crl", &dopt);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+
+    /* The leaf is on the delta only: revoked. */
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CERT_REVOKED);
+    ASSERT_EQ(r.r.nurls, 2);
+    ASSERT_STREQ(r.r.urls[0].kind, "crl");
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    ASSERT_STREQ(r.r.urls[1].kind, "delta");
+    ASSERT_EQ(r.r.urls[1].ok, 1);
+    ASSERT_CONTAINS(r.r.message, "delta CRL");
+    free_chain(chain);
+
+    /* Another certificate of the CA, not on the delta: online, the delta from the cache. */
+    chain = chain_opts(cdp, NULL, NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.nurls, 2);
+    ASSERT_EQ(r.r.urls[1].from_cache, 1);
+    free_chain(chain);
+    env_close(&e);
+
+    /* The base names a dead delta URL: revocation offline (strict), soft-fail forgives. */
+    serve_crl("/delta/ok.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    bo.freshest_url = dd;
+    serve_crl_ex("/delta/base-dead.crl", &bo);
+    const char *cdp2[] = {url_of(b, sizeof(b), "/delta/base-dead.crl"), NULL};
+    chain = chain_opts(cdp2, NULL, NULL);
+    env_open(&e, NULL);
+    p.mode = REV_STRICT;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.nurls, 2);
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    ASSERT_STREQ(r.r.urls[1].kind, "delta");
+    ASSERT_CONTAINS(r.r.urls[1].error, "refused");
+    ASSERT_CONTAINS(r.r.message, "no usable delta CRL");
+    p.mode = REV_SOFT_FAIL;
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, SOFT);
+    free_chain(chain);
+
+    /* A delta that does not fit the base (for a newer base) or is stale: also offline. */
+    p.mode = REV_STRICT;
+    dopt.nrevoked = 0;
+    dopt.delta_base = 150;
+    dopt.crl_number = 151;
+    serve_crl_ex("/delta/ahead+.crl", &dopt);
+    bo.freshest_url = url_of(d, sizeof(d), "/delta/ahead+.crl");
+    serve_crl_ex("/delta/base-ahead.crl", &bo);
+    const char *cdp3[] = {url_of(b, sizeof(b), "/delta/base-ahead.crl"), NULL};
+    chain = chain_opts(cdp3, NULL, NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_CONTAINS(r.r.urls[1].error, "newer base");
+    free_chain(chain);
+
+    /* No Freshest CRL on the base, but the certificate's freshestCRL names the delta. */
+    dopt.delta_base = 100;
+    dopt.crl_number = 101;
+    dopt.nrevoked = 1;
+    bo.freshest_url = NULL;
+    serve_crl_ex("/delta/base-plain.crl", &bo);
+    const char *cdp4[] = {url_of(ok, sizeof(ok), "/delta/base-plain.crl"), NULL};
+    chain = chain_opts(cdp4, NULL, url_of(d, sizeof(d), "/delta/cert+.crl"));
+    const X509 *leaf2[] = {sk_X509_value(chain, 0)};
+    dopt.revoked = leaf2;
+    serve_crl_ex("/delta/cert+.crl", &dopt);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CERT_REVOKED);
+    ASSERT_STREQ(r.r.urls[1].kind, "delta");
+    free_chain(chain);
+    env_close(&e);
+}
+
+/* ---- timeout modes ------------------------------------------------------------------------ */
+
+static void test_timeout_modes(void)
+{
+    int fds[4];
+    int port = lab_blackhole("127.0.0.1", 0, fds);
+    ASSERT(port > 0);
+    char u1[128], u2[128], u3[128];
+    snprintf(u1, sizeof(u1), "http://crl.lab.test:%d/a.crl", port);
+    snprintf(u2, sizeof(u2), "http://crl.lab.test:%d/b.crl", port);
+    snprintf(u3, sizeof(u3), "http://crl.lab.test:%d/c.crl", port);
+    const char *cdp[] = {u1, u2, u3, NULL};
+    STACK_OF(X509) *chain = chain_opts(cdp, NULL, NULL);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+
+    /* per_url (the default): every URL gets url_timeout_ms, whatever the budget says. */
+    ASSERT_EQ(p.timeout_mode, REV_TIMEOUT_PER_URL);
+    p.url_timeout_ms = 300;
+    p.budget_ms = 100; /* not used in this mode */
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.nurls, 3);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(r.r.urls[i].timeout_ms, 300);
+        ASSERT_CONTAINS(r.r.urls[i].error, "timed out");
+        ASSERT(r.r.urls[i].time_ms >= 250);
+    }
+    /* ...bounded by the caller's deadline (max_total_ms): the third URL is never tried. */
+    rev_ctx_t *c2;
+    ASSERT_EQ(rev_ctx_new(&c2, &e.loop, NULL), 0); /* nothing negatively cached */
+    p.max_total_ms = 500;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ(rev_check_start(c2, NULL, chain, &p, now, on_rev, &r), 0);
+    while (r.calls == 0)
+        uv_run(&e.loop, UV_RUN_ONCE);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.urls[0].timeout_ms, 300);
+    ASSERT(r.r.urls[1].timeout_ms <= 200 && r.r.urls[1].timeout_ms > 0);
+    ASSERT_EQ(r.r.urls[2].timeout_ms, 0);
+    ASSERT_CONTAINS(r.r.urls[2].error, "not tried");
+    int closed = 0;
+    rev_ctx_close(c2, on_closed, &closed);
+    while (!closed)
+        uv_run(&e.loop, UV_RUN_ONCE);
+
+    /* accumulative: budget_ms in all, each URL half of what remains. */
+    ASSERT_EQ(rev_ctx_new(&c2, &e.loop, NULL), 0);
+    p.max_total_ms = 0;
+    p.timeout_mode = REV_TIMEOUT_ACCUMULATIVE;
+    p.url_timeout_ms = 15000; /* not used in this mode */
+    p.budget_ms = 800;
+    memset(&r, 0, sizeof(r));
+    ASSERT_EQ(rev_check_start(c2, NULL, chain, &p, now, on_rev, &r), 0);
+    while (r.calls == 0)
+        uv_run(&e.loop, UV_RUN_ONCE);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+    ASSERT_EQ(r.r.nurls, 3);
+    ASSERT_EQ(r.r.urls[0].timeout_ms, 400);
+    ASSERT(r.r.urls[1].timeout_ms > 0 && r.r.urls[1].timeout_ms <= 200);
+    ASSERT(r.r.urls[2].timeout_ms <= 100);
+    uint32_t total = 0;
+    for (int i = 0; i < 3; i++)
+        total += r.r.urls[i].timeout_ms;
+    ASSERT(total <= 800);
+    closed = 0;
+    rev_ctx_close(c2, on_closed, &closed);
+    while (!closed)
+        uv_run(&e.loop, UV_RUN_ONCE);
+    free_chain(chain);
+    env_close(&e);
+    for (int i = 0; i < 4; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* ---- LDAP through a real slapd ------------------------------------------------------------ */
+
+static int wait_port(int port)
+{
+    for (int i = 0; i < 250; i++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(s);
+        if (ok)
+            return 0;
+        usleep(20000);
+    }
+    return -1;
+}
+
+/* An AD-CS-like ldap:/// CDP served by slapd (Debian's slapd, started here on 127.0.0.1 with a
+ * throwaway configuration), fetched through libcurl's LDAP when the view names a directory. */
+static void test_ldap_slapd(void)
+{
+    if (access("/usr/sbin/slapd", X_OK) != 0 || access("/usr/sbin/slapadd", X_OK) != 0) {
+        fprintf(stderr,
+                "   skipped: /usr/sbin/slapd not installed (scripts/deps.sh installs it)\n");
+        return;
+    }
+    char dir[] = "/tmp/fs-test-slapd-XXXXXX", path[1200], cmd[3000], err[256];
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/db", dir);
+    ASSERT_EQ(mkdir(path, 0700), 0);
+    const char *dn = "cn=Lab Issuing CA 1,dc=lab,dc=test";
+    const char *ldap = "ldap:///cn=Lab%20Issuing%20CA%201,dc=lab,dc=test?certificateRevocationList?"
+                       "base?objectClass=cRLDistributionPoint";
+    const char *missing = "ldap:///cn=Old%20CA,dc=lab,dc=test?certificateRevocationList?base?"
+                          "objectClass=cRLDistributionPoint";
+    const char *cdp[] = {ldap, NULL};
+    STACK_OF(X509) *revoked = chain_opts(cdp, NULL, NULL), *good = chain_opts(cdp, NULL, NULL);
+    const X509 *list[] = {sk_X509_value(revoked, 0)};
+    unsigned char *der;
+    size_t len;
+    ASSERT_EQ(lab_crl_make(&der, &len, &pki.inter, list, 1, -3600, 7 * DAY, NULL, err), 0);
+    char *b64 = malloc(len * 2 + 4);
+    EVP_EncodeBlock((unsigned char *)b64, der, (int)len);
+    free(der);
+
+    snprintf(path, sizeof(path), "%s/slapd.conf", dir);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fprintf(f,
+            "include /etc/ldap/schema/core.schema\npidfile %s/slapd.pid\n"
+            "modulepath /usr/lib/ldap\nmoduleload back_mdb\ndatabase mdb\n"
+            "suffix \"dc=lab,dc=test\"\nrootdn \"cn=admin,dc=lab,dc=test\"\ndirectory %s/db\n",
+            dir, dir);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/data.ldif", dir);
+    f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fprintf(f,
+            "dn: dc=lab,dc=test\nobjectClass: dcObject\nobjectClass: organization\no: lab\n"
+            "dc: lab\n\ndn: %s\nobjectClass: cRLDistributionPoint\ncn: Lab Issuing CA 1\n"
+            "certificateRevocationList;binary:: %s\n",
+            dn, b64);
+    fclose(f);
+    free(b64);
+    snprintf(cmd, sizeof(cmd),
+             "/usr/sbin/slapadd -f %s/slapd.conf -l %s/data.ldif >%s/slapadd.log 2>&1", dir, dir,
+             dir);
+    ASSERT_EQ(system(cmd), 0);
+    int port = closed_port();
+    char listen[64], conf[1100], logp[1100];
+    snprintf(listen, sizeof(listen), "ldap://127.0.0.1:%d/", port);
+    snprintf(conf, sizeof(conf), "%s/slapd.conf", dir);
+    snprintf(logp, sizeof(logp), "%s/slapd.log", dir);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl("/usr/sbin/slapd", "slapd", "-f", conf, "-h", listen, "-d", "0", (char *)NULL);
+        _exit(127);
+    }
+    ASSERT_EQ(wait_port(port), 0);
+
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    char dirhost[64];
+    snprintf(dirhost, sizeof(dirhost), "ldap.lab.test:%d", port);
+    p.ldap_host = dirhost;
+    p.view = "lab+ldap";
+    res_t r;
+    check(&e, revoked, &p, now, &r);
+    fprintf(stderr, "   ldap revoked: cause=%s url error=%s message=%s\n", fs_cause_id(r.r.cause),
+            r.r.urls[0].error, r.r.message);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_CERT_REVOKED);
+    ASSERT_EQ(r.r.nurls, 1);
+    ASSERT_EQ(r.r.urls[0].ok, 1);
+    ASSERT_EQ(r.r.urls[0].skipped, 0);
+    ASSERT_EQ(r.r.urls[0].http_status, 0);
+    ASSERT(r.r.urls[0].bytes > 0);
+    check(&e, good, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.urls[0].from_cache, 1);
+
+    /* A directory that lacks the entry is a dead URL when an http one answers. */
+    char ok[256];
+    serve_crl("/l/ok.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    const char *cdp2[] = {missing, url_of(ok, sizeof(ok), "/l/ok.crl"), NULL};
+    STACK_OF(X509) *chain = chain_opts(cdp2, NULL, NULL);
+    check(&e, chain, &p, now, &r);
+    fprintf(stderr, "   ldap missing entry: %s\n", r.r.urls[0].error);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(r.r.warnings, DEAD);
+    ASSERT_CONTAINS(r.r.urls[0].error, "LDAP");
+    ASSERT_EQ(r.r.urls[1].ok, 1);
+    free_chain(chain);
+    env_close(&e);
+
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ASSERT_EQ(system(cmd), 0);
+    free_chain(revoked);
+    free_chain(good);
+}
 
 static void rm_dir(const char *dir)
 {
@@ -1008,6 +1653,7 @@ int main(void)
     ASSERT(srv != NULL);
     snprintf(base, sizeof(base), "http://crl.lab.test:%d", lab_http_port(srv));
     ASSERT_EQ(fs_resolve_add(&map, "crl.lab.test", "127.0.0.1", err), 0);
+    ASSERT_EQ(fs_resolve_add(&map, "ldap.lab.test", "127.0.0.1", err), 0);
     ASSERT(mkdtemp(dir) != NULL);
     if (lab_pki_create(&pki, dir, "ns.lab.test", base, err) != 0) {
         fprintf(stderr, "%s\n", err);
@@ -1039,6 +1685,14 @@ int main(void)
     RUN(test_close_inside_callback);
     RUN(test_aia);
     RUN(test_sync_errors);
+    RUN(test_ocsp_good_revoked_cached);
+    RUN(test_ocsp_failover);
+    RUN(test_ocsp_post);
+    RUN(test_cdp_dead_then_good);
+    RUN(test_cdp_skipped);
+    RUN(test_delta);
+    RUN(test_timeout_modes);
+    RUN(test_ldap_slapd);
 
     lab_http_stop(srv);
     lab_pki_free(&pki);
