@@ -98,7 +98,9 @@ static void run(SSL_CTX *ctx, const struct sockaddr_in *sa, const char *sni, dou
 int main(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: %s ADDR PORT SNI CA_FILE RATE_PER_S SECONDS [WARMUP_SECONDS]\n",
+        fprintf(stderr,
+                "usage: %s ADDR PORT SNI CA_FILE RATE_PER_S SECONDS [WARMUP_SECONDS [TLS]]\n"
+                "  TLS: 1.3 (default) or 1.2 (the handshake an IIS binding makes)\n",
                 argv[0]);
         return 2;
     }
@@ -119,7 +121,10 @@ int main(int argc, char **argv)
         return 1;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    int tls12 = argc > 8 && strcmp(argv[8], "1.2") == 0;
+    SSL_CTX_set_min_proto_version(ctx, tls12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+    if (tls12)
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     unsigned long done, failed;

@@ -17,6 +17,7 @@
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
 #   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
+#   BENCH_ALGS="rsa ecdsa rsa12" (bindings: TLS 1.3 RSA/ECDSA, TLS 1.2 RSA as IIS serves it)
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
 #   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
 #     two daemons side by side in the same window (before/after comparisons)
@@ -40,6 +41,8 @@ MEM_IN_FLIGHT=${BENCH_MEM_IN_FLIGHT:-1000}
 CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
 CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
 PERF=${BENCH_PERF:-0}
+# Bindings: rsa and ecdsa are TLS 1.3; rsa12 is RSA-2048 over TLS 1.2 ECDHE-RSA-AES-GCM (IIS).
+ALGS=${BENCH_ALGS:-rsa ecdsa rsa12}
 REPORT=${BENCH_REPORT:-/tmp/fleetscan-bench-report.txt}
 HZ=$(getconf CLK_TCK)
 
@@ -154,16 +157,22 @@ fs_config() {
   "jitter": 0.2,
   ${9:+$9,}
   "limits": {"max_in_flight": $8, "handshakes_per_s": $7},
-  "trust_stores": {"bench": {"ca_file": "$WORK/pki/$2-root.pem"}},
-  "profiles": {"default": {"url": "https://$2.bench.test:$(port_of "$2")$3"}},
+  "trust_stores": {"bench": {"ca_file": "$WORK/pki/$(cert_of "$2")-root.pem"}},
+  "profiles": {"default": {"url": "https://$(cert_of "$2").bench.test:$(port_of "$2")$3"}},
   "groups": [{"name": "g", "count": $5,
               "revocation": {"mode": "$4"},
-              "network": {"resolve": {"$2.bench.test": "127.0.0.1",
+              "network": {"resolve": {"$(cert_of "$2").bench.test": "127.0.0.1",
                                       "crl.bench.test": "127.0.0.1"}}}]
 }
 JSON
 }
-port_of() { if [ "$1" = rsa ]; then echo "$PORT_RSA"; else echo "$PORT_ECDSA"; fi; }
+port_of() {
+    case "$1" in rsa) echo "$PORT_RSA" ;; rsa12) echo "$PORT_RSA12" ;; *) echo "$PORT_ECDSA" ;; esac
+}
+# The chain (and name) an alg's binding serves: rsa12 is the RSA chain over TLS 1.2 only.
+cert_of() { if [ "$1" = rsa12 ]; then echo rsa; else echo "$1"; fi; }
+# The bare client's protocol for an alg.
+tls_of() { if [ "$1" = rsa12 ]; then echo 1.2; else echo 1.3; fi; }
 
 fs_start() { # fs_start CONFIG LOGPREFIX [BINARY [LD_PRELOAD]]
     env ${4:+LD_PRELOAD=$4} FLEETSCAN_DNS_OVERRIDE_ONLY=1 "${3:-$FS}" run -c "$1" > "$2.out" 2> "$2.err" &
@@ -231,8 +240,8 @@ fs_cpu() {
 # ---- bare client ----------------------------------------------------------------------------
 bare_cpu() { # ALG REP
     local alg=$1 rep=$2 out us
-    out=$("$WORK/bare_client" 127.0.0.1 "$(port_of "$alg")" "$alg.bench.test" \
-        "$WORK/pki/$alg-root.pem" "$RATE" "$WIN" "$WARM")
+    out=$("$WORK/bare_client" 127.0.0.1 "$(port_of "$alg")" "$(cert_of "$alg").bench.test" \
+        "$WORK/pki/$(cert_of "$alg")-root.pem" "$RATE" "$WIN" "$WARM" "$(tls_of "$alg")")
     us=$(sed -n 's/.*us_per_handshake=\([0-9]*\).*/\1/p' <<< "$out")
     log "bare client $alg #$rep: $out; load $(loadavg)"
     put "cpu.bare.$alg.$rep" "$us"
@@ -308,8 +317,9 @@ paired() { # paired ALG REP OTHER(bare|tls_connect|http_2xx)
     fs_start "$cfg" "$WORK/fs-pair-$name-$alg-$other-$rep"
     local t0 p0 t1 p1 o0 o1 other_us=0 n url target
     if [ "$other" = bare ]; then
-        "$WORK/bare_client" 127.0.0.1 "$(port_of "$alg")" "$alg.bench.test" \
-            "$WORK/pki/$alg-root.pem" "$RATE" "$WIN" "$WARM" > "$WORK/pair-bare.out" &
+        "$WORK/bare_client" 127.0.0.1 "$(port_of "$alg")" "$(cert_of "$alg").bench.test" \
+            "$WORK/pki/$(cert_of "$alg")-root.pem" "$RATE" "$WIN" "$WARM" "$(tls_of "$alg")" \
+            > "$WORK/pair-bare.out" &
         local bpid=$!
         PIDS+=("$bpid")
         sleep "$WARM"
@@ -354,7 +364,7 @@ section_ab() {
     local b=${BENCH_AB_FLEETSCAN:-$FS} pre=${BENCH_AB_PRELOAD:-} rep alg
     log "== A/B: A=$FS  B=$b${pre:+ with LD_PRELOAD=$pre}"
     for rep in $(seq 1 "$REPEAT"); do
-        for alg in rsa ecdsa; do
+        for alg in $ALGS; do
             local cfg="$WORK/fs-ab-$alg.json" interval
             interval=$(awk -v n="$EPS" -v r="$RATE" 'BEGIN {printf "%.2f", n / r * 0.6}')
             fs_config "$cfg" "$alg" "" strict "$EPS" "$interval" "$RATE" 256
@@ -386,7 +396,7 @@ section_paired() {
     [ -n "$BB_PID" ] && kill -0 "$BB_PID" 2> /dev/null || bb_start
     local rep alg other
     for rep in $(seq 1 "$REPEAT"); do
-        for alg in rsa ecdsa; do
+        for alg in $ALGS; do
             for other in bare tls_connect http_2xx; do
                 paired "$alg" "$rep" "$other"
             done
@@ -402,7 +412,7 @@ section_cpu() {
     bb_start
     local rep alg
     for rep in $(seq 1 "$REPEAT"); do
-        for alg in rsa ecdsa; do
+        for alg in $ALGS; do
             bare_cpu "$alg" "$rep"
             fs_cpu hs "$alg" "" strict "$rep"
             fs_cpu hs_norev "$alg" "" off "$rep"
@@ -578,8 +588,8 @@ report() {
         if has cpu; then
             echo
             echo "1. Client CPU per probe, µs (utime+stime from /proc; median of $REPEAT runs, all runs after /)"
-            echo "   TLS 1.3 full handshakes to loopback nginx, no session reuse; $RATE probes/s; ${WIN}s window after ${WARM}s warm-up"
-            printf '   %-62s %-22s %-22s\n' client "RSA-2048 chain" "ECDSA P-256 chain"
+            echo "   full handshakes to loopback nginx (TLS 1.3; TLS 1.2 ECDHE-RSA-AES-GCM as IIS serves it), no session reuse; $RATE probes/s; ${WIN}s window after ${WARM}s warm-up"
+            printf '   %-62s %-22s %-22s %-22s\n' client "RSA-2048 TLS 1.3" "ECDSA P-256 TLS 1.3" "RSA-2048 TLS 1.2"
             local row
             for row in "bare:bare OpenSSL client (handshake+verify only)" \
                 "fs_hs:fleetscan handshake-only (strict CRL, cached)" \
@@ -588,9 +598,10 @@ report() {
                 "bb_tls_connect:blackbox_exporter tls_connect" \
                 "bb_http_2xx:blackbox_exporter http_2xx"; do
                 local k=${row%%:*} label=${row#*:}
-                printf '   %-62s %-22s %-22s\n' "$label" \
+                printf '   %-62s %-22s %-22s %-22s\n' "$label" \
                     "$(stat_of cpu.$k.rsa) ($(all_of cpu.$k.rsa))" \
-                    "$(stat_of cpu.$k.ecdsa) ($(all_of cpu.$k.ecdsa))"
+                    "$(stat_of cpu.$k.ecdsa) ($(all_of cpu.$k.ecdsa))" \
+                    "$(stat_of cpu.$k.rsa12) ($(all_of cpu.$k.rsa12))"
             done
             echo "   ratios (target):"
             local alg
@@ -600,9 +611,10 @@ report() {
                 "fs_hs_norev/bare:fleetscan revocation off / bare client"; do
                 local ks=${row%%:*} label=${row#*:}
                 local a=${ks%%/*} b=${ks#*/}
-                printf '   %-62s %-22s %-22s\n' "$label" \
+                printf '   %-62s %-22s %-22s %-22s\n' "$label" \
                     "$(ratio "$(stat_of cpu.$a.rsa)" "$(stat_of cpu.$b.rsa)")" \
-                    "$(ratio "$(stat_of cpu.$a.ecdsa)" "$(stat_of cpu.$b.ecdsa)")"
+                    "$(ratio "$(stat_of cpu.$a.ecdsa)" "$(stat_of cpu.$b.ecdsa)")" \
+                    "$(ratio "$(stat_of cpu.$a.rsa12)" "$(stat_of cpu.$b.rsa12)")"
             done
             echo "   1-min load average at the end of each run: $(awk -F= '/^load.cpu/ {print $2}' "$RES" | sort -n | awk 'NR == 1 {a = $1} {b = $1} END {print a " to " b}') (2 CPUs; other jobs share the machine)"
             echo "   achieved rates /s: fleetscan $(all_of rate.fs_hs.rsa) (rsa) $(all_of rate.fs_hs.ecdsa) (ecdsa); blackbox tls $(all_of rate.bb_tls_connect.rsa)/$(all_of rate.bb_tls_connect.ecdsa), http $(all_of rate.bb_http_2xx.rsa)/$(all_of rate.bb_http_2xx.ecdsa)"
@@ -611,17 +623,17 @@ report() {
             echo
             echo "1b. Paired runs: fleetscan and the other client probing side by side in the same ${WIN}s window, $RATE/s each"
             echo "    µs CPU per probe, fleetscan vs the other; ratio fleetscan/other per run; median ratio"
-            printf '   %-62s %-34s %-34s\n' pair "RSA-2048 chain" "ECDSA P-256 chain"
+            printf '   %-62s %-34s %-34s %-34s\n' pair "RSA-2048 TLS 1.3" "ECDSA P-256 TLS 1.3" "RSA-2048 TLS 1.2"
             local o lab
             for o in "bare:fleetscan handshake-only vs bare client (≤ 0.9)" \
                 "tls_connect:fleetscan handshake-only vs blackbox tls_connect (≤ 0.75)" \
                 "http_2xx:fleetscan agent URL vs blackbox http_2xx (≤ 0.65)"; do
                 local k=${o%%:*} lab=${o#*:}
                 local cells=() a
-                for a in rsa ecdsa; do
+                for a in rsa ecdsa rsa12; do
                     cells+=("$(paste -d: <(awk -F= -v k="pair.$k.fs.$a." 'index($1, k) == 1 {print $2}' "$RES") <(awk -F= -v k="pair.$k.other.$a." 'index($1, k) == 1 {print $2}' "$RES") | paste -sd' ') -> $(stat_of pair.$k.ratio.$a %.2f)")
                 done
-                printf '   %-62s %-34s %-34s\n' "$lab" "${cells[0]}" "${cells[1]}"
+                printf '   %-62s %-34s %-34s %-34s\n' "$lab" "${cells[0]}" "${cells[1]}" "${cells[2]}"
             done
         fi
         if has ab; then
@@ -629,6 +641,7 @@ report() {
             echo "A/B: A=$FS, B=${BENCH_AB_FLEETSCAN:-$FS}${BENCH_AB_PRELOAD:+ with LD_PRELOAD=$BENCH_AB_PRELOAD}; same window, $RATE/s each, handshake-only, strict CRL"
             echo "   RSA:   A $(all_of ab.a.rsa)  B $(all_of ab.b.rsa)  B/A $(all_of ab.ratio.rsa) (median $(stat_of ab.ratio.rsa %.3f))"
             echo "   ECDSA: A $(all_of ab.a.ecdsa)  B $(all_of ab.b.ecdsa)  B/A $(all_of ab.ratio.ecdsa) (median $(stat_of ab.ratio.ecdsa %.3f))"
+            echo "   RSA TLS 1.2: A $(all_of ab.a.rsa12)  B $(all_of ab.b.rsa12)  B/A $(all_of ab.ratio.rsa12) (median $(stat_of ab.ratio.rsa12 %.3f))"
         fi
         if has mem; then
             local e rs r1 r2
@@ -686,21 +699,22 @@ main() {
     : > "$RES"
     cc -O2 -std=c11 -Wall -o "$WORK/bare_client" "$ROOT/bench/bare_client.c" -lssl -lcrypto
 
-    PORT_RSA=$(free_port); PORT_ECDSA=$(free_port); PORT_HTTP=$(free_port)
+    PORT_RSA=$(free_port); PORT_ECDSA=$(free_port); PORT_RSA12=$(free_port); PORT_HTTP=$(free_port)
     CRL_BASE="http://crl.bench.test:$PORT_HTTP/crl"
     bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE"
     mkdir -p "$WORK/nginx/tmp"
     local user_line=""
     [ "$(id -u)" -eq 0 ] && user_line="user root;" # workers must read the keys in $WORK
     sed -e "s|@WORK@|$WORK|g" -e "s|@PORT_RSA@|$PORT_RSA|g" -e "s|@PORT_ECDSA@|$PORT_ECDSA|g" \
+        -e "s|@PORT_RSA12@|$PORT_RSA12|g" \
         -e "s|@PORT_HTTP@|$PORT_HTTP|g" -e "s|@USER_LINE@|$user_line|" \
         -e "s|@WORKERS@|${BENCH_NGINX_WORKERS:-auto}|" \
         "$ROOT/bench/nginx.conf.in" > "$WORK/nginx/nginx.conf"
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
         -g 'daemon off;' &
     PIDS+=("$!")
-    wait_port "$PORT_RSA"; wait_port "$PORT_ECDSA"; wait_port "$PORT_HTTP"
-    log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, crl http $PORT_HTTP; work dir $WORK; load $(loadavg)"
+    wait_port "$PORT_RSA"; wait_port "$PORT_ECDSA"; wait_port "$PORT_RSA12"; wait_port "$PORT_HTTP"
+    log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, rsa tls1.2 $PORT_RSA12, crl http $PORT_HTTP; work dir $WORK; load $(loadavg)"
 
     if has cpu; then section_cpu; fi
     if has paired; then section_paired; fi
