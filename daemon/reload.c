@@ -22,16 +22,6 @@ static uint32_t *group_starts(const fleet_gen_t *g)
     return start;
 }
 
-static size_t name_hash(const char *name)
-{
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        h ^= *c;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
 /* For each group of nc, the group of oc it continues (same name, cfg_group_equal), or -1.
  * Names are unique within a configuration, so one hash lookup per group: linear in the number
  * of groups, where comparing every pair would be quadratic. */
@@ -47,13 +37,14 @@ static int32_t *match_groups(const cfg_t *oc, const cfg_t *nc)
         nslot *= 2;
     size_t *slot = fs_xcalloc(nslot, sizeof(*slot)), mask = nslot - 1;
     for (size_t oi = 0; oi < oc->ngroups; oi++) {
-        size_t k = name_hash(oc->groups[oi].name) & mask;
+        size_t k = fs_name_hash(oc->groups[oi].name) & mask;
         while (slot[k] != 0)
             k = (k + 1) & mask;
         slot[k] = oi + 1;
     }
     for (size_t gi = 0; gi < nc->ngroups; gi++) {
-        for (size_t k = name_hash(nc->groups[gi].name) & mask; slot[k] != 0; k = (k + 1) & mask) {
+        for (size_t k = fs_name_hash(nc->groups[gi].name) & mask; slot[k] != 0;
+             k = (k + 1) & mask) {
             size_t oi = slot[k] - 1;
             if (strcmp(oc->groups[oi].name, nc->groups[gi].name) == 0) {
                 if (cfg_group_equal(oc, oi, nc, gi))

@@ -195,21 +195,11 @@ int fs_is_ip_literal(const char *s)
 /* Below this many entries a linear scan is as fast as hashing. */
 #define RESOLVE_INDEX_MIN 16
 
-static size_t name_hash(const char *name)
-{
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= (size_t)tolower(*p);
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
 /* Indexes entry i unless an earlier entry has the same name (that one keeps winning). */
 static void index_insert(fs_resolve_t *m, size_t i)
 {
     size_t mask = m->nslot - 1;
-    for (size_t s = name_hash(m->e[i].name) & mask;; s = (s + 1) & mask) {
+    for (size_t s = fs_name_hash(m->e[i].name) & mask;; s = (s + 1) & mask) {
         if (m->slot[s] == 0) {
             m->slot[s] = i + 1;
             return;
@@ -299,7 +289,7 @@ const char *fs_resolve_lookup(const fs_resolve_t *m, const char *name)
         return NULL;
     }
     size_t mask = m->nslot - 1;
-    for (size_t s = name_hash(name) & mask; m->slot[s] != 0; s = (s + 1) & mask)
+    for (size_t s = fs_name_hash(name) & mask; m->slot[s] != 0; s = (s + 1) & mask)
         if (strcasecmp(m->e[m->slot[s] - 1].name, name) == 0)
             return m->e[m->slot[s] - 1].addr;
     return NULL;

@@ -2,6 +2,7 @@
 #define _XOPEN_SOURCE 700 /* strptime */
 #include "probes/util.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,4 +91,14 @@ char *fs_strlcpy(char *dst, const char *src, size_t n)
     memcpy(dst, src, l);
     dst[l] = '\0';
     return dst;
+}
+
+size_t fs_name_hash(const char *name)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= (uint64_t)tolower(*p);
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
 }

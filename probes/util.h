@@ -24,6 +24,10 @@ char *fs_rfc3339(int64_t t, char *buf, size_t len);
 /* Parses an RFC 3339 UTC time ("...Z"); returns 0 or -1. */
 int fs_parse_rfc3339(const char *s, int64_t *out);
 
+/* FNV-1a of the lower-cased name, for hash tables keyed by names that compare case-insensitively
+ * (DNS names, group names); equal names under strcmp or strcasecmp hash equal. */
+size_t fs_name_hash(const char *name);
+
 /* Copies src into dst (size n), always NUL-terminated; returns dst. */
 char *fs_strlcpy(char *dst, const char *src, size_t n);
 
