@@ -2,6 +2,7 @@
  * docs/CONFIG.md): JSONC stripping, schema checks with JSON-path errors, path resolution. */
 #include "daemon/config.h"
 #include "probes/file.h"
+#include "probes/tlsc.h"
 #include "probes/util.h"
 
 #include <cjson/cJSON.h>
@@ -37,58 +38,6 @@
 #else
 #define CFG_PRINTF(f, a)
 #endif
-
-/* ---- names tables ------------------------------------------------------------------------ */
-
-static const char *const rev_mode_names[] = {"strict", "soft_fail", "off"};
-static const char *const rev_scope_names[] = {"leaf", "chain", "chain_exclude_root"};
-static const char *const tls_version_names[] = {"1.0", "1.1", "1.2", "1.3"};
-static const int tls_versions[] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION, TLS1_3_VERSION};
-_Static_assert(FS_ARRAY_SIZE(rev_mode_names) == CFG_REV_MODE_COUNT, "rev_mode_names");
-_Static_assert(FS_ARRAY_SIZE(rev_scope_names) == CFG_SCOPE_COUNT, "rev_scope_names");
-_Static_assert(FS_ARRAY_SIZE(tls_version_names) == FS_ARRAY_SIZE(tls_versions), "tls names");
-
-const char *cfg_rev_mode_name(cfg_rev_mode_t m)
-{
-    return (unsigned)m < CFG_REV_MODE_COUNT ? rev_mode_names[m] : NULL;
-}
-
-int cfg_rev_mode_from_name(const char *s)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(rev_mode_names); i++)
-        if (strcmp(s, rev_mode_names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-const char *cfg_rev_scope_name(cfg_rev_scope_t s)
-{
-    return (unsigned)s < CFG_SCOPE_COUNT ? rev_scope_names[s] : NULL;
-}
-
-int cfg_rev_scope_from_name(const char *s)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(rev_scope_names); i++)
-        if (strcmp(s, rev_scope_names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-const char *cfg_tls_version_name(int v)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(tls_versions); i++)
-        if (tls_versions[i] == v)
-            return tls_version_names[i];
-    return NULL;
-}
-
-int cfg_tls_version_from_name(const char *s)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(tls_version_names); i++)
-        if (strcmp(s, tls_version_names[i]) == 0)
-            return tls_versions[i];
-    return -1;
-}
 
 /* ---- errors and JSON paths --------------------------------------------------------------- */
 
@@ -880,11 +829,26 @@ static int parse_reference(parse_t *p, const cJSON *root)
 
 /* ---- groups ------------------------------------------------------------------------------ */
 
+/* "a, b or c" (quoted: "\"a\", \"b\" or \"c\""), for the messages that list the choices. */
+static void choices(char *dst, size_t n, const char *const *names, size_t count, int quoted)
+{
+    const char *q = quoted ? "\"" : "";
+    dst[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        size_t l = strlen(dst);
+        snprintf(dst + l, n - l, "%s%s%s%s",
+                 i == 0           ? ""
+                 : i + 1 == count ? " or "
+                                  : ", ",
+                 q, names[i], q);
+    }
+}
+
 static int parse_enum(parse_t *p, const cJSON *o, const char *key, const char *path,
                       const char *const *names, size_t n, int def, int *out)
 {
     const char *s;
-    char jp[256], list[128] = "";
+    char jp[256], list[128];
     *out = def;
     if (get_str(p, o, key, path, &s) != 0)
         return -1;
@@ -895,13 +859,8 @@ static int parse_enum(parse_t *p, const cJSON *o, const char *key, const char *p
             *out = (int)i;
             return 0;
         }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof(list) - l, "%s%s",
-                 i == 0       ? ""
-                 : i + 1 == n ? " or "
-                              : ", ",
-                 names[i]);
     }
+    choices(list, sizeof(list), names, n, 0);
     join(jp, sizeof(jp), path, key);
     return fail(p, jp, "unknown %s \"%.64s\" (expected %s)", key, s, list);
 }
@@ -917,13 +876,13 @@ static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_r
     join(path, sizeof(path), gpath, "revocation");
     if (get_obj(p, g, "revocation", gpath, &o) || (o && check_keys(p, o, path, keys)))
         return -1;
-    if (parse_enum(p, o, "mode", path, rev_mode_names, CFG_REV_MODE_COUNT, CFG_REV_STRICT, &e))
+    if (parse_enum(p, o, "mode", path, rev_mode_names, REV_MODE_COUNT, REV_STRICT, &e))
         return -1;
-    r->mode = (cfg_rev_mode_t)e;
-    if (parse_enum(p, o, "scope", path, rev_scope_names, CFG_SCOPE_COUNT,
-                   CFG_SCOPE_CHAIN_EXCLUDE_ROOT, &e))
+    r->mode = (rev_mode_t)e;
+    if (parse_enum(p, o, "scope", path, rev_scope_names, REV_SCOPE_COUNT,
+                   REV_SCOPE_CHAIN_EXCLUDE_ROOT, &e))
         return -1;
-    r->scope = (cfg_rev_scope_t)e;
+    r->scope = (rev_scope_t)e;
     if (get_bool(p, o, "aia_fetch", path, true, &r->aia_fetch))
         return -1;
     if (get_int(p, o, "url_timeout_ms", path, 1, 3600000, 15000, &v))
@@ -941,19 +900,22 @@ static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_r
 static int parse_tls_version(parse_t *p, const cJSON *o, const char *key, const char *path, int def,
                              int *out)
 {
-    char jp[256];
+    static const char *const ids[] = {
+#define X(v, id, name) id,
+        TLSC_VERSION_LIST(X)
+#undef X
+    };
+    char jp[256], list[64];
     const cJSON *v = member(o, key);
     *out = def;
     if (v == NULL)
         return 0;
     join(jp, sizeof(jp), path, key);
+    choices(list, sizeof(list), ids, FS_ARRAY_SIZE(ids), 1);
     if (!cJSON_IsString(v))
-        return fail(p, jp, "expected a string (\"1.0\", \"1.1\", \"1.2\" or \"1.3\")");
-    if ((*out = cfg_tls_version_from_name(v->valuestring)) < 0)
-        return fail(p, jp,
-                    "unknown TLS version \"%.16s\" (expected \"1.0\", \"1.1\", \"1.2\" "
-                    "or \"1.3\")",
-                    v->valuestring);
+        return fail(p, jp, "expected a string (%s)", list);
+    if ((*out = tlsc_version_parse(v->valuestring)) == 0)
+        return fail(p, jp, "unknown TLS version \"%.16s\" (expected %s)", v->valuestring, list);
     return 0;
 }
 
@@ -973,8 +935,8 @@ static int parse_tls(parse_t *p, const cJSON *g, const char *gpath, cfg_tls_t *t
         return -1;
     if (t->min_version > t->max_version) {
         join(jp, sizeof(jp), path, "max_version");
-        return fail(p, jp, "\"%s\" is below min_version \"%s\"",
-                    cfg_tls_version_name(t->max_version), cfg_tls_version_name(t->min_version));
+        return fail(p, jp, "\"%s\" is below min_version \"%s\"", tlsc_version_id(t->max_version),
+                    tlsc_version_id(t->min_version));
     }
     if ((ciphers || suites) && p->tls_ctx == NULL &&
         (p->tls_ctx = SSL_CTX_new(TLS_client_method())) == NULL)

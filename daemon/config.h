@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "probes/revoke.h"
 #include "probes/url.h"
 
 /* Hard limits of the configuration itself (docs/CONFIG.md). */
@@ -15,21 +16,9 @@
 #define CFG_MAX_GROUPS 65535u               /* groups (an endpoint stores its group in 16 bits) */
 #define CFG_MAX_TOTAL_ENDPOINTS 10000000ull /* endpoints over all groups */
 
-/* Revocation policy of an endpoint when a CRL cannot be used. */
-typedef enum {
-    CFG_REV_STRICT,    /* "strict": unreachable/expired/invalid CRL -> offline */
-    CFG_REV_SOFT_FAIL, /* "soft_fail": unreachable CRL -> online + revocation_soft_fail */
-    CFG_REV_OFF,       /* "off": no revocation checking */
-    CFG_REV_MODE_COUNT
-} cfg_rev_mode_t;
-
-/* Which certificates are checked for revocation (Schannel's CERT_CHAIN_REVOCATION_CHECK_*). */
-typedef enum {
-    CFG_SCOPE_LEAF,               /* "leaf": END_CERT */
-    CFG_SCOPE_CHAIN,              /* "chain": CHAIN, the root included */
-    CFG_SCOPE_CHAIN_EXCLUDE_ROOT, /* "chain_exclude_root": CHAIN_EXCLUDE_ROOT */
-    CFG_SCOPE_COUNT
-} cfg_rev_scope_t;
+/* Revocation modes and scopes are the probes' (probes/revoke.h: rev_mode_t, rev_scope_t and
+ * their names). This one alias stays until daemon/fleet.c, being split, uses REV_STRICT. */
+#define CFG_REV_STRICT REV_STRICT
 
 /* Global limits that protect the server and bound each probe (all times in ms). */
 typedef struct cfg_limits_s {
@@ -72,8 +61,8 @@ typedef struct cfg_profile_s {
 
 /* How a group's endpoints check revocation (Windows CryptoAPI defaults for the budgets). */
 typedef struct cfg_revocation_s {
-    cfg_rev_mode_t mode;     /* policy, default CFG_REV_SOFT_FAIL */
-    cfg_rev_scope_t scope;   /* certificates checked, default CFG_SCOPE_CHAIN_EXCLUDE_ROOT */
+    rev_mode_t mode;         /* policy, default REV_STRICT */
+    rev_scope_t scope;       /* certificates checked, default REV_SCOPE_CHAIN_EXCLUDE_ROOT */
     bool aia_fetch;          /* fetch missing issuers from AIA caIssuers URLs, default true */
     uint32_t url_timeout_ms; /* per CRL/AIA URL retrieval, default 15000 */
     uint32_t budget_ms;      /* all URL retrievals of one probe together, default 20000 */
@@ -172,14 +161,5 @@ typedef struct cfg_warning_s {
 size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS]);
 /* 1 when ip (an IP literal) is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
 int cfg_is_loopback(const char *ip);
-
-/* Names <-> values, for the CLI and the API. *_from_name return -1 when unknown. */
-const char *cfg_rev_mode_name(cfg_rev_mode_t m);
-int cfg_rev_mode_from_name(const char *s);
-const char *cfg_rev_scope_name(cfg_rev_scope_t s);
-int cfg_rev_scope_from_name(const char *s);
-/* "1.0".."1.3" <-> TLS1_VERSION..TLS1_3_VERSION; NULL / -1 when unknown. */
-const char *cfg_tls_version_name(int v);
-int cfg_tls_version_from_name(const char *s);
 
 #endif
