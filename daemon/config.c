@@ -487,22 +487,22 @@ static int parse_listen(parse_t *p, const char *s)
     return 0;
 }
 
-static int parse_shard(parse_t *p, const char *s)
+int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count)
 {
-    unsigned long long v[2] = {0, 0};
+    unsigned long v[2] = {0, 0};
     const char *q = s;
     for (int k = 0; k < 2; k++) {
         const char *start = q;
         while (isdigit((unsigned char)*q) && q - start < 8)
             v[k] = v[k] * 10 + (unsigned)(*q++ - '0');
         if (q == start || *q != (k == 0 ? '/' : '\0'))
-            return fail(p, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n", s);
+            return -1;
         q++;
     }
-    if (v[1] < 1 || v[0] >= v[1] || v[1] > 1000000)
-        return fail(p, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= 1000000", s);
-    p->cfg->shard_index = (uint32_t)v[0];
-    p->cfg->shard_count = (uint32_t)v[1];
+    if (v[1] < 1 || v[0] >= v[1] || v[1] > CFG_MAX_SHARDS)
+        return -1;
+    *index = (uint32_t)v[0];
+    *count = (uint32_t)v[1];
     return 0;
 }
 
@@ -1169,8 +1169,13 @@ static int parse_root(parse_t *p, const cJSON *root)
     if (get_num(p, root, "interval_s", "", 0, 1, 604800, 60, &c->interval_s) ||
         get_num(p, root, "jitter", "", 0, 0, 1, 0.2, &c->jitter))
         return -1;
-    if (get_str(p, root, "shard", "", &s) || parse_shard(p, s ? s : "0/1"))
+    if (get_str(p, root, "shard", "", &s))
         return -1;
+    if (s == NULL)
+        s = "0/1";
+    if (cfg_parse_shard(s, &c->shard_index, &c->shard_count) != 0)
+        return fail(p, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
+                    CFG_MAX_SHARDS);
     if (get_str(p, root, "event_log", "", &s) || (s && parse_event_log(p, s)))
         return -1;
     if (get_int(p, root, "expiring_soon_days", "", 0, 3650, 30, &v))

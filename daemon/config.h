@@ -15,6 +15,7 @@
 #define CFG_MAX_GROUP_COUNT 1000000u        /* endpoints in one group */
 #define CFG_MAX_GROUPS 65535u               /* groups (an endpoint stores its group in 16 bits) */
 #define CFG_MAX_TOTAL_ENDPOINTS 10000000ull /* endpoints over all groups */
+#define CFG_MAX_SHARDS 1000000u             /* instances a fleet is split across */
 
 /* Revocation modes and scopes are the probes' (probes/revoke.h: rev_mode_t, rev_scope_t and
  * their names). This one alias stays until daemon/fleet.c, being split, uses REV_STRICT. */
@@ -135,6 +136,10 @@ int cfg_load(cfg_t **out, const char *path, char err[256]);
 /* Same from memory: json (len bytes, need not be NUL-terminated), relative paths resolved
  * against base_dir (NULL: the current directory). */
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256]);
+
+/* Parses a shard "i/n", the one grammar of "shard" and of `fleetscan run --shard`: decimal
+ * digits only, 0 <= i < n <= CFG_MAX_SHARDS. Returns 0 with *index and *count set, or -1. */
+int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count);
 
 /* Frees a configuration; NULL is fine. */
 void cfg_free(cfg_t *cfg);

@@ -934,6 +934,22 @@ static void test_names(void)
     cfg_free(c);
 }
 
+/* "shard" and `fleetscan run --shard` share one grammar: digits, 0 <= i < n <= 1000000. */
+static void test_shard(void)
+{
+    static const char *const refused[] = {"",     "1",         "1/",    "/2",   "2/2",
+                                          "0/0",  "-1/2",      "+1/2",  " 1/2", "1/2 ",
+                                          "1/2x", "0/1000001", "0x1/2", "1/-2"};
+    uint32_t i = 7, n = 7;
+    for (size_t k = 0; k < FS_ARRAY_SIZE(refused); k++)
+        ASSERT_EQ(cfg_parse_shard(refused[k], &i, &n), -1);
+    ASSERT(i == 7 && n == 7);
+    ASSERT_EQ(cfg_parse_shard("0/1", &i, &n), 0);
+    ASSERT(i == 0 && n == 1);
+    ASSERT_EQ(cfg_parse_shard("999999/1000000", &i, &n), 0);
+    ASSERT(i == 999999 && n == 1000000);
+}
+
 /* The shipped examples parse, with the files they name created in a scratch directory. */
 static void test_examples(void)
 {
@@ -988,6 +1004,7 @@ int main(void)
     RUN(test_warnings);
     RUN(test_group_equal);
     RUN(test_names);
+    RUN(test_shard);
     RUN(test_examples);
     rm_rf(tmp);
     fprintf(stderr, "ok\n");
