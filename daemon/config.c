@@ -1,6 +1,7 @@
 /* config.c - loading and validating the `fleetscan run` configuration (see config.h and
- * docs/CONFIG.md): JSONC stripping, schema checks with JSON-path errors, path resolution. */
+ * docs/CONFIG.md): the schema over the JSONC toolkit (jsonc.h), trust stores, path resolution. */
 #include "daemon/config.h"
+#include "daemon/jsonc.h"
 #include "probes/file.h"
 #include "probes/tlsc.h"
 #include "probes/util.h"
@@ -30,16 +31,9 @@
 
 #define CFG_MAX_PEM_BYTES (16u << 20) /* a CA bundle or a hashed-dir entry */
 #define CFG_MAX_TOKEN_BYTES 4096u     /* api_token_file */
-#define CFG_NO_MAX INT64_MAX          /* get_int(): no upper bound worth printing */
 #define MIB (1024ull * 1024ull)
 
-#if defined(__GNUC__)
-#define CFG_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define CFG_PRINTF(f, a)
-#endif
-
-/* ---- errors and JSON paths --------------------------------------------------------------- */
+/* ---- the state of one parse -------------------------------------------------------------- */
 
 typedef struct parse_s {
     cfg_t *cfg;
@@ -49,96 +43,6 @@ typedef struct parse_s {
     size_t *group_slot;   /* hash set of group names (index + 1): duplicates in O(1) */
     size_t group_nslot;   /* a power of two, at least twice the number of groups */
 } parse_t;
-
-/* Fills err with "path: message" (just "message" at the top level); returns -1. */
-static int fail(parse_t *p, const char *path, const char *fmt, ...) CFG_PRINTF(3, 4);
-static int fail(parse_t *p, const char *path, const char *fmt, ...)
-{
-    int n = *path ? snprintf(p->err, 256, "%s: ", path) : 0;
-    if (n < 0 || n >= 200) /* keep room for the message itself */
-        n = snprintf(p->err, 256, "%.180s...: ", path);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->err + n, 256 - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* dst = path "." key (or key at the top level), truncated to n. */
-static void join(char *dst, size_t n, const char *path, const char *key)
-{
-    fs_strlcpy(dst, path, n);
-    size_t l = strlen(dst);
-    if (*path && l + 1 < n) {
-        dst[l++] = '.';
-        dst[l] = '\0';
-    }
-    fs_strlcpy(dst + l, key, n - l);
-}
-
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[65];
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best =
-                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            if (up + 1 < best)
-                best = up + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* Refuses keys not in known (NULL-terminated) and keys given twice (cJSON keeps both). */
-static int check_keys(parse_t *p, const cJSON *obj, const char *path, const char *const *known)
-{
-    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
-        size_t k = 0;
-        while (known[k] != NULL && strcmp(known[k], c->string) != 0)
-            k++;
-        if (known[k] == NULL) {
-            const char *best = NULL;
-            size_t bestd = 3; /* suggest only close spellings */
-            for (k = 0; known[k] != NULL; k++) {
-                size_t d = edit_distance(c->string, known[k]);
-                if (d < bestd && d < strlen(c->string)) {
-                    bestd = d;
-                    best = known[k];
-                }
-            }
-            if (best != NULL)
-                return fail(p, path, "unknown key \"%.64s\" (did you mean \"%s\"?)", c->string,
-                            best);
-            return fail(p, path, "unknown key \"%.64s\"", c->string);
-        }
-        for (const cJSON *d = obj->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0)
-                return fail(p, path, "duplicate key \"%.64s\"", c->string);
-    }
-    return 0;
-}
-
-/* Refuses names given twice in a name -> object map (trust_stores, profiles). */
-static int check_map_dups(parse_t *p, const cJSON *obj, const char *path)
-{
-    for (const cJSON *c = obj->child; c != NULL; c = c->next)
-        for (const cJSON *d = obj->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0)
-                return fail(p, path, "duplicate name \"%.64s\"", c->string);
-    return 0;
-}
 
 /* [A-Za-z0-9_.-]{1,48}: group, trust store and profile names (they appear in URLs, metrics
  * labels and endpoint ids). */
@@ -151,105 +55,6 @@ static int valid_name(const char *s)
         if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-'))
             return 0;
     return 1;
-}
-
-/* ---- typed getters: absent (and null, for optional values) means the default ------------- */
-
-static const cJSON *member(const cJSON *obj, const char *key)
-{
-    return obj != NULL ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
-
-/* Optional string: *out is NULL when absent or null. Empty strings are refused. */
-static int get_str(parse_t *p, const cJSON *obj, const char *key, const char *path,
-                   const char **out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsString(v))
-        return fail(p, jp, "expected a string");
-    if (v->valuestring[0] == '\0')
-        return fail(p, jp, "must not be empty (leave the key out for the default)");
-    *out = v->valuestring;
-    return 0;
-}
-
-static int get_int(parse_t *p, const cJSON *obj, const char *key, const char *path, int64_t min,
-                   int64_t max, int64_t def, int64_t *out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsNumber(v))
-        return fail(p, jp, "expected an integer");
-    double d = v->valuedouble;
-    /* 0x1p63 is exact: (double)INT64_MAX rounds up to it, so `d > (double)max` would let 2^63
-     * through and the cast below would be undefined. */
-    if (!isfinite(d) || d != trunc(d) || d < (double)min || d >= 0x1p63 || d > (double)max) {
-        if (max == CFG_NO_MAX)
-            return fail(p, jp, "must be an integer >= %lld", (long long)min);
-        return fail(p, jp, "must be an integer between %lld and %lld", (long long)min,
-                    (long long)max);
-    }
-    *out = (int64_t)d;
-    return 0;
-}
-
-/* Number in (min, max] when min_open, else [min, max]. */
-static int get_num(parse_t *p, const cJSON *obj, const char *key, const char *path, double min,
-                   int min_open, double max, double def, double *out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsNumber(v))
-        return fail(p, jp, "expected a number");
-    double d = v->valuedouble;
-    if (!isfinite(d) || (min_open ? d <= min : d < min) || d > max)
-        return fail(p, jp, "must be a number %s %g and <= %g", min_open ? ">" : ">=", min, max);
-    *out = d;
-    return 0;
-}
-
-static int get_bool(parse_t *p, const cJSON *obj, const char *key, const char *path, bool def,
-                    bool *out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsBool(v))
-        return fail(p, jp, "expected true or false");
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-/* Optional object: *out is NULL when absent or null. */
-static int get_obj(parse_t *p, const cJSON *obj, const char *key, const char *path,
-                   const cJSON **out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsObject(v))
-        return fail(p, jp, "expected an object");
-    *out = v;
-    return 0;
 }
 
 /* ---- files ------------------------------------------------------------------------------- */
@@ -336,18 +141,19 @@ static int load_pem_file(parse_t *p, const char *jpath, const char *written, cha
     *abs_out = abs;
     shown_path(shown, sizeof(shown), written, abs);
     if (fs_read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
-        fail(p, jpath, "cannot read %s: %s", shown, why);
+        jsonc_fail(p->err, jpath, "cannot read %s: %s", shown, why);
         goto out;
     }
     long n = count_pem_certs(buf, len);
     if (n < 0) {
-        fail(p, jpath, "%s: a certificate in it does not parse", shown);
+        jsonc_fail(p->err, jpath, "%s: a certificate in it does not parse", shown);
         goto out;
     }
     if (n == 0) {
         int der = len > 0 && (unsigned char)buf[0] == 0x30;
-        fail(p, jpath, "%s contains no PEM certificate%s", shown,
-             der ? " (DER? convert it: openssl x509 -inform der -in FILE -out FILE.pem)" : "");
+        jsonc_fail(p->err, jpath, "%s contains no PEM certificate%s", shown,
+                   der ? " (DER? convert it: openssl x509 -inform der -in FILE -out FILE.pem)"
+                       : "");
         goto out;
     }
     digest_chunk(md, tag, buf, len);
@@ -397,15 +203,15 @@ static int load_hash_dir(parse_t *p, const char *jpath, const char *written, cha
     *abs_out = abs;
     shown_path(shown, sizeof(shown), written, abs);
     if (stat(abs, &st) != 0) {
-        fail(p, jpath, "cannot read directory %s: %s", shown, strerror(errno));
+        jsonc_fail(p->err, jpath, "cannot read directory %s: %s", shown, strerror(errno));
         goto out;
     }
     if (!S_ISDIR(st.st_mode)) {
-        fail(p, jpath, "%s is not a directory", shown);
+        jsonc_fail(p->err, jpath, "%s is not a directory", shown);
         goto out;
     }
     if ((d = opendir(abs)) == NULL) {
-        fail(p, jpath, "cannot read directory %s: %s", shown, strerror(errno));
+        jsonc_fail(p->err, jpath, "cannot read directory %s: %s", shown, strerror(errno));
         goto out;
     }
     struct dirent *de;
@@ -418,7 +224,8 @@ static int load_hash_dir(parse_t *p, const char *jpath, const char *written, cha
         ncerts += (size_t)is_cert;
     }
     if (ncerts == 0) {
-        fail(p, jpath, "%s has no hashed certificate links (run: openssl rehash DIR)", shown);
+        jsonc_fail(p->err, jpath, "%s has no hashed certificate links (run: openssl rehash DIR)",
+                   shown);
         goto out;
     }
     qsort(names, nnames, sizeof(*names), cmp_str);
@@ -429,7 +236,7 @@ static int load_hash_dir(parse_t *p, const char *jpath, const char *written, cha
         int r = fs_read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why));
         free(f);
         if (r != 0) {
-            fail(p, jpath, "cannot read %.100s in %s: %s", names[i], shown, why);
+            jsonc_fail(p->err, jpath, "cannot read %.100s in %s: %s", names[i], shown, why);
             goto out;
         }
         digest_chunk(md, names[i], buf, len);
@@ -457,32 +264,33 @@ static int parse_listen(parse_t *p, const char *s)
         hs = s + 1;
         he = strchr(hs, ']');
         if (he == NULL || he[1] != ':')
-            return fail(p, "listen", "\"%.64s\": expected [IPv6]:port", s);
+            return jsonc_fail(p->err, "listen", "\"%.64s\": expected [IPv6]:port", s);
         ps = he + 2;
     } else {
         he = strrchr(s, ':');
         if (he == NULL)
-            return fail(p, "listen", "\"%.64s\": expected host:port", s);
+            return jsonc_fail(p->err, "listen", "\"%.64s\": expected host:port", s);
         ps = he + 1;
         if (memchr(s, ':', (size_t)(he - s)) != NULL)
-            return fail(p, "listen", "\"%.64s\": put IPv6 addresses in brackets: [::1]:8787", s);
+            return jsonc_fail(p->err, "listen",
+                              "\"%.64s\": put IPv6 addresses in brackets: [::1]:8787", s);
     }
     if ((size_t)(he - hs) == 0 || (size_t)(he - hs) >= sizeof(c->listen_host))
-        return fail(p, "listen", "\"%.64s\": bad host", s);
+        return jsonc_fail(p->err, "listen", "\"%.64s\": bad host", s);
     memcpy(c->listen_host, hs, (size_t)(he - hs));
     c->listen_host[he - hs] = '\0';
     if (!fs_is_ip_literal(c->listen_host) || (*s != '[' && strchr(c->listen_host, ':')) ||
         (*s == '[' && !strchr(c->listen_host, ':')))
-        return fail(p, "listen",
-                    "\"%.64s\": host must be an IP address (127.0.0.1:8787, "
-                    "0.0.0.0:8787, [::1]:8787)",
-                    s);
+        return jsonc_fail(p->err, "listen",
+                          "\"%.64s\": host must be an IP address (127.0.0.1:8787, "
+                          "0.0.0.0:8787, [::1]:8787)",
+                          s);
     long port = 0;
     const char *q = ps;
     for (; isdigit((unsigned char)*q) && q - ps < 6; q++)
         port = port * 10 + (*q - '0');
     if (q == ps || *q != '\0' || port > 65535)
-        return fail(p, "listen", "\"%.64s\": port must be 0..65535", s);
+        return jsonc_fail(p->err, "listen", "\"%.64s\": port must be 0..65535", s);
     c->listen_port = (int)port;
     return 0;
 }
@@ -516,7 +324,7 @@ static int parse_token(parse_t *p, const char *written)
     shown_path(shown, sizeof(shown), written, c->api_token_file);
     if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, &st, why, sizeof(why)) !=
         0)
-        return fail(p, "api_token_file", "cannot read %s: %s", shown, why);
+        return jsonc_fail(p->err, "api_token_file", "cannot read %s: %s", shown, why);
     c->api_token_mode = (uint32_t)(st.st_mode & 07777);
     c->api_token_gid = (uint32_t)st.st_gid;
     char *b = buf, *e = buf + len;
@@ -527,13 +335,13 @@ static int parse_token(parse_t *p, const char *written)
     *e = '\0';
     int rc = 0;
     if (b == e)
-        rc = fail(p, "api_token_file", "%s is empty", shown);
+        rc = jsonc_fail(p->err, "api_token_file", "%s is empty", shown);
     for (const char *q = b; rc == 0 && *q; q++)
         if ((unsigned char)*q <= 0x20 || *q == 0x7f)
-            rc = fail(p, "api_token_file",
-                      "the token in %s contains whitespace or control "
-                      "characters",
-                      shown);
+            rc = jsonc_fail(p->err, "api_token_file",
+                            "the token in %s contains whitespace or control "
+                            "characters",
+                            shown);
     if (rc == 0)
         c->api_token = fs_xstrdup(b);
     free(buf);
@@ -549,13 +357,13 @@ static int parse_event_log(parse_t *p, const char *written)
     shown_path(shown, sizeof(shown), written, c->event_log);
     if (stat(c->event_log, &st) == 0) {
         if (!S_ISREG(st.st_mode))
-            return fail(p, "event_log", "%s is not a regular file", shown);
+            return jsonc_fail(p->err, "event_log", "%s is not a regular file", shown);
         if (access(c->event_log, W_OK) != 0)
-            return fail(p, "event_log", "cannot write %s: %s", shown, strerror(errno));
+            return jsonc_fail(p->err, "event_log", "cannot write %s: %s", shown, strerror(errno));
         return 0;
     }
     if (errno != ENOENT)
-        return fail(p, "event_log", "cannot use %s: %s", shown, strerror(errno));
+        return jsonc_fail(p->err, "event_log", "cannot use %s: %s", shown, strerror(errno));
     char *dir = fs_xstrdup(c->event_log);
     *strrchr(dir, '/') = '\0';
     const char *d = *dir ? dir : "/";
@@ -568,7 +376,8 @@ static int parse_event_log(parse_t *p, const char *written)
         why = strerror(errno);
     int rc = 0;
     if (why != NULL)
-        rc = fail(p, "event_log", "cannot create %s: directory %.100s: %s", shown, d, why);
+        rc = jsonc_fail(p->err, "event_log", "cannot create %s: directory %.100s: %s", shown, d,
+                        why);
     free(dir);
     return rc;
 }
@@ -585,14 +394,17 @@ static int parse_limits(parse_t *p, const cJSON *root)
     cfg_limits_t *l = &p->cfg->limits;
     const cJSON *o;
     int64_t v;
-    if (get_obj(p, root, "limits", "", &o) != 0 || (o && check_keys(p, o, "limits", keys)))
+    if (jsonc_get_obj(p->err, root, "limits", "", &o) != 0 ||
+        (o && jsonc_check_keys(p->err, o, "limits", keys)))
         return -1;
-    if (get_int(p, o, "max_in_flight", "limits", 1, CFG_NO_MAX, 256, &v))
+    if (jsonc_get_int(p->err, o, "max_in_flight", "limits", 1, JSONC_NO_MAX, 256, &v))
         return -1;
     if (v > 1000000)
-        return fail(p, "limits.max_in_flight", "must be an integer between 1 and 1000000");
+        return jsonc_fail(p->err, "limits.max_in_flight",
+                          "must be an integer between 1 and 1000000");
     l->max_in_flight = (uint32_t)v;
-    if (get_num(p, o, "handshakes_per_s", "limits", 0, 1, 1e6, 200, &l->handshakes_per_s))
+    if (jsonc_get_num(p->err, o, "handshakes_per_s", "limits", 0, 1, 1e6, 200,
+                      &l->handshakes_per_s))
         return -1;
     const struct {
         const char *key;
@@ -603,7 +415,7 @@ static int parse_limits(parse_t *p, const cJSON *root)
               {"tls_timeout_ms", 10000, &l->tls_timeout_ms},
               {"request_timeout_ms", 10000, &l->request_timeout_ms}};
     for (size_t i = 0; i < FS_ARRAY_SIZE(ms); i++) {
-        if (get_int(p, o, ms[i].key, "limits", 1, 3600000, ms[i].def, &v))
+        if (jsonc_get_int(p->err, o, ms[i].key, "limits", 1, 3600000, ms[i].def, &v))
             return -1;
         *ms[i].dst = (uint32_t)v;
     }
@@ -615,12 +427,14 @@ static int parse_cache(parse_t *p, const cJSON *root)
     static const char *const keys[] = {"crl_max_age_s", "crl_max_bytes_total", NULL};
     const cJSON *o;
     int64_t v;
-    if (get_obj(p, root, "cache", "", &o) != 0 || (o && check_keys(p, o, "cache", keys)))
+    if (jsonc_get_obj(p->err, root, "cache", "", &o) != 0 ||
+        (o && jsonc_check_keys(p->err, o, "cache", keys)))
         return -1;
-    if (get_int(p, o, "crl_max_age_s", "cache", 1, 31536000, 86400, &v))
+    if (jsonc_get_int(p->err, o, "crl_max_age_s", "cache", 1, 31536000, 86400, &v))
         return -1;
     p->cfg->cache.crl_max_age_s = (uint32_t)v;
-    if (get_int(p, o, "crl_max_bytes_total", "cache", 1, (int64_t)(1ull << 36), 64 * MIB, &v))
+    if (jsonc_get_int(p->err, o, "crl_max_bytes_total", "cache", 1, (int64_t)(1ull << 36), 64 * MIB,
+                      &v))
         return -1;
     p->cfg->cache.crl_max_bytes_total = (uint64_t)v;
     return 0;
@@ -637,29 +451,31 @@ static int parse_trust(parse_t *p, const cJSON *v, const char *path, cfg_trust_t
     unsigned int dl = 0;
     EVP_MD_CTX *md = NULL;
     if (!cJSON_IsObject(v))
-        return fail(p, path, "expected an object");
-    if (check_keys(p, v, path, keys) || get_str(p, v, "ca_file", path, &ca_file) ||
-        get_str(p, v, "ca_dir", path, &ca_dir) || get_str(p, v, "intermediates_file", path, &inter))
+        return jsonc_fail(p->err, path, "expected an object");
+    if (jsonc_check_keys(p->err, v, path, keys) ||
+        jsonc_get_str(p->err, v, "ca_file", path, &ca_file) ||
+        jsonc_get_str(p->err, v, "ca_dir", path, &ca_dir) ||
+        jsonc_get_str(p->err, v, "intermediates_file", path, &inter))
         return -1;
     if (ca_file == NULL && ca_dir == NULL)
-        return fail(p, path, "needs ca_file or ca_dir (or both)");
+        return jsonc_fail(p->err, path, "needs ca_file or ca_dir (or both)");
     md = EVP_MD_CTX_new();
     if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        fail(p, path, "cannot initialise SHA-256");
+        jsonc_fail(p->err, path, "cannot initialise SHA-256");
         goto out;
     }
-    join(jp, sizeof(jp), path, "ca_file");
+    jsonc_join(jp, sizeof(jp), path, "ca_file");
     if (ca_file && load_pem_file(p, jp, ca_file, &t->ca_file, md, "ca_file", &t->ca_count))
         goto out;
-    join(jp, sizeof(jp), path, "ca_dir");
+    jsonc_join(jp, sizeof(jp), path, "ca_dir");
     if (ca_dir && load_hash_dir(p, jp, ca_dir, &t->ca_dir, md))
         goto out;
-    join(jp, sizeof(jp), path, "intermediates_file");
+    jsonc_join(jp, sizeof(jp), path, "intermediates_file");
     if (inter && load_pem_file(p, jp, inter, &t->intermediates_file, md, "intermediates_file",
                                &t->intermediates_count))
         goto out;
     if (!EVP_DigestFinal_ex(md, t->digest, &dl) || dl != sizeof(t->digest)) {
-        fail(p, path, "cannot compute SHA-256");
+        jsonc_fail(p->err, path, "cannot compute SHA-256");
         goto out;
     }
     rc = 0;
@@ -681,14 +497,14 @@ static int parse_thumbprint(parse_t *p, const char *path, const char *s, char ou
         if (*q == ':' || *q == ' ' || *q == '\t')
             continue;
         if (!isxdigit(*q) || n >= 64)
-            return fail(p, path,
-                        "expected a hex SHA-1 (40 digits) or SHA-256 (64 digits) "
-                        "thumbprint");
+            return jsonc_fail(p->err, path,
+                              "expected a hex SHA-1 (40 digits) or SHA-256 (64 digits) "
+                              "thumbprint");
         out[n++] = (char)tolower(*q);
     }
     out[n] = '\0';
     if (n != 40 && n != 64)
-        return fail(p, path, "%zu hex digits: expected 40 (SHA-1) or 64 (SHA-256)", n);
+        return jsonc_fail(p->err, path, "%zu hex digits: expected 40 (SHA-1) or 64 (SHA-256)", n);
     return 0;
 }
 
@@ -698,17 +514,17 @@ static int parse_profile(parse_t *p, const cJSON *v, const char *path, cfg_profi
     const char *url, *thumb;
     char jp[256], uerr[256];
     if (!cJSON_IsObject(v))
-        return fail(p, path, "expected an object");
-    if (check_keys(p, v, path, keys) || get_str(p, v, "url", path, &url) ||
-        get_str(p, v, "expect_thumbprint", path, &thumb))
+        return jsonc_fail(p->err, path, "expected an object");
+    if (jsonc_check_keys(p->err, v, path, keys) || jsonc_get_str(p->err, v, "url", path, &url) ||
+        jsonc_get_str(p->err, v, "expect_thumbprint", path, &thumb))
         return -1;
-    join(jp, sizeof(jp), path, "url");
+    jsonc_join(jp, sizeof(jp), path, "url");
     if (url == NULL)
-        return fail(p, jp, "required");
+        return jsonc_fail(p->err, jp, "required");
     if (fs_url_parse(&pr->u, url, uerr) != 0)
-        return fail(p, jp, "%s", uerr);
+        return jsonc_fail(p->err, jp, "%s", uerr);
     pr->url = fs_xstrdup(url);
-    join(jp, sizeof(jp), path, "expect_thumbprint");
+    jsonc_join(jp, sizeof(jp), path, "expect_thumbprint");
     if (thumb && parse_thumbprint(p, jp, thumb, pr->expect_thumbprint))
         return -1;
     return 0;
@@ -718,17 +534,17 @@ static int parse_profile(parse_t *p, const cJSON *v, const char *path, cfg_profi
  * Sets *count to its number of entries. */
 static int named_map(parse_t *p, const cJSON *root, const char *key, const cJSON **o, size_t *count)
 {
-    if (get_obj(p, root, key, "", o) != 0)
+    if (jsonc_get_obj(p->err, root, key, "", o) != 0)
         return -1;
     if (*o == NULL || (*o)->child == NULL)
-        return fail(p, key, "required: an object with at least one entry");
-    if (check_map_dups(p, *o, key))
+        return jsonc_fail(p->err, key, "required: an object with at least one entry");
+    if (jsonc_check_map_dups(p->err, *o, key))
         return -1;
     *count = 0;
     for (const cJSON *c = (*o)->child; c; c = c->next) {
         if (!valid_name(c->string))
-            return fail(p, key, "invalid name \"%.64s\" (use 1-48 of A-Z a-z 0-9 _ . -)",
-                        c->string);
+            return jsonc_fail(p->err, key, "invalid name \"%.64s\" (use 1-48 of A-Z a-z 0-9 _ . -)",
+                              c->string);
         (*count)++;
     }
     return 0;
@@ -746,7 +562,7 @@ static int parse_trust_stores(parse_t *p, const cJSON *root)
     for (const cJSON *e = o->child; e; e = e->next) {
         cfg_trust_t *t = &c->trust[c->ntrust++];
         t->name = fs_xstrdup(e->string);
-        join(jp, sizeof(jp), "trust_stores", e->string);
+        jsonc_join(jp, sizeof(jp), "trust_stores", e->string);
         if (parse_trust(p, e, jp, t))
             return -1;
     }
@@ -765,7 +581,7 @@ static int parse_profiles(parse_t *p, const cJSON *root)
     for (const cJSON *e = o->child; e; e = e->next) {
         cfg_profile_t *pr = &c->profiles[c->nprofiles++];
         pr->name = fs_xstrdup(e->string);
-        join(jp, sizeof(jp), "profiles", e->string);
+        jsonc_join(jp, sizeof(jp), "profiles", e->string);
         if (parse_profile(p, e, jp, pr))
             return -1;
     }
@@ -797,30 +613,32 @@ static int parse_reference(parse_t *p, const cJSON *root)
     const cJSON *o;
     const char *prof, *trust;
     long i;
-    if (get_obj(p, root, "reference", "", &o) || (o && check_keys(p, o, "reference", keys)) ||
-        get_str(p, o, "profile", "reference", &prof) || get_str(p, o, "trust", "reference", &trust))
+    if (jsonc_get_obj(p->err, root, "reference", "", &o) ||
+        (o && jsonc_check_keys(p->err, o, "reference", keys)) ||
+        jsonc_get_str(p->err, o, "profile", "reference", &prof) ||
+        jsonc_get_str(p->err, o, "trust", "reference", &trust))
         return -1;
     if (prof != NULL) {
         if ((i = find_profile(c, prof)) < 0)
-            return fail(p, "reference.profile", "unknown profile \"%.64s\"", prof);
+            return jsonc_fail(p->err, "reference.profile", "unknown profile \"%.64s\"", prof);
     } else if ((i = find_profile(c, "default")) < 0) {
         if (c->nprofiles != 1)
-            return fail(p, "reference.profile",
-                        "required: there is no profile named \"default\" "
-                        "and %zu profiles to choose from",
-                        c->nprofiles);
+            return jsonc_fail(p->err, "reference.profile",
+                              "required: there is no profile named \"default\" "
+                              "and %zu profiles to choose from",
+                              c->nprofiles);
         i = 0;
     }
     c->ref_profile_idx = (size_t)i;
     if (trust != NULL) {
         if ((i = find_trust(c, trust)) < 0)
-            return fail(p, "reference.trust", "unknown trust store \"%.64s\"", trust);
+            return jsonc_fail(p->err, "reference.trust", "unknown trust store \"%.64s\"", trust);
     } else if ((i = find_trust(c, "default")) < 0) {
         if (c->ntrust != 1)
-            return fail(p, "reference.trust",
-                        "required: there is no trust store named "
-                        "\"default\" and %zu to choose from",
-                        c->ntrust);
+            return jsonc_fail(p->err, "reference.trust",
+                              "required: there is no trust store named "
+                              "\"default\" and %zu to choose from",
+                              c->ntrust);
         i = 0;
     }
     c->ref_trust_idx = (size_t)i;
@@ -828,42 +646,6 @@ static int parse_reference(parse_t *p, const cJSON *root)
 }
 
 /* ---- groups ------------------------------------------------------------------------------ */
-
-/* "a, b or c" (quoted: "\"a\", \"b\" or \"c\""), for the messages that list the choices. */
-static void choices(char *dst, size_t n, const char *const *names, size_t count, int quoted)
-{
-    const char *q = quoted ? "\"" : "";
-    dst[0] = '\0';
-    for (size_t i = 0; i < count; i++) {
-        size_t l = strlen(dst);
-        snprintf(dst + l, n - l, "%s%s%s%s",
-                 i == 0           ? ""
-                 : i + 1 == count ? " or "
-                                  : ", ",
-                 q, names[i], q);
-    }
-}
-
-static int parse_enum(parse_t *p, const cJSON *o, const char *key, const char *path,
-                      const char *const *names, size_t n, int def, int *out)
-{
-    const char *s;
-    char jp[256], list[128];
-    *out = def;
-    if (get_str(p, o, key, path, &s) != 0)
-        return -1;
-    if (s == NULL)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = (int)i;
-            return 0;
-        }
-    }
-    choices(list, sizeof(list), names, n, 0);
-    join(jp, sizeof(jp), path, key);
-    return fail(p, jp, "unknown %s \"%.64s\" (expected %s)", key, s, list);
-}
 
 static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_revocation_t *r)
 {
@@ -873,25 +655,26 @@ static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_r
     char path[256];
     int e;
     int64_t v;
-    join(path, sizeof(path), gpath, "revocation");
-    if (get_obj(p, g, "revocation", gpath, &o) || (o && check_keys(p, o, path, keys)))
+    jsonc_join(path, sizeof(path), gpath, "revocation");
+    if (jsonc_get_obj(p->err, g, "revocation", gpath, &o) ||
+        (o && jsonc_check_keys(p->err, o, path, keys)))
         return -1;
-    if (parse_enum(p, o, "mode", path, rev_mode_names, REV_MODE_COUNT, REV_STRICT, &e))
+    if (jsonc_get_enum(p->err, o, "mode", path, rev_mode_names, REV_MODE_COUNT, REV_STRICT, &e))
         return -1;
     r->mode = (rev_mode_t)e;
-    if (parse_enum(p, o, "scope", path, rev_scope_names, REV_SCOPE_COUNT,
-                   REV_SCOPE_CHAIN_EXCLUDE_ROOT, &e))
+    if (jsonc_get_enum(p->err, o, "scope", path, rev_scope_names, REV_SCOPE_COUNT,
+                       REV_SCOPE_CHAIN_EXCLUDE_ROOT, &e))
         return -1;
     r->scope = (rev_scope_t)e;
-    if (get_bool(p, o, "aia_fetch", path, true, &r->aia_fetch))
+    if (jsonc_get_bool(p->err, o, "aia_fetch", path, true, &r->aia_fetch))
         return -1;
-    if (get_int(p, o, "url_timeout_ms", path, 1, 3600000, 15000, &v))
+    if (jsonc_get_int(p->err, o, "url_timeout_ms", path, 1, 3600000, 15000, &v))
         return -1;
     r->url_timeout_ms = (uint32_t)v;
-    if (get_int(p, o, "budget_ms", path, 1, 3600000, 20000, &v))
+    if (jsonc_get_int(p->err, o, "budget_ms", path, 1, 3600000, 20000, &v))
         return -1;
     r->budget_ms = (uint32_t)v;
-    if (get_int(p, o, "max_crl_bytes", path, 1, (int64_t)(1ull << 30), 16 * MIB, &v))
+    if (jsonc_get_int(p->err, o, "max_crl_bytes", path, 1, (int64_t)(1ull << 30), 16 * MIB, &v))
         return -1;
     r->max_crl_bytes = (uint64_t)v;
     return 0;
@@ -906,16 +689,17 @@ static int parse_tls_version(parse_t *p, const cJSON *o, const char *key, const 
 #undef X
     };
     char jp[256], list[64];
-    const cJSON *v = member(o, key);
+    const cJSON *v = jsonc_member(o, key);
     *out = def;
     if (v == NULL)
         return 0;
-    join(jp, sizeof(jp), path, key);
-    choices(list, sizeof(list), ids, FS_ARRAY_SIZE(ids), 1);
+    jsonc_join(jp, sizeof(jp), path, key);
+    jsonc_choices(list, sizeof(list), ids, FS_ARRAY_SIZE(ids), 1);
     if (!cJSON_IsString(v))
-        return fail(p, jp, "expected a string (%s)", list);
+        return jsonc_fail(p->err, jp, "expected a string (%s)", list);
     if ((*out = tlsc_version_parse(v->valuestring)) == 0)
-        return fail(p, jp, "unknown TLS version \"%.16s\" (expected %s)", v->valuestring, list);
+        return jsonc_fail(p->err, jp, "unknown TLS version \"%.16s\" (expected %s)", v->valuestring,
+                          list);
     return 0;
 }
 
@@ -926,34 +710,36 @@ static int parse_tls(parse_t *p, const cJSON *g, const char *gpath, cfg_tls_t *t
     const cJSON *o;
     const char *ciphers, *suites;
     char path[256], jp[256];
-    join(path, sizeof(path), gpath, "tls");
-    if (get_obj(p, g, "tls", gpath, &o) || (o && check_keys(p, o, path, keys)) ||
+    jsonc_join(path, sizeof(path), gpath, "tls");
+    if (jsonc_get_obj(p->err, g, "tls", gpath, &o) ||
+        (o && jsonc_check_keys(p->err, o, path, keys)) ||
         parse_tls_version(p, o, "min_version", path, TLS1_2_VERSION, &t->min_version) ||
         parse_tls_version(p, o, "max_version", path, TLS1_3_VERSION, &t->max_version) ||
-        get_str(p, o, "ciphers", path, &ciphers) || get_str(p, o, "ciphersuites", path, &suites) ||
-        get_bool(p, o, "sni", path, true, &t->sni))
+        jsonc_get_str(p->err, o, "ciphers", path, &ciphers) ||
+        jsonc_get_str(p->err, o, "ciphersuites", path, &suites) ||
+        jsonc_get_bool(p->err, o, "sni", path, true, &t->sni))
         return -1;
     if (t->min_version > t->max_version) {
-        join(jp, sizeof(jp), path, "max_version");
-        return fail(p, jp, "\"%s\" is below min_version \"%s\"", tlsc_version_id(t->max_version),
-                    tlsc_version_id(t->min_version));
+        jsonc_join(jp, sizeof(jp), path, "max_version");
+        return jsonc_fail(p->err, jp, "\"%s\" is below min_version \"%s\"",
+                          tlsc_version_id(t->max_version), tlsc_version_id(t->min_version));
     }
     if ((ciphers || suites) && p->tls_ctx == NULL &&
         (p->tls_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-        return fail(p, path, "cannot create an OpenSSL context to check ciphers");
+        return jsonc_fail(p->err, path, "cannot create an OpenSSL context to check ciphers");
     ERR_clear_error();
     if (ciphers && SSL_CTX_set_cipher_list(p->tls_ctx, ciphers) != 1) {
         ERR_clear_error();
-        join(jp, sizeof(jp), path, "ciphers");
-        return fail(p, jp, "no cipher OpenSSL knows in \"%.120s\"", ciphers);
+        jsonc_join(jp, sizeof(jp), path, "ciphers");
+        return jsonc_fail(p->err, jp, "no cipher OpenSSL knows in \"%.120s\"", ciphers);
     }
     if (suites && SSL_CTX_set_ciphersuites(p->tls_ctx, suites) != 1) {
         ERR_clear_error();
-        join(jp, sizeof(jp), path, "ciphersuites");
-        return fail(p, jp,
-                    "invalid TLS 1.3 ciphersuites \"%.120s\" (e.g. "
-                    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384)",
-                    suites);
+        jsonc_join(jp, sizeof(jp), path, "ciphersuites");
+        return jsonc_fail(p->err, jp,
+                          "invalid TLS 1.3 ciphersuites \"%.120s\" (e.g. "
+                          "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384)",
+                          suites);
     }
     t->ciphers = ciphers ? fs_xstrdup(ciphers) : NULL;
     t->ciphersuites = suites ? fs_xstrdup(suites) : NULL;
@@ -966,17 +752,19 @@ static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_netw
     const cJSON *o, *res;
     const char *proxy, *src;
     char path[256], jp[512], rerr[256];
-    join(path, sizeof(path), gpath, "network");
-    if (get_obj(p, g, "network", gpath, &o) || (o && check_keys(p, o, path, keys)) ||
-        get_obj(p, o, "resolve", path, &res) || get_str(p, o, "proxy", path, &proxy) ||
-        get_str(p, o, "source_address", path, &src))
+    jsonc_join(path, sizeof(path), gpath, "network");
+    if (jsonc_get_obj(p->err, g, "network", gpath, &o) ||
+        (o && jsonc_check_keys(p->err, o, path, keys)) ||
+        jsonc_get_obj(p->err, o, "resolve", path, &res) ||
+        jsonc_get_str(p->err, o, "proxy", path, &proxy) ||
+        jsonc_get_str(p->err, o, "source_address", path, &src))
         return -1;
     for (const cJSON *c = res ? res->child : NULL; c; c = c->next) {
         snprintf(jp, sizeof(jp), "%s.resolve[\"%.100s\"]", path, c->string);
         if (!cJSON_IsString(c))
-            return fail(p, jp, "expected a string (an IP address)");
+            return jsonc_fail(p->err, jp, "expected a string (an IP address)");
         if (fs_resolve_lookup(&n->resolve, c->string) != NULL)
-            return fail(p, jp, "duplicate name");
+            return jsonc_fail(p->err, jp, "duplicate name");
         char addr[64];
         const char *a = c->valuestring;
         size_t al = strlen(a);
@@ -986,19 +774,19 @@ static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_netw
             a = addr;
         }
         if (fs_resolve_add(&n->resolve, c->string, a, rerr) != 0)
-            return fail(p, jp, "\"%.64s\" is not an IP address", c->valuestring);
+            return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", c->valuestring);
     }
     if (proxy != NULL) {
         fs_proxy_t px; /* its messages quote the URL with the password redacted */
-        join(jp, sizeof(jp), path, "proxy");
+        jsonc_join(jp, sizeof(jp), path, "proxy");
         if (fs_proxy_parse(&px, proxy, rerr) != 0)
-            return fail(p, jp, "%s", rerr);
+            return jsonc_fail(p->err, jp, "%s", rerr);
         n->proxy = fs_xstrdup(proxy);
     }
     if (src != NULL) {
-        join(jp, sizeof(jp), path, "source_address");
+        jsonc_join(jp, sizeof(jp), path, "source_address");
         if (!fs_is_ip_literal(src))
-            return fail(p, jp, "\"%.64s\" is not an IP address", src);
+            return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", src);
         n->source_address = fs_xstrdup(src);
     }
     return 0;
@@ -1047,42 +835,44 @@ static int parse_group(parse_t *p, const cJSON *g, size_t gi, cfg_group_t *grp)
     long i;
     snprintf(path, sizeof(path), "groups[%zu]", gi);
     if (!cJSON_IsObject(g))
-        return fail(p, path, "expected an object");
-    if (check_keys(p, g, path, keys) || get_str(p, g, "name", path, &name))
+        return jsonc_fail(p->err, path, "expected an object");
+    if (jsonc_check_keys(p->err, g, path, keys) || jsonc_get_str(p->err, g, "name", path, &name))
         return -1;
-    join(jp, sizeof(jp), path, "name");
+    jsonc_join(jp, sizeof(jp), path, "name");
     if (name == NULL)
-        return fail(p, jp, "required");
+        return jsonc_fail(p->err, jp, "required");
     if (!valid_name(name))
-        return fail(p, jp, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
+        return jsonc_fail(p->err, jp, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
     size_t k;
     if (group_name_seen(p, name, &k))
-        return fail(p, jp, "duplicate group name \"%s\" (groups[%zu])", name, k);
+        return jsonc_fail(p->err, jp, "duplicate group name \"%s\" (groups[%zu])", name, k);
     grp->name = fs_xstrdup(name);
     group_name_add(p, gi);
-    join(jp, sizeof(jp), path, "count");
-    if (member(g, "count") == NULL)
-        return fail(p, jp, "required");
-    if (get_int(p, g, "count", path, 1, CFG_MAX_GROUP_COUNT, 0, &v))
+    jsonc_join(jp, sizeof(jp), path, "count");
+    if (jsonc_member(g, "count") == NULL)
+        return jsonc_fail(p->err, jp, "required");
+    if (jsonc_get_int(p->err, g, "count", path, 1, CFG_MAX_GROUP_COUNT, 0, &v))
         return -1;
     grp->count = (uint32_t)v;
-    if (get_str(p, g, "profile", path, &prof) || get_str(p, g, "trust", path, &trust))
+    if (jsonc_get_str(p->err, g, "profile", path, &prof) ||
+        jsonc_get_str(p->err, g, "trust", path, &trust))
         return -1;
     i = (long)c->ref_profile_idx;
     if (prof != NULL && (i = find_profile(c, prof)) < 0) {
-        join(jp, sizeof(jp), path, "profile");
-        return fail(p, jp, "unknown profile \"%.64s\"", prof);
+        jsonc_join(jp, sizeof(jp), path, "profile");
+        return jsonc_fail(p->err, jp, "unknown profile \"%.64s\"", prof);
     }
     grp->profile_idx = (size_t)i;
     i = (long)c->ref_trust_idx;
     if (trust != NULL && (i = find_trust(c, trust)) < 0) {
-        join(jp, sizeof(jp), path, "trust");
-        return fail(p, jp, "unknown trust store \"%.64s\"", trust);
+        jsonc_join(jp, sizeof(jp), path, "trust");
+        return jsonc_fail(p->err, jp, "unknown trust store \"%.64s\"", trust);
     }
     grp->trust_idx = (size_t)i;
     if (parse_revocation(p, g, path, &grp->revocation) || parse_tls(p, g, path, &grp->tls))
         return -1;
-    if (get_int(p, g, "clock_skew_s", path, -3153600000LL, 3153600000LL, 0, &grp->clock_skew_s))
+    if (jsonc_get_int(p->err, g, "clock_skew_s", path, -3153600000LL, 3153600000LL, 0,
+                      &grp->clock_skew_s))
         return -1;
     return parse_network(p, g, path, &grp->network);
 }
@@ -1090,18 +880,19 @@ static int parse_group(parse_t *p, const cJSON *g, size_t gi, cfg_group_t *grp)
 static int parse_groups(parse_t *p, const cJSON *root)
 {
     cfg_t *c = p->cfg;
-    const cJSON *arr = member(root, "groups");
+    const cJSON *arr = jsonc_member(root, "groups");
     if (arr == NULL)
-        return fail(p, "groups", "required: an array of endpoint groups");
+        return jsonc_fail(p->err, "groups", "required: an array of endpoint groups");
     if (!cJSON_IsArray(arr))
-        return fail(p, "groups", "expected an array");
+        return jsonc_fail(p->err, "groups", "expected an array");
     size_t n = 0;
     for (const cJSON *g = arr->child; g; g = g->next)
         n++;
     if (n == 0)
-        return fail(p, "groups", "must contain at least one group");
+        return jsonc_fail(p->err, "groups", "must contain at least one group");
     if (n > CFG_MAX_GROUPS)
-        return fail(p, "groups", "%zu groups: more than the limit of %u", n, CFG_MAX_GROUPS);
+        return jsonc_fail(p->err, "groups", "%zu groups: more than the limit of %u", n,
+                          CFG_MAX_GROUPS);
     c->groups = fs_xcalloc(n, sizeof(*c->groups));
     for (p->group_nslot = 16; p->group_nslot < 2 * n;)
         p->group_nslot *= 2;
@@ -1113,8 +904,8 @@ static int parse_groups(parse_t *p, const cJSON *root)
         c->total_endpoints += c->groups[c->ngroups - 1].count;
     }
     if (c->total_endpoints > CFG_MAX_TOTAL_ENDPOINTS)
-        return fail(p, "groups", "%llu endpoints in all: more than the limit of %llu",
-                    (unsigned long long)c->total_endpoints, CFG_MAX_TOTAL_ENDPOINTS);
+        return jsonc_fail(p->err, "groups", "%llu endpoints in all: more than the limit of %llu",
+                          (unsigned long long)c->total_endpoints, CFG_MAX_TOTAL_ENDPOINTS);
     return 0;
 }
 
@@ -1141,10 +932,10 @@ static int parse_root(parse_t *p, const cJSON *root)
     cfg_t *c = p->cfg;
     const char *s;
     int64_t v;
-    if (check_keys(p, root, "", keys))
+    if (jsonc_check_keys(p->err, root, "", keys))
         return -1;
 
-    if (get_str(p, root, "vantage", "", &s))
+    if (jsonc_get_str(p->err, root, "vantage", "", &s))
         return -1;
     char host[256] = "";
     if (s == NULL) {
@@ -1153,35 +944,35 @@ static int parse_root(parse_t *p, const cJSON *root)
         s = host;
     } else {
         if (strlen(s) > 128)
-            return fail(p, "vantage", "longer than 128 characters");
+            return jsonc_fail(p->err, "vantage", "longer than 128 characters");
         for (const char *q = s; *q; q++)
             if ((unsigned char)*q < 0x20 || *q == 0x7f || *q == '"' || *q == '\\')
-                return fail(p, "vantage",
-                            "control characters, quotes and backslashes are not "
-                            "allowed (it becomes a metrics label)");
+                return jsonc_fail(p->err, "vantage",
+                                  "control characters, quotes and backslashes are not "
+                                  "allowed (it becomes a metrics label)");
     }
     c->vantage = fs_xstrdup(s);
 
-    if (get_str(p, root, "listen", "", &s) || parse_listen(p, s ? s : "127.0.0.1:8787"))
+    if (jsonc_get_str(p->err, root, "listen", "", &s) || parse_listen(p, s ? s : "127.0.0.1:8787"))
         return -1;
-    if (get_str(p, root, "api_token_file", "", &s) || (s && parse_token(p, s)))
+    if (jsonc_get_str(p->err, root, "api_token_file", "", &s) || (s && parse_token(p, s)))
         return -1;
-    if (get_num(p, root, "interval_s", "", 0, 1, 604800, 60, &c->interval_s) ||
-        get_num(p, root, "jitter", "", 0, 0, 1, 0.2, &c->jitter))
+    if (jsonc_get_num(p->err, root, "interval_s", "", 0, 1, 604800, 60, &c->interval_s) ||
+        jsonc_get_num(p->err, root, "jitter", "", 0, 0, 1, 0.2, &c->jitter))
         return -1;
-    if (get_str(p, root, "shard", "", &s))
+    if (jsonc_get_str(p->err, root, "shard", "", &s))
         return -1;
     if (s == NULL)
         s = "0/1";
     if (cfg_parse_shard(s, &c->shard_index, &c->shard_count) != 0)
-        return fail(p, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
-                    CFG_MAX_SHARDS);
-    if (get_str(p, root, "event_log", "", &s) || (s && parse_event_log(p, s)))
+        return jsonc_fail(p->err, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
+                          CFG_MAX_SHARDS);
+    if (jsonc_get_str(p->err, root, "event_log", "", &s) || (s && parse_event_log(p, s)))
         return -1;
-    if (get_int(p, root, "expiring_soon_days", "", 0, 3650, 30, &v))
+    if (jsonc_get_int(p->err, root, "expiring_soon_days", "", 0, 3650, 30, &v))
         return -1;
     c->expiring_soon_days = (uint32_t)v;
-    if (get_int(p, root, "crl_expiring_soon_hours", "", 0, 8760, 24, &v))
+    if (jsonc_get_int(p->err, root, "crl_expiring_soon_hours", "", 0, 8760, 24, &v))
         return -1;
     c->crl_expiring_soon_hours = (uint32_t)v;
     if (parse_limits(p, root) || parse_cache(p, root))
@@ -1193,210 +984,11 @@ static int parse_root(parse_t *p, const cJSON *root)
     return parse_groups(p, root);
 }
 
-/* Line and column (1-based, in characters) of byte offset off of s. */
-static void line_col(const char *s, size_t off, size_t *line, size_t *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off; i++) {
-        if (s[i] == '\n') {
-            (*line)++;
-            *col = 1;
-        } else if (((unsigned char)s[i] & 0xc0) != 0x80) {
-            (*col)++;
-        }
-    }
-}
-
-/* JSONC -> JSON in place, keeping every byte offset (so line:column stay true): comments
- * outside strings become spaces (newlines kept), and so do trailing commas before } or ]. */
-static int jsonc_strip(parse_t *p, char *s, size_t n, const char *orig)
-{
-    size_t i = 0, line, col;
-    while (i < n) {
-        if (s[i] == '"') {
-            for (i++; i < n && s[i] != '"'; i++)
-                if (s[i] == '\\')
-                    i++;
-            i++;
-        } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
-            while (i < n && s[i] != '\n')
-                s[i++] = ' ';
-        } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-            size_t start = i;
-            s[i++] = ' ';
-            s[i++] = ' ';
-            while (i < n && !(s[i] == '*' && i + 1 < n && s[i + 1] == '/')) {
-                if (s[i] != '\n')
-                    s[i] = ' ';
-                i++;
-            }
-            if (i >= n) {
-                line_col(orig, start, &line, &col);
-                return fail(p, "", "unterminated /* comment starting at line %zu, column %zu", line,
-                            col);
-            }
-            s[i++] = ' ';
-            s[i++] = ' ';
-        } else {
-            i++;
-        }
-    }
-    char prev = 0; /* last significant character outside strings */
-    for (i = 0; i < n; i++) {
-        if (s[i] == '"') {
-            for (i++; i < n && s[i] != '"'; i++)
-                if (s[i] == '\\')
-                    i++;
-            prev = '"';
-        } else if (s[i] == ',' && prev != ',' && prev != '[' && prev != '{') {
-            size_t j = i + 1;
-            while (j < n && isspace((unsigned char)s[j]))
-                j++;
-            if (j < n && (s[j] == '}' || s[j] == ']'))
-                s[i] = ' ';
-            else
-                prev = ',';
-        } else if (!isspace((unsigned char)s[i])) {
-            prev = s[i];
-        }
-    }
-    return 0;
-}
-
-/* ---- strings: what cJSON would silently cut short or pass on ------------------------------ */
-
-/* Length of the valid UTF-8 sequence at p (n bytes readable), or 0 when invalid: overlong
- * forms, UTF-16 surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
-
-/* Offset of the first byte of s that does not start a valid UTF-8 sequence, or -1. */
-static long utf8_invalid_at(const char *s)
-{
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
-        if (l == 0)
-            return (long)i;
-        i += l;
-    }
-    return -1;
-}
-
-/* Ordinal (0-based, document order, keys included) of the first string literal of the JSON
- * text s that holds a \u0000 escape, or SIZE_MAX. cJSON decodes it into a NUL that ends the C
- * string early: "a\u0000<script>" would load as "a", "root.pem\u0000.evil" as "root.pem". */
-static size_t first_nul_string(const char *s, size_t n)
-{
-    size_t ord = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '"')
-            continue;
-        for (i++; i < n && s[i] != '"'; i++) {
-            if (s[i] != '\\')
-                continue;
-            i++;
-            if (i + 4 < n && s[i] == 'u' && memcmp(s + i + 1, "0000", 4) == 0)
-                return ord;
-        }
-        ord++;
-    }
-    return SIZE_MAX;
-}
-
-typedef struct strwalk_s {
-    size_t ord;     /* ordinal of the next string (key or value) in document order */
-    size_t nul_ord; /* first_nul_string() */
-    char path[256]; /* JSON path of the current value */
-} strwalk_t;
-
-/* A key as it can be shown: printable ASCII, others as '?', at most 64 characters. */
-static void shown_key(char *dst, size_t n, const char *key)
-{
-    size_t k = 0;
-    for (; *key && k + 1 < n && k < 64; key++)
-        dst[k++] = *key >= 0x20 && *key < 0x7f && *key != '"' && *key != '\\' ? *key : '?';
-    dst[k] = '\0';
-}
-
-/* Appends .key (or ["key"] when the key is not a plain name) to w->path. */
-static void path_push_key(strwalk_t *w, const char *key)
-{
-    char shown[72];
-    size_t l = strlen(w->path);
-    int plain = *key != '\0';
-    for (const char *q = key; *q && plain; q++)
-        plain = isalnum((unsigned char)*q) || *q == '_' || *q == '-';
-    shown_key(shown, sizeof(shown), key);
-    if (plain)
-        snprintf(w->path + l, sizeof(w->path) - l, "%s%s", l ? "." : "", shown);
-    else
-        snprintf(w->path + l, sizeof(w->path) - l, "[\"%s\"]", shown);
-}
-
-static int check_string(parse_t *p, strwalk_t *w, const char *s, int is_key)
-{
-    char shown[72];
-    long bad;
-    if (is_key)
-        shown_key(shown, sizeof(shown), s);
-    if (w->ord++ == w->nul_ord)
-        return is_key ? fail(p, w->path, "key \"%s\" contains a NUL character (\\u0000)", shown)
-                      : fail(p, w->path, "string contains a NUL character (\\u0000)");
-    if ((bad = utf8_invalid_at(s)) >= 0)
-        return is_key ? fail(p, w->path, "key \"%s\": invalid UTF-8 (byte 0x%02x at offset %ld)",
-                             shown, (unsigned char)s[bad], bad)
-                      : fail(p, w->path, "invalid UTF-8 (byte 0x%02x at offset %ld)",
-                             (unsigned char)s[bad], bad);
-    return 0;
-}
-
-/* Refuses every string, key or value, that holds a NUL or is not valid UTF-8, with its path:
- * the schema below never sees a string cut short, and a metrics label or a JSON answer never
- * carries bytes a reader would choke on. */
-static int check_strings(parse_t *p, strwalk_t *w, const cJSON *v)
-{
-    size_t l = strlen(w->path), i = 0;
-    if (cJSON_IsString(v))
-        return check_string(p, w, v->valuestring, 0);
-    for (const cJSON *c = v->child; c != NULL; c = c->next, i++) {
-        if (cJSON_IsObject(v)) {
-            if (check_string(p, w, c->string, 1) != 0)
-                return -1;
-            path_push_key(w, c->string);
-        } else {
-            snprintf(w->path + l, sizeof(w->path) - l, "[%zu]", i);
-        }
-        if (check_strings(p, w, c) != 0)
-            return -1;
-        w->path[l] = '\0';
-    }
-    return 0;
-}
-
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256])
 {
     parse_t p = {.err = err};
     cJSON *root = NULL;
-    char *buf = NULL, *cwd = NULL, *base = NULL;
+    char *cwd = NULL, *base = NULL;
     int rc = -1;
     *out = NULL;
     err[0] = '\0';
@@ -1405,59 +997,14 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
     if (base_dir == NULL || base_dir[0] != '/') {
         cwd = getcwd(NULL, 0);
         if (cwd == NULL) {
-            fail(&p, "", "cannot get the current directory: %s", strerror(errno));
+            jsonc_fail(err, "", "cannot get the current directory: %s", strerror(errno));
             goto out;
         }
     }
     base = path_resolve(cwd ? cwd : "/", base_dir ? base_dir : ".");
     p.base_dir = p.cfg->base_dir = base;
 
-    if (len >= 3 && memcmp(json, "\xef\xbb\xbf", 3) == 0) { /* Notepad's UTF-8 BOM */
-        json += 3;
-        len -= 3;
-    }
-    const char *nul = memchr(json, '\0', len);
-    if (nul != NULL) {
-        size_t line, col;
-        line_col(json, (size_t)(nul - json), &line, &col);
-        fail(&p, "", "NUL byte at line %zu, column %zu (is the file UTF-16? save it as UTF-8)",
-             line, col);
-        goto out;
-    }
-    buf = fs_xmalloc(len + 1);
-    memcpy(buf, json, len);
-    buf[len] = '\0';
-    if (jsonc_strip(&p, buf, len, json) != 0)
-        goto out;
-    const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1);
-    if (root == NULL) {
-        size_t off = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : len;
-        size_t line, col, k = 0;
-        char near[32];
-        while (off < len && isspace((unsigned char)buf[off]))
-            off++;
-        line_col(json, off, &line, &col);
-        for (; k < 20 && off + k < len && buf[off + k] != '\n' && buf[off + k] != '\r'; k++)
-            near[k] = isprint((unsigned char)buf[off + k]) ? buf[off + k] : '?';
-        near[k] = '\0';
-        if (off >= len)
-            fail(&p, "", "JSON syntax error at line %zu, column %zu: unexpected end of input", line,
-                 col);
-        else
-            fail(&p, "", "JSON syntax error at line %zu, column %zu near \"%s\"", line, col, near);
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        fail(&p, "", "the configuration must be a JSON object ({...}), not %s",
-             cJSON_IsArray(root)    ? "an array"
-             : cJSON_IsString(root) ? "a string"
-             : cJSON_IsNumber(root) ? "a number"
-                                    : "a literal");
-        goto out;
-    }
-    strwalk_t w = {.nul_ord = first_nul_string(buf, len)};
-    if (check_strings(&p, &w, root) != 0 || parse_root(&p, root) != 0)
+    if (jsonc_parse(&root, json, len, err) != 0 || parse_root(&p, root) != 0)
         goto out;
     *out = p.cfg;
     p.cfg = NULL;
@@ -1468,7 +1015,6 @@ out:
     free(p.group_slot);
     cJSON_Delete(root);
     cfg_free(p.cfg);
-    free(buf);
     free(cwd);
     return rc;
 }
