@@ -1,6 +1,7 @@
 /* config.c - loading and validating the `fleetscan run` configuration (see config.h and
  * docs/CONFIG.md): the schema over the JSONC toolkit (jsonc.h), trust stores, path resolution. */
 #include "daemon/config.h"
+#include "daemon/config_files.h"
 #include "daemon/jsonc.h"
 #include "probes/file.h"
 #include "probes/tlsc.h"
@@ -8,29 +9,19 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
-#define CFG_MAX_PEM_BYTES (16u << 20) /* a CA bundle or a hashed-dir entry */
-#define CFG_MAX_TOKEN_BYTES 4096u     /* api_token_file */
 #define MIB (1024ull * 1024ull)
 
 /* ---- the state of one parse -------------------------------------------------------------- */
@@ -55,203 +46,6 @@ static int valid_name(const char *s)
         if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-'))
             return 0;
     return 1;
-}
-
-/* ---- files ------------------------------------------------------------------------------- */
-
-/* Absolute form of rel against base: "." segments and repeated slashes dropped, ".." kept so
- * the kernel resolves it (lexical ".." removal would be wrong across symlinks). */
-static char *path_resolve(const char *base, const char *rel)
-{
-    size_t n = strlen(base) + strlen(rel) + 3;
-    char *joined = fs_xmalloc(n), *out = fs_xmalloc(n);
-    if (rel[0] == '/')
-        snprintf(joined, n, "%s", rel);
-    else
-        snprintf(joined, n, "%s/%s", base, rel);
-    size_t o = 0;
-    for (const char *q = joined; *q;) {
-        while (*q == '/')
-            q++;
-        size_t sl = strcspn(q, "/");
-        if (sl == 0)
-            break;
-        if (!(sl == 1 && q[0] == '.')) {
-            out[o++] = '/';
-            memcpy(out + o, q, sl);
-            o += sl;
-        }
-        q += sl;
-    }
-    if (o == 0)
-        out[o++] = '/';
-    out[o] = '\0';
-    free(joined);
-    return out;
-}
-
-/* "written" or "written" (resolved), for messages about a path from the config. */
-static void shown_path(char *dst, size_t n, const char *written, const char *abs)
-{
-    if (strcmp(written, abs) == 0)
-        snprintf(dst, n, "\"%.120s\"", written);
-    else
-        snprintf(dst, n, "\"%.80s\" (%.100s)", written, abs);
-}
-
-static void digest_chunk(EVP_MD_CTX *md, const char *tag, const void *data, size_t len)
-{
-    uint64_t l = len;
-    EVP_DigestUpdate(md, tag, strlen(tag) + 1);
-    EVP_DigestUpdate(md, &l, sizeof(l));
-    EVP_DigestUpdate(md, data, len);
-}
-
-/* Counts the PEM certificates ("CERTIFICATE" and OpenSSL's "TRUSTED CERTIFICATE", as the
- * store loader accepts) of a buffer; other PEM blocks are skipped. Returns the count,
- * or -1 when a certificate block does not parse. */
-static long count_pem_certs(const char *buf, size_t len)
-{
-    long n = 0;
-    BIO *bio = BIO_new_mem_buf(buf, (int)len);
-    X509 *x;
-    if (bio == NULL)
-        return -1;
-    ERR_clear_error();
-    while ((x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL)) != NULL) {
-        X509_free(x);
-        n++;
-    }
-    unsigned long e = ERR_peek_last_error();
-    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
-        n = -1;
-    ERR_clear_error();
-    BIO_free(bio);
-    return n;
-}
-
-/* Reads a PEM file named at jpath, requires at least one certificate, adds it to the digest. */
-static int load_pem_file(parse_t *p, const char *jpath, const char *written, char **abs_out,
-                         EVP_MD_CTX *md, const char *tag, size_t *count)
-{
-    int rc = -1;
-    char why[128], shown[256], *buf = NULL;
-    size_t len;
-    char *abs = path_resolve(p->base_dir, written);
-    *abs_out = abs;
-    shown_path(shown, sizeof(shown), written, abs);
-    if (fs_read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
-        jsonc_fail(p->err, jpath, "cannot read %s: %s", shown, why);
-        goto out;
-    }
-    long n = count_pem_certs(buf, len);
-    if (n < 0) {
-        jsonc_fail(p->err, jpath, "%s: a certificate in it does not parse", shown);
-        goto out;
-    }
-    if (n == 0) {
-        int der = len > 0 && (unsigned char)buf[0] == 0x30;
-        jsonc_fail(p->err, jpath, "%s contains no PEM certificate%s", shown,
-                   der ? " (DER? convert it: openssl x509 -inform der -in FILE -out FILE.pem)"
-                       : "");
-        goto out;
-    }
-    digest_chunk(md, tag, buf, len);
-    *count = (size_t)n;
-    rc = 0;
-out:
-    free(buf);
-    return rc;
-}
-
-/* OpenSSL hashed directory entry names: 8 hex digits, '.', optional 'r' (CRL), digits. */
-static int hashed_name(const char *s, int *is_cert)
-{
-    for (int i = 0; i < 8; i++)
-        if (!isxdigit((unsigned char)s[i]))
-            return 0;
-    if (s[8] != '.')
-        return 0;
-    const char *q = s + 9;
-    *is_cert = *q != 'r';
-    if (*q == 'r')
-        q++;
-    if (!isdigit((unsigned char)*q))
-        return 0;
-    while (isdigit((unsigned char)*q))
-        q++;
-    return *q == '\0';
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Checks an OpenSSL hashed CA directory and adds its entries (the only files OpenSSL reads
- * from it) to the digest. */
-static int load_hash_dir(parse_t *p, const char *jpath, const char *written, char **abs_out,
-                         EVP_MD_CTX *md)
-{
-    int rc = -1;
-    char why[128], shown[256], *buf = NULL;
-    char **names = NULL;
-    size_t nnames = 0, ncerts = 0, len;
-    struct stat st;
-    char *abs = path_resolve(p->base_dir, written);
-    DIR *d = NULL;
-    *abs_out = abs;
-    shown_path(shown, sizeof(shown), written, abs);
-    if (stat(abs, &st) != 0) {
-        jsonc_fail(p->err, jpath, "cannot read directory %s: %s", shown, strerror(errno));
-        goto out;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        jsonc_fail(p->err, jpath, "%s is not a directory", shown);
-        goto out;
-    }
-    if ((d = opendir(abs)) == NULL) {
-        jsonc_fail(p->err, jpath, "cannot read directory %s: %s", shown, strerror(errno));
-        goto out;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        int is_cert;
-        if (!hashed_name(de->d_name, &is_cert))
-            continue;
-        names = fs_xrealloc(names, (nnames + 1) * sizeof(*names));
-        names[nnames++] = fs_xstrdup(de->d_name);
-        ncerts += (size_t)is_cert;
-    }
-    if (ncerts == 0) {
-        jsonc_fail(p->err, jpath, "%s has no hashed certificate links (run: openssl rehash DIR)",
-                   shown);
-        goto out;
-    }
-    qsort(names, nnames, sizeof(*names), cmp_str);
-    for (size_t i = 0; i < nnames; i++) {
-        size_t n = strlen(abs) + strlen(names[i]) + 2;
-        char *f = fs_xmalloc(n);
-        snprintf(f, n, "%s/%s", abs, names[i]);
-        int r = fs_read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why));
-        free(f);
-        if (r != 0) {
-            jsonc_fail(p->err, jpath, "cannot read %.100s in %s: %s", names[i], shown, why);
-            goto out;
-        }
-        digest_chunk(md, names[i], buf, len);
-        free(buf);
-        buf = NULL;
-    }
-    rc = 0;
-out:
-    if (d != NULL)
-        closedir(d);
-    for (size_t i = 0; i < nnames; i++)
-        free(names[i]);
-    free(names);
-    free(buf);
-    return rc;
 }
 
 /* ---- top-level scalars ------------------------------------------------------------------- */
@@ -312,74 +106,6 @@ int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count)
     *index = (uint32_t)v[0];
     *count = (uint32_t)v[1];
     return 0;
-}
-
-static int parse_token(parse_t *p, const char *written)
-{
-    cfg_t *c = p->cfg;
-    char why[128], shown[256], *buf = NULL;
-    size_t len;
-    struct stat st;
-    c->api_token_file = path_resolve(p->base_dir, written);
-    shown_path(shown, sizeof(shown), written, c->api_token_file);
-    if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, &st, why, sizeof(why)) !=
-        0)
-        return jsonc_fail(p->err, "api_token_file", "cannot read %s: %s", shown, why);
-    c->api_token_mode = (uint32_t)(st.st_mode & 07777);
-    c->api_token_gid = (uint32_t)st.st_gid;
-    char *b = buf, *e = buf + len;
-    while (b < e && isspace((unsigned char)*b))
-        b++;
-    while (e > b && isspace((unsigned char)e[-1]))
-        e--;
-    *e = '\0';
-    int rc = 0;
-    if (b == e)
-        rc = jsonc_fail(p->err, "api_token_file", "%s is empty", shown);
-    for (const char *q = b; rc == 0 && *q; q++)
-        if ((unsigned char)*q <= 0x20 || *q == 0x7f)
-            rc = jsonc_fail(p->err, "api_token_file",
-                            "the token in %s contains whitespace or control "
-                            "characters",
-                            shown);
-    if (rc == 0)
-        c->api_token = fs_xstrdup(b);
-    free(buf);
-    return rc;
-}
-
-static int parse_event_log(parse_t *p, const char *written)
-{
-    cfg_t *c = p->cfg;
-    char shown[256];
-    struct stat st;
-    c->event_log = path_resolve(p->base_dir, written);
-    shown_path(shown, sizeof(shown), written, c->event_log);
-    if (stat(c->event_log, &st) == 0) {
-        if (!S_ISREG(st.st_mode))
-            return jsonc_fail(p->err, "event_log", "%s is not a regular file", shown);
-        if (access(c->event_log, W_OK) != 0)
-            return jsonc_fail(p->err, "event_log", "cannot write %s: %s", shown, strerror(errno));
-        return 0;
-    }
-    if (errno != ENOENT)
-        return jsonc_fail(p->err, "event_log", "cannot use %s: %s", shown, strerror(errno));
-    char *dir = fs_xstrdup(c->event_log);
-    *strrchr(dir, '/') = '\0';
-    const char *d = *dir ? dir : "/";
-    const char *why = NULL;
-    if (stat(d, &st) != 0)
-        why = strerror(errno);
-    else if (!S_ISDIR(st.st_mode))
-        why = "not a directory";
-    else if (access(d, W_OK | X_OK) != 0)
-        why = strerror(errno);
-    int rc = 0;
-    if (why != NULL)
-        rc = jsonc_fail(p->err, "event_log", "cannot create %s: directory %.100s: %s", shown, d,
-                        why);
-    free(dir);
-    return rc;
 }
 
 static int parse_limits(parse_t *p, const cJSON *root)
@@ -446,10 +172,6 @@ static int parse_trust(parse_t *p, const cJSON *v, const char *path, cfg_trust_t
 {
     static const char *const keys[] = {"ca_file", "ca_dir", "intermediates_file", NULL};
     const char *ca_file, *ca_dir, *inter;
-    char jp[256];
-    int rc = -1;
-    unsigned int dl = 0;
-    EVP_MD_CTX *md = NULL;
     if (!cJSON_IsObject(v))
         return jsonc_fail(p->err, path, "expected an object");
     if (jsonc_check_keys(p->err, v, path, keys) ||
@@ -459,29 +181,7 @@ static int parse_trust(parse_t *p, const cJSON *v, const char *path, cfg_trust_t
         return -1;
     if (ca_file == NULL && ca_dir == NULL)
         return jsonc_fail(p->err, path, "needs ca_file or ca_dir (or both)");
-    md = EVP_MD_CTX_new();
-    if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        jsonc_fail(p->err, path, "cannot initialise SHA-256");
-        goto out;
-    }
-    jsonc_join(jp, sizeof(jp), path, "ca_file");
-    if (ca_file && load_pem_file(p, jp, ca_file, &t->ca_file, md, "ca_file", &t->ca_count))
-        goto out;
-    jsonc_join(jp, sizeof(jp), path, "ca_dir");
-    if (ca_dir && load_hash_dir(p, jp, ca_dir, &t->ca_dir, md))
-        goto out;
-    jsonc_join(jp, sizeof(jp), path, "intermediates_file");
-    if (inter && load_pem_file(p, jp, inter, &t->intermediates_file, md, "intermediates_file",
-                               &t->intermediates_count))
-        goto out;
-    if (!EVP_DigestFinal_ex(md, t->digest, &dl) || dl != sizeof(t->digest)) {
-        jsonc_fail(p->err, path, "cannot compute SHA-256");
-        goto out;
-    }
-    rc = 0;
-out:
-    EVP_MD_CTX_free(md);
-    return rc;
+    return cfg__trust_load(t, p->base_dir, path, ca_file, ca_dir, inter, p->err);
 }
 
 /* Normalises a thumbprint as copied from MMC or certutil: drops colons, spaces and the
@@ -955,7 +655,8 @@ static int parse_root(parse_t *p, const cJSON *root)
 
     if (jsonc_get_str(p->err, root, "listen", "", &s) || parse_listen(p, s ? s : "127.0.0.1:8787"))
         return -1;
-    if (jsonc_get_str(p->err, root, "api_token_file", "", &s) || (s && parse_token(p, s)))
+    if (jsonc_get_str(p->err, root, "api_token_file", "", &s) ||
+        (s && cfg__token_load(p->cfg, p->base_dir, s, p->err)))
         return -1;
     if (jsonc_get_num(p->err, root, "interval_s", "", 0, 1, 604800, 60, &c->interval_s) ||
         jsonc_get_num(p->err, root, "jitter", "", 0, 0, 1, 0.2, &c->jitter))
@@ -967,7 +668,8 @@ static int parse_root(parse_t *p, const cJSON *root)
     if (cfg_parse_shard(s, &c->shard_index, &c->shard_count) != 0)
         return jsonc_fail(p->err, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
                           CFG_MAX_SHARDS);
-    if (jsonc_get_str(p->err, root, "event_log", "", &s) || (s && parse_event_log(p, s)))
+    if (jsonc_get_str(p->err, root, "event_log", "", &s) ||
+        (s && cfg__event_log_check(p->cfg, p->base_dir, s, p->err)))
         return -1;
     if (jsonc_get_int(p->err, root, "expiring_soon_days", "", 0, 3650, 30, &v))
         return -1;
@@ -1001,7 +703,7 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
             goto out;
         }
     }
-    base = path_resolve(cwd ? cwd : "/", base_dir ? base_dir : ".");
+    base = cfg__path_resolve(cwd ? cwd : "/", base_dir ? base_dir : ".");
     p.base_dir = p.cfg->base_dir = base;
 
     if (jsonc_parse(&root, json, len, err) != 0 || parse_root(&p, root) != 0)
