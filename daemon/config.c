@@ -1,13 +1,13 @@
-/* config.c - loading and validating the `fleetscan run` configuration (see config.h and
- * docs/CONFIG.md): the schema over the JSONC toolkit (jsonc.h), trust stores, path resolution. */
+/* config.c - the schema of the `fleetscan run` configuration (see config.h, docs/CONFIG.md):
+ * one table row per key (config_table.h), and the parsers of the keys that are not scalars. */
 #include "daemon/config.h"
 #include "daemon/config_files.h"
+#include "daemon/config_table.h"
 #include "daemon/jsonc.h"
 #include "probes/file.h"
 #include "probes/tlsc.h"
 #include "probes/util.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -20,20 +20,8 @@
 #include <netinet/in.h>
 
 #include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #define MIB (1024ull * 1024ull)
-
-/* ---- the state of one parse -------------------------------------------------------------- */
-
-typedef struct parse_s {
-    cfg_t *cfg;
-    const char *base_dir; /* absolute */
-    char *err;            /* caller's err[256] */
-    SSL_CTX *tls_ctx;     /* created on first use, to validate cipher strings */
-    size_t *group_slot;   /* hash set of group names (index + 1): duplicates in O(1) */
-    size_t group_nslot;   /* a power of two, at least twice the number of groups */
-} parse_t;
 
 /* [A-Za-z0-9_.-]{1,48}: group, trust store and profile names (they appear in URLs, metrics
  * labels and endpoint ids). */
@@ -48,9 +36,34 @@ static int valid_name(const char *s)
     return 1;
 }
 
-/* ---- top-level scalars ------------------------------------------------------------------- */
+/* ---- the document's own keys ------------------------------------------------------------- */
 
-static int parse_listen(parse_t *p, const char *s)
+static int check_vantage(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    if (strlen(s) > 128)
+        return jsonc_fail(p->err, jpath, "longer than 128 characters");
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f || *q == '"' || *q == '\\')
+            return jsonc_fail(p->err, jpath,
+                              "control characters, quotes and backslashes are not "
+                              "allowed (it becomes a metrics label)");
+    return 0;
+}
+
+/* What no row can default: the vantage is the host name. */
+static int check_root(cfg__parse_t *p, const char *path, void *base)
+{
+    cfg_t *c = base;
+    char host[256] = "";
+    if (c->vantage == NULL) {
+        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+            fs_strlcpy(host, "localhost", sizeof(host));
+        c->vantage = fs_xstrdup(host);
+    }
+    return 0;
+}
+
+static int listen_address(cfg__parse_t *p, const char *s)
 {
     cfg_t *c = p->cfg;
     const char *hs = s, *he, *ps;
@@ -89,6 +102,40 @@ static int parse_listen(parse_t *p, const char *s)
     return 0;
 }
 
+static int listen_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
+{
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "listen", path, &s) != 0)
+        return -1;
+    return listen_address(p, s != NULL ? s : "127.0.0.1:8787");
+}
+
+static int listen_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return strcmp(a->listen_host, b->listen_host) == 0 && a->listen_port == b->listen_port;
+}
+
+static int token_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
+{
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "api_token_file", path, &s) != 0)
+        return -1;
+    return s != NULL ? cfg__token_load(p->cfg, p->base_dir, s, p->err) : 0;
+}
+
+/* What the daemon uses is the token, wherever it came from. */
+static int token_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return cfg__str_eq(a->api_token, b->api_token);
+}
+
+static void token_release(void *base)
+{
+    cfg_t *c = base;
+    free(c->api_token_file);
+    free(c->api_token);
+}
+
 int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count)
 {
     unsigned long v[2] = {0, 0};
@@ -108,67 +155,36 @@ int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count)
     return 0;
 }
 
-static int parse_limits(parse_t *p, const cJSON *root)
+static int shard_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    static const char *const keys[] = {"max_in_flight",
-                                       "handshakes_per_s",
-                                       "probe_timeout_ms",
-                                       "connect_timeout_ms",
-                                       "tls_timeout_ms",
-                                       "request_timeout_ms",
-                                       NULL};
-    cfg_limits_t *l = &p->cfg->limits;
-    const cJSON *o;
-    int64_t v;
-    if (jsonc_get_obj(p->err, root, "limits", "", &o) != 0 ||
-        (o && jsonc_check_keys(p->err, o, "limits", keys)))
+    cfg_t *c = base;
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "shard", path, &s) != 0)
         return -1;
-    if (jsonc_get_int(p->err, o, "max_in_flight", "limits", 1, JSONC_NO_MAX, 256, &v))
-        return -1;
-    if (v > 1000000)
-        return jsonc_fail(p->err, "limits.max_in_flight",
-                          "must be an integer between 1 and 1000000");
-    l->max_in_flight = (uint32_t)v;
-    if (jsonc_get_num(p->err, o, "handshakes_per_s", "limits", 0, 1, 1e6, 200,
-                      &l->handshakes_per_s))
-        return -1;
-    const struct {
-        const char *key;
-        int64_t def;
-        uint32_t *dst;
-    } ms[] = {{"probe_timeout_ms", 15000, &l->probe_timeout_ms},
-              {"connect_timeout_ms", 5000, &l->connect_timeout_ms},
-              {"tls_timeout_ms", 10000, &l->tls_timeout_ms},
-              {"request_timeout_ms", 10000, &l->request_timeout_ms}};
-    for (size_t i = 0; i < FS_ARRAY_SIZE(ms); i++) {
-        if (jsonc_get_int(p->err, o, ms[i].key, "limits", 1, 3600000, ms[i].def, &v))
-            return -1;
-        *ms[i].dst = (uint32_t)v;
-    }
+    if (s == NULL)
+        s = "0/1";
+    if (cfg_parse_shard(s, &c->shard_index, &c->shard_count) != 0)
+        return jsonc_fail(p->err, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
+                          CFG_MAX_SHARDS);
     return 0;
 }
 
-static int parse_cache(parse_t *p, const cJSON *root)
+static int event_log_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    static const char *const keys[] = {"crl_max_age_s", "crl_max_bytes_total", NULL};
-    const cJSON *o;
-    int64_t v;
-    if (jsonc_get_obj(p->err, root, "cache", "", &o) != 0 ||
-        (o && jsonc_check_keys(p->err, o, "cache", keys)))
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "event_log", path, &s) != 0)
         return -1;
-    if (jsonc_get_int(p->err, o, "crl_max_age_s", "cache", 1, 31536000, 86400, &v))
-        return -1;
-    p->cfg->cache.crl_max_age_s = (uint32_t)v;
-    if (jsonc_get_int(p->err, o, "crl_max_bytes_total", "cache", 1, (int64_t)(1ull << 36), 64 * MIB,
-                      &v))
-        return -1;
-    p->cfg->cache.crl_max_bytes_total = (uint64_t)v;
-    return 0;
+    return s != NULL ? cfg__event_log_check(p->cfg, p->base_dir, s, p->err) : 0;
 }
 
-/* ---- trust stores and profiles ----------------------------------------------------------- */
+static void event_log_release(void *base)
+{
+    free(((cfg_t *)base)->event_log);
+}
 
-static int parse_trust(parse_t *p, const cJSON *v, const char *path, cfg_trust_t *t)
+/* ---- trust stores, profiles, the reference ----------------------------------------------- */
+
+static int parse_trust(cfg__parse_t *p, const cJSON *v, const char *path, cfg_trust_t *t)
 {
     static const char *const keys[] = {"ca_file", "ca_dir", "intermediates_file", NULL};
     const char *ca_file, *ca_dir, *inter;
@@ -186,7 +202,7 @@ static int parse_trust(parse_t *p, const cJSON *v, const char *path, cfg_trust_t
 
 /* Normalises a thumbprint as copied from MMC or certutil: drops colons, spaces and the
  * invisible U+200E/U+200F marks MMC's copy adds; lower-cases the hex. */
-static int parse_thumbprint(parse_t *p, const char *path, const char *s, char out[65])
+static int parse_thumbprint(cfg__parse_t *p, const char *path, const char *s, char out[65])
 {
     size_t n = 0;
     for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
@@ -208,7 +224,7 @@ static int parse_thumbprint(parse_t *p, const char *path, const char *s, char ou
     return 0;
 }
 
-static int parse_profile(parse_t *p, const cJSON *v, const char *path, cfg_profile_t *pr)
+static int parse_profile(cfg__parse_t *p, const cJSON *v, const char *path, cfg_profile_t *pr)
 {
     static const char *const keys[] = {"url", "expect_thumbprint", NULL};
     const char *url, *thumb;
@@ -232,7 +248,8 @@ static int parse_profile(parse_t *p, const cJSON *v, const char *path, cfg_profi
 
 /* Checks a name -> object map (trust_stores, profiles): present, non-empty, no name twice.
  * Sets *count to its number of entries. */
-static int named_map(parse_t *p, const cJSON *root, const char *key, const cJSON **o, size_t *count)
+static int named_map(cfg__parse_t *p, const cJSON *root, const char *key, const cJSON **o,
+                     size_t *count)
 {
     if (jsonc_get_obj(p->err, root, key, "", o) != 0)
         return -1;
@@ -250,7 +267,7 @@ static int named_map(parse_t *p, const cJSON *root, const char *key, const cJSON
     return 0;
 }
 
-static int parse_trust_stores(parse_t *p, const cJSON *root)
+static int trust_stores_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base)
 {
     cfg_t *c = p->cfg;
     const cJSON *o;
@@ -269,7 +286,7 @@ static int parse_trust_stores(parse_t *p, const cJSON *root)
     return 0;
 }
 
-static int parse_profiles(parse_t *p, const cJSON *root)
+static int profiles_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base)
 {
     cfg_t *c = p->cfg;
     const cJSON *o;
@@ -306,7 +323,7 @@ static long find_profile(const cfg_t *c, const char *name)
 
 /* reference.profile defaults to the profile named "default", else the only profile;
  * reference.trust to the store named "default", else the only store. */
-static int parse_reference(parse_t *p, const cJSON *root)
+static int reference_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base)
 {
     static const char *const keys[] = {"profile", "trust", NULL};
     cfg_t *c = p->cfg;
@@ -345,119 +362,191 @@ static int parse_reference(parse_t *p, const cJSON *root)
     return 0;
 }
 
-/* ---- groups ------------------------------------------------------------------------------ */
-
-static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_revocation_t *r)
+static void trust_stores_release(void *base)
 {
-    static const char *const keys[] = {"mode",      "scope",         "aia_fetch", "url_timeout_ms",
-                                       "budget_ms", "max_crl_bytes", NULL};
-    const cJSON *o;
-    char path[256];
-    int e;
-    int64_t v;
-    jsonc_join(path, sizeof(path), gpath, "revocation");
-    if (jsonc_get_obj(p->err, g, "revocation", gpath, &o) ||
-        (o && jsonc_check_keys(p->err, o, path, keys)))
-        return -1;
-    if (jsonc_get_enum(p->err, o, "mode", path, rev_mode_names, REV_MODE_COUNT, REV_STRICT, &e))
-        return -1;
-    r->mode = (rev_mode_t)e;
-    if (jsonc_get_enum(p->err, o, "scope", path, rev_scope_names, REV_SCOPE_COUNT,
-                       REV_SCOPE_CHAIN_EXCLUDE_ROOT, &e))
-        return -1;
-    r->scope = (rev_scope_t)e;
-    if (jsonc_get_bool(p->err, o, "aia_fetch", path, true, &r->aia_fetch))
-        return -1;
-    if (jsonc_get_int(p->err, o, "url_timeout_ms", path, 1, 3600000, 15000, &v))
-        return -1;
-    r->url_timeout_ms = (uint32_t)v;
-    if (jsonc_get_int(p->err, o, "budget_ms", path, 1, 3600000, 20000, &v))
-        return -1;
-    r->budget_ms = (uint32_t)v;
-    if (jsonc_get_int(p->err, o, "max_crl_bytes", path, 1, (int64_t)(1ull << 30), 16 * MIB, &v))
-        return -1;
-    r->max_crl_bytes = (uint64_t)v;
-    return 0;
-}
-
-static int parse_tls_version(parse_t *p, const cJSON *o, const char *key, const char *path, int def,
-                             int *out)
-{
-    static const char *const ids[] = {
-#define X(v, id, name) id,
-        TLSC_VERSION_LIST(X)
-#undef X
-    };
-    char jp[256], list[64];
-    const cJSON *v = jsonc_member(o, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    jsonc_join(jp, sizeof(jp), path, key);
-    jsonc_choices(list, sizeof(list), ids, FS_ARRAY_SIZE(ids), 1);
-    if (!cJSON_IsString(v))
-        return jsonc_fail(p->err, jp, "expected a string (%s)", list);
-    if ((*out = tlsc_version_parse(v->valuestring)) == 0)
-        return jsonc_fail(p->err, jp, "unknown TLS version \"%.16s\" (expected %s)", v->valuestring,
-                          list);
-    return 0;
-}
-
-static int parse_tls(parse_t *p, const cJSON *g, const char *gpath, cfg_tls_t *t)
-{
-    static const char *const keys[] = {"min_version",  "max_version", "ciphers",
-                                       "ciphersuites", "sni",         NULL};
-    const cJSON *o;
-    const char *ciphers, *suites;
-    char path[256], jp[256];
-    jsonc_join(path, sizeof(path), gpath, "tls");
-    if (jsonc_get_obj(p->err, g, "tls", gpath, &o) ||
-        (o && jsonc_check_keys(p->err, o, path, keys)) ||
-        parse_tls_version(p, o, "min_version", path, TLS1_2_VERSION, &t->min_version) ||
-        parse_tls_version(p, o, "max_version", path, TLS1_3_VERSION, &t->max_version) ||
-        jsonc_get_str(p->err, o, "ciphers", path, &ciphers) ||
-        jsonc_get_str(p->err, o, "ciphersuites", path, &suites) ||
-        jsonc_get_bool(p->err, o, "sni", path, true, &t->sni))
-        return -1;
-    if (t->min_version > t->max_version) {
-        jsonc_join(jp, sizeof(jp), path, "max_version");
-        return jsonc_fail(p->err, jp, "\"%s\" is below min_version \"%s\"",
-                          tlsc_version_id(t->max_version), tlsc_version_id(t->min_version));
+    cfg_t *c = base;
+    for (size_t i = 0; i < c->ntrust; i++) {
+        free(c->trust[i].name);
+        free(c->trust[i].ca_file);
+        free(c->trust[i].ca_dir);
+        free(c->trust[i].intermediates_file);
     }
-    if ((ciphers || suites) && p->tls_ctx == NULL &&
-        (p->tls_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-        return jsonc_fail(p->err, path, "cannot create an OpenSSL context to check ciphers");
+    free(c->trust);
+}
+
+static void profiles_release(void *base)
+{
+    cfg_t *c = base;
+    for (size_t i = 0; i < c->nprofiles; i++) {
+        free(c->profiles[i].name);
+        free(c->profiles[i].url);
+    }
+    free(c->profiles);
+}
+
+/* A profile's content counts, not its name: the same URL and pin probe alike. */
+static int profile_eq(const cfg_profile_t *a, const cfg_profile_t *b)
+{
+    return strcmp(a->u.scheme, b->u.scheme) == 0 && strcasecmp(a->u.host, b->u.host) == 0 &&
+           a->u.port == b->u.port && strcmp(a->u.path, b->u.path) == 0 &&
+           strcmp(a->expect_thumbprint, b->expect_thumbprint) == 0;
+}
+
+/* A trust store's content counts (the bytes of its files), not its name or paths. */
+static int trust_eq(const cfg_trust_t *a, const cfg_trust_t *b)
+{
+    return memcmp(a->digest, b->digest, sizeof(a->digest)) == 0 && !a->ca_file == !b->ca_file &&
+           !a->ca_dir == !b->ca_dir && !a->intermediates_file == !b->intermediates_file;
+}
+
+static int reference_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return profile_eq(&a->profiles[a->ref_profile_idx], &b->profiles[b->ref_profile_idx]) &&
+           trust_eq(&a->trust[a->ref_trust_idx], &b->trust[b->ref_trust_idx]);
+}
+
+/* ---- a group's keys that are not scalars ------------------------------------------------- */
+
+static size_t group_name_hash(const char *name)
+{
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+        h ^= (uint64_t)tolower(*c);
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+/* 1 with *k set when an earlier group has this name (case-insensitive): a linear scan over
+ * 65,535 groups would make parsing quadratic. */
+static int group_name_seen(const cfg__parse_t *p, const char *name, size_t *k)
+{
+    size_t mask = p->group_nslot - 1;
+    for (size_t s = group_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
+        if (strcasecmp(p->cfg->groups[p->group_slot[s] - 1].name, name) == 0) {
+            *k = p->group_slot[s] - 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void group_name_add(cfg__parse_t *p, size_t gi)
+{
+    size_t mask = p->group_nslot - 1, s = group_name_hash(p->cfg->groups[gi].name) & mask;
+    while (p->group_slot[s] != 0)
+        s = (s + 1) & mask;
+    p->group_slot[s] = gi + 1;
+}
+
+/* The name is unique across groups, case-insensitively (it names metrics and endpoint ids). */
+static int check_group_name(cfg__parse_t *p, const char *jpath, const char *name)
+{
+    size_t k;
+    if (!valid_name(name))
+        return jsonc_fail(p->err, jpath, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
+    if (group_name_seen(p, name, &k))
+        return jsonc_fail(p->err, jpath, "duplicate group name \"%s\" (groups[%zu])", name, k);
+    return 0;
+}
+
+static int group_profile_parse(cfg__parse_t *p, const cJSON *g, const char *path, void *base)
+{
+    cfg_group_t *grp = base;
+    const char *name;
+    char jp[256];
+    long i = (long)p->cfg->ref_profile_idx;
+    if (jsonc_get_str(p->err, g, "profile", path, &name) != 0)
+        return -1;
+    if (name != NULL && (i = find_profile(p->cfg, name)) < 0) {
+        jsonc_join(jp, sizeof(jp), path, "profile");
+        return jsonc_fail(p->err, jp, "unknown profile \"%.64s\"", name);
+    }
+    grp->profile_idx = (size_t)i;
+    return 0;
+}
+
+static int group_profile_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    const cfg_group_t *ga = ba, *gb = bb;
+    return profile_eq(&a->profiles[ga->profile_idx], &b->profiles[gb->profile_idx]);
+}
+
+static int group_trust_parse(cfg__parse_t *p, const cJSON *g, const char *path, void *base)
+{
+    cfg_group_t *grp = base;
+    const char *name;
+    char jp[256];
+    long i = (long)p->cfg->ref_trust_idx;
+    if (jsonc_get_str(p->err, g, "trust", path, &name) != 0)
+        return -1;
+    if (name != NULL && (i = find_trust(p->cfg, name)) < 0) {
+        jsonc_join(jp, sizeof(jp), path, "trust");
+        return jsonc_fail(p->err, jp, "unknown trust store \"%.64s\"", name);
+    }
+    grp->trust_idx = (size_t)i;
+    return 0;
+}
+
+static int group_trust_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    const cfg_group_t *ga = ba, *gb = bb;
+    return trust_eq(&a->trust[ga->trust_idx], &b->trust[gb->trust_idx]);
+}
+
+/* Cipher strings are checked against OpenSSL here, so a typo fails the file, not a probe. */
+static SSL_CTX *cipher_ctx(cfg__parse_t *p)
+{
+    if (p->tls_ctx == NULL)
+        p->tls_ctx = SSL_CTX_new(TLS_client_method());
     ERR_clear_error();
-    if (ciphers && SSL_CTX_set_cipher_list(p->tls_ctx, ciphers) != 1) {
+    return p->tls_ctx;
+}
+
+static int check_ciphers(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    SSL_CTX *ctx = cipher_ctx(p);
+    if (ctx == NULL)
+        return jsonc_fail(p->err, jpath, "cannot create an OpenSSL context to check ciphers");
+    if (SSL_CTX_set_cipher_list(ctx, s) != 1) {
         ERR_clear_error();
-        jsonc_join(jp, sizeof(jp), path, "ciphers");
-        return jsonc_fail(p->err, jp, "no cipher OpenSSL knows in \"%.120s\"", ciphers);
+        return jsonc_fail(p->err, jpath, "no cipher OpenSSL knows in \"%.120s\"", s);
     }
-    if (suites && SSL_CTX_set_ciphersuites(p->tls_ctx, suites) != 1) {
+    return 0;
+}
+
+static int check_ciphersuites(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    SSL_CTX *ctx = cipher_ctx(p);
+    if (ctx == NULL)
+        return jsonc_fail(p->err, jpath, "cannot create an OpenSSL context to check ciphers");
+    if (SSL_CTX_set_ciphersuites(ctx, s) != 1) {
         ERR_clear_error();
-        jsonc_join(jp, sizeof(jp), path, "ciphersuites");
-        return jsonc_fail(p->err, jp,
+        return jsonc_fail(p->err, jpath,
                           "invalid TLS 1.3 ciphersuites \"%.120s\" (e.g. "
                           "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384)",
-                          suites);
+                          s);
     }
-    t->ciphers = ciphers ? fs_xstrdup(ciphers) : NULL;
-    t->ciphersuites = suites ? fs_xstrdup(suites) : NULL;
     return 0;
 }
 
-static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_network_t *n)
+static int check_tls(cfg__parse_t *p, const char *path, void *base)
 {
-    static const char *const keys[] = {"resolve", "proxy", "source_address", NULL};
-    const cJSON *o, *res;
-    const char *proxy, *src;
-    char path[256], jp[512], rerr[256];
-    jsonc_join(path, sizeof(path), gpath, "network");
-    if (jsonc_get_obj(p->err, g, "network", gpath, &o) ||
-        (o && jsonc_check_keys(p->err, o, path, keys)) ||
-        jsonc_get_obj(p->err, o, "resolve", path, &res) ||
-        jsonc_get_str(p->err, o, "proxy", path, &proxy) ||
-        jsonc_get_str(p->err, o, "source_address", path, &src))
+    const cfg_tls_t *t = base;
+    char jp[256];
+    if (t->min_version <= t->max_version)
+        return 0;
+    jsonc_join(jp, sizeof(jp), path, "max_version");
+    return jsonc_fail(p->err, jp, "\"%s\" is below min_version \"%s\"",
+                      tlsc_version_id(t->max_version), tlsc_version_id(t->min_version));
+}
+
+static int resolve_parse(cfg__parse_t *p, const cJSON *o, const char *path, void *base)
+{
+    cfg_network_t *n = base;
+    const cJSON *res;
+    char jp[512], rerr[256];
+    if (jsonc_get_obj(p->err, o, "resolve", path, &res) != 0)
         return -1;
     for (const cJSON *c = res ? res->child : NULL; c; c = c->next) {
         snprintf(jp, sizeof(jp), "%s.resolve[\"%.100s\"]", path, c->string);
@@ -476,108 +565,42 @@ static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_netw
         if (fs_resolve_add(&n->resolve, c->string, a, rerr) != 0)
             return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", c->valuestring);
     }
-    if (proxy != NULL) {
-        fs_proxy_t px; /* its messages quote the URL with the password redacted */
-        jsonc_join(jp, sizeof(jp), path, "proxy");
-        if (fs_proxy_parse(&px, proxy, rerr) != 0)
-            return jsonc_fail(p->err, jp, "%s", rerr);
-        n->proxy = fs_xstrdup(proxy);
-    }
-    if (src != NULL) {
-        jsonc_join(jp, sizeof(jp), path, "source_address");
-        if (!fs_is_ip_literal(src))
-            return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", src);
-        n->source_address = fs_xstrdup(src);
-    }
     return 0;
 }
 
-static size_t group_name_hash(const char *name)
+/* Same DNS overrides, in any order. */
+static int resolve_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
 {
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        h ^= (uint64_t)tolower(*c);
-        h *= 1099511628211ULL;
+    const fs_resolve_t *ra = &((const cfg_network_t *)ba)->resolve;
+    const fs_resolve_t *rb = &((const cfg_network_t *)bb)->resolve;
+    if (ra->n != rb->n)
+        return 0;
+    for (size_t i = 0; i < ra->n; i++) {
+        const char *addr = fs_resolve_lookup(rb, ra->e[i].name);
+        if (addr == NULL || strcmp(addr, ra->e[i].addr) != 0)
+            return 0;
     }
-    return (size_t)h;
+    return 1;
 }
 
-/* 1 with *k set when an earlier group has this name (case-insensitive): a linear scan over
- * 65,535 groups would make parsing quadratic. */
-static int group_name_seen(const parse_t *p, const char *name, size_t *k)
+static void resolve_release(void *base)
 {
-    size_t mask = p->group_nslot - 1;
-    for (size_t s = group_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
-        if (strcasecmp(p->cfg->groups[p->group_slot[s] - 1].name, name) == 0) {
-            *k = p->group_slot[s] - 1;
-            return 1;
-        }
-    }
-    return 0;
+    fs_resolve_free(&((cfg_network_t *)base)->resolve);
 }
 
-static void group_name_add(parse_t *p, size_t gi)
+static int check_proxy(cfg__parse_t *p, const char *jpath, const char *s)
 {
-    size_t mask = p->group_nslot - 1, s = group_name_hash(p->cfg->groups[gi].name) & mask;
-    while (p->group_slot[s] != 0)
-        s = (s + 1) & mask;
-    p->group_slot[s] = gi + 1;
+    fs_proxy_t px; /* its messages quote the URL with the password redacted */
+    char why[256];
+    return fs_proxy_parse(&px, s, why) != 0 ? jsonc_fail(p->err, jpath, "%s", why) : 0;
 }
 
-static int parse_group(parse_t *p, const cJSON *g, size_t gi, cfg_group_t *grp)
+static int check_ip(cfg__parse_t *p, const char *jpath, const char *s)
 {
-    static const char *const keys[] = {"name", "count",        "profile", "trust", "revocation",
-                                       "tls",  "clock_skew_s", "network", NULL};
-    cfg_t *c = p->cfg;
-    char path[64], jp[128];
-    const char *name, *prof, *trust;
-    int64_t v;
-    long i;
-    snprintf(path, sizeof(path), "groups[%zu]", gi);
-    if (!cJSON_IsObject(g))
-        return jsonc_fail(p->err, path, "expected an object");
-    if (jsonc_check_keys(p->err, g, path, keys) || jsonc_get_str(p->err, g, "name", path, &name))
-        return -1;
-    jsonc_join(jp, sizeof(jp), path, "name");
-    if (name == NULL)
-        return jsonc_fail(p->err, jp, "required");
-    if (!valid_name(name))
-        return jsonc_fail(p->err, jp, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
-    size_t k;
-    if (group_name_seen(p, name, &k))
-        return jsonc_fail(p->err, jp, "duplicate group name \"%s\" (groups[%zu])", name, k);
-    grp->name = fs_xstrdup(name);
-    group_name_add(p, gi);
-    jsonc_join(jp, sizeof(jp), path, "count");
-    if (jsonc_member(g, "count") == NULL)
-        return jsonc_fail(p->err, jp, "required");
-    if (jsonc_get_int(p->err, g, "count", path, 1, CFG_MAX_GROUP_COUNT, 0, &v))
-        return -1;
-    grp->count = (uint32_t)v;
-    if (jsonc_get_str(p->err, g, "profile", path, &prof) ||
-        jsonc_get_str(p->err, g, "trust", path, &trust))
-        return -1;
-    i = (long)c->ref_profile_idx;
-    if (prof != NULL && (i = find_profile(c, prof)) < 0) {
-        jsonc_join(jp, sizeof(jp), path, "profile");
-        return jsonc_fail(p->err, jp, "unknown profile \"%.64s\"", prof);
-    }
-    grp->profile_idx = (size_t)i;
-    i = (long)c->ref_trust_idx;
-    if (trust != NULL && (i = find_trust(c, trust)) < 0) {
-        jsonc_join(jp, sizeof(jp), path, "trust");
-        return jsonc_fail(p->err, jp, "unknown trust store \"%.64s\"", trust);
-    }
-    grp->trust_idx = (size_t)i;
-    if (parse_revocation(p, g, path, &grp->revocation) || parse_tls(p, g, path, &grp->tls))
-        return -1;
-    if (jsonc_get_int(p->err, g, "clock_skew_s", path, -3153600000LL, 3153600000LL, 0,
-                      &grp->clock_skew_s))
-        return -1;
-    return parse_network(p, g, path, &grp->network);
+    return fs_is_ip_literal(s) ? 0 : jsonc_fail(p->err, jpath, "\"%.64s\" is not an IP address", s);
 }
 
-static int parse_groups(parse_t *p, const cJSON *root)
+static int groups_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base)
 {
     cfg_t *c = p->cfg;
     const cJSON *arr = jsonc_member(root, "groups");
@@ -598,10 +621,15 @@ static int parse_groups(parse_t *p, const cJSON *root)
         p->group_nslot *= 2;
     p->group_slot = fs_xcalloc(p->group_nslot, sizeof(*p->group_slot));
     for (const cJSON *g = arr->child; g; g = g->next) {
-        c->ngroups++; /* so cfg_free() releases a half-parsed group */
-        if (parse_group(p, g, c->ngroups - 1, &c->groups[c->ngroups - 1]) != 0)
+        size_t gi = c->ngroups++; /* so cfg_free() releases a half-parsed group */
+        char gpath[32];
+        snprintf(gpath, sizeof(gpath), "groups[%zu]", gi);
+        if (!cJSON_IsObject(g))
+            return jsonc_fail(p->err, gpath, "expected an object");
+        if (cfg__section_parse(p, &cfg__group_section, g, gpath, &c->groups[gi]) != 0)
             return -1;
-        c->total_endpoints += c->groups[c->ngroups - 1].count;
+        group_name_add(p, gi);
+        c->total_endpoints += c->groups[gi].count;
     }
     if (c->total_endpoints > CFG_MAX_TOTAL_ENDPOINTS)
         return jsonc_fail(p->err, "groups", "%llu endpoints in all: more than the limit of %llu",
@@ -609,86 +637,141 @@ static int parse_groups(parse_t *p, const cJSON *root)
     return 0;
 }
 
-/* ---- the document ------------------------------------------------------------------------ */
-
-static int parse_root(parse_t *p, const cJSON *root)
+static void groups_release(void *base)
 {
-    static const char *const keys[] = {"vantage",
-                                       "listen",
-                                       "api_token_file",
-                                       "interval_s",
-                                       "jitter",
-                                       "shard",
-                                       "event_log",
-                                       "expiring_soon_days",
-                                       "crl_expiring_soon_hours",
-                                       "limits",
-                                       "cache",
-                                       "trust_stores",
-                                       "profiles",
-                                       "reference",
-                                       "groups",
-                                       NULL};
-    cfg_t *c = p->cfg;
-    const char *s;
-    int64_t v;
-    if (jsonc_check_keys(p->err, root, "", keys))
-        return -1;
-
-    if (jsonc_get_str(p->err, root, "vantage", "", &s))
-        return -1;
-    char host[256] = "";
-    if (s == NULL) {
-        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
-            fs_strlcpy(host, "localhost", sizeof(host));
-        s = host;
-    } else {
-        if (strlen(s) > 128)
-            return jsonc_fail(p->err, "vantage", "longer than 128 characters");
-        for (const char *q = s; *q; q++)
-            if ((unsigned char)*q < 0x20 || *q == 0x7f || *q == '"' || *q == '\\')
-                return jsonc_fail(p->err, "vantage",
-                                  "control characters, quotes and backslashes are not "
-                                  "allowed (it becomes a metrics label)");
-    }
-    c->vantage = fs_xstrdup(s);
-
-    if (jsonc_get_str(p->err, root, "listen", "", &s) || parse_listen(p, s ? s : "127.0.0.1:8787"))
-        return -1;
-    if (jsonc_get_str(p->err, root, "api_token_file", "", &s) ||
-        (s && cfg__token_load(p->cfg, p->base_dir, s, p->err)))
-        return -1;
-    if (jsonc_get_num(p->err, root, "interval_s", "", 0, 1, 604800, 60, &c->interval_s) ||
-        jsonc_get_num(p->err, root, "jitter", "", 0, 0, 1, 0.2, &c->jitter))
-        return -1;
-    if (jsonc_get_str(p->err, root, "shard", "", &s))
-        return -1;
-    if (s == NULL)
-        s = "0/1";
-    if (cfg_parse_shard(s, &c->shard_index, &c->shard_count) != 0)
-        return jsonc_fail(p->err, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
-                          CFG_MAX_SHARDS);
-    if (jsonc_get_str(p->err, root, "event_log", "", &s) ||
-        (s && cfg__event_log_check(p->cfg, p->base_dir, s, p->err)))
-        return -1;
-    if (jsonc_get_int(p->err, root, "expiring_soon_days", "", 0, 3650, 30, &v))
-        return -1;
-    c->expiring_soon_days = (uint32_t)v;
-    if (jsonc_get_int(p->err, root, "crl_expiring_soon_hours", "", 0, 8760, 24, &v))
-        return -1;
-    c->crl_expiring_soon_hours = (uint32_t)v;
-    if (parse_limits(p, root) || parse_cache(p, root))
-        return -1;
-    if (parse_trust_stores(p, root) || parse_profiles(p, root))
-        return -1;
-    if (parse_reference(p, root))
-        return -1;
-    return parse_groups(p, root);
+    cfg_t *c = base;
+    for (size_t i = 0; i < c->ngroups; i++)
+        cfg__section_free(&cfg__group_section, &c->groups[i]);
+    free(c->groups);
 }
+
+/* ---- the tables -------------------------------------------------------------------------- */
+
+/* A row: the key, its type (CFG_T_*) and flags (CFG_F_*), then where it goes and its rules. */
+#define KEY(n, t, fl) .name = n, .type = CFG_T_##t, .flags = fl
+#define AT(st, f) .off = offsetof(st, f), .size = sizeof(((st *)0)->f)
+#define RANGE(lo, hi, d) .min = lo, .max = hi, .def = d
+#define NAMES(tbl, n) .names = tbl, .nnames = n
+#define FNS(p, eq, rel) .parse = p, .equal = eq, .release = rel
+#define SUB(s) .sub = &s
+#define PROBE CFG_F_PROBE
+#define RESTART CFG_F_RESTART
+#define TLSCTX CFG_F_TLSCTX
+#define REQUIRED CFG_F_REQUIRED
+#define GT_MIN CFG_F_GT_MIN
+
+static const cfg_key_t limits_keys[] = {
+    {KEY("max_in_flight", U32, 0), AT(cfg_limits_t, max_in_flight), RANGE(1, 1000000, 256)},
+    {KEY("handshakes_per_s", NUM, GT_MIN), AT(cfg_limits_t, handshakes_per_s), RANGE(0, 1e6, 200)},
+    {KEY("probe_timeout_ms", U32, PROBE), AT(cfg_limits_t, probe_timeout_ms),
+     RANGE(1, 3600000, 15000)},
+    {KEY("connect_timeout_ms", U32, PROBE), AT(cfg_limits_t, connect_timeout_ms),
+     RANGE(1, 3600000, 5000)},
+    {KEY("tls_timeout_ms", U32, PROBE), AT(cfg_limits_t, tls_timeout_ms), RANGE(1, 3600000, 10000)},
+    {KEY("request_timeout_ms", U32, PROBE), AT(cfg_limits_t, request_timeout_ms),
+     RANGE(1, 3600000, 10000)},
+};
+static const cfg_section_t limits_section = {"limits", limits_keys, FS_ARRAY_SIZE(limits_keys),
+                                             NULL};
+
+/* The cache is made once, at start (rev_ctx_new). */
+static const cfg_key_t cache_keys[] = {
+    {KEY("crl_max_age_s", U32, RESTART), AT(cfg_cache_t, crl_max_age_s), RANGE(1, 31536000, 86400)},
+    {KEY("crl_max_bytes_total", U64, RESTART), AT(cfg_cache_t, crl_max_bytes_total),
+     RANGE(1, 1ull << 36, 64 * MIB)},
+};
+static const cfg_section_t cache_section = {"cache", cache_keys, FS_ARRAY_SIZE(cache_keys), NULL};
+
+static const cfg_key_t revocation_keys[] = {
+    {KEY("mode", ENUM, PROBE), AT(cfg_revocation_t, mode), .def = REV_STRICT,
+     NAMES(rev_mode_names, REV_MODE_COUNT)},
+    {KEY("scope", ENUM, PROBE), AT(cfg_revocation_t, scope), .def = REV_SCOPE_CHAIN_EXCLUDE_ROOT,
+     NAMES(rev_scope_names, REV_SCOPE_COUNT)},
+    {KEY("aia_fetch", BOOL, PROBE), AT(cfg_revocation_t, aia_fetch), .def = 1},
+    {KEY("url_timeout_ms", U32, PROBE), AT(cfg_revocation_t, url_timeout_ms),
+     RANGE(1, 3600000, 15000)},
+    {KEY("budget_ms", U32, PROBE), AT(cfg_revocation_t, budget_ms), RANGE(1, 3600000, 20000)},
+    {KEY("max_crl_bytes", U64, PROBE), AT(cfg_revocation_t, max_crl_bytes),
+     RANGE(1, 1u << 30, 16 * MIB)},
+};
+static const cfg_section_t revocation_section = {"groups[].revocation", revocation_keys,
+                                                 FS_ARRAY_SIZE(revocation_keys), NULL};
+
+/* TLSCTX: what policy_tls_ctx() builds a context from, with the group's trust store. */
+static const cfg_key_t tls_keys[] = {
+    {KEY("min_version", TLS_VERSION, PROBE | TLSCTX), AT(cfg_tls_t, min_version),
+     .def = TLS1_2_VERSION},
+    {KEY("max_version", TLS_VERSION, PROBE | TLSCTX), AT(cfg_tls_t, max_version),
+     .def = TLS1_3_VERSION},
+    {KEY("ciphers", STRING, PROBE | TLSCTX), AT(cfg_tls_t, ciphers), .check = check_ciphers},
+    {KEY("ciphersuites", STRING, PROBE | TLSCTX), AT(cfg_tls_t, ciphersuites),
+     .check = check_ciphersuites},
+    {KEY("sni", BOOL, PROBE), AT(cfg_tls_t, sni), .def = 1},
+};
+static const cfg_section_t tls_section = {"groups[].tls", tls_keys, FS_ARRAY_SIZE(tls_keys),
+                                          check_tls};
+
+static const cfg_key_t network_keys[] = {
+    {KEY("resolve", CUSTOM, PROBE), FNS(resolve_parse, resolve_equal, resolve_release)},
+    {KEY("proxy", STRING, PROBE), AT(cfg_network_t, proxy), .check = check_proxy},
+    {KEY("source_address", STRING, PROBE), AT(cfg_network_t, source_address), .check = check_ip},
+};
+static const cfg_section_t network_section = {"groups[].network", network_keys,
+                                              FS_ARRAY_SIZE(network_keys), NULL};
+
+/* Every key of a group decides its probes or its endpoints: a changed one resets its state. */
+static const cfg_key_t group_keys[] = {
+    {KEY("name", STRING, PROBE | REQUIRED), AT(cfg_group_t, name), .check = check_group_name},
+    {KEY("count", U32, PROBE | REQUIRED), AT(cfg_group_t, count), RANGE(1, CFG_MAX_GROUP_COUNT, 0)},
+    {KEY("profile", CUSTOM, PROBE), FNS(group_profile_parse, group_profile_equal, NULL)},
+    {KEY("trust", CUSTOM, PROBE | TLSCTX), FNS(group_trust_parse, group_trust_equal, NULL)},
+    {KEY("revocation", SECTION, 0), AT(cfg_group_t, revocation), SUB(revocation_section)},
+    {KEY("tls", SECTION, 0), AT(cfg_group_t, tls), SUB(tls_section)},
+    {KEY("clock_skew_s", I64, PROBE), AT(cfg_group_t, clock_skew_s),
+     RANGE(-3153600000LL, 3153600000LL, 0)},
+    {KEY("network", SECTION, 0), AT(cfg_group_t, network), SUB(network_section)},
+};
+const cfg_section_t cfg__group_section = {"groups[]", group_keys, FS_ARRAY_SIZE(group_keys), NULL};
+
+/* In parse order: the trust stores and profiles before the reference and the groups that
+ * name them. PROBE here: the settings every group's probes share. */
+static const cfg_key_t root_keys[] = {
+    {KEY("vantage", STRING, 0), AT(cfg_t, vantage), .check = check_vantage},
+    {KEY("listen", CUSTOM, RESTART), FNS(listen_parse, listen_equal, NULL)},
+    {KEY("api_token_file", CUSTOM, RESTART), FNS(token_parse, token_equal, token_release)},
+    {KEY("interval_s", NUM, GT_MIN), AT(cfg_t, interval_s), RANGE(0, 604800, 60)},
+    {KEY("jitter", NUM, 0), AT(cfg_t, jitter), RANGE(0, 1, 0.2)},
+    {KEY("shard", CUSTOM, 0), FNS(shard_parse, NULL, NULL)},
+    {KEY("event_log", CUSTOM, 0), FNS(event_log_parse, NULL, event_log_release)},
+    {KEY("expiring_soon_days", U32, PROBE), AT(cfg_t, expiring_soon_days), RANGE(0, 3650, 30)},
+    {KEY("crl_expiring_soon_hours", U32, PROBE), AT(cfg_t, crl_expiring_soon_hours),
+     RANGE(0, 8760, 24)},
+    {KEY("limits", SECTION, 0), AT(cfg_t, limits), SUB(limits_section)},
+    {KEY("cache", SECTION, 0), AT(cfg_t, cache), SUB(cache_section)},
+    {KEY("trust_stores", CUSTOM, 0), FNS(trust_stores_parse, NULL, trust_stores_release)},
+    {KEY("profiles", CUSTOM, 0), FNS(profiles_parse, NULL, profiles_release)},
+    {KEY("reference", CUSTOM, PROBE), FNS(reference_parse, reference_equal, NULL)},
+    {KEY("groups", CUSTOM, 0), FNS(groups_parse, NULL, groups_release)},
+};
+const cfg_section_t cfg__root_section = {"", root_keys, FS_ARRAY_SIZE(root_keys), check_root};
+
+#undef KEY
+#undef AT
+#undef RANGE
+#undef NAMES
+#undef FNS
+#undef SUB
+#undef PROBE
+#undef RESTART
+#undef TLSCTX
+#undef REQUIRED
+#undef GT_MIN
+
+/* ---- loading ----------------------------------------------------------------------------- */
 
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256])
 {
-    parse_t p = {.err = err};
+    cfg__parse_t p = {.err = err};
     cJSON *root = NULL;
     char *cwd = NULL, *base = NULL;
     int rc = -1;
@@ -706,7 +789,8 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
     base = cfg__path_resolve(cwd ? cwd : "/", base_dir ? base_dir : ".");
     p.base_dir = p.cfg->base_dir = base;
 
-    if (jsonc_parse(&root, json, len, err) != 0 || parse_root(&p, root) != 0)
+    if (jsonc_parse(&root, json, len, err) != 0 ||
+        cfg__section_parse(&p, &cfg__root_section, root, "", p.cfg) != 0)
         goto out;
     *out = p.cfg;
     p.cfg = NULL;
@@ -750,33 +834,8 @@ void cfg_free(cfg_t *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < c->ntrust; i++) {
-        free(c->trust[i].name);
-        free(c->trust[i].ca_file);
-        free(c->trust[i].ca_dir);
-        free(c->trust[i].intermediates_file);
-    }
-    free(c->trust);
-    for (size_t i = 0; i < c->nprofiles; i++) {
-        free(c->profiles[i].name);
-        free(c->profiles[i].url);
-    }
-    free(c->profiles);
-    for (size_t i = 0; i < c->ngroups; i++) {
-        cfg_group_t *g = &c->groups[i];
-        free(g->name);
-        free(g->tls.ciphers);
-        free(g->tls.ciphersuites);
-        fs_resolve_free(&g->network.resolve);
-        free(g->network.proxy);
-        free(g->network.source_address);
-    }
-    free(c->groups);
+    cfg__section_free(&cfg__root_section, c);
     free(c->base_dir);
-    free(c->vantage);
-    free(c->api_token_file);
-    free(c->api_token);
-    free(c->event_log);
     free(c);
 }
 
@@ -823,68 +882,4 @@ size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS])
                  mode & ((mode & 0006) ? 0004 : 0040) ? "read" : "replace");
     }
     return n;
-}
-
-/* ---- reload comparison ------------------------------------------------------------------- */
-
-static int str_eq(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static int profile_eq(const cfg_profile_t *a, const cfg_profile_t *b)
-{
-    return strcmp(a->u.scheme, b->u.scheme) == 0 && strcasecmp(a->u.host, b->u.host) == 0 &&
-           a->u.port == b->u.port && strcmp(a->u.path, b->u.path) == 0 &&
-           strcmp(a->expect_thumbprint, b->expect_thumbprint) == 0;
-}
-
-static int trust_eq(const cfg_trust_t *a, const cfg_trust_t *b)
-{
-    return memcmp(a->digest, b->digest, sizeof(a->digest)) == 0 && !a->ca_file == !b->ca_file &&
-           !a->ca_dir == !b->ca_dir && !a->intermediates_file == !b->intermediates_file;
-}
-
-/* Same DNS overrides, in any order. */
-static int resolve_eq(const fs_resolve_t *a, const fs_resolve_t *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++) {
-        const char *addr = fs_resolve_lookup(b, a->e[i].name);
-        if (addr == NULL || strcmp(addr, a->e[i].addr) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib)
-{
-    if (a == NULL || b == NULL || ia >= a->ngroups || ib >= b->ngroups)
-        return 0;
-    const cfg_group_t *ga = &a->groups[ia], *gb = &b->groups[ib];
-    const cfg_limits_t *la = &a->limits, *lb = &b->limits;
-    const cfg_revocation_t *ra = &ga->revocation, *rb = &gb->revocation;
-    const cfg_tls_t *ta = &ga->tls, *tb = &gb->tls;
-    return strcmp(ga->name, gb->name) == 0 && ga->count == gb->count &&
-           profile_eq(&a->profiles[ga->profile_idx], &b->profiles[gb->profile_idx]) &&
-           trust_eq(&a->trust[ga->trust_idx], &b->trust[gb->trust_idx]) && ra->mode == rb->mode &&
-           ra->scope == rb->scope && ra->aia_fetch == rb->aia_fetch &&
-           ra->url_timeout_ms == rb->url_timeout_ms && ra->budget_ms == rb->budget_ms &&
-           ra->max_crl_bytes == rb->max_crl_bytes && ta->min_version == tb->min_version &&
-           ta->max_version == tb->max_version && str_eq(ta->ciphers, tb->ciphers) &&
-           str_eq(ta->ciphersuites, tb->ciphersuites) && ta->sni == tb->sni &&
-           ga->clock_skew_s == gb->clock_skew_s &&
-           resolve_eq(&ga->network.resolve, &gb->network.resolve) &&
-           str_eq(ga->network.proxy, gb->network.proxy) &&
-           str_eq(ga->network.source_address, gb->network.source_address) &&
-           /* global settings that change a probe's outcome */
-           la->probe_timeout_ms == lb->probe_timeout_ms &&
-           la->connect_timeout_ms == lb->connect_timeout_ms &&
-           la->tls_timeout_ms == lb->tls_timeout_ms &&
-           la->request_timeout_ms == lb->request_timeout_ms &&
-           a->expiring_soon_days == b->expiring_soon_days &&
-           a->crl_expiring_soon_hours == b->crl_expiring_soon_hours &&
-           profile_eq(&a->profiles[a->ref_profile_idx], &b->profiles[b->ref_profile_idx]) &&
-           trust_eq(&a->trust[a->ref_trust_idx], &b->trust[b->ref_trust_idx]);
 }

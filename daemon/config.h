@@ -144,11 +144,25 @@ int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count);
 /* Frees a configuration; NULL is fine. */
 void cfg_free(cfg_t *cfg);
 
-/* Returns 1 when group ia of a and group ib of b probe identically: same name, count, TLS,
- * revocation, clock skew and network; same profile URL and pin; same trust store content;
- * and the same global settings that decide a probe's outcome (timeouts, warning windows,
- * reference profile and trust). Used on SIGHUP to keep the state of unchanged groups. */
+/* The comparisons below follow the schema's flags (daemon/config_table.h, one row per key):
+ * a key counts when its row says so, so a new key cannot be forgotten in one of them. */
+
+/* Returns 1 when group ia of a and group ib of b probe identically: every key of the group
+ * flagged CFG_F_PROBE (name, count, profile content (URL, pin), trust store content, revocation,
+ * TLS, clock skew, network) and the document's (the four probe timeouts of limits, the warning
+ * windows, the reference profile and trust store) are equal. Used on SIGHUP to keep the state
+ * of unchanged groups. 0 when an index is out of range or a configuration is NULL. */
 int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* Returns 1 when group ia of a and group ib of b can share one TLS context (policy_tls_ctx):
+ * the same trust store content and the same keys flagged CFG_F_TLSCTX (versions, ciphers). */
+int cfg_tls_ctx_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* Calls cb with the JSON path of every setting that is read only at start (flag CFG_F_RESTART:
+ * "listen", "api_token_file" (the token in it), "cache.crl_max_age_s", ...) and differs between
+ * was and now; returns how many. A reload warns with them. */
+size_t cfg_restart_changes(const cfg_t *was, const cfg_t *now,
+                           void (*cb)(void *arg, const char *key), void *arg);
 
 /* A setting that works but exposes the daemon: logged at start and listed in /status
  * ("daemon.warnings", docs/API.md). code is a stable identifier. */

@@ -139,8 +139,6 @@ int jsonc_get_int(char err[256], const cJSON *obj, const char *key, const char *
     /* 0x1p63 is exact: (double)INT64_MAX rounds up to it, so `d > (double)max` would let 2^63
      * through and the cast below would be undefined. */
     if (!isfinite(d) || d != trunc(d) || d < (double)min || d >= 0x1p63 || d > (double)max) {
-        if (max == JSONC_NO_MAX)
-            return jsonc_fail(err, jp, "must be an integer >= %lld", (long long)min);
         return jsonc_fail(err, jp, "must be an integer between %lld and %lld", (long long)min,
                           (long long)max);
     }

@@ -46,8 +46,7 @@ const cJSON *jsonc_member(const cJSON *obj, const char *key);
 /* Non-empty string, borrowed from obj; NULL when absent or null. */
 int jsonc_get_str(char err[256], const cJSON *obj, const char *key, const char *path,
                   const char **out);
-/* Integer (a number without fraction) in [min, max]; max JSONC_NO_MAX: no upper bound. */
-#define JSONC_NO_MAX INT64_MAX
+/* Integer (a number without fraction) in [min, max]. */
 int jsonc_get_int(char err[256], const cJSON *obj, const char *key, const char *path, int64_t min,
                   int64_t max, int64_t def, int64_t *out);
 /* Number in (min, max] when min_open, else [min, max]. */

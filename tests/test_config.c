@@ -194,13 +194,13 @@ static const struct {
     {"{" BASE ", \"interval_s\": 0}", "interval_s: must be a number > 0"},
     {"{" BASE ", \"jitter\": 1.5}", "jitter: must be a number >= 0 and <= 1"},
     {"{" BASE ", \"limits\": {\"max_in_flight\": 0}}",
-     "limits.max_in_flight: must be an integer >= 1"},
+     "limits.max_in_flight: must be an integer between 1 and 1000000"},
     /* 2^63: found by fuzz_config; it used to load as max_in_flight 0 (a daemon that never
      * probes) through an undefined double-to-int64 conversion. */
     {"{" BASE ", \"limits\": {\"max_in_flight\": 9223372036854775807}}",
-     "limits.max_in_flight: must be an integer >= 1"},
+     "limits.max_in_flight: must be an integer between 1 and 1000000"},
     {"{" BASE ", \"limits\": {\"max_in_flight\": 2.5}}",
-     "limits.max_in_flight: must be an integer >= 1"},
+     "limits.max_in_flight: must be an integer between 1 and 1000000"},
     {"{" BASE ", \"limits\": {\"handshakes_per_s\": 0}}", "limits.handshakes_per_s: must be a"},
     {"{" BASE ", \"limits\": {\"probe_timeout_ms\": -1}}",
      "limits.probe_timeout_ms: must be an integer between 1 and 3600000"},
