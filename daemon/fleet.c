@@ -402,17 +402,11 @@ static void gen_unref(fleet_gen_t *g)
 }
 
 /* Contexts are shared by every group with the same trust store and TLS settings. */
-static tlsc_ctx_t *find_ctx(const fleet_gen_t *g, size_t upto, size_t trust_idx, const cfg_tls_t *t)
+static tlsc_ctx_t *find_ctx(const fleet_gen_t *g, size_t gi)
 {
-    for (size_t i = 0; i < upto; i++) {
-        const cfg_group_t *o = g->groups[i].cfg;
-        if (o->trust_idx == trust_idx && o->tls.min_version == t->min_version &&
-            o->tls.max_version == t->max_version && !!o->tls.ciphers == !!t->ciphers &&
-            (!t->ciphers || strcmp(o->tls.ciphers, t->ciphers) == 0) &&
-            !!o->tls.ciphersuites == !!t->ciphersuites &&
-            (!t->ciphersuites || strcmp(o->tls.ciphersuites, t->ciphersuites) == 0))
+    for (size_t i = 0; i < gi; i++)
+        if (cfg_tls_ctx_equal(g->cfg, i, g->cfg, gi))
             return g->groups[i].pl.tls;
-    }
     return NULL;
 }
 
@@ -444,7 +438,7 @@ static int gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char e
         fleet_group_t *gr = &g->groups[i];
         const cfg_group_t *c = &cfg->groups[i];
         gr->cfg = c;
-        if (policy_group_init(&gr->pl, cfg, i, find_ctx(g, i, c->trust_idx, &c->tls), err) < 0) {
+        if (policy_group_init(&gr->pl, cfg, i, find_ctx(g, i), err) < 0) {
             char e[256];
             snprintf(e, sizeof(e), "groups[%zu].trust: %s", i, err);
             fs_strlcpy(err, e, 256);
@@ -1203,6 +1197,12 @@ void fleet_next_free(fleet_next_t *n)
     free(n);
 }
 
+/* A reloaded setting that only takes effect at a restart (cfg_restart_changes). */
+static void restart_warning(void *arg, const char *key)
+{
+    fleet_log(arg, "warning: \"%s\" changed; it takes effect at the next restart", key);
+}
+
 void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
 {
     assert(n->gen != NULL);
@@ -1253,15 +1253,7 @@ void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
     f->event_fd = n->event_fd;
     f->event_partial = n->event_partial;
     n->event_fd = -1;
-    const cfg_t *was = old->cfg;
-    if (strcmp(was->listen_host, cfg->listen_host) != 0 || was->listen_port != cfg->listen_port)
-        fleet_log(f, "warning: \"listen\" changed; it takes effect at the next restart");
-    if ((was->api_token == NULL) != (cfg->api_token == NULL) ||
-        (cfg->api_token && strcmp(was->api_token, cfg->api_token) != 0))
-        fleet_log(f, "warning: the API token changed; it takes effect at the next restart");
-    if (was->cache.crl_max_age_s != cfg->cache.crl_max_age_s ||
-        was->cache.crl_max_bytes_total != cfg->cache.crl_max_bytes_total)
-        fleet_log(f, "warning: \"cache\" changed; it takes effect at the next restart");
+    cfg_restart_changes(old->cfg, cfg, restart_warning, f);
     /* Endpoints that kept their state keep their schedule; new ones start spread out. */
     int64_t now = (int64_t)uv_now(f->loop);
     double spread = first_cycle_spread_ms(ng, ng->neps);
