@@ -163,7 +163,7 @@ void fleet_publish(fleet_t *f)
         s->groups[i].chain_not_before = g->groups[i].chain_not_before;
         s->groups[i].crl_next_update = g->groups[i].crl_next_update;
         s->groups[i].clock_skew_s = g->groups[i].cfg->clock_skew_s;
-        s->groups[i].rev_strict = g->groups[i].cfg->revocation.mode == CFG_REV_STRICT;
+        s->groups[i].rev_strict = g->groups[i].cfg->revocation.mode == REV_STRICT;
     }
     s->nendpoints = g->neps;
     s->endpoints = fs_xmalloc((g->neps ? g->neps : 1) * sizeof(*s->endpoints));

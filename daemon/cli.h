@@ -30,8 +30,6 @@ typedef struct daemon_opts_s {
 } daemon_opts_t;
 /* Runs `fleetscan run` with config_path until SIGTERM/SIGINT (or duration_s): exit status. */
 int daemon_run(const char *config_path, const daemon_opts_t *o);
-/* Parses "i/n" with 0 <= i < n; returns 0 or -1. */
-int parse_shard(const char *s, uint32_t *i, uint32_t *n);
 
 /* Shared option helpers: argv[*i] is "--name" or "--name=value"; on a match stores the value
  * (the next argument or the part after '=') and advances *i. Returns 1 on a match, 0 when the

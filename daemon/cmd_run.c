@@ -81,17 +81,6 @@ static void run_usage(FILE *f)
                "signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop (exit 0)\n");
 }
 
-int parse_shard(const char *s, uint32_t *i, uint32_t *n)
-{
-    unsigned a, b;
-    char extra;
-    if (sscanf(s, "%u/%u%c", &a, &b, &extra) != 2 || b == 0 || a >= b || b > 1000000)
-        return -1;
-    *i = a;
-    *n = b;
-    return 0;
-}
-
 static int load(run_t *r, cfg_t **out, char err[256])
 {
     if (cfg_load(out, r->config_path, err) < 0)
@@ -352,9 +341,9 @@ int cmd_run(int argc, char **argv)
         return 2;
     }
     if (shard != NULL) {
-        if (parse_shard(shard, &o.shard_i, &o.shard_n) < 0) {
-            fprintf(stderr, "fleetscan: run: --shard \"%s\": expected i/n with 0 <= i < n\n",
-                    shard);
+        if (cfg_parse_shard(shard, &o.shard_i, &o.shard_n) < 0) {
+            fprintf(stderr, "fleetscan: run: --shard \"%s\": expected i/n with 0 <= i < n <= %u\n",
+                    shard, CFG_MAX_SHARDS);
             return 2;
         }
         o.shard_override = 1;

@@ -1,506 +1,57 @@
-/* config.c - loading and validating the `fleetscan run` configuration (see config.h and
- * docs/CONFIG.md): JSONC stripping, schema checks with JSON-path errors, path resolution. */
+/* config.c - the schema of the `fleetscan run` configuration (see config.h, docs/CONFIG.md):
+ * one table row per key (config_table.h), and the parsers of the keys that are not scalars. */
 #include "daemon/config.h"
+#include "daemon/config_files.h"
+#include "daemon/config_refs.h"
+#include "daemon/config_table.h"
+#include "daemon/jsonc.h"
 #include "probes/file.h"
+#include "probes/tlsc.h"
 #include "probes/util.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
-#define CFG_MAX_PEM_BYTES (16u << 20) /* a CA bundle or a hashed-dir entry */
-#define CFG_MAX_TOKEN_BYTES 4096u     /* api_token_file */
-#define CFG_NO_MAX INT64_MAX          /* get_int(): no upper bound worth printing */
 #define MIB (1024ull * 1024ull)
 
-#if defined(__GNUC__)
-#define CFG_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define CFG_PRINTF(f, a)
-#endif
+/* ---- the document's own keys ------------------------------------------------------------- */
 
-/* ---- names tables ------------------------------------------------------------------------ */
-
-static const char *const rev_mode_names[] = {"strict", "soft_fail", "off"};
-static const char *const rev_scope_names[] = {"leaf", "chain", "chain_exclude_root"};
-static const char *const tls_version_names[] = {"1.0", "1.1", "1.2", "1.3"};
-static const int tls_versions[] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION, TLS1_3_VERSION};
-_Static_assert(FS_ARRAY_SIZE(rev_mode_names) == CFG_REV_MODE_COUNT, "rev_mode_names");
-_Static_assert(FS_ARRAY_SIZE(rev_scope_names) == CFG_SCOPE_COUNT, "rev_scope_names");
-_Static_assert(FS_ARRAY_SIZE(tls_version_names) == FS_ARRAY_SIZE(tls_versions), "tls names");
-
-const char *cfg_rev_mode_name(cfg_rev_mode_t m)
+static int check_vantage(cfg__parse_t *p, const char *jpath, const char *s)
 {
-    return (unsigned)m < CFG_REV_MODE_COUNT ? rev_mode_names[m] : NULL;
+    if (strlen(s) > 128)
+        return jsonc_fail(p->err, jpath, "longer than 128 characters");
+    for (const char *q = s; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f || *q == '"' || *q == '\\')
+            return jsonc_fail(p->err, jpath,
+                              "control characters, quotes and backslashes are not "
+                              "allowed (it becomes a metrics label)");
+    return 0;
 }
 
-int cfg_rev_mode_from_name(const char *s)
+/* What no row can default: the vantage is the host name. */
+static int check_root(cfg__parse_t *p, const char *path, void *base)
 {
-    for (size_t i = 0; i < FS_ARRAY_SIZE(rev_mode_names); i++)
-        if (strcmp(s, rev_mode_names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-const char *cfg_rev_scope_name(cfg_rev_scope_t s)
-{
-    return (unsigned)s < CFG_SCOPE_COUNT ? rev_scope_names[s] : NULL;
-}
-
-int cfg_rev_scope_from_name(const char *s)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(rev_scope_names); i++)
-        if (strcmp(s, rev_scope_names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-const char *cfg_tls_version_name(int v)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(tls_versions); i++)
-        if (tls_versions[i] == v)
-            return tls_version_names[i];
-    return NULL;
-}
-
-int cfg_tls_version_from_name(const char *s)
-{
-    for (size_t i = 0; i < FS_ARRAY_SIZE(tls_version_names); i++)
-        if (strcmp(s, tls_version_names[i]) == 0)
-            return tls_versions[i];
-    return -1;
-}
-
-/* ---- errors and JSON paths --------------------------------------------------------------- */
-
-typedef struct parse_s {
-    cfg_t *cfg;
-    const char *base_dir; /* absolute */
-    char *err;            /* caller's err[256] */
-    SSL_CTX *tls_ctx;     /* created on first use, to validate cipher strings */
-    size_t *group_slot;   /* hash set of group names (index + 1): duplicates in O(1) */
-    size_t group_nslot;   /* a power of two, at least twice the number of groups */
-} parse_t;
-
-/* Fills err with "path: message" (just "message" at the top level); returns -1. */
-static int fail(parse_t *p, const char *path, const char *fmt, ...) CFG_PRINTF(3, 4);
-static int fail(parse_t *p, const char *path, const char *fmt, ...)
-{
-    int n = *path ? snprintf(p->err, 256, "%s: ", path) : 0;
-    if (n < 0 || n >= 200) /* keep room for the message itself */
-        n = snprintf(p->err, 256, "%.180s...: ", path);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(p->err + n, 256 - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* dst = path "." key (or key at the top level), truncated to n. */
-static void join(char *dst, size_t n, const char *path, const char *key)
-{
-    fs_strlcpy(dst, path, n);
-    size_t l = strlen(dst);
-    if (*path && l + 1 < n) {
-        dst[l++] = '.';
-        dst[l] = '\0';
-    }
-    fs_strlcpy(dst + l, key, n - l);
-}
-
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), row[65];
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best =
-                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            if (up + 1 < best)
-                best = up + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* Refuses keys not in known (NULL-terminated) and keys given twice (cJSON keeps both). */
-static int check_keys(parse_t *p, const cJSON *obj, const char *path, const char *const *known)
-{
-    for (const cJSON *c = obj->child; c != NULL; c = c->next) {
-        size_t k = 0;
-        while (known[k] != NULL && strcmp(known[k], c->string) != 0)
-            k++;
-        if (known[k] == NULL) {
-            const char *best = NULL;
-            size_t bestd = 3; /* suggest only close spellings */
-            for (k = 0; known[k] != NULL; k++) {
-                size_t d = edit_distance(c->string, known[k]);
-                if (d < bestd && d < strlen(c->string)) {
-                    bestd = d;
-                    best = known[k];
-                }
-            }
-            if (best != NULL)
-                return fail(p, path, "unknown key \"%.64s\" (did you mean \"%s\"?)", c->string,
-                            best);
-            return fail(p, path, "unknown key \"%.64s\"", c->string);
-        }
-        for (const cJSON *d = obj->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0)
-                return fail(p, path, "duplicate key \"%.64s\"", c->string);
+    cfg_t *c = base;
+    char host[256] = "";
+    if (c->vantage == NULL) {
+        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+            fs_strlcpy(host, "localhost", sizeof(host));
+        c->vantage = fs_xstrdup(host);
     }
     return 0;
 }
 
-/* Refuses names given twice in a name -> object map (trust_stores, profiles). */
-static int check_map_dups(parse_t *p, const cJSON *obj, const char *path)
-{
-    for (const cJSON *c = obj->child; c != NULL; c = c->next)
-        for (const cJSON *d = obj->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0)
-                return fail(p, path, "duplicate name \"%.64s\"", c->string);
-    return 0;
-}
-
-/* [A-Za-z0-9_.-]{1,48}: group, trust store and profile names (they appear in URLs, metrics
- * labels and endpoint ids). */
-static int valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > 48)
-        return 0;
-    for (; *s; s++)
-        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '.' || *s == '-'))
-            return 0;
-    return 1;
-}
-
-/* ---- typed getters: absent (and null, for optional values) means the default ------------- */
-
-static const cJSON *member(const cJSON *obj, const char *key)
-{
-    return obj != NULL ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
-
-/* Optional string: *out is NULL when absent or null. Empty strings are refused. */
-static int get_str(parse_t *p, const cJSON *obj, const char *key, const char *path,
-                   const char **out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsString(v))
-        return fail(p, jp, "expected a string");
-    if (v->valuestring[0] == '\0')
-        return fail(p, jp, "must not be empty (leave the key out for the default)");
-    *out = v->valuestring;
-    return 0;
-}
-
-static int get_int(parse_t *p, const cJSON *obj, const char *key, const char *path, int64_t min,
-                   int64_t max, int64_t def, int64_t *out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsNumber(v))
-        return fail(p, jp, "expected an integer");
-    double d = v->valuedouble;
-    /* 0x1p63 is exact: (double)INT64_MAX rounds up to it, so `d > (double)max` would let 2^63
-     * through and the cast below would be undefined. */
-    if (!isfinite(d) || d != trunc(d) || d < (double)min || d >= 0x1p63 || d > (double)max) {
-        if (max == CFG_NO_MAX)
-            return fail(p, jp, "must be an integer >= %lld", (long long)min);
-        return fail(p, jp, "must be an integer between %lld and %lld", (long long)min,
-                    (long long)max);
-    }
-    *out = (int64_t)d;
-    return 0;
-}
-
-/* Number in (min, max] when min_open, else [min, max]. */
-static int get_num(parse_t *p, const cJSON *obj, const char *key, const char *path, double min,
-                   int min_open, double max, double def, double *out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsNumber(v))
-        return fail(p, jp, "expected a number");
-    double d = v->valuedouble;
-    if (!isfinite(d) || (min_open ? d <= min : d < min) || d > max)
-        return fail(p, jp, "must be a number %s %g and <= %g", min_open ? ">" : ">=", min, max);
-    *out = d;
-    return 0;
-}
-
-static int get_bool(parse_t *p, const cJSON *obj, const char *key, const char *path, bool def,
-                    bool *out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsBool(v))
-        return fail(p, jp, "expected true or false");
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-/* Optional object: *out is NULL when absent or null. */
-static int get_obj(parse_t *p, const cJSON *obj, const char *key, const char *path,
-                   const cJSON **out)
-{
-    char jp[256];
-    const cJSON *v = member(obj, key);
-    *out = NULL;
-    if (v == NULL || cJSON_IsNull(v))
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsObject(v))
-        return fail(p, jp, "expected an object");
-    *out = v;
-    return 0;
-}
-
-/* ---- files ------------------------------------------------------------------------------- */
-
-/* Absolute form of rel against base: "." segments and repeated slashes dropped, ".." kept so
- * the kernel resolves it (lexical ".." removal would be wrong across symlinks). */
-static char *path_resolve(const char *base, const char *rel)
-{
-    size_t n = strlen(base) + strlen(rel) + 3;
-    char *joined = fs_xmalloc(n), *out = fs_xmalloc(n);
-    if (rel[0] == '/')
-        snprintf(joined, n, "%s", rel);
-    else
-        snprintf(joined, n, "%s/%s", base, rel);
-    size_t o = 0;
-    for (const char *q = joined; *q;) {
-        while (*q == '/')
-            q++;
-        size_t sl = strcspn(q, "/");
-        if (sl == 0)
-            break;
-        if (!(sl == 1 && q[0] == '.')) {
-            out[o++] = '/';
-            memcpy(out + o, q, sl);
-            o += sl;
-        }
-        q += sl;
-    }
-    if (o == 0)
-        out[o++] = '/';
-    out[o] = '\0';
-    free(joined);
-    return out;
-}
-
-/* "written" or "written" (resolved), for messages about a path from the config. */
-static void shown_path(char *dst, size_t n, const char *written, const char *abs)
-{
-    if (strcmp(written, abs) == 0)
-        snprintf(dst, n, "\"%.120s\"", written);
-    else
-        snprintf(dst, n, "\"%.80s\" (%.100s)", written, abs);
-}
-
-static void digest_chunk(EVP_MD_CTX *md, const char *tag, const void *data, size_t len)
-{
-    uint64_t l = len;
-    EVP_DigestUpdate(md, tag, strlen(tag) + 1);
-    EVP_DigestUpdate(md, &l, sizeof(l));
-    EVP_DigestUpdate(md, data, len);
-}
-
-/* Counts the PEM certificates ("CERTIFICATE" and OpenSSL's "TRUSTED CERTIFICATE", as the
- * store loader accepts) of a buffer; other PEM blocks are skipped. Returns the count,
- * or -1 when a certificate block does not parse. */
-static long count_pem_certs(const char *buf, size_t len)
-{
-    long n = 0;
-    BIO *bio = BIO_new_mem_buf(buf, (int)len);
-    X509 *x;
-    if (bio == NULL)
-        return -1;
-    ERR_clear_error();
-    while ((x = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL)) != NULL) {
-        X509_free(x);
-        n++;
-    }
-    unsigned long e = ERR_peek_last_error();
-    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
-        n = -1;
-    ERR_clear_error();
-    BIO_free(bio);
-    return n;
-}
-
-/* Reads a PEM file named at jpath, requires at least one certificate, adds it to the digest. */
-static int load_pem_file(parse_t *p, const char *jpath, const char *written, char **abs_out,
-                         EVP_MD_CTX *md, const char *tag, size_t *count)
-{
-    int rc = -1;
-    char why[128], shown[256], *buf = NULL;
-    size_t len;
-    char *abs = path_resolve(p->base_dir, written);
-    *abs_out = abs;
-    shown_path(shown, sizeof(shown), written, abs);
-    if (fs_read_file(abs, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why)) != 0) {
-        fail(p, jpath, "cannot read %s: %s", shown, why);
-        goto out;
-    }
-    long n = count_pem_certs(buf, len);
-    if (n < 0) {
-        fail(p, jpath, "%s: a certificate in it does not parse", shown);
-        goto out;
-    }
-    if (n == 0) {
-        int der = len > 0 && (unsigned char)buf[0] == 0x30;
-        fail(p, jpath, "%s contains no PEM certificate%s", shown,
-             der ? " (DER? convert it: openssl x509 -inform der -in FILE -out FILE.pem)" : "");
-        goto out;
-    }
-    digest_chunk(md, tag, buf, len);
-    *count = (size_t)n;
-    rc = 0;
-out:
-    free(buf);
-    return rc;
-}
-
-/* OpenSSL hashed directory entry names: 8 hex digits, '.', optional 'r' (CRL), digits. */
-static int hashed_name(const char *s, int *is_cert)
-{
-    for (int i = 0; i < 8; i++)
-        if (!isxdigit((unsigned char)s[i]))
-            return 0;
-    if (s[8] != '.')
-        return 0;
-    const char *q = s + 9;
-    *is_cert = *q != 'r';
-    if (*q == 'r')
-        q++;
-    if (!isdigit((unsigned char)*q))
-        return 0;
-    while (isdigit((unsigned char)*q))
-        q++;
-    return *q == '\0';
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Checks an OpenSSL hashed CA directory and adds its entries (the only files OpenSSL reads
- * from it) to the digest. */
-static int load_hash_dir(parse_t *p, const char *jpath, const char *written, char **abs_out,
-                         EVP_MD_CTX *md)
-{
-    int rc = -1;
-    char why[128], shown[256], *buf = NULL;
-    char **names = NULL;
-    size_t nnames = 0, ncerts = 0, len;
-    struct stat st;
-    char *abs = path_resolve(p->base_dir, written);
-    DIR *d = NULL;
-    *abs_out = abs;
-    shown_path(shown, sizeof(shown), written, abs);
-    if (stat(abs, &st) != 0) {
-        fail(p, jpath, "cannot read directory %s: %s", shown, strerror(errno));
-        goto out;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        fail(p, jpath, "%s is not a directory", shown);
-        goto out;
-    }
-    if ((d = opendir(abs)) == NULL) {
-        fail(p, jpath, "cannot read directory %s: %s", shown, strerror(errno));
-        goto out;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        int is_cert;
-        if (!hashed_name(de->d_name, &is_cert))
-            continue;
-        names = fs_xrealloc(names, (nnames + 1) * sizeof(*names));
-        names[nnames++] = fs_xstrdup(de->d_name);
-        ncerts += (size_t)is_cert;
-    }
-    if (ncerts == 0) {
-        fail(p, jpath, "%s has no hashed certificate links (run: openssl rehash DIR)", shown);
-        goto out;
-    }
-    qsort(names, nnames, sizeof(*names), cmp_str);
-    for (size_t i = 0; i < nnames; i++) {
-        size_t n = strlen(abs) + strlen(names[i]) + 2;
-        char *f = fs_xmalloc(n);
-        snprintf(f, n, "%s/%s", abs, names[i]);
-        int r = fs_read_file(f, CFG_MAX_PEM_BYTES, &buf, &len, NULL, why, sizeof(why));
-        free(f);
-        if (r != 0) {
-            fail(p, jpath, "cannot read %.100s in %s: %s", names[i], shown, why);
-            goto out;
-        }
-        digest_chunk(md, names[i], buf, len);
-        free(buf);
-        buf = NULL;
-    }
-    rc = 0;
-out:
-    if (d != NULL)
-        closedir(d);
-    for (size_t i = 0; i < nnames; i++)
-        free(names[i]);
-    free(names);
-    free(buf);
-    return rc;
-}
-
-/* ---- top-level scalars ------------------------------------------------------------------- */
-
-static int parse_listen(parse_t *p, const char *s)
+static int listen_address(cfg__parse_t *p, const char *s)
 {
     cfg_t *c = p->cfg;
     const char *hs = s, *he, *ps;
@@ -508,539 +59,118 @@ static int parse_listen(parse_t *p, const char *s)
         hs = s + 1;
         he = strchr(hs, ']');
         if (he == NULL || he[1] != ':')
-            return fail(p, "listen", "\"%.64s\": expected [IPv6]:port", s);
+            return jsonc_fail(p->err, "listen", "\"%.64s\": expected [IPv6]:port", s);
         ps = he + 2;
     } else {
         he = strrchr(s, ':');
         if (he == NULL)
-            return fail(p, "listen", "\"%.64s\": expected host:port", s);
+            return jsonc_fail(p->err, "listen", "\"%.64s\": expected host:port", s);
         ps = he + 1;
         if (memchr(s, ':', (size_t)(he - s)) != NULL)
-            return fail(p, "listen", "\"%.64s\": put IPv6 addresses in brackets: [::1]:8787", s);
+            return jsonc_fail(p->err, "listen",
+                              "\"%.64s\": put IPv6 addresses in brackets: [::1]:8787", s);
     }
     if ((size_t)(he - hs) == 0 || (size_t)(he - hs) >= sizeof(c->listen_host))
-        return fail(p, "listen", "\"%.64s\": bad host", s);
+        return jsonc_fail(p->err, "listen", "\"%.64s\": bad host", s);
     memcpy(c->listen_host, hs, (size_t)(he - hs));
     c->listen_host[he - hs] = '\0';
     if (!fs_is_ip_literal(c->listen_host) || (*s != '[' && strchr(c->listen_host, ':')) ||
         (*s == '[' && !strchr(c->listen_host, ':')))
-        return fail(p, "listen",
-                    "\"%.64s\": host must be an IP address (127.0.0.1:8787, "
-                    "0.0.0.0:8787, [::1]:8787)",
-                    s);
+        return jsonc_fail(p->err, "listen",
+                          "\"%.64s\": host must be an IP address (127.0.0.1:8787, "
+                          "0.0.0.0:8787, [::1]:8787)",
+                          s);
     long port = 0;
     const char *q = ps;
     for (; isdigit((unsigned char)*q) && q - ps < 6; q++)
         port = port * 10 + (*q - '0');
     if (q == ps || *q != '\0' || port > 65535)
-        return fail(p, "listen", "\"%.64s\": port must be 0..65535", s);
+        return jsonc_fail(p->err, "listen", "\"%.64s\": port must be 0..65535", s);
     c->listen_port = (int)port;
     return 0;
 }
 
-static int parse_shard(parse_t *p, const char *s)
+static int listen_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    unsigned long long v[2] = {0, 0};
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "listen", path, &s) != 0)
+        return -1;
+    return listen_address(p, s != NULL ? s : "127.0.0.1:8787");
+}
+
+static int listen_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return strcmp(a->listen_host, b->listen_host) == 0 && a->listen_port == b->listen_port;
+}
+
+static int token_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
+{
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "api_token_file", path, &s) != 0)
+        return -1;
+    return s != NULL ? cfg__token_load(p->cfg, p->base_dir, s, p->err) : 0;
+}
+
+/* What the daemon uses is the token, wherever it came from. */
+static int token_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return cfg__str_eq(a->api_token, b->api_token);
+}
+
+static void token_release(void *base)
+{
+    cfg_t *c = base;
+    free(c->api_token_file);
+    free(c->api_token);
+}
+
+int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count)
+{
+    unsigned long v[2] = {0, 0};
     const char *q = s;
     for (int k = 0; k < 2; k++) {
         const char *start = q;
         while (isdigit((unsigned char)*q) && q - start < 8)
             v[k] = v[k] * 10 + (unsigned)(*q++ - '0');
         if (q == start || *q != (k == 0 ? '/' : '\0'))
-            return fail(p, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n", s);
+            return -1;
         q++;
     }
-    if (v[1] < 1 || v[0] >= v[1] || v[1] > 1000000)
-        return fail(p, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= 1000000", s);
-    p->cfg->shard_index = (uint32_t)v[0];
-    p->cfg->shard_count = (uint32_t)v[1];
+    if (v[1] < 1 || v[0] >= v[1] || v[1] > CFG_MAX_SHARDS)
+        return -1;
+    *index = (uint32_t)v[0];
+    *count = (uint32_t)v[1];
     return 0;
 }
 
-static int parse_token(parse_t *p, const char *written)
+static int shard_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    cfg_t *c = p->cfg;
-    char why[128], shown[256], *buf = NULL;
-    size_t len;
-    struct stat st;
-    c->api_token_file = path_resolve(p->base_dir, written);
-    shown_path(shown, sizeof(shown), written, c->api_token_file);
-    if (fs_read_file(c->api_token_file, CFG_MAX_TOKEN_BYTES, &buf, &len, &st, why, sizeof(why)) !=
-        0)
-        return fail(p, "api_token_file", "cannot read %s: %s", shown, why);
-    c->api_token_mode = (uint32_t)(st.st_mode & 07777);
-    c->api_token_gid = (uint32_t)st.st_gid;
-    char *b = buf, *e = buf + len;
-    while (b < e && isspace((unsigned char)*b))
-        b++;
-    while (e > b && isspace((unsigned char)e[-1]))
-        e--;
-    *e = '\0';
-    int rc = 0;
-    if (b == e)
-        rc = fail(p, "api_token_file", "%s is empty", shown);
-    for (const char *q = b; rc == 0 && *q; q++)
-        if ((unsigned char)*q <= 0x20 || *q == 0x7f)
-            rc = fail(p, "api_token_file",
-                      "the token in %s contains whitespace or control "
-                      "characters",
-                      shown);
-    if (rc == 0)
-        c->api_token = fs_xstrdup(b);
-    free(buf);
-    return rc;
-}
-
-static int parse_event_log(parse_t *p, const char *written)
-{
-    cfg_t *c = p->cfg;
-    char shown[256];
-    struct stat st;
-    c->event_log = path_resolve(p->base_dir, written);
-    shown_path(shown, sizeof(shown), written, c->event_log);
-    if (stat(c->event_log, &st) == 0) {
-        if (!S_ISREG(st.st_mode))
-            return fail(p, "event_log", "%s is not a regular file", shown);
-        if (access(c->event_log, W_OK) != 0)
-            return fail(p, "event_log", "cannot write %s: %s", shown, strerror(errno));
-        return 0;
-    }
-    if (errno != ENOENT)
-        return fail(p, "event_log", "cannot use %s: %s", shown, strerror(errno));
-    char *dir = fs_xstrdup(c->event_log);
-    *strrchr(dir, '/') = '\0';
-    const char *d = *dir ? dir : "/";
-    const char *why = NULL;
-    if (stat(d, &st) != 0)
-        why = strerror(errno);
-    else if (!S_ISDIR(st.st_mode))
-        why = "not a directory";
-    else if (access(d, W_OK | X_OK) != 0)
-        why = strerror(errno);
-    int rc = 0;
-    if (why != NULL)
-        rc = fail(p, "event_log", "cannot create %s: directory %.100s: %s", shown, d, why);
-    free(dir);
-    return rc;
-}
-
-static int parse_limits(parse_t *p, const cJSON *root)
-{
-    static const char *const keys[] = {"max_in_flight",
-                                       "handshakes_per_s",
-                                       "probe_timeout_ms",
-                                       "connect_timeout_ms",
-                                       "tls_timeout_ms",
-                                       "request_timeout_ms",
-                                       NULL};
-    cfg_limits_t *l = &p->cfg->limits;
-    const cJSON *o;
-    int64_t v;
-    if (get_obj(p, root, "limits", "", &o) != 0 || (o && check_keys(p, o, "limits", keys)))
-        return -1;
-    if (get_int(p, o, "max_in_flight", "limits", 1, CFG_NO_MAX, 256, &v))
-        return -1;
-    if (v > 1000000)
-        return fail(p, "limits.max_in_flight", "must be an integer between 1 and 1000000");
-    l->max_in_flight = (uint32_t)v;
-    if (get_num(p, o, "handshakes_per_s", "limits", 0, 1, 1e6, 200, &l->handshakes_per_s))
-        return -1;
-    const struct {
-        const char *key;
-        int64_t def;
-        uint32_t *dst;
-    } ms[] = {{"probe_timeout_ms", 15000, &l->probe_timeout_ms},
-              {"connect_timeout_ms", 5000, &l->connect_timeout_ms},
-              {"tls_timeout_ms", 10000, &l->tls_timeout_ms},
-              {"request_timeout_ms", 10000, &l->request_timeout_ms}};
-    for (size_t i = 0; i < FS_ARRAY_SIZE(ms); i++) {
-        if (get_int(p, o, ms[i].key, "limits", 1, 3600000, ms[i].def, &v))
-            return -1;
-        *ms[i].dst = (uint32_t)v;
-    }
-    return 0;
-}
-
-static int parse_cache(parse_t *p, const cJSON *root)
-{
-    static const char *const keys[] = {"crl_max_age_s", "crl_max_bytes_total", NULL};
-    const cJSON *o;
-    int64_t v;
-    if (get_obj(p, root, "cache", "", &o) != 0 || (o && check_keys(p, o, "cache", keys)))
-        return -1;
-    if (get_int(p, o, "crl_max_age_s", "cache", 1, 31536000, 86400, &v))
-        return -1;
-    p->cfg->cache.crl_max_age_s = (uint32_t)v;
-    if (get_int(p, o, "crl_max_bytes_total", "cache", 1, (int64_t)(1ull << 36), 64 * MIB, &v))
-        return -1;
-    p->cfg->cache.crl_max_bytes_total = (uint64_t)v;
-    return 0;
-}
-
-/* ---- trust stores and profiles ----------------------------------------------------------- */
-
-static int parse_trust(parse_t *p, const cJSON *v, const char *path, cfg_trust_t *t)
-{
-    static const char *const keys[] = {"ca_file", "ca_dir", "intermediates_file", NULL};
-    const char *ca_file, *ca_dir, *inter;
-    char jp[256];
-    int rc = -1;
-    unsigned int dl = 0;
-    EVP_MD_CTX *md = NULL;
-    if (!cJSON_IsObject(v))
-        return fail(p, path, "expected an object");
-    if (check_keys(p, v, path, keys) || get_str(p, v, "ca_file", path, &ca_file) ||
-        get_str(p, v, "ca_dir", path, &ca_dir) || get_str(p, v, "intermediates_file", path, &inter))
-        return -1;
-    if (ca_file == NULL && ca_dir == NULL)
-        return fail(p, path, "needs ca_file or ca_dir (or both)");
-    md = EVP_MD_CTX_new();
-    if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
-        fail(p, path, "cannot initialise SHA-256");
-        goto out;
-    }
-    join(jp, sizeof(jp), path, "ca_file");
-    if (ca_file && load_pem_file(p, jp, ca_file, &t->ca_file, md, "ca_file", &t->ca_count))
-        goto out;
-    join(jp, sizeof(jp), path, "ca_dir");
-    if (ca_dir && load_hash_dir(p, jp, ca_dir, &t->ca_dir, md))
-        goto out;
-    join(jp, sizeof(jp), path, "intermediates_file");
-    if (inter && load_pem_file(p, jp, inter, &t->intermediates_file, md, "intermediates_file",
-                               &t->intermediates_count))
-        goto out;
-    if (!EVP_DigestFinal_ex(md, t->digest, &dl) || dl != sizeof(t->digest)) {
-        fail(p, path, "cannot compute SHA-256");
-        goto out;
-    }
-    rc = 0;
-out:
-    EVP_MD_CTX_free(md);
-    return rc;
-}
-
-/* Normalises a thumbprint as copied from MMC or certutil: drops colons, spaces and the
- * invisible U+200E/U+200F marks MMC's copy adds; lower-cases the hex. */
-static int parse_thumbprint(parse_t *p, const char *path, const char *s, char out[65])
-{
-    size_t n = 0;
-    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-        if (q[0] == 0xe2 && q[1] == 0x80 && (q[2] == 0x8e || q[2] == 0x8f)) {
-            q += 2;
-            continue;
-        }
-        if (*q == ':' || *q == ' ' || *q == '\t')
-            continue;
-        if (!isxdigit(*q) || n >= 64)
-            return fail(p, path,
-                        "expected a hex SHA-1 (40 digits) or SHA-256 (64 digits) "
-                        "thumbprint");
-        out[n++] = (char)tolower(*q);
-    }
-    out[n] = '\0';
-    if (n != 40 && n != 64)
-        return fail(p, path, "%zu hex digits: expected 40 (SHA-1) or 64 (SHA-256)", n);
-    return 0;
-}
-
-static int parse_profile(parse_t *p, const cJSON *v, const char *path, cfg_profile_t *pr)
-{
-    static const char *const keys[] = {"url", "expect_thumbprint", NULL};
-    const char *url, *thumb;
-    char jp[256], uerr[256];
-    if (!cJSON_IsObject(v))
-        return fail(p, path, "expected an object");
-    if (check_keys(p, v, path, keys) || get_str(p, v, "url", path, &url) ||
-        get_str(p, v, "expect_thumbprint", path, &thumb))
-        return -1;
-    join(jp, sizeof(jp), path, "url");
-    if (url == NULL)
-        return fail(p, jp, "required");
-    if (fs_url_parse(&pr->u, url, uerr) != 0)
-        return fail(p, jp, "%s", uerr);
-    pr->url = fs_xstrdup(url);
-    join(jp, sizeof(jp), path, "expect_thumbprint");
-    if (thumb && parse_thumbprint(p, jp, thumb, pr->expect_thumbprint))
-        return -1;
-    return 0;
-}
-
-/* Checks a name -> object map (trust_stores, profiles): present, non-empty, no name twice.
- * Sets *count to its number of entries. */
-static int named_map(parse_t *p, const cJSON *root, const char *key, const cJSON **o, size_t *count)
-{
-    if (get_obj(p, root, key, "", o) != 0)
-        return -1;
-    if (*o == NULL || (*o)->child == NULL)
-        return fail(p, key, "required: an object with at least one entry");
-    if (check_map_dups(p, *o, key))
-        return -1;
-    *count = 0;
-    for (const cJSON *c = (*o)->child; c; c = c->next) {
-        if (!valid_name(c->string))
-            return fail(p, key, "invalid name \"%.64s\" (use 1-48 of A-Z a-z 0-9 _ . -)",
-                        c->string);
-        (*count)++;
-    }
-    return 0;
-}
-
-static int parse_trust_stores(parse_t *p, const cJSON *root)
-{
-    cfg_t *c = p->cfg;
-    const cJSON *o;
-    size_t n;
-    char jp[256];
-    if (named_map(p, root, "trust_stores", &o, &n))
-        return -1;
-    c->trust = fs_xcalloc(n, sizeof(*c->trust));
-    for (const cJSON *e = o->child; e; e = e->next) {
-        cfg_trust_t *t = &c->trust[c->ntrust++];
-        t->name = fs_xstrdup(e->string);
-        join(jp, sizeof(jp), "trust_stores", e->string);
-        if (parse_trust(p, e, jp, t))
-            return -1;
-    }
-    return 0;
-}
-
-static int parse_profiles(parse_t *p, const cJSON *root)
-{
-    cfg_t *c = p->cfg;
-    const cJSON *o;
-    size_t n;
-    char jp[256];
-    if (named_map(p, root, "profiles", &o, &n))
-        return -1;
-    c->profiles = fs_xcalloc(n, sizeof(*c->profiles));
-    for (const cJSON *e = o->child; e; e = e->next) {
-        cfg_profile_t *pr = &c->profiles[c->nprofiles++];
-        pr->name = fs_xstrdup(e->string);
-        join(jp, sizeof(jp), "profiles", e->string);
-        if (parse_profile(p, e, jp, pr))
-            return -1;
-    }
-    return 0;
-}
-
-static long find_trust(const cfg_t *c, const char *name)
-{
-    for (size_t i = 0; i < c->ntrust; i++)
-        if (strcmp(c->trust[i].name, name) == 0)
-            return (long)i;
-    return -1;
-}
-
-static long find_profile(const cfg_t *c, const char *name)
-{
-    for (size_t i = 0; i < c->nprofiles; i++)
-        if (strcmp(c->profiles[i].name, name) == 0)
-            return (long)i;
-    return -1;
-}
-
-/* reference.profile defaults to the profile named "default", else the only profile;
- * reference.trust to the store named "default", else the only store. */
-static int parse_reference(parse_t *p, const cJSON *root)
-{
-    static const char *const keys[] = {"profile", "trust", NULL};
-    cfg_t *c = p->cfg;
-    const cJSON *o;
-    const char *prof, *trust;
-    long i;
-    if (get_obj(p, root, "reference", "", &o) || (o && check_keys(p, o, "reference", keys)) ||
-        get_str(p, o, "profile", "reference", &prof) || get_str(p, o, "trust", "reference", &trust))
-        return -1;
-    if (prof != NULL) {
-        if ((i = find_profile(c, prof)) < 0)
-            return fail(p, "reference.profile", "unknown profile \"%.64s\"", prof);
-    } else if ((i = find_profile(c, "default")) < 0) {
-        if (c->nprofiles != 1)
-            return fail(p, "reference.profile",
-                        "required: there is no profile named \"default\" "
-                        "and %zu profiles to choose from",
-                        c->nprofiles);
-        i = 0;
-    }
-    c->ref_profile_idx = (size_t)i;
-    if (trust != NULL) {
-        if ((i = find_trust(c, trust)) < 0)
-            return fail(p, "reference.trust", "unknown trust store \"%.64s\"", trust);
-    } else if ((i = find_trust(c, "default")) < 0) {
-        if (c->ntrust != 1)
-            return fail(p, "reference.trust",
-                        "required: there is no trust store named "
-                        "\"default\" and %zu to choose from",
-                        c->ntrust);
-        i = 0;
-    }
-    c->ref_trust_idx = (size_t)i;
-    return 0;
-}
-
-/* ---- groups ------------------------------------------------------------------------------ */
-
-static int parse_enum(parse_t *p, const cJSON *o, const char *key, const char *path,
-                      const char *const *names, size_t n, int def, int *out)
-{
+    cfg_t *c = base;
     const char *s;
-    char jp[256], list[128] = "";
-    *out = def;
-    if (get_str(p, o, key, path, &s) != 0)
+    if (jsonc_get_str(p->err, obj, "shard", path, &s) != 0)
         return -1;
     if (s == NULL)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = (int)i;
-            return 0;
-        }
-        size_t l = strlen(list);
-        snprintf(list + l, sizeof(list) - l, "%s%s",
-                 i == 0       ? ""
-                 : i + 1 == n ? " or "
-                              : ", ",
-                 names[i]);
-    }
-    join(jp, sizeof(jp), path, key);
-    return fail(p, jp, "unknown %s \"%.64s\" (expected %s)", key, s, list);
-}
-
-static int parse_revocation(parse_t *p, const cJSON *g, const char *gpath, cfg_revocation_t *r)
-{
-    static const char *const keys[] = {"mode",      "scope",         "aia_fetch", "url_timeout_ms",
-                                       "budget_ms", "max_crl_bytes", NULL};
-    const cJSON *o;
-    char path[256];
-    int e;
-    int64_t v;
-    join(path, sizeof(path), gpath, "revocation");
-    if (get_obj(p, g, "revocation", gpath, &o) || (o && check_keys(p, o, path, keys)))
-        return -1;
-    if (parse_enum(p, o, "mode", path, rev_mode_names, CFG_REV_MODE_COUNT, CFG_REV_STRICT, &e))
-        return -1;
-    r->mode = (cfg_rev_mode_t)e;
-    if (parse_enum(p, o, "scope", path, rev_scope_names, CFG_SCOPE_COUNT,
-                   CFG_SCOPE_CHAIN_EXCLUDE_ROOT, &e))
-        return -1;
-    r->scope = (cfg_rev_scope_t)e;
-    if (get_bool(p, o, "aia_fetch", path, true, &r->aia_fetch))
-        return -1;
-    if (get_int(p, o, "url_timeout_ms", path, 1, 3600000, 15000, &v))
-        return -1;
-    r->url_timeout_ms = (uint32_t)v;
-    if (get_int(p, o, "budget_ms", path, 1, 3600000, 20000, &v))
-        return -1;
-    r->budget_ms = (uint32_t)v;
-    if (get_int(p, o, "max_crl_bytes", path, 1, (int64_t)(1ull << 30), 16 * MIB, &v))
-        return -1;
-    r->max_crl_bytes = (uint64_t)v;
+        s = "0/1";
+    if (cfg_parse_shard(s, &c->shard_index, &c->shard_count) != 0)
+        return jsonc_fail(p->err, "shard", "\"%.32s\": expected \"i/n\" with 0 <= i < n <= %u", s,
+                          CFG_MAX_SHARDS);
     return 0;
 }
 
-static int parse_tls_version(parse_t *p, const cJSON *o, const char *key, const char *path, int def,
-                             int *out)
+static int event_log_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    char jp[256];
-    const cJSON *v = member(o, key);
-    *out = def;
-    if (v == NULL)
-        return 0;
-    join(jp, sizeof(jp), path, key);
-    if (!cJSON_IsString(v))
-        return fail(p, jp, "expected a string (\"1.0\", \"1.1\", \"1.2\" or \"1.3\")");
-    if ((*out = cfg_tls_version_from_name(v->valuestring)) < 0)
-        return fail(p, jp,
-                    "unknown TLS version \"%.16s\" (expected \"1.0\", \"1.1\", \"1.2\" "
-                    "or \"1.3\")",
-                    v->valuestring);
-    return 0;
+    const char *s;
+    if (jsonc_get_str(p->err, obj, "event_log", path, &s) != 0)
+        return -1;
+    return s != NULL ? cfg__event_log_check(p->cfg, p->base_dir, s, p->err) : 0;
 }
 
-static int parse_tls(parse_t *p, const cJSON *g, const char *gpath, cfg_tls_t *t)
+static void event_log_release(void *base)
 {
-    static const char *const keys[] = {"min_version",  "max_version", "ciphers",
-                                       "ciphersuites", "sni",         NULL};
-    const cJSON *o;
-    const char *ciphers, *suites;
-    char path[256], jp[256];
-    join(path, sizeof(path), gpath, "tls");
-    if (get_obj(p, g, "tls", gpath, &o) || (o && check_keys(p, o, path, keys)) ||
-        parse_tls_version(p, o, "min_version", path, TLS1_2_VERSION, &t->min_version) ||
-        parse_tls_version(p, o, "max_version", path, TLS1_3_VERSION, &t->max_version) ||
-        get_str(p, o, "ciphers", path, &ciphers) || get_str(p, o, "ciphersuites", path, &suites) ||
-        get_bool(p, o, "sni", path, true, &t->sni))
-        return -1;
-    if (t->min_version > t->max_version) {
-        join(jp, sizeof(jp), path, "max_version");
-        return fail(p, jp, "\"%s\" is below min_version \"%s\"",
-                    cfg_tls_version_name(t->max_version), cfg_tls_version_name(t->min_version));
-    }
-    if ((ciphers || suites) && p->tls_ctx == NULL &&
-        (p->tls_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-        return fail(p, path, "cannot create an OpenSSL context to check ciphers");
-    ERR_clear_error();
-    if (ciphers && SSL_CTX_set_cipher_list(p->tls_ctx, ciphers) != 1) {
-        ERR_clear_error();
-        join(jp, sizeof(jp), path, "ciphers");
-        return fail(p, jp, "no cipher OpenSSL knows in \"%.120s\"", ciphers);
-    }
-    if (suites && SSL_CTX_set_ciphersuites(p->tls_ctx, suites) != 1) {
-        ERR_clear_error();
-        join(jp, sizeof(jp), path, "ciphersuites");
-        return fail(p, jp,
-                    "invalid TLS 1.3 ciphersuites \"%.120s\" (e.g. "
-                    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384)",
-                    suites);
-    }
-    t->ciphers = ciphers ? fs_xstrdup(ciphers) : NULL;
-    t->ciphersuites = suites ? fs_xstrdup(suites) : NULL;
-    return 0;
+    free(((cfg_t *)base)->event_log);
 }
 
-static int parse_network(parse_t *p, const cJSON *g, const char *gpath, cfg_network_t *n)
-{
-    static const char *const keys[] = {"resolve", "proxy", "source_address", NULL};
-    const cJSON *o, *res;
-    const char *proxy, *src;
-    char path[256], jp[512], rerr[256];
-    join(path, sizeof(path), gpath, "network");
-    if (get_obj(p, g, "network", gpath, &o) || (o && check_keys(p, o, path, keys)) ||
-        get_obj(p, o, "resolve", path, &res) || get_str(p, o, "proxy", path, &proxy) ||
-        get_str(p, o, "source_address", path, &src))
-        return -1;
-    for (const cJSON *c = res ? res->child : NULL; c; c = c->next) {
-        snprintf(jp, sizeof(jp), "%s.resolve[\"%.100s\"]", path, c->string);
-        if (!cJSON_IsString(c))
-            return fail(p, jp, "expected a string (an IP address)");
-        if (fs_resolve_lookup(&n->resolve, c->string) != NULL)
-            return fail(p, jp, "duplicate name");
-        char addr[64];
-        const char *a = c->valuestring;
-        size_t al = strlen(a);
-        if (al >= 2 && al < sizeof(addr) + 2 && a[0] == '[' && a[al - 1] == ']') {
-            memcpy(addr, a + 1, al - 2);
-            addr[al - 2] = '\0';
-            a = addr;
-        }
-        if (fs_resolve_add(&n->resolve, c->string, a, rerr) != 0)
-            return fail(p, jp, "\"%.64s\" is not an IP address", c->valuestring);
-    }
-    if (proxy != NULL) {
-        fs_proxy_t px; /* its messages quote the URL with the password redacted */
-        join(jp, sizeof(jp), path, "proxy");
-        if (fs_proxy_parse(&px, proxy, rerr) != 0)
-            return fail(p, jp, "%s", rerr);
-        n->proxy = fs_xstrdup(proxy);
-    }
-    if (src != NULL) {
-        join(jp, sizeof(jp), path, "source_address");
-        if (!fs_is_ip_literal(src))
-            return fail(p, jp, "\"%.64s\" is not an IP address", src);
-        n->source_address = fs_xstrdup(src);
-    }
-    return 0;
-}
+/* ---- a group's keys that are not scalars ------------------------------------------------- */
 
 static size_t group_name_hash(const char *name)
 {
@@ -1054,7 +184,7 @@ static size_t group_name_hash(const char *name)
 
 /* 1 with *k set when an earlier group has this name (case-insensitive): a linear scan over
  * 65,535 groups would make parsing quadratic. */
-static int group_name_seen(const parse_t *p, const char *name, size_t *k)
+static int group_name_seen(const cfg__parse_t *p, const char *name, size_t *k)
 {
     size_t mask = p->group_nslot - 1;
     for (size_t s = group_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
@@ -1066,7 +196,7 @@ static int group_name_seen(const parse_t *p, const char *name, size_t *k)
     return 0;
 }
 
-static void group_name_add(parse_t *p, size_t gi)
+static void group_name_add(cfg__parse_t *p, size_t gi)
 {
     size_t mask = p->group_nslot - 1, s = group_name_hash(p->cfg->groups[gi].name) & mask;
     while (p->group_slot[s] != 0)
@@ -1074,362 +204,298 @@ static void group_name_add(parse_t *p, size_t gi)
     p->group_slot[s] = gi + 1;
 }
 
-static int parse_group(parse_t *p, const cJSON *g, size_t gi, cfg_group_t *grp)
+/* The name is unique across groups, case-insensitively (it names metrics and endpoint ids). */
+static int check_group_name(cfg__parse_t *p, const char *jpath, const char *name)
 {
-    static const char *const keys[] = {"name", "count",        "profile", "trust", "revocation",
-                                       "tls",  "clock_skew_s", "network", NULL};
-    cfg_t *c = p->cfg;
-    char path[64], jp[128];
-    const char *name, *prof, *trust;
-    int64_t v;
-    long i;
-    snprintf(path, sizeof(path), "groups[%zu]", gi);
-    if (!cJSON_IsObject(g))
-        return fail(p, path, "expected an object");
-    if (check_keys(p, g, path, keys) || get_str(p, g, "name", path, &name))
-        return -1;
-    join(jp, sizeof(jp), path, "name");
-    if (name == NULL)
-        return fail(p, jp, "required");
-    if (!valid_name(name))
-        return fail(p, jp, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
     size_t k;
+    if (!cfg__valid_name(name))
+        return jsonc_fail(p->err, jpath, "\"%.64s\": use 1-48 of A-Z a-z 0-9 _ . -", name);
     if (group_name_seen(p, name, &k))
-        return fail(p, jp, "duplicate group name \"%s\" (groups[%zu])", name, k);
-    grp->name = fs_xstrdup(name);
-    group_name_add(p, gi);
-    join(jp, sizeof(jp), path, "count");
-    if (member(g, "count") == NULL)
-        return fail(p, jp, "required");
-    if (get_int(p, g, "count", path, 1, CFG_MAX_GROUP_COUNT, 0, &v))
-        return -1;
-    grp->count = (uint32_t)v;
-    if (get_str(p, g, "profile", path, &prof) || get_str(p, g, "trust", path, &trust))
-        return -1;
-    i = (long)c->ref_profile_idx;
-    if (prof != NULL && (i = find_profile(c, prof)) < 0) {
-        join(jp, sizeof(jp), path, "profile");
-        return fail(p, jp, "unknown profile \"%.64s\"", prof);
-    }
-    grp->profile_idx = (size_t)i;
-    i = (long)c->ref_trust_idx;
-    if (trust != NULL && (i = find_trust(c, trust)) < 0) {
-        join(jp, sizeof(jp), path, "trust");
-        return fail(p, jp, "unknown trust store \"%.64s\"", trust);
-    }
-    grp->trust_idx = (size_t)i;
-    if (parse_revocation(p, g, path, &grp->revocation) || parse_tls(p, g, path, &grp->tls))
-        return -1;
-    if (get_int(p, g, "clock_skew_s", path, -3153600000LL, 3153600000LL, 0, &grp->clock_skew_s))
-        return -1;
-    return parse_network(p, g, path, &grp->network);
+        return jsonc_fail(p->err, jpath, "duplicate group name \"%s\" (groups[%zu])", name, k);
+    return 0;
 }
 
-static int parse_groups(parse_t *p, const cJSON *root)
+/* Cipher strings are checked against OpenSSL here, so a typo fails the file, not a probe. */
+static SSL_CTX *cipher_ctx(cfg__parse_t *p)
+{
+    if (p->tls_ctx == NULL)
+        p->tls_ctx = SSL_CTX_new(TLS_client_method());
+    ERR_clear_error();
+    return p->tls_ctx;
+}
+
+static int check_ciphers(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    SSL_CTX *ctx = cipher_ctx(p);
+    if (ctx == NULL)
+        return jsonc_fail(p->err, jpath, "cannot create an OpenSSL context to check ciphers");
+    if (SSL_CTX_set_cipher_list(ctx, s) != 1) {
+        ERR_clear_error();
+        return jsonc_fail(p->err, jpath, "no cipher OpenSSL knows in \"%.120s\"", s);
+    }
+    return 0;
+}
+
+static int check_ciphersuites(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    SSL_CTX *ctx = cipher_ctx(p);
+    if (ctx == NULL)
+        return jsonc_fail(p->err, jpath, "cannot create an OpenSSL context to check ciphers");
+    if (SSL_CTX_set_ciphersuites(ctx, s) != 1) {
+        ERR_clear_error();
+        return jsonc_fail(p->err, jpath,
+                          "invalid TLS 1.3 ciphersuites \"%.120s\" (e.g. "
+                          "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384)",
+                          s);
+    }
+    return 0;
+}
+
+static int check_tls(cfg__parse_t *p, const char *path, void *base)
+{
+    const cfg_tls_t *t = base;
+    char jp[256];
+    if (t->min_version <= t->max_version)
+        return 0;
+    jsonc_join(jp, sizeof(jp), path, "max_version");
+    return jsonc_fail(p->err, jp, "\"%s\" is below min_version \"%s\"",
+                      tlsc_version_id(t->max_version), tlsc_version_id(t->min_version));
+}
+
+static int resolve_parse(cfg__parse_t *p, const cJSON *o, const char *path, void *base)
+{
+    cfg_network_t *n = base;
+    const cJSON *res;
+    char jp[512], rerr[256];
+    if (jsonc_get_obj(p->err, o, "resolve", path, &res) != 0)
+        return -1;
+    for (const cJSON *c = res ? res->child : NULL; c; c = c->next) {
+        snprintf(jp, sizeof(jp), "%s.resolve[\"%.100s\"]", path, c->string);
+        if (!cJSON_IsString(c))
+            return jsonc_fail(p->err, jp, "expected a string (an IP address)");
+        if (fs_resolve_lookup(&n->resolve, c->string) != NULL)
+            return jsonc_fail(p->err, jp, "duplicate name");
+        char addr[64];
+        const char *a = c->valuestring;
+        size_t al = strlen(a);
+        if (al >= 2 && al < sizeof(addr) + 2 && a[0] == '[' && a[al - 1] == ']') {
+            memcpy(addr, a + 1, al - 2);
+            addr[al - 2] = '\0';
+            a = addr;
+        }
+        if (fs_resolve_add(&n->resolve, c->string, a, rerr) != 0)
+            return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", c->valuestring);
+    }
+    return 0;
+}
+
+/* Same DNS overrides, in any order. */
+static int resolve_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    const fs_resolve_t *ra = &((const cfg_network_t *)ba)->resolve;
+    const fs_resolve_t *rb = &((const cfg_network_t *)bb)->resolve;
+    if (ra->n != rb->n)
+        return 0;
+    for (size_t i = 0; i < ra->n; i++) {
+        const char *addr = fs_resolve_lookup(rb, ra->e[i].name);
+        if (addr == NULL || strcmp(addr, ra->e[i].addr) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void resolve_release(void *base)
+{
+    fs_resolve_free(&((cfg_network_t *)base)->resolve);
+}
+
+static int check_proxy(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    fs_proxy_t px; /* its messages quote the URL with the password redacted */
+    char why[256];
+    return fs_proxy_parse(&px, s, why) != 0 ? jsonc_fail(p->err, jpath, "%s", why) : 0;
+}
+
+static int check_ip(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    return fs_is_ip_literal(s) ? 0 : jsonc_fail(p->err, jpath, "\"%.64s\" is not an IP address", s);
+}
+
+static int groups_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base)
 {
     cfg_t *c = p->cfg;
-    const cJSON *arr = member(root, "groups");
+    const cJSON *arr = jsonc_member(root, "groups");
     if (arr == NULL)
-        return fail(p, "groups", "required: an array of endpoint groups");
+        return jsonc_fail(p->err, "groups", "required: an array of endpoint groups");
     if (!cJSON_IsArray(arr))
-        return fail(p, "groups", "expected an array");
+        return jsonc_fail(p->err, "groups", "expected an array");
     size_t n = 0;
     for (const cJSON *g = arr->child; g; g = g->next)
         n++;
     if (n == 0)
-        return fail(p, "groups", "must contain at least one group");
+        return jsonc_fail(p->err, "groups", "must contain at least one group");
     if (n > CFG_MAX_GROUPS)
-        return fail(p, "groups", "%zu groups: more than the limit of %u", n, CFG_MAX_GROUPS);
+        return jsonc_fail(p->err, "groups", "%zu groups: more than the limit of %u", n,
+                          CFG_MAX_GROUPS);
     c->groups = fs_xcalloc(n, sizeof(*c->groups));
     for (p->group_nslot = 16; p->group_nslot < 2 * n;)
         p->group_nslot *= 2;
     p->group_slot = fs_xcalloc(p->group_nslot, sizeof(*p->group_slot));
     for (const cJSON *g = arr->child; g; g = g->next) {
-        c->ngroups++; /* so cfg_free() releases a half-parsed group */
-        if (parse_group(p, g, c->ngroups - 1, &c->groups[c->ngroups - 1]) != 0)
+        size_t gi = c->ngroups++; /* so cfg_free() releases a half-parsed group */
+        char gpath[32];
+        snprintf(gpath, sizeof(gpath), "groups[%zu]", gi);
+        if (!cJSON_IsObject(g))
+            return jsonc_fail(p->err, gpath, "expected an object");
+        if (cfg__section_parse(p, &cfg__group_section, g, gpath, &c->groups[gi]) != 0)
             return -1;
-        c->total_endpoints += c->groups[c->ngroups - 1].count;
+        group_name_add(p, gi);
+        c->total_endpoints += c->groups[gi].count;
     }
     if (c->total_endpoints > CFG_MAX_TOTAL_ENDPOINTS)
-        return fail(p, "groups", "%llu endpoints in all: more than the limit of %llu",
-                    (unsigned long long)c->total_endpoints, CFG_MAX_TOTAL_ENDPOINTS);
+        return jsonc_fail(p->err, "groups", "%llu endpoints in all: more than the limit of %llu",
+                          (unsigned long long)c->total_endpoints, CFG_MAX_TOTAL_ENDPOINTS);
     return 0;
 }
 
-/* ---- the document ------------------------------------------------------------------------ */
-
-static int parse_root(parse_t *p, const cJSON *root)
+static void groups_release(void *base)
 {
-    static const char *const keys[] = {"vantage",
-                                       "listen",
-                                       "api_token_file",
-                                       "interval_s",
-                                       "jitter",
-                                       "shard",
-                                       "event_log",
-                                       "expiring_soon_days",
-                                       "crl_expiring_soon_hours",
-                                       "limits",
-                                       "cache",
-                                       "trust_stores",
-                                       "profiles",
-                                       "reference",
-                                       "groups",
-                                       NULL};
-    cfg_t *c = p->cfg;
-    const char *s;
-    int64_t v;
-    if (check_keys(p, root, "", keys))
-        return -1;
-
-    if (get_str(p, root, "vantage", "", &s))
-        return -1;
-    char host[256] = "";
-    if (s == NULL) {
-        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
-            fs_strlcpy(host, "localhost", sizeof(host));
-        s = host;
-    } else {
-        if (strlen(s) > 128)
-            return fail(p, "vantage", "longer than 128 characters");
-        for (const char *q = s; *q; q++)
-            if ((unsigned char)*q < 0x20 || *q == 0x7f || *q == '"' || *q == '\\')
-                return fail(p, "vantage",
-                            "control characters, quotes and backslashes are not "
-                            "allowed (it becomes a metrics label)");
-    }
-    c->vantage = fs_xstrdup(s);
-
-    if (get_str(p, root, "listen", "", &s) || parse_listen(p, s ? s : "127.0.0.1:8787"))
-        return -1;
-    if (get_str(p, root, "api_token_file", "", &s) || (s && parse_token(p, s)))
-        return -1;
-    if (get_num(p, root, "interval_s", "", 0, 1, 604800, 60, &c->interval_s) ||
-        get_num(p, root, "jitter", "", 0, 0, 1, 0.2, &c->jitter))
-        return -1;
-    if (get_str(p, root, "shard", "", &s) || parse_shard(p, s ? s : "0/1"))
-        return -1;
-    if (get_str(p, root, "event_log", "", &s) || (s && parse_event_log(p, s)))
-        return -1;
-    if (get_int(p, root, "expiring_soon_days", "", 0, 3650, 30, &v))
-        return -1;
-    c->expiring_soon_days = (uint32_t)v;
-    if (get_int(p, root, "crl_expiring_soon_hours", "", 0, 8760, 24, &v))
-        return -1;
-    c->crl_expiring_soon_hours = (uint32_t)v;
-    if (parse_limits(p, root) || parse_cache(p, root))
-        return -1;
-    if (parse_trust_stores(p, root) || parse_profiles(p, root))
-        return -1;
-    if (parse_reference(p, root))
-        return -1;
-    return parse_groups(p, root);
+    cfg_t *c = base;
+    for (size_t i = 0; i < c->ngroups; i++)
+        cfg__section_free(&cfg__group_section, &c->groups[i]);
+    free(c->groups);
 }
 
-/* Line and column (1-based, in characters) of byte offset off of s. */
-static void line_col(const char *s, size_t off, size_t *line, size_t *col)
-{
-    *line = 1;
-    *col = 1;
-    for (size_t i = 0; i < off; i++) {
-        if (s[i] == '\n') {
-            (*line)++;
-            *col = 1;
-        } else if (((unsigned char)s[i] & 0xc0) != 0x80) {
-            (*col)++;
-        }
-    }
-}
+/* ---- the tables -------------------------------------------------------------------------- */
 
-/* JSONC -> JSON in place, keeping every byte offset (so line:column stay true): comments
- * outside strings become spaces (newlines kept), and so do trailing commas before } or ]. */
-static int jsonc_strip(parse_t *p, char *s, size_t n, const char *orig)
-{
-    size_t i = 0, line, col;
-    while (i < n) {
-        if (s[i] == '"') {
-            for (i++; i < n && s[i] != '"'; i++)
-                if (s[i] == '\\')
-                    i++;
-            i++;
-        } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '/') {
-            while (i < n && s[i] != '\n')
-                s[i++] = ' ';
-        } else if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
-            size_t start = i;
-            s[i++] = ' ';
-            s[i++] = ' ';
-            while (i < n && !(s[i] == '*' && i + 1 < n && s[i + 1] == '/')) {
-                if (s[i] != '\n')
-                    s[i] = ' ';
-                i++;
-            }
-            if (i >= n) {
-                line_col(orig, start, &line, &col);
-                return fail(p, "", "unterminated /* comment starting at line %zu, column %zu", line,
-                            col);
-            }
-            s[i++] = ' ';
-            s[i++] = ' ';
-        } else {
-            i++;
-        }
-    }
-    char prev = 0; /* last significant character outside strings */
-    for (i = 0; i < n; i++) {
-        if (s[i] == '"') {
-            for (i++; i < n && s[i] != '"'; i++)
-                if (s[i] == '\\')
-                    i++;
-            prev = '"';
-        } else if (s[i] == ',' && prev != ',' && prev != '[' && prev != '{') {
-            size_t j = i + 1;
-            while (j < n && isspace((unsigned char)s[j]))
-                j++;
-            if (j < n && (s[j] == '}' || s[j] == ']'))
-                s[i] = ' ';
-            else
-                prev = ',';
-        } else if (!isspace((unsigned char)s[i])) {
-            prev = s[i];
-        }
-    }
-    return 0;
-}
+/* A row: the key, its type (CFG_T_*) and flags (CFG_F_*), then where it goes and its rules. */
+#define KEY(n, t, fl) .name = n, .type = CFG_T_##t, .flags = fl
+#define AT(st, f) .off = offsetof(st, f), .size = sizeof(((st *)0)->f)
+#define RANGE(lo, hi, d) .min = lo, .max = hi, .def = d
+#define NAMES(tbl, n) .names = tbl, .nnames = n
+#define FNS(p, eq, rel) .parse = p, .equal = eq, .release = rel
+#define SUB(s) .sub = &s
+#define PROBE CFG_F_PROBE
+#define RESTART CFG_F_RESTART
+#define TLSCTX CFG_F_TLSCTX
+#define REQUIRED CFG_F_REQUIRED
+#define GT_MIN CFG_F_GT_MIN
 
-/* ---- strings: what cJSON would silently cut short or pass on ------------------------------ */
+static const cfg_key_t limits_keys[] = {
+    {KEY("max_in_flight", U32, 0), AT(cfg_limits_t, max_in_flight), RANGE(1, 1000000, 256)},
+    {KEY("handshakes_per_s", NUM, GT_MIN), AT(cfg_limits_t, handshakes_per_s), RANGE(0, 1e6, 200)},
+    {KEY("probe_timeout_ms", U32, PROBE), AT(cfg_limits_t, probe_timeout_ms),
+     RANGE(1, 3600000, 15000)},
+    {KEY("connect_timeout_ms", U32, PROBE), AT(cfg_limits_t, connect_timeout_ms),
+     RANGE(1, 3600000, 5000)},
+    {KEY("tls_timeout_ms", U32, PROBE), AT(cfg_limits_t, tls_timeout_ms), RANGE(1, 3600000, 10000)},
+    {KEY("request_timeout_ms", U32, PROBE), AT(cfg_limits_t, request_timeout_ms),
+     RANGE(1, 3600000, 10000)},
+};
+static const cfg_section_t limits_section = {"limits", limits_keys, FS_ARRAY_SIZE(limits_keys),
+                                             NULL};
 
-/* Length of the valid UTF-8 sequence at p (n bytes readable), or 0 when invalid: overlong
- * forms, UTF-16 surrogates and code points past U+10FFFF are invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return n >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return n >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80
-                   ? 4
-                   : 0;
-    }
-    return 0;
-}
+/* The cache is made once, at start (rev_ctx_new). */
+static const cfg_key_t cache_keys[] = {
+    {KEY("crl_max_age_s", U32, RESTART), AT(cfg_cache_t, crl_max_age_s), RANGE(1, 31536000, 86400)},
+    {KEY("crl_max_bytes_total", U64, RESTART), AT(cfg_cache_t, crl_max_bytes_total),
+     RANGE(1, 1ull << 36, 64 * MIB)},
+};
+static const cfg_section_t cache_section = {"cache", cache_keys, FS_ARRAY_SIZE(cache_keys), NULL};
 
-/* Offset of the first byte of s that does not start a valid UTF-8 sequence, or -1. */
-static long utf8_invalid_at(const char *s)
-{
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
-        if (l == 0)
-            return (long)i;
-        i += l;
-    }
-    return -1;
-}
+static const cfg_key_t revocation_keys[] = {
+    {KEY("mode", ENUM, PROBE), AT(cfg_revocation_t, mode), .def = REV_STRICT,
+     NAMES(rev_mode_names, REV_MODE_COUNT)},
+    {KEY("scope", ENUM, PROBE), AT(cfg_revocation_t, scope), .def = REV_SCOPE_CHAIN_EXCLUDE_ROOT,
+     NAMES(rev_scope_names, REV_SCOPE_COUNT)},
+    {KEY("aia_fetch", BOOL, PROBE), AT(cfg_revocation_t, aia_fetch), .def = 1},
+    {KEY("url_timeout_ms", U32, PROBE), AT(cfg_revocation_t, url_timeout_ms),
+     RANGE(1, 3600000, 15000)},
+    {KEY("budget_ms", U32, PROBE), AT(cfg_revocation_t, budget_ms), RANGE(1, 3600000, 20000)},
+    {KEY("max_crl_bytes", U64, PROBE), AT(cfg_revocation_t, max_crl_bytes),
+     RANGE(1, 1u << 30, 16 * MIB)},
+};
+static const cfg_section_t revocation_section = {"groups[].revocation", revocation_keys,
+                                                 FS_ARRAY_SIZE(revocation_keys), NULL};
 
-/* Ordinal (0-based, document order, keys included) of the first string literal of the JSON
- * text s that holds a \u0000 escape, or SIZE_MAX. cJSON decodes it into a NUL that ends the C
- * string early: "a\u0000<script>" would load as "a", "root.pem\u0000.evil" as "root.pem". */
-static size_t first_nul_string(const char *s, size_t n)
-{
-    size_t ord = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '"')
-            continue;
-        for (i++; i < n && s[i] != '"'; i++) {
-            if (s[i] != '\\')
-                continue;
-            i++;
-            if (i + 4 < n && s[i] == 'u' && memcmp(s + i + 1, "0000", 4) == 0)
-                return ord;
-        }
-        ord++;
-    }
-    return SIZE_MAX;
-}
+/* TLSCTX: what policy_tls_ctx() builds a context from, with the group's trust store. */
+static const cfg_key_t tls_keys[] = {
+    {KEY("min_version", TLS_VERSION, PROBE | TLSCTX), AT(cfg_tls_t, min_version),
+     .def = TLS1_2_VERSION},
+    {KEY("max_version", TLS_VERSION, PROBE | TLSCTX), AT(cfg_tls_t, max_version),
+     .def = TLS1_3_VERSION},
+    {KEY("ciphers", STRING, PROBE | TLSCTX), AT(cfg_tls_t, ciphers), .check = check_ciphers},
+    {KEY("ciphersuites", STRING, PROBE | TLSCTX), AT(cfg_tls_t, ciphersuites),
+     .check = check_ciphersuites},
+    {KEY("sni", BOOL, PROBE), AT(cfg_tls_t, sni), .def = 1},
+};
+static const cfg_section_t tls_section = {"groups[].tls", tls_keys, FS_ARRAY_SIZE(tls_keys),
+                                          check_tls};
 
-typedef struct strwalk_s {
-    size_t ord;     /* ordinal of the next string (key or value) in document order */
-    size_t nul_ord; /* first_nul_string() */
-    char path[256]; /* JSON path of the current value */
-} strwalk_t;
+static const cfg_key_t network_keys[] = {
+    {KEY("resolve", CUSTOM, PROBE), FNS(resolve_parse, resolve_equal, resolve_release)},
+    {KEY("proxy", STRING, PROBE), AT(cfg_network_t, proxy), .check = check_proxy},
+    {KEY("source_address", STRING, PROBE), AT(cfg_network_t, source_address), .check = check_ip},
+};
+static const cfg_section_t network_section = {"groups[].network", network_keys,
+                                              FS_ARRAY_SIZE(network_keys), NULL};
 
-/* A key as it can be shown: printable ASCII, others as '?', at most 64 characters. */
-static void shown_key(char *dst, size_t n, const char *key)
-{
-    size_t k = 0;
-    for (; *key && k + 1 < n && k < 64; key++)
-        dst[k++] = *key >= 0x20 && *key < 0x7f && *key != '"' && *key != '\\' ? *key : '?';
-    dst[k] = '\0';
-}
+/* Every key of a group decides its probes or its endpoints: a changed one resets its state. */
+static const cfg_key_t group_keys[] = {
+    {KEY("name", STRING, PROBE | REQUIRED), AT(cfg_group_t, name), .check = check_group_name},
+    {KEY("count", U32, PROBE | REQUIRED), AT(cfg_group_t, count), RANGE(1, CFG_MAX_GROUP_COUNT, 0)},
+    {KEY("profile", CUSTOM, PROBE), FNS(cfg__group_profile_parse, cfg__group_profile_equal, NULL)},
+    {KEY("trust", CUSTOM, PROBE | TLSCTX),
+     FNS(cfg__group_trust_parse, cfg__group_trust_equal, NULL)},
+    {KEY("revocation", SECTION, 0), AT(cfg_group_t, revocation), SUB(revocation_section)},
+    {KEY("tls", SECTION, 0), AT(cfg_group_t, tls), SUB(tls_section)},
+    {KEY("clock_skew_s", I64, PROBE), AT(cfg_group_t, clock_skew_s),
+     RANGE(-3153600000LL, 3153600000LL, 0)},
+    {KEY("network", SECTION, 0), AT(cfg_group_t, network), SUB(network_section)},
+};
+const cfg_section_t cfg__group_section = {"groups[]", group_keys, FS_ARRAY_SIZE(group_keys), NULL};
 
-/* Appends .key (or ["key"] when the key is not a plain name) to w->path. */
-static void path_push_key(strwalk_t *w, const char *key)
-{
-    char shown[72];
-    size_t l = strlen(w->path);
-    int plain = *key != '\0';
-    for (const char *q = key; *q && plain; q++)
-        plain = isalnum((unsigned char)*q) || *q == '_' || *q == '-';
-    shown_key(shown, sizeof(shown), key);
-    if (plain)
-        snprintf(w->path + l, sizeof(w->path) - l, "%s%s", l ? "." : "", shown);
-    else
-        snprintf(w->path + l, sizeof(w->path) - l, "[\"%s\"]", shown);
-}
+/* In parse order: the trust stores and profiles before the reference and the groups that
+ * name them. PROBE here: the settings every group's probes share. */
+static const cfg_key_t root_keys[] = {
+    {KEY("vantage", STRING, 0), AT(cfg_t, vantage), .check = check_vantage},
+    {KEY("listen", CUSTOM, RESTART), FNS(listen_parse, listen_equal, NULL)},
+    {KEY("api_token_file", CUSTOM, RESTART), FNS(token_parse, token_equal, token_release)},
+    {KEY("interval_s", NUM, GT_MIN), AT(cfg_t, interval_s), RANGE(0, 604800, 60)},
+    {KEY("jitter", NUM, 0), AT(cfg_t, jitter), RANGE(0, 1, 0.2)},
+    {KEY("shard", CUSTOM, 0), FNS(shard_parse, NULL, NULL)},
+    {KEY("event_log", CUSTOM, 0), FNS(event_log_parse, NULL, event_log_release)},
+    {KEY("expiring_soon_days", U32, PROBE), AT(cfg_t, expiring_soon_days), RANGE(0, 3650, 30)},
+    {KEY("crl_expiring_soon_hours", U32, PROBE), AT(cfg_t, crl_expiring_soon_hours),
+     RANGE(0, 8760, 24)},
+    {KEY("limits", SECTION, 0), AT(cfg_t, limits), SUB(limits_section)},
+    {KEY("cache", SECTION, 0), AT(cfg_t, cache), SUB(cache_section)},
+    {KEY("trust_stores", CUSTOM, 0), FNS(cfg__trust_stores_parse, NULL, cfg__trust_stores_release)},
+    {KEY("profiles", CUSTOM, 0), FNS(cfg__profiles_parse, NULL, cfg__profiles_release)},
+    {KEY("reference", CUSTOM, PROBE), FNS(cfg__reference_parse, cfg__reference_equal, NULL)},
+    {KEY("groups", CUSTOM, 0), FNS(groups_parse, NULL, groups_release)},
+};
+const cfg_section_t cfg__root_section = {"", root_keys, FS_ARRAY_SIZE(root_keys), check_root};
 
-static int check_string(parse_t *p, strwalk_t *w, const char *s, int is_key)
-{
-    char shown[72];
-    long bad;
-    if (is_key)
-        shown_key(shown, sizeof(shown), s);
-    if (w->ord++ == w->nul_ord)
-        return is_key ? fail(p, w->path, "key \"%s\" contains a NUL character (\\u0000)", shown)
-                      : fail(p, w->path, "string contains a NUL character (\\u0000)");
-    if ((bad = utf8_invalid_at(s)) >= 0)
-        return is_key ? fail(p, w->path, "key \"%s\": invalid UTF-8 (byte 0x%02x at offset %ld)",
-                             shown, (unsigned char)s[bad], bad)
-                      : fail(p, w->path, "invalid UTF-8 (byte 0x%02x at offset %ld)",
-                             (unsigned char)s[bad], bad);
-    return 0;
-}
+#undef KEY
+#undef AT
+#undef RANGE
+#undef NAMES
+#undef FNS
+#undef SUB
+#undef PROBE
+#undef RESTART
+#undef TLSCTX
+#undef REQUIRED
+#undef GT_MIN
 
-/* Refuses every string, key or value, that holds a NUL or is not valid UTF-8, with its path:
- * the schema below never sees a string cut short, and a metrics label or a JSON answer never
- * carries bytes a reader would choke on. */
-static int check_strings(parse_t *p, strwalk_t *w, const cJSON *v)
-{
-    size_t l = strlen(w->path), i = 0;
-    if (cJSON_IsString(v))
-        return check_string(p, w, v->valuestring, 0);
-    for (const cJSON *c = v->child; c != NULL; c = c->next, i++) {
-        if (cJSON_IsObject(v)) {
-            if (check_string(p, w, c->string, 1) != 0)
-                return -1;
-            path_push_key(w, c->string);
-        } else {
-            snprintf(w->path + l, sizeof(w->path) - l, "[%zu]", i);
-        }
-        if (check_strings(p, w, c) != 0)
-            return -1;
-        w->path[l] = '\0';
-    }
-    return 0;
-}
+/* ---- loading ----------------------------------------------------------------------------- */
 
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256])
 {
-    parse_t p = {.err = err};
+    cfg__parse_t p = {.err = err};
     cJSON *root = NULL;
-    char *buf = NULL, *cwd = NULL, *base = NULL;
+    char *cwd = NULL, *base = NULL;
     int rc = -1;
     *out = NULL;
     err[0] = '\0';
@@ -1439,59 +505,15 @@ int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, c
     if (base_dir == NULL || base_dir[0] != '/') {
         cwd = getcwd(NULL, 0);
         if (cwd == NULL) {
-            fail(&p, "", "cannot get the current directory: %s", strerror(errno));
+            jsonc_fail(err, "", "cannot get the current directory: %s", strerror(errno));
             goto out;
         }
     }
-    base = path_resolve(cwd ? cwd : "/", base_dir ? base_dir : ".");
+    base = cfg__path_resolve(cwd ? cwd : "/", base_dir ? base_dir : ".");
     p.base_dir = p.cfg->base_dir = base;
 
-    if (len >= 3 && memcmp(json, "\xef\xbb\xbf", 3) == 0) { /* Notepad's UTF-8 BOM */
-        json += 3;
-        len -= 3;
-    }
-    const char *nul = memchr(json, '\0', len);
-    if (nul != NULL) {
-        size_t line, col;
-        line_col(json, (size_t)(nul - json), &line, &col);
-        fail(&p, "", "NUL byte at line %zu, column %zu (is the file UTF-16? save it as UTF-8)",
-             line, col);
-        goto out;
-    }
-    buf = fs_xmalloc(len + 1);
-    memcpy(buf, json, len);
-    buf[len] = '\0';
-    if (jsonc_strip(&p, buf, len, json) != 0)
-        goto out;
-    const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(buf, len + 1, &end, 1);
-    if (root == NULL) {
-        size_t off = end && end >= buf && end <= buf + len ? (size_t)(end - buf) : len;
-        size_t line, col, k = 0;
-        char near[32];
-        while (off < len && isspace((unsigned char)buf[off]))
-            off++;
-        line_col(json, off, &line, &col);
-        for (; k < 20 && off + k < len && buf[off + k] != '\n' && buf[off + k] != '\r'; k++)
-            near[k] = isprint((unsigned char)buf[off + k]) ? buf[off + k] : '?';
-        near[k] = '\0';
-        if (off >= len)
-            fail(&p, "", "JSON syntax error at line %zu, column %zu: unexpected end of input", line,
-                 col);
-        else
-            fail(&p, "", "JSON syntax error at line %zu, column %zu near \"%s\"", line, col, near);
-        goto out;
-    }
-    if (!cJSON_IsObject(root)) {
-        fail(&p, "", "the configuration must be a JSON object ({...}), not %s",
-             cJSON_IsArray(root)    ? "an array"
-             : cJSON_IsString(root) ? "a string"
-             : cJSON_IsNumber(root) ? "a number"
-                                    : "a literal");
-        goto out;
-    }
-    strwalk_t w = {.nul_ord = first_nul_string(buf, len)};
-    if (check_strings(&p, &w, root) != 0 || parse_root(&p, root) != 0)
+    if (jsonc_parse(&root, json, len, err) != 0 ||
+        cfg__section_parse(&p, &cfg__root_section, root, "", p.cfg) != 0)
         goto out;
     *out = p.cfg;
     p.cfg = NULL;
@@ -1502,7 +524,6 @@ out:
     free(p.group_slot);
     cJSON_Delete(root);
     cfg_free(p.cfg);
-    free(buf);
     free(cwd);
     return rc;
 }
@@ -1547,33 +568,8 @@ void cfg_free(cfg_t *c)
 {
     if (c == NULL || atomic_fetch_sub(&c->refs, 1) > 1)
         return;
-    for (size_t i = 0; i < c->ntrust; i++) {
-        free(c->trust[i].name);
-        free(c->trust[i].ca_file);
-        free(c->trust[i].ca_dir);
-        free(c->trust[i].intermediates_file);
-    }
-    free(c->trust);
-    for (size_t i = 0; i < c->nprofiles; i++) {
-        free(c->profiles[i].name);
-        free(c->profiles[i].url);
-    }
-    free(c->profiles);
-    for (size_t i = 0; i < c->ngroups; i++) {
-        cfg_group_t *g = &c->groups[i];
-        free(g->name);
-        free(g->tls.ciphers);
-        free(g->tls.ciphersuites);
-        fs_resolve_free(&g->network.resolve);
-        free(g->network.proxy);
-        free(g->network.source_address);
-    }
-    free(c->groups);
+    cfg__section_free(&cfg__root_section, c);
     free(c->base_dir);
-    free(c->vantage);
-    free(c->api_token_file);
-    free(c->api_token);
-    free(c->event_log);
     free(c);
 }
 
@@ -1620,68 +616,4 @@ size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS])
                  mode & ((mode & 0006) ? 0004 : 0040) ? "read" : "replace");
     }
     return n;
-}
-
-/* ---- reload comparison ------------------------------------------------------------------- */
-
-static int str_eq(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static int profile_eq(const cfg_profile_t *a, const cfg_profile_t *b)
-{
-    return strcmp(a->u.scheme, b->u.scheme) == 0 && strcasecmp(a->u.host, b->u.host) == 0 &&
-           a->u.port == b->u.port && strcmp(a->u.path, b->u.path) == 0 &&
-           strcmp(a->expect_thumbprint, b->expect_thumbprint) == 0;
-}
-
-static int trust_eq(const cfg_trust_t *a, const cfg_trust_t *b)
-{
-    return memcmp(a->digest, b->digest, sizeof(a->digest)) == 0 && !a->ca_file == !b->ca_file &&
-           !a->ca_dir == !b->ca_dir && !a->intermediates_file == !b->intermediates_file;
-}
-
-/* Same DNS overrides, in any order. */
-static int resolve_eq(const fs_resolve_t *a, const fs_resolve_t *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (size_t i = 0; i < a->n; i++) {
-        const char *addr = fs_resolve_lookup(b, a->e[i].name);
-        if (addr == NULL || strcmp(addr, a->e[i].addr) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib)
-{
-    if (a == NULL || b == NULL || ia >= a->ngroups || ib >= b->ngroups)
-        return 0;
-    const cfg_group_t *ga = &a->groups[ia], *gb = &b->groups[ib];
-    const cfg_limits_t *la = &a->limits, *lb = &b->limits;
-    const cfg_revocation_t *ra = &ga->revocation, *rb = &gb->revocation;
-    const cfg_tls_t *ta = &ga->tls, *tb = &gb->tls;
-    return strcmp(ga->name, gb->name) == 0 && ga->count == gb->count &&
-           profile_eq(&a->profiles[ga->profile_idx], &b->profiles[gb->profile_idx]) &&
-           trust_eq(&a->trust[ga->trust_idx], &b->trust[gb->trust_idx]) && ra->mode == rb->mode &&
-           ra->scope == rb->scope && ra->aia_fetch == rb->aia_fetch &&
-           ra->url_timeout_ms == rb->url_timeout_ms && ra->budget_ms == rb->budget_ms &&
-           ra->max_crl_bytes == rb->max_crl_bytes && ta->min_version == tb->min_version &&
-           ta->max_version == tb->max_version && str_eq(ta->ciphers, tb->ciphers) &&
-           str_eq(ta->ciphersuites, tb->ciphersuites) && ta->sni == tb->sni &&
-           ga->clock_skew_s == gb->clock_skew_s &&
-           resolve_eq(&ga->network.resolve, &gb->network.resolve) &&
-           str_eq(ga->network.proxy, gb->network.proxy) &&
-           str_eq(ga->network.source_address, gb->network.source_address) &&
-           /* global settings that change a probe's outcome */
-           la->probe_timeout_ms == lb->probe_timeout_ms &&
-           la->connect_timeout_ms == lb->connect_timeout_ms &&
-           la->tls_timeout_ms == lb->tls_timeout_ms &&
-           la->request_timeout_ms == lb->request_timeout_ms &&
-           a->expiring_soon_days == b->expiring_soon_days &&
-           a->crl_expiring_soon_hours == b->crl_expiring_soon_hours &&
-           profile_eq(&a->profiles[a->ref_profile_idx], &b->profiles[b->ref_profile_idx]) &&
-           trust_eq(&a->trust[a->ref_trust_idx], &b->trust[b->ref_trust_idx]);
 }

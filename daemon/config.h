@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "probes/revoke.h"
 #include "probes/url.h"
 
 /* Hard limits of the configuration itself (docs/CONFIG.md). */
@@ -15,22 +16,10 @@
 #define CFG_MAX_GROUP_COUNT 1000000u        /* endpoints in one group */
 #define CFG_MAX_GROUPS 65535u               /* groups (an endpoint stores its group in 16 bits) */
 #define CFG_MAX_TOTAL_ENDPOINTS 10000000ull /* endpoints over all groups */
+#define CFG_MAX_SHARDS 1000000u             /* instances a fleet is split across */
 
-/* Revocation policy of an endpoint when a CRL cannot be used. */
-typedef enum {
-    CFG_REV_STRICT,    /* "strict": unreachable/expired/invalid CRL -> offline */
-    CFG_REV_SOFT_FAIL, /* "soft_fail": unreachable CRL -> online + revocation_soft_fail */
-    CFG_REV_OFF,       /* "off": no revocation checking */
-    CFG_REV_MODE_COUNT
-} cfg_rev_mode_t;
-
-/* Which certificates are checked for revocation (Schannel's CERT_CHAIN_REVOCATION_CHECK_*). */
-typedef enum {
-    CFG_SCOPE_LEAF,               /* "leaf": END_CERT */
-    CFG_SCOPE_CHAIN,              /* "chain": CHAIN, the root included */
-    CFG_SCOPE_CHAIN_EXCLUDE_ROOT, /* "chain_exclude_root": CHAIN_EXCLUDE_ROOT */
-    CFG_SCOPE_COUNT
-} cfg_rev_scope_t;
+/* Revocation modes and scopes are the probes' (probes/revoke.h: rev_mode_t, rev_scope_t and
+ * their names). */
 
 /* Global limits that protect the server and bound each probe (all times in ms). */
 typedef struct cfg_limits_s {
@@ -73,8 +62,8 @@ typedef struct cfg_profile_s {
 
 /* How a group's endpoints check revocation (Windows CryptoAPI defaults for the budgets). */
 typedef struct cfg_revocation_s {
-    cfg_rev_mode_t mode;     /* policy, default CFG_REV_SOFT_FAIL */
-    cfg_rev_scope_t scope;   /* certificates checked, default CFG_SCOPE_CHAIN_EXCLUDE_ROOT */
+    rev_mode_t mode;         /* policy, default REV_STRICT */
+    rev_scope_t scope;       /* certificates checked, default REV_SCOPE_CHAIN_EXCLUDE_ROOT */
     bool aia_fetch;          /* fetch missing issuers from AIA caIssuers URLs, default true */
     uint32_t url_timeout_ms; /* per CRL/AIA URL retrieval, default 15000 */
     uint32_t budget_ms;      /* all URL retrievals of one probe together, default 20000 */
@@ -149,6 +138,10 @@ int cfg_load(cfg_t **out, const char *path, char err[256]);
  * against base_dir (NULL: the current directory). */
 int cfg_parse(cfg_t **out, const char *json, size_t len, const char *base_dir, char err[256]);
 
+/* Parses a shard "i/n", the one grammar of "shard" and of `fleetscan run --shard`: decimal
+ * digits only, 0 <= i < n <= CFG_MAX_SHARDS. Returns 0 with *index and *count set, or -1. */
+int cfg_parse_shard(const char *s, uint32_t *index, uint32_t *count);
+
 /* A configuration is immutable once returned, so threads share it: cfg_ref() takes another
  * reference (returns cfg), cfg_unref() and cfg_free() drop one; the last one frees. NULL is
  * fine for both drops. */
@@ -156,11 +149,25 @@ const cfg_t *cfg_ref(const cfg_t *cfg);
 void cfg_unref(const cfg_t *cfg);
 void cfg_free(cfg_t *cfg);
 
-/* Returns 1 when group ia of a and group ib of b probe identically: same name, count, TLS,
- * revocation, clock skew and network; same profile URL and pin; same trust store content;
- * and the same global settings that decide a probe's outcome (timeouts, warning windows,
- * reference profile and trust). Used on SIGHUP to keep the state of unchanged groups. */
+/* The comparisons below follow the schema's flags (daemon/config_table.h, one row per key):
+ * a key counts when its row says so, so a new key cannot be forgotten in one of them. */
+
+/* Returns 1 when group ia of a and group ib of b probe identically: every key of the group
+ * flagged CFG_F_PROBE (name, count, profile content (URL, pin), trust store content, revocation,
+ * TLS, clock skew, network) and the document's (the four probe timeouts of limits, the warning
+ * windows, the reference profile and trust store) are equal. Used on SIGHUP to keep the state
+ * of unchanged groups. 0 when an index is out of range or a configuration is NULL. */
 int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* Returns 1 when group ia of a and group ib of b can share one TLS context (policy_tls_ctx):
+ * the same trust store content and the same keys flagged CFG_F_TLSCTX (versions, ciphers). */
+int cfg_tls_ctx_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* Calls cb with the JSON path of every setting that is read only at start (flag CFG_F_RESTART:
+ * "listen", "api_token_file" (the token in it), "cache.crl_max_age_s", ...) and differs between
+ * was and now; returns how many. A reload warns with them. */
+size_t cfg_restart_changes(const cfg_t *was, const cfg_t *now,
+                           void (*cb)(void *arg, const char *key), void *arg);
 
 /* A setting that works but exposes the daemon: logged at start and listed in /status
  * ("daemon.warnings", docs/API.md). code is a stable identifier. */
@@ -178,14 +185,5 @@ typedef struct cfg_warning_s {
 size_t cfg_warnings(const cfg_t *c, cfg_warning_t out[CFG_MAX_WARNINGS]);
 /* 1 when ip (an IP literal) is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
 int cfg_is_loopback(const char *ip);
-
-/* Names <-> values, for the CLI and the API. *_from_name return -1 when unknown. */
-const char *cfg_rev_mode_name(cfg_rev_mode_t m);
-int cfg_rev_mode_from_name(const char *s);
-const char *cfg_rev_scope_name(cfg_rev_scope_t s);
-int cfg_rev_scope_from_name(const char *s);
-/* "1.0".."1.3" <-> TLS1_VERSION..TLS1_3_VERSION; NULL / -1 when unknown. */
-const char *cfg_tls_version_name(int v);
-int cfg_tls_version_from_name(const char *s);
 
 #endif

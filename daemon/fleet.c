@@ -77,17 +77,11 @@ void fleet__gen_unref(fleet_gen_t *g)
 }
 
 /* Contexts are shared by every group with the same trust store and TLS settings. */
-static tlsc_ctx_t *find_ctx(const fleet_gen_t *g, size_t upto, size_t trust_idx, const cfg_tls_t *t)
+static tlsc_ctx_t *find_ctx(const fleet_gen_t *g, size_t gi)
 {
-    for (size_t i = 0; i < upto; i++) {
-        const cfg_group_t *o = g->groups[i].cfg;
-        if (o->trust_idx == trust_idx && o->tls.min_version == t->min_version &&
-            o->tls.max_version == t->max_version && !!o->tls.ciphers == !!t->ciphers &&
-            (!t->ciphers || strcmp(o->tls.ciphers, t->ciphers) == 0) &&
-            !!o->tls.ciphersuites == !!t->ciphersuites &&
-            (!t->ciphersuites || strcmp(o->tls.ciphersuites, t->ciphersuites) == 0))
+    for (size_t i = 0; i < gi; i++)
+        if (cfg_tls_ctx_equal(g->cfg, i, g->cfg, gi))
             return g->groups[i].pl.tls;
-    }
     return NULL;
 }
 
@@ -119,7 +113,7 @@ int fleet__gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char e
         fleet_group_t *gr = &g->groups[i];
         const cfg_group_t *c = &cfg->groups[i];
         gr->cfg = c;
-        if (policy_group_init(&gr->pl, cfg, i, find_ctx(g, i, c->trust_idx, &c->tls), err) < 0) {
+        if (policy_group_init(&gr->pl, cfg, i, find_ctx(g, i), err) < 0) {
             char e[256];
             snprintf(e, sizeof(e), "groups[%zu].trust: %s", i, err);
             fs_strlcpy(err, e, 256);

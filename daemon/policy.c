@@ -9,11 +9,6 @@
 
 #include <openssl/evp.h>
 
-_Static_assert((int)CFG_SCOPE_LEAF == (int)REV_SCOPE_LEAF &&
-                   (int)CFG_SCOPE_CHAIN == (int)REV_SCOPE_CHAIN &&
-                   (int)CFG_SCOPE_CHAIN_EXCLUDE_ROOT == (int)REV_SCOPE_CHAIN_EXCLUDE_ROOT,
-               "configuration and probe revocation scopes are one list");
-
 int policy_tls_ctx(tlsc_ctx_t **out, const cfg_t *cfg, size_t trust_idx, const cfg_tls_t *t,
                    char err[256])
 {
@@ -36,10 +31,8 @@ int policy_tls_ctx(tlsc_ctx_t **out, const cfg_t *cfg, size_t trust_idx, const c
 void policy_revocation(const cfg_t *cfg, const cfg_group_t *g, rev_policy_t *p)
 {
     rev_policy_defaults(p);
-    p->mode = g->revocation.mode == CFG_REV_STRICT      ? REV_STRICT
-              : g->revocation.mode == CFG_REV_SOFT_FAIL ? REV_SOFT_FAIL
-                                                        : REV_OFF;
-    p->scope = (rev_scope_t)g->revocation.scope;
+    p->mode = g->revocation.mode;
+    p->scope = g->revocation.scope;
     p->aia_fetch = g->revocation.aia_fetch;
     p->url_timeout_ms = g->revocation.url_timeout_ms;
     p->budget_ms = g->revocation.budget_ms;

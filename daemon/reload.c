@@ -96,6 +96,12 @@ void fleet_next_free(fleet_next_t *n)
     free(n);
 }
 
+/* A reloaded setting that only takes effect at a restart (cfg_restart_changes). */
+static void restart_warning(void *arg, const char *key)
+{
+    fleet__log(arg, "warning: \"%s\" changed; it takes effect at the next restart", key);
+}
+
 void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
 {
     assert(n->gen != NULL);
@@ -146,15 +152,7 @@ void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
     f->event_fd = n->event_fd;
     f->event_partial = n->event_partial;
     n->event_fd = -1;
-    const cfg_t *was = old->cfg;
-    if (strcmp(was->listen_host, cfg->listen_host) != 0 || was->listen_port != cfg->listen_port)
-        fleet__log(f, "warning: \"listen\" changed; it takes effect at the next restart");
-    if ((was->api_token == NULL) != (cfg->api_token == NULL) ||
-        (cfg->api_token && strcmp(was->api_token, cfg->api_token) != 0))
-        fleet__log(f, "warning: the API token changed; it takes effect at the next restart");
-    if (was->cache.crl_max_age_s != cfg->cache.crl_max_age_s ||
-        was->cache.crl_max_bytes_total != cfg->cache.crl_max_bytes_total)
-        fleet__log(f, "warning: \"cache\" changed; it takes effect at the next restart");
+    cfg_restart_changes(old->cfg, cfg, restart_warning, f);
     /* Endpoints that kept their state keep their schedule; new ones start spread out. */
     int64_t now = (int64_t)uv_now(f->loop);
     double spread = fleet__first_cycle_spread_ms(ng, ng->neps);

@@ -105,9 +105,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             if (cfg->groups[i].profile_idx >= cfg->nprofiles ||
                 cfg->groups[i].trust_idx >= cfg->ntrust)
                 abort();
-            if (!cfg_group_equal(cfg, i, cfg, i)) /* reload comparison must be reflexive */
+            /* the comparisons the schema table drives are reflexive */
+            if (!cfg_group_equal(cfg, i, cfg, i) || !cfg_tls_ctx_equal(cfg, i, cfg, i))
                 abort();
         }
+        if (cfg_restart_changes(cfg, cfg, NULL, NULL) != 0)
+            abort();
         cfg_free(cfg);
     } else {
         if (cfg != NULL || err[0] == '\0' || memchr(err, '\0', sizeof(err)) == NULL)

@@ -20,9 +20,21 @@
 #define REV_GRACE_MS 100 /* a waiter's own deadline trails the fetch's, so curl reports first */
 #define SIG_MEMO 4
 
-const char *const rev_mode_names[REV_MODE_COUNT] = {"off", "soft_fail", "strict"};
-const char *const rev_scope_names[REV_SCOPE_COUNT] = {"leaf", "chain", "chain_exclude_root"};
-const char *const rev_timeout_names[REV_TIMEOUT_COUNT] = {"per_url", "accumulative"};
+const char *const rev_mode_names[REV_MODE_COUNT] = {
+#define X(e, name) name,
+    REV_MODE_LIST(X)
+#undef X
+};
+const char *const rev_scope_names[REV_SCOPE_COUNT] = {
+#define X(e, name) name,
+    REV_SCOPE_LIST(X)
+#undef X
+};
+const char *const rev_timeout_names[REV_TIMEOUT_COUNT] = {
+#define X(e, name) name,
+    REV_TIMEOUT_LIST(X)
+#undef X
+};
 _Static_assert(FS_ARRAY_SIZE(rev_mode_names) == REV_MODE_COUNT, "rev_mode_names");
 _Static_assert(FS_ARRAY_SIZE(rev_scope_names) == REV_SCOPE_COUNT, "rev_scope_names");
 _Static_assert(FS_ARRAY_SIZE(rev_timeout_names) == REV_TIMEOUT_COUNT, "rev_timeout_names");

@@ -74,17 +74,34 @@
  *     remains; url_timeout_ms is not used (Windows' one timeout becomes the cumulative one).
  *     max_total_ms still bounds everything.
  *   A URL with no time left is reported "not tried" and counts as unreachable. */
-typedef enum { REV_OFF, REV_SOFT_FAIL, REV_STRICT, REV_MODE_COUNT } rev_mode_t;
+/* X(ENUM, "name"): the names are the configuration's values (`groups[].revocation`, docs/CONFIG.md)
+ * and the CLI's; the order is the one messages list them in. */
+#define REV_MODE_LIST(X) X(STRICT, "strict") X(SOFT_FAIL, "soft_fail") X(OFF, "off")
+#define REV_SCOPE_LIST(X)                                                                          \
+    X(LEAF, "leaf") X(CHAIN, "chain") X(CHAIN_EXCLUDE_ROOT, "chain_exclude_root")
+#define REV_TIMEOUT_LIST(X) X(PER_URL, "per_url") X(ACCUMULATIVE, "accumulative")
+
 typedef enum {
-    REV_SCOPE_LEAF,
-    REV_SCOPE_CHAIN,
-    REV_SCOPE_CHAIN_EXCLUDE_ROOT,
-    REV_SCOPE_COUNT
+#define X(e, name) REV_##e,
+    REV_MODE_LIST(X)
+#undef X
+        REV_MODE_COUNT
+} rev_mode_t;
+typedef enum {
+#define X(e, name) REV_SCOPE_##e,
+    REV_SCOPE_LIST(X)
+#undef X
+        REV_SCOPE_COUNT
 } rev_scope_t;
-typedef enum { REV_TIMEOUT_PER_URL, REV_TIMEOUT_ACCUMULATIVE, REV_TIMEOUT_COUNT } rev_timeout_t;
-extern const char *const rev_mode_names[REV_MODE_COUNT];       /* "off", "soft_fail", "strict" */
-extern const char *const rev_scope_names[REV_SCOPE_COUNT];     /* "leaf", "chain", ... */
-extern const char *const rev_timeout_names[REV_TIMEOUT_COUNT]; /* "per_url", "accumulative" */
+typedef enum {
+#define X(e, name) REV_TIMEOUT_##e,
+    REV_TIMEOUT_LIST(X)
+#undef X
+        REV_TIMEOUT_COUNT
+} rev_timeout_t;
+extern const char *const rev_mode_names[REV_MODE_COUNT];       /* indexed by rev_mode_t */
+extern const char *const rev_scope_names[REV_SCOPE_COUNT];     /* indexed by rev_scope_t */
+extern const char *const rev_timeout_names[REV_TIMEOUT_COUNT]; /* indexed by rev_timeout_t */
 
 typedef struct rev_policy_s {
     rev_mode_t mode;

@@ -17,35 +17,37 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+static const struct {
+    int v;
+    const char *id, *name;
+} tls_versions[] = {
+#define X(v, id, name) {v, id, name},
+    TLSC_VERSION_LIST(X)
+#undef X
+};
+
 int tlsc_version_parse(const char *s)
 {
-    if (s == NULL)
-        return 0;
-    if (strcmp(s, "1.0") == 0)
-        return TLS1_VERSION;
-    if (strcmp(s, "1.1") == 0)
-        return TLS1_1_VERSION;
-    if (strcmp(s, "1.2") == 0)
-        return TLS1_2_VERSION;
-    if (strcmp(s, "1.3") == 0)
-        return TLS1_3_VERSION;
+    for (size_t i = 0; s != NULL && i < FS_ARRAY_SIZE(tls_versions); i++)
+        if (strcmp(s, tls_versions[i].id) == 0)
+            return tls_versions[i].v;
     return 0;
+}
+
+const char *tlsc_version_id(int v)
+{
+    for (size_t i = 0; i < FS_ARRAY_SIZE(tls_versions); i++)
+        if (tls_versions[i].v == v)
+            return tls_versions[i].id;
+    return NULL;
 }
 
 const char *tlsc_version_name(int v)
 {
-    switch (v) {
-    case TLS1_VERSION:
-        return "TLSv1.0";
-    case TLS1_1_VERSION:
-        return "TLSv1.1";
-    case TLS1_2_VERSION:
-        return "TLSv1.2";
-    case TLS1_3_VERSION:
-        return "TLSv1.3";
-    default:
-        return "unknown";
-    }
+    for (size_t i = 0; i < FS_ARRAY_SIZE(tls_versions); i++)
+        if (tls_versions[i].v == v)
+            return tls_versions[i].name;
+    return "unknown";
 }
 
 /* The chain is verified by chain.c after the handshake; accepting here skips OpenSSL's

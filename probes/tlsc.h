@@ -42,8 +42,18 @@ typedef struct tlsc_ctx_opts_s {
 int tlsc_ctx_new(tlsc_ctx_t **out, const tlsc_ctx_opts_t *o, char err[256]);
 tlsc_ctx_t *tlsc_ctx_ref(tlsc_ctx_t *c);
 void tlsc_ctx_unref(tlsc_ctx_t *c);
-/* Parses "1.0".."1.3" into a TLS*_VERSION constant; returns 0 when unknown. */
+/* The TLS versions an endpoint may be limited to, oldest first, defined once:
+ * X(OpenSSL constant, identifier in the configuration and the CLI, name as OpenSSL prints it). */
+#define TLSC_VERSION_LIST(X)                                                                       \
+    X(TLS1_VERSION, "1.0", "TLSv1.0")                                                              \
+    X(TLS1_1_VERSION, "1.1", "TLSv1.1")                                                            \
+    X(TLS1_2_VERSION, "1.2", "TLSv1.2")                                                            \
+    X(TLS1_3_VERSION, "1.3", "TLSv1.3")
+/* Parses an identifier ("1.0".."1.3") into a TLS*_VERSION constant; returns 0 when unknown. */
 int tlsc_version_parse(const char *s);
+/* The identifier of a TLS*_VERSION constant ("1.2"), or NULL when not in the list. */
+const char *tlsc_version_id(int v);
+/* The name OpenSSL prints ("TLSv1.2"), or "unknown". */
 const char *tlsc_version_name(int v);
 
 typedef enum {

@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 static char tmp[64]; /* scratch directory with pki/, token, hashdir/ */
@@ -193,13 +194,13 @@ static const struct {
     {"{" BASE ", \"interval_s\": 0}", "interval_s: must be a number > 0"},
     {"{" BASE ", \"jitter\": 1.5}", "jitter: must be a number >= 0 and <= 1"},
     {"{" BASE ", \"limits\": {\"max_in_flight\": 0}}",
-     "limits.max_in_flight: must be an integer >= 1"},
+     "limits.max_in_flight: must be an integer between 1 and 1000000"},
     /* 2^63: found by fuzz_config; it used to load as max_in_flight 0 (a daemon that never
      * probes) through an undefined double-to-int64 conversion. */
     {"{" BASE ", \"limits\": {\"max_in_flight\": 9223372036854775807}}",
-     "limits.max_in_flight: must be an integer >= 1"},
+     "limits.max_in_flight: must be an integer between 1 and 1000000"},
     {"{" BASE ", \"limits\": {\"max_in_flight\": 2.5}}",
-     "limits.max_in_flight: must be an integer >= 1"},
+     "limits.max_in_flight: must be an integer between 1 and 1000000"},
     {"{" BASE ", \"limits\": {\"handshakes_per_s\": 0}}", "limits.handshakes_per_s: must be a"},
     {"{" BASE ", \"limits\": {\"probe_timeout_ms\": -1}}",
      "limits.probe_timeout_ms: must be an integer between 1 and 3600000"},
@@ -427,8 +428,8 @@ static void test_defaults(void)
     ASSERT_EQ(g->count, 10);
     ASSERT_EQ(g->profile_idx, 0);
     ASSERT_EQ(g->trust_idx, 0);
-    ASSERT_EQ(g->revocation.mode, CFG_REV_STRICT);
-    ASSERT_EQ(g->revocation.scope, CFG_SCOPE_CHAIN_EXCLUDE_ROOT);
+    ASSERT_EQ(g->revocation.mode, REV_STRICT);
+    ASSERT_EQ(g->revocation.scope, REV_SCOPE_CHAIN_EXCLUDE_ROOT);
     ASSERT(g->revocation.aia_fetch);
     ASSERT_EQ(g->revocation.url_timeout_ms, 15000);
     ASSERT_EQ(g->revocation.budget_ms, 20000);
@@ -552,8 +553,8 @@ static void test_full(void)
     ASSERT_EQ(g->count, 1000000);
     ASSERT_EQ(g->profile_idx, 0);
     ASSERT_EQ(g->trust_idx, 0);
-    ASSERT_EQ(g->revocation.mode, CFG_REV_STRICT);
-    ASSERT_EQ(g->revocation.scope, CFG_SCOPE_LEAF);
+    ASSERT_EQ(g->revocation.mode, REV_STRICT);
+    ASSERT_EQ(g->revocation.scope, REV_SCOPE_LEAF);
     ASSERT(!g->revocation.aia_fetch);
     ASSERT_EQ(g->revocation.url_timeout_ms, 100);
     ASSERT_EQ(g->revocation.budget_ms, 200);
@@ -914,16 +915,39 @@ static void test_large_maps(void)
     free(other);
 }
 
+/* The configuration takes its names from the probes' tables (probes/revoke.h, probes/tlsc.h). */
 static void test_names(void)
 {
-    ASSERT_STREQ(cfg_rev_mode_name(CFG_REV_SOFT_FAIL), "soft_fail");
-    ASSERT_EQ(cfg_rev_mode_from_name("strict"), CFG_REV_STRICT);
-    ASSERT_EQ(cfg_rev_mode_from_name("hard"), -1);
-    ASSERT_STREQ(cfg_rev_scope_name(CFG_SCOPE_CHAIN_EXCLUDE_ROOT), "chain_exclude_root");
-    ASSERT_EQ(cfg_rev_scope_from_name("chain"), CFG_SCOPE_CHAIN);
-    ASSERT_STREQ(cfg_tls_version_name(0x0304), "1.3");
-    ASSERT_EQ(cfg_tls_version_from_name("1.1"), 0x0302);
-    ASSERT(cfg_tls_version_name(0x0300) == NULL);
+    static const char *const modes[] = {"strict", "soft_fail", "off"};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(modes); i++) {
+        char json[512];
+        snprintf(json, sizeof(json), WITH_G(GRP("\"revocation\": {\"mode\": \"%s\"}")), modes[i]);
+        cfg_t *c = parse_ok(json);
+        ASSERT_STREQ(rev_mode_names[c->groups[0].revocation.mode], modes[i]);
+        cfg_free(c);
+    }
+    cfg_t *c = parse_ok(WITH_G(GRP("\"revocation\": {\"scope\": \"chain\"}, \"tls\": "
+                                   "{\"min_version\": \"1.1\"}")));
+    ASSERT_EQ(c->groups[0].revocation.scope, REV_SCOPE_CHAIN);
+    ASSERT_STREQ(rev_scope_names[REV_SCOPE_CHAIN_EXCLUDE_ROOT], "chain_exclude_root");
+    ASSERT_EQ(c->groups[0].tls.min_version, TLS1_1_VERSION);
+    cfg_free(c);
+}
+
+/* "shard" and `fleetscan run --shard` share one grammar: digits, 0 <= i < n <= 1000000. */
+static void test_shard(void)
+{
+    static const char *const refused[] = {"",     "1",         "1/",    "/2",   "2/2",
+                                          "0/0",  "-1/2",      "+1/2",  " 1/2", "1/2 ",
+                                          "1/2x", "0/1000001", "0x1/2", "1/-2"};
+    uint32_t i = 7, n = 7;
+    for (size_t k = 0; k < FS_ARRAY_SIZE(refused); k++)
+        ASSERT_EQ(cfg_parse_shard(refused[k], &i, &n), -1);
+    ASSERT(i == 7 && n == 7);
+    ASSERT_EQ(cfg_parse_shard("0/1", &i, &n), 0);
+    ASSERT(i == 0 && n == 1);
+    ASSERT_EQ(cfg_parse_shard("999999/1000000", &i, &n), 0);
+    ASSERT(i == 999999 && n == 1000000);
 }
 
 /* The shipped examples parse, with the files they name created in a scratch directory. */
@@ -958,8 +982,8 @@ static void test_examples(void)
             ASSERT_EQ(c->limits.max_in_flight, 256);
             ASSERT_EQ(c->limits.probe_timeout_ms, 15000);
             ASSERT_EQ(c->cache.crl_max_bytes_total, 64 << 20);
-            ASSERT_EQ(g->revocation.mode, CFG_REV_STRICT);
-            ASSERT_EQ(g->revocation.scope, CFG_SCOPE_CHAIN_EXCLUDE_ROOT);
+            ASSERT_EQ(g->revocation.mode, REV_STRICT);
+            ASSERT_EQ(g->revocation.scope, REV_SCOPE_CHAIN_EXCLUDE_ROOT);
             ASSERT_EQ(g->revocation.max_crl_bytes, 16 << 20);
             ASSERT_EQ(g->tls.min_version, 0x0303);
         }
@@ -980,6 +1004,7 @@ int main(void)
     RUN(test_warnings);
     RUN(test_group_equal);
     RUN(test_names);
+    RUN(test_shard);
     RUN(test_examples);
     rm_rf(tmp);
     fprintf(stderr, "ok\n");

@@ -301,6 +301,12 @@ static void test_ctx_errors(void)
     ASSERT_CONTAINS(err, "cipher");
     ASSERT_EQ(tlsc_version_parse("1.2"), TLS1_2_VERSION);
     ASSERT_EQ(tlsc_version_parse("1.4"), 0);
+    ASSERT_EQ(tlsc_version_parse(NULL), 0);
+    /* one table: identifier and printed name of each version */
+    ASSERT_STREQ(tlsc_version_id(TLS1_1_VERSION), "1.1");
+    ASSERT(tlsc_version_id(SSL3_VERSION) == NULL);
+    ASSERT_STREQ(tlsc_version_name(TLS1_3_VERSION), "TLSv1.3");
+    ASSERT_STREQ(tlsc_version_name(SSL3_VERSION), "unknown");
 }
 
 int main(void)
