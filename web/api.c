@@ -179,11 +179,11 @@ static enum MHD_Result reply_static(struct MHD_Connection *c, unsigned status, c
 static enum MHD_Result reply_error_h(struct MHD_Connection *c, unsigned status, const char *msg,
                                      const char *code, const char *hname, const char *hvalue)
 {
-    render_buf_t b;
+    wbuf_t b;
     size_t len = 0;
-    render_buf_init(&b, 256, API_ERROR_MAX);
+    wbuf_init(&b, 256, API_ERROR_MAX);
     render_error(msg, code, &b);
-    char *body = render_buf_steal(&b, &len);
+    char *body = wbuf_steal(&b, &len);
     struct MHD_Response *r;
     if (body != NULL) {
         r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
@@ -204,12 +204,12 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
 }
 
 /* Sends what was rendered into b (freeing it), or a 500 when rendering failed. */
-static enum MHD_Result reply_rendered(struct MHD_Connection *c, unsigned status, render_buf_t *b,
-                                      int rc, const char *ctype)
+static enum MHD_Result reply_rendered(struct MHD_Connection *c, unsigned status, wbuf_t *b, int rc,
+                                      const char *ctype)
 {
     size_t len = 0;
-    char *body = rc == 0 ? render_buf_steal(b, &len) : NULL;
-    render_buf_free(b);
+    char *body = rc == 0 ? wbuf_steal(b, &len) : NULL;
+    wbuf_free(b);
     if (body == NULL)
         return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "response too large to render",
                            "internal");
@@ -418,8 +418,8 @@ static enum MHD_Result answer_endpoints(const snap_t *s, struct MHD_Connection *
             return reply_bad_param(c, "offset", "an integer 0..4294967295", p);
         q.offset = v;
     }
-    render_buf_t b;
-    render_buf_init(&b, 128 + q.limit * 320, API_RENDER_MAX);
+    wbuf_t b;
+    wbuf_init(&b, 128 + q.limit * 320, API_RENDER_MAX);
     int rc = render_endpoints(s, &q, &b);
     return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
 }
@@ -436,8 +436,8 @@ static enum MHD_Result answer_events(const snap_t *s, struct MHD_Connection *c)
         else if (fs_parse_rfc3339(p, &since_at) != 0)
             return reply_bad_param(c, "since", "a sequence number or an RFC 3339 time", p);
     }
-    render_buf_t b;
-    render_buf_init(&b, 256 + s->nevents * 192, API_RENDER_MAX);
+    wbuf_t b;
+    wbuf_init(&b, 256 + s->nevents * 192, API_RENDER_MAX);
     int rc = render_events(s, since_seq, since_at, &b);
     return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
 }
@@ -451,20 +451,20 @@ static void unref_response_snap(void *cls)
  * snapshot (compare-and-swap: concurrent first readers may both render, one result is kept);
  * every response then serves those bytes, holding a reference to the snapshot. */
 static enum MHD_Result reply_cached(struct MHD_Connection *c, snap_t *s, _Atomic(char *) *slot,
-                                    int (*render)(const snap_t *, render_buf_t *), size_t hint,
+                                    int (*render)(const snap_t *, wbuf_t *), size_t hint,
                                     const char *ctype)
 {
     char *body = atomic_load(slot);
     if (body == NULL) {
-        render_buf_t b;
-        render_buf_init(&b, hint, API_RENDER_MAX);
+        wbuf_t b;
+        wbuf_init(&b, hint, API_RENDER_MAX);
         int rc = render(s, &b);
         if (rc < 0 || b.failed || b.data == NULL)
             return reply_rendered(c, MHD_HTTP_OK, &b, rc < 0 ? rc : UV_ENOMEM, ctype);
         char *mine = fs_xmalloc(b.len + 1);
         memcpy(mine, b.data, b.len);
         mine[b.len] = '\0';
-        render_buf_free(&b);
+        wbuf_free(&b);
         char *expected = NULL;
         if (!atomic_compare_exchange_strong(slot, &expected, mine))
             free(mine);
@@ -481,7 +481,7 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
                                        const char *arg)
 {
     snap_t *s = current(a);
-    render_buf_t b;
+    wbuf_t b;
     enum MHD_Result ret;
     int rc;
 
@@ -503,7 +503,7 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
             ret = reply_error(c, MHD_HTTP_NOT_FOUND, msg, "not_found");
             break;
         }
-        render_buf_init(&b, 4096, API_RENDER_MAX);
+        wbuf_init(&b, 4096, API_RENDER_MAX);
         rc = render_endpoint(s, e, 1, &b);
         ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
         break;
@@ -1034,7 +1034,7 @@ out:
 int api_start(api_t **out, const api_opts_t *o, char err[256])
 {
     api_t *a = fs_xcalloc(1, sizeof(*a));
-    render_buf_t b;
+    wbuf_t b;
     int fd = -1, rc;
 
     err[0] = '\0';
@@ -1056,9 +1056,9 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     a->on_forecast = o->on_forecast;
     atomic_init(&a->published_ms, mono_ms());
 
-    render_buf_init(&b, 16384, API_RENDER_MAX);
+    wbuf_init(&b, 16384, API_RENDER_MAX);
     render_causes(&b);
-    a->causes_json = render_buf_steal(&b, &a->causes_len);
+    a->causes_json = wbuf_steal(&b, &a->causes_len);
     if (a->causes_json == NULL) {
         snprintf(err, 256, "api: out of memory");
         rc = UV_ENOMEM;
