@@ -190,8 +190,7 @@ void fleet_publish(fleet_t *f)
         }
         s->hist_sum[ph] = f->hist_sum[ph];
     }
-    s->targets_json = f->targets_json ? fs_xstrdup(f->targets_json) : NULL;
-    s->metrics_extra = f->metrics_extra ? fs_xstrdup(f->metrics_extra) : NULL;
+    s->target = f->target != NULL ? snap_target_ref(f->target) : NULL;
     s->event_log_path = g->cfg->event_log ? fs_xstrdup(g->cfg->event_log) : NULL;
     s->event_log_dropped = f->event_dropped;
     s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;

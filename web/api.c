@@ -509,16 +509,7 @@ static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route
         break;
     }
     case R_TARGETS:
-        if (s->targets_json == NULL) {
-            ret = reply_static(c, MHD_HTTP_OK, "{\"targets\":[]}", CT_JSON);
-        } else {
-            /* Served straight from the snapshot: the response holds a reference. */
-            struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-                strlen(s->targets_json), s->targets_json, unref_response_snap, snap_ref(s));
-            if (r == NULL)
-                snap_unref(s);
-            ret = queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
-        }
+        ret = reply_cached(c, s, &s->targets_body, render_targets, 8192, CT_JSON);
         break;
     case R_EVENTS:
         ret = answer_events(s, c);

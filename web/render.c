@@ -292,6 +292,232 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t 
     return wbuf_done(b);
 }
 
+/* ---- a probe's outcome: /api/v1/targets and endpoint details ------------------------------- */
+
+/* A fixed-size field of a probe's result: at most n bytes, up to its NUL. */
+static void put_field(wbuf_t *b, const char *s, size_t n)
+{
+    wbuf_json_strn(b, s, strnlen(s, n));
+}
+
+static void put_str_array(wbuf_t *b, char *const *v, size_t n)
+{
+    wbuf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            wbuf_putc(b, ',');
+        wbuf_json_str(b, v[i]);
+    }
+    wbuf_putc(b, ']');
+}
+
+/* One certificate; days_left is counted at `at` (the endpoint's time). */
+static void put_cert(wbuf_t *b, const chain_cert_t *c, int64_t at)
+{
+    wbuf_puts(b, "{\"subject\":");
+    wbuf_json_str(b, c->subject);
+    wbuf_puts(b, ",\"issuer\":");
+    wbuf_json_str(b, c->issuer);
+    wbuf_puts(b, ",\"serial\":");
+    wbuf_json_str(b, c->serial);
+    wbuf_puts(b, ",\"not_before\":");
+    wbuf_json_time(b, c->not_before);
+    wbuf_puts(b, ",\"not_after\":");
+    wbuf_json_time(b, c->not_after);
+    wbuf_puts(b, ",\"days_left\":");
+    wbuf_i64(b, (c->not_after - at) / 86400);
+    wbuf_puts(b, ",\"sha1_thumbprint\":");
+    put_field(b, c->sha1, sizeof(c->sha1));
+    wbuf_puts(b, ",\"sha256\":");
+    put_field(b, c->sha256, sizeof(c->sha256));
+    wbuf_puts(b, ",\"signature_algorithm\":");
+    put_field(b, c->sig_alg, sizeof(c->sig_alg));
+    wbuf_puts(b, ",\"is_ca\":");
+    wbuf_json_bool(b, c->is_ca);
+    wbuf_puts(b, ",\"self_signed\":");
+    wbuf_json_bool(b, c->self_signed);
+    wbuf_puts(b, ",\"sans\":");
+    put_str_array(b, c->sans, c->nsans);
+    wbuf_puts(b, ",\"cdp\":");
+    put_str_array(b, c->cdp, c->ncdp);
+    wbuf_puts(b, ",\"aia\":");
+    put_str_array(b, c->aia, c->naia);
+    wbuf_putc(b, '}');
+}
+
+static void put_retrieval(wbuf_t *b, const rev_url_result_t *u)
+{
+    wbuf_puts(b, "{\"url\":");
+    put_field(b, u->url, sizeof(u->url));
+    wbuf_puts(b, ",\"kind\":");
+    put_field(b, u->kind, sizeof(u->kind));
+    wbuf_puts(b, ",\"cert_depth\":");
+    wbuf_i64(b, u->cert_depth);
+    wbuf_puts(b, ",\"ok\":");
+    wbuf_json_bool(b, u->ok);
+    wbuf_puts(b, ",\"from_cache\":");
+    wbuf_json_bool(b, u->from_cache);
+    wbuf_puts(b, ",\"http_status\":");
+    wbuf_i64(b, u->http_status);
+    wbuf_puts(b, ",\"bytes\":");
+    wbuf_u64(b, u->bytes);
+    wbuf_puts(b, ",\"time_ms\":");
+    wbuf_u64(b, u->time_ms);
+    wbuf_puts(b, ",\"this_update\":");
+    wbuf_json_time(b, u->this_update);
+    wbuf_puts(b, ",\"next_update\":");
+    wbuf_json_time(b, u->next_update);
+    wbuf_puts(b, ",\"error\":");
+    if (u->error[0] != '\0')
+        put_field(b, u->error, sizeof(u->error));
+    else
+        wbuf_puts(b, "null");
+    wbuf_putc(b, '}');
+}
+
+/* The probe's members, "url" to "retrievals", without the braces. */
+static void put_probe(wbuf_t *b, const render_probe_t *p)
+{
+    wbuf_puts(b, "\"url\":");
+    wbuf_json_str(b, p->url);
+    wbuf_puts(b, p->online ? ",\"state\":\"online\",\"cause\":null"
+                           : ",\"state\":\"offline\",\"cause\":");
+    if (!p->online)
+        wbuf_json_str(b, fs_cause_id(p->cause));
+    wbuf_puts(b, ",\"warnings\":[");
+    int first = 1;
+    for (int w = 0; w < FS_WARN_COUNT; w++) {
+        if (!(p->warnings & FS_WARN_BIT(w)))
+            continue;
+        if (!first)
+            wbuf_putc(b, ',');
+        wbuf_json_str(b, fs_warning_id((fs_warning_t)w));
+        first = 0;
+    }
+    wbuf_puts(b, "],\"message\":");
+    wbuf_json_str(b, p->message);
+    if (!p->online) {
+        const fs_cause_info_t *ci = fs_cause_info(p->cause);
+        wbuf_puts(b, ",\"phase\":");
+        wbuf_json_str(b, ci->phase);
+        wbuf_puts(b, ",\"symptom\":");
+        wbuf_json_str(b, ci->symptom);
+        wbuf_puts(b, ",\"remediation\":");
+        wbuf_json_str(b, ci->remediation);
+    }
+    if (p->timings_ms != NULL) {
+        wbuf_puts(b, ",\"timings_ms\":{");
+        for (int ph = 0; ph < SNAP_PH_COUNT; ph++) {
+            wbuf_json_key(b, phase_names[ph], ph == 0);
+            wbuf_u64(b, p->timings_ms[ph]);
+        }
+        wbuf_puts(b, ",\"total\":");
+        wbuf_u64(b, p->total_ms);
+        wbuf_putc(b, '}');
+    }
+    wbuf_puts(b, ",\"address\":");
+    wbuf_json_str(b, p->addr);
+    wbuf_puts(b, ",\"endpoint_time\":");
+    wbuf_json_time(b, p->endpoint_time);
+    wbuf_puts(b, ",\"tls\":{");
+    if (p->tls_version != NULL && p->tls_version[0] != '\0') {
+        wbuf_puts(b, "\"version\":");
+        wbuf_json_str(b, p->tls_version);
+        wbuf_puts(b, ",\"cipher\":");
+        wbuf_json_str(b, p->cipher);
+    }
+    wbuf_puts(b, "},\"http_status\":");
+    if (p->http_status != 0)
+        wbuf_i64(b, p->http_status);
+    else
+        wbuf_puts(b, "null");
+    wbuf_puts(b, ",\"chain\":[");
+    for (size_t i = 0; p->chain != NULL && i < p->chain->n; i++) {
+        if (i > 0)
+            wbuf_putc(b, ',');
+        put_cert(b, &p->chain->certs[i], p->endpoint_time);
+    }
+    wbuf_puts(b, "],\"retrievals\":[");
+    for (size_t i = 0; i < p->nurls; i++) {
+        if (i > 0)
+            wbuf_putc(b, ',');
+        put_retrieval(b, &p->urls[i]);
+    }
+    wbuf_putc(b, ']');
+}
+
+static int is_crl(const rev_url_result_t *u)
+{
+    return strcmp(u->kind, "crl") == 0;
+}
+
+int render_targets(const snap_t *s, wbuf_t *b)
+{
+    const snap_target_t *t = s->target;
+    wbuf_puts(b, "{\"targets\":[");
+    if (t != NULL) {
+        render_probe_t p = {
+            .url = t->url,
+            .online = t->online,
+            .cause = (fs_cause_t)t->cause,
+            .warnings = t->warnings,
+            .message = t->message,
+            .timings_ms = t->timings_ms,
+            .total_ms = t->total_ms,
+            .addr = t->addr,
+            .endpoint_time = t->endpoint_time,
+            .tls_version = t->tls_version,
+            .cipher = t->cipher,
+            .http_status = t->http_status,
+            .chain = &t->chain,
+            .urls = t->urls,
+            .nurls = t->nurls,
+        };
+        wbuf_putc(b, '{');
+        put_probe(b, &p);
+        wbuf_puts(b, ",\"name\":");
+        wbuf_json_str(b, t->name);
+        wbuf_puts(b, ",\"profile\":");
+        wbuf_json_str(b, t->profile);
+        wbuf_puts(b, ",\"trust\":");
+        wbuf_json_str(b, t->trust);
+        wbuf_puts(b, ",\"checked_at\":");
+        wbuf_json_time(b, t->checked_at);
+        /* The CRL view of the target: one line per CRL URL. */
+        wbuf_puts(b, ",\"crls\":[");
+        int first = 1;
+        for (size_t i = 0; i < t->nurls; i++) {
+            const rev_url_result_t *u = &t->urls[i];
+            if (!is_crl(u))
+                continue;
+            wbuf_puts(b, first ? "{\"url\":" : ",{\"url\":");
+            first = 0;
+            put_field(b, u->url, sizeof(u->url));
+            wbuf_puts(b, ",\"cert_depth\":");
+            wbuf_i64(b, u->cert_depth);
+            wbuf_puts(b, ",\"reachable\":");
+            wbuf_json_bool(b, u->ok || u->http_status == 200);
+            wbuf_puts(b, ",\"http_status\":");
+            wbuf_i64(b, u->http_status);
+            wbuf_puts(b, ",\"bytes\":");
+            wbuf_u64(b, u->bytes);
+            wbuf_puts(b, ",\"this_update\":");
+            wbuf_json_time(b, u->this_update);
+            wbuf_puts(b, ",\"next_update\":");
+            wbuf_json_time(b, u->next_update);
+            wbuf_puts(b, ",\"last_error\":");
+            if (u->error[0] != '\0')
+                put_field(b, u->error, sizeof(u->error));
+            else
+                wbuf_puts(b, "null");
+            wbuf_putc(b, '}');
+        }
+        wbuf_puts(b, "]}");
+    }
+    wbuf_puts(b, "]}");
+    return wbuf_done(b);
+}
+
 static void put_catalogue_entry(wbuf_t *b, const fs_cause_info_t *ci)
 {
     wbuf_puts(b, "{\"id\":");
@@ -350,76 +576,99 @@ static void m_family(wbuf_t *b, const char *name, const char *type, const char *
     wbuf_putc(b, '\n');
 }
 
-/* name{<common>[,l1="v1"][,l2="v2"]} — the value follows. common is the pre-rendered
- * vantage/shard pair. */
-static void m_labels(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1,
-                     const char *v1, const char *l2, const char *v2)
+/* A sample is m_start, m_label for each label, then m_end_*: name{<common>,l1="v1",...} value.
+ * common is the pre-rendered vantage/shard pair every sample carries. */
+static void m_start(wbuf_t *b, const char *name, const wbuf_t *common)
 {
     wbuf_puts(b, name);
     wbuf_putc(b, '{');
     wbuf_put(b, common->data, common->len);
-    if (l1 != NULL) {
-        wbuf_putc(b, ',');
-        wbuf_puts(b, l1);
-        wbuf_put(b, "=\"", 2);
-        wbuf_prom_label(b, v1);
-        wbuf_putc(b, '"');
-    }
-    if (l2 != NULL) {
-        wbuf_putc(b, ',');
-        wbuf_puts(b, l2);
-        wbuf_put(b, "=\"", 2);
-        wbuf_prom_label(b, v2);
-        wbuf_putc(b, '"');
-    }
-    wbuf_put(b, "} ", 2);
 }
 
-static void m_u64(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1, const char *v1,
-                  const char *l2, const char *v2, uint64_t v)
+static void m_label(wbuf_t *b, const char *key, const char *value)
 {
-    m_labels(b, name, common, l1, v1, l2, v2);
+    wbuf_putc(b, ',');
+    wbuf_puts(b, key);
+    wbuf_put(b, "=\"", 2);
+    wbuf_prom_label(b, value != NULL ? value : "");
+    wbuf_putc(b, '"');
+}
+
+static void m_end_u64(wbuf_t *b, uint64_t v)
+{
+    wbuf_put(b, "} ", 2);
     wbuf_u64(b, v);
     wbuf_putc(b, '\n');
 }
 
-static void m_double(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1,
-                     const char *v1, const char *l2, const char *v2, double v)
+static void m_end_i64(wbuf_t *b, int64_t v)
 {
-    m_labels(b, name, common, l1, v1, l2, v2);
+    wbuf_put(b, "} ", 2);
+    wbuf_i64(b, v);
+    wbuf_putc(b, '\n');
+}
+
+/* A sample with up to two labels (l1, l2 NULL when absent). */
+static void m_u64(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1, const char *v1,
+                  const char *l2, const char *v2, uint64_t v)
+{
+    m_start(b, name, common);
+    if (l1 != NULL)
+        m_label(b, l1, v1);
+    if (l2 != NULL)
+        m_label(b, l2, v2);
+    m_end_u64(b, v);
+}
+
+static void m_double(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1,
+                     const char *v1, double v)
+{
+    m_start(b, name, common);
+    if (l1 != NULL)
+        m_label(b, l1, v1);
+    wbuf_put(b, "} ", 2);
     wbuf_prom_double(b, v);
     wbuf_putc(b, '\n');
 }
 
-/* Copies the loop's pre-rendered lines, inserting the common labels into every sample. */
-static void put_metrics_extra(wbuf_t *b, const char *extra, const wbuf_t *common)
+/* The reference target's gauges: each presented certificate's notAfter, each CRL URL's health,
+ * and whether the reference binding is up. */
+static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const wbuf_t *common)
 {
-    const char *p = extra;
-    while (*p != '\0') {
-        const char *eol = strchr(p, '\n');
-        size_t n = eol != NULL ? (size_t)(eol - p) : strlen(p);
-        if (n == 0 || p[0] == '#') {
-            wbuf_put(b, p, n);
-        } else {
-            size_t k = strcspn(p, "{ \t\n");
-            if (k > n)
-                k = n;
-            wbuf_put(b, p, k);
-            wbuf_putc(b, '{');
-            wbuf_put(b, common->data, common->len);
-            if (k < n && p[k] == '{') {
-                if (k + 1 < n && p[k + 1] != '}')
-                    wbuf_putc(b, ',');
-                wbuf_put(b, p + k + 1, n - k - 1);
-            } else {
-                wbuf_putc(b, '}');
-                wbuf_put(b, p + k, n - k);
-            }
-        }
-        if (n > 0)
-            wbuf_putc(b, '\n');
-        p += n + (eol != NULL);
+    char depth[24];
+    m_family(b, "fleetscan_cert_not_after_seconds", "gauge",
+             "notAfter of each presented certificate (Unix time).");
+    for (size_t i = 0; i < t->chain.n; i++) {
+        const chain_cert_t *c = &t->chain.certs[i];
+        snprintf(depth, sizeof(depth), "%zu", i);
+        m_start(b, "fleetscan_cert_not_after_seconds", common);
+        m_label(b, "target", t->name);
+        m_label(b, "depth", depth);
+        m_label(b, "subject", c->subject);
+        m_label(b, "sha1", c->sha1);
+        m_end_i64(b, c->not_after);
     }
+    m_family(b, "fleetscan_crl_reachable", "gauge",
+             "1 when the CRL URL answered with a usable CRL.");
+    for (size_t i = 0; i < t->nurls; i++) {
+        if (!is_crl(&t->urls[i]))
+            continue;
+        m_start(b, "fleetscan_crl_reachable", common);
+        m_label(b, "url", t->urls[i].url);
+        m_end_u64(b, t->urls[i].ok ? 1 : 0);
+    }
+    m_family(b, "fleetscan_crl_next_update_seconds", "gauge",
+             "nextUpdate of the CRL served at the URL (Unix time).");
+    for (size_t i = 0; i < t->nurls; i++) {
+        if (!is_crl(&t->urls[i]) || t->urls[i].next_update == 0)
+            continue;
+        m_start(b, "fleetscan_crl_next_update_seconds", common);
+        m_label(b, "url", t->urls[i].url);
+        m_end_i64(b, t->urls[i].next_update);
+    }
+    m_family(b, "fleetscan_reference_up", "gauge",
+             "1 when the reference binding accepts a connection and validates.");
+    m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, t->online ? 1 : 0);
 }
 
 int render_metrics(const snap_t *s, wbuf_t *b)
@@ -488,8 +737,8 @@ int render_metrics(const snap_t *s, wbuf_t *b)
             m_u64(b, "fleetscan_probe_duration_seconds_bucket", &common, "phase", phase_names[ph],
                   "le", tmp, s->hist_counts[ph][i]);
         }
-        m_double(b, "fleetscan_probe_duration_seconds_sum", &common, "phase", phase_names[ph], NULL,
-                 NULL, s->hist_sum[ph]);
+        m_double(b, "fleetscan_probe_duration_seconds_sum", &common, "phase", phase_names[ph],
+                 s->hist_sum[ph]);
         m_u64(b, "fleetscan_probe_duration_seconds_count", &common, "phase", phase_names[ph], NULL,
               NULL, s->hist_counts[ph][SNAP_HIST_BUCKETS]);
     }
@@ -509,8 +758,8 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_u64(b, "fleetscan_scan_started_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
-    if (s->metrics_extra != NULL)
-        put_metrics_extra(b, s->metrics_extra, &common);
+    if (s->target != NULL)
+        put_target_metrics(b, s->target, &common);
     rc = wbuf_done(b);
 out:
     wbuf_free(&common);

@@ -26,11 +26,34 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
 /* Events with seq > since_seq and at >= since_at. */
 int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t *b);
 int render_causes(wbuf_t *b);
-/* Prometheus text exposition 0.0.4; every sample carries vantage and shard labels, including
- * the lines of metrics_extra, into which they are inserted. */
+/* GET /api/v1/targets from s->target; {"targets":[]} before the first reference probe. */
+int render_targets(const snap_t *s, wbuf_t *b);
+/* Prometheus text exposition 0.0.4; every sample carries vantage and shard labels. The
+ * certificate and CRL gauges and fleetscan_reference_up come from s->target (absent without). */
 int render_metrics(const snap_t *s, wbuf_t *b);
 /* {"error": msg, "code": code} */
 int render_error(const char *msg, const char *code, wbuf_t *b);
+
+/* One probe's outcome as the API shows it: an entry of /api/v1/targets. Borrowed pointers, read
+ * during the call only. The members are those of `fleetscan probe --json` (probes/report.c), in the
+ * same order. */
+typedef struct render_probe_s {
+    const char *url;
+    int online;
+    fs_cause_t cause; /* the verdict's: FS_CAUSE_NONE when online */
+    uint32_t warnings;
+    const char *message;
+    const uint32_t *timings_ms; /* SNAP_PH_COUNT phases, or NULL: no "timings_ms" member */
+    uint32_t total_ms;
+    const char *addr;
+    int64_t endpoint_time;
+    const char *tls_version; /* NULL or "": no handshake, "tls":{} */
+    const char *cipher;
+    int http_status;           /* 0: no request, null */
+    const chain_info_t *chain; /* NULL: none */
+    const rev_url_result_t *urls;
+    size_t nurls;
+} render_probe_t;
 
 /* Index of the group named name, or -1. */
 long render_find_group(const snap_t *s, const char *name);
