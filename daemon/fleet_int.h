@@ -34,8 +34,9 @@ typedef struct fleet_group_s {
     const cfg_group_t *cfg;
     policy_t pl; /* what its probes use (policy.h); never moved once built */
     snap_counts_t counts;
-    /* Per primary cause (FS_CAUSE_NONE: online), the last message and detail JSON of a probe
-     * of this group that ended so: an endpoint is shown its own kind of outcome. */
+    /* Per primary cause (FS_CAUSE_NONE: online), the last message of a probe of this group that
+     * ended so, and the detail document of the last such probe that was captured (rendered once,
+     * web/render.h render_detail): an endpoint is shown its own kind of outcome. */
     char *msg[FS_CAUSE_COUNT];
     char *detail[FS_CAUSE_COUNT];
     int64_t detail_at;       /* last time a probe of this group captured its chain */

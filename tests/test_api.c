@@ -145,9 +145,9 @@ static snap_t *build_snap(int variant)
     s->groups[0].message = fs_xstrdup("");
     s->groups[1].message = NULL;
     s->groups[2].message = fs_xstrdup("Custom log line");
-    s->groups[2].detail_json = fs_xstrdup("{\"verdict\":\"offline\",\"chain\":[1,2]}");
-    s->groups[1].detail_json = fs_xstrdup("{not json");
     /* Per-cause lines and details: an endpoint sees its own kind of outcome. */
+    s->groups[2].cause_detail[FS_CAUSE_UNTRUSTED_CA] =
+        fs_xstrdup("{\"verdict\":\"offline\",\"chain\":[1,2]}");
     s->groups[0].cause_message[FS_CAUSE_DNS_FAILURE] = fs_xstrdup("cannot resolve \"ns\"");
     s->groups[0].cause_detail[FS_CAUSE_NONE] = fs_xstrdup("{\"verdict\":\"online\"}");
 
@@ -601,7 +601,7 @@ static void test_endpoint_by_id(void)
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(j, "detail")));
     ASSERT_STREQ(str(j, "message"), "cannot resolve \"ns\"");
     cJSON_Delete(j);
-    j = get_json("/api/v1/endpoints/branch-eu-00002"); /* invalid detail_json -> null */
+    j = get_json("/api/v1/endpoints/branch-eu-00002"); /* no detail for its outcome -> null */
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(j, "detail")));
     cJSON_Delete(j);
     expect_error("GET", "/api/v1/endpoints/hq-99999", NULL, 404, "not_found");

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
 #include <uv.h>
 
 #include "probes/util.h"
@@ -168,31 +167,15 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
     }
     wbuf_putc(b, '}');
     if (with_detail) {
+        /* The group's last probe that ended the way this endpoint did, rendered by the loop
+         * in its final form (render_detail). */
         const char *d = NULL;
         if (e->group < s->ngroups && e->state != SNAP_PENDING) {
             int slot = e->state == SNAP_ONLINE ? FS_CAUSE_NONE : e->cause;
             d = slot < FS_CAUSE_COUNT ? s->groups[e->group].cause_detail[slot] : NULL;
-            if (d == NULL)
-                d = s->groups[e->group].detail_json;
         }
-        /* The loop renders detail_json; a malformed one must not corrupt this document. The
-         * detail is the last probe of this group that ended the way this endpoint did (the
-         * chain, retrievals and message are the group's); its timings are that probe's, not
-         * this endpoint's, so they are dropped here: the item's timings_ms are its own. */
-        cJSON *parsed = d != NULL ? cJSON_Parse(d) : NULL;
         wbuf_puts(b, ",\"detail\":");
-        if (parsed != NULL) {
-            cJSON_DeleteItemFromObject(parsed, "timings_ms");
-            cJSON_DeleteItemFromObject(parsed, "total_ms");
-            cJSON_AddStringToObject(parsed, "source",
-                                    "the group's last probe with this endpoint's outcome");
-            char *out = cJSON_PrintUnformatted(parsed);
-            wbuf_puts(b, out ? out : "null");
-            free(out);
-        } else {
-            wbuf_puts(b, "null");
-        }
-        cJSON_Delete(parsed);
+        wbuf_puts(b, d != NULL ? d : "null");
     }
     wbuf_putc(b, '}');
     return wbuf_done(b);
@@ -444,6 +427,14 @@ static void put_probe(wbuf_t *b, const render_probe_t *p)
         put_retrieval(b, &p->urls[i]);
     }
     wbuf_putc(b, ']');
+}
+
+int render_detail(const render_probe_t *p, wbuf_t *b)
+{
+    wbuf_putc(b, '{');
+    put_probe(b, p);
+    wbuf_puts(b, ",\"source\":\"the group's last probe with this endpoint's outcome\"}");
+    return wbuf_done(b);
 }
 
 static int is_crl(const rev_url_result_t *u)

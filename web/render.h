@@ -21,7 +21,8 @@ typedef struct render_query_s {
 /* Each returns 0 or UV_ENOMEM (output past b->max). */
 int render_status(const snap_t *s, wbuf_t *b);
 int render_endpoints(const snap_t *s, const render_query_t *q, wbuf_t *b);
-/* One item; with_detail adds "detail": the group's detail_json (null when absent or invalid). */
+/* One item; with_detail adds "detail": the group's cause_detail for the endpoint's outcome,
+ * spliced as it is (null when there is none). */
 int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, wbuf_t *b);
 /* Events with seq > since_seq and at >= since_at. */
 int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t *b);
@@ -34,9 +35,9 @@ int render_metrics(const snap_t *s, wbuf_t *b);
 /* {"error": msg, "code": code} */
 int render_error(const char *msg, const char *code, wbuf_t *b);
 
-/* One probe's outcome as the API shows it: an entry of /api/v1/targets. Borrowed pointers, read
- * during the call only. The members are those of `fleetscan probe --json` (probes/report.c), in the
- * same order. */
+/* One probe's outcome as the API shows it: an entry of /api/v1/targets and the detail of an
+ * endpoint. Borrowed pointers, read during the call only. The members are those of
+ * `fleetscan probe --json` (probes/report.c), in the same order. */
 typedef struct render_probe_s {
     const char *url;
     int online;
@@ -54,6 +55,11 @@ typedef struct render_probe_s {
     const rev_url_result_t *urls;
     size_t nurls;
 } render_probe_t;
+
+/* The "detail" object of GET /api/v1/endpoints/{id}: the probe without timings (an endpoint's
+ * own timings are its item's) and "source". The loop renders it once per captured probe and the
+ * snapshot carries the text (snap_group_t.cause_detail). 0 or UV_ENOMEM. */
+int render_detail(const render_probe_t *p, wbuf_t *b);
 
 /* Index of the group named name, or -1. */
 long render_find_group(const snap_t *s, const char *name);

@@ -36,7 +36,6 @@ void snap_unref(snap_t *s)
     for (size_t i = 0; i < s->ngroups; i++) {
         free(s->groups[i].name);
         free(s->groups[i].message);
-        free(s->groups[i].detail_json);
         for (int c = 0; c < FS_CAUSE_COUNT; c++) {
             free(s->groups[i].cause_message[c]);
             free(s->groups[i].cause_detail[c]);

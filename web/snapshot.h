@@ -49,12 +49,14 @@ typedef struct snap_counts_s {
 typedef struct snap_group_s {
     char *name;
     snap_counts_t counts;
-    char *message;     /* agent.log line of the group's last probe ("" when none) */
-    char *detail_json; /* JSON object: the last probe's full result of this group, or NULL */
-    /* Per primary cause (FS_CAUSE_NONE: online): the last message and detail of a probe of
-     * this group that ended with that cause, or NULL. Preferred over message/detail_json, so
-     * an endpoint never shows another endpoint's failure. */
+    char *message; /* agent.log line of the group's last probe ("" when none) */
+    /* Per primary cause (FS_CAUSE_NONE: online): the last message of a probe of this group that
+     * ended with that cause, or NULL. Preferred over message, so an endpoint never shows another
+     * endpoint's failure. */
     char *cause_message[FS_CAUSE_COUNT];
+    /* Per primary cause: the "detail" of GET /api/v1/endpoints/{id} for the group's endpoints
+     * that ended so, or NULL. Rendered once by the loop when the probe came back (web/render.h
+     * render_detail) and served verbatim: a JSON object in its final form. */
     char *cause_detail[FS_CAUSE_COUNT];
     /* For the forecast: what the group's endpoints depend on, from its last probes. */
     int64_t chain_not_after;  /* earliest notAfter of the validated chain (0: unknown) */
