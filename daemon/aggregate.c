@@ -1,12 +1,15 @@
 /* aggregate.c - what the fleet knows: each result folded into its endpoint, group and fleet
  * counters (incrementally), events, per-phase histograms, and the snapshot published from it. */
 #include "daemon/fleet_int.h"
-#include "probes/report.h"
 #include "probes/util.h"
+#include "web/render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* A group detail past this is not kept (a chain of ten certificates with thousands of SANs). */
+#define FLEET_DETAIL_MAX (4u * 1024 * 1024)
 
 void fleet__counts_add(snap_counts_t *c, const fleet_ep_t *e, int sign)
 {
@@ -123,15 +126,29 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     if (r->crl_next_update != 0)
         gr->crl_next_update = r->crl_next_update;
     if (captured) { /* with or without a chain: every outcome has its detail */
-        cJSON *d = report_result_json(r, gen->cfg->profiles[gr->cfg->profile_idx].url);
-        if (cause != r->cause || r->online != (state == SNAP_ONLINE)) {
-            cJSON_ReplaceItemInObject(d, "state", cJSON_CreateString(snap_state_name(state)));
-            cJSON_ReplaceItemInObject(d, "cause", cJSON_CreateString(fs_cause_id(cause)));
-            cJSON_ReplaceItemInObject(d, "message", cJSON_CreateString(msg));
-        }
+        /* Rendered once, here, in the form GET /api/v1/endpoints/{id} serves: the verdict's
+         * state, cause and message (a profile rule may have changed the probe's), no timings. */
+        int verdict_differs = cause != r->cause || r->online != (state == SNAP_ONLINE);
+        render_probe_t p = {
+            .url = gen->cfg->profiles[gr->cfg->profile_idx].url,
+            .online = state == SNAP_ONLINE,
+            .cause = cause,
+            .warnings = r->warnings,
+            .message = verdict_differs ? msg : r->message,
+            .addr = r->addr,
+            .endpoint_time = r->endpoint_time,
+            .tls_version = r->tls_version != 0 ? tlsc_version_name(r->tls_version) : NULL,
+            .cipher = r->cipher,
+            .http_status = r->http_status,
+            .chain = &r->chain,
+            .urls = r->rev != NULL ? r->rev->urls : NULL,
+            .nurls = r->rev != NULL ? r->rev->nurls : 0,
+        };
+        wbuf_t b;
+        wbuf_init(&b, 4096, FLEET_DETAIL_MAX);
+        render_detail(&p, &b);
         free(gr->detail[cause]);
-        gr->detail[cause] = cJSON_PrintUnformatted(d);
-        cJSON_Delete(d);
+        gr->detail[cause] = wbuf_steal(&b, NULL); /* NULL past the cap: no detail shown */
     } else if (gr->detail[cause] == NULL) {
         gr->want_capture = 1;
     }
@@ -190,8 +207,7 @@ void fleet_publish(fleet_t *f)
         }
         s->hist_sum[ph] = f->hist_sum[ph];
     }
-    s->targets_json = f->targets_json ? fs_xstrdup(f->targets_json) : NULL;
-    s->metrics_extra = f->metrics_extra ? fs_xstrdup(f->metrics_extra) : NULL;
+    s->target = f->target != NULL ? snap_target_ref(f->target) : NULL;
     s->event_log_path = g->cfg->event_log ? fs_xstrdup(g->cfg->event_log) : NULL;
     s->event_log_dropped = f->event_dropped;
     s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;

@@ -284,8 +284,7 @@ static void on_closed(uv_handle_t *h)
         return;
     fleet__gen_unref(f->gen);
     vcache_free(f->vcache);
-    free(f->targets_json);
-    free(f->metrics_extra);
+    snap_target_unref(f->target);
     if (f->event_fd >= 0)
         close(f->event_fd);
     void (*done)(void *) = f->stop_done;

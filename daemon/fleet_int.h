@@ -34,8 +34,9 @@ typedef struct fleet_group_s {
     const cfg_group_t *cfg;
     policy_t pl; /* what its probes use (policy.h); never moved once built */
     snap_counts_t counts;
-    /* Per primary cause (FS_CAUSE_NONE: online), the last message and detail JSON of a probe
-     * of this group that ended so: an endpoint is shown its own kind of outcome. */
+    /* Per primary cause (FS_CAUSE_NONE: online), the last message of a probe of this group that
+     * ended so, and the detail document of the last such probe that was captured (rendered once,
+     * web/render.h render_detail): an endpoint is shown its own kind of outcome. */
     char *msg[FS_CAUSE_COUNT];
     char *detail[FS_CAUSE_COUNT];
     int64_t detail_at;       /* last time a probe of this group captured its chain */
@@ -120,10 +121,9 @@ struct fleet_s {
     int64_t started_at;
     int dirty;
     int ref_in_flight;
-    int ref_ok;    /* the reference binding answered last time */
-    int ref_known; /* a reference result exists */
-    char *targets_json;
-    char *metrics_extra;
+    int ref_ok;            /* the reference binding answered last time */
+    int ref_known;         /* a reference result exists */
+    snap_target_t *target; /* the last reference probe, shared with the snapshots; NULL: none */
     uint64_t rng;
 };
 
@@ -158,7 +158,8 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
                           int captured);
 void fleet__on_publish_timer(uv_timer_t *t);
 
-/* reference.c: the reference target's /api/v1/targets document and gauges */
+/* reference.c: the reference probe recorded as f->target, from which web/ renders
+ * /api/v1/targets and the certificate and CRL gauges */
 void fleet__render_reference(fleet_t *f, const probe_result_t *r);
 
 /* eventlog.c: the agent.log-format event file */

@@ -3,24 +3,33 @@
  * causes are re-evaluated at the instant (a clock that is behind recovers once the chain's
  * notBefore passes), and a group already offline is reported as offline now. */
 #include "daemon/forecast.h"
-#include "probes/util.h"
+#include "web/wbuf.h"
 
-#include <stdlib.h>
-#include <string.h>
+/* The largest document written: 65,535 groups take ~30 MiB. */
+#define FORECAST_MAX (256u * 1024 * 1024)
 
-#include <cjson/cJSON.h>
-
-static void add_counts(cJSON *o, const snap_counts_t *c)
+/* "endpoints":{"total":..,"online":..,"offline":..,"pending":..},"causes":{..} (non-zero only),
+ * as in /api/v1/status. */
+static void put_counts(wbuf_t *b, const snap_counts_t *c)
 {
-    cJSON *e = cJSON_AddObjectToObject(o, "endpoints");
-    cJSON_AddNumberToObject(e, "total", c->total);
-    cJSON_AddNumberToObject(e, "online", c->online);
-    cJSON_AddNumberToObject(e, "offline", c->offline);
-    cJSON_AddNumberToObject(e, "pending", c->pending);
-    cJSON *causes = cJSON_AddObjectToObject(o, "causes");
-    for (int i = 1; i < FS_CAUSE_COUNT; i++)
-        if (c->causes[i] > 0)
-            cJSON_AddNumberToObject(causes, fs_cause_id(i), c->causes[i]);
+    wbuf_puts(b, "\"endpoints\":{\"total\":");
+    wbuf_u64(b, c->total);
+    wbuf_puts(b, ",\"online\":");
+    wbuf_u64(b, c->online);
+    wbuf_puts(b, ",\"offline\":");
+    wbuf_u64(b, c->offline);
+    wbuf_puts(b, ",\"pending\":");
+    wbuf_u64(b, c->pending);
+    wbuf_puts(b, "},\"causes\":{");
+    int first = 1;
+    for (int i = FS_CAUSE_NONE + 1; i < FS_CAUSE_COUNT; i++) {
+        if (c->causes[i] == 0)
+            continue;
+        wbuf_json_key(b, fs_cause_id((fs_cause_t)i), first);
+        wbuf_u64(b, c->causes[i]);
+        first = 0;
+    }
+    wbuf_putc(b, '}');
 }
 
 static void add_to(snap_counts_t *total, const snap_counts_t *c)
@@ -76,128 +85,72 @@ static fs_cause_t dominant(const snap_counts_t *c)
     return best;
 }
 
-static void add_time(cJSON *o, const char *key, int64_t t)
-{
-    char ts[32];
-    if (t != 0)
-        cJSON_AddStringToObject(o, key, fs_rfc3339(t, ts, sizeof(ts)));
-    else
-        cJSON_AddNullToObject(o, key);
-}
-
-static void add_cause(cJSON *o, const char *key, fs_cause_t c)
+static void put_cause(wbuf_t *b, fs_cause_t c)
 {
     if (c != FS_CAUSE_NONE)
-        cJSON_AddStringToObject(o, key, fs_cause_id(c));
+        wbuf_json_str(b, fs_cause_id(c));
     else
-        cJSON_AddNullToObject(o, key);
+        wbuf_puts(b, "null");
 }
 
-/* The output document: megabytes with 65,535 groups, so it is written as it goes (one group's
- * cJSON at a time) rather than built as one tree, which cost ~1.5 KiB of nodes per group. */
-typedef struct out_s {
-    char *data;
-    size_t len, cap;
-    int failed;
-} out_t;
-
-static void out_put(out_t *o, const char *p, size_t n)
-{
-    if (o->failed)
-        return;
-    if (n >= o->cap - o->len) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap - o->len <= n)
-            cap *= 2;
-        char *d = realloc(o->data, cap);
-        if (d == NULL) {
-            o->failed = 1;
-            return;
-        }
-        o->data = d;
-        o->cap = cap;
-    }
-    memcpy(o->data + o->len, p, n);
-    o->len += n;
-    o->data[o->len] = '\0';
-}
-
-/* Appends j printed, without its closing brace when open is set. Consumes j. */
-static void out_json(out_t *o, cJSON *j, int open)
-{
-    char small[2048];
-    char *text =
-        cJSON_PrintPreallocated(j, small, sizeof(small), 0) ? small : cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    if (text == NULL) {
-        o->failed = 1;
-        return;
-    }
-    size_t n = strlen(text);
-    out_put(o, text, open && n > 0 ? n - 1 : n);
-    if (text != small)
-        free(text);
-}
-
-/* One group's forecast object (the counts at `at`, its edges), consumed by out_json. */
-static cJSON *group_json(const snap_group_t *g, int64_t at, int64_t now)
+/* One group's forecast object: the counts at `at`, and its edges. */
+static void put_group(wbuf_t *b, const snap_group_t *g, int64_t at, int64_t now)
 {
     snap_counts_t c = counts_at(g, at, 0), cc = counts_at(g, at, 1);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", g->name);
-    add_counts(o, &c);
+    wbuf_puts(b, "{\"name\":");
+    wbuf_json_str(b, g->name);
+    wbuf_putc(b, ',');
+    put_counts(b, &c);
     const snap_counts_t *n = &g->counts;
     int offline_now = n->offline > 0 && n->online == 0 && n->pending == 0;
-    cJSON_AddBoolToObject(o, "offline_now", offline_now);
+    wbuf_puts(b, ",\"offline_now\":");
+    wbuf_json_bool(b, offline_now);
     /* When its endpoints go offline, and why. A group offline now says so (now, its present
      * cause), never a future date; otherwise the certificate edge. */
     int64_t naf = edge(g, g->chain_not_after), crl = 0;
     if (g->rev_strict && g->crl_next_update != 0)
         crl = edge(g, g->crl_next_update);
-    if (offline_now) {
-        add_time(o, "offline_from", now);
-        add_cause(o, "offline_cause", dominant(n));
-    } else {
-        add_time(o, "offline_from", naf);
-        add_cause(o, "offline_cause", naf ? FS_CAUSE_CERT_EXPIRED : FS_CAUSE_NONE);
-    }
+    wbuf_puts(b, ",\"offline_from\":");
+    wbuf_json_time(b, offline_now ? now : naf);
+    wbuf_puts(b, ",\"offline_cause\":");
+    put_cause(b, offline_now ? dominant(n) : naf ? FS_CAUSE_CERT_EXPIRED : FS_CAUSE_NONE);
     /* The CRL edge, separately: only if the CA stops publishing. */
-    add_time(o, "crl_offline_from", offline_now ? 0 : crl);
-    add_cause(o, "crl_offline_cause", !offline_now && crl ? FS_CAUSE_CRL_EXPIRED : FS_CAUSE_NONE);
-    add_counts(cJSON_AddObjectToObject(o, "if_crl_not_republished"), &cc);
-    return o;
+    wbuf_puts(b, ",\"crl_offline_from\":");
+    wbuf_json_time(b, offline_now ? 0 : crl);
+    wbuf_puts(b, ",\"crl_offline_cause\":");
+    put_cause(b, !offline_now && crl ? FS_CAUSE_CRL_EXPIRED : FS_CAUSE_NONE);
+    wbuf_puts(b, ",\"if_crl_not_republished\":{");
+    put_counts(b, &cc);
+    wbuf_puts(b, "}}");
 }
 
 char *forecast_json(const snap_t *s, int days, int64_t now)
 {
     int64_t at = now + (int64_t)days * 86400;
-    char ts[32];
     snap_counts_t total = {0}, total_crl = {0};
     for (size_t i = 0; i < s->ngroups; i++) {
         snap_counts_t c = counts_at(&s->groups[i], at, 0), cc = counts_at(&s->groups[i], at, 1);
         add_to(&total, &c);
         add_to(&total_crl, &cc);
     }
-    out_t o = {0};
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddNumberToObject(root, "days", days);
-    cJSON_AddStringToObject(root, "at", fs_rfc3339(at, ts, sizeof(ts)));
-    cJSON_AddStringToObject(root, "assumes",
-                            "no certificate is renewed; CRLs are republished on time (see "
-                            "if_crl_not_republished for when they are not)");
-    add_counts(root, &total);
-    add_counts(cJSON_AddObjectToObject(root, "if_crl_not_republished"), &total_crl);
-    out_json(&o, root, 1);
-    out_put(&o, ",\"groups\":[", 11);
+    /* Megabytes with 65,535 groups: written group by group, never held as a tree. */
+    wbuf_t b;
+    wbuf_init(&b, 1024 + s->ngroups * 448, FORECAST_MAX);
+    wbuf_puts(&b, "{\"days\":");
+    wbuf_i64(&b, days);
+    wbuf_puts(&b, ",\"at\":");
+    wbuf_json_time(&b, at);
+    wbuf_puts(&b, ",\"assumes\":\"no certificate is renewed; CRLs are republished on time (see "
+                  "if_crl_not_republished for when they are not)\",");
+    put_counts(&b, &total);
+    wbuf_puts(&b, ",\"if_crl_not_republished\":{");
+    put_counts(&b, &total_crl);
+    wbuf_puts(&b, "},\"groups\":[");
     for (size_t i = 0; i < s->ngroups; i++) {
         if (i > 0)
-            out_put(&o, ",", 1);
-        out_json(&o, group_json(&s->groups[i], at, now), 0);
+            wbuf_putc(&b, ',');
+        put_group(&b, &s->groups[i], at, now);
     }
-    out_put(&o, "]}", 2);
-    if (o.failed) {
-        free(o.data);
-        return NULL;
-    }
-    return o.data;
+    wbuf_puts(&b, "]}");
+    return wbuf_steal(&b, NULL);
 }

@@ -79,7 +79,58 @@ static void count(snap_counts_t *c, const snap_endpoint_t *e)
             c->warnings[w]++;
 }
 
-/* variant 1: hq-00003 has come online (the republish test). */
+static char **strs1(const char *v)
+{
+    char **a = fs_xmalloc(sizeof(*a));
+    a[0] = fs_xstrdup(v);
+    return a;
+}
+
+/* The reference target: a leaf whose subject needs escaping in JSON and in a label, an
+ * unreachable CRL and an AIA retrieval (not a CRL: no gauge, no "crls" line). */
+#define REF_SUBJECT "CN=ns.corp.example,O=Corp \"West\"\\Ops\nTeam"
+static snap_target_t *build_target(void)
+{
+    snap_target_t *t = snap_target_new();
+    t->name = fs_xstrdup("reference");
+    t->url = fs_xstrdup("https://ns.corp.example/");
+    t->profile = fs_xstrdup("default");
+    t->trust = fs_xstrdup("corp");
+    t->checked_at = T0 + 30;
+    t->online = 1;
+    fs_strlcpy(t->message, "GET /: HTTP 200", sizeof(t->message));
+    t->total_ms = 42;
+    t->timings_ms[SNAP_PH_TLS] = 12;
+    fs_strlcpy(t->addr, "10.0.0.5", sizeof(t->addr));
+    t->endpoint_time = T0 + 30;
+    fs_strlcpy(t->tls_version, "TLSv1.3", sizeof(t->tls_version));
+    fs_strlcpy(t->cipher, "TLS_AES_256_GCM_SHA384", sizeof(t->cipher));
+    t->http_status = 200;
+    t->chain.n = t->chain.total = 1;
+    chain_cert_t *c = &t->chain.certs[0];
+    c->subject = fs_xstrdup(REF_SUBJECT);
+    c->issuer = fs_xstrdup("CN=Corp Issuing CA");
+    c->serial = fs_xstrdup("0A1B");
+    c->not_before = T0 - 86400;
+    c->not_after = 1767225600;
+    fs_strlcpy(c->sha1, "AA11AA11AA11AA11AA11AA11AA11AA11AA11AA11", sizeof(c->sha1));
+    c->sans = strs1("DNS:ns.corp.example");
+    c->nsans = 1;
+    c->cdp = strs1("http://crl.corp.example/root.crl");
+    c->ncdp = 1;
+    t->nurls = 2;
+    t->urls = fs_xcalloc(2, sizeof(*t->urls));
+    fs_strlcpy(t->urls[0].url, "http://crl.corp.example/root.crl", sizeof(t->urls[0].url));
+    fs_strlcpy(t->urls[0].kind, "crl", sizeof(t->urls[0].kind));
+    fs_strlcpy(t->urls[0].error, "connection refused", sizeof(t->urls[0].error));
+    fs_strlcpy(t->urls[1].url, "http://crl.corp.example/issuing.der", sizeof(t->urls[1].url));
+    fs_strlcpy(t->urls[1].kind, "aia", sizeof(t->urls[1].kind));
+    t->urls[1].ok = 1;
+    t->urls[1].http_status = 200;
+    return t;
+}
+
+/* variant 1: hq-00003 has come online (the republish test), no reference probe yet. */
 static snap_t *build_snap(int variant)
 {
     snap_t *s = snap_new();
@@ -94,9 +145,9 @@ static snap_t *build_snap(int variant)
     s->groups[0].message = fs_xstrdup("");
     s->groups[1].message = NULL;
     s->groups[2].message = fs_xstrdup("Custom log line");
-    s->groups[2].detail_json = fs_xstrdup("{\"verdict\":\"offline\",\"chain\":[1,2]}");
-    s->groups[1].detail_json = fs_xstrdup("{not json");
     /* Per-cause lines and details: an endpoint sees its own kind of outcome. */
+    s->groups[2].cause_detail[FS_CAUSE_UNTRUSTED_CA] =
+        fs_xstrdup("{\"verdict\":\"offline\",\"chain\":[1,2]}");
     s->groups[0].cause_message[FS_CAUSE_DNS_FAILURE] = fs_xstrdup("cannot resolve \"ns\"");
     s->groups[0].cause_detail[FS_CAUSE_NONE] = fs_xstrdup("{\"verdict\":\"online\"}");
 
@@ -131,17 +182,8 @@ static snap_t *build_snap(int variant)
         s->hist_counts[p][SNAP_HIST_BUCKETS] = 20;
         s->hist_sum[p] = 1.5 * (p + 1);
     }
-    s->targets_json = fs_xstrdup("{\"targets\":[{\"name\":\"ns.corp.example:443\",\"chain\":[]}]}");
-    s->metrics_extra =
-        fs_xstrdup("# HELP fleetscan_cert_not_after_seconds notAfter of the presented leaf.\n"
-                   "# TYPE fleetscan_cert_not_after_seconds gauge\n"
-                   "fleetscan_cert_not_after_seconds{target=\"ns.corp.example:443\"} 1767225600\n"
-                   "# HELP fleetscan_crl_reachable Whether the CRL URL answered.\n"
-                   "# TYPE fleetscan_crl_reachable gauge\n"
-                   "fleetscan_crl_reachable{url=\"http://crl.corp.example/root.crl\"} 0\n"
-                   "# HELP fleetscan_crl_cache_entries CRLs cached.\n"
-                   "# TYPE fleetscan_crl_cache_entries gauge\n"
-                   "fleetscan_crl_cache_entries 3");
+    if (variant == 0) /* variant 1: no reference probe yet */
+        s->target = build_target();
     s->nevents = 4;
     s->events = fs_xcalloc(4, sizeof(*s->events));
     const struct {
@@ -559,7 +601,7 @@ static void test_endpoint_by_id(void)
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(j, "detail")));
     ASSERT_STREQ(str(j, "message"), "cannot resolve \"ns\"");
     cJSON_Delete(j);
-    j = get_json("/api/v1/endpoints/branch-eu-00002"); /* invalid detail_json -> null */
+    j = get_json("/api/v1/endpoints/branch-eu-00002"); /* no detail for its outcome -> null */
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(j, "detail")));
     cJSON_Delete(j);
     expect_error("GET", "/api/v1/endpoints/hq-99999", NULL, 404, "not_found");
@@ -825,10 +867,31 @@ static void test_events_targets_causes(void)
     ASSERT_EQ(num(j, "last_seq"), 99);
     cJSON_Delete(j);
 
-    resp_t r = get("/api/v1/targets");
-    ASSERT_EQ(r.status, 200);
-    ASSERT_STREQ(r.body, "{\"targets\":[{\"name\":\"ns.corp.example:443\",\"chain\":[]}]}");
-    resp_free(&r);
+    j = get_json("/api/v1/targets");
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "targets")), 1);
+    const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "targets"), 0);
+    ASSERT_STREQ(str(t, "name"), "reference");
+    ASSERT_STREQ(str(t, "url"), "https://ns.corp.example/");
+    ASSERT_STREQ(str(t, "state"), "online");
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(t, "cause")));
+    ASSERT_STREQ(str(t, "profile"), "default");
+    ASSERT_STREQ(str(t, "trust"), "corp");
+    ASSERT_STREQ(str(t, "checked_at"), "2025-11-24T16:00:30Z");
+    ASSERT_EQ(num(cJSON_GetObjectItem(t, "timings_ms"), "tls"), 12);
+    ASSERT_EQ(num(cJSON_GetObjectItem(t, "timings_ms"), "total"), 42);
+    ASSERT_STREQ(str(cJSON_GetObjectItem(t, "tls"), "version"), "TLSv1.3");
+    ASSERT_EQ(num(t, "http_status"), 200);
+    const cJSON *leaf = cJSON_GetArrayItem(cJSON_GetObjectItem(t, "chain"), 0);
+    ASSERT_STREQ(str(leaf, "subject"), REF_SUBJECT);
+    ASSERT_STREQ(str(leaf, "not_after"), "2026-01-01T00:00:00Z");
+    ASSERT_EQ(num(leaf, "days_left"), (1767225600 - (T0 + 30)) / 86400);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(t, "retrievals")), 2);
+    const cJSON *crls = cJSON_GetObjectItem(t, "crls");
+    ASSERT_EQ(cJSON_GetArraySize(crls), 1); /* the AIA retrieval is not a CRL */
+    ASSERT_STREQ(str(cJSON_GetArrayItem(crls, 0), "url"), "http://crl.corp.example/root.crl");
+    ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(crls, 0), "reachable")));
+    ASSERT_STREQ(str(cJSON_GetArrayItem(crls, 0), "last_error"), "connection refused");
+    cJSON_Delete(j);
 
     j = get_json("/api/v1/causes");
     const cJSON *causes = cJSON_GetObjectItem(j, "causes");
@@ -896,12 +959,20 @@ static void test_metrics(void)
     ASSERT_CONTAINS(r.body, want);
     snprintf(want, sizeof(want), "fleetscan_last_update_timestamp_seconds{%s} %d\n", lbl, T0 + 60);
     ASSERT_CONTAINS(r.body, want);
-    /* metrics_extra: the common labels are inserted, with and without a label set. */
+    /* The reference target's gauges, the subject's backslash, quotes and newline escaped. */
     snprintf(want, sizeof(want),
-             "fleetscan_cert_not_after_seconds{%s,target=\"ns.corp.example:443\"} 1767225600\n",
+             "fleetscan_cert_not_after_seconds{%s,target=\"reference\",depth=\"0\","
+             "subject=\"CN=ns.corp.example,O=Corp \\\"West\\\"\\\\Ops\\nTeam\","
+             "sha1=\"AA11AA11AA11AA11AA11AA11AA11AA11AA11AA11\"} 1767225600\n",
              lbl);
     ASSERT_CONTAINS(r.body, want);
-    snprintf(want, sizeof(want), "fleetscan_crl_cache_entries{%s} 3\n", lbl);
+    snprintf(want, sizeof(want),
+             "fleetscan_crl_reachable{%s,url=\"http://crl.corp.example/root.crl\"} 0\n", lbl);
+    ASSERT_CONTAINS(r.body, want);
+    ASSERT(strstr(r.body, "issuing.der") == NULL); /* AIA: no CRL gauge */
+    ASSERT_CONTAINS(r.body, "# TYPE fleetscan_crl_next_update_seconds gauge\n");
+    ASSERT(strstr(r.body, "fleetscan_crl_next_update_seconds{") == NULL); /* unknown: no sample */
+    snprintf(want, sizeof(want), "fleetscan_reference_up{%s} 1\n", lbl);
     ASSERT_CONTAINS(r.body, want);
     ASSERT_CONTAINS(r.body, "# TYPE fleetscan_probe_duration_seconds histogram\n");
     ASSERT_CONTAINS(r.body, "# TYPE fleetscan_probes_total counter\n");
@@ -939,6 +1010,13 @@ static void test_republish(api_t *a)
     ASSERT_EQ(num(cJSON_GetObjectItem(j, "endpoints"), "pending"), 1);
     cJSON_Delete(j);
     api_publish(a, build_snap(1));
+    resp_t r = get("/api/v1/targets"); /* before the first reference probe */
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "{\"targets\":[]}");
+    resp_free(&r);
+    r = get("/metrics");
+    ASSERT(strstr(r.body, "fleetscan_reference_up") == NULL);
+    resp_free(&r);
     j = get_json("/api/v1/status");
     ASSERT_EQ(num(cJSON_GetObjectItem(j, "endpoints"), "pending"), 0);
     ASSERT_EQ(num(cJSON_GetObjectItem(j, "endpoints"), "online"), 4);

@@ -31,6 +31,10 @@ fail() {
 }
 
 # ---- the demo, with an interval long enough that nothing changes during the test ----------
+# The files exist before the demo starts: the loop below may read them before the background
+# shell has opened its redirections.
+: >"$tmp/demo.out"
+: >"$tmp/demo.err"
 "$BIN" demo --listen 127.0.0.1:0 --duration 90 --scale 0.2 --interval 3600 \
     >"$tmp/demo.out" 2>"$tmp/demo.err" &
 pid=$!

@@ -88,52 +88,19 @@ struct api_s {
 
 enum { M_GET = 1, M_POST = 2 };
 
-typedef enum {
-    R_INDEX,
-    R_HEALTHZ,
-    R_STATUS,
-    R_ENDPOINTS,
-    R_ENDPOINT,
-    R_TARGETS,
-    R_CAUSES,
-    R_FORECAST,
-    R_EVENTS,
-    R_SCAN,
-    R_PREFLIGHT,
-    R_METRICS,
-    R_COUNT
-} route_t;
-
-static const struct route_s {
-    const char *path; /* R_ENDPOINT: a prefix followed by the id */
-    unsigned methods;
-    int mutating; /* needs the bearer token */
-} routes[] = {
-    [R_INDEX] = {"/", M_GET, 0},
-    [R_HEALTHZ] = {"/healthz", M_GET, 0},
-    [R_STATUS] = {"/api/v1/status", M_GET, 0},
-    [R_ENDPOINTS] = {"/api/v1/endpoints", M_GET, 0},
-    [R_ENDPOINT] = {"/api/v1/endpoints/", M_GET, 0},
-    [R_TARGETS] = {"/api/v1/targets", M_GET, 0},
-    [R_CAUSES] = {"/api/v1/causes", M_GET, 0},
-    [R_FORECAST] = {"/api/v1/forecast", M_GET, 0},
-    [R_EVENTS] = {"/api/v1/events", M_GET, 0},
-    [R_SCAN] = {"/api/v1/scan", M_POST, 1},
-    [R_PREFLIGHT] = {"/api/v1/preflight", M_POST, 1},
-    [R_METRICS] = {"/metrics", M_GET, 0},
-};
-_Static_assert(FS_ARRAY_SIZE(routes) == R_COUNT, "route table out of sync");
+typedef struct route_s route_t; /* the route table is at the end, before on_request */
 
 enum { PF_NONE, PF_QUEUED, PF_DONE };
 
 /* State of a request, from its request line (on_uri) to completion (on_completed). */
 struct req_s {
-    int started; /* the handler has seen it */
-    int route;   /* route_t, -1: no such route */
+    int started;          /* the handler has seen it */
+    int admitted;         /* route, method and token were accepted */
+    const route_t *route; /* NULL: no such route */
     unsigned method;
     const char *uri_error; /* why the request target is refused (414), or NULL */
     int too_large;
-    char *body; /* kept for R_PREFLIGHT only */
+    char *body; /* kept for the routes that read it (keeps_body) only */
     size_t len, cap;
     size_t discarded;
     /* A pre-flight waiting for its worker (connection suspended), then its outcome. */
@@ -179,11 +146,11 @@ static enum MHD_Result reply_static(struct MHD_Connection *c, unsigned status, c
 static enum MHD_Result reply_error_h(struct MHD_Connection *c, unsigned status, const char *msg,
                                      const char *code, const char *hname, const char *hvalue)
 {
-    render_buf_t b;
+    wbuf_t b;
     size_t len = 0;
-    render_buf_init(&b, 256, API_ERROR_MAX);
+    wbuf_init(&b, 256, API_ERROR_MAX);
     render_error(msg, code, &b);
-    char *body = render_buf_steal(&b, &len);
+    char *body = wbuf_steal(&b, &len);
     struct MHD_Response *r;
     if (body != NULL) {
         r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
@@ -204,12 +171,12 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, co
 }
 
 /* Sends what was rendered into b (freeing it), or a 500 when rendering failed. */
-static enum MHD_Result reply_rendered(struct MHD_Connection *c, unsigned status, render_buf_t *b,
-                                      int rc, const char *ctype)
+static enum MHD_Result reply_rendered(struct MHD_Connection *c, unsigned status, wbuf_t *b, int rc,
+                                      const char *ctype)
 {
     size_t len = 0;
-    char *body = rc == 0 ? render_buf_steal(b, &len) : NULL;
-    render_buf_free(b);
+    char *body = rc == 0 ? wbuf_steal(b, &len) : NULL;
+    wbuf_free(b);
     if (body == NULL)
         return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "response too large to render",
                            "internal");
@@ -293,20 +260,6 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 
 /* ---- routing and authentication -------------------------------------------------------- */
 
-static int match_route(const char *url, const char **arg)
-{
-    size_t plen = strlen(routes[R_ENDPOINT].path);
-    *arg = NULL;
-    if (strncmp(url, routes[R_ENDPOINT].path, plen) == 0) {
-        *arg = url + plen;
-        return R_ENDPOINT;
-    }
-    for (int r = 0; r < R_COUNT; r++)
-        if (r != R_ENDPOINT && strcmp(url, routes[r].path) == 0)
-            return r;
-    return -1;
-}
-
 static unsigned method_bit(const char *m)
 {
     if (strcmp(m, MHD_HTTP_METHOD_GET) == 0 || strcmp(m, MHD_HTTP_METHOD_HEAD) == 0)
@@ -342,7 +295,11 @@ static int authorized(api_t *a, struct MHD_Connection *c, enum MHD_Result *ret)
     return 0;
 }
 
-/* ---- GET routes ------------------------------------------------------------------------ */
+/* ---- route handlers -------------------------------------------------------------------- */
+
+/* Every handler has this shape (route_t.handler): arg is what follows a prefix route's path
+ * ("" for the others), s the current snapshot for the routes that declare they read it (else
+ * NULL; referenced for the call). */
 
 static snap_t *current(api_t *a)
 {
@@ -353,7 +310,8 @@ static snap_t *current(api_t *a)
 }
 
 /* GET / — the dashboard page (web/dashboard.c), with a policy that runs only its own code. */
-static enum MHD_Result answer_dashboard(struct MHD_Connection *c)
+static enum MHD_Result answer_dashboard(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                        const char *arg, snap_t *s)
 {
     size_t len;
     const char *page = dashboard_page(&len);
@@ -365,7 +323,8 @@ static enum MHD_Result answer_dashboard(struct MHD_Connection *c)
 /* 200 while the loop ticks and publishes; 503 "stalled" when its heartbeat is older than
  * stall_after_ms (a loop busy in one callback, however it answers otherwise), 503 "stale" when
  * it ticks but no snapshot was published for stale_after_s. */
-static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c)
+static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                      const char *arg, snap_t *s)
 {
     int64_t now = mono_ms();
     int64_t tick_ms = a->heartbeat_ms != NULL ? now - atomic_load(a->heartbeat_ms) : 0;
@@ -389,7 +348,8 @@ static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c)
     return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CT_JSON, NULL, NULL);
 }
 
-static enum MHD_Result answer_endpoints(const snap_t *s, struct MHD_Connection *c)
+static enum MHD_Result answer_endpoints(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                        const char *arg, snap_t *s)
 {
     render_query_t q = {.state = -1, .cause = -1, .warning = -1, .group = -1, .limit = 100};
     unsigned long v;
@@ -418,13 +378,14 @@ static enum MHD_Result answer_endpoints(const snap_t *s, struct MHD_Connection *
             return reply_bad_param(c, "offset", "an integer 0..4294967295", p);
         q.offset = v;
     }
-    render_buf_t b;
-    render_buf_init(&b, 128 + q.limit * 320, API_RENDER_MAX);
+    wbuf_t b;
+    wbuf_init(&b, 128 + q.limit * 320, API_RENDER_MAX);
     int rc = render_endpoints(s, &q, &b);
     return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
 }
 
-static enum MHD_Result answer_events(const snap_t *s, struct MHD_Connection *c)
+static enum MHD_Result answer_events(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
+                                     snap_t *s)
 {
     uint64_t since_seq = 0;
     int64_t since_at = INT64_MIN;
@@ -436,8 +397,8 @@ static enum MHD_Result answer_events(const snap_t *s, struct MHD_Connection *c)
         else if (fs_parse_rfc3339(p, &since_at) != 0)
             return reply_bad_param(c, "since", "a sequence number or an RFC 3339 time", p);
     }
-    render_buf_t b;
-    render_buf_init(&b, 256 + s->nevents * 192, API_RENDER_MAX);
+    wbuf_t b;
+    wbuf_init(&b, 256 + s->nevents * 192, API_RENDER_MAX);
     int rc = render_events(s, since_seq, since_at, &b);
     return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
 }
@@ -451,20 +412,20 @@ static void unref_response_snap(void *cls)
  * snapshot (compare-and-swap: concurrent first readers may both render, one result is kept);
  * every response then serves those bytes, holding a reference to the snapshot. */
 static enum MHD_Result reply_cached(struct MHD_Connection *c, snap_t *s, _Atomic(char *) *slot,
-                                    int (*render)(const snap_t *, render_buf_t *), size_t hint,
+                                    int (*render)(const snap_t *, wbuf_t *), size_t hint,
                                     const char *ctype)
 {
     char *body = atomic_load(slot);
     if (body == NULL) {
-        render_buf_t b;
-        render_buf_init(&b, hint, API_RENDER_MAX);
+        wbuf_t b;
+        wbuf_init(&b, hint, API_RENDER_MAX);
         int rc = render(s, &b);
         if (rc < 0 || b.failed || b.data == NULL)
             return reply_rendered(c, MHD_HTTP_OK, &b, rc < 0 ? rc : UV_ENOMEM, ctype);
         char *mine = fs_xmalloc(b.len + 1);
         memcpy(mine, b.data, b.len);
         mine[b.len] = '\0';
-        render_buf_free(&b);
+        wbuf_free(&b);
         char *expected = NULL;
         if (!atomic_compare_exchange_strong(slot, &expected, mine))
             free(mine);
@@ -477,61 +438,48 @@ static enum MHD_Result reply_cached(struct MHD_Connection *c, snap_t *s, _Atomic
     return queue(c, MHD_HTTP_OK, r, ctype, NULL, NULL);
 }
 
-static enum MHD_Result answer_snapshot(api_t *a, struct MHD_Connection *c, route_t route,
-                                       const char *arg)
+static enum MHD_Result answer_status(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
+                                     snap_t *s)
 {
-    snap_t *s = current(a);
-    render_buf_t b;
-    enum MHD_Result ret;
-    int rc;
+    return reply_cached(c, s, &s->status_body, render_status, 1024 + s->ngroups * 256, CT_JSON);
+}
 
-    if (s == NULL)
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
-                           "not_ready");
-    switch (route) {
-    case R_STATUS:
-        ret = reply_cached(c, s, &s->status_body, render_status, 1024 + s->ngroups * 256, CT_JSON);
-        break;
-    case R_ENDPOINTS:
-        ret = answer_endpoints(s, c);
-        break;
-    case R_ENDPOINT: {
-        const snap_endpoint_t *e = render_find_endpoint(s, arg);
-        if (e == NULL) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "no endpoint \"%.64s\"", arg);
-            ret = reply_error(c, MHD_HTTP_NOT_FOUND, msg, "not_found");
-            break;
-        }
-        render_buf_init(&b, 4096, API_RENDER_MAX);
-        rc = render_endpoint(s, e, 1, &b);
-        ret = reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
-        break;
+/* GET /api/v1/endpoints/{id} */
+static enum MHD_Result answer_endpoint(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                       const char *arg, snap_t *s)
+{
+    const snap_endpoint_t *e = render_find_endpoint(s, arg);
+    if (e == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "no endpoint \"%.64s\"", arg);
+        return reply_error(c, MHD_HTTP_NOT_FOUND, msg, "not_found");
     }
-    case R_TARGETS:
-        if (s->targets_json == NULL) {
-            ret = reply_static(c, MHD_HTTP_OK, "{\"targets\":[]}", CT_JSON);
-        } else {
-            /* Served straight from the snapshot: the response holds a reference. */
-            struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-                strlen(s->targets_json), s->targets_json, unref_response_snap, snap_ref(s));
-            if (r == NULL)
-                snap_unref(s);
-            ret = queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
-        }
-        break;
-    case R_EVENTS:
-        ret = answer_events(s, c);
-        break;
-    case R_METRICS:
-        ret = reply_cached(c, s, &s->metrics_body, render_metrics, 16384 + s->ngroups * 512,
-                           CT_METRICS);
-        break;
-    default:
-        ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
-    }
-    snap_unref(s);
-    return ret;
+    wbuf_t b;
+    wbuf_init(&b, 4096, API_RENDER_MAX);
+    int rc = render_endpoint(s, e, 1, &b);
+    return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
+}
+
+static enum MHD_Result answer_targets(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                      const char *arg, snap_t *s)
+{
+    return reply_cached(c, s, &s->targets_body, render_targets, 8192, CT_JSON);
+}
+
+static enum MHD_Result answer_metrics(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                      const char *arg, snap_t *s)
+{
+    return reply_cached(c, s, &s->metrics_body, render_metrics, 16384 + s->ngroups * 512,
+                        CT_METRICS);
+}
+
+/* The catalogue never changes: rendered once by api_start. */
+static enum MHD_Result answer_causes(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
+                                     snap_t *s)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->causes_len, a->causes_json, MHD_RESPMEM_PERSISTENT);
+    return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
 }
 
 /* ---- GET /api/v1/forecast: one render per snapshot and days ------------------------------ */
@@ -606,7 +554,7 @@ static enum MHD_Result reply_fc_body(struct MHD_Connection *c, fc_body_t *b)
 /* With 65,535 groups a forecast is megabytes: clients asking for the same snapshot and days
  * share one render (later ones wait for the first), and at most API_FORECAST_RENDERS run at
  * once, so eight concurrent requests cost one document, not eight transient copies. */
-static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, int days)
+static enum MHD_Result forecast_shared(api_t *a, struct MHD_Connection *c, int days)
 {
     snap_t *s = current(a);
     fc_memo_t *m, *dead = NULL;
@@ -672,32 +620,19 @@ static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, int d
     return reply_fc_body(c, b);
 }
 
-static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t route,
-                                  const char *arg)
+/* GET /api/v1/forecast?days=N. Not a snapshot route: a bad N (400) and a missing hook (501) are
+ * answered before the snapshot is looked at (503 before the first publish). */
+static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                       const char *arg, snap_t *s)
 {
-    switch (route) {
-    case R_INDEX:
-        return answer_dashboard(c);
-    case R_HEALTHZ:
-        return answer_healthz(a, c);
-    case R_CAUSES: {
-        struct MHD_Response *r =
-            MHD_create_response_from_buffer(a->causes_len, a->causes_json, MHD_RESPMEM_PERSISTENT);
-        return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
-    }
-    case R_FORECAST: {
-        unsigned long days = 0;
-        const char *p = query(c, "days");
-        if (p == NULL || parse_uint(p, 3650, &days) != 0)
-            return reply_bad_param(c, "days", "an integer 0..3650", p ? p : "");
-        if (a->on_forecast == NULL)
-            return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "forecast is not available",
-                               "not_implemented");
-        return answer_forecast(a, c, (int)days);
-    }
-    default:
-        return answer_snapshot(a, c, route, arg);
-    }
+    unsigned long days = 0;
+    const char *p = query(c, "days");
+    if (p == NULL || parse_uint(p, 3650, &days) != 0)
+        return reply_bad_param(c, "days", "an integer 0..3650", p ? p : "");
+    if (a->on_forecast == NULL)
+        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "forecast is not available",
+                           "not_implemented");
+    return forecast_shared(a, c, (int)days);
 }
 
 /* ---- POST /api/v1/preflight: off the connection threads -------------------------------- */
@@ -706,7 +641,7 @@ static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t ro
  * against a CDP that stalls): run on a connection thread, four of them would leave no thread
  * for /healthz. So the connection is suspended, the request queued for one of
  * API_PREFLIGHT_RUNNING workers, and resumed with the verdict; MHD then calls on_request again
- * and answer_post sends it. Admission is bounded: past API_PREFLIGHT_RUNNING running and
+ * and answer_preflight sends it. Admission is bounded: past API_PREFLIGHT_RUNNING running and
  * API_PREFLIGHT_WAITING waiting, 429. */
 
 /* Hands the outcome to the suspended connection and lets MHD send it. rq may be freed as soon
@@ -798,35 +733,98 @@ static enum MHD_Result submit_preflight(api_t *a, struct MHD_Connection *c, req_
 
 /* ---- POST routes ----------------------------------------------------------------------- */
 
-static enum MHD_Result answer_post(api_t *a, struct MHD_Connection *c, req_t *rq)
+static enum MHD_Result answer_scan(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
+                                   snap_t *s)
 {
-    switch (rq->route) {
-    case R_SCAN:
-        if (a->on_scan == NULL)
-            return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "scan is not available",
-                               "not_implemented");
-        a->on_scan(a->arg);
-        return reply_static(c, MHD_HTTP_ACCEPTED, "{\"status\":\"scan scheduled\"}", CT_JSON);
-    case R_PREFLIGHT: {
-        if (a->on_post_preflight == NULL)
-            return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "preflight is not available",
-                               "not_implemented");
-        if (rq->pf_state == PF_DONE) { /* resumed by its worker */
-            pthread_mutex_lock(&a->pf_mu);
-            char *json = rq->pf_json;
-            int rc = rq->pf_rc, status = rq->pf_status;
-            rq->pf_json = NULL;
-            rq->pf_state = PF_NONE;
-            pthread_mutex_unlock(&a->pf_mu);
-            return reply_hook(c, rc, json, status);
-        }
-        if (rq->len == 0)
-            return reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
-                               "bad_parameter");
-        return submit_preflight(a, c, rq);
+    if (a->on_scan == NULL)
+        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "scan is not available", "not_implemented");
+    a->on_scan(a->arg);
+    return reply_static(c, MHD_HTTP_ACCEPTED, "{\"status\":\"scan scheduled\"}", CT_JSON);
+}
+
+/* Called once with the body (the connection is then suspended while a worker runs it), and
+ * again when the worker resumed it with the verdict. */
+static enum MHD_Result answer_preflight(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                        const char *arg, snap_t *s)
+{
+    if (a->on_post_preflight == NULL)
+        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "preflight is not available",
+                           "not_implemented");
+    if (rq->pf_state == PF_DONE) { /* resumed by its worker */
+        pthread_mutex_lock(&a->pf_mu);
+        char *json = rq->pf_json;
+        int rc = rq->pf_rc, status = rq->pf_status;
+        rq->pf_json = NULL;
+        rq->pf_state = PF_NONE;
+        pthread_mutex_unlock(&a->pf_mu);
+        return reply_hook(c, rc, json, status);
     }
+    if (rq->len == 0)
+        return reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
+                           "bad_parameter");
+    return submit_preflight(a, c, rq);
+}
+
+/* ---- the route table ------------------------------------------------------------------- */
+
+/* One row per route; on_request has no route of its own: it matches the path, then the table
+ * decides the method (405 with Allow), the token (403/401), whether the body is kept (413 past
+ * API_BODY_MAX either way), whether the current snapshot is needed (503 before the first), and
+ * calls the handler. */
+struct route_s {
+    const char *path; /* exact, or a prefix when prefix is set: the rest is the handler's arg */
+    int prefix;
+    unsigned methods; /* M_GET (GET and HEAD), M_POST */
+    int mutating;     /* needs the bearer token */
+    int snapshot;     /* the handler reads the current snapshot */
+    int keeps_body;   /* the handler reads the request body */
+    enum MHD_Result (*handler)(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
+                               snap_t *s);
+};
+
+static const route_t routes[] = {
+    {.path = "/", .methods = M_GET, .handler = answer_dashboard},
+    {.path = "/healthz", .methods = M_GET, .handler = answer_healthz},
+    {.path = "/api/v1/status", .methods = M_GET, .snapshot = 1, .handler = answer_status},
+    {.path = "/api/v1/endpoints", .methods = M_GET, .snapshot = 1, .handler = answer_endpoints},
+    {.path = "/api/v1/endpoints/",
+     .prefix = 1,
+     .methods = M_GET,
+     .snapshot = 1,
+     .handler = answer_endpoint},
+    {.path = "/api/v1/targets", .methods = M_GET, .snapshot = 1, .handler = answer_targets},
+    {.path = "/api/v1/causes", .methods = M_GET, .handler = answer_causes},
+    /* not a snapshot route: it checks days and its hook first, then takes the snapshot */
+    {.path = "/api/v1/forecast", .methods = M_GET, .handler = answer_forecast},
+    {.path = "/api/v1/events", .methods = M_GET, .snapshot = 1, .handler = answer_events},
+    {.path = "/metrics", .methods = M_GET, .snapshot = 1, .handler = answer_metrics},
+    {.path = "/api/v1/scan", .methods = M_POST, .mutating = 1, .handler = answer_scan},
+    {.path = "/api/v1/preflight",
+     .methods = M_POST,
+     .mutating = 1,
+     .keeps_body = 1,
+     .handler = answer_preflight},
+};
+
+static const route_t *match_route(const char *url)
+{
+    for (size_t i = 0; i < FS_ARRAY_SIZE(routes); i++) {
+        const route_t *r = &routes[i];
+        if (r->prefix ? strncmp(url, r->path, strlen(r->path)) == 0 : strcmp(url, r->path) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static const char *allowed_methods(unsigned methods)
+{
+    switch (methods) {
+    case M_GET:
+        return "GET, HEAD";
+    case M_POST:
+        return "POST";
     default:
-        return reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
+        return "GET, HEAD, POST";
     }
 }
 
@@ -834,7 +832,7 @@ static enum MHD_Result answer_post(api_t *a, struct MHD_Connection *c, req_t *rq
 static int take_body(req_t *rq, const char *data, size_t n)
 {
     if (!rq->too_large && n <= API_BODY_MAX - rq->len) {
-        if (rq->route != R_PREFLIGHT) {
+        if (rq->route == NULL || !rq->route->keeps_body) {
             rq->len += n;
             return 0;
         }
@@ -862,17 +860,17 @@ static int take_body(req_t *rq, const char *data, size_t n)
  * 404/405/403/401 answer queued in *ret. */
 static int admitted(api_t *a, struct MHD_Connection *c, const req_t *rq, enum MHD_Result *ret)
 {
-    if (rq->route < 0) {
+    if (rq->route == NULL) {
         *ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
         return 0;
     }
-    if ((routes[rq->route].methods & rq->method) == 0) {
+    if ((rq->route->methods & rq->method) == 0) {
         *ret = reply_error_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
                              "method_not_allowed", MHD_HTTP_HEADER_ALLOW,
-                             routes[rq->route].methods == M_POST ? "POST" : "GET, HEAD");
+                             allowed_methods(rq->route->methods));
         return 0;
     }
-    return !routes[rq->route].mutating || authorized(a, c, ret);
+    return !rq->route->mutating || authorized(a, c, ret);
 }
 
 /* Runs on the raw request target, before libmicrohttpd splits the query into its connection
@@ -907,7 +905,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     api_t *a = cls;
     req_t *rq = *req_cls;
     enum MHD_Result ret;
-    const char *arg;
 
     if (rq == NULL || !rq->started) { /* first call: headers in, the body (if any) follows */
         if (rq == NULL && (rq = calloc(1, sizeof(*rq))) == NULL)
@@ -916,7 +913,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->started = 1;
         if (rq->uri_error != NULL)
             return reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
-        rq->route = match_route(url, &arg);
+        rq->route = match_route(url);
         rq->method = method_bit(method);
         /* GET and HEAD are answered on the last call: an answer queued on the first one makes
          * libmicrohttpd close the keep-alive connection. Anything else may carry a body, so it
@@ -925,6 +922,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_YES;
         if (!admitted(a, c, rq, &ret))
             return ret;
+        rq->admitted = 1;
         unsigned long clen;
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -941,12 +939,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (rq->too_large)
         return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
                            "body_too_large");
-    if (rq->method != M_GET)
-        return answer_post(a, c, rq);
-    if (!admitted(a, c, rq, &ret))
+    if (!rq->admitted && !admitted(a, c, rq, &ret))
         return ret;
-    match_route(url, &arg);
-    return answer_get(a, c, (route_t)rq->route, arg);
+    rq->admitted = 1;
+    snap_t *s = NULL;
+    if (rq->route->snapshot && (s = current(a)) == NULL)
+        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
+                           "not_ready");
+    ret = rq->route->handler(a, c, rq, url + strlen(rq->route->path), s);
+    snap_unref(s);
+    return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
@@ -1034,7 +1036,7 @@ out:
 int api_start(api_t **out, const api_opts_t *o, char err[256])
 {
     api_t *a = fs_xcalloc(1, sizeof(*a));
-    render_buf_t b;
+    wbuf_t b;
     int fd = -1, rc;
 
     err[0] = '\0';
@@ -1056,9 +1058,9 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     a->on_forecast = o->on_forecast;
     atomic_init(&a->published_ms, mono_ms());
 
-    render_buf_init(&b, 16384, API_RENDER_MAX);
+    wbuf_init(&b, 16384, API_RENDER_MAX);
     render_causes(&b);
-    a->causes_json = render_buf_steal(&b, &a->causes_len);
+    a->causes_json = wbuf_steal(&b, &a->causes_len);
     if (a->causes_json == NULL) {
         snprintf(err, 256, "api: out of memory");
         rc = UV_ENOMEM;

@@ -1,232 +1,17 @@
-/* render.c - JSON and Prometheus renderings of a snapshot, written by hand into a capped
- * buffer: /status must stay well under a millisecond for a thousand groups. */
+/* render.c - JSON and Prometheus renderings of a snapshot, written by hand through web/wbuf.h:
+ * /status must stay well under a millisecond for a thousand groups. */
 #include "web/render.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
 #include <uv.h>
 
 #include "probes/util.h"
 
 static const char *const phase_names[] = {"dns", "connect", "tls", "revocation", "request"};
 _Static_assert(FS_ARRAY_SIZE(phase_names) == SNAP_PH_COUNT, "phase names out of sync");
-
-/* ---- buffer ---------------------------------------------------------------------------- */
-
-/* Makes room for n more bytes plus the NUL; 0 or -1 (and the buffer marked failed). */
-static int buf_room(render_buf_t *b, size_t n)
-{
-    if (b->failed)
-        return -1;
-    if (n < b->cap - b->len)
-        return 0;
-    if (n >= b->max - b->len) {
-        b->failed = 1;
-        return -1;
-    }
-    size_t want = b->len + n + 1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < want)
-        cap *= 2;
-    if (cap > b->max)
-        cap = b->max;
-    char *p = realloc(b->data, cap);
-    if (p == NULL) {
-        b->failed = 1;
-        return -1;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-void render_buf_init(render_buf_t *b, size_t hint, size_t max)
-{
-    memset(b, 0, sizeof(*b));
-    b->max = max;
-    if (hint >= max)
-        hint = max - 1;
-    if (buf_room(b, hint) == 0)
-        b->data[0] = '\0';
-}
-
-char *render_buf_steal(render_buf_t *b, size_t *len)
-{
-    char *d = NULL;
-    if (!b->failed && buf_room(b, 0) == 0) {
-        d = b->data;
-        *len = b->len;
-        b->data = NULL;
-    }
-    render_buf_free(b);
-    return d;
-}
-
-void render_buf_free(render_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static void put(render_buf_t *b, const char *s, size_t n)
-{
-    if (buf_room(b, n) != 0)
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void puts_(render_buf_t *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-static void putc_(render_buf_t *b, char c)
-{
-    put(b, &c, 1);
-}
-
-static void put_u64(render_buf_t *b, uint64_t v)
-{
-    char tmp[20];
-    int i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    put(b, tmp + i, sizeof(tmp) - i);
-}
-
-/* Prometheus float: Go's strconv understands %g, NaN and +Inf/-Inf. */
-static void put_double(render_buf_t *b, double v)
-{
-    char tmp[40];
-    if (isnan(v))
-        puts_(b, "NaN");
-    else if (isinf(v))
-        puts_(b, v > 0 ? "+Inf" : "-Inf");
-    else
-        put(b, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.15g", v));
-}
-
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
-static size_t utf8_len(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    if (c >= 0xC2 && c <= 0xDF)
-        return (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
-/* A JSON string of the n bytes at s (which hold no NUL before n); invalid UTF-8 becomes
- * U+FFFD so the document always parses. */
-static void put_jstr_n(render_buf_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
-    putc_(b, '"');
-    while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            p++;
-            continue;
-        }
-        put(b, (const char *)run, (size_t)(p - run));
-        if (c >= 0x80) {
-            size_t l = end - p >= 4 ? utf8_len(p) : 0;
-            if (l == 0 && end - p < 4) { /* validate the tail on a padded copy */
-                unsigned char pad[4] = {0};
-                memcpy(pad, p, (size_t)(end - p));
-                l = utf8_len(pad);
-                if (l > (size_t)(end - p))
-                    l = 0;
-            }
-            if (l > 0)
-                put(b, (const char *)p, l);
-            else
-                puts_(b, "\\ufffd");
-            p += l > 0 ? l : 1;
-        } else {
-            char esc[6] = {'\\', 0, '0', '0', 0, 0};
-            switch (c) {
-            case '"':
-                esc[1] = '"';
-                break;
-            case '\\':
-                esc[1] = '\\';
-                break;
-            case '\n':
-                esc[1] = 'n';
-                break;
-            case '\r':
-                esc[1] = 'r';
-                break;
-            case '\t':
-                esc[1] = 't';
-                break;
-            default:
-                esc[1] = 'u';
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-            }
-            put(b, esc, esc[1] == 'u' ? 6 : 2);
-            p++;
-        }
-        run = p;
-    }
-    put(b, (const char *)run, (size_t)(p - run));
-    putc_(b, '"');
-}
-
-static void put_jstr(render_buf_t *b, const char *s)
-{
-    if (s == NULL)
-        puts_(b, "null");
-    else
-        put_jstr_n(b, s, strlen(s));
-}
-
-/* RFC 3339 string, or null for 0 ("never"). */
-static void put_jtime(render_buf_t *b, int64_t t)
-{
-    char tmp[32];
-    if (t == 0) {
-        puts_(b, "null");
-        return;
-    }
-    putc_(b, '"');
-    puts_(b, fs_rfc3339(t, tmp, sizeof(tmp)));
-    putc_(b, '"');
-}
-
-/* ,"key": — keys are our own literals, never escaped. */
-static void put_key(render_buf_t *b, const char *key, int first)
-{
-    if (!first)
-        putc_(b, ',');
-    putc_(b, '"');
-    puts_(b, key);
-    put(b, "\":", 2);
-}
-
-static int done(const render_buf_t *b)
-{
-    return b->failed ? UV_ENOMEM : 0;
-}
 
 /* ---- JSON documents -------------------------------------------------------------------- */
 
@@ -236,90 +21,90 @@ static const char *group_name(const snap_t *s, uint32_t g)
 }
 
 /* "total":..,"online":..,"offline":..,"pending":.. */
-static void put_counts(render_buf_t *b, const snap_counts_t *c)
+static void put_counts(wbuf_t *b, const snap_counts_t *c)
 {
-    put(b, "\"total\":", 8);
-    put_u64(b, c->total);
-    put(b, ",\"online\":", 10);
-    put_u64(b, c->online);
-    put(b, ",\"offline\":", 11);
-    put_u64(b, c->offline);
-    put(b, ",\"pending\":", 11);
-    put_u64(b, c->pending);
+    wbuf_put(b, "\"total\":", 8);
+    wbuf_u64(b, c->total);
+    wbuf_put(b, ",\"online\":", 10);
+    wbuf_u64(b, c->online);
+    wbuf_put(b, ",\"offline\":", 11);
+    wbuf_u64(b, c->offline);
+    wbuf_put(b, ",\"pending\":", 11);
+    wbuf_u64(b, c->pending);
 }
 
 /* "causes":{..},"warnings":{..} listing non-zero counts only. */
-static void put_count_maps(render_buf_t *b, const snap_counts_t *c)
+static void put_count_maps(wbuf_t *b, const snap_counts_t *c)
 {
     int first = 1;
-    put(b, "\"causes\":{", 10);
+    wbuf_put(b, "\"causes\":{", 10);
     for (int i = FS_CAUSE_NONE + 1; i < FS_CAUSE_COUNT; i++) {
         if (c->causes[i] == 0)
             continue;
-        put_key(b, fs_cause_id((fs_cause_t)i), first);
-        put_u64(b, c->causes[i]);
+        wbuf_json_key(b, fs_cause_id((fs_cause_t)i), first);
+        wbuf_u64(b, c->causes[i]);
         first = 0;
     }
-    put(b, "},\"warnings\":{", 14);
+    wbuf_put(b, "},\"warnings\":{", 14);
     first = 1;
     for (int i = 0; i < FS_WARN_COUNT; i++) {
         if (c->warnings[i] == 0)
             continue;
-        put_key(b, fs_warning_id((fs_warning_t)i), first);
-        put_u64(b, c->warnings[i]);
+        wbuf_json_key(b, fs_warning_id((fs_warning_t)i), first);
+        wbuf_u64(b, c->warnings[i]);
         first = 0;
     }
-    putc_(b, '}');
+    wbuf_putc(b, '}');
 }
 
-int render_status(const snap_t *s, render_buf_t *b)
+int render_status(const snap_t *s, wbuf_t *b)
 {
-    puts_(b, "{\"generated_at\":");
-    put_jtime(b, s->generated_at);
-    puts_(b, ",\"vantage\":");
-    put_jstr(b, s->vantage ? s->vantage : "");
-    puts_(b, ",\"shard\":");
-    put_jstr(b, s->shard ? s->shard : "0/1");
-    puts_(b, ",\"endpoints\":{");
+    wbuf_puts(b, "{\"generated_at\":");
+    wbuf_json_time(b, s->generated_at);
+    wbuf_puts(b, ",\"vantage\":");
+    wbuf_json_str(b, s->vantage ? s->vantage : "");
+    wbuf_puts(b, ",\"shard\":");
+    wbuf_json_str(b, s->shard ? s->shard : "0/1");
+    wbuf_puts(b, ",\"endpoints\":{");
     put_counts(b, &s->totals);
-    put(b, "},", 2);
+    wbuf_put(b, "},", 2);
     put_count_maps(b, &s->totals);
-    puts_(b, ",\"groups\":[");
+    wbuf_puts(b, ",\"groups\":[");
     for (size_t i = 0; i < s->ngroups; i++) {
         if (i > 0)
-            putc_(b, ',');
-        puts_(b, "{\"name\":");
-        put_jstr(b, s->groups[i].name ? s->groups[i].name : "");
-        putc_(b, ',');
+            wbuf_putc(b, ',');
+        wbuf_puts(b, "{\"name\":");
+        wbuf_json_str(b, s->groups[i].name ? s->groups[i].name : "");
+        wbuf_putc(b, ',');
         put_counts(b, &s->groups[i].counts);
-        putc_(b, ',');
+        wbuf_putc(b, ',');
         put_count_maps(b, &s->groups[i].counts);
-        putc_(b, '}');
+        wbuf_putc(b, '}');
     }
-    puts_(b, "],\"scan\":{\"probes_total\":");
-    put_u64(b, s->probes_total);
-    puts_(b, ",\"probes_in_flight\":");
-    put_u64(b, s->probes_in_flight);
-    puts_(b, ",\"started_at\":");
-    put_jtime(b, s->started_at);
-    puts_(b, "},\"event_log\":{\"path\":");
-    put_jstr(b, s->event_log_path);
-    puts_(b, ",\"dropped_lines\":");
-    put_u64(b, s->event_log_dropped);
-    puts_(b, ",\"last_error\":");
-    put_jstr(b, s->event_log_error);
-    puts_(b, ",\"last_error_at\":");
-    put_jtime(b, s->event_log_error_at);
-    puts_(b, "},\"daemon\":{\"warnings\":[");
+    wbuf_puts(b, "],\"scan\":{\"probes_total\":");
+    wbuf_u64(b, s->probes_total);
+    wbuf_puts(b, ",\"probes_in_flight\":");
+    wbuf_u64(b, s->probes_in_flight);
+    wbuf_puts(b, ",\"started_at\":");
+    wbuf_json_time(b, s->started_at);
+    wbuf_puts(b, "},\"event_log\":{\"path\":");
+    wbuf_json_str(b, s->event_log_path);
+    wbuf_puts(b, ",\"dropped_lines\":");
+    wbuf_u64(b, s->event_log_dropped);
+    wbuf_puts(b, ",\"last_error\":");
+    wbuf_json_str(b, s->event_log_error);
+    wbuf_puts(b, ",\"last_error_at\":");
+    wbuf_json_time(b, s->event_log_error_at);
+    wbuf_puts(b, "},\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
-        puts_(b, i > 0 ? ",{\"code\":" : "{\"code\":");
-        put_jstr(b, s->daemon_warnings[i].code);
-        puts_(b, ",\"message\":");
-        put_jstr(b, s->daemon_warnings[i].message);
-        putc_(b, '}');
+        wbuf_puts(b, i > 0 ? ",{\"code\":" : "{\"code\":");
+        wbuf_json_str(b, s->daemon_warnings[i].code);
+        wbuf_puts(b, ",\"message\":");
+        wbuf_json_str(b, s->daemon_warnings[i].message);
+        wbuf_putc(b, '}');
     }
-    puts_(b, "]}}");
-    return done(b);
+    wbuf_puts(b, "]}}");
+    return wbuf_done(b);
 }
 
 /* The agent.log line an endpoint would write: the last line of a probe of its group that
@@ -339,77 +124,61 @@ static const char *endpoint_message(const snap_t *s, const snap_endpoint_t *e)
 }
 
 /* Appends the id "<group>-%05u" as a JSON string. */
-static void put_endpoint_id(render_buf_t *b, const snap_t *s, const snap_endpoint_t *e)
+static void put_endpoint_id(wbuf_t *b, const snap_t *s, const snap_endpoint_t *e)
 {
     char id[160];
     snap_endpoint_id(s, e, id, sizeof(id));
-    put_jstr(b, id);
+    wbuf_json_str(b, id);
 }
 
-int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, render_buf_t *b)
+int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, wbuf_t *b)
 {
-    puts_(b, "{\"id\":");
+    wbuf_puts(b, "{\"id\":");
     put_endpoint_id(b, s, e);
-    puts_(b, ",\"group\":");
-    put_jstr(b, group_name(s, e->group));
-    puts_(b, ",\"state\":\"");
-    puts_(b, snap_state_name(e->state));
-    puts_(b, "\",\"cause\":");
+    wbuf_puts(b, ",\"group\":");
+    wbuf_json_str(b, group_name(s, e->group));
+    wbuf_puts(b, ",\"state\":\"");
+    wbuf_puts(b, snap_state_name(e->state));
+    wbuf_puts(b, "\",\"cause\":");
     if (e->state == SNAP_OFFLINE)
-        put_jstr(b, fs_cause_id((fs_cause_t)e->cause));
+        wbuf_json_str(b, fs_cause_id((fs_cause_t)e->cause));
     else
-        puts_(b, "null");
-    puts_(b, ",\"warnings\":[");
+        wbuf_puts(b, "null");
+    wbuf_puts(b, ",\"warnings\":[");
     int first = 1;
     for (int w = 0; w < FS_WARN_COUNT; w++) {
         if (!(e->warnings & FS_WARN_BIT(w)))
             continue;
         if (!first)
-            putc_(b, ',');
-        put_jstr(b, fs_warning_id((fs_warning_t)w));
+            wbuf_putc(b, ',');
+        wbuf_json_str(b, fs_warning_id((fs_warning_t)w));
         first = 0;
     }
-    puts_(b, "],\"message\":");
-    put_jstr(b, endpoint_message(s, e));
-    puts_(b, ",\"since\":");
-    put_jtime(b, e->since);
-    puts_(b, ",\"last_probe_at\":");
-    put_jtime(b, e->last_probe_at);
-    puts_(b, ",\"timings_ms\":{");
+    wbuf_puts(b, "],\"message\":");
+    wbuf_json_str(b, endpoint_message(s, e));
+    wbuf_puts(b, ",\"since\":");
+    wbuf_json_time(b, e->since);
+    wbuf_puts(b, ",\"last_probe_at\":");
+    wbuf_json_time(b, e->last_probe_at);
+    wbuf_puts(b, ",\"timings_ms\":{");
     for (int p = 0; p < SNAP_PH_COUNT; p++) {
-        put_key(b, phase_names[p], p == 0);
-        put_u64(b, e->timings_ms[p]);
+        wbuf_json_key(b, phase_names[p], p == 0);
+        wbuf_u64(b, e->timings_ms[p]);
     }
-    putc_(b, '}');
+    wbuf_putc(b, '}');
     if (with_detail) {
+        /* The group's last probe that ended the way this endpoint did, rendered by the loop
+         * in its final form (render_detail). */
         const char *d = NULL;
         if (e->group < s->ngroups && e->state != SNAP_PENDING) {
             int slot = e->state == SNAP_ONLINE ? FS_CAUSE_NONE : e->cause;
             d = slot < FS_CAUSE_COUNT ? s->groups[e->group].cause_detail[slot] : NULL;
-            if (d == NULL)
-                d = s->groups[e->group].detail_json;
         }
-        /* The loop renders detail_json; a malformed one must not corrupt this document. The
-         * detail is the last probe of this group that ended the way this endpoint did (the
-         * chain, retrievals and message are the group's); its timings are that probe's, not
-         * this endpoint's, so they are dropped here: the item's timings_ms are its own. */
-        cJSON *parsed = d != NULL ? cJSON_Parse(d) : NULL;
-        puts_(b, ",\"detail\":");
-        if (parsed != NULL) {
-            cJSON_DeleteItemFromObject(parsed, "timings_ms");
-            cJSON_DeleteItemFromObject(parsed, "total_ms");
-            cJSON_AddStringToObject(parsed, "source",
-                                    "the group's last probe with this endpoint's outcome");
-            char *out = cJSON_PrintUnformatted(parsed);
-            puts_(b, out ? out : "null");
-            free(out);
-        } else {
-            puts_(b, "null");
-        }
-        cJSON_Delete(parsed);
+        wbuf_puts(b, ",\"detail\":");
+        wbuf_puts(b, d != NULL ? d : "null");
     }
-    putc_(b, '}');
-    return done(b);
+    wbuf_putc(b, '}');
+    return wbuf_done(b);
 }
 
 static int endpoint_matches(const render_query_t *q, const snap_endpoint_t *e)
@@ -437,40 +206,40 @@ static size_t group_lower_bound(const snap_t *s, uint32_t g)
     return lo;
 }
 
-int render_endpoints(const snap_t *s, const render_query_t *q, render_buf_t *b)
+int render_endpoints(const snap_t *s, const render_query_t *q, wbuf_t *b)
 {
     size_t from = 0, to = s->nendpoints, total = 0;
     if (q->group >= 0) {
         from = group_lower_bound(s, (uint32_t)q->group);
         to = group_lower_bound(s, (uint32_t)q->group + 1);
     }
-    puts_(b, "{\"items\":[");
+    wbuf_puts(b, "{\"items\":[");
     for (size_t i = from; i < to; i++) {
         const snap_endpoint_t *e = &s->endpoints[i];
         if (!endpoint_matches(q, e))
             continue;
         if (total >= q->offset && total - q->offset < q->limit) {
             if (total > q->offset)
-                putc_(b, ',');
+                wbuf_putc(b, ',');
             render_endpoint(s, e, 0, b);
         }
         total++;
     }
-    puts_(b, "],\"total\":");
-    put_u64(b, total);
-    puts_(b, ",\"limit\":");
-    put_u64(b, q->limit);
-    puts_(b, ",\"offset\":");
-    put_u64(b, q->offset);
-    putc_(b, '}');
-    return done(b);
+    wbuf_puts(b, "],\"total\":");
+    wbuf_u64(b, total);
+    wbuf_puts(b, ",\"limit\":");
+    wbuf_u64(b, q->limit);
+    wbuf_puts(b, ",\"offset\":");
+    wbuf_u64(b, q->offset);
+    wbuf_putc(b, '}');
+    return wbuf_done(b);
 }
 
-int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, render_buf_t *b)
+int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t *b)
 {
     uint64_t last = since_seq;
     int first = 1;
-    puts_(b, "{\"events\":[");
+    wbuf_puts(b, "{\"events\":[");
     for (size_t i = 0; i < s->nevents; i++) {
         const snap_event_t *ev = &s->events[i];
         if (ev->seq > last)
@@ -480,191 +249,433 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, render_
         size_t n = strnlen(ev->subject, sizeof(ev->subject));
         int is_group = n >= 6 && memcmp(ev->subject, "group:", 6) == 0;
         if (!first)
-            putc_(b, ',');
+            wbuf_putc(b, ',');
         first = 0;
-        puts_(b, "{\"seq\":");
-        put_u64(b, ev->seq);
-        puts_(b, ",\"at\":");
-        put_jtime(b, ev->at);
-        puts_(b, is_group ? ",\"kind\":\"group\",\"subject\":"
-                          : ",\"kind\":\"endpoint\",\"subject\":");
-        put_jstr_n(b, ev->subject, n);
-        puts_(b, ",\"old_state\":\"");
-        puts_(b, snap_state_name(ev->old_state));
-        puts_(b, "\",\"new_state\":\"");
-        puts_(b, snap_state_name(ev->new_state));
-        puts_(b, "\",\"cause\":");
+        wbuf_puts(b, "{\"seq\":");
+        wbuf_u64(b, ev->seq);
+        wbuf_puts(b, ",\"at\":");
+        wbuf_json_time(b, ev->at);
+        wbuf_puts(b, is_group ? ",\"kind\":\"group\",\"subject\":"
+                              : ",\"kind\":\"endpoint\",\"subject\":");
+        wbuf_json_strn(b, ev->subject, n);
+        wbuf_puts(b, ",\"old_state\":\"");
+        wbuf_puts(b, snap_state_name(ev->old_state));
+        wbuf_puts(b, "\",\"new_state\":\"");
+        wbuf_puts(b, snap_state_name(ev->new_state));
+        wbuf_puts(b, "\",\"cause\":");
         if (ev->cause != FS_CAUSE_NONE)
-            put_jstr(b, fs_cause_id((fs_cause_t)ev->cause));
+            wbuf_json_str(b, fs_cause_id((fs_cause_t)ev->cause));
         else
-            puts_(b, "null");
-        putc_(b, '}');
+            wbuf_puts(b, "null");
+        wbuf_putc(b, '}');
     }
-    puts_(b, "],\"last_seq\":");
-    put_u64(b, last);
-    putc_(b, '}');
-    return done(b);
+    wbuf_puts(b, "],\"last_seq\":");
+    wbuf_u64(b, last);
+    wbuf_putc(b, '}');
+    return wbuf_done(b);
 }
 
-static void put_catalogue_entry(render_buf_t *b, const fs_cause_info_t *ci)
+/* ---- a probe's outcome: /api/v1/targets and endpoint details ------------------------------- */
+
+/* A fixed-size field of a probe's result: at most n bytes, up to its NUL. */
+static void put_field(wbuf_t *b, const char *s, size_t n)
 {
-    puts_(b, "{\"id\":");
-    put_jstr(b, ci->id);
-    puts_(b, ",\"phase\":");
-    put_jstr(b, ci->phase);
-    puts_(b, ",\"symptom\":");
-    put_jstr(b, ci->symptom);
-    puts_(b, ",\"description\":");
-    put_jstr(b, ci->description);
-    puts_(b, ",\"remediation\":");
-    put_jstr(b, ci->remediation);
-    putc_(b, '}');
+    wbuf_json_strn(b, s, strnlen(s, n));
 }
 
-int render_causes(render_buf_t *b)
+static void put_str_array(wbuf_t *b, char *const *v, size_t n)
 {
-    puts_(b, "{\"causes\":[");
+    wbuf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            wbuf_putc(b, ',');
+        wbuf_json_str(b, v[i]);
+    }
+    wbuf_putc(b, ']');
+}
+
+/* One certificate; days_left is counted at `at` (the endpoint's time). */
+static void put_cert(wbuf_t *b, const chain_cert_t *c, int64_t at)
+{
+    wbuf_puts(b, "{\"subject\":");
+    wbuf_json_str(b, c->subject);
+    wbuf_puts(b, ",\"issuer\":");
+    wbuf_json_str(b, c->issuer);
+    wbuf_puts(b, ",\"serial\":");
+    wbuf_json_str(b, c->serial);
+    wbuf_puts(b, ",\"not_before\":");
+    wbuf_json_time(b, c->not_before);
+    wbuf_puts(b, ",\"not_after\":");
+    wbuf_json_time(b, c->not_after);
+    wbuf_puts(b, ",\"days_left\":");
+    wbuf_i64(b, (c->not_after - at) / 86400);
+    wbuf_puts(b, ",\"sha1_thumbprint\":");
+    put_field(b, c->sha1, sizeof(c->sha1));
+    wbuf_puts(b, ",\"sha256\":");
+    put_field(b, c->sha256, sizeof(c->sha256));
+    wbuf_puts(b, ",\"signature_algorithm\":");
+    put_field(b, c->sig_alg, sizeof(c->sig_alg));
+    wbuf_puts(b, ",\"is_ca\":");
+    wbuf_json_bool(b, c->is_ca);
+    wbuf_puts(b, ",\"self_signed\":");
+    wbuf_json_bool(b, c->self_signed);
+    wbuf_puts(b, ",\"sans\":");
+    put_str_array(b, c->sans, c->nsans);
+    wbuf_puts(b, ",\"cdp\":");
+    put_str_array(b, c->cdp, c->ncdp);
+    wbuf_puts(b, ",\"aia\":");
+    put_str_array(b, c->aia, c->naia);
+    wbuf_putc(b, '}');
+}
+
+static void put_retrieval(wbuf_t *b, const rev_url_result_t *u)
+{
+    wbuf_puts(b, "{\"url\":");
+    put_field(b, u->url, sizeof(u->url));
+    wbuf_puts(b, ",\"kind\":");
+    put_field(b, u->kind, sizeof(u->kind));
+    wbuf_puts(b, ",\"cert_depth\":");
+    wbuf_i64(b, u->cert_depth);
+    wbuf_puts(b, ",\"ok\":");
+    wbuf_json_bool(b, u->ok);
+    wbuf_puts(b, ",\"from_cache\":");
+    wbuf_json_bool(b, u->from_cache);
+    wbuf_puts(b, ",\"http_status\":");
+    wbuf_i64(b, u->http_status);
+    wbuf_puts(b, ",\"bytes\":");
+    wbuf_u64(b, u->bytes);
+    wbuf_puts(b, ",\"time_ms\":");
+    wbuf_u64(b, u->time_ms);
+    wbuf_puts(b, ",\"this_update\":");
+    wbuf_json_time(b, u->this_update);
+    wbuf_puts(b, ",\"next_update\":");
+    wbuf_json_time(b, u->next_update);
+    wbuf_puts(b, ",\"error\":");
+    if (u->error[0] != '\0')
+        put_field(b, u->error, sizeof(u->error));
+    else
+        wbuf_puts(b, "null");
+    wbuf_putc(b, '}');
+}
+
+/* The probe's members, "url" to "retrievals", without the braces. */
+static void put_probe(wbuf_t *b, const render_probe_t *p)
+{
+    wbuf_puts(b, "\"url\":");
+    wbuf_json_str(b, p->url);
+    wbuf_puts(b, p->online ? ",\"state\":\"online\",\"cause\":null"
+                           : ",\"state\":\"offline\",\"cause\":");
+    if (!p->online)
+        wbuf_json_str(b, fs_cause_id(p->cause));
+    wbuf_puts(b, ",\"warnings\":[");
+    int first = 1;
+    for (int w = 0; w < FS_WARN_COUNT; w++) {
+        if (!(p->warnings & FS_WARN_BIT(w)))
+            continue;
+        if (!first)
+            wbuf_putc(b, ',');
+        wbuf_json_str(b, fs_warning_id((fs_warning_t)w));
+        first = 0;
+    }
+    wbuf_puts(b, "],\"message\":");
+    wbuf_json_str(b, p->message);
+    if (!p->online) {
+        const fs_cause_info_t *ci = fs_cause_info(p->cause);
+        wbuf_puts(b, ",\"phase\":");
+        wbuf_json_str(b, ci->phase);
+        wbuf_puts(b, ",\"symptom\":");
+        wbuf_json_str(b, ci->symptom);
+        wbuf_puts(b, ",\"remediation\":");
+        wbuf_json_str(b, ci->remediation);
+    }
+    if (p->timings_ms != NULL) {
+        wbuf_puts(b, ",\"timings_ms\":{");
+        for (int ph = 0; ph < SNAP_PH_COUNT; ph++) {
+            wbuf_json_key(b, phase_names[ph], ph == 0);
+            wbuf_u64(b, p->timings_ms[ph]);
+        }
+        wbuf_puts(b, ",\"total\":");
+        wbuf_u64(b, p->total_ms);
+        wbuf_putc(b, '}');
+    }
+    wbuf_puts(b, ",\"address\":");
+    wbuf_json_str(b, p->addr);
+    wbuf_puts(b, ",\"endpoint_time\":");
+    wbuf_json_time(b, p->endpoint_time);
+    wbuf_puts(b, ",\"tls\":{");
+    if (p->tls_version != NULL && p->tls_version[0] != '\0') {
+        wbuf_puts(b, "\"version\":");
+        wbuf_json_str(b, p->tls_version);
+        wbuf_puts(b, ",\"cipher\":");
+        wbuf_json_str(b, p->cipher);
+    }
+    wbuf_puts(b, "},\"http_status\":");
+    if (p->http_status != 0)
+        wbuf_i64(b, p->http_status);
+    else
+        wbuf_puts(b, "null");
+    wbuf_puts(b, ",\"chain\":[");
+    for (size_t i = 0; p->chain != NULL && i < p->chain->n; i++) {
+        if (i > 0)
+            wbuf_putc(b, ',');
+        put_cert(b, &p->chain->certs[i], p->endpoint_time);
+    }
+    wbuf_puts(b, "],\"retrievals\":[");
+    for (size_t i = 0; i < p->nurls; i++) {
+        if (i > 0)
+            wbuf_putc(b, ',');
+        put_retrieval(b, &p->urls[i]);
+    }
+    wbuf_putc(b, ']');
+}
+
+int render_detail(const render_probe_t *p, wbuf_t *b)
+{
+    wbuf_putc(b, '{');
+    put_probe(b, p);
+    wbuf_puts(b, ",\"source\":\"the group's last probe with this endpoint's outcome\"}");
+    return wbuf_done(b);
+}
+
+static int is_crl(const rev_url_result_t *u)
+{
+    return strcmp(u->kind, "crl") == 0;
+}
+
+int render_targets(const snap_t *s, wbuf_t *b)
+{
+    const snap_target_t *t = s->target;
+    wbuf_puts(b, "{\"targets\":[");
+    if (t != NULL) {
+        render_probe_t p = {
+            .url = t->url,
+            .online = t->online,
+            .cause = (fs_cause_t)t->cause,
+            .warnings = t->warnings,
+            .message = t->message,
+            .timings_ms = t->timings_ms,
+            .total_ms = t->total_ms,
+            .addr = t->addr,
+            .endpoint_time = t->endpoint_time,
+            .tls_version = t->tls_version,
+            .cipher = t->cipher,
+            .http_status = t->http_status,
+            .chain = &t->chain,
+            .urls = t->urls,
+            .nurls = t->nurls,
+        };
+        wbuf_putc(b, '{');
+        put_probe(b, &p);
+        wbuf_puts(b, ",\"name\":");
+        wbuf_json_str(b, t->name);
+        wbuf_puts(b, ",\"profile\":");
+        wbuf_json_str(b, t->profile);
+        wbuf_puts(b, ",\"trust\":");
+        wbuf_json_str(b, t->trust);
+        wbuf_puts(b, ",\"checked_at\":");
+        wbuf_json_time(b, t->checked_at);
+        /* The CRL view of the target: one line per CRL URL. */
+        wbuf_puts(b, ",\"crls\":[");
+        int first = 1;
+        for (size_t i = 0; i < t->nurls; i++) {
+            const rev_url_result_t *u = &t->urls[i];
+            if (!is_crl(u))
+                continue;
+            wbuf_puts(b, first ? "{\"url\":" : ",{\"url\":");
+            first = 0;
+            put_field(b, u->url, sizeof(u->url));
+            wbuf_puts(b, ",\"cert_depth\":");
+            wbuf_i64(b, u->cert_depth);
+            wbuf_puts(b, ",\"reachable\":");
+            wbuf_json_bool(b, u->ok || u->http_status == 200);
+            wbuf_puts(b, ",\"http_status\":");
+            wbuf_i64(b, u->http_status);
+            wbuf_puts(b, ",\"bytes\":");
+            wbuf_u64(b, u->bytes);
+            wbuf_puts(b, ",\"this_update\":");
+            wbuf_json_time(b, u->this_update);
+            wbuf_puts(b, ",\"next_update\":");
+            wbuf_json_time(b, u->next_update);
+            wbuf_puts(b, ",\"last_error\":");
+            if (u->error[0] != '\0')
+                put_field(b, u->error, sizeof(u->error));
+            else
+                wbuf_puts(b, "null");
+            wbuf_putc(b, '}');
+        }
+        wbuf_puts(b, "]}");
+    }
+    wbuf_puts(b, "]}");
+    return wbuf_done(b);
+}
+
+static void put_catalogue_entry(wbuf_t *b, const fs_cause_info_t *ci)
+{
+    wbuf_puts(b, "{\"id\":");
+    wbuf_json_str(b, ci->id);
+    wbuf_puts(b, ",\"phase\":");
+    wbuf_json_str(b, ci->phase);
+    wbuf_puts(b, ",\"symptom\":");
+    wbuf_json_str(b, ci->symptom);
+    wbuf_puts(b, ",\"description\":");
+    wbuf_json_str(b, ci->description);
+    wbuf_puts(b, ",\"remediation\":");
+    wbuf_json_str(b, ci->remediation);
+    wbuf_putc(b, '}');
+}
+
+int render_causes(wbuf_t *b)
+{
+    wbuf_puts(b, "{\"causes\":[");
     for (int i = FS_CAUSE_NONE + 1; i < FS_CAUSE_COUNT; i++) {
         if (i > FS_CAUSE_NONE + 1)
-            putc_(b, ',');
+            wbuf_putc(b, ',');
         put_catalogue_entry(b, fs_cause_info((fs_cause_t)i));
     }
-    puts_(b, "],\"warnings\":[");
+    wbuf_puts(b, "],\"warnings\":[");
     for (int i = 0; i < FS_WARN_COUNT; i++) {
         if (i > 0)
-            putc_(b, ',');
+            wbuf_putc(b, ',');
         put_catalogue_entry(b, fs_warning_info((fs_warning_t)i));
     }
-    puts_(b, "]}");
-    return done(b);
+    wbuf_puts(b, "]}");
+    return wbuf_done(b);
 }
 
-int render_error(const char *msg, const char *code, render_buf_t *b)
+int render_error(const char *msg, const char *code, wbuf_t *b)
 {
-    puts_(b, "{\"error\":");
-    put_jstr(b, msg);
-    puts_(b, ",\"code\":");
-    put_jstr(b, code);
-    putc_(b, '}');
-    return done(b);
+    wbuf_puts(b, "{\"error\":");
+    wbuf_json_str(b, msg);
+    wbuf_puts(b, ",\"code\":");
+    wbuf_json_str(b, code);
+    wbuf_putc(b, '}');
+    return wbuf_done(b);
 }
 
 /* ---- Prometheus ------------------------------------------------------------------------ */
 
-/* A label value per the exposition format: backslash, double quote and newline escaped. */
-static void put_label_value(render_buf_t *b, const char *v)
+static void m_family(wbuf_t *b, const char *name, const char *type, const char *help)
 {
-    const char *run = v;
-    for (; *v; v++) {
-        const char *esc = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
-        if (esc == NULL)
+    wbuf_puts(b, "# HELP ");
+    wbuf_puts(b, name);
+    wbuf_putc(b, ' ');
+    wbuf_puts(b, help);
+    wbuf_puts(b, "\n# TYPE ");
+    wbuf_puts(b, name);
+    wbuf_putc(b, ' ');
+    wbuf_puts(b, type);
+    wbuf_putc(b, '\n');
+}
+
+/* A sample is m_start, m_label for each label, then m_end_*: name{<common>,l1="v1",...} value.
+ * common is the pre-rendered vantage/shard pair every sample carries. */
+static void m_start(wbuf_t *b, const char *name, const wbuf_t *common)
+{
+    wbuf_puts(b, name);
+    wbuf_putc(b, '{');
+    wbuf_put(b, common->data, common->len);
+}
+
+static void m_label(wbuf_t *b, const char *key, const char *value)
+{
+    wbuf_putc(b, ',');
+    wbuf_puts(b, key);
+    wbuf_put(b, "=\"", 2);
+    wbuf_prom_label(b, value != NULL ? value : "");
+    wbuf_putc(b, '"');
+}
+
+static void m_end_u64(wbuf_t *b, uint64_t v)
+{
+    wbuf_put(b, "} ", 2);
+    wbuf_u64(b, v);
+    wbuf_putc(b, '\n');
+}
+
+static void m_end_i64(wbuf_t *b, int64_t v)
+{
+    wbuf_put(b, "} ", 2);
+    wbuf_i64(b, v);
+    wbuf_putc(b, '\n');
+}
+
+/* A sample with up to two labels (l1, l2 NULL when absent). */
+static void m_u64(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1, const char *v1,
+                  const char *l2, const char *v2, uint64_t v)
+{
+    m_start(b, name, common);
+    if (l1 != NULL)
+        m_label(b, l1, v1);
+    if (l2 != NULL)
+        m_label(b, l2, v2);
+    m_end_u64(b, v);
+}
+
+static void m_double(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1,
+                     const char *v1, double v)
+{
+    m_start(b, name, common);
+    if (l1 != NULL)
+        m_label(b, l1, v1);
+    wbuf_put(b, "} ", 2);
+    wbuf_prom_double(b, v);
+    wbuf_putc(b, '\n');
+}
+
+/* The reference target's gauges: each presented certificate's notAfter, each CRL URL's health,
+ * and whether the reference binding is up. */
+static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const wbuf_t *common)
+{
+    char depth[24];
+    m_family(b, "fleetscan_cert_not_after_seconds", "gauge",
+             "notAfter of each presented certificate (Unix time).");
+    for (size_t i = 0; i < t->chain.n; i++) {
+        const chain_cert_t *c = &t->chain.certs[i];
+        snprintf(depth, sizeof(depth), "%zu", i);
+        m_start(b, "fleetscan_cert_not_after_seconds", common);
+        m_label(b, "target", t->name);
+        m_label(b, "depth", depth);
+        m_label(b, "subject", c->subject);
+        m_label(b, "sha1", c->sha1);
+        m_end_i64(b, c->not_after);
+    }
+    m_family(b, "fleetscan_crl_reachable", "gauge",
+             "1 when the CRL URL answered with a usable CRL.");
+    for (size_t i = 0; i < t->nurls; i++) {
+        if (!is_crl(&t->urls[i]))
             continue;
-        put(b, run, (size_t)(v - run));
-        put(b, esc, 2);
-        run = v + 1;
+        m_start(b, "fleetscan_crl_reachable", common);
+        m_label(b, "url", t->urls[i].url);
+        m_end_u64(b, t->urls[i].ok ? 1 : 0);
     }
-    put(b, run, (size_t)(v - run));
-}
-
-static void m_family(render_buf_t *b, const char *name, const char *type, const char *help)
-{
-    puts_(b, "# HELP ");
-    puts_(b, name);
-    putc_(b, ' ');
-    puts_(b, help);
-    puts_(b, "\n# TYPE ");
-    puts_(b, name);
-    putc_(b, ' ');
-    puts_(b, type);
-    putc_(b, '\n');
-}
-
-/* name{<common>[,l1="v1"][,l2="v2"]} — the value follows. common is the pre-rendered
- * vantage/shard pair. */
-static void m_labels(render_buf_t *b, const char *name, const render_buf_t *common, const char *l1,
-                     const char *v1, const char *l2, const char *v2)
-{
-    puts_(b, name);
-    putc_(b, '{');
-    put(b, common->data, common->len);
-    if (l1 != NULL) {
-        putc_(b, ',');
-        puts_(b, l1);
-        put(b, "=\"", 2);
-        put_label_value(b, v1);
-        putc_(b, '"');
+    m_family(b, "fleetscan_crl_next_update_seconds", "gauge",
+             "nextUpdate of the CRL served at the URL (Unix time).");
+    for (size_t i = 0; i < t->nurls; i++) {
+        if (!is_crl(&t->urls[i]) || t->urls[i].next_update == 0)
+            continue;
+        m_start(b, "fleetscan_crl_next_update_seconds", common);
+        m_label(b, "url", t->urls[i].url);
+        m_end_i64(b, t->urls[i].next_update);
     }
-    if (l2 != NULL) {
-        putc_(b, ',');
-        puts_(b, l2);
-        put(b, "=\"", 2);
-        put_label_value(b, v2);
-        putc_(b, '"');
-    }
-    put(b, "} ", 2);
+    m_family(b, "fleetscan_reference_up", "gauge",
+             "1 when the reference binding accepts a connection and validates.");
+    m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, t->online ? 1 : 0);
 }
 
-static void m_u64(render_buf_t *b, const char *name, const render_buf_t *common, const char *l1,
-                  const char *v1, const char *l2, const char *v2, uint64_t v)
-{
-    m_labels(b, name, common, l1, v1, l2, v2);
-    put_u64(b, v);
-    putc_(b, '\n');
-}
-
-static void m_double(render_buf_t *b, const char *name, const render_buf_t *common, const char *l1,
-                     const char *v1, const char *l2, const char *v2, double v)
-{
-    m_labels(b, name, common, l1, v1, l2, v2);
-    put_double(b, v);
-    putc_(b, '\n');
-}
-
-/* Copies the loop's pre-rendered lines, inserting the common labels into every sample. */
-static void put_metrics_extra(render_buf_t *b, const char *extra, const render_buf_t *common)
-{
-    const char *p = extra;
-    while (*p != '\0') {
-        const char *eol = strchr(p, '\n');
-        size_t n = eol != NULL ? (size_t)(eol - p) : strlen(p);
-        if (n == 0 || p[0] == '#') {
-            put(b, p, n);
-        } else {
-            size_t k = strcspn(p, "{ \t\n");
-            if (k > n)
-                k = n;
-            put(b, p, k);
-            putc_(b, '{');
-            put(b, common->data, common->len);
-            if (k < n && p[k] == '{') {
-                if (k + 1 < n && p[k + 1] != '}')
-                    putc_(b, ',');
-                put(b, p + k + 1, n - k - 1);
-            } else {
-                putc_(b, '}');
-                put(b, p + k, n - k);
-            }
-        }
-        if (n > 0)
-            putc_(b, '\n');
-        p += n + (eol != NULL);
-    }
-}
-
-int render_metrics(const snap_t *s, render_buf_t *b)
+int render_metrics(const snap_t *s, wbuf_t *b)
 {
     static const char *const results[] = {"online", "offline"};
     static const int result_states[] = {SNAP_ONLINE, SNAP_OFFLINE};
-    render_buf_t common;
+    wbuf_t common;
     char tmp[32];
     int rc;
 
-    render_buf_init(&common, 128, 4096);
-    puts_(&common, "vantage=\"");
-    put_label_value(&common, s->vantage ? s->vantage : "");
-    puts_(&common, "\",shard=\"");
-    put_label_value(&common, s->shard ? s->shard : "0/1");
-    putc_(&common, '"');
+    wbuf_init(&common, 128, 4096);
+    wbuf_puts(&common, "vantage=\"");
+    wbuf_prom_label(&common, s->vantage ? s->vantage : "");
+    wbuf_puts(&common, "\",shard=\"");
+    wbuf_prom_label(&common, s->shard ? s->shard : "0/1");
+    wbuf_putc(&common, '"');
     if (common.failed) {
         rc = UV_ENOMEM;
         goto out;
@@ -717,8 +728,8 @@ int render_metrics(const snap_t *s, render_buf_t *b)
             m_u64(b, "fleetscan_probe_duration_seconds_bucket", &common, "phase", phase_names[ph],
                   "le", tmp, s->hist_counts[ph][i]);
         }
-        m_double(b, "fleetscan_probe_duration_seconds_sum", &common, "phase", phase_names[ph], NULL,
-                 NULL, s->hist_sum[ph]);
+        m_double(b, "fleetscan_probe_duration_seconds_sum", &common, "phase", phase_names[ph],
+                 s->hist_sum[ph]);
         m_u64(b, "fleetscan_probe_duration_seconds_count", &common, "phase", phase_names[ph], NULL,
               NULL, s->hist_counts[ph][SNAP_HIST_BUCKETS]);
     }
@@ -738,11 +749,11 @@ int render_metrics(const snap_t *s, render_buf_t *b)
     m_u64(b, "fleetscan_scan_started_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
-    if (s->metrics_extra != NULL)
-        put_metrics_extra(b, s->metrics_extra, &common);
-    rc = done(b);
+    if (s->target != NULL)
+        put_target_metrics(b, s->target, &common);
+    rc = wbuf_done(b);
 out:
-    render_buf_free(&common);
+    wbuf_free(&common);
     return rc;
 }
 

@@ -36,13 +36,13 @@ void snap_unref(snap_t *s)
     for (size_t i = 0; i < s->ngroups; i++) {
         free(s->groups[i].name);
         free(s->groups[i].message);
-        free(s->groups[i].detail_json);
         for (int c = 0; c < FS_CAUSE_COUNT; c++) {
             free(s->groups[i].cause_message[c]);
             free(s->groups[i].cause_detail[c]);
         }
     }
     free(atomic_load(&s->status_body));
+    free(atomic_load(&s->targets_body));
     free(atomic_load(&s->metrics_body));
     free(s->groups);
     free(s->endpoints);
@@ -50,11 +50,36 @@ void snap_unref(snap_t *s)
     free(s->event_log_path);
     free(s->event_log_error);
     free(s->daemon_warnings);
-    free(s->targets_json);
-    free(s->metrics_extra);
+    snap_target_unref(s->target);
     free(s->vantage);
     free(s->shard);
     free(s);
+}
+
+snap_target_t *snap_target_new(void)
+{
+    snap_target_t *t = fs_xcalloc(1, sizeof(*t));
+    atomic_init(&t->refs, 1);
+    return t;
+}
+
+snap_target_t *snap_target_ref(snap_target_t *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
+void snap_target_unref(snap_target_t *t)
+{
+    if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(t->name);
+    free(t->url);
+    free(t->profile);
+    free(t->trust);
+    chain_info_free(&t->chain);
+    free(t->urls);
+    free(t);
 }
 
 void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len)

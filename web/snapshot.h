@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #include "probes/causes.h"
+#include "probes/chain.h"
+#include "probes/revoke.h"
 
 enum { SNAP_PENDING = 0, SNAP_ONLINE = 1, SNAP_OFFLINE = 2, SNAP_STATE_COUNT };
 
@@ -47,12 +49,14 @@ typedef struct snap_counts_s {
 typedef struct snap_group_s {
     char *name;
     snap_counts_t counts;
-    char *message;     /* agent.log line of the group's last probe ("" when none) */
-    char *detail_json; /* JSON object: the last probe's full result of this group, or NULL */
-    /* Per primary cause (FS_CAUSE_NONE: online): the last message and detail of a probe of
-     * this group that ended with that cause, or NULL. Preferred over message/detail_json, so
-     * an endpoint never shows another endpoint's failure. */
+    char *message; /* agent.log line of the group's last probe ("" when none) */
+    /* Per primary cause (FS_CAUSE_NONE: online): the last message of a probe of this group that
+     * ended with that cause, or NULL. Preferred over message, so an endpoint never shows another
+     * endpoint's failure. */
     char *cause_message[FS_CAUSE_COUNT];
+    /* Per primary cause: the "detail" of GET /api/v1/endpoints/{id} for the group's endpoints
+     * that ended so, or NULL. Rendered once by the loop when the probe came back (web/render.h
+     * render_detail) and served verbatim: a JSON object in its final form. */
     char *cause_detail[FS_CAUSE_COUNT];
     /* For the forecast: what the group's endpoints depend on, from its last probes. */
     int64_t chain_not_after;  /* earliest notAfter of the validated chain (0: unknown) */
@@ -77,6 +81,32 @@ typedef struct snap_warning_s {
     char message[240]; /* what and how to fix it */
 } snap_warning_t;
 
+/* The reference target's last probe, as GET /api/v1/targets and the certificate and CRL gauges of
+ * /metrics show it. Filled on the loop by daemon/reference.c once per reference probe, then never
+ * written: the snapshots published until the next reference probe share it by reference. */
+typedef struct snap_target_s {
+    atomic_int refs;
+    char *name;    /* "reference": the target label of the gauges */
+    char *url;     /* the reference profile's URL */
+    char *profile; /* that profile's name */
+    char *trust;   /* the trust store that validated it */
+    int64_t checked_at;
+    int online;
+    uint8_t cause;     /* fs_cause_t, FS_CAUSE_NONE when online */
+    uint32_t warnings; /* FS_WARN_BIT() mask */
+    char message[320];
+    uint32_t timings_ms[SNAP_PH_COUNT];
+    uint32_t total_ms;
+    char addr[64];         /* the address connected to, "" when none */
+    int64_t endpoint_time; /* validation time (0: unknown) */
+    char tls_version[16];  /* "TLSv1.3", "" when no handshake completed */
+    char cipher[64];
+    int http_status;        /* 0: no request was made */
+    chain_info_t chain;     /* the presented chain, leaf first; owned */
+    rev_url_result_t *urls; /* the CRL and AIA retrievals, in the order made; owned */
+    size_t nurls;
+} snap_target_t;
+
 typedef struct snap_s {
     atomic_int refs;
     int64_t generated_at;
@@ -96,13 +126,8 @@ typedef struct snap_s {
     uint64_t hist_counts[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1];
     double hist_sum[SNAP_PH_COUNT];
 
-    /* Pre-rendered by the loop: GET /api/v1/targets body (JSON object). */
-    char *targets_json;
-    /* Pre-rendered Prometheus lines for per-target and per-CRL gauges
-     * (fleetscan_cert_not_after_seconds, fleetscan_crl_reachable,
-     * fleetscan_crl_next_update_seconds), without the vantage/shard labels, which the renderer
-     * adds. May be NULL. */
-    char *metrics_extra;
+    /* The reference target (one reference); NULL before its first probe. Referenced. */
+    snap_target_t *target;
     /* The event log: its path (NULL: none configured), the lines it lost since start to
      * failed or short writes (a full disk), and the last write error (NULL: none yet). */
     char *event_log_path;
@@ -117,8 +142,9 @@ typedef struct snap_s {
     size_t nevents;
 
     /* Rendered once by the first API reader that needs them (a snapshot never changes), then
-     * served as is: GET /api/v1/status and GET /metrics cost a copy, not a render. */
+     * served as is: GET /api/v1/status, /api/v1/targets and /metrics cost a copy, not a render. */
     _Atomic(char *) status_body;
+    _Atomic(char *) targets_body;
     _Atomic(char *) metrics_body;
 } snap_t;
 
@@ -127,6 +153,11 @@ snap_t *snap_new(void);
 snap_t *snap_ref(snap_t *s);
 /* Drops a reference; frees everything the snapshot owns with the last one. NULL is a no-op. */
 void snap_unref(snap_t *s);
+/* A zeroed target with one reference. */
+snap_target_t *snap_target_new(void);
+snap_target_t *snap_target_ref(snap_target_t *t);
+/* Drops a reference; frees the target and what it owns with the last one. NULL is a no-op. */
+void snap_target_unref(snap_target_t *t);
 /* Formats an endpoint id "<group>-%05u" into buf. */
 void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len);
 const char *snap_state_name(int state);

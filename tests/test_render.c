@@ -1,0 +1,254 @@
+/* test_render.c - web/render.c on hand-made probe results: an endpoint's detail and the
+ * /api/v1/targets entry are byte for byte what `fleetscan probe --json` writes for the same
+ * result (probes/report.c, cJSON), plus their own members, so the API and the CLI cannot drift. */
+#include "web/render.h"
+
+#include "probes/report.h"
+#include "probes/util.h"
+
+#include "test.h"
+
+#include <stdarg.h>
+
+#include <cjson/cJSON.h>
+
+#define T0 1764000000
+
+static char **strs(int n, ...);
+
+static void cert(chain_cert_t *c, const char *subject, const char *issuer, int64_t nbf, int64_t naf)
+{
+    c->subject = fs_xstrdup(subject);
+    c->issuer = fs_xstrdup(issuer);
+    c->serial = fs_xstrdup("3770C9604E0B3942");
+    c->not_before = nbf;
+    c->not_after = naf;
+    fs_strlcpy(c->sha1, "CB58535745F8BD41721DDAD9A30B9A15D9440065", sizeof(c->sha1));
+    fs_strlcpy(c->sha256, "c987538be7f7d59c7f5a646353082c9c2b29b6ec28c0cef96bf198f67b563007",
+               sizeof(c->sha256));
+    fs_strlcpy(c->sig_alg, "sha256WithRSAEncryption", sizeof(c->sig_alg));
+}
+
+/* A result with a two-certificate chain (a UTF-8 subject with quotes, an expired issuer: a
+ * negative days_left) and three retrievals (a CRL from the cache, a failed AIA fetch, a CRL that
+ * answered 200 but did not verify). full 0: nothing past the connect (no TLS, chain, request). */
+static void fill(probe_result_t *r, int online, int full)
+{
+    memset(r, 0, sizeof(*r));
+    r->online = online;
+    r->cause = online ? FS_CAUSE_NONE : FS_CAUSE_CRL_UNREACHABLE;
+    r->warnings = online ? FS_WARN_BIT(FS_WARN_CERT_EXPIRING_SOON) : 0;
+    fs_strlcpy(r->message, online ? "GET /a: HTTP 200" : "revocation server offline for \"CA\"",
+               sizeof(r->message));
+    for (int i = 0; i < PROBE_PH_COUNT; i++)
+        r->timings_ms[i] = (uint32_t)(i * 7);
+    r->total_ms = 99;
+    r->started_at = T0;
+    r->endpoint_time = T0 + 3600;
+    fs_strlcpy(r->addr, "10.0.0.5", sizeof(r->addr));
+    if (!full)
+        return;
+    r->tls_version = TLS1_3_VERSION;
+    fs_strlcpy(r->cipher, "TLS_AES_256_GCM_SHA384", sizeof(r->cipher));
+    r->http_status = online ? 200 : 0;
+    r->chain.n = r->chain.total = 2;
+    chain_cert_t *leaf = &r->chain.certs[0], *ca = &r->chain.certs[1];
+    cert(leaf, "CN=ns.corp.example,O=Caf\xc3\xa9 \"Lab\"\\West", "CN=Corp CA", T0 - 86400,
+         T0 + 400 * 86400);
+    leaf->sans = strs(2, "DNS:ns.corp.example", "IP:10.0.0.5");
+    leaf->nsans = 2;
+    leaf->cdp = strs(1, "http://crl.corp.example/ca.crl");
+    leaf->ncdp = 1;
+    leaf->aia = strs(1, "http://crl.corp.example/ca.der");
+    leaf->naia = 1;
+    cert(ca, "CN=Corp CA", "CN=Corp Root", T0 - 900 * 86400, T0 - 3 * 86400);
+    ca->is_ca = 1;
+    r->rev = fs_xcalloc(1, sizeof(*r->rev));
+    r->rev->nurls = 3;
+    rev_url_result_t *u = r->rev->urls;
+    fs_strlcpy(u[0].url, "http://crl.corp.example/ca.crl", sizeof(u[0].url));
+    fs_strlcpy(u[0].kind, "crl", sizeof(u[0].kind));
+    u[0].ok = u[0].from_cache = 1;
+    u[0].http_status = 200;
+    u[0].bytes = 479;
+    u[0].this_update = T0 - 3600;
+    u[0].next_update = T0 + 7 * 86400;
+    fs_strlcpy(u[1].url, "http://crl.corp.example/ca.der", sizeof(u[1].url));
+    fs_strlcpy(u[1].kind, "aia", sizeof(u[1].kind));
+    u[1].cert_depth = 1;
+    u[1].time_ms = 15000;
+    fs_strlcpy(u[1].error, "timed out after 15000 ms", sizeof(u[1].error));
+    fs_strlcpy(u[2].url, "http://crl2.corp.example/ca.crl?x=\"1\"", sizeof(u[2].url));
+    fs_strlcpy(u[2].kind, "crl", sizeof(u[2].kind));
+    u[2].http_status = 200;
+    u[2].bytes = 12;
+    fs_strlcpy(u[2].error, "not a CRL", sizeof(u[2].error));
+}
+
+static char **strs(int n, ...)
+{
+    va_list ap;
+    char **v = fs_xmalloc((size_t)n * sizeof(*v));
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        v[i] = fs_xstrdup(va_arg(ap, const char *));
+    va_end(ap);
+    return v;
+}
+
+/* What daemon/aggregate.c hands render_detail for a result whose verdict is its own. */
+static render_probe_t view(const probe_result_t *r, const char *url)
+{
+    return (render_probe_t){
+        .url = url,
+        .online = r->online,
+        .cause = r->cause,
+        .warnings = r->warnings,
+        .message = r->message,
+        .addr = r->addr,
+        .endpoint_time = r->endpoint_time,
+        .tls_version = r->tls_version != 0 ? tlsc_version_name(r->tls_version) : NULL,
+        .cipher = r->cipher,
+        .http_status = r->http_status,
+        .chain = &r->chain,
+        .urls = r->rev != NULL ? r->rev->urls : NULL,
+        .nurls = r->rev != NULL ? r->rev->nurls : 0,
+    };
+}
+
+static char *printed(cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    ASSERT(s != NULL);
+    return s;
+}
+
+static void test_detail(void)
+{
+    static const int cases[][2] = {{1, 1}, {0, 1}, {0, 0}};
+    const char *url = "https://ns.corp.example/Altiris/NS/Agent/GetClientPolicies.aspx";
+    for (size_t i = 0; i < FS_ARRAY_SIZE(cases); i++) {
+        probe_result_t r;
+        fill(&r, cases[i][0], cases[i][1]);
+        /* The CLI's object without timings, plus source: what the API served before. */
+        cJSON *want = report_result_json(&r, url);
+        cJSON_DeleteItemFromObject(want, "timings_ms");
+        cJSON_AddStringToObject(want, "source",
+                                "the group's last probe with this endpoint's outcome");
+        char *w = printed(want);
+
+        render_probe_t p = view(&r, url);
+        wbuf_t b;
+        wbuf_init(&b, 64, 1 << 20);
+        ASSERT_EQ(render_detail(&p, &b), 0);
+        ASSERT_STREQ(b.data, w);
+        wbuf_free(&b);
+        free(w);
+        probe_result_free(&r);
+    }
+}
+
+/* The reference target as daemon/reference.c records it. */
+static snap_target_t *target_of(const probe_result_t *r, const char *url)
+{
+    snap_target_t *t = snap_target_new();
+    t->name = fs_xstrdup("reference");
+    t->url = fs_xstrdup(url);
+    t->profile = fs_xstrdup("default");
+    t->trust = fs_xstrdup("corp \"2025\"");
+    t->checked_at = r->started_at;
+    t->online = r->online;
+    t->cause = (uint8_t)r->cause;
+    t->warnings = r->warnings;
+    fs_strlcpy(t->message, r->message, sizeof(t->message));
+    memcpy(t->timings_ms, r->timings_ms, sizeof(t->timings_ms));
+    t->total_ms = r->total_ms;
+    fs_strlcpy(t->addr, r->addr, sizeof(t->addr));
+    t->endpoint_time = r->endpoint_time;
+    if (r->tls_version != 0)
+        fs_strlcpy(t->tls_version, tlsc_version_name(r->tls_version), sizeof(t->tls_version));
+    fs_strlcpy(t->cipher, r->cipher, sizeof(t->cipher));
+    t->http_status = r->http_status;
+    t->chain = r->chain; /* taken over: the result's chain is not freed */
+    if (r->rev != NULL) {
+        t->nurls = r->rev->nurls;
+        t->urls = fs_xmalloc(t->nurls * sizeof(*t->urls));
+        memcpy(t->urls, r->rev->urls, t->nurls * sizeof(*t->urls));
+    }
+    return t;
+}
+
+/* The /api/v1/targets document as the daemon built it with cJSON before it carried data. */
+static char *targets_as_before(const probe_result_t *r, const char *url)
+{
+    char ts[32];
+    cJSON *root = cJSON_CreateObject();
+    cJSON *targets = cJSON_AddArrayToObject(root, "targets");
+    cJSON *t = report_result_json(r, url);
+    cJSON_AddStringToObject(t, "name", "reference");
+    cJSON_AddStringToObject(t, "profile", "default");
+    cJSON_AddStringToObject(t, "trust", "corp \"2025\"");
+    cJSON_AddStringToObject(t, "checked_at", fs_rfc3339(r->started_at, ts, sizeof(ts)));
+    cJSON *crls = cJSON_AddArrayToObject(t, "crls");
+    for (size_t i = 0; r->rev != NULL && i < r->rev->nurls; i++) {
+        const rev_url_result_t *u = &r->rev->urls[i];
+        if (strcmp(u->kind, "crl") != 0)
+            continue;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "url", u->url);
+        cJSON_AddNumberToObject(c, "cert_depth", u->cert_depth);
+        cJSON_AddBoolToObject(c, "reachable", u->ok || u->http_status == 200);
+        cJSON_AddNumberToObject(c, "http_status", (double)u->http_status);
+        cJSON_AddNumberToObject(c, "bytes", (double)u->bytes);
+        if (u->this_update)
+            cJSON_AddStringToObject(c, "this_update", fs_rfc3339(u->this_update, ts, sizeof(ts)));
+        else
+            cJSON_AddNullToObject(c, "this_update");
+        if (u->next_update)
+            cJSON_AddStringToObject(c, "next_update", fs_rfc3339(u->next_update, ts, sizeof(ts)));
+        else
+            cJSON_AddNullToObject(c, "next_update");
+        if (u->error[0])
+            cJSON_AddStringToObject(c, "last_error", u->error);
+        else
+            cJSON_AddNullToObject(c, "last_error");
+        cJSON_AddItemToArray(crls, c);
+    }
+    cJSON_AddItemToArray(targets, t);
+    return printed(root);
+}
+
+static void test_targets(void)
+{
+    const char *url = "https://ns.corp.example/";
+    snap_t *s = snap_new();
+    wbuf_t b;
+    wbuf_init(&b, 64, 1 << 20);
+    ASSERT_EQ(render_targets(s, &b), 0);
+    ASSERT_STREQ(b.data, "{\"targets\":[]}");
+    wbuf_free(&b);
+
+    for (int online = 0; online <= 1; online++) {
+        probe_result_t r;
+        fill(&r, online, 1);
+        char *want = targets_as_before(&r, url);
+        snap_target_unref(s->target);
+        s->target = target_of(&r, url);
+        r.chain.n = 0; /* now the target's */
+        wbuf_init(&b, 64, 1 << 20);
+        ASSERT_EQ(render_targets(s, &b), 0);
+        ASSERT_STREQ(b.data, want);
+        wbuf_free(&b);
+        free(want);
+        probe_result_free(&r);
+    }
+    snap_unref(s);
+}
+
+int main(void)
+{
+    RUN(test_detail);
+    RUN(test_targets);
+    return 0;
+}
