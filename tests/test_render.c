@@ -64,7 +64,7 @@ static void fill(probe_result_t *r, int online, int full)
     cert(ca, "CN=Corp CA", "CN=Corp Root", T0 - 900 * 86400, T0 - 3 * 86400);
     ca->is_ca = 1;
     r->rev = fs_xcalloc(1, sizeof(*r->rev));
-    r->rev->nurls = 3;
+    r->rev->nurls = 5;
     rev_url_result_t *u = r->rev->urls;
     fs_strlcpy(u[0].url, "http://crl.corp.example/ca.crl", sizeof(u[0].url));
     fs_strlcpy(u[0].kind, "crl", sizeof(u[0].kind));
@@ -83,6 +83,16 @@ static void fill(probe_result_t *r, int online, int full)
     u[2].http_status = 200;
     u[2].bytes = 12;
     fs_strlcpy(u[2].error, "not a CRL", sizeof(u[2].error));
+    fs_strlcpy(u[3].url, "http://ocsp.corp.example/", sizeof(u[3].url)); /* OCSP lines */
+    fs_strlcpy(u[3].kind, "ocsp", sizeof(u[3].kind));
+    u[3].ok = 1;
+    u[3].post = 1;
+    u[3].timeout_ms = 15000;
+    fs_strlcpy(u[3].status, "good", sizeof(u[3].status));
+    fs_strlcpy(u[4].url, "ldap:///CN=Corp%20CA,CN=CDP?certificateRevocationList", sizeof(u[4].url));
+    fs_strlcpy(u[4].kind, "crl", sizeof(u[4].kind));
+    u[4].skipped = 1;
+    fs_strlcpy(u[4].error, "skipped: no directory in this view", sizeof(u[4].error));
 }
 
 static char **strs(int n, ...)

@@ -338,8 +338,20 @@ static void put_retrieval(wbuf_t *b, const rev_url_result_t *u)
     wbuf_i64(b, u->cert_depth);
     wbuf_puts(b, ",\"ok\":");
     wbuf_json_bool(b, u->ok);
+    wbuf_puts(b, ",\"skipped\":");
+    wbuf_json_bool(b, u->skipped);
     wbuf_puts(b, ",\"from_cache\":");
     wbuf_json_bool(b, u->from_cache);
+    if (strcmp(u->kind, "ocsp") == 0) {
+        wbuf_puts(b,
+                  u->post ? ",\"method\":\"POST\",\"status\":" : ",\"method\":\"GET\",\"status\":");
+        if (u->status[0] != '\0')
+            put_field(b, u->status, sizeof(u->status));
+        else
+            wbuf_puts(b, "null");
+    }
+    wbuf_puts(b, ",\"timeout_ms\":");
+    wbuf_u64(b, u->timeout_ms);
     wbuf_puts(b, ",\"http_status\":");
     wbuf_i64(b, u->http_status);
     wbuf_puts(b, ",\"bytes\":");
