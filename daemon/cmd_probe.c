@@ -47,7 +47,12 @@ static void probe_usage(FILE *f)
         "                              as Windows does; --aia-fetch is accepted)\n"
         "  --proxy URL               HTTP proxy for CRL/AIA retrieval, "
         "http://[user:pass@]host:port\n"
+        "  --no-ocsp                 CRLs only (default: OCSP first, CRLs on failure)\n"
+        "  --timeout-mode M          per_url (default: each URL --url-timeout) | accumulative\n"
+        "                              (all URLs --budget, each half of what remains)\n"
         "  --url-timeout MS          per-URL retrieval timeout (default 15000)\n"
+        "  --budget MS               all retrievals together, accumulative mode (default 20000)\n"
+        "  --ldap HOST[:PORT]        directory for ldap:// CDP URLs (default: skip them)\n"
         "  --max-crl-bytes N         size cap of a CRL/AIA body (default 16777216)\n"
         "  --dns-override-only       never query the system resolver (names must be in --resolve)\n"
         "  --json                    print one JSON object instead of the report\n"
@@ -121,6 +126,9 @@ static const opt_key_t opt_keys[] = {
     {"--revocation-scope", "group.revocation", "scope", 's'},
     {"--proxy", "group.network", "proxy", 's'},
     {"--url-timeout", "group.revocation", "url_timeout_ms", 'i'},
+    {"--timeout-mode", "group.revocation", "timeout_mode", 's'},
+    {"--budget", "group.revocation", "budget_ms", 'i'},
+    {"--ldap", "group.network", "ldap", 's'},
     {"--max-crl-bytes", "group.revocation", "max_crl_bytes", 'i'},
 };
 
@@ -157,6 +165,7 @@ static const char *option_for(const char *err)
                {"groups[0].network.resolve", "--resolve"},
                {"groups[0].network.proxy", "--proxy"},
                {"groups[0].revocation", "--revocation options"},
+               {"groups[0].network.ldap", "--ldap"},
                {"profiles.probe.url", "URL"},
                {"profiles.probe.expect_thumbprint", "--expect-thumbprint"},
                {"limits", "--timeout"}};
@@ -294,6 +303,8 @@ int cmd_probe(int argc, char **argv)
             continue;
         } else if (strcmp(a, "--no-sni") == 0) {
             cJSON_AddFalseToObject(obj(d.group, "tls"), "sni");
+        } else if (strcmp(a, "--no-ocsp") == 0) {
+            cJSON_AddFalseToObject(obj(d.group, "revocation"), "ocsp");
         } else if (strcmp(a, "--aia-fetch") == 0 || strcmp(a, "--no-aia-fetch") == 0) {
             cJSON_DeleteItemFromObject(obj(d.group, "revocation"), "aia_fetch");
             cJSON_AddBoolToObject(obj(d.group, "revocation"), "aia_fetch", a[2] == 'a');

@@ -316,6 +316,18 @@ static int check_proxy(cfg__parse_t *p, const char *jpath, const char *s)
     return fs_proxy_parse(&px, s, why) != 0 ? jsonc_fail(p->err, jpath, "%s", why) : 0;
 }
 
+/* "host[:port]" (a directory server: AD CS's ldap:/// CDP URLs go there). */
+static int check_host_port(cfg__parse_t *p, const char *jpath, const char *s)
+{
+    fs_url_t u;
+    char url[320], why[256];
+    snprintf(url, sizeof(url), "http://%s/", s);
+    if (strlen(s) > 255 || strchr(s, '/') != NULL || strchr(s, '@') != NULL ||
+        fs_url_parse(&u, url, why) != 0)
+        return jsonc_fail(p->err, jpath, "\"%.64s\" is not host[:port]", s);
+    return 0;
+}
+
 static int check_ip(cfg__parse_t *p, const char *jpath, const char *s)
 {
     return fs_is_ip_literal(s) ? 0 : jsonc_fail(p->err, jpath, "\"%.64s\" is not an IP address", s);
@@ -414,6 +426,9 @@ static const cfg_key_t revocation_keys[] = {
     {KEY("budget_ms", U32, PROBE), AT(cfg_revocation_t, budget_ms), RANGE(1, 3600000, 20000)},
     {KEY("max_crl_bytes", U64, PROBE), AT(cfg_revocation_t, max_crl_bytes),
      RANGE(1, 1u << 30, 16 * MIB)},
+    {KEY("ocsp", BOOL, PROBE), AT(cfg_revocation_t, ocsp), .def = 1},
+    {KEY("timeout_mode", ENUM, PROBE), AT(cfg_revocation_t, timeout_mode),
+     .def = REV_TIMEOUT_PER_URL, NAMES(rev_timeout_names, REV_TIMEOUT_COUNT)},
 };
 static const cfg_section_t revocation_section = {"groups[].revocation", revocation_keys,
                                                  FS_ARRAY_SIZE(revocation_keys), NULL};
@@ -436,6 +451,7 @@ static const cfg_key_t network_keys[] = {
     {KEY("resolve", CUSTOM, PROBE), FNS(resolve_parse, resolve_equal, resolve_release)},
     {KEY("proxy", STRING, PROBE), AT(cfg_network_t, proxy), .check = check_proxy},
     {KEY("source_address", STRING, PROBE), AT(cfg_network_t, source_address), .check = check_ip},
+    {KEY("ldap", STRING, PROBE), AT(cfg_network_t, ldap), .check = check_host_port},
 };
 static const cfg_section_t network_section = {"groups[].network", network_keys,
                                               FS_ARRAY_SIZE(network_keys), NULL};

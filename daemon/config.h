@@ -62,12 +62,14 @@ typedef struct cfg_profile_s {
 
 /* How a group's endpoints check revocation (Windows CryptoAPI defaults for the budgets). */
 typedef struct cfg_revocation_s {
-    rev_mode_t mode;         /* policy, default REV_STRICT */
-    rev_scope_t scope;       /* certificates checked, default REV_SCOPE_CHAIN_EXCLUDE_ROOT */
-    bool aia_fetch;          /* fetch missing issuers from AIA caIssuers URLs, default true */
-    uint32_t url_timeout_ms; /* per CRL/AIA URL retrieval, default 15000 */
-    uint32_t budget_ms;      /* all URL retrievals of one probe together, default 20000 */
-    uint64_t max_crl_bytes;  /* a larger CRL is crl_invalid, default 16 MiB */
+    rev_mode_t mode;            /* policy, default REV_STRICT */
+    rev_scope_t scope;          /* certificates checked, default REV_SCOPE_CHAIN_EXCLUDE_ROOT */
+    bool aia_fetch;             /* fetch missing issuers from AIA caIssuers URLs, default true */
+    uint32_t url_timeout_ms;    /* per CRL/AIA URL retrieval, default 15000 */
+    uint32_t budget_ms;         /* all URL retrievals of one probe together, default 20000 */
+    uint64_t max_crl_bytes;     /* a larger CRL is crl_invalid, default 16 MiB */
+    bool ocsp;                  /* ask OCSP responders first, CRLs on failure, default true */
+    rev_timeout_t timeout_mode; /* per_url (default) | accumulative (probes/revoke.h) */
 } cfg_revocation_t;
 
 /* A group's TLS client settings. */
@@ -84,6 +86,7 @@ typedef struct cfg_network_s {
     fs_resolve_t resolve; /* DNS overrides NAME -> IP literal, like curl --resolve */
     char *proxy;          /* "http://host:port" proxy for CRL/AIA fetches, or NULL: direct */
     char *source_address; /* IP literal to bind outgoing connections to, or NULL */
+    char *ldap;           /* "host[:port]" of the directory for ldap:// CDP URLs, or NULL */
 } cfg_network_t;
 
 /* A group of `count` identical simulated endpoints. */

@@ -40,6 +40,9 @@ void policy_revocation(const cfg_t *cfg, const cfg_group_t *g, rev_policy_t *p)
     p->crl_expiring_soon_s = (int64_t)cfg->crl_expiring_soon_hours * 3600;
     p->resolve = &g->network.resolve;
     p->proxy = g->network.proxy;
+    p->ocsp = g->revocation.ocsp;
+    p->timeout_mode = g->revocation.timeout_mode;
+    p->ldap_host = g->network.ldap;
 }
 
 /* Groups with the same resolve map and proxy see the same CRL/AIA answers: one cache view. */
@@ -56,6 +59,9 @@ static void view_key(const cfg_network_t *n, char out[24])
     EVP_DigestUpdate(md, "|", 1);
     if (n->proxy)
         EVP_DigestUpdate(md, n->proxy, strlen(n->proxy));
+    EVP_DigestUpdate(md, "|", 1); /* the directory answers ldap:// URLs: part of the view */
+    if (n->ldap)
+        EVP_DigestUpdate(md, n->ldap, strlen(n->ldap));
     EVP_DigestFinal_ex(md, d, &len);
     EVP_MD_CTX_free(md);
     static const char hexd[] = "0123456789abcdef";
@@ -143,6 +149,7 @@ int policy_reference_init(policy_t *pl, const cfg_t *cfg, char err[256])
         pl->popts.resolve = &net->resolve;
         pl->rev.resolve = &net->resolve;
         pl->rev.proxy = net->proxy;
+        pl->rev.ldap_host = net->ldap;
         view_key(net, pl->view);
     }
     pl->popts.capture_chain = 1;

@@ -55,6 +55,7 @@ static const struct {
     {"groups[].network.resolve", "{\"ns\": \"10.0.0.1\"}"},
     {"groups[].network.proxy", "\"http://proxy:3128\""},
     {"groups[].network.source_address", "\"127.0.0.1\""},
+    {"groups[].network.ldap", "\"dc1.corp.example:389\""},
     {"vantage", "\"elsewhere\""},
     {"listen", "\"127.0.0.1:9999\""},
     {"api_token_file", "\"token\""},
