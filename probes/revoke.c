@@ -1398,3 +1398,46 @@ void rev_job_cancel(rev_job_t *job)
     ctx->dispatching--;
     ctx_maybe_teardown(ctx);
 }
+
+int rev_cache_peek(const rev_ctx_t *ctx, const char *kind, const char *url, X509 *cert,
+                   X509 *issuer, const rev_policy_t *p, rev_cache_entry_t *out)
+{
+    if (ctx == NULL || kind == NULL || url == NULL || p == NULL || out == NULL)
+        return UV_EINVAL;
+    int k = strcmp(kind, "ocsp") == 0 ? KIND_OCSP : strcmp(kind, "aia") == 0 ? KIND_AIA : KIND_CRL;
+    char certid[256] = "", *fetch_url;
+    if (k == KIND_OCSP) {
+        OCSP_CERTID *id = cert && issuer ? ocsp_cert_id(cert, issuer) : NULL;
+        int bad = id == NULL || ocsp_cert_id_hex(id, certid, sizeof(certid)) != 0;
+        OCSP_CERTID_free(id);
+        ERR_clear_error();
+        if (bad)
+            return UV_EINVAL;
+    }
+    /* Routed as job_url_route does: http:// as is, ldap:// (CRLs) through the view's directory. */
+    if (crl_url_is_http(url)) {
+        fetch_url = fs_xstrdup(url);
+    } else if (k == KIND_CRL && crl_url_has_scheme(url, "ldap") && p->ldap_host != NULL) {
+        size_t n = strlen(url) + strlen(p->ldap_host) + 8;
+        fetch_url = fs_xmalloc(n);
+        if (url[7] == '/')
+            snprintf(fetch_url, n, "ldap://%s%s", p->ldap_host, url + 7);
+        else
+            snprintf(fetch_url, n, "%s", url);
+    } else {
+        return UV_ENOENT;
+    }
+    char *key = key_make(k, fetch_url, certid, p->view ? p->view : "");
+    uint64_t hash = fnv1a(key);
+    const ent_t *e = ctx->buckets[hash & (ctx->nbuckets - 1)];
+    while (e && (e->hash != hash || strcmp(e->key, key) != 0))
+        e = e->hnext;
+    free(key);
+    free(fetch_url);
+    if (e == NULL || e->fetching || fs_wall_ms() >= e->expires_ms)
+        return UV_ENOENT;
+    out->ok = e->ok;
+    out->expires_ms = e->expires_ms;
+    out->next_update = e->kind == KIND_AIA ? 0 : e->next_update;
+    return 0;
+}

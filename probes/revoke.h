@@ -235,4 +235,22 @@ int rev_aia_start(rev_ctx_t *ctx, rev_job_t **job, X509 *cert, const rev_policy_
  * for them (one nobody waits for any more is stopped). Only before the callback started. */
 void rev_job_cancel(rev_job_t *job);
 
+/* What the cache holds for one URL in one network view, read without touching it (no LRU move,
+ * no eviction, no retrieval): the entry a check with policy p would use for `url` as the
+ * certificate (or base CRL) names it, of kind "crl", "delta", "ocsp" (cert and issuer then name
+ * the CertID; otherwise they may be NULL) or "aia". An ldap:// URL is looked up where a check
+ * routes it (p->ldap_host). Returns 0 and fills *out when a completed entry is fresh by the
+ * host's clock; UV_ENOENT when there is none (never retrieved, in flight, stale, evicted, or a
+ * URL this view never retrieves); UV_EINVAL on a bad argument. For revocation-source health:
+ * when an endpoint's cached copy runs out. */
+typedef struct rev_cache_entry_s {
+    int ok;              /* it holds a payload (a parsed CRL, an OCSP response, certificates);
+                            0: a failure kept for REV_NEGATIVE_TTL_S */
+    int64_t expires_ms;  /* when the cache drops it, host wall clock in ms: min(nextUpdate,
+                            retrieval + max_age_s) for a payload (see "Cache bounds") */
+    int64_t next_update; /* the payload's nextUpdate (seconds), 0 when none */
+} rev_cache_entry_t;
+int rev_cache_peek(const rev_ctx_t *ctx, const char *kind, const char *url, X509 *cert,
+                   X509 *issuer, const rev_policy_t *p, rev_cache_entry_t *out);
+
 #endif

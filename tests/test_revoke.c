@@ -1629,6 +1629,67 @@ static void test_ldap_slapd(void)
     free_chain(good);
 }
 
+/* rev_cache_peek: when an endpoint's cached copy runs out, read without touching the cache. */
+static void test_cache_peek(void)
+{
+    char c[256], dead[256], o[256];
+    serve_crl("/p/ok.crl", NULL, NULL, 0, -3600, 7 * DAY);
+    ocsp_serve("/p/ocsp", LAB_OCSP_GOOD, NULL);
+    snprintf(dead, sizeof(dead), "http://crl.lab.test:%d/p/dead.crl", closed_port());
+    const char *cdp[] = {dead, url_of(c, sizeof(c), "/p/ok.crl"), NULL};
+    STACK_OF(X509) *chain = chain_opts(cdp, NULL, NULL);
+    X509 *leaf = sk_X509_value(chain, 0), *issuer = sk_X509_value(chain, 1);
+    rev_cache_limits_t lim = {.max_age_s = 600, .max_bytes_total = (size_t)64 << 20};
+    env_t e;
+    env_open(&e, &lim);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    rev_cache_entry_t ce;
+    ASSERT_EQ(rev_cache_peek(e.ctx, "crl", c, leaf, issuer, &p, &ce), UV_ENOENT);
+    res_t r;
+    int64_t before = (int64_t)time(NULL);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    rev_cache_stats_t s1, s2;
+    rev_cache_stats(e.ctx, &s1);
+    /* the CRL: fresh until fetch + max age (before its nextUpdate) */
+    ASSERT_EQ(rev_cache_peek(e.ctx, "crl", c, leaf, issuer, &p, &ce), 0);
+    ASSERT_EQ(ce.ok, 1);
+    ASSERT(ce.expires_ms >= (before + 600) * 1000 && ce.expires_ms <= (before + 602) * 1000);
+    ASSERT(ce.next_update > now + 6 * DAY);
+    /* the dead URL: a failure kept for the negative TTL, no payload */
+    ASSERT_EQ(rev_cache_peek(e.ctx, "crl", dead, leaf, issuer, &p, &ce), 0);
+    ASSERT_EQ(ce.ok, 0);
+    ASSERT(ce.expires_ms <= (int64_t)(time(NULL) + REV_NEGATIVE_TTL_S + 1) * 1000);
+    /* another view holds nothing; neither does an OCSP URL never asked */
+    rev_policy_t other = p;
+    other.view = "elsewhere";
+    ASSERT_EQ(rev_cache_peek(e.ctx, "crl", c, leaf, issuer, &other, &ce), UV_ENOENT);
+    url_of(o, sizeof(o), "/p/ocsp");
+    ASSERT_EQ(rev_cache_peek(e.ctx, "ocsp", o, leaf, issuer, &p, &ce), UV_ENOENT);
+    ASSERT_EQ(rev_cache_peek(e.ctx, "ocsp", o, NULL, NULL, &p, &ce), UV_EINVAL);
+    /* ldap:// in a view without a directory is never retrieved, so never cached */
+    ASSERT_EQ(rev_cache_peek(e.ctx, "crl", "ldap:///CN=CA,CN=CDP", leaf, issuer, &p, &ce),
+              UV_ENOENT);
+    /* peeking changed nothing the cache counts */
+    rev_cache_stats(e.ctx, &s2);
+    ASSERT_EQ(s2.hits, s1.hits);
+    ASSERT_EQ(s2.entries, s1.entries);
+    free_chain(chain);
+
+    /* an OCSP answer is per certificate: found for this CertID only */
+    chain = chain_opts(NULL, o, NULL);
+    leaf = sk_X509_value(chain, 0);
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+    ASSERT_EQ(rev_cache_peek(e.ctx, "ocsp", o, leaf, issuer, &p, &ce), 0);
+    ASSERT_EQ(ce.ok, 1);
+    ASSERT_EQ(rev_cache_peek(e.ctx, "ocsp", o, pki.leaf[LAB_LEAF_GOOD].cert, issuer, &p, &ce),
+              UV_ENOENT);
+    free_chain(chain);
+    env_close(&e);
+}
+
 static void rm_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -1693,6 +1754,7 @@ int main(void)
     RUN(test_delta);
     RUN(test_timeout_modes);
     RUN(test_ldap_slapd);
+    RUN(test_cache_peek);
 
     lab_http_stop(srv);
     lab_pki_free(&pki);
