@@ -693,6 +693,7 @@ static void start_verify(probe_t *p)
         .expiring_soon_s = p->o.expiring_soon_s,
         .expect_thumbprint = p->o.expect_thumbprint,
     };
+    p->r.built = NULL;
     chain_verdict_free(&p->verdict);
     int rc;
     if (p->o.vcache != NULL && p->extra == NULL) {
@@ -702,6 +703,7 @@ static void start_verify(probe_t *p)
             sk_X509_num(p->o.tls->intermediates) > 0 || p->extra ? extra_certs(p) : NULL;
         rc = chain_verify(p->o.tls->trust, presented, extra, &c, &p->verdict);
     }
+    p->r.built = p->verdict.built; /* the verdict is freed after the callback */
     if (rc < 0) {
         probe_finish(p, FS_CAUSE_UNTRUSTED_CA, "%s", p->verdict.message);
         return;

@@ -73,6 +73,9 @@ typedef struct probe_result_s {
     int64_t crl_next_update;  /* earliest nextUpdate of the CRLs used (0: none) */
     chain_info_t chain;       /* presented chain when capture_chain */
     rev_result_t *rev;        /* AIA + CRL retrievals when capture_chain, else NULL */
+    STACK_OF(X509) * built;   /* the chain as validation built it (leaf first), borrowed: valid
+                                 during the callback only (up-ref to keep); NULL when validation
+                                 was not reached */
 } probe_result_t;
 
 typedef struct probe_s probe_t;
