@@ -669,3 +669,15 @@ void lab_pki_publish(const lab_pki_t *p, lab_http_t *h)
     lab_http_set(h, "/inter.der", 200, p->inter_der, p->inter_der_len, "application/pkix-cert");
     lab_http_set(h, "/root.der", 200, p->root_der, p->root_der_len, "application/pkix-cert");
 }
+
+void lab_pki_serve_crl(const lab_pki_t *p, lab_http_t *h, const char *which, int served)
+{
+    int root = strcmp(which, "root") == 0;
+    const char *path = root ? "/root.crl" : "/inter.crl";
+    if (!served)
+        lab_http_set_special(h, path, LAB_HTTP_RESET);
+    else if (root)
+        lab_http_set(h, path, 200, p->root_crl, p->root_crl_len, "application/pkix-crl");
+    else
+        lab_http_set(h, path, 200, p->inter_crl, p->inter_crl_len, "application/pkix-crl");
+}

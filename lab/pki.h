@@ -133,5 +133,9 @@ char *lab_pki_path(const lab_pki_t *p, const char *file, char *buf, size_t n);
 /* Serves /root.crl, /inter.crl (application/pkix-crl), /root.der, /inter.der
  * (application/pkix-cert) from h, matching the URLs given to lab_pki_create. */
 void lab_pki_publish(const lab_pki_t *p, lab_http_t *h);
+/* The CRL host going down and coming back: with served 0, /inter.crl (or /root.crl: which is
+ * "inter" or "root") closes every connection without an answer, as a dead CDP host does;
+ * with served 1 it serves that CRL again as lab_pki_publish does. */
+void lab_pki_serve_crl(const lab_pki_t *p, lab_http_t *h, const char *which, int served);
 
 #endif
