@@ -28,8 +28,8 @@ typedef struct revcheck_req_s {
     X509 *cert;                  /* the certificate the URL speaks for (required) */
     X509 *issuer;                /* cert's issuer: the CRL's issuer and signature, the OCSP CertID
                                     and signer. NULL: not known (an incomplete chain): a CRL is
-                                    parsed and dated but its signature is not checked, an OCSP
-                                    responder cannot be asked */
+                                    parsed, of its kind and dated, and usable so far, with
+                                    signature_valid -1; an OCSP responder cannot be asked */
     X509_CRL *base;              /* REVCHECK_DELTA: the base CRL the delta must complete, or NULL
                                     (then it only has to be a delta CRL) */
     const char *ldap_host;       /* directory for ldap:// CDP URLs ("host[:port]"; a host-less
@@ -46,8 +46,9 @@ typedef struct revcheck_result_s {
     /* ldap:// without a directory or file:// for a CRL: not retrieved, at no cost, as revoke.c
      * skips them (error says why); neither usable nor a failure. */
     int skipped;
-    /* The URL gave what an endpoint needs: a CRL issued and signed by cert's issuer, of the
-     * right kind (a delta completing base), valid at `at`; or an OCSP response signed by the
+    /* The URL gave what an endpoint needs: a CRL issued and signed by cert's issuer (when
+     * known), of the right kind (a delta completing base), valid at `at`; or an OCSP response
+     * signed by the
      * issuer or its delegated responder, for this certificate, fresh at `at`, good or revoked. */
     int usable;
     int signature_valid; /* 1 verified, 0 bad (or, OCSP, an unauthorized signer), -1 not checked */
