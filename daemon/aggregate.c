@@ -208,6 +208,7 @@ void fleet_publish(fleet_t *f)
         s->hist_sum[ph] = f->hist_sum[ph];
     }
     s->target = f->target != NULL ? snap_target_ref(f->target) : NULL;
+    s->revocation = f->revhealth != NULL ? snap_revhealth_ref(f->revhealth) : NULL;
     s->event_log_path = g->cfg->event_log ? fs_xstrdup(g->cfg->event_log) : NULL;
     s->event_log_dropped = f->event_dropped;
     s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;

@@ -272,19 +272,21 @@ void fleet_scan_now(fleet_t *f)
     if (!f->ref_in_flight)
         fleet__start_job(f, UINT32_MAX);
     fleet__tick_soon(f, 0);
+    fleet__rh_run(f);
     fleet__log(f, "scan requested: %u endpoints due now", g->neps);
 }
 
 /* Shutdown: cancel probes, wait for their sockets to close, close the retrieval context,
  * then the timers; the fleet is freed in the last close callback. */
-static void on_closed(uv_handle_t *h)
+static void closed_one(void *fleet)
 {
-    fleet_t *f = h->data;
+    fleet_t *f = fleet;
     if (--f->pending_closes > 0)
         return;
     fleet__gen_unref(f->gen);
     vcache_free(f->vcache);
     snap_target_unref(f->target);
+    snap_revhealth_unref(f->revhealth);
     if (f->event_fd >= 0)
         close(f->event_fd);
     void (*done)(void *) = f->stop_done;
@@ -292,6 +294,11 @@ static void on_closed(uv_handle_t *h)
     free(f);
     if (done)
         done(arg);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
 }
 
 static void on_rev_closed(void *arg)
@@ -328,7 +335,7 @@ void fleet_stop(fleet_t *f, void (*done)(void *arg), void *arg)
     f->tick.data = f;
     f->publish_timer.data = f;
     f->ref_timer.data = f;
-    f->pending_closes = 3;
+    f->pending_closes = 3 + fleet__rh_close(f, closed_one, f);
     uv_close((uv_handle_t *)&f->publish_timer, on_closed);
     uv_close((uv_handle_t *)&f->ref_timer, on_closed);
     close_when_idle(f);

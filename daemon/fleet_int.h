@@ -1,7 +1,7 @@
 /* fleet_int.h - what the files of the fleet share (fleet.h is the public side): the runtime
  * structures of a generation, its endpoints and jobs, and the fleet__ functions each file
- * gives the others. Only daemon/fleet.c, schedule.c, aggregate.c, reference.c, eventlog.c and
- * reload.c include it. */
+ * gives the others. Only daemon/fleet.c, schedule.c, aggregate.c, reference.c, revhealth.c,
+ * eventlog.c and reload.c include it. */
 #ifndef FS_FLEET_INT_H
 #define FS_FLEET_INT_H
 
@@ -76,6 +76,8 @@ struct fleet_next_s {
     int event_partial;
 };
 
+typedef struct fleet_rh_s fleet_rh_t;
+
 typedef struct fleet_job_s {
     fleet_t *f;
     fleet_gen_t *gen;
@@ -124,6 +126,8 @@ struct fleet_s {
     int ref_ok;            /* the reference binding answered last time */
     int ref_known;         /* a reference result exists */
     snap_target_t *target; /* the last reference probe, shared with the snapshots; NULL: none */
+    fleet_rh_t *rh;        /* revocation-source health (revhealth.c); NULL before a chain */
+    snap_revhealth_t *revhealth; /* its last round, shared with the snapshots; NULL: none */
     uint64_t rng;
 };
 
@@ -161,6 +165,16 @@ void fleet__on_publish_timer(uv_timer_t *t);
 /* reference.c: the reference probe recorded as f->target, from which web/ renders
  * /api/v1/targets and the certificate and CRL gauges */
 void fleet__render_reference(fleet_t *f, const probe_result_t *r);
+
+/* revhealth.c: the reference chain's revocation URLs checked live each cycle (f->revhealth) */
+/* A reference probe ended: its chain (r->built) is the one checked from now on; a new chain is
+ * checked at once. */
+void fleet__rh_reference(fleet_t *f, const probe_result_t *r);
+/* Checks every URL now (a cycle, a scan request); during a round, once more after it. */
+void fleet__rh_run(fleet_t *f);
+/* Stops checking. Returns 1 when done(arg) will run once the checker's handles closed, 0 when
+ * there was nothing to close (done is not called). */
+int fleet__rh_close(fleet_t *f, void (*done)(void *arg), void *arg);
 
 /* eventlog.c: the agent.log-format event file */
 void fleet__event_log_line(fleet_t *f, const snap_event_t *ev, const char *message);

@@ -95,6 +95,7 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
             f->ref_ok = r->online;
             f->ref_known = 1;
             fleet__render_reference(f, r);
+            fleet__rh_reference(f, r);
             f->dirty = 1;
         }
     } else if (current) {
@@ -221,6 +222,7 @@ static void on_ref_timer(uv_timer_t *t)
     fleet_t *f = container_of(t, fleet_t, ref_timer);
     if (!f->ref_in_flight && !f->closing)
         fleet__start_job(f, UINT32_MAX);
+    fleet__rh_run(f); /* the revocation URLs, live, every cycle */
 }
 
 void fleet__schedule_reference(fleet_t *f)

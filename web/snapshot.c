@@ -51,6 +51,7 @@ void snap_unref(snap_t *s)
     free(s->event_log_error);
     free(s->daemon_warnings);
     snap_target_unref(s->target);
+    snap_revhealth_unref(s->revocation);
     free(s->vantage);
     free(s->shard);
     free(s);
@@ -80,6 +81,32 @@ void snap_target_unref(snap_target_t *t)
     chain_info_free(&t->chain);
     free(t->urls);
     free(t);
+}
+
+snap_revhealth_t *snap_revhealth_new(void)
+{
+    snap_revhealth_t *h = fs_xcalloc(1, sizeof(*h));
+    atomic_init(&h->refs, 1);
+    return h;
+}
+
+snap_revhealth_t *snap_revhealth_ref(snap_revhealth_t *h)
+{
+    atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+    return h;
+}
+
+void snap_revhealth_unref(snap_revhealth_t *h)
+{
+    if (h == NULL || atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < h->nurls; i++) {
+        for (size_t g = 0; g < h->urls[i].ngroups; g++)
+            free(h->urls[i].groups[g].name);
+        free(h->urls[i].groups);
+    }
+    free(h->urls);
+    free(h);
 }
 
 void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len)

@@ -107,6 +107,52 @@ typedef struct snap_target_s {
     size_t nurls;
 } snap_target_t;
 
+/* Revocation-source health (SPEC §4.2): every CDP, delta-CRL and OCSP URL of the reference chain
+ * as the vantage checked it live (probes/revcheck.c, not through the endpoints' cache), with the
+ * groups whose checks use it and when their cached copies run out. Filled on the loop by
+ * daemon/revhealth.c at the end of each check round, then never written: the snapshots published
+ * until the next round share it by reference. */
+typedef struct snap_rev_group_s {
+    char *name;
+    uint8_t mode;         /* rev_mode_t */
+    uint32_t endpoints;   /* the group's endpoints (in this shard) */
+    int64_t cached_until; /* when the group's cached copy from this URL runs out: its view's cache
+                             entry, min(nextUpdate, retrieval + max age); 0: no cached copy */
+    int at_risk;          /* strict, the URL is not usable now and no other URL the group's check
+                             would use for that certificate answers: its endpoints go offline */
+    int64_t offline_at;   /* when at_risk: when the group's last cached copy for that certificate
+                             runs out (the check time when it already has) */
+} snap_rev_group_t;
+
+typedef struct snap_rev_url_s {
+    char url[512];       /* as the certificate (or base CRL) names it, password redacted */
+    char kind[8];        /* "crl" | "delta" | "ocsp" */
+    int cert_depth;      /* the certificate it speaks for (0 = leaf) */
+    int skipped;         /* not retrieved at no cost (ldap:// and no group names a directory,
+                            file://): not unreachable, no group depends on it */
+    int reachable;       /* answered now with a usable CRL or OCSP response */
+    int signature_valid; /* 1, 0, -1 not checked */
+    uint32_t latency_ms; /* of the retrieval */
+    long http_status;    /* 0: no HTTP answer (or LDAP) */
+    size_t bytes;
+    int64_t this_update, next_update; /* of the answer, 0 when unknown */
+    char ocsp_status[8];              /* "good" | "revoked" | "unknown" | "" */
+    char error[160];                  /* "" when reachable */
+    char directory[128];              /* ldap://: the directory it was checked through, else "" */
+    int64_t checked_at, last_success; /* last_success 0: never since start */
+    uint32_t strict_at_risk;          /* sum of endpoints over the groups at_risk */
+    int64_t strict_offline_at;        /* the earliest offline_at of those groups, 0 when none */
+    snap_rev_group_t *groups;         /* the groups that depend on it, in configuration order */
+    size_t ngroups;
+} snap_rev_url_t;
+
+typedef struct snap_revhealth_s {
+    atomic_int refs;
+    int64_t checked_at; /* end of the round */
+    snap_rev_url_t *urls;
+    size_t nurls;
+} snap_revhealth_t;
+
 typedef struct snap_s {
     atomic_int refs;
     int64_t generated_at;
@@ -128,6 +174,9 @@ typedef struct snap_s {
 
     /* The reference target (one reference); NULL before its first probe. Referenced. */
     snap_target_t *target;
+    /* The live health of the reference chain's revocation URLs; NULL before the first round.
+     * Referenced. */
+    snap_revhealth_t *revocation;
     /* The event log: its path (NULL: none configured), the lines it lost since start to
      * failed or short writes (a full disk), and the last write error (NULL: none yet). */
     char *event_log_path;
@@ -158,6 +207,10 @@ snap_target_t *snap_target_new(void);
 snap_target_t *snap_target_ref(snap_target_t *t);
 /* Drops a reference; frees the target and what it owns with the last one. NULL is a no-op. */
 void snap_target_unref(snap_target_t *t);
+/* A zeroed health record with one reference; the last unref frees urls and their groups. */
+snap_revhealth_t *snap_revhealth_new(void);
+snap_revhealth_t *snap_revhealth_ref(snap_revhealth_t *h);
+void snap_revhealth_unref(snap_revhealth_t *h);
 /* Formats an endpoint id "<group>-%05u" into buf. */
 void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len);
 const char *snap_state_name(int state);
