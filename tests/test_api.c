@@ -130,6 +130,59 @@ static snap_target_t *build_target(void)
     return t;
 }
 
+/* The live check of the reference chain's revocation URLs: the CDP is down, strict group hq
+ * (3 endpoints) goes offline when its cached CRL runs out at T0 + 3600, soft-fail branch-eu never;
+ * the OCSP responder answers; the AD CS ldap:/// CDP is skipped (no directory). */
+#define LDAP_CDP "ldap:///CN=Corp%20CA,CN=CDP?certificateRevocationList"
+static snap_revhealth_t *build_health(void)
+{
+    snap_revhealth_t *h = snap_revhealth_new();
+    h->checked_at = T0 + 40;
+    h->nurls = 3;
+    h->urls = fs_xcalloc(3, sizeof(*h->urls));
+    snap_rev_url_t *u = &h->urls[0];
+    fs_strlcpy(u->url, "http://crl.corp.example/root.crl", sizeof(u->url));
+    fs_strlcpy(u->kind, "crl", sizeof(u->kind));
+    fs_strlcpy(u->error, "connection refused", sizeof(u->error));
+    u->signature_valid = -1;
+    u->latency_ms = 2;
+    u->checked_at = T0 + 40;
+    u->last_success = T0 - 600;
+    u->strict_at_risk = 3;
+    u->strict_offline_at = T0 + 3600;
+    u->ngroups = 2;
+    u->groups = fs_xcalloc(2, sizeof(*u->groups));
+    u->groups[0] = (snap_rev_group_t){.name = fs_xstrdup("hq"),
+                                      .mode = REV_STRICT,
+                                      .endpoints = 3,
+                                      .cached_until = T0 + 3600,
+                                      .at_risk = 1,
+                                      .offline_at = T0 + 3600};
+    u->groups[1] = (snap_rev_group_t){.name = fs_xstrdup("branch-eu \"EU\""),
+                                      .mode = REV_SOFT_FAIL,
+                                      .endpoints = 2,
+                                      .cached_until = T0 + 7200};
+    u = &h->urls[1];
+    fs_strlcpy(u->url, LDAP_CDP, sizeof(u->url));
+    fs_strlcpy(u->kind, "crl", sizeof(u->kind));
+    fs_strlcpy(u->error, "skipped: no directory in this view", sizeof(u->error));
+    u->skipped = 1;
+    u->signature_valid = -1;
+    u->checked_at = T0 + 40;
+    u = &h->urls[2];
+    fs_strlcpy(u->url, "http://ocsp.corp.example/", sizeof(u->url));
+    fs_strlcpy(u->kind, "ocsp", sizeof(u->kind));
+    fs_strlcpy(u->ocsp_status, "good", sizeof(u->ocsp_status));
+    u->reachable = 1;
+    u->signature_valid = 1;
+    u->http_status = 200;
+    u->bytes = 1500;
+    u->this_update = T0 - 60;
+    u->next_update = T0 + 86400;
+    u->checked_at = u->last_success = T0 + 40;
+    return h;
+}
+
 /* variant 1: hq-00003 has come online (the republish test), no reference probe yet. */
 static snap_t *build_snap(int variant)
 {
@@ -182,8 +235,10 @@ static snap_t *build_snap(int variant)
         s->hist_counts[p][SNAP_HIST_BUCKETS] = 20;
         s->hist_sum[p] = 1.5 * (p + 1);
     }
-    if (variant == 0) /* variant 1: no reference probe yet */
+    if (variant == 0) { /* variant 1: no reference probe yet */
         s->target = build_target();
+        s->revocation = build_health();
+    }
     s->nevents = 4;
     s->events = fs_xcalloc(4, sizeof(*s->events));
     const struct {
@@ -886,11 +941,45 @@ static void test_events_targets_causes(void)
     ASSERT_STREQ(str(leaf, "not_after"), "2026-01-01T00:00:00Z");
     ASSERT_EQ(num(leaf, "days_left"), (1767225600 - (T0 + 30)) / 86400);
     ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(t, "retrievals")), 2);
+    /* "crls": the live CDP lines (OCSP and AIA are no CRLs); a skipped one is not unreachable */
     const cJSON *crls = cJSON_GetObjectItem(t, "crls");
-    ASSERT_EQ(cJSON_GetArraySize(crls), 1); /* the AIA retrieval is not a CRL */
+    ASSERT_EQ(cJSON_GetArraySize(crls), 2);
     ASSERT_STREQ(str(cJSON_GetArrayItem(crls, 0), "url"), "http://crl.corp.example/root.crl");
     ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(crls, 0), "reachable")));
     ASSERT_STREQ(str(cJSON_GetArrayItem(crls, 0), "last_error"), "connection refused");
+    ASSERT_STREQ(str(cJSON_GetArrayItem(crls, 1), "url"), LDAP_CDP);
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(crls, 1), "skipped")));
+    /* "revocation": every URL with its live health and who depends on it */
+    const cJSON *rv = cJSON_GetObjectItem(t, "revocation");
+    ASSERT_EQ(cJSON_GetArraySize(rv), 3);
+    const cJSON *u = cJSON_GetArrayItem(rv, 0);
+    ASSERT_STREQ(str(u, "kind"), "crl");
+    ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(u, "reachable")));
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(u, "signature_valid")));
+    ASSERT_STREQ(str(u, "last_success"), "2025-11-24T15:50:00Z");
+    ASSERT_EQ(num(u, "strict_endpoints_at_risk"), 3);
+    ASSERT_STREQ(str(u, "strict_offline_at"), "2025-11-24T17:00:00Z");
+    const cJSON *g = cJSON_GetArrayItem(cJSON_GetObjectItem(u, "groups"), 0);
+    ASSERT_STREQ(str(g, "name"), "hq");
+    ASSERT_STREQ(str(g, "mode"), "strict");
+    ASSERT_EQ(num(g, "endpoints"), 3);
+    ASSERT_STREQ(str(g, "cached_until"), "2025-11-24T17:00:00Z");
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(g, "at_risk")));
+    ASSERT_STREQ(str(g, "offline_at"), "2025-11-24T17:00:00Z");
+    g = cJSON_GetArrayItem(cJSON_GetObjectItem(u, "groups"), 1);
+    ASSERT_STREQ(str(g, "name"), "branch-eu \"EU\"");
+    ASSERT_STREQ(str(g, "mode"), "soft_fail");
+    ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(g, "at_risk")));
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(g, "offline_at")));
+    u = cJSON_GetArrayItem(rv, 1);
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(u, "skipped")));
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(u, "groups")), 0);
+    u = cJSON_GetArrayItem(rv, 2);
+    ASSERT_STREQ(str(u, "kind"), "ocsp");
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(u, "reachable")));
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(u, "signature_valid")));
+    ASSERT_STREQ(str(u, "ocsp_status"), "good");
+    ASSERT(cJSON_IsNull(cJSON_GetObjectItem(u, "last_error")));
     cJSON_Delete(j);
 
     j = get_json("/api/v1/causes");
@@ -966,12 +1055,51 @@ static void test_metrics(void)
              "sha1=\"AA11AA11AA11AA11AA11AA11AA11AA11AA11AA11\"} 1767225600\n",
              lbl);
     ASSERT_CONTAINS(r.body, want);
+    /* The live revocation gauges: reachability per URL and kind, a skipped URL apart (never a
+     * 0), the strict endpoints at risk and when, each group's cache expiry. */
     snprintf(want, sizeof(want),
-             "fleetscan_crl_reachable{%s,url=\"http://crl.corp.example/root.crl\"} 0\n", lbl);
+             "fleetscan_crl_reachable{%s,url=\"http://crl.corp.example/root.crl\",kind=\"crl\"} "
+             "0\n",
+             lbl);
     ASSERT_CONTAINS(r.body, want);
-    ASSERT(strstr(r.body, "issuing.der") == NULL); /* AIA: no CRL gauge */
+    snprintf(want, sizeof(want),
+             "fleetscan_crl_reachable{%s,url=\"http://ocsp.corp.example/\",kind=\"ocsp\"} 1\n",
+             lbl);
+    ASSERT_CONTAINS(r.body, want);
+    ASSERT(strstr(r.body, "issuing.der") == NULL); /* AIA: no revocation gauge */
+    snprintf(want, sizeof(want), "fleetscan_crl_reachable{%s,url=\"%s", lbl, LDAP_CDP);
+    ASSERT(strstr(r.body, want) == NULL);
+    snprintf(want, sizeof(want), "fleetscan_revocation_url_skipped{%s,url=\"%s\",kind=\"crl\"} 1\n",
+             lbl, LDAP_CDP);
+    ASSERT_CONTAINS(r.body, want);
+    snprintf(want, sizeof(want), "fleetscan_strict_endpoints_revocation_at_risk{%s,url=\"%s", lbl,
+             LDAP_CDP);
+    ASSERT(strstr(r.body, want) == NULL);
+    snprintf(want, sizeof(want),
+             "fleetscan_strict_endpoints_revocation_at_risk{%s,url=\"http://crl.corp.example/"
+             "root.crl\",kind=\"crl\"} 3\n",
+             lbl);
+    ASSERT_CONTAINS(r.body, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_strict_endpoints_revocation_at_risk{%s,url=\"http://ocsp.corp.example/\","
+             "kind=\"ocsp\"} 0\n",
+             lbl);
+    ASSERT_CONTAINS(r.body, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_strict_endpoints_offline_at_seconds{%s,url=\"http://crl.corp.example/"
+             "root.crl\",kind=\"crl\"} %d\n",
+             lbl, T0 + 3600);
+    ASSERT_CONTAINS(r.body, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_revocation_cache_expiry_seconds{%s,url=\"http://crl.corp.example/"
+             "root.crl\",kind=\"crl\",group=\"branch-eu \\\"EU\\\"\"} %d\n",
+             lbl, T0 + 7200);
+    ASSERT_CONTAINS(r.body, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_crl_next_update_seconds{%s,url=\"http://crl.corp.example/root.crl\"}", lbl);
+    ASSERT(strstr(r.body, want) == NULL);                                 /* unknown: no sample */
+    ASSERT(strstr(r.body, "fleetscan_crl_next_update_seconds{") == NULL); /* OCSP: not a CRL */
     ASSERT_CONTAINS(r.body, "# TYPE fleetscan_crl_next_update_seconds gauge\n");
-    ASSERT(strstr(r.body, "fleetscan_crl_next_update_seconds{") == NULL); /* unknown: no sample */
     snprintf(want, sizeof(want), "fleetscan_reference_up{%s} 1\n", lbl);
     ASSERT_CONTAINS(r.body, want);
     ASSERT_CONTAINS(r.body, "# TYPE fleetscan_probe_duration_seconds histogram\n");

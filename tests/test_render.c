@@ -223,8 +223,10 @@ static char *targets_as_before(const probe_result_t *r, const char *url)
             cJSON_AddStringToObject(c, "last_error", u->error);
         else
             cJSON_AddNullToObject(c, "last_error");
+        cJSON_AddBoolToObject(c, "skipped", u->skipped);
         cJSON_AddItemToArray(crls, c);
     }
+    cJSON_AddArrayToObject(t, "revocation"); /* no live check in this snapshot */
     cJSON_AddItemToArray(targets, t);
     return printed(root);
 }

@@ -454,6 +454,139 @@ static int is_crl(const rev_url_result_t *u)
     return strcmp(u->kind, "crl") == 0;
 }
 
+/* One line of "crls": a CDP of the chain, with the fields it has always had. */
+static void put_crl_line(wbuf_t *b, int first, const char *url, size_t urlmax, int depth,
+                         int reachable, int skipped, long http_status, size_t bytes,
+                         int64_t this_update, int64_t next_update, const char *error, size_t errmax)
+{
+    wbuf_puts(b, first ? "{\"url\":" : ",{\"url\":");
+    put_field(b, url, urlmax);
+    wbuf_puts(b, ",\"cert_depth\":");
+    wbuf_i64(b, depth);
+    wbuf_puts(b, ",\"reachable\":");
+    wbuf_json_bool(b, reachable);
+    wbuf_puts(b, ",\"http_status\":");
+    wbuf_i64(b, http_status);
+    wbuf_puts(b, ",\"bytes\":");
+    wbuf_u64(b, bytes);
+    wbuf_puts(b, ",\"this_update\":");
+    wbuf_json_time(b, this_update);
+    wbuf_puts(b, ",\"next_update\":");
+    wbuf_json_time(b, next_update);
+    wbuf_puts(b, ",\"last_error\":");
+    if (error[0] != '\0')
+        put_field(b, error, errmax);
+    else
+        wbuf_puts(b, "null");
+    wbuf_puts(b, ",\"skipped\":");
+    wbuf_json_bool(b, skipped);
+    wbuf_putc(b, '}');
+}
+
+/* "crls": the live check of each CDP once a round has run (snap_revhealth_t), until then the
+ * reference probe's own retrieval lines (which may come from the endpoints' cache). */
+static void put_crls(wbuf_t *b, const snap_target_t *t, const snap_revhealth_t *h)
+{
+    int first = 1;
+    wbuf_puts(b, ",\"crls\":[");
+    for (size_t i = 0; h != NULL && i < h->nurls; i++) {
+        const snap_rev_url_t *u = &h->urls[i];
+        if (strcmp(u->kind, "crl") != 0)
+            continue;
+        put_crl_line(b, first, u->url, sizeof(u->url), u->cert_depth, u->reachable, u->skipped,
+                     u->http_status, u->bytes, u->this_update, u->next_update, u->error,
+                     sizeof(u->error));
+        first = 0;
+    }
+    for (size_t i = 0; h == NULL && i < t->nurls; i++) {
+        const rev_url_result_t *u = &t->urls[i];
+        if (!is_crl(u))
+            continue;
+        put_crl_line(b, first, u->url, sizeof(u->url), u->cert_depth,
+                     u->ok || u->http_status == 200, u->skipped, u->http_status, u->bytes,
+                     u->this_update, u->next_update, u->error, sizeof(u->error));
+        first = 0;
+    }
+    wbuf_putc(b, ']');
+}
+
+/* "revocation": every CDP, delta-CRL and OCSP URL of the chain as the vantage checked it live,
+ * with the groups that depend on it (SPEC §4.2). */
+static void put_revocation(wbuf_t *b, const snap_revhealth_t *h)
+{
+    wbuf_puts(b, ",\"revocation\":[");
+    for (size_t i = 0; h != NULL && i < h->nurls; i++) {
+        const snap_rev_url_t *u = &h->urls[i];
+        wbuf_puts(b, i > 0 ? ",{\"url\":" : "{\"url\":");
+        put_field(b, u->url, sizeof(u->url));
+        wbuf_puts(b, ",\"kind\":");
+        put_field(b, u->kind, sizeof(u->kind));
+        wbuf_puts(b, ",\"cert_depth\":");
+        wbuf_i64(b, u->cert_depth);
+        wbuf_puts(b, ",\"reachable\":");
+        wbuf_json_bool(b, u->reachable);
+        wbuf_puts(b, ",\"skipped\":");
+        wbuf_json_bool(b, u->skipped);
+        wbuf_puts(b, ",\"latency_ms\":");
+        wbuf_u64(b, u->latency_ms);
+        wbuf_puts(b, ",\"http_status\":");
+        wbuf_i64(b, u->http_status);
+        wbuf_puts(b, ",\"bytes\":");
+        wbuf_u64(b, u->bytes);
+        wbuf_puts(b, ",\"this_update\":");
+        wbuf_json_time(b, u->this_update);
+        wbuf_puts(b, ",\"next_update\":");
+        wbuf_json_time(b, u->next_update);
+        wbuf_puts(b, ",\"signature_valid\":");
+        if (u->signature_valid >= 0)
+            wbuf_json_bool(b, u->signature_valid);
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, ",\"ocsp_status\":");
+        if (u->ocsp_status[0] != '\0')
+            put_field(b, u->ocsp_status, sizeof(u->ocsp_status));
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, ",\"last_error\":");
+        if (u->error[0] != '\0')
+            put_field(b, u->error, sizeof(u->error));
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, ",\"last_success\":");
+        wbuf_json_time(b, u->last_success);
+        wbuf_puts(b, ",\"checked_at\":");
+        wbuf_json_time(b, u->checked_at);
+        wbuf_puts(b, ",\"directory\":");
+        if (u->directory[0] != '\0')
+            put_field(b, u->directory, sizeof(u->directory));
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, ",\"strict_endpoints_at_risk\":");
+        wbuf_u64(b, u->strict_at_risk);
+        wbuf_puts(b, ",\"strict_offline_at\":");
+        wbuf_json_time(b, u->strict_offline_at);
+        wbuf_puts(b, ",\"groups\":[");
+        for (size_t g = 0; g < u->ngroups; g++) {
+            const snap_rev_group_t *sg = &u->groups[g];
+            wbuf_puts(b, g > 0 ? ",{\"name\":" : "{\"name\":");
+            wbuf_json_str(b, sg->name);
+            wbuf_puts(b, ",\"mode\":");
+            wbuf_json_str(b, sg->mode < REV_MODE_COUNT ? rev_mode_names[sg->mode] : "");
+            wbuf_puts(b, ",\"endpoints\":");
+            wbuf_u64(b, sg->endpoints);
+            wbuf_puts(b, ",\"cached_until\":");
+            wbuf_json_time(b, sg->cached_until);
+            wbuf_puts(b, ",\"at_risk\":");
+            wbuf_json_bool(b, sg->at_risk);
+            wbuf_puts(b, ",\"offline_at\":");
+            wbuf_json_time(b, sg->at_risk ? sg->offline_at : 0);
+            wbuf_putc(b, '}');
+        }
+        wbuf_puts(b, "]}");
+    }
+    wbuf_putc(b, ']');
+}
+
 int render_targets(const snap_t *s, wbuf_t *b)
 {
     const snap_target_t *t = s->target;
@@ -486,36 +619,9 @@ int render_targets(const snap_t *s, wbuf_t *b)
         wbuf_json_str(b, t->trust);
         wbuf_puts(b, ",\"checked_at\":");
         wbuf_json_time(b, t->checked_at);
-        /* The CRL view of the target: one line per CRL URL. */
-        wbuf_puts(b, ",\"crls\":[");
-        int first = 1;
-        for (size_t i = 0; i < t->nurls; i++) {
-            const rev_url_result_t *u = &t->urls[i];
-            if (!is_crl(u))
-                continue;
-            wbuf_puts(b, first ? "{\"url\":" : ",{\"url\":");
-            first = 0;
-            put_field(b, u->url, sizeof(u->url));
-            wbuf_puts(b, ",\"cert_depth\":");
-            wbuf_i64(b, u->cert_depth);
-            wbuf_puts(b, ",\"reachable\":");
-            wbuf_json_bool(b, u->ok || u->http_status == 200);
-            wbuf_puts(b, ",\"http_status\":");
-            wbuf_i64(b, u->http_status);
-            wbuf_puts(b, ",\"bytes\":");
-            wbuf_u64(b, u->bytes);
-            wbuf_puts(b, ",\"this_update\":");
-            wbuf_json_time(b, u->this_update);
-            wbuf_puts(b, ",\"next_update\":");
-            wbuf_json_time(b, u->next_update);
-            wbuf_puts(b, ",\"last_error\":");
-            if (u->error[0] != '\0')
-                put_field(b, u->error, sizeof(u->error));
-            else
-                wbuf_puts(b, "null");
-            wbuf_putc(b, '}');
-        }
-        wbuf_puts(b, "]}");
+        put_crls(b, t, s->revocation);
+        put_revocation(b, s->revocation);
+        wbuf_putc(b, '}');
     }
     wbuf_puts(b, "]}");
     return wbuf_done(b);
@@ -634,11 +740,15 @@ static void m_double(wbuf_t *b, const char *name, const wbuf_t *common, const ch
     wbuf_putc(b, '\n');
 }
 
-/* The reference target's gauges: each presented certificate's notAfter, each CRL URL's health,
- * and whether the reference binding is up. */
-static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const wbuf_t *common)
+/* The reference target's gauges: each presented certificate's notAfter and whether the
+ * reference binding is up; and the live health of its revocation URLs (h, NULL before the first
+ * round): reachability, nextUpdate, skipped URLs, the strict endpoints at risk and when, and the
+ * groups' cache expiry. */
+static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const snap_revhealth_t *h,
+                               const wbuf_t *common)
 {
     char depth[24];
+    size_t n = h != NULL ? h->nurls : 0;
     m_family(b, "fleetscan_cert_not_after_seconds", "gauge",
              "notAfter of each presented certificate (Unix time).");
     for (size_t i = 0; i < t->chain.n; i++) {
@@ -652,22 +762,64 @@ static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const wbuf_t *
         m_end_i64(b, c->not_after);
     }
     m_family(b, "fleetscan_crl_reachable", "gauge",
-             "1 when the CRL URL answered with a usable CRL.");
-    for (size_t i = 0; i < t->nurls; i++) {
-        if (!is_crl(&t->urls[i]))
+             "1 when the CRL, delta-CRL or OCSP URL answered the vantage's live check with a "
+             "usable answer (skipped URLs are not listed).");
+    for (size_t i = 0; i < n; i++) {
+        if (h->urls[i].skipped)
             continue;
-        m_start(b, "fleetscan_crl_reachable", common);
-        m_label(b, "url", t->urls[i].url);
-        m_end_u64(b, t->urls[i].ok ? 1 : 0);
+        m_u64(b, "fleetscan_crl_reachable", common, "url", h->urls[i].url, "kind", h->urls[i].kind,
+              h->urls[i].reachable ? 1 : 0);
     }
     m_family(b, "fleetscan_crl_next_update_seconds", "gauge",
-             "nextUpdate of the CRL served at the URL (Unix time).");
-    for (size_t i = 0; i < t->nurls; i++) {
-        if (!is_crl(&t->urls[i]) || t->urls[i].next_update == 0)
+             "nextUpdate of the CRL (or delta CRL) the URL serves now (Unix time).");
+    for (size_t i = 0; i < n; i++) {
+        const snap_rev_url_t *u = &h->urls[i];
+        if (strcmp(u->kind, "ocsp") == 0 || u->next_update == 0)
             continue;
         m_start(b, "fleetscan_crl_next_update_seconds", common);
-        m_label(b, "url", t->urls[i].url);
-        m_end_i64(b, t->urls[i].next_update);
+        m_label(b, "url", u->url);
+        m_end_i64(b, u->next_update);
+    }
+    m_family(b, "fleetscan_revocation_url_skipped", "gauge",
+             "1 for a revocation URL no view retrieves (ldap:// without a directory, file://): "
+             "not unreachable, no group depends on it.");
+    for (size_t i = 0; i < n; i++)
+        if (h->urls[i].skipped)
+            m_u64(b, "fleetscan_revocation_url_skipped", common, "url", h->urls[i].url, "kind",
+                  h->urls[i].kind, 1);
+    m_family(b, "fleetscan_strict_endpoints_revocation_at_risk", "gauge",
+             "Strict endpoints that go offline, now or when their cached copy runs out, while "
+             "this URL stays unusable: nothing else their check would use answers.");
+    for (size_t i = 0; i < n; i++)
+        if (!h->urls[i].skipped)
+            m_u64(b, "fleetscan_strict_endpoints_revocation_at_risk", common, "url", h->urls[i].url,
+                  "kind", h->urls[i].kind, h->urls[i].strict_at_risk);
+    m_family(b, "fleetscan_strict_endpoints_offline_at_seconds", "gauge",
+             "When the first of those strict endpoints go offline (Unix time; the check time "
+             "when they already have). Only while some are at risk.");
+    for (size_t i = 0; i < n; i++) {
+        const snap_rev_url_t *u = &h->urls[i];
+        if (u->strict_at_risk == 0)
+            continue;
+        m_start(b, "fleetscan_strict_endpoints_offline_at_seconds", common);
+        m_label(b, "url", u->url);
+        m_label(b, "kind", u->kind);
+        m_end_i64(b, u->strict_offline_at);
+    }
+    m_family(b, "fleetscan_revocation_cache_expiry_seconds", "gauge",
+             "When a group's cached copy from this URL runs out (Unix time), for each group "
+             "whose check uses the URL and holds a copy.");
+    for (size_t i = 0; i < n; i++) {
+        const snap_rev_url_t *u = &h->urls[i];
+        for (size_t g = 0; g < u->ngroups; g++) {
+            if (u->groups[g].cached_until == 0)
+                continue;
+            m_start(b, "fleetscan_revocation_cache_expiry_seconds", common);
+            m_label(b, "url", u->url);
+            m_label(b, "kind", u->kind);
+            m_label(b, "group", u->groups[g].name);
+            m_end_i64(b, u->groups[g].cached_until);
+        }
     }
     m_family(b, "fleetscan_reference_up", "gauge",
              "1 when the reference binding accepts a connection and validates.");
@@ -762,7 +914,7 @@ int render_metrics(const snap_t *s, wbuf_t *b)
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
     if (s->target != NULL)
-        put_target_metrics(b, s->target, &common);
+        put_target_metrics(b, s->target, s->revocation, &common);
     rc = wbuf_done(b);
 out:
     wbuf_free(&common);
