@@ -183,7 +183,7 @@ while [[ $rest =~ $re ]]; do
 done
 [ "$ncauses" -ge 1 ] || fail "the demo has offline causes, the test found none in /api/v1/status"
 
-# The reference target: the leaf the server presented, and every CRL with its reachability.
+# The reference target: the leaf the server presented.
 thumb=$(jstr "$targets_json" sha1_thumbprint)
 [ -n "$thumb" ] || fail "/api/v1/targets has no chain"
 r=$(row data-cert-depth 0) || fail "no leaf row in the chain table"
@@ -192,20 +192,32 @@ shown=$(cell "$r" sha1_thumbprint)
 shown=$(cell "$r" days_left)
 [ "${shown%% *}" = "$(jnum "$targets_json" days_left)" ] ||
     fail "leaf days left shows '$shown', API says $(jnum "$targets_json" days_left)"
-re='"url":"([^"]*)","cert_depth":[0-9]+,"reachable":(true|false)'
+# Every revocation source as the daemon checked it live: reachable now (or skipped), next
+# update and the strict endpoints at risk, as /api/v1/targets "revocation" says.
+re='\{"url":"([^"]*)","kind":"(crl|delta|ocsp)","cert_depth":[0-9]+,"reachable":(true|false),"skipped":(true|false)'
 rest=$targets_json
-ncrls=0
+nrev=0
 while [[ $rest =~ $re ]]; do
     rest=${rest#*"${BASH_REMATCH[0]}"}
     url=${BASH_REMATCH[1]}
     want=NO
-    [ "${BASH_REMATCH[2]}" = false ] || want=yes
-    r=$(row data-crl-url "$url") || fail "no row for CRL $url"
+    [ "${BASH_REMATCH[3]}" = false ] || want=yes
+    [ "${BASH_REMATCH[4]}" = false ] || want=skipped
+    entry=${rest%%'"groups":'*}
+    r=$(row data-rev-url "$url") || fail "no row for revocation URL $url"
     shown=$(cell "$r" reachable)
-    [ "$shown" = "$want" ] || fail "CRL $url: reachable shows '$shown', API says $want"
-    ncrls=$((ncrls + 1))
+    [ "$shown" = "$want" ] || fail "revocation URL $url: reachable shows '$shown', API says $want"
+    next=$(jstr "$entry" next_update)
+    want=-
+    [ -z "$next" ] || want="$(printf '%s' "$next" | sed 's/T/ /; s/Z$/ UTC/')"
+    shown=$(cell "$r" next_update)
+    [ "$shown" = "$want" ] || fail "revocation URL $url: next update shows '$shown', API says '$want'"
+    want=$(jnum "$entry" strict_endpoints_at_risk)
+    shown=$(digits "$(cell "$r" at_risk)")
+    [ "$shown" = "$want" ] || fail "revocation URL $url: strict at risk shows '$shown', API says $want"
+    nrev=$((nrev + 1))
 done
-[ "$ncrls" -ge 1 ] || fail "the demo's reference chain has CRLs, the test found none in /api/v1/targets"
+[ "$nrev" -ge 2 ] || fail "the demo's reference chain has two CRLs (leaf and intermediate), the test found $nrev revocation sources in /api/v1/targets"
 
 # The newest state change is listed with its subject.
 last=${events_json##*'{"seq":'}
@@ -221,5 +233,5 @@ case "$(text "$r")" in *"$subject"*) ;; *) fail "event $seq row lacks its subjec
 [ -z "${DASHBOARD_SCREENSHOT:-}" ] || cp "$tmp/dashboard.png" "$DASHBOARD_SCREENSHOT"
 
 echo "ok: dashboard shows $(jnum "$endpoints" online) online / $(jnum "$endpoints" offline) offline /" \
-    "$(jnum "$endpoints" pending) pending, $ngroups groups, $ncauses causes, $ncrls CRLs, as the API does"
+    "$(jnum "$endpoints" pending) pending, $ngroups groups, $ncauses causes, $nrev revocation sources, as the API does"
 ok=1
