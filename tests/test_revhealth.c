@@ -81,6 +81,11 @@ static resp_t http(const char *method, const char *path, const char *auth)
 static cJSON *get_json(const char *path)
 {
     resp_t r = http("GET", path, NULL);
+    for (int i = 0; r.status == 503 && i < 100; i++) { /* no snapshot published yet */
+        free(r.body);
+        usleep(100000);
+        r = http("GET", path, NULL);
+    }
     ASSERT_EQ(r.status, 200);
     cJSON *j = cJSON_Parse(r.body);
     ASSERT(j != NULL);
