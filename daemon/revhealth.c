@@ -25,6 +25,8 @@ typedef struct rh_item_s {
     revcheck_kind_t kind;
     int depth;
     int state;
+    int carried; /* a delta URL kept from the last round, its base not checked yet */
+    int gone;    /* such a URL the base CRL no longer names: not listed */
     revcheck_job_t *job;
     revcheck_result_t res; /* the last result (res.crl is not kept there) */
     X509_CRL *crl;         /* a usable base CRL, kept for its delta's check */
@@ -180,10 +182,24 @@ static void deltas_start(fleet_rh_t *h, int depth)
         if (base == NULL && it->crl != NULL)
             base = it->crl;
     }
-    for (size_t i = 0; i < h->nitems; i++)
-        if (h->items[i].depth == depth && h->items[i].kind == REVCHECK_DELTA &&
-            h->items[i].state == RH_IDLE)
-            check_start(h, &h->items[i], base);
+    crl_urls_t named = {0};
+    if (base != NULL)
+        crl_freshest_urls(base, sk_X509_value(h->chain, depth), &named);
+    for (size_t i = 0; i < h->nitems; i++) {
+        rh_item_t *it = &h->items[i];
+        if (it->depth != depth || it->kind != REVCHECK_DELTA || it->state != RH_IDLE)
+            continue;
+        size_t k = 0;
+        while (it->carried && base != NULL && k < named.n && strcmp(named.v[k], it->url) != 0)
+            k++;
+        if (it->carried && base != NULL && k == named.n) {
+            it->state = RH_DONE; /* the CA no longer publishes it for this base */
+            it->gone = 1;
+            continue;
+        }
+        check_start(h, it, base);
+    }
+    crl_urls_free(&named);
 }
 
 static void round_end(fleet_rh_t *h);
@@ -247,9 +263,12 @@ static void round_start(fleet_rh_t *h)
         crl_freshest_urls(NULL, x, &u);
         add_urls(h, &u, REVCHECK_DELTA, d);
         crl_urls_free(&u);
+        size_t first = h->nitems;
         for (size_t i = 0; i < nold; i++)
-            if (old[i].kind == REVCHECK_DELTA && old[i].depth == d)
+            if (old[i].kind == REVCHECK_DELTA && old[i].depth == d && !old[i].gone)
                 item_add(h, old[i].url, REVCHECK_DELTA, d);
+        for (size_t i = first; i < h->nitems; i++)
+            h->items[i].carried = 1; /* listed until a base CRL says otherwise */
     }
     ERR_clear_error();
     for (size_t i = 0; i < h->nitems; i++) {
@@ -278,7 +297,7 @@ static int64_t horizon(fleet_rh_t *h, const fleet_group_t *gr, int depth, const 
     int has_delta = 0;
     for (size_t i = 0; i < h->nitems; i++) {
         const rh_item_t *it = &h->items[i];
-        if (it->depth != depth || !depends(&gr->pl.rev, h->chain, it))
+        if (it->gone || it->depth != depth || !depends(&gr->pl.rev, h->chain, it))
             continue;
         int64_t *best = it->kind == REVCHECK_OCSP  ? &ocsp
                         : it->kind == REVCHECK_CRL ? &base
@@ -313,16 +332,19 @@ static snap_revhealth_t *round_record(fleet_rh_t *h)
     int64_t now = fs_wall_ms() / 1000;
     snap_revhealth_t *rec = snap_revhealth_new();
     rec->checked_at = now;
-    rec->nurls = h->nitems;
     rec->urls = fs_xcalloc(h->nitems ? h->nitems : 1, sizeof(*rec->urls));
     /* Per group and URL: what the group's cache holds, then how long each URL serves it. */
     int64_t *cached = fs_xcalloc(h->nitems ? h->nitems : 1, sizeof(*cached));
     int64_t *avail = fs_xcalloc(h->nitems ? h->nitems : 1, sizeof(*avail));
     int64_t *incache = fs_xcalloc(h->nitems ? h->nitems : 1, sizeof(*incache));
     size_t *cap = fs_xcalloc(h->nitems ? h->nitems : 1, sizeof(*cap));
+    size_t *line = fs_xcalloc(h->nitems ? h->nitems : 1, sizeof(*line)); /* item -> rec->urls */
     for (size_t i = 0; i < h->nitems; i++) {
         const rh_item_t *it = &h->items[i];
-        snap_rev_url_t *u = &rec->urls[i];
+        if (it->gone)
+            continue;
+        line[i] = rec->nurls++;
+        snap_rev_url_t *u = &rec->urls[line[i]];
         fs_url_redact(it->url, u->url, sizeof(u->url));
         fs_strlcpy(u->kind, revcheck_kind_names[it->kind], sizeof(u->kind));
         u->cert_depth = it->depth;
@@ -353,9 +375,9 @@ static snap_revhealth_t *round_record(fleet_rh_t *h)
         }
         for (size_t i = 0; i < h->nitems; i++) {
             const rh_item_t *it = &h->items[i];
-            if (it->res.skipped || !depends(&gr->pl.rev, h->chain, it))
+            if (it->gone || it->res.skipped || !depends(&gr->pl.rev, h->chain, it))
                 continue;
-            snap_rev_url_t *u = &rec->urls[i];
+            snap_rev_url_t *u = &rec->urls[line[i]];
             if (u->ngroups == cap[i]) { /* only the groups that depend on it: grown as found */
                 cap[i] = cap[i] ? 2 * cap[i] : 8;
                 u->groups = fs_xrealloc(u->groups, cap[i] * sizeof(*u->groups));
@@ -383,6 +405,7 @@ static snap_revhealth_t *round_record(fleet_rh_t *h)
     free(avail);
     free(incache);
     free(cap);
+    free(line);
     return rec;
 }
 
