@@ -753,7 +753,10 @@ static void on_revocation(void *arg, const rev_result_t *rr)
     p->r.warnings |= rr->warnings;
     for (size_t i = 0; i < rr->nurls; i++) {
         const rev_url_result_t *u = &rr->urls[i];
-        if (u->ok && (strcmp(u->kind, "crl") == 0 || strcmp(u->kind, "delta") == 0) &&
+        /* the freshness edge of the forecast: a CRL, a delta or an OCSP answer, all the same */
+        if (u->ok &&
+            (strcmp(u->kind, "crl") == 0 || strcmp(u->kind, "delta") == 0 ||
+             strcmp(u->kind, "ocsp") == 0) &&
             u->next_update != 0 &&
             (p->r.crl_next_update == 0 || u->next_update < p->r.crl_next_update))
             p->r.crl_next_update = u->next_update;

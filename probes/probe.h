@@ -70,7 +70,8 @@ typedef struct probe_result_s {
     int aia_used;
     int64_t chain_not_after;  /* earliest notAfter of the validated chain (0: not reached) */
     int64_t chain_not_before; /* latest notBefore of that chain (0: not reached) */
-    int64_t crl_next_update;  /* earliest nextUpdate of the CRLs used (0: none) */
+    int64_t crl_next_update;  /* earliest nextUpdate of the CRLs, deltas and OCSP answers used
+                                 (0: none): the forecast's revocation freshness edge */
     chain_info_t chain;       /* presented chain when capture_chain */
     rev_result_t *rev;        /* AIA + CRL retrievals when capture_chain, else NULL */
 } probe_result_t;
