@@ -79,9 +79,8 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     fleet_ep_t *e = &gen->eps[ep];
     fleet_group_t *gr = &gen->groups[e->group];
     char msg[sizeof(r->message)];
-    policy_ref_t ref = !f->ref_known ? POLICY_REF_UNKNOWN
-                       : f->ref_ok   ? POLICY_REF_UP
-                                     : POLICY_REF_DOWN;
+    const fleet_target_t *t = &gen->targets[gr->pl.target_idx];
+    policy_ref_t ref = !t->known ? POLICY_REF_UNKNOWN : t->ok ? POLICY_REF_UP : POLICY_REF_DOWN;
     fs_cause_t cause = policy_verdict(&gr->pl, r, ref, msg, sizeof(msg));
     int state = cause == FS_CAUSE_NONE ? SNAP_ONLINE : SNAP_OFFLINE;
     int64_t now_s = r->started_at;
@@ -207,7 +206,10 @@ void fleet_publish(fleet_t *f)
         }
         s->hist_sum[ph] = f->hist_sum[ph];
     }
-    s->target = f->target != NULL ? snap_target_ref(f->target) : NULL;
+    s->ntargets = g->ntargets;
+    s->targets = fs_xcalloc(g->ntargets ? g->ntargets : 1, sizeof(*s->targets));
+    for (size_t i = 0; i < g->ntargets; i++)
+        s->targets[i] = g->targets[i].rec != NULL ? snap_target_ref(g->targets[i].rec) : NULL;
     s->event_log_path = g->cfg->event_log ? fs_xstrdup(g->cfg->event_log) : NULL;
     s->event_log_dropped = f->event_dropped;
     s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;

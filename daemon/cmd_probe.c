@@ -244,7 +244,7 @@ static void on_ref_probe(probe_t *p, probe_result_t *r, void *arg)
     (void)p;
     probe_run_t *run = arg;
     run->ref_done = 1;
-    run->ref_online = r->online;
+    run->ref_online = policy_reference_answers(r);
     if (--run->pending == 0)
         uv_stop(run->loop);
 }
@@ -435,7 +435,7 @@ int cmd_probe(int argc, char **argv)
     /* A profile that differs from the server's binding is judged against that binding's own
      * answer (SPEC §4.1), so the binding is probed too, at the same time. */
     if (pl.profile_differs && !pl.http_vs_https) {
-        if (policy_reference_init(&ref, cfg, err) < 0) {
+        if (policy_reference_init(&ref, cfg, pl.target_idx, err) < 0) {
             fprintf(stderr, "fleetscan: probe: %s\n", err);
             goto out;
         }

@@ -489,6 +489,8 @@ static const cfg_key_t root_keys[] = {
     {KEY("trust_stores", CUSTOM, 0), FNS(cfg__trust_stores_parse, NULL, cfg__trust_stores_release)},
     {KEY("profiles", CUSTOM, 0), FNS(cfg__profiles_parse, NULL, cfg__profiles_release)},
     {KEY("reference", CUSTOM, PROBE), FNS(cfg__reference_parse, cfg__reference_equal, NULL)},
+    {KEY("targets", CUSTOM, PROBE),
+     FNS(cfg__targets_parse, cfg__targets_equal, cfg__targets_release)},
     {KEY("groups", CUSTOM, 0), FNS(groups_parse, NULL, groups_release)},
 };
 const cfg_section_t cfg__root_section = {"", root_keys, FS_ARRAY_SIZE(root_keys), check_root};

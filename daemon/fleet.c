@@ -68,7 +68,11 @@ void fleet__gen_unref(fleet_gen_t *g)
             free(g->groups[i].detail[c]);
         }
     }
-    policy_free(&g->ref);
+    for (size_t i = 0; i < g->ntargets; i++) {
+        policy_free(&g->targets[i].pl);
+        snap_target_unref(g->targets[i].rec);
+    }
+    free(g->targets);
     free(g->groups);
     free(g->eps);
     free(g->heap);
@@ -146,12 +150,21 @@ int fleet__gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char e
             e++;
         }
     }
-    if (policy_reference_init(&g->ref, cfg, err) < 0) {
-        g->cfg = NULL;
-        fleet__gen_unref(g);
-        return -1;
+    g->targets = fs_xcalloc(cfg->ntargets, sizeof(*g->targets));
+    g->ntargets = cfg->ntargets;
+    for (size_t ti = 0; ti < cfg->ntargets; ti++) {
+        fleet_target_t *t = &g->targets[ti];
+        if (policy_reference_init(&t->pl, cfg, ti, err) < 0) {
+            char why[256];
+            snprintf(why, sizeof(why), "targets.%s: %s", cfg->targets[ti].name, err);
+            fs_strlcpy(err, why, 256);
+            g->cfg = NULL;
+            fleet__gen_unref(g);
+            return -1;
+        }
+        runtime_opts(env, &t->pl);
     }
-    runtime_opts(env, &g->ref);
+
     *out = g;
     return 0;
 }
@@ -269,8 +282,8 @@ void fleet_scan_now(fleet_t *f)
         if (!g->eps[i].in_flight)
             g->eps[i].next_due = now;
     fleet__heap_rebuild(g);
-    if (!f->ref_in_flight)
-        fleet__start_job(f, UINT32_MAX);
+    for (size_t ti = 0; ti < g->ntargets; ti++)
+        fleet__start_reference(f, ti);
     fleet__tick_soon(f, 0);
     fleet__log(f, "scan requested: %u endpoints due now", g->neps);
 }
@@ -284,7 +297,7 @@ static void on_closed(uv_handle_t *h)
         return;
     fleet__gen_unref(f->gen);
     vcache_free(f->vcache);
-    snap_target_unref(f->target);
+
     if (f->event_fd >= 0)
         close(f->event_fd);
     void (*done)(void *) = f->stop_done;

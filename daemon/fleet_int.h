@@ -55,8 +55,19 @@ typedef struct fleet_gen_s {
     uint32_t neps;
     uint32_t *heap; /* endpoint indices, min-heap on next_due */
     uint32_t nheap;
-    policy_t ref; /* the reference probe's settings */
+    struct fleet_target_s *targets; /* one per cfg->targets, same order */
+    size_t ntargets;
 } fleet_gen_t;
+
+/* A target's reference probe (SPEC §4.1): its settings and what it last said. profile_mismatch
+ * of the target's profiles is judged against it alone. */
+typedef struct fleet_target_s {
+    policy_t pl;
+    int in_flight;
+    int ok;             /* the binding answered and validated last time */
+    int known;          /* a result exists */
+    snap_target_t *rec; /* its last probe, shared with the snapshots; NULL: none yet */
+} fleet_target_t;
 
 /* What a generation's probe options point at: the fleet's retrieval context and verdict cache.
  * Captured on the loop, so a generation can be built on another thread. */
@@ -79,7 +90,8 @@ struct fleet_next_s {
 typedef struct fleet_job_s {
     fleet_t *f;
     fleet_gen_t *gen;
-    uint32_t ep;  /* UINT32_MAX: the reference probe */
+    uint32_t ep; /* UINT32_MAX: the reference probe of target `target` */
+    uint32_t target;
     int captured; /* the probe captures its chain and retrievals: it becomes a group detail */
     probe_t *probe;
     struct fleet_job_s *prev, *next;
@@ -120,10 +132,6 @@ struct fleet_s {
     cfg_warning_t listen_warning; /* from the configuration the API was started with */
     int64_t started_at;
     int dirty;
-    int ref_in_flight;
-    int ref_ok;            /* the reference binding answered last time */
-    int ref_known;         /* a reference result exists */
-    snap_target_t *target; /* the last reference probe, shared with the snapshots; NULL: none */
     uint64_t rng;
 };
 
@@ -141,7 +149,8 @@ void fleet__job_ended_while_closing(fleet_t *f);
 /* schedule.c: the heap of due endpoints, the tick (limits and token bucket), jobs */
 void fleet__heap_push(fleet_gen_t *g, uint32_t ep);
 void fleet__heap_rebuild(fleet_gen_t *g);
-void fleet__start_job(fleet_t *f, uint32_t ep); /* ep UINT32_MAX: the reference probe */
+void fleet__start_job(fleet_t *f, uint32_t ep);     /* an endpoint's probe */
+void fleet__start_reference(fleet_t *f, size_t ti); /* target ti's, unless one is in flight */
 void fleet__tick_soon(fleet_t *f, uint64_t ms);
 void fleet__schedule_reference(fleet_t *f);
 double fleet__first_cycle_spread_ms(const fleet_gen_t *g, uint32_t n);
@@ -158,9 +167,9 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
                           int captured);
 void fleet__on_publish_timer(uv_timer_t *t);
 
-/* reference.c: the reference probe recorded as f->target, from which web/ renders
- * /api/v1/targets and the certificate and CRL gauges */
-void fleet__render_reference(fleet_t *f, const probe_result_t *r);
+/* reference.c: target ti's reference probe recorded in its fleet_target_t, from which web/
+ * renders /api/v1/targets and the certificate and CRL gauges */
+void fleet__render_reference(fleet_t *f, size_t ti, const probe_result_t *r);
 
 /* eventlog.c: the agent.log-format event file */
 void fleet__event_log_line(fleet_t *f, const snap_event_t *ev, const char *message);

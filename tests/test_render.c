@@ -243,8 +243,12 @@ static void test_targets(void)
         probe_result_t r;
         fill(&r, online, 1);
         char *want = targets_as_before(&r, url);
-        snap_target_unref(s->target);
-        s->target = target_of(&r, url);
+        if (s->targets == NULL) {
+            s->ntargets = 1;
+            s->targets = fs_xcalloc(1, sizeof(*s->targets));
+        }
+        snap_target_unref(s->targets[0]);
+        s->targets[0] = target_of(&r, url);
         r.chain.n = 0; /* now the target's */
         wbuf_init(&b, 64, 1 << 20);
         ASSERT_EQ(render_targets(s, &b), 0);

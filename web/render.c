@@ -456,9 +456,15 @@ static int is_crl(const rev_url_result_t *u)
 
 int render_targets(const snap_t *s, wbuf_t *b)
 {
-    const snap_target_t *t = s->target;
     wbuf_puts(b, "{\"targets\":[");
-    if (t != NULL) {
+    int first_target = 1;
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        if (t == NULL)
+            continue; /* not probed yet */
+        if (!first_target)
+            wbuf_putc(b, ',');
+        first_target = 0;
         render_probe_t p = {
             .url = t->url,
             .online = t->online,
@@ -634,44 +640,78 @@ static void m_double(wbuf_t *b, const char *name, const wbuf_t *common, const ch
     wbuf_putc(b, '\n');
 }
 
-/* The reference target's gauges: each presented certificate's notAfter, each CRL URL's health,
- * and whether the reference binding is up. */
-static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const wbuf_t *common)
+/* 1 when the retrieval URL of s->targets[ti]->urls[ui] came earlier (another target, or the
+ * same chain twice): a series is emitted once. */
+static int url_seen_before(const snap_t *s, size_t ti, size_t ui)
+{
+    const char *url = s->targets[ti]->urls[ui].url;
+    for (size_t t = 0; t <= ti; t++)
+        for (size_t i = 0; s->targets[t] != NULL && i < (t == ti ? ui : s->targets[t]->nurls); i++)
+            if (is_crl(&s->targets[t]->urls[i]) && strcmp(s->targets[t]->urls[i].url, url) == 0)
+                return 1;
+    return 0;
+}
+
+/* The targets' gauges: each presented certificate's notAfter, each CRL URL's health, whether
+ * each target's binding is up. A family's samples stay together, one HELP and TYPE each. */
+static void put_target_metrics(wbuf_t *b, const snap_t *s, const wbuf_t *common)
 {
     char depth[24];
     m_family(b, "fleetscan_cert_not_after_seconds", "gauge",
              "notAfter of each presented certificate (Unix time).");
-    for (size_t i = 0; i < t->chain.n; i++) {
-        const chain_cert_t *c = &t->chain.certs[i];
-        snprintf(depth, sizeof(depth), "%zu", i);
-        m_start(b, "fleetscan_cert_not_after_seconds", common);
-        m_label(b, "target", t->name);
-        m_label(b, "depth", depth);
-        m_label(b, "subject", c->subject);
-        m_label(b, "sha1", c->sha1);
-        m_end_i64(b, c->not_after);
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        for (size_t i = 0; t != NULL && i < t->chain.n; i++) {
+            const chain_cert_t *c = &t->chain.certs[i];
+            snprintf(depth, sizeof(depth), "%zu", i);
+            m_start(b, "fleetscan_cert_not_after_seconds", common);
+            m_label(b, "target", t->name);
+            m_label(b, "depth", depth);
+            m_label(b, "subject", c->subject);
+            m_label(b, "sha1", c->sha1);
+            m_end_i64(b, c->not_after);
+        }
     }
+    /* A CRL URL shared by several targets is one series. */
     m_family(b, "fleetscan_crl_reachable", "gauge",
              "1 when the CRL URL answered with a usable CRL.");
-    for (size_t i = 0; i < t->nurls; i++) {
-        if (!is_crl(&t->urls[i]))
-            continue;
-        m_start(b, "fleetscan_crl_reachable", common);
-        m_label(b, "url", t->urls[i].url);
-        m_end_u64(b, t->urls[i].ok ? 1 : 0);
-    }
+    for (size_t ti = 0; ti < s->ntargets; ti++)
+        for (size_t i = 0; s->targets[ti] != NULL && i < s->targets[ti]->nurls; i++) {
+            const rev_url_result_t *u = &s->targets[ti]->urls[i];
+            if (!is_crl(u) || url_seen_before(s, ti, i))
+                continue;
+            m_start(b, "fleetscan_crl_reachable", common);
+            m_label(b, "url", u->url);
+            m_end_u64(b, u->ok ? 1 : 0);
+        }
     m_family(b, "fleetscan_crl_next_update_seconds", "gauge",
              "nextUpdate of the CRL served at the URL (Unix time).");
-    for (size_t i = 0; i < t->nurls; i++) {
-        if (!is_crl(&t->urls[i]) || t->urls[i].next_update == 0)
+    for (size_t ti = 0; ti < s->ntargets; ti++)
+        for (size_t i = 0; s->targets[ti] != NULL && i < s->targets[ti]->nurls; i++) {
+            const rev_url_result_t *u = &s->targets[ti]->urls[i];
+            if (!is_crl(u) || u->next_update == 0 || url_seen_before(s, ti, i))
+                continue;
+            m_start(b, "fleetscan_crl_next_update_seconds", common);
+            m_label(b, "url", u->url);
+            m_end_i64(b, u->next_update);
+        }
+    m_family(b, "fleetscan_target_up", "gauge",
+             "1 when the target's binding accepts a connection and validates (its reference "
+             "probe).");
+    int all_up = 1, any = 0;
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        if (t == NULL)
             continue;
-        m_start(b, "fleetscan_crl_next_update_seconds", common);
-        m_label(b, "url", t->urls[i].url);
-        m_end_i64(b, t->urls[i].next_update);
+        any = 1;
+        all_up &= t->online != 0;
+        m_u64(b, "fleetscan_target_up", common, "target", t->name, NULL, NULL, t->online ? 1 : 0);
     }
-    m_family(b, "fleetscan_reference_up", "gauge",
-             "1 when the reference binding accepts a connection and validates.");
-    m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, t->online ? 1 : 0);
+    if (any) {
+        m_family(b, "fleetscan_reference_up", "gauge",
+                 "1 when every target's binding accepts a connection and validates.");
+        m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, all_up ? 1 : 0);
+    }
 }
 
 int render_metrics(const snap_t *s, wbuf_t *b)
@@ -761,8 +801,7 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_u64(b, "fleetscan_scan_started_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
-    if (s->target != NULL)
-        put_target_metrics(b, s->target, &common);
+    put_target_metrics(b, s, &common);
     rc = wbuf_done(b);
 out:
     wbuf_free(&common);

@@ -50,7 +50,9 @@ void snap_unref(snap_t *s)
     free(s->event_log_path);
     free(s->event_log_error);
     free(s->daemon_warnings);
-    snap_target_unref(s->target);
+    for (size_t i = 0; i < s->ntargets; i++)
+        snap_target_unref(s->targets[i]);
+    free(s->targets);
     free(s->vantage);
     free(s->shard);
     free(s);

@@ -86,9 +86,9 @@ typedef struct snap_warning_s {
  * written: the snapshots published until the next reference probe share it by reference. */
 typedef struct snap_target_s {
     atomic_int refs;
-    char *name;    /* "reference": the target label of the gauges */
-    char *url;     /* the reference profile's URL */
-    char *profile; /* that profile's name */
+    char *name;    /* the target's name ("reference" for the legacy single target): the label */
+    char *url;     /* the binding's URL */
+    char *profile; /* the binding's profile name (the target's name for "targets" entries) */
     char *trust;   /* the trust store that validated it */
     int64_t checked_at;
     int online;
@@ -126,8 +126,10 @@ typedef struct snap_s {
     uint64_t hist_counts[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1];
     double hist_sum[SNAP_PH_COUNT];
 
-    /* The reference target (one reference); NULL before its first probe. Referenced. */
-    snap_target_t *target;
+    /* Each target's last reference probe, in configuration order (one reference each); an entry
+     * is NULL before that target's first probe. */
+    snap_target_t **targets;
+    size_t ntargets;
     /* The event log: its path (NULL: none configured), the lines it lost since start to
      * failed or short writes (a full disk), and the last write error (NULL: none yet). */
     char *event_log_path;
