@@ -55,6 +55,9 @@ void fleet__render_reference(fleet_t *f, size_t ti, const probe_result_t *r)
     memcpy(t->timings_ms, r->timings_ms, sizeof(t->timings_ms));
     t->total_ms = r->total_ms;
     fs_strlcpy(t->addr, r->addr, sizeof(t->addr));
+    memcpy(t->attempts, r->attempts, r->nattempts * sizeof(*t->attempts));
+    t->nattempts = r->nattempts;
+    fs_strlcpy(t->leaf_sha1, r->leaf_sha1, sizeof(t->leaf_sha1));
     t->endpoint_time = r->endpoint_time;
     if (r->tls_version != 0)
         fs_strlcpy(t->tls_version, tlsc_version_name(r->tls_version), sizeof(t->tls_version));

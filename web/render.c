@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "probes/report.h"
 #include "probes/util.h"
 
 static const char *const phase_names[] = {"dns", "connect", "tls", "revocation", "request"};
@@ -412,6 +413,26 @@ static void put_probe(wbuf_t *b, const render_probe_t *p)
     }
     wbuf_puts(b, ",\"address\":");
     wbuf_json_str(b, p->addr);
+    wbuf_puts(b, ",\"connect_attempts\":[");
+    for (size_t i = 0; i < p->nattempts; i++) {
+        const probe_attempt_t *at = &p->attempts[i];
+        wbuf_puts(b, i ? ",{\"address\":" : "{\"address\":");
+        wbuf_json_str(b, at->addr);
+        wbuf_puts(b, ",\"outcome\":");
+        wbuf_json_str(b, report_attempt_outcome(at));
+        if (at->error != 0 && at->error != UV_ECONNREFUSED && at->error != UV_ETIMEDOUT) {
+            wbuf_puts(b, ",\"error\":");
+            wbuf_json_str(b, uv_strerror(at->error));
+        }
+        wbuf_puts(b, ",\"time_ms\":");
+        wbuf_u64(b, at->ms);
+        wbuf_putc(b, '}');
+    }
+    wbuf_puts(b, "],\"leaf_sha1\":");
+    if (p->leaf_sha1 != NULL && p->leaf_sha1[0] != '\0')
+        wbuf_json_str(b, p->leaf_sha1);
+    else
+        wbuf_puts(b, "null");
     wbuf_puts(b, ",\"endpoint_time\":");
     wbuf_json_time(b, p->endpoint_time);
     wbuf_puts(b, ",\"tls\":{");
@@ -474,6 +495,9 @@ int render_targets(const snap_t *s, wbuf_t *b)
             .timings_ms = t->timings_ms,
             .total_ms = t->total_ms,
             .addr = t->addr,
+            .attempts = t->attempts,
+            .nattempts = t->nattempts,
+            .leaf_sha1 = t->leaf_sha1,
             .endpoint_time = t->endpoint_time,
             .tls_version = t->tls_version,
             .cipher = t->cipher,

@@ -10,6 +10,7 @@
 
 #include "probes/causes.h"
 #include "probes/chain.h"
+#include "probes/probe.h"
 #include "probes/revoke.h"
 
 enum { SNAP_PENDING = 0, SNAP_ONLINE = 1, SNAP_OFFLINE = 2, SNAP_STATE_COUNT };
@@ -97,7 +98,10 @@ typedef struct snap_target_s {
     char message[320];
     uint32_t timings_ms[SNAP_PH_COUNT];
     uint32_t total_ms;
-    char addr[64];         /* the address connected to, "" when none */
+    char addr[64];                                  /* the address connected to, "" when none */
+    probe_attempt_t attempts[FS_RESOLVE_MAX_ADDRS]; /* the connects tried, in order */
+    size_t nattempts;
+    char leaf_sha1[41];    /* the presented leaf's SHA-1 (upper-case hex), "" when none */
     int64_t endpoint_time; /* validation time (0: unknown) */
     char tls_version[16];  /* "TLSv1.3", "" when no handshake completed */
     char cipher[64];
