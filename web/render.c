@@ -272,6 +272,34 @@ static void put_count_maps(render_buf_t *b, const snap_counts_t *c)
     putc_(b, '}');
 }
 
+/* "state_db":{...}: the state database (docs/API.md). */
+static void put_state_db(render_buf_t *b, const snap_store_t *d)
+{
+    puts_(b, "\"state_db\":{\"status\":\"");
+    puts_(b, snap_db_status_name(d->status));
+    puts_(b, "\",\"path\":");
+    put_jstr(b, d->path);
+    puts_(b, d->rebuilt ? ",\"rebuilt\":true,\"moved_to\":" : ",\"rebuilt\":false,\"moved_to\":");
+    put_jstr(b, d->moved_to);
+    puts_(b, ",\"last_error\":");
+    put_jstr(b, d->last_error);
+    puts_(b, ",\"last_error_at\":");
+    put_jtime(b, d->last_error_at);
+    puts_(b, ",\"last_write_at\":");
+    put_jtime(b, d->last_write_at);
+    puts_(b, ",\"errors\":");
+    put_u64(b, d->errors);
+    puts_(b, ",\"events_dropped\":");
+    put_u64(b, d->events_dropped);
+    puts_(b, ",\"restored\":{\"endpoints\":");
+    put_u64(b, d->restored_endpoints);
+    puts_(b, ",\"events\":");
+    put_u64(b, d->restored_events);
+    puts_(b, ",\"cache\":");
+    put_u64(b, d->restored_cache);
+    puts_(b, "}}");
+}
+
 int render_status(const snap_t *s, render_buf_t *b)
 {
     puts_(b, "{\"generated_at\":");
@@ -310,7 +338,9 @@ int render_status(const snap_t *s, render_buf_t *b)
     put_jstr(b, s->event_log_error);
     puts_(b, ",\"last_error_at\":");
     put_jtime(b, s->event_log_error_at);
-    puts_(b, "},\"daemon\":{\"warnings\":[");
+    puts_(b, "},");
+    put_state_db(b, &s->state_db);
+    puts_(b, ",\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
         puts_(b, i > 0 ? ",{\"code\":" : "{\"code\":");
         put_jstr(b, s->daemon_warnings[i].code);
@@ -375,6 +405,7 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
     put_jtime(b, e->since);
     puts_(b, ",\"last_probe_at\":");
     put_jtime(b, e->last_probe_at);
+    puts_(b, e->restored ? ",\"restored\":true" : ",\"restored\":false");
     puts_(b, ",\"timings_ms\":{");
     for (int p = 0; p < SNAP_PH_COUNT; p++) {
         put_key(b, phase_names[p], p == 0);
@@ -727,6 +758,22 @@ int render_metrics(const snap_t *s, render_buf_t *b)
              "Event log lines lost to failed or short writes (a full disk) since start.");
     m_u64(b, "fleetscan_event_log_dropped_lines_total", &common, NULL, NULL, NULL, NULL,
           s->event_log_dropped);
+
+    if (s->state_db.status != SNAP_DB_OFF) {
+        m_family(b, "fleetscan_state_db_up", "gauge",
+                 "1 when the state database is open and its last write succeeded.");
+        m_u64(b, "fleetscan_state_db_up", &common, NULL, NULL, NULL, NULL,
+              s->state_db.status == SNAP_DB_OK);
+        m_family(b, "fleetscan_state_db_rebuilt", "gauge",
+                 "1 when a corrupt or foreign state database was moved aside and rebuilt since "
+                 "start.");
+        m_u64(b, "fleetscan_state_db_rebuilt", &common, NULL, NULL, NULL, NULL,
+              s->state_db.rebuilt);
+        m_family(b, "fleetscan_state_db_errors_total", "counter",
+                 "State database problems since start: failed opens and writes, corrupt files.");
+        m_u64(b, "fleetscan_state_db_errors_total", &common, NULL, NULL, NULL, NULL,
+              s->state_db.errors);
+    }
 
     m_family(b, "fleetscan_last_update_timestamp_seconds", "gauge",
              "Time the published snapshot was generated (Unix seconds).");
