@@ -53,8 +53,8 @@ struct run_s {
     int stopping;
     uv_timer_t duration;
     const daemon_opts_t *o;
-    pthread_mutex_t shared_mu; /* guards api_cfg, latest and scan_open: the loop writes, API
-                                  threads read */
+    pthread_mutex_t shared_mu; /* guards api_cfg, latest, scan_open and store (the pointer):
+                                  the loop writes, API threads read */
     const cfg_t *api_cfg;      /* the configuration the loop runs, one reference for the API
                                   threads (pre-flight): the same immutable cfg_t, not a re-read */
     snap_t *latest;            /* the newest snapshot, for pre-flight's view of the groups */
@@ -205,6 +205,28 @@ static int on_forecast(void *arg, const snap_t *s, int days, char **json_out, in
     (void)arg;
     *json_out = forecast_json(s, days, s->generated_at);
     *status = *json_out != NULL ? 200 : 500;
+    return *json_out != NULL ? 0 : UV_ENOMEM;
+}
+
+/* Runs on an API thread: the state database's read-only connection, never the loop. */
+static int on_history(void *arg, int64_t since, int64_t until, int64_t step, char **json_out,
+                      int *status)
+{
+    run_t *r = arg;
+    char err[256] = "the state database is off (run --state-db, docs/OPERATIONS.md)";
+    pthread_mutex_lock(&r->shared_mu); /* set after the API started; closed after it stopped */
+    store_t *st = r->store;
+    pthread_mutex_unlock(&r->shared_mu);
+    if (st != NULL && store_history_json(st, since, until, step, json_out, err) == 0) {
+        *status = 200;
+        return 0;
+    }
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "error", err);
+    cJSON_AddStringToObject(e, "code", "unavailable");
+    *json_out = cJSON_PrintUnformatted(e);
+    cJSON_Delete(e);
+    *status = 503;
     return *json_out != NULL ? 0 : UV_ENOMEM;
 }
 
@@ -428,7 +450,10 @@ static void open_store(run_t *r)
     char *dflt = r->o->state_db == NULL ? default_state_db(r->config_path) : NULL;
     const char *path = r->o->state_db != NULL ? r->o->state_db : dflt;
     store_saved_t saved;
-    r->store = store_open(path, NULL, &saved);
+    store_t *st = store_open(path, NULL, &saved);
+    pthread_mutex_lock(&r->shared_mu);
+    r->store = st;
+    pthread_mutex_unlock(&r->shared_mu);
     if (r->store != NULL) {
         fleet_restored_t c;
         fleet_restore(r->fleet, &saved, &c);
@@ -480,6 +505,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
                      .arg = &r,
                      .on_scan = on_scan_request,
                      .on_forecast = on_forecast,
+                     .on_history = on_history,
                      .on_post_preflight = on_preflight};
     r.api_cfg = cfg_ref(cfg); /* the fleet takes cfg itself below: the same object */
     uv_async_init(&r.loop, &r.scan, on_scan_async);

@@ -62,6 +62,8 @@ struct api_s {
     void (*on_scan)(void *arg);
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
     int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
+    int (*on_history)(void *arg, int64_t since, int64_t until, int64_t step, char **json_out,
+                      int *status);
 
     /* Pre-flights: queued requests (their connections suspended) and the threads running them.
      * admitted counts requests between admission and their connection's resumption. */
@@ -98,6 +100,7 @@ typedef enum {
     R_CAUSES,
     R_FORECAST,
     R_EVENTS,
+    R_HISTORY,
     R_SCAN,
     R_PREFLIGHT,
     R_METRICS,
@@ -118,6 +121,7 @@ static const struct route_s {
     [R_CAUSES] = {"/api/v1/causes", M_GET, 0},
     [R_FORECAST] = {"/api/v1/forecast", M_GET, 0},
     [R_EVENTS] = {"/api/v1/events", M_GET, 0},
+    [R_HISTORY] = {"/api/v1/history", M_GET, 0},
     [R_SCAN] = {"/api/v1/scan", M_POST, 1},
     [R_PREFLIGHT] = {"/api/v1/preflight", M_POST, 1},
     [R_METRICS] = {"/metrics", M_GET, 0},
@@ -672,6 +676,48 @@ static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, int d
     return reply_fc_body(c, b);
 }
 
+/* A time parameter: RFC 3339 or seconds since the epoch. 0, or -1 when malformed. */
+static int parse_time(const char *p, int64_t *out)
+{
+    unsigned long v;
+    if (parse_uint(p, INT32_MAX * 100UL, &v) == 0) {
+        *out = (int64_t)v;
+        return 0;
+    }
+    return fs_parse_rfc3339(p, out);
+}
+
+/* GET /api/v1/history: the per-minute samples of the state database (daemon/store.h). */
+static enum MHD_Result answer_history(api_t *a, struct MHD_Connection *c)
+{
+    int64_t until = fs_wall_ms() / 1000, since = until - 86400, step = 0;
+    unsigned long v;
+    const char *p;
+    if ((p = query(c, "since")) != NULL && parse_time(p, &since) != 0)
+        return reply_bad_param(c, "since", "an RFC 3339 time or seconds since the epoch", p);
+    if ((p = query(c, "until")) != NULL && parse_time(p, &until) != 0)
+        return reply_bad_param(c, "until", "an RFC 3339 time or seconds since the epoch", p);
+    if (until <= since)
+        return reply_bad_param(c, "until", "a time after since", p ? p : "");
+    if ((p = query(c, "step")) != NULL) {
+        if (parse_uint(p, 86400L * 366, &v) != 0 || v == 0 || v % 60 != 0)
+            return reply_bad_param(c, "step", "seconds, a multiple of 60", p);
+        step = (int64_t)v;
+        if ((until - since) / step > API_HISTORY_MAX_POINTS)
+            return reply_bad_param(c, "step", "a step giving at most 20000 points", p);
+    } else {
+        int64_t per = (until - since + API_HISTORY_POINTS - 1) / API_HISTORY_POINTS;
+        step = per <= 60 ? 60 : (per + 59) / 60 * 60;
+    }
+    if (a->on_history == NULL)
+        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "history is not available",
+                           "not_implemented");
+    char *json = NULL;
+    int status = 0;
+    int rc = a->on_history(a->arg, since, until, step, &json, &status);
+    return reply_hook(c, rc, json, status);
+}
+
 static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t route,
                                   const char *arg)
 {
@@ -695,6 +741,8 @@ static enum MHD_Result answer_get(api_t *a, struct MHD_Connection *c, route_t ro
                                "not_implemented");
         return answer_forecast(a, c, (int)days);
     }
+    case R_HISTORY:
+        return answer_history(a, c);
     default:
         return answer_snapshot(a, c, route, arg);
     }
@@ -1054,6 +1102,7 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     a->on_scan = o->on_scan;
     a->on_post_preflight = o->on_post_preflight;
     a->on_forecast = o->on_forecast;
+    a->on_history = o->on_history;
     atomic_init(&a->published_ms, mono_ms());
 
     render_buf_init(&b, 16384, API_RENDER_MAX);
