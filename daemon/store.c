@@ -585,8 +585,10 @@ static void requeue(store_t *s, batch_t *b)
     size_t nev = b->nev + p->nev;
     if (nev > 0) {
         pending_event_t *ev = fs_xmalloc(nev * sizeof(*ev));
-        memcpy(ev, b->ev, b->nev * sizeof(*ev));
-        memcpy(ev + b->nev, p->ev, p->nev * sizeof(*ev));
+        if (b->nev > 0)
+            memcpy(ev, b->ev, b->nev * sizeof(*ev));
+        if (p->nev > 0)
+            memcpy(ev + b->nev, p->ev, p->nev * sizeof(*ev));
         size_t keep = nev < STORE_PENDING_EVENTS_MAX ? nev : STORE_PENDING_EVENTS_MAX;
         for (size_t i = keep; i < nev; i++)
             free(ev[i].message);

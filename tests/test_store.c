@@ -151,12 +151,15 @@ static void test_roundtrip(void)
     store_t *st = store_open(path, &quiet, &sv);
     ASSERT(st != NULL);
     ASSERT_EQ(sv.neps + sv.nevents + sv.ncache + sv.event_seq, 0);
+    store_saved_free(&sv);
     snap_store_t d = status(st);
     ASSERT_EQ(d.status, SNAP_DB_OK);
     ASSERT_EQ(d.rebuilt, 0);
     ASSERT_STREQ(d.path, path);
     status_free(&d);
-    ASSERT_STREQ(query_text(path, "PRAGMA journal_mode"), "wal");
+    char *t = query_text(path, "PRAGMA journal_mode");
+    ASSERT_STREQ(t, "wal");
+    free(t);
 
     snap_t *s = snap_make(2, 3, now, now - 500);
     set_offline(s, 1, FS_CAUSE_CRL_UNREACHABLE, now - 300);
@@ -185,7 +188,7 @@ static void test_roundtrip(void)
     submit_wait(st, s);
     ASSERT_EQ(query_int(path, "SELECT count(*) FROM endpoints"), 6);
     ASSERT_EQ(query_int(path, "SELECT count(*) FROM counts"), 2);
-    char *t = query_text(path, "SELECT causes FROM counts WHERE grp = 'g0'");
+    t = query_text(path, "SELECT causes FROM counts WHERE grp = 'g0'");
     ASSERT_STREQ(t, "{\"crl_unreachable\":1}");
     free(t);
     t = query_text(path, "SELECT message FROM events WHERE seq = 1");
@@ -357,6 +360,7 @@ static void test_garbage_rebuilt(void)
     ASSERT_CONTAINS(log, "Z fleetscan: state_db: "); /* a timestamped line */
     free(log);
     ASSERT_EQ(sv.neps, 0);
+    store_saved_free(&sv);
     snap_store_t d = status(st);
     ASSERT_EQ(d.status, SNAP_DB_OK);
     ASSERT_EQ(d.rebuilt, 1);
@@ -380,6 +384,7 @@ static void test_garbage_rebuilt(void)
     st = open_logged(path, &sv, &log);
     ASSERT_CONTAINS(log, "not a fleetscan state database");
     free(log);
+    store_saved_free(&sv);
     d = status(st);
     ASSERT_EQ(d.rebuilt, 1);
     ASSERT_EQ(d.status, SNAP_DB_OK);
@@ -401,6 +406,7 @@ static void test_locked_by_another(void)
     ASSERT_CONTAINS(log, "in use by another fleetscan process");
     ASSERT_CONTAINS(log, "running without persistence");
     free(log);
+    store_saved_free(&sv);
     snap_store_t d = status(st);
     ASSERT_EQ(d.status, SNAP_DB_UNAVAILABLE);
     ASSERT_EQ(d.rebuilt, 0);
@@ -573,6 +579,7 @@ static void test_missing_dir(void)
     ASSERT(st != NULL);
     ASSERT_CONTAINS(log, "cannot open");
     free(log);
+    store_saved_free(&sv);
     snap_store_t d = status(st);
     ASSERT_EQ(d.status, SNAP_DB_UNAVAILABLE);
     status_free(&d);
