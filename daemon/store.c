@@ -126,13 +126,14 @@ static void report(store_t *s, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void report(store_t *s, int status, const char *fmt, ...)
 {
-    char msg[256];
+    char msg[1200]; /* logged whole; last_error keeps its first 255 bytes */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     pthread_mutex_lock(&s->mu);
-    int again = s->st.status == status && strcmp(s->last_error, msg) == 0;
+    int again =
+        s->st.status == status && strncmp(s->last_error, msg, sizeof(s->last_error) - 1) == 0;
     s->st.status = (uint8_t)status;
     fs_strlcpy(s->last_error, msg, sizeof(s->last_error));
     s->st.last_error = s->last_error;
@@ -270,10 +271,8 @@ static void move_aside(store_t *s, const char *why)
         s->st.moved_to = s->moved_to;
     }
     pthread_mutex_unlock(&s->mu);
-    report(s, SNAP_DB_OK, "%s is not a usable database (%s); %s, starting a new one", s->path, why,
-           moved ? "moved aside to" : "removed");
-    if (moved)
-        store_log(s, "the old file is %s", dst);
+    report(s, SNAP_DB_OK, "%s is not a usable database (%s); %s%s, starting a new one", s->path,
+           why, moved ? "moved aside to " : "removed", moved ? dst : "");
     free(s->written);
     s->written = NULL;
     s->nwritten = 0;
