@@ -12,9 +12,11 @@
 #   4. CRL fetches per CRL URL vs probes (10,000 strict endpoints)
 #   5. the resolve cache: CPU per probe of a name the system resolver answers, one lookup per
 #      probe vs a shared cache (bench/dns_driver.c on the probe engine)
+#   6. the state database: store-thread CPU per snapshot tick and size per day of history at
+#      100,000 endpoints (bench/store_bench.c, no network)
 # Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
 #
-# Knobs (environment): BENCH_SECTIONS=cpu,paired,mem,api,crl,dns (api runs on the mem daemon)
+# Knobs (environment): BENCH_SECTIONS=cpu,paired,mem,api,crl,dns,store (api runs on the mem daemon)
 #   BENCH_RATE=300  BENCH_ENDPOINTS=2000
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
@@ -30,7 +32,7 @@ set -euo pipefail
 trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SECTIONS=${BENCH_SECTIONS:-cpu,paired,mem,api,crl,dns}
+SECTIONS=${BENCH_SECTIONS:-cpu,paired,mem,api,crl,dns,store}
 RATE=${BENCH_RATE:-300}
 EPS=${BENCH_ENDPOINTS:-2000}
 WARM=${BENCH_WARMUP_S:-10}
@@ -574,6 +576,14 @@ crl_count() { # PHASE STATE: fetches per URL from nginx's log vs probes
     log "CRL ($phase): ${probes} probes; fetches: ${urls:-none}; $state"
 }
 
+section_store() {
+    log "== 5. State database: $MEM_EPS endpoints, 20 groups"
+    local bdir=${BENCH_BUILD:-$ROOT/build-bench}
+    cmake -S "$ROOT" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
+    cmake --build "$bdir" -j "$(nproc)" --target bench_store > /dev/null
+    "$bdir/bench_store" "$MEM_EPS" 20 "$WORK" > "$WORK/store.txt"
+}
+
 # ---- report ---------------------------------------------------------------------------------
 # The resolve cache (probes/dns.c) on the engine itself, until the daemon's configuration uses
 # it: probes of localhost (the system path; /etc/hosts, never a name server) to a closed port, so
@@ -715,6 +725,10 @@ report() {
                     "$(get "dns.${row%%:*}.lookups")"
             done
         fi
+        if has store; then
+            echo
+            cat "$WORK/store.txt"
+        fi
     } | tee "$REPORT"
     log "report written to $REPORT"
 }
@@ -761,6 +775,7 @@ main() {
     if has mem; then section_mem_api; fi
     if has crl; then section_crl; fi
     if has dns; then section_dns; fi
+    if has store; then section_store; fi
     report
 }
 main "$@"

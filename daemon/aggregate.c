@@ -55,6 +55,8 @@ void fleet__push_event(fleet_t *f, const char *subject, int old_state, int new_s
     ev->new_state = (uint8_t)new_state;
     ev->cause = (uint8_t)cause;
     fleet__event_log_line(f, ev, message);
+    if (f->o.on_event)
+        f->o.on_event(f->o.arg, ev, message);
 }
 
 void fleet__observe(fleet_t *f, const probe_result_t *r)
@@ -93,6 +95,7 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     e->warnings = r->warnings;
     memcpy(e->timings_ms, r->timings_ms, sizeof(e->timings_ms));
     e->last_probe = now_s;
+    e->restored = 0;
     fleet__counts_add(&gr->counts, e, 1);
     fleet__counts_add(&f->totals, e, 1);
     if (changed) {
@@ -193,6 +196,7 @@ void fleet_publish(fleet_t *f)
         o->index = e->index;
         o->state = e->state;
         o->cause = e->cause;
+        o->restored = e->restored;
         o->warnings = e->warnings;
         o->since = e->since;
         o->last_probe_at = e->last_probe;
@@ -222,10 +226,10 @@ void fleet_publish(fleet_t *f)
         fs_xmalloc((f->nwarnings ? f->nwarnings : 1) * sizeof(*s->daemon_warnings));
     memcpy(s->daemon_warnings, f->warnings, f->nwarnings * sizeof(*s->daemon_warnings));
     uint64_t first = f->event_seq > FLEET_EVENTS_MAX ? f->event_seq - FLEET_EVENTS_MAX : 0;
-    s->nevents = (size_t)(f->event_seq - first);
-    s->events = fs_xmalloc((s->nevents ? s->nevents : 1) * sizeof(*s->events));
+    s->events = fs_xmalloc((f->event_seq > first ? f->event_seq - first : 1) * sizeof(*s->events));
     for (uint64_t q = first; q < f->event_seq; q++)
-        s->events[q - first] = f->events[q % FLEET_EVENTS_MAX];
+        if (f->events[q % FLEET_EVENTS_MAX].seq != 0) /* empty after a restore (restore.c) */
+            s->events[s->nevents++] = f->events[q % FLEET_EVENTS_MAX];
     f->dirty = 0;
     if (f->o.publish)
         f->o.publish(f->o.arg, s);

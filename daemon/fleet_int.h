@@ -1,7 +1,7 @@
 /* fleet_int.h - what the files of the fleet share (fleet.h is the public side): the runtime
  * structures of a generation, its endpoints and jobs, and the fleet__ functions each file
- * gives the others. Only daemon/fleet.c, schedule.c, aggregate.c, reference.c, eventlog.c and
- * reload.c include it. */
+ * gives the others. Only daemon/fleet.c, schedule.c, aggregate.c, reference.c, eventlog.c,
+ * reload.c and restore.c include it. */
 #ifndef FS_FLEET_INT_H
 #define FS_FLEET_INT_H
 
@@ -28,6 +28,7 @@ typedef struct fleet_ep_s {
     uint8_t state;
     uint8_t cause;
     uint8_t in_flight;
+    uint8_t restored; /* from the state database, not confirmed by a probe yet */
 } fleet_ep_t;
 
 typedef struct fleet_group_s {

@@ -246,6 +246,7 @@ static const route_t routes[] = {
     /* not a snapshot route: it checks days and its hook first, then takes the snapshot */
     {.path = "/api/v1/forecast", .methods = M_GET, .handler = api__answer_forecast},
     {.path = "/api/v1/events", .methods = M_GET, .snapshot = 1, .handler = api__answer_events},
+    {.path = "/api/v1/history", .methods = M_GET, .handler = api__answer_history},
     {.path = "/metrics", .methods = M_GET, .snapshot = 1, .handler = api__answer_metrics},
     {.path = "/api/v1/scan", .methods = M_POST, .mutating = 1, .handler = api__answer_scan},
     {.path = "/api/v1/preflight",
@@ -505,6 +506,7 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     a->on_scan = o->on_scan;
     a->on_post_preflight = o->on_post_preflight;
     a->on_forecast = o->on_forecast;
+    a->on_history = o->on_history;
     atomic_init(&a->published_ms, api__mono_ms());
 
     wbuf_init(&b, 16384, API_RENDER_MAX);

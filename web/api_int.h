@@ -50,6 +50,8 @@ struct api_s {
     void (*on_scan)(void *arg);
     int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
     int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
+    int (*on_history)(void *arg, int64_t since, int64_t until, int64_t step, char **json_out,
+                      int *status);
 
     /* Pre-flights: queued requests (their connections suspended) and the threads running them.
      * admitted counts requests between admission and their connection's resumption. */
@@ -133,6 +135,7 @@ API__HANDLER(answer_causes);
 API__HANDLER(answer_forecast);
 API__HANDLER(answer_scan);
 API__HANDLER(answer_preflight);
+API__HANDLER(answer_history);
 snap_t *api__current(api_t *a); /* the current snapshot, referenced, or NULL */
 void api__fc_memo_prune(api_t *a, const snap_t *s, fc_memo_t **dead); /* under fc_mu */
 void api__fc_memo_free(fc_memo_t *m);

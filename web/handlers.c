@@ -483,3 +483,46 @@ enum MHD_Result api__answer_preflight(api_t *a, struct MHD_Connection *c, req_t 
                                 "bad_parameter");
     return submit_preflight(a, c, rq);
 }
+
+/* A time parameter: RFC 3339 or seconds since the epoch. 0, or -1 when malformed. */
+static int parse_time(const char *p, int64_t *out)
+{
+    unsigned long v;
+    if (api__parse_uint(p, INT32_MAX * 100UL, &v) == 0) {
+        *out = (int64_t)v;
+        return 0;
+    }
+    return fs_parse_rfc3339(p, out);
+}
+
+/* GET /api/v1/history: the per-minute samples of the state database (daemon/store.h). */
+enum MHD_Result api__answer_history(api_t *a, struct MHD_Connection *c, req_t *rq,
+                                    const char *arg, snap_t *s)
+{
+    int64_t until = fs_wall_ms() / 1000, since = until - 86400, step = 0;
+    unsigned long v;
+    const char *p;
+    if ((p = api__query(c, "since")) != NULL && parse_time(p, &since) != 0)
+        return api__reply_bad_param(c, "since", "an RFC 3339 time or seconds since the epoch", p);
+    if ((p = api__query(c, "until")) != NULL && parse_time(p, &until) != 0)
+        return api__reply_bad_param(c, "until", "an RFC 3339 time or seconds since the epoch", p);
+    if (until <= since)
+        return api__reply_bad_param(c, "until", "a time after since", p ? p : "");
+    if ((p = api__query(c, "step")) != NULL) {
+        if (api__parse_uint(p, 86400L * 366, &v) != 0 || v == 0 || v % 60 != 0)
+            return api__reply_bad_param(c, "step", "seconds, a multiple of 60", p);
+        step = (int64_t)v;
+        if ((until - since) / step > API_HISTORY_MAX_POINTS)
+            return api__reply_bad_param(c, "step", "a step giving at most 20000 points", p);
+    } else {
+        int64_t per = (until - since + API_HISTORY_POINTS - 1) / API_HISTORY_POINTS;
+        step = per <= 60 ? 60 : (per + 59) / 60 * 60;
+    }
+    if (a->on_history == NULL)
+        return api__reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "history is not available",
+                                "not_implemented");
+    char *json = NULL;
+    int status = 0;
+    int rc = a->on_history(a->arg, since, until, step, &json, &status);
+    return api__reply_hook(c, rc, json, status);
+}

@@ -58,6 +58,34 @@ static void put_count_maps(wbuf_t *b, const snap_counts_t *c)
     wbuf_putc(b, '}');
 }
 
+/* "state_db":{...}: the state database (docs/API.md). */
+static void put_state_db(wbuf_t *b, const snap_store_t *d)
+{
+    wbuf_puts(b, "\"state_db\":{\"status\":\"");
+    wbuf_puts(b, snap_db_status_name(d->status));
+    wbuf_puts(b, "\",\"path\":");
+    wbuf_json_str(b, d->path);
+    wbuf_puts(b, d->rebuilt ? ",\"rebuilt\":true,\"moved_to\":" : ",\"rebuilt\":false,\"moved_to\":");
+    wbuf_json_str(b, d->moved_to);
+    wbuf_puts(b, ",\"last_error\":");
+    wbuf_json_str(b, d->last_error);
+    wbuf_puts(b, ",\"last_error_at\":");
+    wbuf_json_time(b, d->last_error_at);
+    wbuf_puts(b, ",\"last_write_at\":");
+    wbuf_json_time(b, d->last_write_at);
+    wbuf_puts(b, ",\"errors\":");
+    wbuf_u64(b, d->errors);
+    wbuf_puts(b, ",\"events_dropped\":");
+    wbuf_u64(b, d->events_dropped);
+    wbuf_puts(b, ",\"restored\":{\"endpoints\":");
+    wbuf_u64(b, d->restored_endpoints);
+    wbuf_puts(b, ",\"events\":");
+    wbuf_u64(b, d->restored_events);
+    wbuf_puts(b, ",\"cache\":");
+    wbuf_u64(b, d->restored_cache);
+    wbuf_puts(b, "}}");
+}
+
 int render_status(const snap_t *s, wbuf_t *b)
 {
     wbuf_puts(b, "{\"generated_at\":");
@@ -96,7 +124,9 @@ int render_status(const snap_t *s, wbuf_t *b)
     wbuf_json_str(b, s->event_log_error);
     wbuf_puts(b, ",\"last_error_at\":");
     wbuf_json_time(b, s->event_log_error_at);
-    wbuf_puts(b, "},\"daemon\":{\"warnings\":[");
+    wbuf_puts(b, "},");
+    put_state_db(b, &s->state_db);
+    wbuf_puts(b, ",\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
         wbuf_puts(b, i > 0 ? ",{\"code\":" : "{\"code\":");
         wbuf_json_str(b, s->daemon_warnings[i].code);
@@ -161,6 +191,7 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
     wbuf_json_time(b, e->since);
     wbuf_puts(b, ",\"last_probe_at\":");
     wbuf_json_time(b, e->last_probe_at);
+    wbuf_puts(b, e->restored ? ",\"restored\":true" : ",\"restored\":false");
     wbuf_puts(b, ",\"timings_ms\":{");
     for (int p = 0; p < SNAP_PH_COUNT; p++) {
         wbuf_json_key(b, phase_names[p], p == 0);
@@ -814,6 +845,22 @@ int render_metrics(const snap_t *s, wbuf_t *b)
              "Event log lines lost to failed or short writes (a full disk) since start.");
     m_u64(b, "fleetscan_event_log_dropped_lines_total", &common, NULL, NULL, NULL, NULL,
           s->event_log_dropped);
+
+    if (s->state_db.status != SNAP_DB_OFF) {
+        m_family(b, "fleetscan_state_db_up", "gauge",
+                 "1 when the state database is open and its last write succeeded.");
+        m_u64(b, "fleetscan_state_db_up", &common, NULL, NULL, NULL, NULL,
+              s->state_db.status == SNAP_DB_OK);
+        m_family(b, "fleetscan_state_db_rebuilt", "gauge",
+                 "1 when a corrupt or foreign state database was moved aside and rebuilt since "
+                 "start.");
+        m_u64(b, "fleetscan_state_db_rebuilt", &common, NULL, NULL, NULL, NULL,
+              s->state_db.rebuilt);
+        m_family(b, "fleetscan_state_db_errors_total", "counter",
+                 "State database problems since start: failed opens and writes, corrupt files.");
+        m_u64(b, "fleetscan_state_db_errors_total", &common, NULL, NULL, NULL, NULL,
+              s->state_db.errors);
+    }
 
     m_family(b, "fleetscan_last_update_timestamp_seconds", "gauge",
              "Time the published snapshot was generated (Unix seconds).");

@@ -35,6 +35,8 @@ typedef struct snap_endpoint_s {
     uint32_t index;    /* index within its group: id is "<group>-%05u" */
     uint8_t state;     /* SNAP_PENDING | SNAP_ONLINE | SNAP_OFFLINE */
     uint8_t cause;     /* fs_cause_t, FS_CAUSE_NONE when online or pending */
+    uint8_t restored;  /* state, cause, warnings and since came from the state database at start
+                          and no probe has confirmed them yet */
     uint32_t warnings; /* FS_WARN_BIT() mask */
     int64_t since;     /* state change time, seconds since the epoch (0: never probed) */
     int64_t last_probe_at;
@@ -110,6 +112,29 @@ typedef struct snap_target_s {
     rev_url_result_t *urls; /* the CRL and AIA retrievals, in the order made; owned */
     size_t nurls;
 } snap_target_t;
+/* The state database (SPEC §4.4, daemon/store.h): "state_db" in /api/v1/status. */
+enum {
+    SNAP_DB_OFF,         /* none configured (state_db null or ":memory:") */
+    SNAP_DB_OK,          /* open, the last write succeeded */
+    SNAP_DB_FAILING,     /* the last write failed (a full disk, locked by another client);
+                            retried every tick */
+    SNAP_DB_UNAVAILABLE, /* cannot be opened (used by another fleetscan, an unwritable
+                            directory); retried every minute, nothing persists meanwhile */
+    SNAP_DB_COUNT
+};
+typedef struct snap_store_s {
+    uint8_t status;          /* SNAP_DB_* */
+    uint8_t rebuilt;         /* a missing-schema, corrupt or foreign file was moved aside this run
+                                and a new database started */
+    char *path;              /* NULL when off */
+    char *moved_to;          /* where the bad file went, NULL when none */
+    char *last_error;        /* the last problem in words, NULL when none since start */
+    int64_t last_error_at;   /* seconds since the epoch, 0: never */
+    int64_t last_write_at;   /* the last committed tick's snapshot time, 0: none yet */
+    uint64_t errors;         /* problems since start: failed opens, writes, corrupt files */
+    uint64_t events_dropped; /* events never written (the writer was behind or unavailable) */
+    uint32_t restored_endpoints, restored_events, restored_cache; /* brought back at start */
+} snap_store_t;
 
 typedef struct snap_s {
     atomic_int refs;
@@ -143,6 +168,8 @@ typedef struct snap_s {
     /* Warnings about how the daemon runs, in the order they were found. */
     snap_warning_t *daemon_warnings;
     size_t ndaemon_warnings;
+    /* The state database, filled by the daemon before the snapshot is published. */
+    snap_store_t state_db;
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
@@ -167,5 +194,7 @@ void snap_target_unref(snap_target_t *t);
 /* Formats an endpoint id "<group>-%05u" into buf. */
 void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len);
 const char *snap_state_name(int state);
+/* "off", "ok", "failing", "unavailable" */
+const char *snap_db_status_name(int status);
 
 #endif
