@@ -434,10 +434,14 @@ static char *default_state_db(const char *config_path)
  * endpoint states, events, the retrieval cache; then the probes confirm them. */
 static void open_store(run_t *r)
 {
-    /* Precedence: --state-db, then (once config.c has it) the file's "state_db" key, then the
-     * default beside the configuration. */
-    char *dflt = r->o->state_db == NULL ? default_state_db(r->config_path) : NULL;
-    const char *path = r->o->state_db != NULL ? r->o->state_db : dflt;
+    /* Precedence: --state-db, then the file's "state_db" key (null: off), then the default
+     * beside the configuration. */
+    const cfg_t *cfg = fleet_cfg(r->fleet);
+    char *dflt =
+        r->o->state_db == NULL && !cfg->state_db_given ? default_state_db(r->config_path) : NULL;
+    const char *path = r->o->state_db != NULL ? r->o->state_db
+                       : cfg->state_db_given  ? cfg->state_db
+                                              : dflt;
     store_saved_t saved;
     store_t *st = store_open(path, NULL, &saved);
     pthread_mutex_lock(&r->shared_mu);

@@ -170,24 +170,44 @@ static void event_log_release(void *base)
     free(((cfg_t *)base)->event_log);
 }
 
-/* ---- a group's keys that are not scalars ------------------------------------------------- */
-
-static size_t group_name_hash(const char *name)
+/* "state_db": a path (relative to the configuration), ":memory:" or null (off); absent: the
+ * daemon's default beside the configuration file, so absent and null differ. */
+static int state_db_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        h ^= (uint64_t)tolower(*c);
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
+    cfg_t *c = p->cfg;
+    const cJSON *v = jsonc_member(obj, "state_db");
+    const char *s;
+    if (v == NULL)
+        return 0;
+    c->state_db_given = 1;
+    if (cJSON_IsNull(v))
+        return 0;
+    if (jsonc_get_str(p->err, obj, "state_db", path, &s) != 0)
+        return -1;
+    c->state_db = strcmp(s, ":memory:") == 0 ? fs_xstrdup(s) : cfg__path_resolve(p->base_dir, s);
+    return 0;
 }
+
+static int state_db_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return a->state_db_given == b->state_db_given &&
+           (a->state_db == NULL ? b->state_db == NULL
+                                : b->state_db != NULL && strcmp(a->state_db, b->state_db) == 0);
+}
+
+static void state_db_release(void *base)
+{
+    free(((cfg_t *)base)->state_db);
+}
+
+/* ---- a group's keys that are not scalars ------------------------------------------------- */
 
 /* 1 with *k set when an earlier group has this name (case-insensitive): a linear scan over
  * 65,535 groups would make parsing quadratic. */
 static int group_name_seen(const cfg__parse_t *p, const char *name, size_t *k)
 {
     size_t mask = p->group_nslot - 1;
-    for (size_t s = group_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
+    for (size_t s = fs_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
         if (strcasecmp(p->cfg->groups[p->group_slot[s] - 1].name, name) == 0) {
             *k = p->group_slot[s] - 1;
             return 1;
@@ -198,7 +218,7 @@ static int group_name_seen(const cfg__parse_t *p, const char *name, size_t *k)
 
 static void group_name_add(cfg__parse_t *p, size_t gi)
 {
-    size_t mask = p->group_nslot - 1, s = group_name_hash(p->cfg->groups[gi].name) & mask;
+    size_t mask = p->group_nslot - 1, s = fs_name_hash(p->cfg->groups[gi].name) & mask;
     while (p->group_slot[s] != 0)
         s = (s + 1) & mask;
     p->group_slot[s] = gi + 1;
@@ -481,6 +501,7 @@ static const cfg_key_t root_keys[] = {
     {KEY("jitter", NUM, 0), AT(cfg_t, jitter), RANGE(0, 1, 0.2)},
     {KEY("shard", CUSTOM, 0), FNS(shard_parse, NULL, NULL)},
     {KEY("event_log", CUSTOM, 0), FNS(event_log_parse, NULL, event_log_release)},
+    {KEY("state_db", CUSTOM, RESTART), FNS(state_db_parse, state_db_equal, state_db_release)},
     {KEY("expiring_soon_days", U32, PROBE), AT(cfg_t, expiring_soon_days), RANGE(0, 3650, 30)},
     {KEY("crl_expiring_soon_hours", U32, PROBE), AT(cfg_t, crl_expiring_soon_hours),
      RANGE(0, 8760, 24)},

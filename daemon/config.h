@@ -127,6 +127,8 @@ typedef struct cfg_s {
     uint32_t shard_index; /* this instance is shard shard_index (0-based) ... */
     uint32_t shard_count; /* ... of shard_count instances ("i/n"); "0/1": the whole fleet */
     char *event_log;      /* absolute path of the agent.log-style event file, or NULL */
+    char *state_db;       /* "state_db": absolute path or ":memory:"; NULL: off or not given */
+    int state_db_given;   /* the key is present (a path or null); 0: the daemon's default */
     uint32_t expiring_soon_days;      /* cert_expiring_soon window */
     uint32_t crl_expiring_soon_hours; /* crl_expiring_soon window */
     uint32_t api_token_mode;          /* permission bits of api_token_file when read */

@@ -36,8 +36,9 @@ static const char *const root_probe[] = {"expiring_soon_days",
                                          "targets",
                                          NULL};
 /* Read only at start: a reload warns that they wait for a restart. */
-static const char *const root_restart[] = {"listen", "api_token_file", "cache.crl_max_age_s",
-                                           "cache.crl_max_bytes_total", NULL};
+static const char *const root_restart[] = {
+    "listen", "api_token_file", "cache.crl_max_age_s", "cache.crl_max_bytes_total", "state_db",
+    NULL};
 /* The maps the groups name; compared through the groups' references, not as keys. */
 static const char *const root_structural[] = {"trust_stores", "profiles", "groups", NULL};
 
@@ -62,6 +63,7 @@ static const struct {
     {"api_token_file", "\"token\""},
     {"shard", "\"1/2\""},
     {"event_log", "\"logs/events.log\""},
+    {"state_db", "\"state/fleet.db\""},
     {"reference", "{\"profile\": \"other\", \"trust\": \"corp\"}"},
     {"targets", "{\"ns\": {\"url\": \"https://ns:8443/\", \"trust\": \"corp\"}}"},
 };
@@ -321,7 +323,7 @@ static void test_root_keys(void)
     fprintf(stderr, "   %zu document keys: %zu probe, %zu restart-only\n", w.leaves, w.probe,
             w.restart);
     ASSERT_EQ(w.probe, 8);
-    ASSERT_EQ(w.restart, 4);
+    ASSERT_EQ(w.restart, 5);
     cfg_free(w.base);
 }
 
