@@ -31,7 +31,8 @@ static void probe_usage(FILE *f)
         "  --ca FILE                 trusted roots (PEM); default: the system's roots\n"
         "  --ca-dir DIR              trusted roots directory (hashed, like /etc/ssl/certs)\n"
         "  --intermediates FILE      intermediates the endpoint already holds (PEM)\n"
-        "  --resolve NAME:ADDR       resolve NAME to ADDR (repeatable), like curl\n"
+        "  --resolve NAME:ADDR       resolve NAME to ADDR, like curl; repeated for one NAME: its\n"
+        "                              addresses in order (a farm: round robin and failover)\n"
         "  --no-sni                  do not send SNI (IIS then serves its default binding)\n"
         "  --tls-min V, --tls-max V  1.0 | 1.1 | 1.2 | 1.3 (default 1.2 .. 1.3)\n"
         "  --ciphers LIST            TLS <= 1.2 cipher list (OpenSSL syntax)\n"
@@ -329,9 +330,20 @@ int cmd_probe(int argc, char **argv)
             }
             char name[256];
             snprintf(name, sizeof(name), "%.*s", (int)(colon - v), v);
+            /* repeated for one name: its addresses, in order (a farm behind one name) */
             cJSON *res = obj(obj(d.group, "network"), "resolve");
-            cJSON_DeleteItemFromObject(res, name);
-            cJSON_AddStringToObject(res, name, colon + 1);
+            cJSON *have = cJSON_GetObjectItem(res, name);
+            if (have == NULL) {
+                cJSON_AddStringToObject(res, name, colon + 1);
+            } else {
+                if (cJSON_IsString(have)) {
+                    cJSON *list = cJSON_CreateArray();
+                    cJSON_AddItemToArray(list, cJSON_CreateString(have->valuestring));
+                    cJSON_ReplaceItemInObject(res, name, list);
+                    have = list;
+                }
+                cJSON_AddItemToArray(have, cJSON_CreateString(colon + 1));
+            }
         } else {
             for (k = 0; k < FS_ARRAY_SIZE(opt_keys); k++)
                 if ((r = cli_opt_value(argc, argv, &i, opt_keys[k].opt, &v)) != 0)

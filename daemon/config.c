@@ -282,46 +282,62 @@ static int check_tls(cfg__parse_t *p, const char *path, void *base)
                       tlsc_version_id(t->max_version), tlsc_version_id(t->min_version));
 }
 
+/* One address of a "resolve" entry (IPv6 optionally in brackets). */
+static int resolve_add(cfg__parse_t *p, cfg_network_t *n, const char *name, const cJSON *v,
+                       const char *jp)
+{
+    char addr[64], rerr[256];
+    if (!cJSON_IsString(v))
+        return jsonc_fail(p->err, jp, "expected an IP address or a list of IP addresses");
+    const char *a = v->valuestring;
+    size_t al = strlen(a);
+    if (al >= 2 && al < sizeof(addr) + 2 && a[0] == '[' && a[al - 1] == ']') {
+        memcpy(addr, a + 1, al - 2);
+        addr[al - 2] = '\0';
+        a = addr;
+    }
+    if (!fs_is_ip_literal(a))
+        return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", v->valuestring);
+    if (fs_resolve_add(&n->resolve, name, a, rerr) != 0)
+        return jsonc_fail(p->err, jp, "%s", rerr);
+    return 0;
+}
+
+/* "resolve": {"name": "address" or ["address", ...]} (SPEC §5): a farm's addresses in the
+ * order a client meets them. */
 static int resolve_parse(cfg__parse_t *p, const cJSON *o, const char *path, void *base)
 {
     cfg_network_t *n = base;
     const cJSON *res;
-    char jp[512], rerr[256];
+    char jp[512];
     if (jsonc_get_obj(p->err, o, "resolve", path, &res) != 0)
         return -1;
     for (const cJSON *c = res ? res->child : NULL; c; c = c->next) {
         snprintf(jp, sizeof(jp), "%s.resolve[\"%.100s\"]", path, c->string);
-        if (!cJSON_IsString(c))
-            return jsonc_fail(p->err, jp, "expected a string (an IP address)");
         if (fs_resolve_lookup(&n->resolve, c->string) != NULL)
             return jsonc_fail(p->err, jp, "duplicate name");
-        char addr[64];
-        const char *a = c->valuestring;
-        size_t al = strlen(a);
-        if (al >= 2 && al < sizeof(addr) + 2 && a[0] == '[' && a[al - 1] == ']') {
-            memcpy(addr, a + 1, al - 2);
-            addr[al - 2] = '\0';
-            a = addr;
+        if (cJSON_IsArray(c)) {
+            if (cJSON_GetArraySize(c) == 0)
+                return jsonc_fail(p->err, jp, "an empty list: give at least one address");
+            int k = 0;
+            for (const cJSON *v = c->child; v; v = v->next, k++) {
+                char ep[560];
+                snprintf(ep, sizeof(ep), "%s[%d]", jp, k);
+                if (resolve_add(p, n, c->string, v, ep) != 0)
+                    return -1;
+            }
+        } else if (resolve_add(p, n, c->string, c, jp) != 0) {
+            return -1;
         }
-        if (fs_resolve_add(&n->resolve, c->string, a, rerr) != 0)
-            return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", c->valuestring);
     }
     return 0;
 }
 
-/* Same DNS overrides, in any order. */
+/* Same DNS overrides (each name's addresses in the same order), names in any order. */
 static int resolve_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
 {
-    const fs_resolve_t *ra = &((const cfg_network_t *)ba)->resolve;
-    const fs_resolve_t *rb = &((const cfg_network_t *)bb)->resolve;
-    if (ra->n != rb->n)
-        return 0;
-    for (size_t i = 0; i < ra->n; i++) {
-        const char *addr = fs_resolve_lookup(rb, ra->e[i].name);
-        if (addr == NULL || strcmp(addr, ra->e[i].addr) != 0)
-            return 0;
-    }
-    return 1;
+    return fs_resolve_equal(&((const cfg_network_t *)ba)->resolve,
+                            &((const cfg_network_t *)bb)->resolve);
 }
 
 static void resolve_release(void *base)

@@ -94,6 +94,8 @@ static void runtime_opts(const gen_env_t *env, policy_t *pl)
 {
     pl->popts.rev = env->rev;
     pl->popts.vcache = env->vcache;
+    pl->popts.dns = env->dns;
+    pl->popts.view = pl->view; /* probes of one view share answers and a round robin */
     pl->popts.dns_override_only = env->dns_override_only;
     pl->rev.dns_override_only = env->dns_override_only;
 }
@@ -233,9 +235,16 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
         return -1;
     }
     f->vcache = vcache_new(0);
-    gen_env_t env = {.rev = f->rev, .vcache = f->vcache, .dns_override_only = o->dns_override_only};
+    if (dns_cache_new(&f->dns, loop, NULL) < 0)
+        f->dns = NULL; /* probes then make a lookup of their own */
+    gen_env_t env = {.rev = f->rev,
+                     .vcache = f->vcache,
+                     .dns = f->dns,
+                     .dns_override_only = o->dns_override_only};
     if (fleet__gen_build(&env, cfg, &f->gen, err) < 0) {
         vcache_free(f->vcache);
+        if (f->dns != NULL)
+            dns_cache_close(f->dns, NULL, NULL);
         rev_ctx_close(f->rev, NULL, NULL);
         if (log >= 0)
             close(log);
@@ -307,11 +316,21 @@ static void on_closed(uv_handle_t *h)
         done(arg);
 }
 
+static void on_dns_closed(void *arg)
+{
+    fleet_t *f = arg;
+    f->dns = NULL;
+    uv_close((uv_handle_t *)&f->tick, on_closed);
+}
+
 static void on_rev_closed(void *arg)
 {
     fleet_t *f = arg;
     f->rev = NULL;
-    uv_close((uv_handle_t *)&f->tick, on_closed);
+    if (f->dns != NULL)
+        dns_cache_close(f->dns, on_dns_closed, f);
+    else
+        uv_close((uv_handle_t *)&f->tick, on_closed);
 }
 
 /* Once the last cancelled probe has returned (its sockets closed), the retrieval context can

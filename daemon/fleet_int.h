@@ -7,6 +7,7 @@
 
 #include "daemon/fleet.h"
 #include "daemon/policy.h"
+#include "probes/dns.h"
 #include "probes/probe.h"
 #include "probes/revoke.h"
 #include "probes/vcache.h"
@@ -75,6 +76,7 @@ typedef struct fleet_target_s {
 typedef struct gen_env_s {
     rev_ctx_t *rev;
     vcache_t *vcache;
+    dns_cache_t *dns;
     int dns_override_only;
 } gen_env_t;
 
@@ -104,6 +106,7 @@ struct fleet_s {
     fleet_gen_t *gen;
     rev_ctx_t *rev;
     vcache_t *vcache;
+    dns_cache_t *dns; /* system-resolved names, per (host, network view), with round robin */
     uv_timer_t tick;
     uv_timer_t publish_timer;
     uv_timer_t ref_timer;

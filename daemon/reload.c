@@ -61,8 +61,10 @@ fleet_next_t *fleet_reload_begin(fleet_t *f)
 {
     fleet_next_t *n = fs_xcalloc(1, sizeof(*n));
     n->event_fd = -1;
-    n->env = (gen_env_t){
-        .rev = f->rev, .vcache = f->vcache, .dns_override_only = f->o.dns_override_only};
+    n->env = (gen_env_t){.rev = f->rev,
+                         .vcache = f->vcache,
+                         .dns = f->dns,
+                         .dns_override_only = f->o.dns_override_only};
     n->old = f->gen;
     n->old->refs++;
     return n;
