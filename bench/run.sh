@@ -10,14 +10,19 @@
 #   2. RSS with 100,000 endpoints, flat over cycles
 #   3. API latency (wrk --latency, and one paced poller) while the daemon probes at full rate
 #   4. CRL fetches per CRL URL vs probes (10,000 strict endpoints)
+#   5. the resolve cache: CPU per probe of a name the system resolver answers, one lookup per
+#      probe vs a shared cache (bench/dns_driver.c on the probe engine)
+#   6. the state database: store-thread CPU per snapshot tick and size per day of history at
+#      100,000 endpoints (bench/store_bench.c, no network)
 # Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
 #
-# Knobs (environment): BENCH_SECTIONS=cpu,paired,mem,api,crl (api runs on the mem daemon)
+# Knobs (environment): BENCH_SECTIONS=cpu,paired,mem,api,crl,dns,store (api runs on the mem daemon)
 #   BENCH_RATE=300  BENCH_ENDPOINTS=2000
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
 #   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
 #   BENCH_ALGS="rsa ecdsa rsa12" (bindings: TLS 1.3 RSA/ECDSA, TLS 1.2 RSA as IIS serves it)
+#   BENCH_DNS_PROBES=20000
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
 #   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
 #     two daemons side by side in the same window (before/after comparisons)
@@ -27,7 +32,7 @@ set -euo pipefail
 trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SECTIONS=${BENCH_SECTIONS:-cpu,paired,mem,api,crl}
+SECTIONS=${BENCH_SECTIONS:-cpu,paired,mem,api,crl,dns,store}
 RATE=${BENCH_RATE:-300}
 EPS=${BENCH_ENDPOINTS:-2000}
 WARM=${BENCH_WARMUP_S:-10}
@@ -40,6 +45,7 @@ MEM_MAX_S=${BENCH_MEM_MAX_S:-900}
 MEM_IN_FLIGHT=${BENCH_MEM_IN_FLIGHT:-1000}
 CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
 CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
+DNS_PROBES=${BENCH_DNS_PROBES:-20000}
 PERF=${BENCH_PERF:-0}
 # Bindings: rsa and ecdsa are TLS 1.3; rsa12 is RSA-2048 over TLS 1.2 ECDHE-RSA-AES-GCM (IIS).
 ALGS=${BENCH_ALGS:-rsa ecdsa rsa12}
@@ -570,7 +576,38 @@ crl_count() { # PHASE STATE: fetches per URL from nginx's log vs probes
     log "CRL ($phase): ${probes} probes; fetches: ${urls:-none}; $state"
 }
 
+section_store() {
+    log "== 5. State database: $MEM_EPS endpoints, 20 groups"
+    local bdir=${BENCH_BUILD:-$ROOT/build-bench}
+    cmake -S "$ROOT" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
+    cmake --build "$bdir" -j "$(nproc)" --target bench_store > /dev/null
+    "$bdir/bench_store" "$MEM_EPS" 20 "$WORK" > "$WORK/store.txt"
+}
+
 # ---- report ---------------------------------------------------------------------------------
+# The resolve cache (probes/dns.c) on the engine itself, until the daemon's configuration uses
+# it: probes of localhost (the system path; /etc/hosts, never a name server) to a closed port, so
+# a probe is resolve + connect + refused: an IP literal (no resolution), a lookup per probe, one
+# shared cache.
+section_dns() {
+    local bdir=${BENCH_BUILD:-$ROOT/build-bench} rep mode out
+    log "== 5. resolve cache: $DNS_PROBES probes of localhost per run, $REPEAT runs"
+    cmake -S "$ROOT" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
+    cmake --build "$bdir" -j "$(nproc)" --target fsprobes > /dev/null
+    # shellcheck disable=SC2046 # pkg-config prints several words on purpose
+    cc -O2 -std=c11 -D_DEFAULT_SOURCE -DOPENSSL_API_COMPAT=30000 -I"$ROOT" -o "$WORK/dns_driver" \
+        "$ROOT/bench/dns_driver.c" "$bdir/libfsprobes.a" \
+        $(pkg-config --cflags --libs libuv openssl libcurl libcares) -lpthread -lm
+    for rep in $(seq 1 "$REPEAT"); do
+        for mode in ip none cache; do
+            out=$("$WORK/dns_driver" "$mode" "$DNS_PROBES" 100)
+            log "   $out"
+            put "dns.$mode.us.$rep" "$(sed -n 's/.*us_per_probe=\([0-9.]*\).*/\1/p' <<< "$out")"
+            put "dns.$mode.lookups" "$(sed -n 's/.*lookups=\([0-9]*\).*/\1/p' <<< "$out")"
+        done
+    done
+}
+
 stat_of() { # stat_of KEY [FORMAT]: median of KEY.* (mean of the middle two for an even count)
     local vals
     vals=$(awk -F= -v k="$1" 'index($1, k ".") == 1 && $2 != "" {print $2}' "$RES" | sort -g)
@@ -676,6 +713,22 @@ report() {
             echo "       $(get crl.b.state)"
             echo "   target: exactly one fetch per CRL URL per nextUpdate"
         fi
+        if has dns; then
+            echo
+            echo "5. Resolve cache: $DNS_PROBES probes of localhost (system path, /etc/hosts) to a closed port, 100 in flight"
+            echo "   µs of CPU per probe (resolve + connect + refused; median of $REPEAT runs, all runs after /), lookups per run"
+            local row
+            for row in "ip:IP literal, no resolution (the floor)" "none:a lookup per probe (no cache)" \
+                "cache:one shared resolve cache"; do
+                printf '   %-44s %-28s %s lookups\n' "${row#*:}" \
+                    "$(stat_of "dns.${row%%:*}.us" %.1f) ($(all_of "dns.${row%%:*}.us"))" \
+                    "$(get "dns.${row%%:*}.lookups")"
+            done
+        fi
+        if has store; then
+            echo
+            cat "$WORK/store.txt"
+        fi
     } | tee "$REPORT"
     log "report written to $REPORT"
 }
@@ -721,6 +774,8 @@ main() {
     if has ab; then section_ab; fi
     if has mem; then section_mem_api; fi
     if has crl; then section_crl; fi
+    if has dns; then section_dns; fi
+    if has store; then section_store; fi
     report
 }
 main "$@"

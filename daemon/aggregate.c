@@ -55,6 +55,8 @@ void fleet__push_event(fleet_t *f, const char *subject, int old_state, int new_s
     ev->new_state = (uint8_t)new_state;
     ev->cause = (uint8_t)cause;
     fleet__event_log_line(f, ev, message);
+    if (f->o.on_event)
+        f->o.on_event(f->o.arg, ev, message);
 }
 
 void fleet__observe(fleet_t *f, const probe_result_t *r)
@@ -79,9 +81,8 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     fleet_ep_t *e = &gen->eps[ep];
     fleet_group_t *gr = &gen->groups[e->group];
     char msg[sizeof(r->message)];
-    policy_ref_t ref = !f->ref_known ? POLICY_REF_UNKNOWN
-                       : f->ref_ok   ? POLICY_REF_UP
-                                     : POLICY_REF_DOWN;
+    const fleet_target_t *t = &gen->targets[gr->pl.target_idx];
+    policy_ref_t ref = !t->known ? POLICY_REF_UNKNOWN : t->ok ? POLICY_REF_UP : POLICY_REF_DOWN;
     fs_cause_t cause = policy_verdict(&gr->pl, r, ref, msg, sizeof(msg));
     int state = cause == FS_CAUSE_NONE ? SNAP_ONLINE : SNAP_OFFLINE;
     int64_t now_s = r->started_at;
@@ -94,6 +95,7 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     e->warnings = r->warnings;
     memcpy(e->timings_ms, r->timings_ms, sizeof(e->timings_ms));
     e->last_probe = now_s;
+    e->restored = 0;
     fleet__counts_add(&gr->counts, e, 1);
     fleet__counts_add(&f->totals, e, 1);
     if (changed) {
@@ -136,6 +138,9 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
             .warnings = r->warnings,
             .message = verdict_differs ? msg : r->message,
             .addr = r->addr,
+            .attempts = r->attempts,
+            .nattempts = r->nattempts,
+            .leaf_sha1 = r->leaf_sha1,
             .endpoint_time = r->endpoint_time,
             .tls_version = r->tls_version != 0 ? tlsc_version_name(r->tls_version) : NULL,
             .cipher = r->cipher,
@@ -191,6 +196,7 @@ void fleet_publish(fleet_t *f)
         o->index = e->index;
         o->state = e->state;
         o->cause = e->cause;
+        o->restored = e->restored;
         o->warnings = e->warnings;
         o->since = e->since;
         o->last_probe_at = e->last_probe;
@@ -207,8 +213,13 @@ void fleet_publish(fleet_t *f)
         }
         s->hist_sum[ph] = f->hist_sum[ph];
     }
-    s->target = f->target != NULL ? snap_target_ref(f->target) : NULL;
-    s->revocation = f->revhealth != NULL ? snap_revhealth_ref(f->revhealth) : NULL;
+    s->ntargets = g->ntargets;
+    s->targets = fs_xcalloc(g->ntargets ? g->ntargets : 1, sizeof(*s->targets));
+    for (size_t i = 0; i < g->ntargets; i++)
+        s->targets[i] = g->targets[i].rec != NULL ? snap_target_ref(g->targets[i].rec) : NULL;
+    s->revocation = fs_xcalloc(g->ntargets ? g->ntargets : 1, sizeof(*s->revocation));
+    for (size_t i = 0; i < g->ntargets; i++)
+        s->revocation[i] = fleet__rh_record(f, g->cfg->targets[i].name);
     s->event_log_path = g->cfg->event_log ? fs_xstrdup(g->cfg->event_log) : NULL;
     s->event_log_dropped = f->event_dropped;
     s->event_log_error = f->event_error[0] ? fs_xstrdup(f->event_error) : NULL;
@@ -218,10 +229,10 @@ void fleet_publish(fleet_t *f)
         fs_xmalloc((f->nwarnings ? f->nwarnings : 1) * sizeof(*s->daemon_warnings));
     memcpy(s->daemon_warnings, f->warnings, f->nwarnings * sizeof(*s->daemon_warnings));
     uint64_t first = f->event_seq > FLEET_EVENTS_MAX ? f->event_seq - FLEET_EVENTS_MAX : 0;
-    s->nevents = (size_t)(f->event_seq - first);
-    s->events = fs_xmalloc((s->nevents ? s->nevents : 1) * sizeof(*s->events));
+    s->events = fs_xmalloc((f->event_seq > first ? f->event_seq - first : 1) * sizeof(*s->events));
     for (uint64_t q = first; q < f->event_seq; q++)
-        s->events[q - first] = f->events[q % FLEET_EVENTS_MAX];
+        if (f->events[q % FLEET_EVENTS_MAX].seq != 0) /* empty after a restore (restore.c) */
+            s->events[s->nevents++] = f->events[q % FLEET_EVENTS_MAX];
     f->dirty = 0;
     if (f->o.publish)
         f->o.publish(f->o.arg, s);

@@ -25,6 +25,10 @@ typedef struct daemon_opts_s {
     uint32_t shard_i, shard_n;
     int dns_override_only; /* never ask the system resolver (the lab, tests) */
     unsigned duration_s;   /* stop by itself after this long (0: run until a signal) */
+    /* The state database (--state-db): NULL: beside the configuration file, its name with
+     * ".state.db" for the extension (fleetscan.jsonc -> fleetscan.state.db); "" or ":memory:":
+     * none, nothing survives a restart. */
+    const char *state_db;
     void (*on_ready)(void *arg, const char *api_url); /* replaces the "listening" line */
     void *arg;
 } daemon_opts_t;

@@ -21,7 +21,7 @@ static void demo_usage(FILE *f)
     fprintf(f,
             "usage: fleetscan demo [--listen ADDR:PORT] [--scale X] [--interval S] [--duration S]\n"
             "  --listen ADDR:PORT  API address (default 127.0.0.1:8787; port 0 picks one)\n"
-            "  --scale X           multiply every group's endpoint count (default 1: 1,020)\n"
+            "  --scale X           multiply every group's endpoint count (default 1: 1,055)\n"
             "  --interval S        probe interval of every endpoint, seconds (default 20)\n"
             "  --duration S        stop after S seconds (default: run until Ctrl-C)\n");
 }

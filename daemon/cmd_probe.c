@@ -31,7 +31,8 @@ static void probe_usage(FILE *f)
         "  --ca FILE                 trusted roots (PEM); default: the system's roots\n"
         "  --ca-dir DIR              trusted roots directory (hashed, like /etc/ssl/certs)\n"
         "  --intermediates FILE      intermediates the endpoint already holds (PEM)\n"
-        "  --resolve NAME:ADDR       resolve NAME to ADDR (repeatable), like curl\n"
+        "  --resolve NAME:ADDR       resolve NAME to ADDR, like curl; repeated for one NAME: its\n"
+        "                              addresses in order (a farm: round robin and failover)\n"
         "  --no-sni                  do not send SNI (IIS then serves its default binding)\n"
         "  --tls-min V, --tls-max V  1.0 | 1.1 | 1.2 | 1.3 (default 1.2 .. 1.3)\n"
         "  --ciphers LIST            TLS <= 1.2 cipher list (OpenSSL syntax)\n"
@@ -244,7 +245,7 @@ static void on_ref_probe(probe_t *p, probe_result_t *r, void *arg)
     (void)p;
     probe_run_t *run = arg;
     run->ref_done = 1;
-    run->ref_online = r->online;
+    run->ref_online = policy_reference_answers(r);
     if (--run->pending == 0)
         uv_stop(run->loop);
 }
@@ -329,9 +330,20 @@ int cmd_probe(int argc, char **argv)
             }
             char name[256];
             snprintf(name, sizeof(name), "%.*s", (int)(colon - v), v);
+            /* repeated for one name: its addresses, in order (a farm behind one name) */
             cJSON *res = obj(obj(d.group, "network"), "resolve");
-            cJSON_DeleteItemFromObject(res, name);
-            cJSON_AddStringToObject(res, name, colon + 1);
+            cJSON *have = cJSON_GetObjectItem(res, name);
+            if (have == NULL) {
+                cJSON_AddStringToObject(res, name, colon + 1);
+            } else {
+                if (cJSON_IsString(have)) {
+                    cJSON *list = cJSON_CreateArray();
+                    cJSON_AddItemToArray(list, cJSON_CreateString(have->valuestring));
+                    cJSON_ReplaceItemInObject(res, name, list);
+                    have = list;
+                }
+                cJSON_AddItemToArray(have, cJSON_CreateString(colon + 1));
+            }
         } else {
             for (k = 0; k < FS_ARRAY_SIZE(opt_keys); k++)
                 if ((r = cli_opt_value(argc, argv, &i, opt_keys[k].opt, &v)) != 0)
@@ -435,7 +447,7 @@ int cmd_probe(int argc, char **argv)
     /* A profile that differs from the server's binding is judged against that binding's own
      * answer (SPEC §4.1), so the binding is probed too, at the same time. */
     if (pl.profile_differs && !pl.http_vs_https) {
-        if (policy_reference_init(&ref, cfg, err) < 0) {
+        if (policy_reference_init(&ref, cfg, pl.target_idx, err) < 0) {
             fprintf(stderr, "fleetscan: probe: %s\n", err);
             goto out;
         }

@@ -5,6 +5,7 @@
 #include "daemon/fleet.h"
 #include "daemon/forecast.h"
 #include "daemon/preflight.h"
+#include "daemon/store.h"
 #include "probes/util.h"
 #include "web/api.h"
 
@@ -44,14 +45,16 @@ struct run_s {
     int reload_again;             /* a SIGHUP arrived meanwhile: reload once more after it */
     fleet_t *fleet;
     api_t *api;
+    store_t *store;        /* the state database, NULL when off */
+    uint64_t cache_cursor; /* the retrieval cache's entries handed to the store so far */
     const char *config_path;
     int shard_override;
     uint32_t shard_i, shard_n;
     int stopping;
     uv_timer_t duration;
     const daemon_opts_t *o;
-    pthread_mutex_t shared_mu; /* guards api_cfg, latest and scan_open: the loop writes, API
-                                  threads read */
+    pthread_mutex_t shared_mu; /* guards api_cfg, latest, scan_open and store (the pointer):
+                                  the loop writes, API threads read */
     const cfg_t *api_cfg;      /* the configuration the loop runs, one reference for the API
                                   threads (pre-flight): the same immutable cfg_t, not a re-read */
     snap_t *latest;            /* the newest snapshot, for pre-flight's view of the groups */
@@ -74,11 +77,14 @@ static void publish_api_cfg(run_t *r)
 
 static void run_usage(FILE *f)
 {
-    fprintf(f, "usage: fleetscan run -c FILE [--check] [--shard i/n]\n"
-               "  -c, --config FILE  configuration (JSON with comments; see docs/CONFIG.md)\n"
-               "  --check            validate the configuration and exit (0 valid, 2 invalid)\n"
-               "  --shard i/n        probe only shard i of n (overrides \"shard\" in the file)\n"
-               "signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop (exit 0)\n");
+    fprintf(f,
+            "usage: fleetscan run -c FILE [--check] [--shard i/n] [--state-db PATH]\n"
+            "  -c, --config FILE  configuration (JSON with comments; see docs/CONFIG.md)\n"
+            "  --check            validate the configuration and exit (0 valid, 2 invalid)\n"
+            "  --shard i/n        probe only shard i of n (overrides \"shard\" in the file)\n"
+            "  --state-db PATH    the state database (endpoint states, events, history, CRL\n"
+            "                     cache; default: beside FILE, NAME.state.db; \":memory:\": none)\n"
+            "signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop (exit 0)\n");
 }
 
 static int load(run_t *r, cfg_t **out, char err[256])
@@ -92,9 +98,27 @@ static int load(run_t *r, cfg_t **out, char err[256])
     return 0;
 }
 
+static void on_cache_entry(void *arg, const rev_cache_item_t *it)
+{
+    store_add_cache(arg, it);
+}
+
+static void on_event(void *arg, const snap_event_t *ev, const char *message)
+{
+    run_t *r = arg;
+    if (r->store != NULL)
+        store_add_event(r->store, ev, message);
+}
+
 static void on_publish(void *arg, snap_t *s)
 {
     run_t *r = arg;
+    if (r->store != NULL) { /* still the loop's own snapshot: nobody reads it yet */
+        store_status(r->store, &s->state_db);
+        if (r->fleet != NULL)
+            fleet_cache_export(r->fleet, &r->cache_cursor, on_cache_entry, r->store);
+        store_submit(r->store, s);
+    }
     pthread_mutex_lock(&r->shared_mu);
     snap_t *old = r->latest;
     r->latest = snap_ref(s);
@@ -170,6 +194,28 @@ static int on_forecast(void *arg, const snap_t *s, int days, char **json_out, in
     (void)arg;
     *json_out = forecast_json(s, days, s->generated_at);
     *status = *json_out != NULL ? 200 : 500;
+    return *json_out != NULL ? 0 : UV_ENOMEM;
+}
+
+/* Runs on an API thread: the state database's read-only connection, never the loop. */
+static int on_history(void *arg, int64_t since, int64_t until, int64_t step, char **json_out,
+                      int *status)
+{
+    run_t *r = arg;
+    char err[256] = "the state database is off (run --state-db, docs/OPERATIONS.md)";
+    pthread_mutex_lock(&r->shared_mu); /* set after the API started; closed after it stopped */
+    store_t *st = r->store;
+    pthread_mutex_unlock(&r->shared_mu);
+    if (st != NULL && store_history_json(st, since, until, step, json_out, err) == 0) {
+        *status = 200;
+        return 0;
+    }
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "error", err);
+    cJSON_AddStringToObject(e, "code", "unavailable");
+    *json_out = cJSON_PrintUnformatted(e);
+    cJSON_Delete(e);
+    *status = 503;
     return *json_out != NULL ? 0 : UV_ENOMEM;
 }
 
@@ -287,6 +333,7 @@ static void on_signal(uv_signal_t *s, int signum)
     r->stopping = 1;
     fprintf(stderr, "fleetscan: %s received, stopping (again to exit at once)\n",
             signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    fleet_publish(r->fleet); /* the last state, for the API and the state database */
     fleet_stop(r->fleet, on_fleet_stopped, r);
 }
 
@@ -329,6 +376,10 @@ int cmd_run(int argc, char **argv)
             if (m < 0)
                 return 2;
             shard = v;
+        } else if ((m = cli_opt_value(argc, argv, &i, "--state-db", &v)) != 0) {
+            if (m < 0)
+                return 2;
+            o.state_db = v;
         } else {
             fprintf(stderr, "fleetscan: run: unexpected argument \"%s\"\n", argv[i]);
             run_usage(stderr);
@@ -367,6 +418,47 @@ int cmd_run(int argc, char **argv)
     return daemon_run(path, &o);
 }
 
+/* The state database beside the configuration: fleetscan.jsonc -> fleetscan.state.db. */
+static char *default_state_db(const char *config_path)
+{
+    const char *slash = strrchr(config_path, '/');
+    const char *base = slash != NULL ? slash + 1 : config_path, *dot = strrchr(base, '.');
+    size_t stem = dot != NULL && dot != base ? (size_t)(dot - config_path) : strlen(config_path);
+    char *p = fs_xmalloc(stem + sizeof(".state.db"));
+    memcpy(p, config_path, stem);
+    memcpy(p + stem, ".state.db", sizeof(".state.db"));
+    return p;
+}
+
+/* Opens the state database and takes back what it holds (SPEC §4.4), before the loop runs:
+ * endpoint states, events, the retrieval cache; then the probes confirm them. */
+static void open_store(run_t *r)
+{
+    /* Precedence: --state-db, then the file's "state_db" key (null: off), then the default
+     * beside the configuration. */
+    const cfg_t *cfg = fleet_cfg(r->fleet);
+    char *dflt =
+        r->o->state_db == NULL && !cfg->state_db_given ? default_state_db(r->config_path) : NULL;
+    const char *path = r->o->state_db != NULL ? r->o->state_db
+                       : cfg->state_db_given  ? cfg->state_db
+                                              : dflt;
+    store_saved_t saved;
+    store_t *st = store_open(path, NULL, &saved);
+    pthread_mutex_lock(&r->shared_mu);
+    r->store = st;
+    pthread_mutex_unlock(&r->shared_mu);
+    if (r->store != NULL) {
+        fleet_restored_t c;
+        fleet_restore(r->fleet, &saved, &c);
+        store_note_restored(r->store, c.endpoints, c.events, c.cache);
+    } else {
+        fprintf(stderr, "fleetscan: note: no state database (state_db off): states, events and "
+                        "the CRL cache start afresh at each restart\n");
+    }
+    store_saved_free(&saved);
+    free(dflt);
+}
+
 static void on_duration(uv_timer_t *t)
 {
     run_t *r = t->data;
@@ -374,6 +466,7 @@ static void on_duration(uv_timer_t *t)
         return;
     r->stopping = 1;
     fprintf(stderr, "fleetscan: run time elapsed, stopping\n");
+    fleet_publish(r->fleet);
     fleet_stop(r->fleet, on_fleet_stopped, r);
 }
 
@@ -405,6 +498,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
                      .arg = &r,
                      .on_scan = on_scan_request,
                      .on_forecast = on_forecast,
+                     .on_history = on_history,
                      .on_post_preflight = on_preflight};
     r.api_cfg = cfg_ref(cfg); /* the fleet takes cfg itself below: the same object */
     uv_async_init(&r.loop, &r.scan, on_scan_async);
@@ -424,7 +518,10 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
      * yields to them: when probing saturates the CPU, /api/v1/status still answers at once. */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5) != 0)
         fprintf(stderr, "fleetscan: note: cannot lower the probe loop's priority\n");
-    fleet_opts_t fo = {.publish = on_publish, .arg = &r, .dns_override_only = o->dns_override_only};
+    fleet_opts_t fo = {.publish = on_publish,
+                       .on_event = on_event,
+                       .arg = &r,
+                       .dns_override_only = o->dns_override_only};
     if (fleet_new(&r.fleet, &r.loop, cfg, &fo, err) < 0) {
         fprintf(stderr, "fleetscan: %s: %s\n", r.config_path, err);
         cfg_free(cfg);
@@ -436,6 +533,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         pthread_mutex_destroy(&r.shared_mu);
         return 2;
     }
+    open_store(&r);
     uv_signal_init(&r.loop, &r.sighup);
     uv_signal_init(&r.loop, &r.sigterm);
     uv_signal_init(&r.loop, &r.sigint);
@@ -460,6 +558,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     fflush(stdout);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     api_stop(r.api);
+    store_close(r.store); /* after the API: no history read runs any more */
     cfg_unref(r.api_cfg);
     snap_unref(r.latest);
     pthread_mutex_destroy(&r.shared_mu);

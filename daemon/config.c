@@ -170,24 +170,44 @@ static void event_log_release(void *base)
     free(((cfg_t *)base)->event_log);
 }
 
-/* ---- a group's keys that are not scalars ------------------------------------------------- */
-
-static size_t group_name_hash(const char *name)
+/* "state_db": a path (relative to the configuration), ":memory:" or null (off); absent: the
+ * daemon's default beside the configuration file, so absent and null differ. */
+static int state_db_parse(cfg__parse_t *p, const cJSON *obj, const char *path, void *base)
 {
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a over the lower-cased name */
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
-        h ^= (uint64_t)tolower(*c);
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
+    cfg_t *c = p->cfg;
+    const cJSON *v = jsonc_member(obj, "state_db");
+    const char *s;
+    if (v == NULL)
+        return 0;
+    c->state_db_given = 1;
+    if (cJSON_IsNull(v))
+        return 0;
+    if (jsonc_get_str(p->err, obj, "state_db", path, &s) != 0)
+        return -1;
+    c->state_db = strcmp(s, ":memory:") == 0 ? fs_xstrdup(s) : cfg__path_resolve(p->base_dir, s);
+    return 0;
 }
+
+static int state_db_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    return a->state_db_given == b->state_db_given &&
+           (a->state_db == NULL ? b->state_db == NULL
+                                : b->state_db != NULL && strcmp(a->state_db, b->state_db) == 0);
+}
+
+static void state_db_release(void *base)
+{
+    free(((cfg_t *)base)->state_db);
+}
+
+/* ---- a group's keys that are not scalars ------------------------------------------------- */
 
 /* 1 with *k set when an earlier group has this name (case-insensitive): a linear scan over
  * 65,535 groups would make parsing quadratic. */
 static int group_name_seen(const cfg__parse_t *p, const char *name, size_t *k)
 {
     size_t mask = p->group_nslot - 1;
-    for (size_t s = group_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
+    for (size_t s = fs_name_hash(name) & mask; p->group_slot[s] != 0; s = (s + 1) & mask) {
         if (strcasecmp(p->cfg->groups[p->group_slot[s] - 1].name, name) == 0) {
             *k = p->group_slot[s] - 1;
             return 1;
@@ -198,7 +218,7 @@ static int group_name_seen(const cfg__parse_t *p, const char *name, size_t *k)
 
 static void group_name_add(cfg__parse_t *p, size_t gi)
 {
-    size_t mask = p->group_nslot - 1, s = group_name_hash(p->cfg->groups[gi].name) & mask;
+    size_t mask = p->group_nslot - 1, s = fs_name_hash(p->cfg->groups[gi].name) & mask;
     while (p->group_slot[s] != 0)
         s = (s + 1) & mask;
     p->group_slot[s] = gi + 1;
@@ -262,46 +282,62 @@ static int check_tls(cfg__parse_t *p, const char *path, void *base)
                       tlsc_version_id(t->max_version), tlsc_version_id(t->min_version));
 }
 
+/* One address of a "resolve" entry (IPv6 optionally in brackets). */
+static int resolve_add(cfg__parse_t *p, cfg_network_t *n, const char *name, const cJSON *v,
+                       const char *jp)
+{
+    char addr[64], rerr[256];
+    if (!cJSON_IsString(v))
+        return jsonc_fail(p->err, jp, "expected an IP address or a list of IP addresses");
+    const char *a = v->valuestring;
+    size_t al = strlen(a);
+    if (al >= 2 && al < sizeof(addr) + 2 && a[0] == '[' && a[al - 1] == ']') {
+        memcpy(addr, a + 1, al - 2);
+        addr[al - 2] = '\0';
+        a = addr;
+    }
+    if (!fs_is_ip_literal(a))
+        return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", v->valuestring);
+    if (fs_resolve_add(&n->resolve, name, a, rerr) != 0)
+        return jsonc_fail(p->err, jp, "%s", rerr);
+    return 0;
+}
+
+/* "resolve": {"name": "address" or ["address", ...]} (SPEC §5): a farm's addresses in the
+ * order a client meets them. */
 static int resolve_parse(cfg__parse_t *p, const cJSON *o, const char *path, void *base)
 {
     cfg_network_t *n = base;
     const cJSON *res;
-    char jp[512], rerr[256];
+    char jp[512];
     if (jsonc_get_obj(p->err, o, "resolve", path, &res) != 0)
         return -1;
     for (const cJSON *c = res ? res->child : NULL; c; c = c->next) {
         snprintf(jp, sizeof(jp), "%s.resolve[\"%.100s\"]", path, c->string);
-        if (!cJSON_IsString(c))
-            return jsonc_fail(p->err, jp, "expected a string (an IP address)");
         if (fs_resolve_lookup(&n->resolve, c->string) != NULL)
             return jsonc_fail(p->err, jp, "duplicate name");
-        char addr[64];
-        const char *a = c->valuestring;
-        size_t al = strlen(a);
-        if (al >= 2 && al < sizeof(addr) + 2 && a[0] == '[' && a[al - 1] == ']') {
-            memcpy(addr, a + 1, al - 2);
-            addr[al - 2] = '\0';
-            a = addr;
+        if (cJSON_IsArray(c)) {
+            if (cJSON_GetArraySize(c) == 0)
+                return jsonc_fail(p->err, jp, "an empty list: give at least one address");
+            int k = 0;
+            for (const cJSON *v = c->child; v; v = v->next, k++) {
+                char ep[560];
+                snprintf(ep, sizeof(ep), "%s[%d]", jp, k);
+                if (resolve_add(p, n, c->string, v, ep) != 0)
+                    return -1;
+            }
+        } else if (resolve_add(p, n, c->string, c, jp) != 0) {
+            return -1;
         }
-        if (fs_resolve_add(&n->resolve, c->string, a, rerr) != 0)
-            return jsonc_fail(p->err, jp, "\"%.64s\" is not an IP address", c->valuestring);
     }
     return 0;
 }
 
-/* Same DNS overrides, in any order. */
+/* Same DNS overrides (each name's addresses in the same order), names in any order. */
 static int resolve_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
 {
-    const fs_resolve_t *ra = &((const cfg_network_t *)ba)->resolve;
-    const fs_resolve_t *rb = &((const cfg_network_t *)bb)->resolve;
-    if (ra->n != rb->n)
-        return 0;
-    for (size_t i = 0; i < ra->n; i++) {
-        const char *addr = fs_resolve_lookup(rb, ra->e[i].name);
-        if (addr == NULL || strcmp(addr, ra->e[i].addr) != 0)
-            return 0;
-    }
-    return 1;
+    return fs_resolve_equal(&((const cfg_network_t *)ba)->resolve,
+                            &((const cfg_network_t *)bb)->resolve);
 }
 
 static void resolve_release(void *base)
@@ -481,6 +517,7 @@ static const cfg_key_t root_keys[] = {
     {KEY("jitter", NUM, 0), AT(cfg_t, jitter), RANGE(0, 1, 0.2)},
     {KEY("shard", CUSTOM, 0), FNS(shard_parse, NULL, NULL)},
     {KEY("event_log", CUSTOM, 0), FNS(event_log_parse, NULL, event_log_release)},
+    {KEY("state_db", CUSTOM, RESTART), FNS(state_db_parse, state_db_equal, state_db_release)},
     {KEY("expiring_soon_days", U32, PROBE), AT(cfg_t, expiring_soon_days), RANGE(0, 3650, 30)},
     {KEY("crl_expiring_soon_hours", U32, PROBE), AT(cfg_t, crl_expiring_soon_hours),
      RANGE(0, 8760, 24)},
@@ -489,6 +526,8 @@ static const cfg_key_t root_keys[] = {
     {KEY("trust_stores", CUSTOM, 0), FNS(cfg__trust_stores_parse, NULL, cfg__trust_stores_release)},
     {KEY("profiles", CUSTOM, 0), FNS(cfg__profiles_parse, NULL, cfg__profiles_release)},
     {KEY("reference", CUSTOM, PROBE), FNS(cfg__reference_parse, cfg__reference_equal, NULL)},
+    {KEY("targets", CUSTOM, PROBE),
+     FNS(cfg__targets_parse, cfg__targets_equal, cfg__targets_release)},
     {KEY("groups", CUSTOM, 0), FNS(groups_parse, NULL, groups_release)},
 };
 const cfg_section_t cfg__root_section = {"", root_keys, FS_ARRAY_SIZE(root_keys), check_root};

@@ -58,7 +58,19 @@ typedef struct cfg_profile_s {
     fs_url_t u;                 /* the parsed URL; u.path "" means handshake only */
     char expect_thumbprint[65]; /* pinned certificate thumbprint, lowercase hex: 40 chars
                                    (SHA-1) or 64 (SHA-256); "" when not pinned */
+    char *target_name;          /* its "target" as written, or NULL (then chosen, SPEC §5) */
+    size_t target_idx;          /* the target it belongs to, index into cfg_t.targets */
 } cfg_profile_t;
+
+/* A target (SPEC §4.1): one server binding as its own admin defines it. Its reference probe
+ * connects to binding.u (scheme, host, port; with "targets" the path is dropped, so the
+ * reference only completes the handshake; the legacy single target keeps the reference
+ * profile's path and pin, as before) with the trust store trust_idx. */
+typedef struct cfg_target_s {
+    char *name;            /* key in "targets"; "reference" for the legacy single target */
+    cfg_profile_t binding; /* name, url, u and pin of the binding */
+    size_t trust_idx;      /* the store that validates the reference probe */
+} cfg_target_t;
 
 /* How a group's endpoints check revocation (Windows CryptoAPI defaults for the budgets). */
 typedef struct cfg_revocation_s {
@@ -115,6 +127,8 @@ typedef struct cfg_s {
     uint32_t shard_index; /* this instance is shard shard_index (0-based) ... */
     uint32_t shard_count; /* ... of shard_count instances ("i/n"); "0/1": the whole fleet */
     char *event_log;      /* absolute path of the agent.log-style event file, or NULL */
+    char *state_db;       /* "state_db": absolute path or ":memory:"; NULL: off or not given */
+    int state_db_given;   /* the key is present (a path or null); 0: the daemon's default */
     uint32_t expiring_soon_days;      /* cert_expiring_soon window */
     uint32_t crl_expiring_soon_hours; /* crl_expiring_soon window */
     uint32_t api_token_mode;          /* permission bits of api_token_file when read */
@@ -127,9 +141,11 @@ typedef struct cfg_s {
     size_t nprofiles;                 /* >= 1 */
     size_t ref_profile_idx;           /* reference probe's profile, index into profiles */
     size_t ref_trust_idx;             /* reference probe's trust store, index into trust */
-    cfg_group_t *groups;              /* endpoint groups, in file order */
-    size_t ngroups;                   /* >= 1 */
-    uint64_t total_endpoints;         /* sum of the groups' counts (all shards) */
+    cfg_target_t *targets;            /* "targets", or the one "reference" defines; >= 1 */
+    size_t ntargets;
+    cfg_group_t *groups;      /* endpoint groups, in file order */
+    size_t ngroups;           /* >= 1 */
+    uint64_t total_endpoints; /* sum of the groups' counts (all shards) */
 } cfg_t;
 
 /* Reads and validates the configuration file at path (at most CFG_MAX_FILE_BYTES). Relative
@@ -165,6 +181,10 @@ int cfg_group_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
 /* Returns 1 when group ia of a and group ib of b can share one TLS context (policy_tls_ctx):
  * the same trust store content and the same keys flagged CFG_F_TLSCTX (versions, ciphers). */
 int cfg_tls_ctx_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
+
+/* Returns 1 when target ia of a and target ib of b are the same binding (name, URL, pin, trust
+ * store content): its reference state carries over a reload. */
+int cfg_target_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib);
 
 /* Calls cb with the JSON path of every setting that is read only at start (flag CFG_F_RESTART:
  * "listen", "api_token_file" (the token in it), "cache.crl_max_age_s", ...) and differs between

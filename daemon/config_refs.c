@@ -68,14 +68,17 @@ static int parse_thumbprint(cfg__parse_t *p, const char *path, const char *s, ch
 
 static int parse_profile(cfg__parse_t *p, const cJSON *v, const char *path, cfg_profile_t *pr)
 {
-    static const char *const keys[] = {"url", "expect_thumbprint", NULL};
-    const char *url, *thumb;
+    static const char *const keys[] = {"url", "expect_thumbprint", "target", NULL};
+    const char *url, *thumb, *target;
     char jp[256], uerr[256];
     if (!cJSON_IsObject(v))
         return jsonc_fail(p->err, path, "expected an object");
     if (jsonc_check_keys(p->err, v, path, keys) || jsonc_get_str(p->err, v, "url", path, &url) ||
-        jsonc_get_str(p->err, v, "expect_thumbprint", path, &thumb))
+        jsonc_get_str(p->err, v, "expect_thumbprint", path, &thumb) ||
+        jsonc_get_str(p->err, v, "target", path, &target))
         return -1;
+    if (target != NULL)
+        pr->target_name = fs_xstrdup(target);
     jsonc_join(jp, sizeof(jp), path, "url");
     if (url == NULL)
         return jsonc_fail(p->err, jp, "required");
@@ -222,8 +225,130 @@ void cfg__profiles_release(void *base)
     for (size_t i = 0; i < c->nprofiles; i++) {
         free(c->profiles[i].name);
         free(c->profiles[i].url);
+        free(c->profiles[i].target_name);
     }
     free(c->profiles);
+}
+
+/* ---- targets ------------------------------------------------------------------------------ */
+
+static long find_target(const cfg_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->ntargets; i++)
+        if (strcmp(c->targets[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+static int parse_target(cfg__parse_t *p, const cJSON *v, const char *path, cfg_target_t *t)
+{
+    static const char *const keys[] = {"url", "trust", NULL};
+    const char *url, *trust;
+    char jp[256], uerr[256];
+    long i;
+    if (!cJSON_IsObject(v))
+        return jsonc_fail(p->err, path, "expected an object");
+    if (jsonc_check_keys(p->err, v, path, keys) || jsonc_get_str(p->err, v, "url", path, &url) ||
+        jsonc_get_str(p->err, v, "trust", path, &trust))
+        return -1;
+    jsonc_join(jp, sizeof(jp), path, "url");
+    if (url == NULL)
+        return jsonc_fail(p->err, jp, "required");
+    if (fs_url_parse(&t->binding.u, url, uerr) != 0)
+        return jsonc_fail(p->err, jp, "%s", uerr);
+    t->binding.u.path[0] = '\0'; /* a binding: the reference only completes the handshake */
+    t->binding.url = fs_xstrdup(url);
+    t->binding.name = fs_xstrdup(t->name);
+    t->trust_idx = p->cfg->ref_trust_idx;
+    if (trust != NULL) {
+        if ((i = find_trust(p->cfg, trust)) < 0) {
+            jsonc_join(jp, sizeof(jp), path, "trust");
+            return jsonc_fail(p->err, jp, "unknown trust store \"%.64s\"", trust);
+        }
+        t->trust_idx = (size_t)i;
+    }
+    return 0;
+}
+
+/* The target of a profile (SPEC §5): its "target", else the one with the same scheme, host and
+ * port, else the one with the same host, else the only one. */
+static int assign_target(cfg__parse_t *p, cfg_profile_t *pr)
+{
+    const cfg_t *c = p->cfg;
+    char jp[256];
+    long i = -1;
+    jsonc_join(jp, sizeof(jp), "profiles", pr->name);
+    if (pr->target_name != NULL) {
+        if ((i = find_target(c, pr->target_name)) < 0) {
+            char kp[300];
+            jsonc_join(kp, sizeof(kp), jp, "target");
+            return jsonc_fail(p->err, kp, "unknown target \"%.64s\"", pr->target_name);
+        }
+    }
+    for (size_t k = 0; i < 0 && k < c->ntargets; k++) {
+        const fs_url_t *t = &c->targets[k].binding.u;
+        if (strcmp(t->scheme, pr->u.scheme) == 0 && strcasecmp(t->host, pr->u.host) == 0 &&
+            t->port == pr->u.port)
+            i = (long)k;
+    }
+    for (size_t k = 0; i < 0 && k < c->ntargets; k++)
+        if (strcasecmp(c->targets[k].binding.u.host, pr->u.host) == 0)
+            i = (long)k;
+    if (i < 0 && c->ntargets == 1)
+        i = 0;
+    if (i < 0)
+        return jsonc_fail(p->err, jp, "no target has the host \"%.64s\": name one with \"target\"",
+                          pr->u.host);
+    pr->target_idx = (size_t)i;
+    return 0;
+}
+
+/* After "reference": "targets", or the single target the reference defines (name "reference",
+ * its profile's URL, path and pin, its trust store: a configuration without targets probes
+ * exactly as before). Then every profile gets its target. */
+int cfg__targets_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base)
+{
+    cfg_t *c = p->cfg;
+    const cJSON *o = jsonc_member(root, "targets");
+    size_t n;
+    char jp[256];
+    if (o != NULL) {
+        if (named_map(p, root, "targets", &o, &n))
+            return -1;
+        c->targets = fs_xcalloc(n, sizeof(*c->targets));
+        for (const cJSON *e = o->child; e; e = e->next) {
+            cfg_target_t *t = &c->targets[c->ntargets++];
+            t->name = fs_xstrdup(e->string);
+            jsonc_join(jp, sizeof(jp), "targets", e->string);
+            if (parse_target(p, e, jp, t))
+                return -1;
+        }
+    } else {
+        const cfg_profile_t *rp = &c->profiles[c->ref_profile_idx];
+        cfg_target_t *t = c->targets = fs_xcalloc(1, sizeof(*c->targets));
+        c->ntargets = 1;
+        t->name = fs_xstrdup("reference");
+        t->binding = *rp;
+        t->binding.name = fs_xstrdup(rp->name);
+        t->binding.url = fs_xstrdup(rp->url);
+        t->binding.target_name = NULL;
+        t->trust_idx = c->ref_trust_idx;
+    }
+    for (size_t i = 0; i < c->nprofiles; i++)
+        if (assign_target(p, &c->profiles[i]))
+            return -1;
+    return 0;
+}
+
+void cfg__targets_release(void *base)
+{
+    cfg_t *c = base;
+    for (size_t i = 0; i < c->ntargets; i++) {
+        free(c->targets[i].name);
+        free(c->targets[i].binding.name);
+        free(c->targets[i].binding.url);
+    }
+    free(c->targets);
 }
 
 /* A profile's content counts, not its name: the same URL and pin probe alike. */
@@ -247,6 +372,23 @@ int cfg__reference_equal(const cfg_t *a, const void *ba, const cfg_t *b, const v
            trust_eq(&a->trust[a->ref_trust_idx], &b->trust[b->ref_trust_idx]);
 }
 
+int cfg_target_equal(const cfg_t *a, size_t ia, const cfg_t *b, size_t ib)
+{
+    const cfg_target_t *ta = &a->targets[ia], *tb = &b->targets[ib];
+    return strcmp(ta->name, tb->name) == 0 && profile_eq(&ta->binding, &tb->binding) &&
+           trust_eq(&a->trust[ta->trust_idx], &b->trust[tb->trust_idx]);
+}
+
+int cfg__targets_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
+{
+    if (a->ntargets != b->ntargets)
+        return 0;
+    for (size_t i = 0; i < a->ntargets; i++)
+        if (!cfg_target_equal(a, i, b, i))
+            return 0;
+    return 1;
+}
+
 /* ---- a group's references ---------------------------------------------------------------- */
 
 int cfg__group_profile_parse(cfg__parse_t *p, const cJSON *g, const char *path, void *base)
@@ -268,7 +410,9 @@ int cfg__group_profile_parse(cfg__parse_t *p, const cJSON *g, const char *path, 
 int cfg__group_profile_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb)
 {
     const cfg_group_t *ga = ba, *gb = bb;
-    return profile_eq(&a->profiles[ga->profile_idx], &b->profiles[gb->profile_idx]);
+    const cfg_profile_t *pa = &a->profiles[ga->profile_idx], *pb = &b->profiles[gb->profile_idx];
+    /* the profile's target decides its profile_mismatch verdicts: part of the profile */
+    return profile_eq(pa, pb) && cfg_target_equal(a, pa->target_idx, b, pb->target_idx);
 }
 
 int cfg__group_trust_parse(cfg__parse_t *p, const cJSON *g, const char *path, void *base)

@@ -19,6 +19,11 @@ int cfg__profiles_parse(cfg__parse_t *p, const cJSON *root, const char *path, vo
 void cfg__profiles_release(void *base);
 int cfg__reference_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base);
 int cfg__reference_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb);
+/* "targets" (optional; without it the reference defines the single target "reference"), after
+ * "reference"; assigns every profile its target. */
+int cfg__targets_parse(cfg__parse_t *p, const cJSON *root, const char *path, void *base);
+int cfg__targets_equal(const cfg_t *a, const void *ba, const cfg_t *b, const void *bb);
+void cfg__targets_release(void *base);
 
 /* CFG_T_CUSTOM rows of a group (base: cfg_group_t): "profile" and "trust" name an entry of the
  * maps, default the reference's. */

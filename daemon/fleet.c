@@ -68,7 +68,11 @@ void fleet__gen_unref(fleet_gen_t *g)
             free(g->groups[i].detail[c]);
         }
     }
-    policy_free(&g->ref);
+    for (size_t i = 0; i < g->ntargets; i++) {
+        policy_free(&g->targets[i].pl);
+        snap_target_unref(g->targets[i].rec);
+    }
+    free(g->targets);
     free(g->groups);
     free(g->eps);
     free(g->heap);
@@ -90,6 +94,8 @@ static void runtime_opts(const gen_env_t *env, policy_t *pl)
 {
     pl->popts.rev = env->rev;
     pl->popts.vcache = env->vcache;
+    pl->popts.dns = env->dns;
+    pl->popts.view = pl->view; /* probes of one view share answers and a round robin */
     pl->popts.dns_override_only = env->dns_override_only;
     pl->rev.dns_override_only = env->dns_override_only;
 }
@@ -146,12 +152,21 @@ int fleet__gen_build(const gen_env_t *env, cfg_t *cfg, fleet_gen_t **out, char e
             e++;
         }
     }
-    if (policy_reference_init(&g->ref, cfg, err) < 0) {
-        g->cfg = NULL;
-        fleet__gen_unref(g);
-        return -1;
+    g->targets = fs_xcalloc(cfg->ntargets, sizeof(*g->targets));
+    g->ntargets = cfg->ntargets;
+    for (size_t ti = 0; ti < cfg->ntargets; ti++) {
+        fleet_target_t *t = &g->targets[ti];
+        if (policy_reference_init(&t->pl, cfg, ti, err) < 0) {
+            char why[256];
+            snprintf(why, sizeof(why), "targets.%s: %s", cfg->targets[ti].name, err);
+            fs_strlcpy(err, why, 256);
+            g->cfg = NULL;
+            fleet__gen_unref(g);
+            return -1;
+        }
+        runtime_opts(env, &t->pl);
     }
-    runtime_opts(env, &g->ref);
+
     *out = g;
     return 0;
 }
@@ -220,9 +235,16 @@ int fleet_new(fleet_t **out, uv_loop_t *loop, cfg_t *cfg, const fleet_opts_t *o,
         return -1;
     }
     f->vcache = vcache_new(0);
-    gen_env_t env = {.rev = f->rev, .vcache = f->vcache, .dns_override_only = o->dns_override_only};
+    if (dns_cache_new(&f->dns, loop, NULL) < 0)
+        f->dns = NULL; /* probes then make a lookup of their own */
+    gen_env_t env = {.rev = f->rev,
+                     .vcache = f->vcache,
+                     .dns = f->dns,
+                     .dns_override_only = o->dns_override_only};
     if (fleet__gen_build(&env, cfg, &f->gen, err) < 0) {
         vcache_free(f->vcache);
+        if (f->dns != NULL)
+            dns_cache_close(f->dns, NULL, NULL);
         rev_ctx_close(f->rev, NULL, NULL);
         if (log >= 0)
             close(log);
@@ -269,8 +291,8 @@ void fleet_scan_now(fleet_t *f)
         if (!g->eps[i].in_flight)
             g->eps[i].next_due = now;
     fleet__heap_rebuild(g);
-    if (!f->ref_in_flight)
-        fleet__start_job(f, UINT32_MAX);
+    for (size_t ti = 0; ti < g->ntargets; ti++)
+        fleet__start_reference(f, ti);
     fleet__tick_soon(f, 0);
     fleet__rh_run(f);
     fleet__log(f, "scan requested: %u endpoints due now", g->neps);
@@ -285,8 +307,6 @@ static void closed_one(void *fleet)
         return;
     fleet__gen_unref(f->gen);
     vcache_free(f->vcache);
-    snap_target_unref(f->target);
-    snap_revhealth_unref(f->revhealth);
     if (f->event_fd >= 0)
         close(f->event_fd);
     void (*done)(void *) = f->stop_done;
@@ -301,11 +321,21 @@ static void on_closed(uv_handle_t *h)
     closed_one(h->data);
 }
 
+static void on_dns_closed(void *arg)
+{
+    fleet_t *f = arg;
+    f->dns = NULL;
+    uv_close((uv_handle_t *)&f->tick, on_closed);
+}
+
 static void on_rev_closed(void *arg)
 {
     fleet_t *f = arg;
     f->rev = NULL;
-    uv_close((uv_handle_t *)&f->tick, on_closed);
+    if (f->dns != NULL)
+        dns_cache_close(f->dns, on_dns_closed, f);
+    else
+        uv_close((uv_handle_t *)&f->tick, on_closed);
 }
 
 /* Once the last cancelled probe has returned (its sockets closed), the retrieval context can

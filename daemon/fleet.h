@@ -14,6 +14,9 @@ typedef struct fleet_s fleet_t;
 typedef struct fleet_opts_s {
     /* Receives each new snapshot (one reference, the receiver owns it). Called on the loop. */
     void (*publish)(void *arg, snap_t *s);
+    /* Optional: each event as it is recorded, with its agent.log message (valid during the
+     * call), e.g. for the state database. Called on the loop. */
+    void (*on_event)(void *arg, const snap_event_t *ev, const char *message);
     void *arg;
     uint32_t publish_interval_ms; /* default 1000 */
     int dns_override_only;        /* never ask the system resolver (tests, the demo lab) */
@@ -50,6 +53,23 @@ void fleet_publish(fleet_t *f);
 /* Cancels in-flight probes, closes every handle; done runs after the last close. */
 void fleet_stop(fleet_t *f, void (*done)(void *arg), void *arg);
 const cfg_t *fleet_cfg(const fleet_t *f);
+
+/* What a restart brings back (daemon/restore.c), from the state database (daemon/store.h).
+ * Call it after fleet_new, before the loop runs: endpoints found in saved by group name and
+ * index take its state, cause, warnings, since and last probe time and are marked restored
+ * (snap_endpoint_t.restored) until their first probe, which keeps since when it agrees; the
+ * newest events come back into the ring and the sequence continues after saved->event_seq; the
+ * cached CRL/OCSP/AIA responses go back into the retrieval cache. counts (may be NULL) receives
+ * how many of each were taken. */
+typedef struct fleet_restored_s {
+    uint32_t endpoints, events, cache;
+} fleet_restored_t;
+struct store_saved_s;
+void fleet_restore(fleet_t *f, const struct store_saved_s *saved, fleet_restored_t *counts);
+/* Calls fn on the loop for each CRL/OCSP/AIA response retrieved since the last call with the same
+ * *cursor (start at 0); see rev_cache_export. */
+size_t fleet_cache_export(fleet_t *f, uint64_t *cursor,
+                          void (*fn)(void *arg, const rev_cache_item_t *it), void *arg);
 
 /* Stable hash of an endpoint id, for sharding: shard = hash % n. */
 uint32_t fleet_id_hash(const char *id);

@@ -1,12 +1,13 @@
 /* fleet_int.h - what the files of the fleet share (fleet.h is the public side): the runtime
  * structures of a generation, its endpoints and jobs, and the fleet__ functions each file
  * gives the others. Only daemon/fleet.c, schedule.c, aggregate.c, reference.c, revhealth.c,
- * eventlog.c and reload.c include it. */
+ * eventlog.c, reload.c and restore.c include it. */
 #ifndef FS_FLEET_INT_H
 #define FS_FLEET_INT_H
 
 #include "daemon/fleet.h"
 #include "daemon/policy.h"
+#include "probes/dns.h"
 #include "probes/probe.h"
 #include "probes/revoke.h"
 #include "probes/vcache.h"
@@ -28,6 +29,7 @@ typedef struct fleet_ep_s {
     uint8_t state;
     uint8_t cause;
     uint8_t in_flight;
+    uint8_t restored; /* from the state database, not confirmed by a probe yet */
 } fleet_ep_t;
 
 typedef struct fleet_group_s {
@@ -55,14 +57,26 @@ typedef struct fleet_gen_s {
     uint32_t neps;
     uint32_t *heap; /* endpoint indices, min-heap on next_due */
     uint32_t nheap;
-    policy_t ref; /* the reference probe's settings */
+    struct fleet_target_s *targets; /* one per cfg->targets, same order */
+    size_t ntargets;
 } fleet_gen_t;
+
+/* A target's reference probe (SPEC §4.1): its settings and what it last said. profile_mismatch
+ * of the target's profiles is judged against it alone. */
+typedef struct fleet_target_s {
+    policy_t pl;
+    int in_flight;
+    int ok;             /* the binding answered and validated last time */
+    int known;          /* a result exists */
+    snap_target_t *rec; /* its last probe, shared with the snapshots; NULL: none yet */
+} fleet_target_t;
 
 /* What a generation's probe options point at: the fleet's retrieval context and verdict cache.
  * Captured on the loop, so a generation can be built on another thread. */
 typedef struct gen_env_s {
     rev_ctx_t *rev;
     vcache_t *vcache;
+    dns_cache_t *dns;
     int dns_override_only;
 } gen_env_t;
 
@@ -81,7 +95,8 @@ typedef struct fleet_rh_s fleet_rh_t;
 typedef struct fleet_job_s {
     fleet_t *f;
     fleet_gen_t *gen;
-    uint32_t ep;  /* UINT32_MAX: the reference probe */
+    uint32_t ep; /* UINT32_MAX: the reference probe of target `target` */
+    uint32_t target;
     int captured; /* the probe captures its chain and retrievals: it becomes a group detail */
     probe_t *probe;
     struct fleet_job_s *prev, *next;
@@ -93,6 +108,7 @@ struct fleet_s {
     fleet_gen_t *gen;
     rev_ctx_t *rev;
     vcache_t *vcache;
+    dns_cache_t *dns; /* system-resolved names, per (host, network view), with round robin */
     uv_timer_t tick;
     uv_timer_t publish_timer;
     uv_timer_t ref_timer;
@@ -122,13 +138,8 @@ struct fleet_s {
     cfg_warning_t listen_warning; /* from the configuration the API was started with */
     int64_t started_at;
     int dirty;
-    int ref_in_flight;
-    int ref_ok;            /* the reference binding answered last time */
-    int ref_known;         /* a reference result exists */
-    snap_target_t *target; /* the last reference probe, shared with the snapshots; NULL: none */
-    fleet_rh_t *rh;        /* revocation-source health (revhealth.c); NULL before a chain */
-    snap_revhealth_t *revhealth; /* its last round, shared with the snapshots; NULL: none */
     uint64_t rng;
+    fleet_rh_t *rh; /* revocation-source health (revhealth.c); NULL before a target's chain */
 };
 
 /* fleet.c: lifecycle and generations */
@@ -145,7 +156,8 @@ void fleet__job_ended_while_closing(fleet_t *f);
 /* schedule.c: the heap of due endpoints, the tick (limits and token bucket), jobs */
 void fleet__heap_push(fleet_gen_t *g, uint32_t ep);
 void fleet__heap_rebuild(fleet_gen_t *g);
-void fleet__start_job(fleet_t *f, uint32_t ep); /* ep UINT32_MAX: the reference probe */
+void fleet__start_job(fleet_t *f, uint32_t ep);     /* an endpoint's probe */
+void fleet__start_reference(fleet_t *f, size_t ti); /* target ti's, unless one is in flight */
 void fleet__tick_soon(fleet_t *f, uint64_t ms);
 void fleet__schedule_reference(fleet_t *f);
 double fleet__first_cycle_spread_ms(const fleet_gen_t *g, uint32_t n);
@@ -162,16 +174,18 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
                           int captured);
 void fleet__on_publish_timer(uv_timer_t *t);
 
-/* reference.c: the reference probe recorded as f->target, from which web/ renders
- * /api/v1/targets and the certificate and CRL gauges */
-void fleet__render_reference(fleet_t *f, const probe_result_t *r);
+/* reference.c: target ti's reference probe recorded in its fleet_target_t, from which web/
+ * renders /api/v1/targets and the certificate and CRL gauges */
+void fleet__render_reference(fleet_t *f, size_t ti, const probe_result_t *r);
 
-/* revhealth.c: the reference chain's revocation URLs checked live each cycle (f->revhealth) */
-/* A reference probe ended: its chain (r->built) is the one checked from now on; a new chain is
- * checked at once. */
-void fleet__rh_reference(fleet_t *f, const probe_result_t *r);
-/* Checks every URL now (a cycle, a scan request); during a round, once more after it. */
+/* revhealth.c: each target's chain's revocation URLs checked live each cycle */
+/* Target ti's reference probe ended: its chain (r->built) is the one checked from now on; a new
+ * chain is checked at once. */
+void fleet__rh_reference(fleet_t *f, size_t ti, const probe_result_t *r);
+/* Checks every target's URLs now (a cycle, a scan request); during a round, once more after. */
 void fleet__rh_run(fleet_t *f);
+/* The last round's record of target `name` (a new reference), or NULL. */
+snap_revhealth_t *fleet__rh_record(fleet_t *f, const char *name);
 /* Stops checking. Returns 1 when done(arg) will run once the checker's handles closed, 0 when
  * there was nothing to close (done is not called). */
 int fleet__rh_close(fleet_t *f, void (*done)(void *arg), void *arg);

@@ -113,7 +113,8 @@ int policy_group_init(policy_t *pl, const cfg_t *cfg, size_t gi, tlsc_ctx_t *sha
     else if (policy_tls_ctx(&pl->tls, cfg, g->trust_idx, &g->tls, err) < 0)
         return -1;
     pl->profile = &cfg->profiles[g->profile_idx];
-    pl->ref = &cfg->profiles[cfg->ref_profile_idx];
+    pl->target_idx = pl->profile->target_idx;
+    pl->ref = &cfg->targets[pl->target_idx].binding;
     fs_strlcpy(pl->thumb, pl->profile->expect_thumbprint, sizeof(pl->thumb));
     policy_revocation(cfg, g, &pl->rev);
     view_key(&g->network, pl->view);
@@ -122,14 +123,34 @@ int policy_group_init(policy_t *pl, const cfg_t *cfg, size_t gi, tlsc_ctx_t *sha
     return 0;
 }
 
-int policy_reference_init(policy_t *pl, const cfg_t *cfg, char err[256])
+/* The group whose network view a target's reference borrows: one whose profile is the binding
+ * itself (same scheme, host and port), else any group of the target, else the first group
+ * whose DNS overrides name the binding's host; SIZE_MAX: the system's view. */
+static size_t reference_view(const cfg_t *cfg, size_t ti)
+{
+    const fs_url_t *b = &cfg->targets[ti].binding.u;
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t i = 0; i < cfg->ngroups; i++) {
+            const cfg_profile_t *p = &cfg->profiles[cfg->groups[i].profile_idx];
+            int mine = p->target_idx == ti;
+            if ((pass == 0 && mine && strcmp(p->u.scheme, b->scheme) == 0 &&
+                 strcasecmp(p->u.host, b->host) == 0 && p->u.port == b->port) ||
+                (pass == 1 && mine) ||
+                (pass == 2 && fs_resolve_lookup(&cfg->groups[i].network.resolve, b->host)))
+                return i;
+        }
+    return SIZE_MAX;
+}
+
+int policy_reference_init(policy_t *pl, const cfg_t *cfg, size_t ti, char err[256])
 {
     memset(pl, 0, sizeof(*pl));
     /* The server's own binding as its admin sees it: any protocol the server offers. */
     cfg_tls_t reftls = {.min_version = TLS1_VERSION, .max_version = TLS1_3_VERSION, .sni = true};
-    if (policy_tls_ctx(&pl->tls, cfg, cfg->ref_trust_idx, &reftls, err) < 0)
+    if (policy_tls_ctx(&pl->tls, cfg, cfg->targets[ti].trust_idx, &reftls, err) < 0)
         return -1;
-    pl->profile = pl->ref = &cfg->profiles[cfg->ref_profile_idx];
+    pl->target_idx = ti;
+    pl->profile = pl->ref = &cfg->targets[ti].binding;
     fs_strlcpy(pl->thumb, pl->profile->expect_thumbprint, sizeof(pl->thumb));
     rev_policy_defaults(&pl->rev);
     pl->rev.mode = REV_SOFT_FAIL;
@@ -137,13 +158,7 @@ int policy_reference_init(policy_t *pl, const cfg_t *cfg, char err[256])
     pl->rev.aia_fetch = 1;
     fs_strlcpy(pl->view, "reference", sizeof(pl->view));
     fill_probe_opts(pl, cfg, NULL);
-    size_t view = SIZE_MAX;
-    for (size_t i = 0; i < cfg->ngroups && view == SIZE_MAX; i++)
-        if (cfg->groups[i].profile_idx == cfg->ref_profile_idx)
-            view = i;
-    for (size_t i = 0; i < cfg->ngroups && view == SIZE_MAX; i++)
-        if (fs_resolve_lookup(&cfg->groups[i].network.resolve, pl->profile->u.host) != NULL)
-            view = i;
+    size_t view = reference_view(cfg, ti);
     if (view != SIZE_MAX) {
         const cfg_network_t *net = &cfg->groups[view].network;
         pl->popts.resolve = &net->resolve;
@@ -167,6 +182,16 @@ void policy_free(policy_t *pl)
 {
     tlsc_ctx_unref(pl->tls);
     pl->tls = NULL;
+}
+
+int policy_reference_answers(const probe_result_t *r)
+{
+    if (r->online)
+        return 1;
+    const char *ph = fs_cause_info(r->cause)->phase;
+    if (strcmp(ph, "resolve") == 0 || strcmp(ph, "connect") == 0 || strcmp(ph, "tls") == 0)
+        return 0;
+    return r->cause != FS_CAUSE_PROBE_TIMEOUT || r->failed_phase > PROBE_PH_TLS;
 }
 
 /* Whether a failure of a profile that differs from the binding is the profile's fault: it

@@ -20,9 +20,10 @@ typedef struct policy_s {
     char thumb[65];     /* the profile's pin, "" when none */
     char view[24];      /* network view key for the CRL/AIA cache */
     const cfg_profile_t *profile; /* what the endpoint connects to (borrowed from the cfg) */
-    const cfg_profile_t *ref;     /* the server's own binding (the reference profile) */
+    const cfg_profile_t *ref;     /* the server's own binding: its target's (cfg_target_t) */
     int profile_differs;          /* scheme, port or FQDN differ from the reference binding */
     int http_vs_https;            /* the profile speaks plain HTTP, the binding is HTTPS */
+    size_t target_idx;            /* the target whose binding ref is (cfg_t.targets) */
 } policy_t;
 
 /* The TLS context of a trust store and TLS settings (an OpenSSL load error names the store). */
@@ -36,15 +37,20 @@ void policy_revocation(const cfg_t *cfg, const cfg_group_t *g, rev_policy_t *p);
  * TLS context twice; NULL builds one. Returns 0, or -1 with err naming the trust store. */
 int policy_group_init(policy_t *pl, const cfg_t *cfg, size_t gi, tlsc_ctx_t *shared_tls,
                       char err[256]);
-/* Fills pl for the reference probe: the reference profile, its trust store, TLS 1.0-1.3,
- * soft-fail revocation with AIA, the DNS view of the first group that uses the reference
- * profile (else of the first group whose overrides name its host, else the system's), and
- * that group's cache view, so the CRL server sees one fetch per URL, not two. Captures the
- * chain. Returns 0, or -1 with err. */
-int policy_reference_init(policy_t *pl, const cfg_t *cfg, char err[256]);
+/* Fills pl for the reference probe of target ti: its binding, its trust store, TLS 1.0-1.3,
+ * soft-fail revocation with AIA, the DNS view of a group of that target (one whose profile is
+ * the binding itself first; else of the first group whose overrides name its host, else the
+ * system's), and that group's cache view, so the CRL server sees one fetch per URL, not two.
+ * Captures the chain. Returns 0, or -1 with err. */
+int policy_reference_init(policy_t *pl, const cfg_t *cfg, size_t ti, char err[256]);
 /* Points pl at another profile (borrowed, must outlive pl): `fleetscan probe -c --group URL`. */
 void policy_set_profile(policy_t *pl, const cfg_profile_t *p);
 void policy_free(policy_t *pl);
+
+/* 1 when a reference probe shows its binding answering: resolved, connected and completed the
+ * handshake (whatever the validation said: an expired reference certificate does not make a
+ * wrong port the binding's fault). This is "the reference succeeds" of SPEC §4.1. */
+int policy_reference_answers(const probe_result_t *r);
 
 /* What the reference probe last said: unknown until it has answered once. */
 typedef enum { POLICY_REF_UNKNOWN, POLICY_REF_UP, POLICY_REF_DOWN } policy_ref_t;

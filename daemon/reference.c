@@ -1,4 +1,4 @@
-/* reference.c - the reference target: each probe of the server's own binding recorded as the
+/* reference.c - the targets: each reference probe of a server's own binding recorded as the
  * structured snap_target_t the snapshots share, from which web/render.c renders /api/v1/targets
  * and the certificate and CRL gauges of /metrics. */
 #include "daemon/fleet_int.h"
@@ -38,15 +38,15 @@ static void copy_chain(chain_info_t *dst, const chain_info_t *src)
     dst->total = src->total;
 }
 
-void fleet__render_reference(fleet_t *f, const probe_result_t *r)
+void fleet__render_reference(fleet_t *f, size_t ti, const probe_result_t *r)
 {
     const cfg_t *cfg = f->gen->cfg;
-    const cfg_profile_t *refp = &cfg->profiles[cfg->ref_profile_idx];
+    const cfg_target_t *ct = &cfg->targets[ti];
     snap_target_t *t = snap_target_new();
-    t->name = fs_xstrdup("reference");
-    t->url = fs_xstrdup(refp->url);
-    t->profile = fs_xstrdup(refp->name);
-    t->trust = fs_xstrdup(cfg->trust[cfg->ref_trust_idx].name);
+    t->name = fs_xstrdup(ct->name);
+    t->url = fs_xstrdup(ct->binding.url);
+    t->profile = fs_xstrdup(ct->binding.name);
+    t->trust = fs_xstrdup(cfg->trust[ct->trust_idx].name);
     t->checked_at = r->started_at;
     t->online = r->online;
     t->cause = (uint8_t)r->cause;
@@ -55,6 +55,9 @@ void fleet__render_reference(fleet_t *f, const probe_result_t *r)
     memcpy(t->timings_ms, r->timings_ms, sizeof(t->timings_ms));
     t->total_ms = r->total_ms;
     fs_strlcpy(t->addr, r->addr, sizeof(t->addr));
+    memcpy(t->attempts, r->attempts, r->nattempts * sizeof(*t->attempts));
+    t->nattempts = r->nattempts;
+    fs_strlcpy(t->leaf_sha1, r->leaf_sha1, sizeof(t->leaf_sha1));
     t->endpoint_time = r->endpoint_time;
     if (r->tls_version != 0)
         fs_strlcpy(t->tls_version, tlsc_version_name(r->tls_version), sizeof(t->tls_version));
@@ -67,6 +70,6 @@ void fleet__render_reference(fleet_t *f, const probe_result_t *r)
         memcpy(t->urls, r->rev->urls, t->nurls * sizeof(*t->urls));
     }
     /* Snapshots already published keep the previous record until they go. */
-    snap_target_unref(f->target);
-    f->target = t;
+    snap_target_unref(f->gen->targets[ti].rec);
+    f->gen->targets[ti].rec = t;
 }

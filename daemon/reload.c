@@ -61,8 +61,10 @@ fleet_next_t *fleet_reload_begin(fleet_t *f)
 {
     fleet_next_t *n = fs_xcalloc(1, sizeof(*n));
     n->event_fd = -1;
-    n->env = (gen_env_t){
-        .rev = f->rev, .vcache = f->vcache, .dns_override_only = f->o.dns_override_only};
+    n->env = (gen_env_t){.rev = f->rev,
+                         .vcache = f->vcache,
+                         .dns = f->dns,
+                         .dns_override_only = f->o.dns_override_only};
     n->old = f->gen;
     n->old->refs++;
     return n;
@@ -112,10 +114,17 @@ void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
         n->match = match_groups(old->cfg, cfg);
     }
     const cfg_t *oc = old->cfg;
-    int same_ref =
-        strcmp(oc->profiles[oc->ref_profile_idx].url, cfg->profiles[cfg->ref_profile_idx].url) ==
-            0 &&
-        memcmp(oc->trust[oc->ref_trust_idx].digest, cfg->trust[cfg->ref_trust_idx].digest, 32) == 0;
+    /* A target whose binding did not change keeps what its reference said (its verdict and its
+     * /targets record): profile_mismatch does not wait for it again. The others start unknown. */
+    for (size_t ti = 0; ti < ng->ntargets; ti++)
+        for (size_t oi = 0; oi < old->ntargets; oi++)
+            if (cfg_target_equal(oc, oi, cfg, ti)) {
+                ng->targets[ti].ok = old->targets[oi].ok;
+                ng->targets[ti].known = old->targets[oi].known;
+                if (old->targets[oi].rec != NULL)
+                    ng->targets[ti].rec = snap_target_ref(old->targets[oi].rec);
+                break;
+            }
     size_t kept = 0;
     /* Endpoints of unchanged groups keep their state; a group's endpoints are contiguous. */
     uint32_t *ostart = group_starts(old), *nstart = group_starts(ng);
@@ -170,8 +179,6 @@ void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
     fleet__log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
                cfg->ngroups, kept, ng->neps);
     fleet__update_warnings(f, cfg);
-    if (!same_ref)
-        f->ref_known = 0; /* profile_mismatch waits for the new reference's verdict */
     fleet__schedule_reference(f);
     fleet__tick_soon(f, 0);
     f->dirty = 1;

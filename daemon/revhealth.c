@@ -1,7 +1,8 @@
 /* revhealth.c - revocation-source health (SPEC §4.2): every cycle and on a scan request the
- * vantage checks each CDP, delta-CRL and OCSP URL of the reference chain live (probes/revcheck.c,
- * never through the endpoints' cache), and records which groups depend on each URL, when their
- * cached copies run out, and which strict endpoints go offline while it stays down. */
+ * vantage checks each CDP, delta-CRL and OCSP URL of each target's chain live (probes/revcheck.c,
+ * never through the endpoints' cache), and records which of the target's groups depend on each
+ * URL, when their cached copies run out, and which strict endpoints go offline while it stays
+ * down. */
 #include "daemon/fleet_int.h"
 #include "probes/crl.h"
 #include "probes/ocsp.h"
@@ -18,9 +19,11 @@
 
 enum { RH_IDLE, RH_RUNNING, RH_DONE };
 
-/* One URL of the reference chain and its last live check. */
+typedef struct rh_target_s rh_target_t;
+
+/* One URL of a target's chain and its last live check. */
 typedef struct rh_item_s {
-    fleet_rh_t *h;
+    rh_target_t *h;
     char url[512]; /* as the certificate (or base CRL) names it */
     revcheck_kind_t kind;
     int depth;
@@ -34,20 +37,29 @@ typedef struct rh_item_s {
     int64_t checked_at, last_success;
 } rh_item_t;
 
-struct fleet_rh_s {
-    fleet_t *f;
-    fetch_t *fetch;
+/* One target's chain and its rounds, found by the target's name (reloads renumber targets). */
+struct rh_target_s {
+    fleet_rh_t *rh;
+    char *name;
     STACK_OF(X509) * chain; /* the reference chain the round checks, leaf first */
     STACK_OF(X509) * next;  /* a newer one, taken at the next round's start; NULL: none */
     rh_item_t *items;       /* the round's URLs */
     size_t nitems;
-    int running; /* checks in flight */
-    int again;   /* a round was asked for while one ran */
+    int running;           /* checks in flight */
+    int again;             /* a round was asked for while one ran */
+    snap_revhealth_t *rec; /* the last round's record, shared with the snapshots */
+};
+
+struct fleet_rh_s {
+    fleet_t *f;
+    fetch_t *fetch;
+    rh_target_t **t;
+    size_t nt;
     void (*done)(void *arg);
     void *done_arg;
 };
 
-static void round_start(fleet_rh_t *h);
+static void round_start(rh_target_t *h);
 
 static X509 *issuer_of(STACK_OF(X509) * chain, int depth)
 {
@@ -89,7 +101,7 @@ static int depends(const rev_policy_t *p, STACK_OF(X509) * chain, const rh_item_
     return !crl_url_has_scheme(it->url, "ldap") || p->ldap_host != NULL;
 }
 
-static rh_item_t *item_find(fleet_rh_t *h, const char *url)
+static rh_item_t *item_find(rh_target_t *h, const char *url)
 {
     for (size_t i = 0; i < h->nitems; i++)
         if (strcmp(h->items[i].url, url) == 0)
@@ -98,7 +110,7 @@ static rh_item_t *item_find(fleet_rh_t *h, const char *url)
 }
 
 /* Adds url (once: a URL is one line whatever names it again). */
-static void item_add(fleet_rh_t *h, const char *url, revcheck_kind_t kind, int depth)
+static void item_add(rh_target_t *h, const char *url, revcheck_kind_t kind, int depth)
 {
     if (h->nitems >= RH_MAX_URLS || strlen(url) >= sizeof(h->items[0].url) ||
         item_find(h, url) != NULL)
@@ -111,23 +123,34 @@ static void item_add(fleet_rh_t *h, const char *url, revcheck_kind_t kind, int d
     it->depth = depth;
 }
 
-static void add_urls(fleet_rh_t *h, const crl_urls_t *u, revcheck_kind_t kind, int depth)
+static void add_urls(rh_target_t *h, const crl_urls_t *u, revcheck_kind_t kind, int depth)
 {
     for (size_t i = 0; i < u->n; i++)
         item_add(h, u->v[i], kind, depth);
 }
 
-/* The view a URL is checked in: the reference probe's (the vantage's), except that an ldap://
- * URL goes through the directory of the first group that would use it when the reference's view
- * names none. */
-static void fill_view(fleet_rh_t *h, rh_item_t *it, revcheck_req_t *req)
+/* The index of h's target in the running generation, or SIZE_MAX once a reload removed it. */
+static size_t target_index(const rh_target_t *h)
 {
-    const fleet_gen_t *g = h->f->gen;
-    const rev_policy_t *p = &g->ref.rev;
+    const cfg_t *cfg = h->rh->f->gen->cfg;
+    for (size_t i = 0; i < cfg->ntargets; i++)
+        if (strcmp(cfg->targets[i].name, h->name) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+/* The view a URL is checked in: the target's reference probe's (the vantage's), except that an
+ * ldap:// URL goes through the directory of the first of the target's groups that would use it
+ * when the reference's view names none. */
+static void fill_view(rh_target_t *h, size_t ti, rh_item_t *it, revcheck_req_t *req)
+{
+    const fleet_gen_t *g = h->rh->f->gen;
+    const rev_policy_t *p = &g->targets[ti].pl.rev;
     if (it->kind != REVCHECK_OCSP && crl_url_has_scheme(it->url, "ldap") && p->ldap_host == NULL) {
         for (size_t i = 0; i < g->ngroups; i++) {
             const rev_policy_t *gp = &g->groups[i].pl.rev;
-            if (gp->ldap_host != NULL && depends(gp, h->chain, it)) {
+            if (g->groups[i].pl.target_idx == ti && gp->ldap_host != NULL &&
+                depends(gp, h->chain, it)) {
                 p = gp;
                 break;
             }
@@ -146,17 +169,21 @@ static void fill_view(fleet_rh_t *h, rh_item_t *it, revcheck_req_t *req)
 
 static void on_checked(void *arg, const revcheck_result_t *r);
 
-static void check_start(fleet_rh_t *h, rh_item_t *it, X509_CRL *base)
+static void check_start(rh_target_t *h, rh_item_t *it, X509_CRL *base)
 {
+    size_t ti = target_index(h);
     revcheck_req_t req = {.kind = it->kind,
                           .url = it->url,
                           .cert = sk_X509_value(h->chain, it->depth),
                           .issuer = issuer_of(h->chain, it->depth),
                           .base = base,
                           .at = fs_wall_ms() / 1000};
-    fill_view(h, it, &req);
+    int rc = UV_ENOENT; /* the target went with a reload: nothing to check it for */
     it->state = RH_RUNNING;
-    int rc = revcheck_start(h->fetch, &req, on_checked, it, &it->job);
+    if (ti != SIZE_MAX) {
+        fill_view(h, ti, it, &req);
+        rc = revcheck_start(h->rh->fetch, &req, on_checked, it, &it->job);
+    }
     if (rc != 0) {
         it->state = RH_DONE;
         it->res.signature_valid = -1;
@@ -170,7 +197,7 @@ static void check_start(fleet_rh_t *h, rh_item_t *it, X509_CRL *base)
 
 /* Deltas wait for their base: once every CDP of a certificate has answered, its delta URLs are
  * checked against the first usable base (or as bare delta CRLs when there is none). */
-static void deltas_start(fleet_rh_t *h, int depth)
+static void deltas_start(rh_target_t *h, int depth)
 {
     X509_CRL *base = NULL;
     for (size_t i = 0; i < h->nitems; i++) {
@@ -202,12 +229,12 @@ static void deltas_start(fleet_rh_t *h, int depth)
     crl_urls_free(&named);
 }
 
-static void round_end(fleet_rh_t *h);
+static void round_end(rh_target_t *h);
 
 static void on_checked(void *arg, const revcheck_result_t *r)
 {
     rh_item_t *it = arg;
-    fleet_rh_t *h = it->h;
+    rh_target_t *h = it->h;
     it->job = NULL;
     it->state = RH_DONE;
     it->res = *r;
@@ -239,7 +266,7 @@ static void items_free(rh_item_t *items, size_t n)
 /* A new round over the chain's URLs: OCSP and CDPs at once, each delta after its base. URLs of
  * the last round are kept when the chain still names them, with their last success, and a
  * delta URL stays listed when its base cannot be had this time. */
-static void round_start(fleet_rh_t *h)
+static void round_start(rh_target_t *h)
 {
     if (h->next != NULL) {
         sk_X509_pop_free(h->chain, X509_free);
@@ -291,7 +318,7 @@ static void round_start(fleet_rh_t *h)
  * do not answer now stay down: each URL gives until +forever when it answers, else until the
  * group's cached copy from it runs out (0: none); the certificate is covered by OCSP or by a base
  * CRL together with its delta when the base names one (probes/revoke.h). */
-static int64_t horizon(fleet_rh_t *h, const fleet_group_t *gr, int depth, const int64_t *avail)
+static int64_t horizon(rh_target_t *h, const fleet_group_t *gr, int depth, const int64_t *avail)
 {
     int64_t ocsp = 0, base = 0, delta = 0;
     int has_delta = 0;
@@ -313,12 +340,12 @@ static int64_t horizon(fleet_rh_t *h, const fleet_group_t *gr, int depth, const 
 }
 
 /* Per URL, when the cache of view p (a group's) drops its copy, in seconds; 0: no copy. */
-static void peek_view(fleet_rh_t *h, const rev_policy_t *p, int64_t *incache)
+static void peek_view(rh_target_t *h, const rev_policy_t *p, int64_t *incache)
 {
     for (size_t i = 0; i < h->nitems; i++) {
         const rh_item_t *it = &h->items[i];
         rev_cache_entry_t ce;
-        int rc = rev_cache_peek(h->f->rev, revcheck_kind_names[it->kind], it->url,
+        int rc = rev_cache_peek(h->rh->f->rev, revcheck_kind_names[it->kind], it->url,
                                 sk_X509_value(h->chain, it->depth), issuer_of(h->chain, it->depth),
                                 p, &ce);
         incache[i] = rc == 0 && ce.ok ? ce.expires_ms / 1000 : 0;
@@ -326,9 +353,10 @@ static void peek_view(fleet_rh_t *h, const rev_policy_t *p, int64_t *incache)
 }
 
 /* The record of a finished round, for the snapshots (web/snapshot.h, snap_revhealth_t). */
-static snap_revhealth_t *round_record(fleet_rh_t *h)
+static snap_revhealth_t *round_record(rh_target_t *h)
 {
-    const fleet_gen_t *g = h->f->gen;
+    const fleet_gen_t *g = h->rh->f->gen;
+    size_t ti = target_index(h);
     int64_t now = fs_wall_ms() / 1000;
     snap_revhealth_t *rec = snap_revhealth_new();
     rec->checked_at = now;
@@ -365,6 +393,8 @@ static snap_revhealth_t *round_record(fleet_rh_t *h)
     const char *view = NULL; /* whose cache incache[] holds: consecutive groups often share it */
     for (size_t gi = 0; gi < g->ngroups; gi++) {
         const fleet_group_t *gr = &g->groups[gi];
+        if (gr->pl.target_idx != ti)
+            continue; /* another target's group: another chain */
         if (view == NULL || strcmp(view, gr->pl.view) != 0) {
             view = gr->pl.view;
             peek_view(h, &gr->pl.rev, incache);
@@ -409,30 +439,77 @@ static snap_revhealth_t *round_record(fleet_rh_t *h)
     return rec;
 }
 
-static void round_end(fleet_rh_t *h)
+static void round_end(rh_target_t *h)
 {
-    fleet_t *f = h->f;
-    snap_revhealth_unref(f->revhealth);
-    f->revhealth = round_record(h);
-    f->dirty = 1;
+    snap_revhealth_unref(h->rec);
+    h->rec = round_record(h);
+    h->rh->f->dirty = 1;
     if (h->again) {
         h->again = 0;
         round_start(h);
     }
 }
 
-/* ---- fleet_int.h ------------------------------------------------------------------------- */
-
-void fleet__rh_run(fleet_t *f)
+static void target_free(rh_target_t *h)
 {
-    fleet_rh_t *h = f->rh;
-    if (f->closing || h == NULL || (h->chain == NULL && h->next == NULL))
+    items_free(h->items, h->nitems);
+    sk_X509_pop_free(h->chain, X509_free);
+    sk_X509_pop_free(h->next, X509_free);
+    snap_revhealth_unref(h->rec);
+    free(h->name);
+    free(h);
+}
+
+/* The checks of target `name`, created when create is set, else NULL. */
+static rh_target_t *target_find(fleet_rh_t *rh, const char *name, int create)
+{
+    for (size_t i = 0; i < rh->nt; i++)
+        if (strcmp(rh->t[i]->name, name) == 0)
+            return rh->t[i];
+    if (!create)
+        return NULL;
+    rh_target_t *h = fs_xcalloc(1, sizeof(*h));
+    h->rh = rh;
+    h->name = fs_xstrdup(name);
+    rh->t = fs_xrealloc(rh->t, (rh->nt + 1) * sizeof(*rh->t));
+    rh->t[rh->nt++] = h;
+    return h;
+}
+
+static void target_run(rh_target_t *h)
+{
+    if (h->chain == NULL && h->next == NULL)
         return;
     if (h->running > 0) {
         h->again = 1;
         return;
     }
     round_start(h);
+}
+
+/* ---- fleet_int.h ------------------------------------------------------------------------- */
+
+void fleet__rh_run(fleet_t *f)
+{
+    fleet_rh_t *rh = f->rh;
+    if (f->closing || rh == NULL)
+        return;
+    for (size_t i = 0; i < rh->nt;) { /* targets a reload removed go, once idle */
+        if (rh->t[i]->running == 0 && target_index(rh->t[i]) == SIZE_MAX) {
+            target_free(rh->t[i]);
+            rh->t[i] = rh->t[--rh->nt];
+        } else {
+            i++;
+        }
+    }
+    for (size_t i = 0; i < rh->nt; i++)
+        target_run(rh->t[i]);
+}
+
+snap_revhealth_t *fleet__rh_record(fleet_t *f, const char *name)
+{
+    rh_target_t *h = f->rh != NULL ? target_find(f->rh, name, 0) : NULL;
+    return h != NULL && h->rec != NULL ? snap_revhealth_ref(h->rec) : NULL;
 }
 
 /* 1 when the two chains hold the same certificates. */
@@ -446,21 +523,22 @@ static int same_chain(STACK_OF(X509) * a, STACK_OF(X509) * b)
     return 1;
 }
 
-void fleet__rh_reference(fleet_t *f, const probe_result_t *r)
+void fleet__rh_reference(fleet_t *f, size_t ti, const probe_result_t *r)
 {
     if (f->closing || r->built == NULL || sk_X509_num(r->built) == 0)
         return; /* no chain this time: the last one known is checked on */
-    fleet_rh_t *h = f->rh;
-    if (h == NULL) {
-        h = fs_xcalloc(1, sizeof(*h));
-        h->f = f;
-        if (fetch_new(&h->fetch, f->loop) != 0) {
+    fleet_rh_t *rh = f->rh;
+    if (rh == NULL) {
+        rh = fs_xcalloc(1, sizeof(*rh));
+        rh->f = f;
+        if (fetch_new(&rh->fetch, f->loop) != 0) {
             fleet__log(f, "revocation health: cannot create a fetcher; URLs are not checked");
-            free(h);
+            free(rh);
             return;
         }
-        f->rh = h;
+        f->rh = rh;
     }
+    rh_target_t *h = target_find(rh, f->gen->cfg->targets[ti].name, 1);
     if (same_chain(h->next != NULL ? h->next : h->chain, r->built))
         return; /* checked every cycle (fleet__rh_run), not once more per reference probe */
     STACK_OF(X509) *copy = X509_chain_up_ref(r->built);
@@ -468,33 +546,36 @@ void fleet__rh_reference(fleet_t *f, const probe_result_t *r)
         return;
     sk_X509_pop_free(h->next, X509_free); /* a round in flight keeps its chain until it ends */
     h->next = copy;
-    fleet__rh_run(f);
+    target_run(h);
 }
 
 static void on_fetch_closed(void *arg)
 {
-    fleet_rh_t *h = arg;
-    void (*done)(void *) = h->done;
-    void *done_arg = h->done_arg;
-    items_free(h->items, h->nitems);
-    sk_X509_pop_free(h->chain, X509_free);
-    sk_X509_pop_free(h->next, X509_free);
-    free(h);
+    fleet_rh_t *rh = arg;
+    void (*done)(void *) = rh->done;
+    void *done_arg = rh->done_arg;
+    for (size_t i = 0; i < rh->nt; i++)
+        target_free(rh->t[i]);
+    free(rh->t);
+    free(rh);
     done(done_arg);
 }
 
 int fleet__rh_close(fleet_t *f, void (*done)(void *arg), void *arg)
 {
-    fleet_rh_t *h = f->rh;
-    if (h == NULL)
+    fleet_rh_t *rh = f->rh;
+    if (rh == NULL)
         return 0;
     f->rh = NULL;
-    for (size_t i = 0; i < h->nitems; i++)
-        if (h->items[i].job != NULL)
-            revcheck_cancel(h->items[i].job);
-    h->running = 0;
-    h->done = done;
-    h->done_arg = arg;
-    fetch_close(h->fetch, on_fetch_closed, h);
+    for (size_t i = 0; i < rh->nt; i++) {
+        rh_target_t *h = rh->t[i];
+        for (size_t k = 0; k < h->nitems; k++)
+            if (h->items[k].job != NULL)
+                revcheck_cancel(h->items[k].job);
+        h->running = 0;
+    }
+    rh->done = done;
+    rh->done_arg = arg;
+    fetch_close(rh->fetch, on_fetch_closed, rh);
     return 1;
 }

@@ -90,12 +90,13 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
     f->in_flight--;
     int current = gen == f->gen && !f->closing;
     if (j->ep == UINT32_MAX) {
-        f->ref_in_flight = 0;
+        fleet_target_t *t = &gen->targets[j->target];
+        t->in_flight = 0;
         if (current && !r->cancelled) {
-            f->ref_ok = r->online;
-            f->ref_known = 1;
-            fleet__render_reference(f, r);
-            fleet__rh_reference(f, r);
+            t->ok = policy_reference_answers(r);
+            t->known = 1;
+            fleet__render_reference(f, j->target, r);
+            fleet__rh_reference(f, j->target, r);
             f->dirty = 1;
         }
     } else if (current) {
@@ -118,18 +119,19 @@ static void on_probe_done(probe_t *p, probe_result_t *r, void *arg)
         fleet__job_ended_while_closing(f);
 }
 
-void fleet__start_job(fleet_t *f, uint32_t ep)
+static void start(fleet_t *f, uint32_t ep, uint32_t ti)
 {
     fleet_gen_t *g = f->gen;
     fleet_job_t *j = fs_xcalloc(1, sizeof(*j));
     j->f = f;
     j->gen = g;
     j->ep = ep;
+    j->target = ti;
     const probe_opts_t *po;
     probe_opts_t local;
     if (ep == UINT32_MAX) {
-        po = &g->ref.popts;
-        f->ref_in_flight = 1;
+        po = &g->targets[ti].pl.popts;
+        g->targets[ti].in_flight = 1;
     } else {
         fleet_ep_t *e = &g->eps[ep];
         fleet_group_t *gr = &g->groups[e->group];
@@ -161,10 +163,21 @@ void fleet__start_job(fleet_t *f, uint32_t ep)
             g->eps[ep].next_due = (int64_t)uv_now(f->loop) + 1000;
             fleet__heap_push(g, ep);
         } else {
-            f->ref_in_flight = 0;
+            g->targets[ti].in_flight = 0;
         }
         free(j);
     }
+}
+
+void fleet__start_job(fleet_t *f, uint32_t ep)
+{
+    start(f, ep, 0);
+}
+
+void fleet__start_reference(fleet_t *f, size_t ti)
+{
+    if (!f->gen->targets[ti].in_flight && !f->closing)
+        start(f, UINT32_MAX, (uint32_t)ti);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -181,12 +194,14 @@ static void on_tick(uv_timer_t *t)
     f->tokens_at = now;
     /* profile_mismatch needs the reference's verdict: only endpoints whose profile differs
      * from the reference binding wait for its first result; the others probe at once. */
-    if (!f->ref_known && !f->ref_in_flight)
-        fleet__start_job(f, UINT32_MAX);
+    for (size_t ti = 0; ti < g->ntargets; ti++)
+        if (!g->targets[ti].known)
+            fleet__start_reference(f, ti);
     while (f->in_flight < lim->max_in_flight && g->nheap > 0 &&
            g->eps[g->heap[0]].next_due <= (int64_t)now && f->tokens >= 1.0) {
         uint32_t ep = heap_pop(g);
-        if (!f->ref_known && g->groups[g->eps[ep].group].pl.profile_differs) {
+        const policy_t *pl = &g->groups[g->eps[ep].group].pl;
+        if (pl->profile_differs && !g->targets[pl->target_idx].known) {
             g->eps[ep].next_due = (int64_t)now + 100;
             fleet__heap_push(g, ep);
             continue;
@@ -220,8 +235,8 @@ void fleet__tick_soon(fleet_t *f, uint64_t ms)
 static void on_ref_timer(uv_timer_t *t)
 {
     fleet_t *f = container_of(t, fleet_t, ref_timer);
-    if (!f->ref_in_flight && !f->closing)
-        fleet__start_job(f, UINT32_MAX);
+    for (size_t ti = 0; ti < f->gen->ntargets; ti++)
+        fleet__start_reference(f, ti);
     fleet__rh_run(f); /* the revocation URLs, live, every cycle */
 }
 

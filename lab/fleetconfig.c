@@ -15,6 +15,8 @@ enum {
     G_HTTP = 16,        /* profile still says http:// */
     G_WRONG_PORT = 32,  /* profile points at a port nothing listens on */
     G_PATH = 64,        /* profile requests the agent URL */
+    G_SKEW = 128,       /* the endpoints' clock is 3 days behind */
+    G_PIN = 256,        /* the profile pins a thumbprint the server's certificate does not have */
 };
 
 /* One row per group; lab_groups[] (what tests assert) and row_flags[] (how the group is
@@ -32,12 +34,16 @@ const lab_group_t lab_groups[] = {
     {"site-nocrl-soft", LAB_SC_GOOD, 40, NULL, "revocation_soft_fail"},
     {"revoked-binding", LAB_SC_REVOKED, 20, "cert_revoked", NULL},
     {"kiosk-sha1", LAB_SC_SHA1, 20, NULL, "weak_signature"},
+    {"clock-behind", LAB_SC_GOOD, 15, "cert_not_yet_valid", NULL},
+    {"pinned-old", LAB_SC_GOOD, 10, "thumbprint_mismatch", NULL},
+    {"agent-500", LAB_SC_HTTP500, 10, "http_error", NULL},
 };
 const size_t lab_ngroups = FS_ARRAY_SIZE(lab_groups);
 
 static const int row_flags[] = {
     G_PATH, G_AIA,        0,          G_LEGACY_TRUST,      0, 0,
     G_HTTP, G_WRONG_PORT, G_DEAD_CRL, G_DEAD_CRL | G_SOFT, 0, 0,
+    G_SKEW, G_PIN,        G_PATH,
 };
 _Static_assert(FS_ARRAY_SIZE(row_flags) == FS_ARRAY_SIZE(lab_groups), "row_flags out of sync");
 
@@ -74,9 +80,12 @@ int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_o
         const lab_group_t *g = &lab_groups[i];
         int flags = row_flags[i];
         int port = flags & G_WRONG_PORT ? lab->closed_port : lab_port(lab, g->scenario);
-        fprintf(f, ",\n    \"p-%s\": {\"url\": \"%s://%s:%d%s\"}", g->name,
+        fprintf(f, ",\n    \"p-%s\": {\"url\": \"%s://%s:%d%s\"%s}", g->name,
                 flags & G_HTTP ? "http" : "https", LAB_HOST, port,
-                flags & G_PATH ? "/Altiris/NS/Agent/GetClientPolicies.aspx" : "");
+                flags & G_PATH ? "/Altiris/NS/Agent/GetClientPolicies.aspx" : "",
+                flags & G_PIN
+                    ? ", \"expect_thumbprint\": \"0000000000000000000000000000000000000000\""
+                    : "");
     }
     fprintf(f, "\n  },\n  \"reference\": {\"profile\": \"default\", \"trust\": \"corp\"},\n");
     fprintf(f, "  \"groups\": [\n");
@@ -89,12 +98,12 @@ int lab_write_fleet_config(const lab_t *lab, const char *path, const lab_fleet_o
         fprintf(f,
                 "    {\"name\": \"%s\", \"count\": %u, \"profile\": \"p-%s\", \"trust\": \"%s\",\n"
                 "     \"revocation\": {\"mode\": \"%s\", \"scope\": \"chain_exclude_root\", "
-                "\"aia_fetch\": %s, \"url_timeout_ms\": 2000, \"budget_ms\": 3000},\n"
+                "\"aia_fetch\": %s, \"url_timeout_ms\": 2000, \"budget_ms\": 3000},%s\n"
                 "     \"network\": {\"resolve\": {\"%s\": \"127.0.0.1\", \"%s\": \"%s\"}}}%s\n",
                 g->name, count, g->name, flags & G_LEGACY_TRUST ? "legacy" : "corp",
-                flags & G_SOFT ? "soft_fail" : "strict", flags & G_AIA ? "true" : "false", LAB_HOST,
-                LAB_CRL_HOST, flags & G_DEAD_CRL ? "127.0.0.2" : "127.0.0.1",
-                i + 1 < lab_ngroups ? "," : "");
+                flags & G_SOFT ? "soft_fail" : "strict", flags & G_AIA ? "true" : "false",
+                flags & G_SKEW ? " \"clock_skew_s\": -259200," : "", LAB_HOST, LAB_CRL_HOST,
+                flags & G_DEAD_CRL ? "127.0.0.2" : "127.0.0.1", i + 1 < lab_ngroups ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     if (fclose(f) != 0) {

@@ -424,14 +424,21 @@ lab_tls_t *lab_tls_start(const lab_tls_opts_t *o, char err[256])
         }
     }
 
+    const char *ip = o->bind_addr ? o->bind_addr : "127.0.0.1";
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)o->port);
+    if (o->port < 0 || o->port > 65535 || inet_pton(AF_INET, ip, &sa.sin_addr) != 1) {
+        snprintf(err, 256, "lab tls: cannot listen on %.64s port %d: not an IPv4 address/port", ip,
+                 o->port);
+        goto fail;
+    }
     s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s->fd < 0 || setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->fd, 512) != 0 ||
         getsockname(s->fd, (struct sockaddr *)&sa, &sl) != 0) {
-        snprintf(err, 256, "lab tls: cannot listen on 127.0.0.1: %s", strerror(errno));
+        snprintf(err, 256, "lab tls: cannot listen on %s port %d: %s", ip, o->port,
+                 strerror(errno));
         goto fail;
     }
     s->port = ntohs(sa.sin_port);

@@ -41,11 +41,15 @@ typedef struct lab_tls_opts_s {
      * status_line and the usual headers, for clients that must cope with odd servers */
     const void *response;
     size_t response_len;
+    /* where to listen: an IPv4 address (NULL: 127.0.0.1) and a port (0: an ephemeral one), so
+     * several servers can share a port on different loopback addresses, like a farm's nodes */
+    const char *bind_addr;
+    int port;
 } lab_tls_opts_t;
 
 typedef struct lab_tls_s lab_tls_t;
 
-/* Starts a server on 127.0.0.1 with an ephemeral port: an accept thread plus one thread per
+/* Starts a server on bind_addr:port (127.0.0.1, ephemeral): an accept thread plus one thread per
  * connection, with all signals blocked in them. Every socket wait polls a stop flag, so
  * lab_tls_stop returns within ~200 ms whatever clients do. Returns NULL with err on failure.
  * The security level is 0 so SHA-1 certificates and old protocols are served when the local

@@ -133,7 +133,15 @@
       "Reissue without legacy CDP URLs (old hosts, ldap:// on clients off the domain): remove "    \
       "the "                                                                                       \
       "dead URL from the CA's CDP/AIA extensions (CA > Properties > Extensions) and renew; or "    \
-      "make the URL answer again (publish the CRL there, fix the OCSP responder).")
+      "make the URL answer again (publish the CRL there, fix the OCSP responder).")                \
+    X(BACKEND_INCONSISTENT, "backend_inconsistent", "any",                                         \
+      "Intermittent failures: some connections to the server work, others do not",                 \
+      "The addresses or backends behind one name serve different certificates or disagree on "     \
+      "the outcome: one node of a farm (or a DNS round-robin member) still has the old binding, "  \
+      "or is down while the others answer.",                                                       \
+      "Bind the same certificate on every node and backend (IIS > Bindings > https on each); "     \
+      "check the load balancer's pool members and health checks, and the addresses DNS returns "   \
+      "for the name; renew and rebind all nodes together.")
 
 typedef enum {
     FS_CAUSE_NONE = 0,

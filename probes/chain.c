@@ -59,6 +59,15 @@ void chain_thumbprints(X509 *x, char sha1[41], char sha256[65])
         hex(md, len, sha256, 0);
 }
 
+void chain_sha1_thumbprint(X509 *x, char sha1[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    sha1[0] = '\0';
+    if (X509_digest(x, EVP_sha1(), md, &len) == 1)
+        hex(md, len, sha1, 1);
+}
+
 static void push_str(char ***arr, size_t *n, const char *prefix, const unsigned char *s, int len)
 {
     size_t pl = strlen(prefix);

@@ -42,6 +42,8 @@ void chain_info_capture(chain_info_t *info, STACK_OF(X509) * chain);
 void chain_info_free(chain_info_t *info);
 /* Thumbprints of one certificate: sha1 upper-case hex (41 bytes), sha256 lower (65). */
 void chain_thumbprints(X509 *x, char sha1[41], char sha256[65]);
+/* The SHA-1 thumbprint alone (OpenSSL keeps it from the certificate's parse: no hashing). */
+void chain_sha1_thumbprint(X509 *x, char sha1[41]);
 
 typedef struct chain_check_s {
     const char *host;              /* name (or IP) the endpoint connects to; NULL: no check */

@@ -42,10 +42,15 @@ struct probe_s {
     probe_state_t state;
     uv_timer_t timer;
     uv_tcp_t tcp;
-    uv_getaddrinfo_t gai;
     uv_connect_t conn;
     int tcp_inited;
-    int gai_pending;
+    dns_req_t dns;
+    int dns_waiting;      /* dns is a request waiting in a resolve cache */
+    dns_cache_t *own_dns; /* the probe's own cache when opts.dns is NULL */
+    dns_addrs_t addrs;    /* the addresses of the name, as resolved */
+    size_t first_addr;    /* where this probe starts in addrs (round robin) */
+    uint64_t connect_end; /* uv_now() ms when the connect timeout is spent */
+    uint64_t attempt_t0;  /* uv_hrtime() ns when the current connect began */
     int pending_closes;
     int peer_eof;
     uint64_t deadline;     /* uv_now() ms */
@@ -76,7 +81,7 @@ typedef struct probe_write_s {
 
 static void probe_finish(probe_t *p, fs_cause_t cause, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void start_connect(probe_t *p, const char *addr);
+static void start_connect(probe_t *p);
 static void start_verify(probe_t *p);
 static void start_revocation(probe_t *p);
 
@@ -159,6 +164,15 @@ static void end_phase_timing(probe_t *p)
 
 static void on_timer(uv_timer_t *t);
 
+/* Arms the timer for ms, bounded by the deadline; phase_timeout_hit tells which one fires. */
+static void arm_timer(probe_t *p, uint64_t ms)
+{
+    uint64_t now = uv_now(p->loop);
+    uint64_t left = p->deadline > now ? p->deadline - now : 0;
+    p->phase_timeout_hit = ms < left;
+    uv_timer_start(&p->timer, on_timer, p->phase_timeout_hit ? ms : left, 0);
+}
+
 /* The single state transition: closes the previous phase's timing, arms the timer with the
  * phase timeout bounded by the deadline. */
 static void set_state(probe_t *p, probe_state_t s, uint32_t phase_timeout_ms)
@@ -170,15 +184,12 @@ static void set_state(probe_t *p, probe_state_t s, uint32_t phase_timeout_ms)
     p->phase_start = uv_hrtime();
     if (s == PS_CLOSING)
         return;
-    uint64_t now = uv_now(p->loop);
-    uint64_t left = p->deadline > now ? p->deadline - now : 0;
-    p->phase_timeout_hit = phase_timeout_ms < left;
-    uv_timer_start(&p->timer, on_timer, p->phase_timeout_hit ? phase_timeout_ms : left, 0);
+    arm_timer(p, phase_timeout_ms);
 }
 
 static void maybe_free(probe_t *p)
 {
-    if (p->pending_closes > 0 || p->gai_pending)
+    if (p->pending_closes > 0)
         return;
     p->r.total_ms = (uint32_t)((uv_hrtime() - p->t0) / 1000000);
     p->cb(p, &p->r, p->arg);
@@ -193,6 +204,13 @@ static void maybe_free(probe_t *p)
 static void on_close(uv_handle_t *h)
 {
     probe_t *p = h->data;
+    p->pending_closes--;
+    maybe_free(p);
+}
+
+static void on_own_dns_closed(void *arg)
+{
+    probe_t *p = arg;
     p->pending_closes--;
     maybe_free(p);
 }
@@ -213,8 +231,15 @@ static void finish_v(probe_t *p, fs_cause_t cause, const char *fmt, va_list ap)
         rev_job_cancel(p->rev_job);
         p->rev_job = NULL;
     }
-    if (p->gai_pending)
-        uv_cancel((uv_req_t *)&p->gai); /* if it is already running, its callback frees */
+    if (p->dns_waiting) {
+        dns_cancel(&p->dns);
+        p->dns_waiting = 0;
+    }
+    if (p->own_dns != NULL) { /* from inside its callback, it closes once the resolver returns */
+        p->pending_closes++;
+        dns_cache_close(p->own_dns, on_own_dns_closed, p);
+        p->own_dns = NULL;
+    }
     uv_timer_stop(&p->timer);
     p->pending_closes++;
     uv_close((uv_handle_t *)&p->timer, on_close);
@@ -266,6 +291,8 @@ static rev_result_t *retrievals(probe_t *p)
     return p->r.rev;
 }
 
+static void attempt_failed(probe_t *p, int err);
+
 static void on_timer(uv_timer_t *t)
 {
     probe_t *p = t->data;
@@ -277,9 +304,7 @@ static void on_timer(uv_timer_t *t)
                      p->o.url->host, ms, why);
         break;
     case PS_CONNECT:
-        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT,
-                     "TCP connect to %s port %d: no answer in %u ms (%s)", p->r.addr,
-                     p->o.url->port, ms, why);
+        attempt_failed(p, UV_ETIMEDOUT);
         break;
     case PS_TLS:
         probe_finish(p, FS_CAUSE_PROBE_TIMEOUT,
@@ -530,41 +555,44 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- phases ---- */
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void resolved(probe_t *p, const dns_answer_t *a)
 {
-    probe_t *p = container_of(req, probe_t, gai);
-    p->gai_pending = 0;
-    if (p->state != PS_RESOLVE) { /* finished (timeout/cancel) meanwhile */
-        uv_freeaddrinfo(res);
-        maybe_free(p);
+    if (a->status < 0) {
+        probe_finish(p, FS_CAUSE_DNS_FAILURE, "cannot resolve \"%s\": %s%s", p->o.url->host,
+                     a->error, a->from_cache ? " (a recent lookup's answer, remembered)" : "");
         return;
     }
-    if (status < 0 || res == NULL) {
-        uv_freeaddrinfo(res);
-        probe_finish(p, FS_CAUSE_DNS_FAILURE, "cannot resolve \"%s\": %s", p->o.url->host,
-                     uv_strerror(status));
-        return;
-    }
-    char addr[64] = "";
-    if (res->ai_family == AF_INET)
-        uv_ip4_name((struct sockaddr_in *)res->ai_addr, addr, sizeof(addr));
-    else
-        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, addr, sizeof(addr));
-    uv_freeaddrinfo(res);
-    start_connect(p, addr);
+    p->addrs = a->addrs;
+    start_connect(p);
+}
+
+static void on_dns(dns_req_t *req, const dns_answer_t *a)
+{
+    probe_t *p = req->data;
+    p->dns_waiting = 0;
+    resolved(p, a);
 }
 
 static void start_resolve(probe_t *p)
 {
     const char *host = p->o.url->host;
-    const char *addr = p->o.connect_addr;
-    if (addr == NULL && fs_is_ip_literal(host))
-        addr = host;
-    if (addr == NULL)
-        addr = fs_resolve_lookup(p->o.resolve, host);
+    const char *one = p->o.connect_addr;
     set_state(p, PS_RESOLVE, p->o.dns_timeout_ms);
-    if (addr != NULL) {
-        start_connect(p, addr);
+    if (one == NULL && fs_is_ip_literal(host))
+        one = host;
+    if (one != NULL) {
+        p->addrs.n = 1;
+        fs_strlcpy(p->addrs.a[0], one, sizeof(p->addrs.a[0]));
+        start_connect(p);
+        return;
+    }
+    const char *list[FS_RESOLVE_MAX_ADDRS];
+    size_t n = fs_resolve_lookup_all(p->o.resolve, host, list);
+    if (n > 0) {
+        for (size_t i = 0; i < n; i++)
+            fs_strlcpy(p->addrs.a[i], list[i], sizeof(p->addrs.a[i]));
+        p->addrs.n = n;
+        start_connect(p);
         return;
     }
     if (p->o.dns_override_only) {
@@ -572,44 +600,28 @@ static void start_resolve(probe_t *p)
                      "cannot resolve \"%s\": not in this network view's resolve map", host);
         return;
     }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = uv_getaddrinfo(p->loop, &p->gai, on_resolved, host, NULL, &hints);
+    dns_cache_t *c = p->o.dns;
+    int rc = 0;
+    if (c == NULL && (rc = dns_cache_new(&p->own_dns, p->loop, NULL)) == 0)
+        c = p->own_dns;
+    dns_answer_t a;
+    p->dns.data = p;
+    if (rc == 0)
+        rc = dns_resolve(c, &p->dns, host, p->o.view, &a, on_dns);
+    if (rc == DNS_PENDING) {
+        p->dns_waiting = 1;
+        return;
+    }
     if (rc < 0) {
         probe_finish(p, FS_CAUSE_DNS_FAILURE, "cannot resolve \"%s\": %s", host, uv_strerror(rc));
         return;
     }
-    p->gai_pending = 1;
+    resolved(p, &a);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static void start_tls(probe_t *p)
 {
-    probe_t *p = container_of(req, probe_t, conn);
-    if (status == UV_ECANCELED || p->state != PS_CONNECT)
-        return;
-    if (status == UV_ECONNREFUSED) {
-        probe_finish(p, FS_CAUSE_CONNECT_REFUSED, "TCP connect to %s port %d refused", p->r.addr,
-                     p->o.url->port);
-        return;
-    }
     int https = strcmp(p->o.url->scheme, "https") == 0;
-    if (is_reset(status)) {
-        /* The handshake completed (a refusal is ECONNREFUSED) and the server reset the connection
-         * before this callback ran: the same outcome as a reset a moment later, in the phase
-         * that would have used the connection. */
-        set_state(p, https ? PS_TLS : PS_REQUEST, 0);
-        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
-                     "%s: connection reset by the server as soon as it was accepted (%s)",
-                     https ? "TLS handshake" : "request", uv_strerror(status));
-        return;
-    }
-    if (status < 0) {
-        probe_finish(p, FS_CAUSE_CONNECT_TIMEOUT, "TCP connect to %s port %d failed: %s", p->r.addr,
-                     p->o.url->port, uv_strerror(status));
-        return;
-    }
     uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
     if (!https) {
         start_request(p);
@@ -624,25 +636,164 @@ static void on_connect(uv_connect_t *req, int status)
     drive_tls(p);
 }
 
-static void start_connect(probe_t *p, const char *addr)
+static probe_attempt_t *current_attempt(probe_t *p)
 {
-    struct sockaddr_storage ss;
+    assert(p->r.nattempts > 0);
+    return &p->r.attempts[p->r.nattempts - 1];
+}
+
+/* "refused", "no answer in 500 ms", "failed (network is unreachable)": one attempt in words. */
+static const char *attempt_words(const probe_attempt_t *at, char *buf, size_t n)
+{
+    if (at->error == UV_ECONNREFUSED)
+        snprintf(buf, n, "refused");
+    else if (at->error == UV_ETIMEDOUT)
+        snprintf(buf, n, "no answer in %u ms", at->ms);
+    else
+        snprintf(buf, n, "failed (%s)", uv_strerror(at->error));
+    return buf;
+}
+
+/* Every address tried failed (or the connect timeout was spent): the cause is the first in SPEC
+ * order among the attempts', so a refused node and a silent one read as connect_refused whichever
+ * came first in this probe's rotation. */
+static void connect_failed(probe_t *p)
+{
+    const char *why = p->phase_timeout_hit ? "phase timeout" : "probe deadline";
+    fs_cause_t cause = FS_CAUSE_CONNECT_TIMEOUT;
+    for (size_t i = 0; i < p->r.nattempts; i++)
+        if (p->r.attempts[i].cause < cause)
+            cause = p->r.attempts[i].cause;
+    if (p->r.nattempts == 1) {
+        const probe_attempt_t *at = &p->r.attempts[0];
+        if (at->error == UV_ECONNREFUSED)
+            probe_finish(p, cause, "TCP connect to %s port %d refused", at->addr, p->o.url->port);
+        else if (at->error == UV_ETIMEDOUT)
+            probe_finish(p, cause, "TCP connect to %s port %d: no answer in %u ms (%s)", at->addr,
+                         p->o.url->port, at->ms, why);
+        else
+            probe_finish(p, cause, "TCP connect to %s port %d failed: %s", at->addr, p->o.url->port,
+                         uv_strerror(at->error));
+        return;
+    }
+    char list[240] = "", one[64];
+    size_t len = 0;
+    for (size_t i = 0; i < p->r.nattempts && len < sizeof(list); i++) {
+        const probe_attempt_t *at = &p->r.attempts[i];
+        int w = snprintf(list + len, sizeof(list) - len, "%s%s %s", i ? ", " : "", at->addr,
+                         attempt_words(at, one, sizeof(one)));
+        len += w > 0 ? (size_t)w : 0;
+    }
+    size_t untried = p->addrs.n - p->r.nattempts;
+    char tail[64] = "";
+    if (untried > 0)
+        snprintf(tail, sizeof(tail), "; %zu not tried, the connect timeout was spent (%s)", untried,
+                 why);
+    probe_finish(p, cause, "TCP connect to \"%s\" port %d failed on %zu addresses: %s%s",
+                 p->o.url->host, p->o.url->port, p->r.nattempts, list, tail);
+}
+
+static void connect_next(probe_t *p);
+
+/* The previous attempt's socket is closed: the next address may use the handle. */
+static void on_attempt_closed(uv_handle_t *h)
+{
+    probe_t *p = h->data;
+    p->pending_closes--;
+    if (p->state == PS_CONNECT)
+        connect_next(p);
+    else
+        maybe_free(p);
+}
+
+/* The current attempt failed with err: fall over to the next address while there is one and
+ * time left, else the connect phase fails. */
+static void attempt_failed(probe_t *p, int err)
+{
+    probe_attempt_t *at = current_attempt(p);
+    at->error = err;
+    at->cause = err == UV_ECONNREFUSED ? FS_CAUSE_CONNECT_REFUSED : FS_CAUSE_CONNECT_TIMEOUT;
+    at->ms = (uint32_t)((uv_hrtime() - p->attempt_t0) / 1000000);
+    if (p->r.nattempts < p->addrs.n && uv_now(p->loop) < p->connect_end) {
+        uv_timer_stop(&p->timer); /* connect_next arms it for the next attempt */
+        p->tcp_inited = 0;
+        p->pending_closes++;
+        uv_close((uv_handle_t *)&p->tcp, on_attempt_closed);
+        return;
+    }
+    connect_failed(p);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    probe_t *p = container_of(req, probe_t, conn);
+    if (status == UV_ECANCELED || p->state != PS_CONNECT)
+        return;
+    int https = strcmp(p->o.url->scheme, "https") == 0;
+    if (is_reset(status)) {
+        /* The handshake completed (a refusal is ECONNREFUSED) and the server reset the connection
+         * before this callback ran: the same outcome as a reset a moment later, in the phase
+         * that would have used the connection. */
+        current_attempt(p)->ms = (uint32_t)((uv_hrtime() - p->attempt_t0) / 1000000);
+        set_state(p, https ? PS_TLS : PS_REQUEST, 0);
+        probe_finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                     "%s: connection reset by the server as soon as it was accepted (%s)",
+                     https ? "TLS handshake" : "request", uv_strerror(status));
+        return;
+    }
+    if (status < 0) {
+        attempt_failed(p, status);
+        return;
+    }
+    current_attempt(p)->ms = (uint32_t)((uv_hrtime() - p->attempt_t0) / 1000000);
+    start_tls(p);
+}
+
+/* Connects to the next address of the rotation, with what remains of the connect timeout
+ * divided by the addresses left. */
+static void connect_next(probe_t *p)
+{
+    uint64_t now = uv_now(p->loop);
+    size_t left = p->addrs.n - p->r.nattempts;
+    if (left == 0 || now >= p->connect_end) {
+        connect_failed(p);
+        return;
+    }
+    const char *addr = p->addrs.a[(p->first_addr + p->r.nattempts) % p->addrs.n];
+    probe_attempt_t *at = &p->r.attempts[p->r.nattempts++];
+    memset(at, 0, sizeof(*at));
+    fs_strlcpy(at->addr, addr, sizeof(at->addr));
     fs_strlcpy(p->r.addr, addr, sizeof(p->r.addr));
+    struct sockaddr_storage ss;
     if (uv_ip4_addr(addr, p->o.url->port, (struct sockaddr_in *)&ss) != 0 &&
         uv_ip6_addr(addr, p->o.url->port, (struct sockaddr_in6 *)&ss) != 0) {
         probe_finish(p, FS_CAUSE_DNS_FAILURE, "\"%s\" resolved to an invalid address \"%s\"",
                      p->o.url->host, addr);
         return;
     }
-    set_state(p, PS_CONNECT, p->o.connect_timeout_ms);
+    uint64_t share = (p->connect_end - now) / left;
+    arm_timer(p, share > 0 ? share : 1);
+    p->attempt_t0 = uv_hrtime();
     uv_tcp_init(p->loop, &p->tcp);
     p->tcp.data = p;
     p->tcp_inited = 1;
     uv_tcp_nodelay(&p->tcp, 1);
     int rc = uv_tcp_connect(&p->conn, &p->tcp, (struct sockaddr *)&ss, on_connect);
     if (rc < 0)
-        probe_finish(p, rc == UV_ECONNREFUSED ? FS_CAUSE_CONNECT_REFUSED : FS_CAUSE_CONNECT_TIMEOUT,
-                     "TCP connect to %s port %d: %s", addr, p->o.url->port, uv_strerror(rc));
+        attempt_failed(p, rc);
+}
+
+static void start_connect(probe_t *p)
+{
+    p->r.naddrs = p->addrs.n;
+    if (p->addrs.n > 1 && p->o.dns != NULL)
+        p->first_addr = dns_next_index(p->o.dns, p->o.url->host, p->o.view) % p->addrs.n;
+    set_state(p, PS_CONNECT, p->o.connect_timeout_ms);
+    uint64_t now = uv_now(p->loop);
+    p->connect_end = now + p->o.connect_timeout_ms;
+    if (p->connect_end > p->deadline)
+        p->connect_end = p->deadline;
+    connect_next(p);
 }
 
 static STACK_OF(X509) * extra_certs(probe_t *p)
@@ -685,6 +836,8 @@ static void on_aia(void *arg, STACK_OF(X509) * issuers, const rev_result_t *rr)
 static void start_verify(probe_t *p)
 {
     STACK_OF(X509) *presented = p->o.presented ? p->o.presented : tlsc_peer_chain(&p->tls);
+    if (p->r.leaf_sha1[0] == '\0' && sk_X509_num(presented) > 0)
+        chain_sha1_thumbprint(sk_X509_value(presented, 0), p->r.leaf_sha1);
     if (p->o.capture_chain && p->r.chain.n == 0)
         chain_info_capture(&p->r.chain, presented);
     chain_check_t c = {
@@ -755,7 +908,10 @@ static void on_revocation(void *arg, const rev_result_t *rr)
     p->r.warnings |= rr->warnings;
     for (size_t i = 0; i < rr->nurls; i++) {
         const rev_url_result_t *u = &rr->urls[i];
-        if (u->ok && (strcmp(u->kind, "crl") == 0 || strcmp(u->kind, "delta") == 0) &&
+        /* the freshness edge of the forecast: a CRL, a delta or an OCSP answer, all the same */
+        if (u->ok &&
+            (strcmp(u->kind, "crl") == 0 || strcmp(u->kind, "delta") == 0 ||
+             strcmp(u->kind, "ocsp") == 0) &&
             u->next_update != 0 &&
             (p->r.crl_next_update == 0 || u->next_update < p->r.crl_next_update))
             p->r.crl_next_update = u->next_update;

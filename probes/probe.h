@@ -10,6 +10,7 @@
 
 #include "probes/causes.h"
 #include "probes/chain.h"
+#include "probes/dns.h"
 #include "probes/revoke.h"
 #include "probes/tlsc.h"
 #include "probes/url.h"
@@ -29,9 +30,15 @@ typedef struct probe_opts_s {
     const fs_url_t *url;           /* what the endpoint connects to (borrowed) */
     tlsc_ctx_t *tls;               /* endpoint TLS + trust (borrowed; required for https) */
     int sni;                       /* send SNI */
-    const fs_resolve_t *resolve;   /* DNS overrides, may be NULL */
+    const fs_resolve_t *resolve;   /* DNS overrides (a name may have several addresses), or NULL */
     int dns_override_only;         /* never ask the system resolver (tests, sealed views) */
     const char *connect_addr;      /* optional: connect here instead of resolving */
+    dns_cache_t *dns;              /* the resolve cache and round robin counters (shared, borrowed);
+                                      NULL: the probe makes an uncached lookup of its own and
+                                      always starts at a name's first address */
+    const char *view;              /* network-view key for dns (NULL = ""): answers and round
+                                      robin are per (host, view); probes sharing a view must
+                                      share their resolve map */
     int64_t clock_skew_s;          /* endpoint clock - host clock */
     int64_t expiring_soon_s;       /* cert_expiring_soon window (default 30 days) */
     const char *expect_thumbprint; /* normalised hex, or NULL */
@@ -51,6 +58,18 @@ typedef struct probe_opts_s {
 /* Fills defaults: timeouts 5 s/5 s/10 s/10 s, deadline 15 s, SNI on, 30-day window. */
 void probe_opts_defaults(probe_opts_t *o);
 
+/* One TCP connect of a probe. A name with several addresses is tried the way a client does:
+ * the probe starts at the next address of the name's round robin and, when a connect is refused
+ * or fails or its share of the connect timeout runs out, falls over to the following address.
+ * Each attempt gets what remains of the connect timeout divided by the addresses left. */
+typedef struct probe_attempt_s {
+    char addr[DNS_ADDR_LEN];
+    fs_cause_t cause; /* NONE: connected; CONNECT_REFUSED; CONNECT_TIMEOUT (no answer within
+                         its share of the connect timeout, or another connect error) */
+    int error;        /* UV_E* of a failed attempt (UV_ETIMEDOUT: its time ran out), else 0 */
+    uint32_t ms;
+} probe_attempt_t;
+
 typedef struct probe_result_s {
     int online;        /* 1: the endpoint would talk to the server */
     int cancelled;     /* probe_cancel() was called */
@@ -62,15 +81,23 @@ typedef struct probe_result_s {
     uint32_t total_ms;
     int64_t started_at;    /* wall clock, seconds */
     int64_t endpoint_time; /* validation time: host time + skew */
-    char addr[64];         /* the address connected to */
-    int tls_version;       /* negotiated, 0 if none */
+    char addr[64];         /* the address connected to (the last one tried when none answered) */
+    size_t naddrs;         /* addresses the name had (override map or DNS answer); 0 before */
+    probe_attempt_t attempts[FS_RESOLVE_MAX_ADDRS]; /* the connects, in order: more than one
+                                                       means the probe fell over */
+    size_t nattempts;
+    char leaf_sha1[41]; /* SHA-1 thumbprint of the presented leaf as Windows shows it (upper-case
+                           hex), whether or not it validates and whatever capture_chain says;
+                           "" when no certificate was presented */
+    int tls_version;    /* negotiated, 0 if none */
     char cipher[64];
     int http_status; /* 0 if no request was made */
     int plain_http;  /* the server spoke plain HTTP where TLS was expected */
     int aia_used;
     int64_t chain_not_after;  /* earliest notAfter of the validated chain (0: not reached) */
     int64_t chain_not_before; /* latest notBefore of that chain (0: not reached) */
-    int64_t crl_next_update;  /* earliest nextUpdate of the CRLs used (0: none) */
+    int64_t crl_next_update;  /* earliest nextUpdate of the CRLs, deltas and OCSP answers used
+                                 (0: none): the forecast's revocation freshness edge */
     chain_info_t chain;       /* presented chain when capture_chain */
     rev_result_t *rev;        /* AIA + CRL retrievals when capture_chain, else NULL */
     STACK_OF(X509) * built;   /* the chain as validation built it (leaf first), borrowed: valid

@@ -92,6 +92,30 @@ static cJSON *warnings_json(uint32_t w)
     return a;
 }
 
+const char *report_attempt_outcome(const probe_attempt_t *a)
+{
+    return a->cause == FS_CAUSE_NONE     ? "connected"
+           : a->error == UV_ECONNREFUSED ? "refused"
+           : a->error == UV_ETIMEDOUT    ? "timeout"
+                                         : "failed";
+}
+
+static cJSON *attempts_json(const probe_result_t *r)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < r->nattempts; i++) {
+        const probe_attempt_t *at = &r->attempts[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "address", at->addr);
+        cJSON_AddStringToObject(o, "outcome", report_attempt_outcome(at));
+        if (at->error != 0 && at->error != UV_ECONNREFUSED && at->error != UV_ETIMEDOUT)
+            cJSON_AddStringToObject(o, "error", uv_strerror(at->error));
+        cJSON_AddNumberToObject(o, "time_ms", at->ms);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
 cJSON *report_result_json(const probe_result_t *r, const char *url)
 {
     cJSON *o = cJSON_CreateObject();
@@ -114,6 +138,11 @@ cJSON *report_result_json(const probe_result_t *r, const char *url)
         cJSON_AddNumberToObject(t, probe_phase_names[i], r->timings_ms[i]);
     cJSON_AddNumberToObject(t, "total", r->total_ms);
     cJSON_AddStringToObject(o, "address", r->addr);
+    cJSON_AddItemToObject(o, "connect_attempts", attempts_json(r));
+    if (r->leaf_sha1[0])
+        cJSON_AddStringToObject(o, "leaf_sha1", r->leaf_sha1);
+    else
+        cJSON_AddNullToObject(o, "leaf_sha1");
     add_time(o, "endpoint_time", r->endpoint_time);
     cJSON *tls = cJSON_AddObjectToObject(o, "tls");
     if (r->tls_version) {
@@ -172,7 +201,19 @@ void report_result_text(FILE *f, const probe_result_t *r, const char *url)
 {
     char b1[32], b2[32];
     fprintf(f, "fleetscan probe %s\n", url);
-    fprintf(f, "  address      %s\n", r->addr[0] ? r->addr : "-");
+    fprintf(f, "  address      %s", r->addr[0] ? r->addr : "-");
+    if (r->naddrs > 1)
+        fprintf(f, " (one of %zu addresses)", r->naddrs);
+    fprintf(f, "\n");
+    if (r->nattempts > 1) { /* the failover, as a client would have lived it */
+        fprintf(f, "  connects     ");
+        for (size_t i = 0; i < r->nattempts; i++)
+            fprintf(f, "%s%s %s %u ms", i ? ", " : "", r->attempts[i].addr,
+                    report_attempt_outcome(&r->attempts[i]), r->attempts[i].ms);
+        fprintf(f, "\n");
+    }
+    if (r->leaf_sha1[0])
+        fprintf(f, "  leaf sha1    %s\n", r->leaf_sha1);
     fprintf(f, "  phases       ");
     for (int i = 0; i < PROBE_PH_COUNT; i++)
         fprintf(f, "%s %u ms%s", probe_phase_names[i], r->timings_ms[i],

@@ -16,9 +16,12 @@ cJSON *report_cert_json(const chain_cert_t *c, int64_t at);
 cJSON *report_chain_json(const chain_info_t *ci, int64_t at);
 /* Retrieval lines (CRL and AIA URLs) as a JSON array. */
 cJSON *report_retrievals_json(const rev_result_t *rr);
-/* The whole result: url, state, cause, warnings, message, remediation, timings_ms, tls,
- * http_status, chain, retrievals. */
+/* The whole result: url, state, cause, warnings, message, remediation, timings_ms, address,
+ * connect_attempts ([{address, outcome: connected|refused|timeout|failed, error?, time_ms}]),
+ * leaf_sha1, tls, http_status, chain, retrievals. */
 cJSON *report_result_json(const probe_result_t *r, const char *url);
+/* "connected", "refused", "timeout" or "failed": what one connect attempt came to. */
+const char *report_attempt_outcome(const probe_attempt_t *a);
 /* The human report. */
 void report_result_text(FILE *f, const probe_result_t *r, const char *url);
 

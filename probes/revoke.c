@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #define REV_GRACE_MS 100 /* a waiter's own deadline trails the fetch's, so curl reports first */
@@ -71,6 +72,8 @@ struct ent_s {
     long http_status;
     size_t bytes;
     int64_t expires_ms; /* host wall clock */
+    int64_t fetched_ms; /* when it was retrieved, host wall clock */
+    uint64_t settled;   /* ctx->settle_seq when it settled (rev_cache_export), 0: imported */
     X509_CRL *crl;
     int64_t this_update, next_update;
     STACK_OF(X509) * certs;
@@ -91,7 +94,8 @@ struct rev_ctx_s {
     ent_t *oversize;  /* the one entry that costs more than max_bytes_total, or NULL */
     rev_job_t *jobs;
     rev_cache_stats_t stats;
-    int open; /* the fetcher and job timers not closed yet */
+    uint64_t settle_seq; /* retrievals settled so far (rev_cache_export's cursor) */
+    int open;            /* the fetcher and job timers not closed yet */
     int dispatching;
     int closing, torn_down;
     void (*done)(void *arg);
@@ -1226,6 +1230,8 @@ static void ent_settle(ent_t *e, const fetch_result_t *res)
         if (e->expires_ms <= now) /* stale when published: ask again soon, not at once */
             e->expires_ms = now + neg;
     }
+    e->fetched_ms = now;
+    e->settled = ++ctx->settle_seq;
     e->cost = ent_cost(e);
     ctx->stats.bytes += e->cost;
     cache_admit(ctx, e, now);
@@ -1298,6 +1304,138 @@ void rev_ctx_close(rev_ctx_t *ctx, void (*done)(void *arg), void *arg)
 void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s)
 {
     *s = ctx->stats;
+}
+
+/* The body of a settled entry as its retrieval would give it again (rev_cache_item_t): a CRL's
+ * DER (OpenSSL keeps the signed part's encoding), an OCSP response wrapping the basic response,
+ * the AIA certificates as PEM; *out is freed with OPENSSL_free. 0, or -1 when it cannot be
+ * encoded. */
+static int ent_encode(const ent_t *e, unsigned char **out, size_t *len)
+{
+    int n = -1;
+    *out = NULL;
+    if (e->kind == KIND_CRL) {
+        n = i2d_X509_CRL(e->crl, out);
+    } else if (e->kind == KIND_OCSP) {
+        OCSP_RESPONSE *r = OCSP_response_create(OCSP_RESPONSE_STATUS_SUCCESSFUL, e->bs);
+        n = r != NULL ? i2d_OCSP_RESPONSE(r, out) : -1;
+        OCSP_RESPONSE_free(r);
+    } else {
+        BIO *b = BIO_new(BIO_s_mem());
+        for (int i = 0; b != NULL && i < sk_X509_num(e->certs); i++)
+            if (!PEM_write_bio_X509(b, sk_X509_value(e->certs, i)))
+                break;
+        char *p;
+        long l = b != NULL ? BIO_get_mem_data(b, &p) : 0;
+        if (l > 0 && (*out = OPENSSL_malloc((size_t)l)) != NULL) {
+            memcpy(*out, p, (size_t)l);
+            n = (int)l;
+        }
+        BIO_free(b);
+    }
+    ERR_clear_error();
+    if (n <= 0) {
+        OPENSSL_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+size_t rev_cache_export(rev_ctx_t *ctx, uint64_t *cursor,
+                        void (*fn)(void *arg, const rev_cache_item_t *it), void *arg)
+{
+    size_t n = 0;
+    if (*cursor >= ctx->settle_seq || ctx->closing)
+        return 0;
+    int64_t now = fs_wall_ms();
+    for (size_t b = 0; b < ctx->nbuckets; b++) {
+        for (const ent_t *e = ctx->buckets[b]; e != NULL; e = e->hnext) {
+            if (e->settled <= *cursor || !e->ok || e->fetching || e->refused ||
+                now >= e->expires_ms)
+                continue;
+            /* key: "<kind><url>\x1f[<certid>\x1f]<view>" (key_make) */
+            const char *rest = e->key + 1 + strlen(e->url) + 1, *view = rest;
+            char certid[256] = ""; /* as rev_job_t.ocsp_hex */
+            if (e->kind == KIND_OCSP) {
+                const char *sep = strchr(rest, '\x1f');
+                if (sep == NULL || (size_t)(sep - rest) >= sizeof(certid))
+                    continue;
+                memcpy(certid, rest, (size_t)(sep - rest));
+                certid[sep - rest] = '\0';
+                view = sep + 1;
+            }
+            unsigned char *body;
+            size_t len;
+            if (ent_encode(e, &body, &len) != 0)
+                continue;
+            rev_cache_item_t it = {.kind = "CAO"[e->kind],
+                                   .url = e->url,
+                                   .certid = certid,
+                                   .view = view,
+                                   .fetched_at = e->fetched_ms / 1000,
+                                   .next_update = e->kind == KIND_AIA ? 0 : e->next_update,
+                                   .expires_at = (e->expires_ms + 999) / 1000,
+                                   .http_status = e->http_status,
+                                   .body = body,
+                                   .len = len};
+            fn(arg, &it);
+            OPENSSL_free(body);
+            n++;
+        }
+    }
+    *cursor = ctx->settle_seq;
+    return n;
+}
+
+int rev_cache_import(rev_ctx_t *ctx, const rev_cache_item_t *it)
+{
+    const char *kinds = "CAO", *k = it->kind ? strchr(kinds, it->kind) : NULL;
+    if (ctx->closing)
+        return UV_ECANCELED;
+    if (k == NULL || it->url == NULL || it->body == NULL || it->len == 0)
+        return UV_EINVAL;
+    int kind = (int)(k - kinds);
+    int64_t now = fs_wall_ms();
+    int64_t expires = it->expires_at * 1000, max_age = (it->fetched_at + ctx->lim.max_age_s) * 1000;
+    if (max_age < expires)
+        expires = max_age;
+    if (kind != KIND_AIA && it->next_update != 0 && it->next_update * 1000 < expires)
+        expires = it->next_update * 1000;
+    if (expires <= now)
+        return UV_ETIMEDOUT;
+    char *key = key_make(kind, it->url, kind == KIND_OCSP && it->certid ? it->certid : "",
+                         it->view ? it->view : "");
+    uint64_t hash = fnv1a(key);
+    if (cache_lookup(ctx, key, hash) != NULL) {
+        free(key);
+        return UV_EEXIST;
+    }
+    ent_t *e = cache_add(ctx, kind, it->url, key, hash);
+    fetch_result_t res;
+    memset(&res, 0, sizeof(res));
+    res.body = it->body;
+    res.bytes = it->len;
+    ent_parse(e, &res);
+    if (!e->ok) {
+        cache_remove(ctx, e);
+        return UV_EINVAL;
+    }
+    e->http_status = it->http_status;
+    e->bytes = it->len;
+    e->fetched_ms = it->fetched_at * 1000;
+    e->expires_ms = expires;
+    e->cost = ent_cost(e);
+    ctx->stats.bytes += e->cost;
+    cache_admit(ctx, e, now);
+    if (e->refused) { /* a second entry over the budget: not kept, as after a retrieval */
+        e->refused = 0;
+        cache_remove(ctx, e);
+        return UV_EINVAL;
+    }
+    cache_evict(ctx);
+    return 0;
 }
 
 static rev_job_t *job_new(rev_ctx_t *ctx, int kind, const rev_policy_t *p, void *arg)

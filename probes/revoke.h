@@ -175,6 +175,37 @@ typedef struct rev_cache_stats_s {
 } rev_cache_stats_t;
 void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s);
 
+/* A cached retrieval as a disk cache keeps it (Windows' CryptnetUrlCache), so that a restart
+ * does not refetch every CRL (daemon/store.c persists these). Only successful retrievals. */
+typedef struct rev_cache_item_s {
+    char kind;           /* 'C' a CRL or delta CRL (body: DER), 'A' AIA issuer certificates
+                            (body: PEM, one or more), 'O' an OCSP response (body: DER
+                            OCSPResponse, status successful) */
+    const char *url;     /* the URL as retrieved (ldap://: with the view's directory) */
+    const char *certid;  /* 'O': the CertID's DER in hex; "" otherwise */
+    const char *view;    /* the network view (rev_policy_t.view), "" for none */
+    int64_t fetched_at;  /* when it was retrieved, seconds since the epoch (host clock) */
+    int64_t next_update; /* the CRL's or response's nextUpdate, 0 when none or 'A' */
+    int64_t expires_at;  /* when the cache drops it (host clock), see "Cache bounds" */
+    long http_status;    /* 0 for ldap:// */
+    const unsigned char *body;
+    size_t len;
+} rev_cache_item_t;
+
+/* Calls fn (on the loop, synchronously) for each cached entry that settled successfully after
+ * *cursor (0: every fresh entry) and is still fresh, then moves *cursor past them: called once
+ * per snapshot tick it costs one comparison when nothing was retrieved. Entries that came from
+ * rev_cache_import are not exported again. it and its strings are valid during fn only. Returns
+ * the number of entries passed to fn. */
+size_t rev_cache_export(rev_ctx_t *ctx, uint64_t *cursor,
+                        void (*fn)(void *arg, const rev_cache_item_t *it), void *arg);
+/* Adds it to the cache as if retrieved at it->fetched_at: the body is parsed again and kept until
+ * min(it->expires_at, fetched_at + max_age_s, nextUpdate) by the host's clock, under the same
+ * memory bounds (least recently used entries go). Returns 0; UV_EEXIST when the key is cached or
+ * being retrieved (the live entry wins); UV_ETIMEDOUT when it is no longer fresh; UV_EINVAL when
+ * the body does not parse or kind is unknown; UV_ECANCELED while the context closes. */
+int rev_cache_import(rev_ctx_t *ctx, const rev_cache_item_t *it);
+
 typedef struct rev_url_result_s {
     char url[512];  /* as the certificate or CRL names it, password redacted */
     char kind[8];   /* "ocsp" | "crl" | "delta" (a delta CRL) | "aia" */

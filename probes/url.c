@@ -195,7 +195,8 @@ int fs_is_ip_literal(const char *s)
 /* Below this many entries a linear scan is as fast as hashing. */
 #define RESOLVE_INDEX_MIN 16
 
-/* Indexes entry i unless an earlier entry has the same name (that one keeps winning). */
+/* Indexes entry i unless an earlier entry has the same name (the name's first entry is the one
+ * indexed; the others hang off it through next). */
 static void index_insert(fs_resolve_t *m, size_t i)
 {
     size_t mask = m->nslot - 1;
@@ -218,6 +219,34 @@ static void index_rebuild(fs_resolve_t *m, size_t nslot)
         index_insert(m, i);
 }
 
+/* Index + 1 of the first entry of name, 0 when absent. */
+static size_t first_entry(const fs_resolve_t *m, const char *name)
+{
+    if (m == NULL || m->n == 0)
+        return 0;
+    if (m->slot == NULL) {
+        for (size_t i = 0; i < m->n; i++)
+            if (strcasecmp(m->e[i].name, name) == 0)
+                return i + 1;
+        return 0;
+    }
+    size_t mask = m->nslot - 1;
+    for (size_t s = fs_name_hash(name) & mask; m->slot[s] != 0; s = (s + 1) & mask)
+        if (strcasecmp(m->e[m->slot[s] - 1].name, name) == 0)
+            return m->slot[s];
+    return 0;
+}
+
+/* Same address, whatever its spelling ("::1" and "0::1"). */
+static int same_addr(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+    if (inet_pton(AF_INET, a, x) == 1)
+        return inet_pton(AF_INET, b, y) == 1 && memcmp(x, y, 4) == 0;
+    return inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1 &&
+           memcmp(x, y, 16) == 0;
+}
+
 int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err[256])
 {
     if (*name == '\0') {
@@ -234,12 +263,29 @@ int fs_resolve_add(fs_resolve_t *m, const char *name, const char *addr, char err
         snprintf(err, 256, "resolve override for \"%s\": \"%s\" is not an IP address", name, addr);
         return -1;
     }
+    size_t last = first_entry(m, name), count = 0; /* index + 1 of the name's last entry */
+    for (size_t i = last; i != 0; i = m->e[i - 1].next) {
+        if (same_addr(m->e[i - 1].addr, addr)) {
+            snprintf(err, 256, "resolve override for \"%s\": \"%s\" is listed twice", name, addr);
+            return -1;
+        }
+        last = i;
+        count++;
+    }
+    if (count >= FS_RESOLVE_MAX_ADDRS) {
+        snprintf(err, 256, "resolve override for \"%s\": more than %d addresses", name,
+                 FS_RESOLVE_MAX_ADDRS);
+        return -1;
+    }
     if (m->n == m->cap) {
         m->cap = m->cap ? m->cap * 2 : 4;
         m->e = fs_xrealloc(m->e, m->cap * sizeof(*m->e));
     }
     m->e[m->n].name = fs_xstrdup(name);
     m->e[m->n].addr = fs_xstrdup(addr);
+    m->e[m->n].next = 0;
+    if (last != 0)
+        m->e[last - 1].next = m->n + 1;
     m->n++;
     if (m->n >= RESOLVE_INDEX_MIN && m->n * 2 > m->nslot)
         index_rebuild(m, m->nslot ? m->nslot * 2 : 2 * RESOLVE_INDEX_MIN);
@@ -280,19 +326,37 @@ int fs_resolve_add_spec(fs_resolve_t *m, const char *spec, char err[256])
 
 const char *fs_resolve_lookup(const fs_resolve_t *m, const char *name)
 {
-    if (m == NULL)
-        return NULL;
-    if (m->slot == NULL) {
-        for (size_t i = 0; i < m->n; i++)
-            if (strcasecmp(m->e[i].name, name) == 0)
-                return m->e[i].addr;
-        return NULL;
+    size_t i = first_entry(m, name);
+    return i ? m->e[i - 1].addr : NULL;
+}
+
+size_t fs_resolve_lookup_all(const fs_resolve_t *m, const char *name,
+                             const char *out[FS_RESOLVE_MAX_ADDRS])
+{
+    size_t n = 0;
+    for (size_t i = first_entry(m, name); i != 0 && n < FS_RESOLVE_MAX_ADDRS; i = m->e[i - 1].next)
+        out[n++] = m->e[i - 1].addr;
+    return n;
+}
+
+int fs_resolve_equal(const fs_resolve_t *a, const fs_resolve_t *b)
+{
+    if (a->n != b->n)
+        return 0;
+    /* Same entry count, and every name of a has the same list in b: then b has no other name. */
+    for (size_t i = 0; i < a->n; i++) {
+        if (first_entry(a, a->e[i].name) != i + 1)
+            continue; /* a later address of a name already compared */
+        const char *x[FS_RESOLVE_MAX_ADDRS], *y[FS_RESOLVE_MAX_ADDRS];
+        size_t nx = fs_resolve_lookup_all(a, a->e[i].name, x);
+        size_t ny = fs_resolve_lookup_all(b, a->e[i].name, y);
+        if (nx != ny)
+            return 0;
+        for (size_t k = 0; k < nx; k++)
+            if (strcmp(x[k], y[k]) != 0)
+                return 0;
     }
-    size_t mask = m->nslot - 1;
-    for (size_t s = fs_name_hash(name) & mask; m->slot[s] != 0; s = (s + 1) & mask)
-        if (strcasecmp(m->e[m->slot[s] - 1].name, name) == 0)
-            return m->e[m->slot[s] - 1].addr;
-    return NULL;
+    return 1;
 }
 
 void fs_resolve_free(fs_resolve_t *m)

@@ -3,7 +3,7 @@
 # Idempotent: only missing packages are installed. Usage: scripts/deps.sh [extra-pkg...]
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev libssl-dev libmicrohttpd-dev libcjson-dev
-      libcurl4-openssl-dev libjemalloc-dev openssl prometheus curl iproute2 util-linux chromium
+      libcurl4-openssl-dev libc-ares-dev libsqlite3-dev libjemalloc-dev openssl prometheus curl iproute2 util-linux chromium
       slapd "$@") # slapd: tests/test_revoke.c runs its own on loopback for ldap:// CDPs
 missing=()
 for p in "${pkgs[@]}"; do

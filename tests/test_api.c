@@ -235,9 +235,12 @@ static snap_t *build_snap(int variant)
         s->hist_counts[p][SNAP_HIST_BUCKETS] = 20;
         s->hist_sum[p] = 1.5 * (p + 1);
     }
+    s->ntargets = 1;
+    s->targets = fs_xcalloc(1, sizeof(*s->targets));
+    s->revocation = fs_xcalloc(1, sizeof(*s->revocation));
     if (variant == 0) { /* variant 1: no reference probe yet */
-        s->target = build_target();
-        s->revocation = build_health();
+        s->targets[0] = build_target();
+        s->revocation[0] = build_health();
     }
     s->nevents = 4;
     s->events = fs_xcalloc(4, sizeof(*s->events));

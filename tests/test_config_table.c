@@ -33,10 +33,12 @@ static const char *const root_probe[] = {"expiring_soon_days",
                                          "limits.tls_timeout_ms",
                                          "limits.request_timeout_ms",
                                          "reference",
+                                         "targets",
                                          NULL};
 /* Read only at start: a reload warns that they wait for a restart. */
-static const char *const root_restart[] = {"listen", "api_token_file", "cache.crl_max_age_s",
-                                           "cache.crl_max_bytes_total", NULL};
+static const char *const root_restart[] = {
+    "listen", "api_token_file", "cache.crl_max_age_s", "cache.crl_max_bytes_total", "state_db",
+    NULL};
 /* The maps the groups name; compared through the groups' references, not as keys. */
 static const char *const root_structural[] = {"trust_stores", "profiles", "groups", NULL};
 
@@ -61,7 +63,9 @@ static const struct {
     {"api_token_file", "\"token\""},
     {"shard", "\"1/2\""},
     {"event_log", "\"logs/events.log\""},
+    {"state_db", "\"state/fleet.db\""},
     {"reference", "{\"profile\": \"other\", \"trust\": \"corp\"}"},
+    {"targets", "{\"ns\": {\"url\": \"https://ns:8443/\", \"trust\": \"corp\"}}"},
 };
 
 static const char base_doc[] = "{\"trust_stores\": {\"corp\": {\"ca_file\": \"pki/root.pem\"}, "
@@ -318,8 +322,8 @@ static void test_root_keys(void)
     walk(&w, &cfg__root_section);
     fprintf(stderr, "   %zu document keys: %zu probe, %zu restart-only\n", w.leaves, w.probe,
             w.restart);
-    ASSERT_EQ(w.probe, 7);
-    ASSERT_EQ(w.restart, 4);
+    ASSERT_EQ(w.probe, 8);
+    ASSERT_EQ(w.restart, 5);
     cfg_free(w.base);
 }
 

@@ -170,7 +170,7 @@ CapabilityBoundingSet=
 SystemCallFilter=@system-service
 MemoryDenyWriteExecute=yes
 LockPersonality=yes
-ExecStart=/usr/local/bin/fleetscan run -c /etc/fleetscan/fleetscan.json
+ExecStart=/usr/local/bin/fleetscan run -c /etc/fleetscan/fleetscan.json --state-db /var/lib/fleetscan/fleetscan.state.db
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 LimitNOFILE=65536
@@ -318,6 +318,17 @@ def check_pod(kind, name):
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
     if "/etc/fleetscan" not in mounts:
         errs.append("%s: config not mounted at /etc/fleetscan" % name)
+    # The state database (--state-db) on a persistent volume, not the pod's own disk.
+    argv = " ".join(c.get("args", []) + c.get("command", []))
+    if "--state-db /var/lib/fleetscan/" not in argv:
+        errs.append("%s: --state-db /var/lib/fleetscan/... missing" % name)
+    st = mounts.get("/var/lib/fleetscan")
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    claims = [t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])]
+    if st is None:
+        errs.append("%s: nothing mounted at /var/lib/fleetscan" % name)
+    elif st["name"] not in claims and "persistentVolumeClaim" not in vols.get(st["name"], {}):
+        errs.append("%s: /var/lib/fleetscan is not a persistent volume claim" % name)
     return w
 
 check_pod("Deployment", "fleetscan")

@@ -46,7 +46,7 @@ static void test_group_mapping(void)
         " \"revocation\": {\"mode\": \"soft_fail\", \"scope\": \"leaf\", \"aia_fetch\": false,"
         "   \"ocsp\": false, \"timeout_mode\": \"accumulative\", \"url_timeout_ms\": 700,"
         "   \"budget_ms\": 900, \"max_crl_bytes\": 4096},"
-        " \"network\": {\"resolve\": {\"ns.corp.example\": \"127.0.0.9\"},"
+        " \"network\": {\"resolve\": {\"ns.corp.example\": [\"127.0.0.9\", \"127.0.0.10\"]},"
         "   \"proxy\": \"http://proxy:3128\", \"ldap\": \"dc1.corp.example:3389\"}},"
         "{\"name\": \"b\", \"count\": 1, \"profile\": \"default\", \"trust\": \"corp\"}");
     policy_t pl, b;
@@ -60,6 +60,9 @@ static void test_group_mapping(void)
     ASSERT_EQ(pl.popts.connect_timeout_ms, 1234);
     ASSERT_STREQ(pl.popts.expect_thumbprint, "0123456789abcdef0123456789abcdef01234567");
     ASSERT_STREQ(fs_resolve_lookup(pl.popts.resolve, "ns.corp.example"), "127.0.0.9");
+    const char *addrs[FS_RESOLVE_MAX_ADDRS]; /* a farm: every address, in order */
+    ASSERT_EQ(fs_resolve_lookup_all(pl.popts.resolve, "ns.corp.example", addrs), 2);
+    ASSERT_STREQ(addrs[1], "127.0.0.10");
     ASSERT(pl.popts.rev_policy == &pl.rev);
     ASSERT_EQ(pl.rev.mode, REV_SOFT_FAIL);
     ASSERT_EQ(pl.rev.scope, REV_SCOPE_LEAF);

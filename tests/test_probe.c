@@ -27,6 +27,7 @@ typedef struct outcome_s {
     int done, online, cancelled, http_status, plain_http, chain_n, tls_version;
     fs_cause_t cause;
     uint32_t warnings;
+    int64_t crl_next_update;
     char message[320];
     char leaf_subject[200];
     size_t nurls;
@@ -50,6 +51,7 @@ static void on_done(probe_t *p, probe_result_t *r, void *arg)
     oc->chain_n = (int)r->chain.n;
     oc->tls_version = r->tls_version;
     oc->nurls = r->rev ? r->rev->nurls : 0;
+    oc->crl_next_update = r->crl_next_update;
     fs_strlcpy(oc->message, r->message, sizeof(oc->message));
     if (r->chain.n > 0)
         fs_strlcpy(oc->leaf_subject, r->chain.certs[0].subject, sizeof(oc->leaf_subject));
@@ -453,6 +455,9 @@ static void test_ocsp_lines(void)
     ASSERT_CONTAINS(oc[0]->json, "\"kind\":\"ocsp\"");
     ASSERT_CONTAINS(oc[0]->json, "\"status\":\"good\"");
     ASSERT_CONTAINS(oc[0]->json, "\"method\":\"GET\"");
+    /* an OCSP answer's nextUpdate is a freshness edge like a CRL's (the forecast uses it) */
+    int64_t day = fs_wall_ms() / 1000 + 86400;
+    ASSERT(oc[0]->crl_next_update > day - 600 && oc[0]->crl_next_update < day + 600);
     expect(oc[1], 0, FS_CAUSE_CERT_REVOKED);
     ASSERT_CONTAINS(oc[1]->message, "OCSP");
     ASSERT_CONTAINS(oc[1]->text, "Status revoked");

@@ -245,8 +245,12 @@ static void test_targets(void)
         probe_result_t r;
         fill(&r, online, 1);
         char *want = targets_as_before(&r, url);
-        snap_target_unref(s->target);
-        s->target = target_of(&r, url);
+        if (s->targets == NULL) {
+            s->ntargets = 1;
+            s->targets = fs_xcalloc(1, sizeof(*s->targets));
+        }
+        snap_target_unref(s->targets[0]);
+        s->targets[0] = target_of(&r, url);
         r.chain.n = 0; /* now the target's */
         wbuf_init(&b, 64, 1 << 20);
         ASSERT_EQ(render_targets(s, &b), 0);
@@ -258,9 +262,95 @@ static void test_targets(void)
     snap_unref(s);
 }
 
+/* One live-check line for render_metrics. */
+static void rev_url(snap_rev_url_t *u, const char *url, const char *kind, int reachable,
+                    uint32_t at_risk, int64_t offline_at, const char *group, int64_t cached)
+{
+    fs_strlcpy(u->url, url, sizeof(u->url));
+    fs_strlcpy(u->kind, kind, sizeof(u->kind));
+    u->reachable = reachable;
+    u->signature_valid = -1;
+    u->strict_at_risk = at_risk;
+    u->strict_offline_at = offline_at;
+    u->ngroups = 1;
+    u->groups = fs_xcalloc(1, sizeof(*u->groups));
+    u->groups[0] = (snap_rev_group_t){.name = fs_xstrdup(group),
+                                      .mode = REV_STRICT,
+                                      .endpoints = at_risk,
+                                      .cached_until = cached,
+                                      .at_risk = at_risk > 0,
+                                      .offline_at = offline_at};
+}
+
+/* Two targets whose chains share a CDP (the same issuing CA): its gauges are one series, the
+ * strict endpoints at risk of both targets' groups summed, the earliest instant kept; each
+ * group's cache expiry is its own series. A target without a round yet adds nothing. */
+static void test_revocation_metrics_across_targets(void)
+{
+    snap_t *s = snap_new();
+    s->vantage = fs_xstrdup("hq");
+    s->ntargets = 3;
+    s->targets = fs_xcalloc(3, sizeof(*s->targets));
+    s->revocation = fs_xcalloc(3, sizeof(*s->revocation));
+    const char *names[] = {"ns", "pkg1", "cmg"};
+    for (int i = 0; i < 3; i++) {
+        s->targets[i] = snap_target_new();
+        s->targets[i]->name = fs_xstrdup(names[i]);
+        s->targets[i]->online = 1;
+    }
+    const char *shared = "http://pki.corp.example/issuing.crl";
+    for (int i = 0; i < 2; i++) {
+        snap_revhealth_t *h = snap_revhealth_new();
+        h->nurls = i == 0 ? 1 : 2;
+        h->urls = fs_xcalloc(h->nurls, sizeof(*h->urls));
+        rev_url(&h->urls[0], shared, "crl", 0, i == 0 ? 3 : 2, i == 0 ? T0 + 900 : T0 + 600,
+                i == 0 ? "hq" : "site", i == 0 ? T0 + 900 : T0 + 600);
+        if (i == 1)
+            rev_url(&h->urls[1], "http://ocsp.corp.example/", "ocsp", 1, 0, 0, "site", 0);
+        s->revocation[i] = h;
+    }
+    wbuf_t b;
+    wbuf_init(&b, 4096, 1 << 20);
+    ASSERT_EQ(render_metrics(s, &b), 0);
+    const char *lbl = "vantage=\"hq\",shard=\"0/1\"";
+    char want[512];
+    snprintf(want, sizeof(want), "fleetscan_crl_reachable{%s,url=\"%s\",kind=\"crl\"} 0\n", lbl,
+             shared);
+    ASSERT_CONTAINS(b.data, want);
+    ASSERT(strstr(strstr(b.data, want) + 1, want) == NULL); /* once */
+    snprintf(want, sizeof(want),
+             "fleetscan_strict_endpoints_revocation_at_risk{%s,url=\"%s\",kind=\"crl\"} 5\n", lbl,
+             shared);
+    ASSERT_CONTAINS(b.data, want);
+    ASSERT(strstr(strstr(b.data, want) + 1,
+                  "fleetscan_strict_endpoints_revocation_at_risk{"
+                  "vantage=\"hq\",shard=\"0/1\",url=\"http://pki") == NULL);
+    snprintf(want, sizeof(want),
+             "fleetscan_strict_endpoints_offline_at_seconds{%s,url=\"%s\",kind=\"crl\"} %d\n", lbl,
+             shared, T0 + 600);
+    ASSERT_CONTAINS(b.data, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_revocation_cache_expiry_seconds{%s,url=\"%s\",kind=\"crl\",group=\"hq\"} "
+             "%d\n",
+             lbl, shared, T0 + 900);
+    ASSERT_CONTAINS(b.data, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_revocation_cache_expiry_seconds{%s,url=\"%s\",kind=\"crl\",group="
+             "\"site\"} %d\n",
+             lbl, shared, T0 + 600);
+    ASSERT_CONTAINS(b.data, want);
+    snprintf(want, sizeof(want),
+             "fleetscan_crl_reachable{%s,url=\"http://ocsp.corp.example/\",kind=\"ocsp\"} 1\n",
+             lbl);
+    ASSERT_CONTAINS(b.data, want);
+    wbuf_free(&b);
+    snap_unref(s);
+}
+
 int main(void)
 {
     RUN(test_detail);
     RUN(test_targets);
+    RUN(test_revocation_metrics_across_targets);
     return 0;
 }

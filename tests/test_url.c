@@ -1,6 +1,6 @@
 /* test_url.c - probes/url.c: URL redaction and proxy URLs with credentials (what messages may
  * show of a URL, what the fetcher hands to curl), and the DNS override map (lookups are
- * case-insensitive and the first entry of a name wins, scanned or hashed). */
+ * case-insensitive, a name added again gets one more address, scanned or hashed). */
 #include "probes/url.h"
 
 #include "test.h"
@@ -97,8 +97,17 @@ static void test_small_and_large_maps(void)
             ASSERT_EQ(fs_resolve_add(&m, name, addr, err), 0);
         }
         ASSERT_EQ(m.n, n);
-        /* A second entry for a name never hides the first. */
+        /* A second entry for a name is its second address: the first stays the first. */
         ASSERT_EQ(fs_resolve_add(&m, "HOST-0.example", "192.0.2.1", err), 0);
+        const char *all[FS_RESOLVE_MAX_ADDRS];
+        ASSERT_EQ(fs_resolve_lookup_all(&m, "host-0.EXAMPLE", all), 2);
+        ASSERT_STREQ(all[0], "10.0.0.0");
+        ASSERT_STREQ(all[1], "192.0.2.1");
+        if (n > 1) {
+            ASSERT_EQ(fs_resolve_lookup_all(&m, "host-1.example", all), 1);
+            ASSERT_STREQ(all[0], "10.0.0.1");
+        }
+        ASSERT_EQ(fs_resolve_lookup_all(&m, "host-x.example", all), 0);
         for (size_t i = 0; i<n; i += n> 1000 ? 997 : 1) {
             snprintf(name, sizeof(name), "host-%zu.EXAMPLE", i);
             snprintf(addr, sizeof(addr), "10.%zu.%zu.%zu", (i >> 16) & 255, (i >> 8) & 255,
@@ -117,6 +126,51 @@ static void test_small_and_large_maps(void)
         ASSERT(fs_resolve_lookup(&m, "host-0.example") == NULL);
     }
     ASSERT(fs_resolve_lookup(NULL, "x") == NULL);
+}
+
+/* A farm behind one name: addresses in the order added, interleaved with other names, across
+ * the switch from scanning to hashing; duplicates and a 17th address refused. */
+static void test_several_addresses(void)
+{
+    fs_resolve_t m = {0}, same = {0}, other = {0};
+    char err[256], addr[64], name[64];
+    const char *all[FS_RESOLVE_MAX_ADDRS];
+    for (int i = 0; i < FS_RESOLVE_MAX_ADDRS; i++) {
+        snprintf(addr, sizeof(addr), "10.0.0.%d", i + 1);
+        ASSERT_EQ(fs_resolve_add(&m, i % 2 ? "FARM.example" : "farm.example", addr, err), 0);
+        snprintf(name, sizeof(name), "other-%d.example", i);
+        ASSERT_EQ(fs_resolve_add(&m, name, "192.0.2.1", err), 0);
+    }
+    ASSERT(m.slot != NULL); /* hashed by now */
+    ASSERT_EQ(fs_resolve_lookup_all(&m, "farm.example", all), FS_RESOLVE_MAX_ADDRS);
+    for (int i = 0; i < FS_RESOLVE_MAX_ADDRS; i++) {
+        snprintf(addr, sizeof(addr), "10.0.0.%d", i + 1);
+        ASSERT_STREQ(all[i], addr);
+    }
+    ASSERT_STREQ(fs_resolve_lookup(&m, "farm.example"), "10.0.0.1");
+    ASSERT(fs_resolve_add(&m, "farm.example", "10.0.0.99", err) < 0);
+    ASSERT_CONTAINS(err, "more than 16 addresses");
+    ASSERT(fs_resolve_add(&m, "other-3.example", "192.0.2.1", err) < 0);
+    ASSERT_CONTAINS(err, "listed twice");
+    ASSERT_EQ(fs_resolve_add(&same, "v6.example", "2001:db8::1", err), 0);
+    ASSERT(fs_resolve_add(&same, "v6.example", "2001:db8:0::1", err) < 0); /* same address */
+    ASSERT_EQ(fs_resolve_add(&same, "v6.example", "127.0.0.1", err), 0);
+    ASSERT_EQ(fs_resolve_lookup_all(&same, "v6.example", all), 2);
+    /* Equality: same names with the same lists in the same order, in any name order. */
+    ASSERT_EQ(fs_resolve_add(&other, "v6.example", "127.0.0.1", err), 0);
+    ASSERT_EQ(fs_resolve_add(&other, "v6.example", "2001:db8::1", err), 0);
+    ASSERT(!fs_resolve_equal(&same, &other)); /* another order: round robin starts elsewhere */
+    fs_resolve_free(&other);
+    ASSERT_EQ(fs_resolve_add(&other, "a.example", "192.0.2.7", err), 0);
+    ASSERT_EQ(fs_resolve_add(&other, "V6.example", "2001:db8::1", err), 0);
+    ASSERT_EQ(fs_resolve_add(&other, "v6.example", "127.0.0.1", err), 0);
+    ASSERT_EQ(fs_resolve_add(&same, "a.example", "192.0.2.7", err), 0);
+    ASSERT(fs_resolve_equal(&same, &other));
+    ASSERT(fs_resolve_equal(&other, &same));
+    ASSERT(!fs_resolve_equal(&same, &m));
+    fs_resolve_free(&m);
+    fs_resolve_free(&same);
+    fs_resolve_free(&other);
 }
 
 static void test_refused_entries(void)
@@ -139,6 +193,7 @@ int main(void)
     RUN(test_proxy);
     RUN(test_url_refuses_credentials);
     RUN(test_small_and_large_maps);
+    RUN(test_several_addresses);
     RUN(test_refused_entries);
     return 0;
 }

@@ -1,7 +1,8 @@
-/* api.c - HTTP routing, authentication and body handling over libmicrohttpd's own thread pool.
+/* api.c - HTTP routing, authentication and body handling over libmicrohttpd's own thread pool
+ * (the route handlers are in web/handlers.c).
  * Handlers only read the current immutable snapshot (a reference taken under a mutex), so the
  * event loop never waits for a client and a slow client never waits for the loop. */
-#include "web/api.h"
+#include "web/api_int.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -25,102 +26,16 @@
 #include "web/dashboard.h"
 #include "web/render.h"
 
-#define API_DEFAULT_LISTEN "127.0.0.1:8787"
-#define API_DEFAULT_THREADS 4
-#define API_DEFAULT_IDLE_S 30
-#define API_DEFAULT_STALE_S 30
-#define API_CONN_LIMIT 1024
-/* Per connection: request line and headers must fit. Room for a 64 KiB request line, so that
- * one past API_URI_MAX is still read and answered by us (JSON 414); requests past this get
- * libmicrohttpd's own 414/431. The pool's pages are only touched as far as they are used. */
-#define API_CONN_MEMORY (128 * 1024)
-/* A client that keeps streaming past the body cap is disconnected after this much. */
-#define API_DISCARD_MAX (4 * API_BODY_MAX)
-/* No rendered document may exceed this (/metrics of 10k groups is ~3 MiB). */
-#define API_RENDER_MAX (64u * 1024 * 1024)
-#define API_ERROR_MAX 4096
-
-#define STR_(x) #x
-#define FS_STR(x) STR_(x)
-
-#define CT_JSON "application/json"
-#define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CT_HTML "text/html; charset=utf-8"
-
-typedef struct req_s req_t;
-typedef struct fc_memo_s fc_memo_t;
-
-struct api_s {
-    struct MHD_Daemon *mhd;
-    int port;
-    int stale_after_s;
-    const _Atomic int64_t *heartbeat_ms;
-    int stall_after_ms;
-    char *token; /* NULL: mutating calls are disabled */
-    size_t token_len;
-    void *arg;
-    void (*on_scan)(void *arg);
-    int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
-    int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
-
-    /* Pre-flights: queued requests (their connections suspended) and the threads running them.
-     * admitted counts requests between admission and their connection's resumption. */
-    pthread_mutex_t pf_mu;
-    pthread_cond_t pf_cv;
-    req_t *pf_head, *pf_tail;
-    unsigned pf_admitted;
-    int pf_stopping;
-    pthread_t pf_threads[API_PREFLIGHT_RUNNING];
-    int pf_nthreads;
-
-    /* Forecast documents of the current snapshot, by days (fc_memo_t), and renders running. */
-    pthread_mutex_t fc_mu;
-    pthread_cond_t fc_cv;
-    fc_memo_t *fc_memo;
-    unsigned fc_rendering;
-
-    pthread_mutex_t mu; /* guards cur */
-    snap_t *cur;
-    _Atomic int64_t published_ms; /* monotonic time of the last api_publish (or api_start) */
-    char *causes_json;            /* the catalogue never changes: rendered once */
-    size_t causes_len;
-};
-
-enum { M_GET = 1, M_POST = 2 };
-
-typedef struct route_s route_t; /* the route table is at the end, before on_request */
-
-enum { PF_NONE, PF_QUEUED, PF_DONE };
-
-/* State of a request, from its request line (on_uri) to completion (on_completed). */
-struct req_s {
-    int started;          /* the handler has seen it */
-    int admitted;         /* route, method and token were accepted */
-    const route_t *route; /* NULL: no such route */
-    unsigned method;
-    const char *uri_error; /* why the request target is refused (414), or NULL */
-    int too_large;
-    char *body; /* kept for the routes that read it (keeps_body) only */
-    size_t len, cap;
-    size_t discarded;
-    /* A pre-flight waiting for its worker (connection suspended), then its outcome. */
-    int pf_state;
-    struct MHD_Connection *conn;
-    req_t *pf_next;
-    int pf_rc, pf_status;
-    char *pf_json;
-};
-
 /* The clock of the heartbeat (api_opts_t.heartbeat_ms) and of the snapshot age. */
-static int64_t mono_ms(void)
+int64_t api__mono_ms(void)
 {
     return (int64_t)(uv_hrtime() / 1000000);
 }
 
 /* ---- responses ------------------------------------------------------------------------- */
 
-static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
-                             const char *ctype, const char *hname, const char *hvalue)
+enum MHD_Result api__queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
+                           const char *ctype, const char *hname, const char *hvalue)
 {
     if (r == NULL)
         return MHD_NO;
@@ -134,17 +49,17 @@ static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct M
     return ret;
 }
 
-static enum MHD_Result reply_static(struct MHD_Connection *c, unsigned status, const char *body,
-                                    const char *ctype)
+enum MHD_Result api__reply_static(struct MHD_Connection *c, unsigned status, const char *body,
+                                  const char *ctype)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-    return queue(c, status, r, ctype, NULL, NULL);
+    return api__queue(c, status, r, ctype, NULL, NULL);
 }
 
 /* {"error": msg, "code": code} with an optional extra header (Allow, WWW-Authenticate). */
-static enum MHD_Result reply_error_h(struct MHD_Connection *c, unsigned status, const char *msg,
-                                     const char *code, const char *hname, const char *hvalue)
+enum MHD_Result api__reply_error_h(struct MHD_Connection *c, unsigned status, const char *msg,
+                                   const char *code, const char *hname, const char *hvalue)
 {
     wbuf_t b;
     size_t len = 0;
@@ -161,39 +76,39 @@ static enum MHD_Result reply_error_h(struct MHD_Connection *c, unsigned status, 
         r = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
                                             MHD_RESPMEM_PERSISTENT);
     }
-    return queue(c, status, r, CT_JSON, hname, hvalue);
+    return api__queue(c, status, r, CT_JSON, hname, hvalue);
 }
 
-static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned status, const char *msg,
-                                   const char *code)
+enum MHD_Result api__reply_error(struct MHD_Connection *c, unsigned status, const char *msg,
+                                 const char *code)
 {
-    return reply_error_h(c, status, msg, code, NULL, NULL);
+    return api__reply_error_h(c, status, msg, code, NULL, NULL);
 }
 
 /* Sends what was rendered into b (freeing it), or a 500 when rendering failed. */
-static enum MHD_Result reply_rendered(struct MHD_Connection *c, unsigned status, wbuf_t *b, int rc,
-                                      const char *ctype)
+enum MHD_Result api__reply_rendered(struct MHD_Connection *c, unsigned status, wbuf_t *b, int rc,
+                                    const char *ctype)
 {
     size_t len = 0;
     char *body = rc == 0 ? wbuf_steal(b, &len) : NULL;
     wbuf_free(b);
     if (body == NULL)
-        return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "response too large to render",
-                           "internal");
+        return api__reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "response too large to render",
+                                "internal");
     struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, body, free);
     if (r == NULL) {
         free(body);
         return MHD_NO;
     }
-    return queue(c, status, r, ctype, NULL, NULL);
+    return api__queue(c, status, r, ctype, NULL, NULL);
 }
 
 /* A hook's malloc'd JSON document and status. */
-static enum MHD_Result reply_hook(struct MHD_Connection *c, int rc, char *json, int status)
+enum MHD_Result api__reply_hook(struct MHD_Connection *c, int rc, char *json, int status)
 {
     if (rc != 0 || json == NULL || status < 200 || status > 599) {
         free(json);
-        return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "request failed", "internal");
+        return api__reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "request failed", "internal");
     }
     struct MHD_Response *r =
         MHD_create_response_from_buffer_with_free_callback(strlen(json), json, free);
@@ -201,22 +116,22 @@ static enum MHD_Result reply_hook(struct MHD_Connection *c, int rc, char *json, 
         free(json);
         return MHD_NO;
     }
-    return queue(c, (unsigned)status, r, CT_JSON, NULL, NULL);
+    return api__queue(c, (unsigned)status, r, CT_JSON, NULL, NULL);
 }
 
 /* Error messages quote the offending value, cut short: it comes from the client. */
-static enum MHD_Result reply_bad_param(struct MHD_Connection *c, const char *name,
-                                       const char *expect, const char *value)
+enum MHD_Result api__reply_bad_param(struct MHD_Connection *c, const char *name, const char *expect,
+                                     const char *value)
 {
     char msg[256];
     snprintf(msg, sizeof(msg), "%s: expected %s, got \"%.64s\"", name, expect, value);
-    return reply_error(c, MHD_HTTP_BAD_REQUEST, msg, "bad_parameter");
+    return api__reply_error(c, MHD_HTTP_BAD_REQUEST, msg, "bad_parameter");
 }
 
-/* ---- query parameters ------------------------------------------------------------------ */
+/* ---- api__query parameters ------------------------------------------------------------------ */
 
 /* Strict unsigned decimal: digits only, no sign, no blanks, <= max. 0 or -1. */
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+int api__parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
     if (s == NULL || *s < '0' || *s > '9')
         return -1;
@@ -229,7 +144,7 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
-static const char *query(struct MHD_Connection *c, const char *name)
+const char *api__query(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
 }
@@ -274,8 +189,9 @@ static unsigned method_bit(const char *m)
 static int authorized(api_t *a, struct MHD_Connection *c, enum MHD_Result *ret)
 {
     if (a->token == NULL) {
-        *ret = reply_error(c, MHD_HTTP_FORBIDDEN,
-                           "mutating calls are disabled: no API token is configured", "forbidden");
+        *ret = api__reply_error(c, MHD_HTTP_FORBIDDEN,
+                                "mutating calls are disabled: no API token is configured",
+                                "forbidden");
         return 0;
     }
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -289,521 +205,55 @@ static int authorized(api_t *a, struct MHD_Connection *c, enum MHD_Result *ret)
     if (tok != NULL && strlen(tok) == a->token_len &&
         CRYPTO_memcmp(tok, a->token, a->token_len) == 0)
         return 1;
-    *ret = reply_error_h(
+    *ret = api__reply_error_h(
         c, MHD_HTTP_UNAUTHORIZED, h == NULL ? "missing bearer token" : "invalid bearer token",
         "unauthorized", MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"fleetscan\"");
     return 0;
-}
-
-/* ---- route handlers -------------------------------------------------------------------- */
-
-/* Every handler has this shape (route_t.handler): arg is what follows a prefix route's path
- * ("" for the others), s the current snapshot for the routes that declare they read it (else
- * NULL; referenced for the call). */
-
-static snap_t *current(api_t *a)
-{
-    pthread_mutex_lock(&a->mu);
-    snap_t *s = a->cur != NULL ? snap_ref(a->cur) : NULL;
-    pthread_mutex_unlock(&a->mu);
-    return s;
-}
-
-/* GET / — the dashboard page (web/dashboard.c), with a policy that runs only its own code. */
-static enum MHD_Result answer_dashboard(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                        const char *arg, snap_t *s)
-{
-    size_t len;
-    const char *page = dashboard_page(&len);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)page, MHD_RESPMEM_PERSISTENT);
-    return queue(c, MHD_HTTP_OK, r, CT_HTML, "Content-Security-Policy", dashboard_csp());
-}
-
-/* 200 while the loop ticks and publishes; 503 "stalled" when its heartbeat is older than
- * stall_after_ms (a loop busy in one callback, however it answers otherwise), 503 "stale" when
- * it ticks but no snapshot was published for stale_after_s. */
-static enum MHD_Result answer_healthz(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                      const char *arg, snap_t *s)
-{
-    int64_t now = mono_ms();
-    int64_t tick_ms = a->heartbeat_ms != NULL ? now - atomic_load(a->heartbeat_ms) : 0;
-    int64_t age_ms = now - atomic_load(&a->published_ms);
-    char body[256];
-    if (tick_ms > a->stall_after_ms) {
-        snprintf(body, sizeof(body),
-                 "{\"status\":\"stalled\",\"last_tick_ms_ago\":%lld,\"error\":\"the event loop "
-                 "has not ticked for %lld ms\",\"code\":\"stalled\"}",
-                 (long long)tick_ms, (long long)tick_ms);
-    } else if (age_ms > (int64_t)a->stale_after_s * 1000) {
-        snprintf(body, sizeof(body),
-                 "{\"status\":\"stale\",\"error\":\"no snapshot published for %lld s (event "
-                 "loop stalled)\",\"code\":\"stale\"}",
-                 (long long)(age_ms / 1000));
-    } else {
-        return reply_static(c, MHD_HTTP_OK, "{\"status\":\"ok\"}", CT_JSON);
-    }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
-    return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CT_JSON, NULL, NULL);
-}
-
-static enum MHD_Result answer_endpoints(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                        const char *arg, snap_t *s)
-{
-    render_query_t q = {.state = -1, .cause = -1, .warning = -1, .group = -1, .limit = 100};
-    unsigned long v;
-    const char *p;
-
-    if ((p = query(c, "state")) != NULL) {
-        for (q.state = 0; q.state < SNAP_STATE_COUNT; q.state++)
-            if (strcmp(p, snap_state_name(q.state)) == 0)
-                break;
-        if (q.state == SNAP_STATE_COUNT)
-            return reply_bad_param(c, "state", "pending, online or offline", p);
-    }
-    if ((p = query(c, "cause")) != NULL && (q.cause = fs_cause_from_id(p)) <= (int)FS_CAUSE_NONE)
-        return reply_bad_param(c, "cause", "a cause id of /api/v1/causes", p);
-    if ((p = query(c, "warning")) != NULL && (q.warning = fs_warning_from_id(p)) < 0)
-        return reply_bad_param(c, "warning", "a warning id of /api/v1/causes", p);
-    if ((p = query(c, "group")) != NULL && (q.group = render_find_group(s, p)) < 0)
-        return reply_bad_param(c, "group", "a group name of /api/v1/status", p);
-    if ((p = query(c, "limit")) != NULL) {
-        if (parse_uint(p, 1000, &v) != 0)
-            return reply_bad_param(c, "limit", "an integer 0..1000", p);
-        q.limit = v;
-    }
-    if ((p = query(c, "offset")) != NULL) {
-        if (parse_uint(p, UINT32_MAX, &v) != 0)
-            return reply_bad_param(c, "offset", "an integer 0..4294967295", p);
-        q.offset = v;
-    }
-    wbuf_t b;
-    wbuf_init(&b, 128 + q.limit * 320, API_RENDER_MAX);
-    int rc = render_endpoints(s, &q, &b);
-    return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
-}
-
-static enum MHD_Result answer_events(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
-                                     snap_t *s)
-{
-    uint64_t since_seq = 0;
-    int64_t since_at = INT64_MIN;
-    const char *p = query(c, "since");
-    unsigned long v;
-    if (p != NULL) {
-        if (parse_uint(p, ULONG_MAX, &v) == 0)
-            since_seq = v;
-        else if (fs_parse_rfc3339(p, &since_at) != 0)
-            return reply_bad_param(c, "since", "a sequence number or an RFC 3339 time", p);
-    }
-    wbuf_t b;
-    wbuf_init(&b, 256 + s->nevents * 192, API_RENDER_MAX);
-    int rc = render_events(s, since_seq, since_at, &b);
-    return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
-}
-
-static void unref_response_snap(void *cls)
-{
-    snap_unref(cls);
-}
-
-/* A body that depends only on the snapshot is rendered by the first reader and kept in the
- * snapshot (compare-and-swap: concurrent first readers may both render, one result is kept);
- * every response then serves those bytes, holding a reference to the snapshot. */
-static enum MHD_Result reply_cached(struct MHD_Connection *c, snap_t *s, _Atomic(char *) *slot,
-                                    int (*render)(const snap_t *, wbuf_t *), size_t hint,
-                                    const char *ctype)
-{
-    char *body = atomic_load(slot);
-    if (body == NULL) {
-        wbuf_t b;
-        wbuf_init(&b, hint, API_RENDER_MAX);
-        int rc = render(s, &b);
-        if (rc < 0 || b.failed || b.data == NULL)
-            return reply_rendered(c, MHD_HTTP_OK, &b, rc < 0 ? rc : UV_ENOMEM, ctype);
-        char *mine = fs_xmalloc(b.len + 1);
-        memcpy(mine, b.data, b.len);
-        mine[b.len] = '\0';
-        wbuf_free(&b);
-        char *expected = NULL;
-        if (!atomic_compare_exchange_strong(slot, &expected, mine))
-            free(mine);
-        body = atomic_load(slot);
-    }
-    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
-        strlen(body), body, unref_response_snap, snap_ref(s));
-    if (r == NULL)
-        snap_unref(s);
-    return queue(c, MHD_HTTP_OK, r, ctype, NULL, NULL);
-}
-
-static enum MHD_Result answer_status(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
-                                     snap_t *s)
-{
-    return reply_cached(c, s, &s->status_body, render_status, 1024 + s->ngroups * 256, CT_JSON);
-}
-
-/* GET /api/v1/endpoints/{id} */
-static enum MHD_Result answer_endpoint(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                       const char *arg, snap_t *s)
-{
-    const snap_endpoint_t *e = render_find_endpoint(s, arg);
-    if (e == NULL) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "no endpoint \"%.64s\"", arg);
-        return reply_error(c, MHD_HTTP_NOT_FOUND, msg, "not_found");
-    }
-    wbuf_t b;
-    wbuf_init(&b, 4096, API_RENDER_MAX);
-    int rc = render_endpoint(s, e, 1, &b);
-    return reply_rendered(c, MHD_HTTP_OK, &b, rc, CT_JSON);
-}
-
-static enum MHD_Result answer_targets(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                      const char *arg, snap_t *s)
-{
-    return reply_cached(c, s, &s->targets_body, render_targets, 8192, CT_JSON);
-}
-
-static enum MHD_Result answer_metrics(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                      const char *arg, snap_t *s)
-{
-    return reply_cached(c, s, &s->metrics_body, render_metrics, 16384 + s->ngroups * 512,
-                        CT_METRICS);
-}
-
-/* The catalogue never changes: rendered once by api_start. */
-static enum MHD_Result answer_causes(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
-                                     snap_t *s)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(a->causes_len, a->causes_json, MHD_RESPMEM_PERSISTENT);
-    return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
-}
-
-/* ---- GET /api/v1/forecast: one render per snapshot and days ------------------------------ */
-
-/* A rendered forecast, shared by the memo and the responses sending it. */
-typedef struct fc_body_s {
-    atomic_int refs;
-    size_t len;
-    char *data;
-} fc_body_t;
-
-struct fc_memo_s {
-    snap_t *snap; /* referenced */
-    int days;
-    fc_body_t *body; /* NULL while its render runs */
-    fc_memo_t *next;
-};
-
-static fc_body_t *fc_body_ref(fc_body_t *b)
-{
-    atomic_fetch_add(&b->refs, 1);
-    return b;
-}
-
-static void fc_body_unref(void *cls)
-{
-    fc_body_t *b = cls;
-    if (b != NULL && atomic_fetch_sub(&b->refs, 1) == 1) {
-        free(b->data);
-        free(b);
-    }
-}
-
-static void fc_memo_free(fc_memo_t *m)
-{
-    while (m != NULL) {
-        fc_memo_t *next = m->next;
-        snap_unref(m->snap);
-        fc_body_unref(m->body);
-        free(m);
-        m = next;
-    }
-}
-
-/* Unlinks (onto *dead) the finished entries of other snapshots than s, and the oldest finished
- * ones past API_FORECAST_KEPT. Caller holds fc_mu. */
-static void fc_memo_prune(api_t *a, const snap_t *s, fc_memo_t **dead)
-{
-    size_t kept = 0;
-    for (fc_memo_t **pp = &a->fc_memo; *pp != NULL;) {
-        fc_memo_t *m = *pp;
-        if (m->body != NULL && (m->snap != s || kept >= API_FORECAST_KEPT)) {
-            *pp = m->next;
-            m->next = *dead;
-            *dead = m;
-            continue;
-        }
-        kept++;
-        pp = &m->next;
-    }
-}
-
-static enum MHD_Result reply_fc_body(struct MHD_Connection *c, fc_body_t *b)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data, fc_body_unref, b);
-    if (r == NULL)
-        fc_body_unref(b);
-    return queue(c, MHD_HTTP_OK, r, CT_JSON, NULL, NULL);
-}
-
-/* With 65,535 groups a forecast is megabytes: clients asking for the same snapshot and days
- * share one render (later ones wait for the first), and at most API_FORECAST_RENDERS run at
- * once, so eight concurrent requests cost one document, not eight transient copies. */
-static enum MHD_Result forecast_shared(api_t *a, struct MHD_Connection *c, int days)
-{
-    snap_t *s = current(a);
-    fc_memo_t *m, *dead = NULL;
-    fc_body_t *b = NULL;
-    if (s == NULL)
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
-                           "not_ready");
-    pthread_mutex_lock(&a->fc_mu);
-    for (;;) {
-        fc_memo_prune(a, s, &dead);
-        for (m = a->fc_memo; m != NULL && (m->snap != s || m->days != days); m = m->next)
-            ;
-        if (m != NULL && m->body != NULL) {
-            b = fc_body_ref(m->body);
-            break;
-        }
-        if (m == NULL && a->fc_rendering < API_FORECAST_RENDERS)
-            break;
-        pthread_cond_wait(&a->fc_cv, &a->fc_mu); /* its render, or a render slot */
-    }
-    if (b == NULL) {
-        m = fs_xcalloc(1, sizeof(*m));
-        m->snap = snap_ref(s);
-        m->days = days;
-        m->next = a->fc_memo;
-        a->fc_memo = m;
-        a->fc_rendering++;
-    }
-    pthread_mutex_unlock(&a->fc_mu);
-    fc_memo_free(dead);
-    if (b != NULL) {
-        snap_unref(s);
-        return reply_fc_body(c, b);
-    }
-
-    char *json = NULL;
-    int status = 0;
-    int rc = a->on_forecast(a->arg, s, days, &json, &status);
-    if (rc == 0 && json != NULL && status == MHD_HTTP_OK) {
-        b = fs_xcalloc(1, sizeof(*b));
-        atomic_init(&b->refs, 2); /* the memo's and this response's */
-        b->len = strlen(json);
-        b->data = json;
-    }
-    pthread_mutex_lock(&a->fc_mu);
-    a->fc_rendering--;
-    if (b != NULL) {
-        m->body = b;
-    } else { /* not kept: a waiter renders it itself */
-        fc_memo_t **pp = &a->fc_memo;
-        while (*pp != m)
-            pp = &(*pp)->next;
-        *pp = m->next;
-        m->next = NULL;
-    }
-    pthread_cond_broadcast(&a->fc_cv);
-    pthread_mutex_unlock(&a->fc_mu);
-    snap_unref(s);
-    if (b == NULL) {
-        fc_memo_free(m);
-        return reply_hook(c, rc, json, status);
-    }
-    return reply_fc_body(c, b);
-}
-
-/* GET /api/v1/forecast?days=N. Not a snapshot route: a bad N (400) and a missing hook (501) are
- * answered before the snapshot is looked at (503 before the first publish). */
-static enum MHD_Result answer_forecast(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                       const char *arg, snap_t *s)
-{
-    unsigned long days = 0;
-    const char *p = query(c, "days");
-    if (p == NULL || parse_uint(p, 3650, &days) != 0)
-        return reply_bad_param(c, "days", "an integer 0..3650", p ? p : "");
-    if (a->on_forecast == NULL)
-        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "forecast is not available",
-                           "not_implemented");
-    return forecast_shared(a, c, (int)days);
-}
-
-/* ---- POST /api/v1/preflight: off the connection threads -------------------------------- */
-
-/* A pre-flight fetches CRLs for up to the groups' retrieval budgets (20 s by default, longer
- * against a CDP that stalls): run on a connection thread, four of them would leave no thread
- * for /healthz. So the connection is suspended, the request queued for one of
- * API_PREFLIGHT_RUNNING workers, and resumed with the verdict; MHD then calls on_request again
- * and answer_preflight sends it. Admission is bounded: past API_PREFLIGHT_RUNNING running and
- * API_PREFLIGHT_WAITING waiting, 429. */
-
-/* Hands the outcome to the suspended connection and lets MHD send it. rq may be freed as soon
- * as the connection is resumed; admitted drops only after, so api_stop never stops MHD with a
- * connection still suspended. */
-static void pf_finish(api_t *a, req_t *rq, int rc, char *json, int status)
-{
-    struct MHD_Connection *c = rq->conn;
-    pthread_mutex_lock(&a->pf_mu);
-    rq->pf_rc = rc;
-    rq->pf_json = json;
-    rq->pf_status = status;
-    rq->pf_state = PF_DONE;
-    pthread_mutex_unlock(&a->pf_mu);
-    MHD_resume_connection(c);
-    pthread_mutex_lock(&a->pf_mu);
-    a->pf_admitted--;
-    pthread_cond_broadcast(&a->pf_cv);
-    pthread_mutex_unlock(&a->pf_mu);
-}
-
-static char *pf_unavailable(void)
-{
-    return fs_xstrdup("{\"error\":\"the API is stopping\",\"code\":\"unavailable\"}");
-}
-
-static void *pf_worker(void *arg)
-{
-    api_t *a = arg;
-    pthread_mutex_lock(&a->pf_mu);
-    for (;;) {
-        while (a->pf_head == NULL && !a->pf_stopping)
-            pthread_cond_wait(&a->pf_cv, &a->pf_mu);
-        req_t *rq = a->pf_head;
-        if (rq == NULL)
-            break; /* stopping */
-        a->pf_head = rq->pf_next;
-        if (a->pf_head == NULL)
-            a->pf_tail = NULL;
-        pthread_mutex_unlock(&a->pf_mu);
-        char *json = NULL;
-        int status = 0;
-        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
-        pf_finish(a, rq, rc, json, status);
-        pthread_mutex_lock(&a->pf_mu);
-    }
-    pthread_mutex_unlock(&a->pf_mu);
-    return NULL;
-}
-
-static enum MHD_Result submit_preflight(api_t *a, struct MHD_Connection *c, req_t *rq)
-{
-    pthread_mutex_lock(&a->pf_mu);
-    int stopping = a->pf_stopping;
-    int full = a->pf_admitted >= API_PREFLIGHT_RUNNING + API_PREFLIGHT_WAITING;
-    if (!stopping && !full)
-        a->pf_admitted++;
-    pthread_mutex_unlock(&a->pf_mu);
-    if (stopping)
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the API is stopping", "unavailable");
-    if (full) {
-        char msg[160];
-        snprintf(msg, sizeof(msg),
-                 "too many pre-flights in progress (%d run at once, %d more may wait): retry "
-                 "later",
-                 API_PREFLIGHT_RUNNING, API_PREFLIGHT_WAITING);
-        return reply_error_h(c, MHD_HTTP_TOO_MANY_REQUESTS, msg, "too_many_requests",
-                             MHD_HTTP_HEADER_RETRY_AFTER, "10");
-    }
-    rq->conn = c;
-    rq->pf_state = PF_QUEUED;
-    /* Suspended before a worker can see it: a resume must never precede the suspend. */
-    MHD_suspend_connection(c);
-    pthread_mutex_lock(&a->pf_mu);
-    stopping = a->pf_stopping;
-    if (!stopping) {
-        if (a->pf_tail != NULL)
-            a->pf_tail->pf_next = rq;
-        else
-            a->pf_head = rq;
-        a->pf_tail = rq;
-        pthread_cond_signal(&a->pf_cv);
-    }
-    pthread_mutex_unlock(&a->pf_mu);
-    if (stopping) /* api_stop drained the queue meanwhile */
-        pf_finish(a, rq, 0, pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
-    return MHD_YES;
-}
-
-/* ---- POST routes ----------------------------------------------------------------------- */
-
-static enum MHD_Result answer_scan(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
-                                   snap_t *s)
-{
-    if (a->on_scan == NULL)
-        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "scan is not available", "not_implemented");
-    a->on_scan(a->arg);
-    return reply_static(c, MHD_HTTP_ACCEPTED, "{\"status\":\"scan scheduled\"}", CT_JSON);
-}
-
-/* Called once with the body (the connection is then suspended while a worker runs it), and
- * again when the worker resumed it with the verdict. */
-static enum MHD_Result answer_preflight(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                        const char *arg, snap_t *s)
-{
-    if (a->on_post_preflight == NULL)
-        return reply_error(c, MHD_HTTP_NOT_IMPLEMENTED, "preflight is not available",
-                           "not_implemented");
-    if (rq->pf_state == PF_DONE) { /* resumed by its worker */
-        pthread_mutex_lock(&a->pf_mu);
-        char *json = rq->pf_json;
-        int rc = rq->pf_rc, status = rq->pf_status;
-        rq->pf_json = NULL;
-        rq->pf_state = PF_NONE;
-        pthread_mutex_unlock(&a->pf_mu);
-        return reply_hook(c, rc, json, status);
-    }
-    if (rq->len == 0)
-        return reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
-                           "bad_parameter");
-    return submit_preflight(a, c, rq);
 }
 
 /* ---- the route table ------------------------------------------------------------------- */
 
 /* One row per route; on_request has no route of its own: it matches the path, then the table
  * decides the method (405 with Allow), the token (403/401), whether the body is kept (413 past
- * API_BODY_MAX either way), whether the current snapshot is needed (503 before the first), and
+ * API_BODY_MAX either way), whether the api__current snapshot is needed (503 before the first), and
  * calls the handler. */
 struct route_s {
     const char *path; /* exact, or a prefix when prefix is set: the rest is the handler's arg */
     int prefix;
     unsigned methods; /* M_GET (GET and HEAD), M_POST */
     int mutating;     /* needs the bearer token */
-    int snapshot;     /* the handler reads the current snapshot */
+    int snapshot;     /* the handler reads the api__current snapshot */
     int keeps_body;   /* the handler reads the request body */
     enum MHD_Result (*handler)(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
                                snap_t *s);
 };
 
 static const route_t routes[] = {
-    {.path = "/", .methods = M_GET, .handler = answer_dashboard},
-    {.path = "/healthz", .methods = M_GET, .handler = answer_healthz},
-    {.path = "/api/v1/status", .methods = M_GET, .snapshot = 1, .handler = answer_status},
-    {.path = "/api/v1/endpoints", .methods = M_GET, .snapshot = 1, .handler = answer_endpoints},
+    {.path = "/", .methods = M_GET, .handler = api__answer_dashboard},
+    {.path = "/healthz", .methods = M_GET, .handler = api__answer_healthz},
+    {.path = "/api/v1/status", .methods = M_GET, .snapshot = 1, .handler = api__answer_status},
+    {.path = "/api/v1/endpoints",
+     .methods = M_GET,
+     .snapshot = 1,
+     .handler = api__answer_endpoints},
     {.path = "/api/v1/endpoints/",
      .prefix = 1,
      .methods = M_GET,
      .snapshot = 1,
-     .handler = answer_endpoint},
-    {.path = "/api/v1/targets", .methods = M_GET, .snapshot = 1, .handler = answer_targets},
-    {.path = "/api/v1/causes", .methods = M_GET, .handler = answer_causes},
+     .handler = api__answer_endpoint},
+    {.path = "/api/v1/targets", .methods = M_GET, .snapshot = 1, .handler = api__answer_targets},
+    {.path = "/api/v1/causes", .methods = M_GET, .handler = api__answer_causes},
     /* not a snapshot route: it checks days and its hook first, then takes the snapshot */
-    {.path = "/api/v1/forecast", .methods = M_GET, .handler = answer_forecast},
-    {.path = "/api/v1/events", .methods = M_GET, .snapshot = 1, .handler = answer_events},
-    {.path = "/metrics", .methods = M_GET, .snapshot = 1, .handler = answer_metrics},
-    {.path = "/api/v1/scan", .methods = M_POST, .mutating = 1, .handler = answer_scan},
+    {.path = "/api/v1/forecast", .methods = M_GET, .handler = api__answer_forecast},
+    {.path = "/api/v1/events", .methods = M_GET, .snapshot = 1, .handler = api__answer_events},
+    {.path = "/api/v1/history", .methods = M_GET, .handler = api__answer_history},
+    {.path = "/metrics", .methods = M_GET, .snapshot = 1, .handler = api__answer_metrics},
+    {.path = "/api/v1/scan", .methods = M_POST, .mutating = 1, .handler = api__answer_scan},
     {.path = "/api/v1/preflight",
      .methods = M_POST,
      .mutating = 1,
      .keeps_body = 1,
-     .handler = answer_preflight},
+     .handler = api__answer_preflight},
 };
 
 static const route_t *match_route(const char *url)
@@ -861,22 +311,22 @@ static int take_body(req_t *rq, const char *data, size_t n)
 static int admitted(api_t *a, struct MHD_Connection *c, const req_t *rq, enum MHD_Result *ret)
 {
     if (rq->route == NULL) {
-        *ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
+        *ret = api__reply_error(c, MHD_HTTP_NOT_FOUND, "no such route", "not_found");
         return 0;
     }
     if ((rq->route->methods & rq->method) == 0) {
-        *ret = reply_error_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
-                             "method_not_allowed", MHD_HTTP_HEADER_ALLOW,
-                             allowed_methods(rq->route->methods));
+        *ret = api__reply_error_h(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+                                  "method_not_allowed", MHD_HTTP_HEADER_ALLOW,
+                                  allowed_methods(rq->route->methods));
         return 0;
     }
     return !rq->route->mutating || authorized(a, c, ret);
 }
 
-/* Runs on the raw request target, before libmicrohttpd splits the query into its connection
+/* Runs on the raw request target, before libmicrohttpd splits the api__query into its connection
  * memory pool: thousands of parameters exhaust the pool, and libmicrohttpd 0.9.75 then neither
  * answers nor closes (the 431 it queues is overwritten) until the idle timeout. A target past
- * API_URI_MAX or with more than API_QUERY_ARGS_MAX parameters gets its query cut here (the
+ * API_URI_MAX or with more than API_QUERY_ARGS_MAX parameters gets its api__query cut here (the
  * byte after '?' becomes NUL, so no parameter is parsed) and a JSON 414 from on_request.
  * The returned request state becomes *req_cls. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
@@ -892,7 +342,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     if (len > API_URI_MAX)
         rq->uri_error = "request target longer than " FS_STR(API_URI_MAX) " bytes";
     else if (args > API_QUERY_ARGS_MAX)
-        rq->uri_error = "more than " FS_STR(API_QUERY_ARGS_MAX) " query parameters";
+        rq->uri_error = "more than " FS_STR(API_QUERY_ARGS_MAX) " api__query parameters";
     if (rq->uri_error != NULL && q != NULL)
         q[1] = '\0'; /* the target lives in the connection's read buffer, writable */
     return rq;
@@ -912,7 +362,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *req_cls = rq;
         rq->started = 1;
         if (rq->uri_error != NULL)
-            return reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
+            return api__reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
         rq->route = match_route(url);
         rq->method = method_bit(method);
         /* GET and HEAD are answered on the last call: an answer queued on the first one makes
@@ -926,9 +376,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         unsigned long clen;
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && (parse_uint(cl, ULONG_MAX, &clen) != 0 || clen > API_BODY_MAX))
-            return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
-                               "body_too_large");
+        if (cl != NULL && (api__parse_uint(cl, ULONG_MAX, &clen) != 0 || clen > API_BODY_MAX))
+            return api__reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
+                                    "body_too_large");
         return MHD_YES;
     }
     if (*upload_size > 0) {
@@ -937,15 +387,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return rc == 0 ? MHD_YES : MHD_NO;
     }
     if (rq->too_large)
-        return reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
-                           "body_too_large");
+        return api__reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
+                                "body_too_large");
     if (!rq->admitted && !admitted(a, c, rq, &ret))
         return ret;
     rq->admitted = 1;
     snap_t *s = NULL;
-    if (rq->route->snapshot && (s = current(a)) == NULL)
-        return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
-                           "not_ready");
+    if (rq->route->snapshot && (s = api__current(a)) == NULL)
+        return api__reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "no snapshot published yet",
+                                "not_ready");
     ret = rq->route->handler(a, c, rq, url + strlen(rq->route->path), s);
     snap_unref(s);
     return ret;
@@ -995,7 +445,7 @@ static int open_listener(const char *listen_s, int *fd_out, int *port_out, char 
         host[colon - listen_s] = '\0';
         port_s = colon + 1;
     }
-    if (parse_uint(port_s, 65535, &port) != 0) {
+    if (api__parse_uint(port_s, 65535, &port) != 0) {
         snprintf(err, 256, "listen \"%.64s\": port must be 0..65535", listen_s);
         return UV_EINVAL;
     }
@@ -1056,7 +506,8 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     a->on_scan = o->on_scan;
     a->on_post_preflight = o->on_post_preflight;
     a->on_forecast = o->on_forecast;
-    atomic_init(&a->published_ms, mono_ms());
+    a->on_history = o->on_history;
+    atomic_init(&a->published_ms, api__mono_ms());
 
     wbuf_init(&b, 16384, API_RENDER_MAX);
     render_causes(&b);
@@ -1096,7 +547,7 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
         goto fail; /* fd may or may not have been closed by MHD: leak it rather than guess */
     }
     for (int i = 0; a->on_post_preflight != NULL && i < API_PREFLIGHT_RUNNING; i++) {
-        if (pthread_create(&a->pf_threads[i], NULL, pf_worker, a) != 0)
+        if (pthread_create(&a->pf_threads[i], NULL, api__pf_worker, a) != 0)
             break; /* fewer workers: pre-flights wait longer */
         a->pf_nthreads++;
     }
@@ -1135,12 +586,12 @@ void api_publish(api_t *a, snap_t *s)
     pthread_mutex_lock(&a->mu);
     snap_t *old = a->cur;
     a->cur = s;
-    atomic_store(&a->published_ms, mono_ms());
+    atomic_store(&a->published_ms, api__mono_ms());
     pthread_mutex_unlock(&a->mu);
     pthread_mutex_lock(&a->fc_mu); /* forecasts of older snapshots are no longer served */
-    fc_memo_prune(a, s, &dead);
+    api__fc_memo_prune(a, s, &dead);
     pthread_mutex_unlock(&a->fc_mu);
-    fc_memo_free(dead); /* outside the locks: freeing a large snapshot takes a while */
+    api__fc_memo_free(dead); /* outside the locks: freeing a large snapshot takes a while */
     snap_unref(old);
 }
 
@@ -1159,7 +610,7 @@ void api_stop(api_t *a)
     pthread_mutex_unlock(&a->pf_mu);
     while (waiting != NULL) {
         req_t *next = waiting->pf_next;
-        pf_finish(a, waiting, 0, pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
+        api__pf_finish(a, waiting, 0, api__pf_unavailable(), MHD_HTTP_SERVICE_UNAVAILABLE);
         waiting = next;
     }
     for (int i = 0; i < a->pf_nthreads; i++)
@@ -1171,7 +622,7 @@ void api_stop(api_t *a)
     MHD_stop_daemon(a->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    fc_memo_free(a->fc_memo);
+    api__fc_memo_free(a->fc_memo);
     snap_unref(a->cur);
     free(a->causes_json);
     free(a->token);

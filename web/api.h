@@ -23,6 +23,9 @@
 /* Forecast documents rendered at once (others wait), and kept per snapshot. */
 #define API_FORECAST_RENDERS 2
 #define API_FORECAST_KEPT 8
+/* GET /api/v1/history: the default step gives at most this many steps; more are refused. */
+#define API_HISTORY_POINTS 1440
+#define API_HISTORY_MAX_POINTS 20000
 /* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
 #define API_DEFAULT_STALL_MS 5000
 
@@ -63,6 +66,12 @@ typedef struct api_opts_s {
      * snapshot and N: the hook runs once per snapshot and N however many clients ask, and at
      * most API_FORECAST_RENDERS times at once. */
     int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
+    /* GET /api/v1/history?since=&until=&step=, parameters checked by the API: since and until
+     * (RFC 3339 or seconds since the epoch; default the last 24 hours up to now), step in
+     * seconds, a multiple of 60 (default: the smallest giving at most API_HISTORY_POINTS
+     * steps), at most API_HISTORY_MAX_POINTS steps. Same contract as on_post_preflight. */
+    int (*on_history)(void *arg, int64_t since, int64_t until, int64_t step, char **json_out,
+                      int *status);
 } api_opts_t;
 
 /* Binds the listen address and starts serving. Before the first api_publish() the snapshot

@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "probes/report.h"
 #include "probes/util.h"
 
 static const char *const phase_names[] = {"dns", "connect", "tls", "revocation", "request"};
@@ -57,6 +58,35 @@ static void put_count_maps(wbuf_t *b, const snap_counts_t *c)
     wbuf_putc(b, '}');
 }
 
+/* "state_db":{...}: the state database (docs/API.md). */
+static void put_state_db(wbuf_t *b, const snap_store_t *d)
+{
+    wbuf_puts(b, "\"state_db\":{\"status\":\"");
+    wbuf_puts(b, snap_db_status_name(d->status));
+    wbuf_puts(b, "\",\"path\":");
+    wbuf_json_str(b, d->path);
+    wbuf_puts(b,
+              d->rebuilt ? ",\"rebuilt\":true,\"moved_to\":" : ",\"rebuilt\":false,\"moved_to\":");
+    wbuf_json_str(b, d->moved_to);
+    wbuf_puts(b, ",\"last_error\":");
+    wbuf_json_str(b, d->last_error);
+    wbuf_puts(b, ",\"last_error_at\":");
+    wbuf_json_time(b, d->last_error_at);
+    wbuf_puts(b, ",\"last_write_at\":");
+    wbuf_json_time(b, d->last_write_at);
+    wbuf_puts(b, ",\"errors\":");
+    wbuf_u64(b, d->errors);
+    wbuf_puts(b, ",\"events_dropped\":");
+    wbuf_u64(b, d->events_dropped);
+    wbuf_puts(b, ",\"restored\":{\"endpoints\":");
+    wbuf_u64(b, d->restored_endpoints);
+    wbuf_puts(b, ",\"events\":");
+    wbuf_u64(b, d->restored_events);
+    wbuf_puts(b, ",\"cache\":");
+    wbuf_u64(b, d->restored_cache);
+    wbuf_puts(b, "}}");
+}
+
 int render_status(const snap_t *s, wbuf_t *b)
 {
     wbuf_puts(b, "{\"generated_at\":");
@@ -95,7 +125,9 @@ int render_status(const snap_t *s, wbuf_t *b)
     wbuf_json_str(b, s->event_log_error);
     wbuf_puts(b, ",\"last_error_at\":");
     wbuf_json_time(b, s->event_log_error_at);
-    wbuf_puts(b, "},\"daemon\":{\"warnings\":[");
+    wbuf_puts(b, "},");
+    put_state_db(b, &s->state_db);
+    wbuf_puts(b, ",\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
         wbuf_puts(b, i > 0 ? ",{\"code\":" : "{\"code\":");
         wbuf_json_str(b, s->daemon_warnings[i].code);
@@ -160,6 +192,7 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
     wbuf_json_time(b, e->since);
     wbuf_puts(b, ",\"last_probe_at\":");
     wbuf_json_time(b, e->last_probe_at);
+    wbuf_puts(b, e->restored ? ",\"restored\":true" : ",\"restored\":false");
     wbuf_puts(b, ",\"timings_ms\":{");
     for (int p = 0; p < SNAP_PH_COUNT; p++) {
         wbuf_json_key(b, phase_names[p], p == 0);
@@ -412,6 +445,26 @@ static void put_probe(wbuf_t *b, const render_probe_t *p)
     }
     wbuf_puts(b, ",\"address\":");
     wbuf_json_str(b, p->addr);
+    wbuf_puts(b, ",\"connect_attempts\":[");
+    for (size_t i = 0; i < p->nattempts; i++) {
+        const probe_attempt_t *at = &p->attempts[i];
+        wbuf_puts(b, i ? ",{\"address\":" : "{\"address\":");
+        wbuf_json_str(b, at->addr);
+        wbuf_puts(b, ",\"outcome\":");
+        wbuf_json_str(b, report_attempt_outcome(at));
+        if (at->error != 0 && at->error != UV_ECONNREFUSED && at->error != UV_ETIMEDOUT) {
+            wbuf_puts(b, ",\"error\":");
+            wbuf_json_str(b, uv_strerror(at->error));
+        }
+        wbuf_puts(b, ",\"time_ms\":");
+        wbuf_u64(b, at->ms);
+        wbuf_putc(b, '}');
+    }
+    wbuf_puts(b, "],\"leaf_sha1\":");
+    if (p->leaf_sha1 != NULL && p->leaf_sha1[0] != '\0')
+        wbuf_json_str(b, p->leaf_sha1);
+    else
+        wbuf_puts(b, "null");
     wbuf_puts(b, ",\"endpoint_time\":");
     wbuf_json_time(b, p->endpoint_time);
     wbuf_puts(b, ",\"tls\":{");
@@ -589,9 +642,15 @@ static void put_revocation(wbuf_t *b, const snap_revhealth_t *h)
 
 int render_targets(const snap_t *s, wbuf_t *b)
 {
-    const snap_target_t *t = s->target;
     wbuf_puts(b, "{\"targets\":[");
-    if (t != NULL) {
+    int first_target = 1;
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        if (t == NULL)
+            continue; /* not probed yet */
+        if (!first_target)
+            wbuf_putc(b, ',');
+        first_target = 0;
         render_probe_t p = {
             .url = t->url,
             .online = t->online,
@@ -601,6 +660,9 @@ int render_targets(const snap_t *s, wbuf_t *b)
             .timings_ms = t->timings_ms,
             .total_ms = t->total_ms,
             .addr = t->addr,
+            .attempts = t->attempts,
+            .nattempts = t->nattempts,
+            .leaf_sha1 = t->leaf_sha1,
             .endpoint_time = t->endpoint_time,
             .tls_version = t->tls_version,
             .cipher = t->cipher,
@@ -619,8 +681,9 @@ int render_targets(const snap_t *s, wbuf_t *b)
         wbuf_json_str(b, t->trust);
         wbuf_puts(b, ",\"checked_at\":");
         wbuf_json_time(b, t->checked_at);
-        put_crls(b, t, s->revocation);
-        put_revocation(b, s->revocation);
+        const snap_revhealth_t *h = s->revocation != NULL ? s->revocation[ti] : NULL;
+        put_crls(b, t, h);
+        put_revocation(b, h);
         wbuf_putc(b, '}');
     }
     wbuf_puts(b, "]}");
@@ -740,90 +803,150 @@ static void m_double(wbuf_t *b, const char *name, const wbuf_t *common, const ch
     wbuf_putc(b, '\n');
 }
 
-/* The reference target's gauges: each presented certificate's notAfter and whether the
- * reference binding is up; and the live health of its revocation URLs (h, NULL before the first
- * round): reachability, nextUpdate, skipped URLs, the strict endpoints at risk and when, and the
- * groups' cache expiry. */
-static void put_target_metrics(wbuf_t *b, const snap_target_t *t, const snap_revhealth_t *h,
-                               const wbuf_t *common)
+/* The revocation URL of record ti at index ui came earlier (another target's chain has it too):
+ * its series are emitted once. */
+static int rev_seen_before(const snap_t *s, size_t ti, size_t ui)
+{
+    const char *url = s->revocation[ti]->urls[ui].url;
+    for (size_t t = 0; t <= ti; t++)
+        for (size_t i = 0; s->revocation[t] != NULL && i < (t == ti ? ui : s->revocation[t]->nurls);
+             i++)
+            if (strcmp(s->revocation[t]->urls[i].url, url) == 0)
+                return 1;
+    return 0;
+}
+
+/* The same URL over every target's record: the strict endpoints at risk (summed: each target has
+ * its own groups) and the earliest instant the first of them go offline. */
+static uint64_t rev_at_risk(const snap_t *s, const char *url, int64_t *offline_at)
+{
+    uint64_t n = 0;
+    *offline_at = 0;
+    for (size_t t = 0; t < s->ntargets; t++)
+        for (size_t i = 0; s->revocation[t] != NULL && i < s->revocation[t]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[t]->urls[i];
+            if (strcmp(u->url, url) != 0 || u->strict_at_risk == 0)
+                continue;
+            n += u->strict_at_risk;
+            if (*offline_at == 0 || u->strict_offline_at < *offline_at)
+                *offline_at = u->strict_offline_at;
+        }
+    return n;
+}
+
+/* The targets' gauges: each presented certificate's notAfter, whether each target's binding is
+ * up, and the live health of their chains' revocation URLs (s->revocation): reachability,
+ * nextUpdate, skipped URLs, the strict endpoints at risk and when, the groups' cache expiry. A
+ * URL several targets share is one series; a family's samples stay together, one HELP and TYPE
+ * each. */
+static void put_target_metrics(wbuf_t *b, const snap_t *s, const wbuf_t *common)
 {
     char depth[24];
-    size_t n = h != NULL ? h->nurls : 0;
+    size_t nrec = s->revocation != NULL ? s->ntargets : 0;
     m_family(b, "fleetscan_cert_not_after_seconds", "gauge",
              "notAfter of each presented certificate (Unix time).");
-    for (size_t i = 0; i < t->chain.n; i++) {
-        const chain_cert_t *c = &t->chain.certs[i];
-        snprintf(depth, sizeof(depth), "%zu", i);
-        m_start(b, "fleetscan_cert_not_after_seconds", common);
-        m_label(b, "target", t->name);
-        m_label(b, "depth", depth);
-        m_label(b, "subject", c->subject);
-        m_label(b, "sha1", c->sha1);
-        m_end_i64(b, c->not_after);
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        for (size_t i = 0; t != NULL && i < t->chain.n; i++) {
+            const chain_cert_t *c = &t->chain.certs[i];
+            snprintf(depth, sizeof(depth), "%zu", i);
+            m_start(b, "fleetscan_cert_not_after_seconds", common);
+            m_label(b, "target", t->name);
+            m_label(b, "depth", depth);
+            m_label(b, "subject", c->subject);
+            m_label(b, "sha1", c->sha1);
+            m_end_i64(b, c->not_after);
+        }
     }
     m_family(b, "fleetscan_crl_reachable", "gauge",
              "1 when the CRL, delta-CRL or OCSP URL answered the vantage's live check with a "
              "usable answer (skipped URLs are not listed).");
-    for (size_t i = 0; i < n; i++) {
-        if (h->urls[i].skipped)
-            continue;
-        m_u64(b, "fleetscan_crl_reachable", common, "url", h->urls[i].url, "kind", h->urls[i].kind,
-              h->urls[i].reachable ? 1 : 0);
-    }
+    for (size_t ti = 0; ti < nrec; ti++)
+        for (size_t i = 0; s->revocation[ti] != NULL && i < s->revocation[ti]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[ti]->urls[i];
+            if (!u->skipped && !rev_seen_before(s, ti, i))
+                m_u64(b, "fleetscan_crl_reachable", common, "url", u->url, "kind", u->kind,
+                      u->reachable ? 1 : 0);
+        }
     m_family(b, "fleetscan_crl_next_update_seconds", "gauge",
              "nextUpdate of the CRL (or delta CRL) the URL serves now (Unix time).");
-    for (size_t i = 0; i < n; i++) {
-        const snap_rev_url_t *u = &h->urls[i];
-        if (strcmp(u->kind, "ocsp") == 0 || u->next_update == 0)
-            continue;
-        m_start(b, "fleetscan_crl_next_update_seconds", common);
-        m_label(b, "url", u->url);
-        m_end_i64(b, u->next_update);
-    }
+    for (size_t ti = 0; ti < nrec; ti++)
+        for (size_t i = 0; s->revocation[ti] != NULL && i < s->revocation[ti]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[ti]->urls[i];
+            if (strcmp(u->kind, "ocsp") == 0 || u->next_update == 0 || rev_seen_before(s, ti, i))
+                continue;
+            m_start(b, "fleetscan_crl_next_update_seconds", common);
+            m_label(b, "url", u->url);
+            m_end_i64(b, u->next_update);
+        }
     m_family(b, "fleetscan_revocation_url_skipped", "gauge",
              "1 for a revocation URL no view retrieves (ldap:// without a directory, file://): "
              "not unreachable, no group depends on it.");
-    for (size_t i = 0; i < n; i++)
-        if (h->urls[i].skipped)
-            m_u64(b, "fleetscan_revocation_url_skipped", common, "url", h->urls[i].url, "kind",
-                  h->urls[i].kind, 1);
+    for (size_t ti = 0; ti < nrec; ti++)
+        for (size_t i = 0; s->revocation[ti] != NULL && i < s->revocation[ti]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[ti]->urls[i];
+            if (u->skipped && !rev_seen_before(s, ti, i))
+                m_u64(b, "fleetscan_revocation_url_skipped", common, "url", u->url, "kind", u->kind,
+                      1);
+        }
     m_family(b, "fleetscan_strict_endpoints_revocation_at_risk", "gauge",
              "Strict endpoints that go offline, now or when their cached copy runs out, while "
              "this URL stays unusable: nothing else their check would use answers.");
-    for (size_t i = 0; i < n; i++)
-        if (!h->urls[i].skipped)
-            m_u64(b, "fleetscan_strict_endpoints_revocation_at_risk", common, "url", h->urls[i].url,
-                  "kind", h->urls[i].kind, h->urls[i].strict_at_risk);
+    for (size_t ti = 0; ti < nrec; ti++)
+        for (size_t i = 0; s->revocation[ti] != NULL && i < s->revocation[ti]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[ti]->urls[i];
+            int64_t at;
+            if (!u->skipped && !rev_seen_before(s, ti, i))
+                m_u64(b, "fleetscan_strict_endpoints_revocation_at_risk", common, "url", u->url,
+                      "kind", u->kind, rev_at_risk(s, u->url, &at));
+        }
     m_family(b, "fleetscan_strict_endpoints_offline_at_seconds", "gauge",
              "When the first of those strict endpoints go offline (Unix time; the check time "
              "when they already have). Only while some are at risk.");
-    for (size_t i = 0; i < n; i++) {
-        const snap_rev_url_t *u = &h->urls[i];
-        if (u->strict_at_risk == 0)
-            continue;
-        m_start(b, "fleetscan_strict_endpoints_offline_at_seconds", common);
-        m_label(b, "url", u->url);
-        m_label(b, "kind", u->kind);
-        m_end_i64(b, u->strict_offline_at);
-    }
+    for (size_t ti = 0; ti < nrec; ti++)
+        for (size_t i = 0; s->revocation[ti] != NULL && i < s->revocation[ti]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[ti]->urls[i];
+            int64_t at;
+            if (u->skipped || rev_seen_before(s, ti, i) || rev_at_risk(s, u->url, &at) == 0)
+                continue;
+            m_start(b, "fleetscan_strict_endpoints_offline_at_seconds", common);
+            m_label(b, "url", u->url);
+            m_label(b, "kind", u->kind);
+            m_end_i64(b, at);
+        }
     m_family(b, "fleetscan_revocation_cache_expiry_seconds", "gauge",
              "When a group's cached copy from this URL runs out (Unix time), for each group "
              "whose check uses the URL and holds a copy.");
-    for (size_t i = 0; i < n; i++) {
-        const snap_rev_url_t *u = &h->urls[i];
-        for (size_t g = 0; g < u->ngroups; g++) {
-            if (u->groups[g].cached_until == 0)
-                continue;
-            m_start(b, "fleetscan_revocation_cache_expiry_seconds", common);
-            m_label(b, "url", u->url);
-            m_label(b, "kind", u->kind);
-            m_label(b, "group", u->groups[g].name);
-            m_end_i64(b, u->groups[g].cached_until);
+    for (size_t ti = 0; ti < nrec; ti++)
+        for (size_t i = 0; s->revocation[ti] != NULL && i < s->revocation[ti]->nurls; i++) {
+            const snap_rev_url_t *u = &s->revocation[ti]->urls[i];
+            for (size_t g = 0; g < u->ngroups; g++) {
+                if (u->groups[g].cached_until == 0)
+                    continue;
+                m_start(b, "fleetscan_revocation_cache_expiry_seconds", common);
+                m_label(b, "url", u->url);
+                m_label(b, "kind", u->kind);
+                m_label(b, "group", u->groups[g].name);
+                m_end_i64(b, u->groups[g].cached_until);
+            }
         }
+    m_family(b, "fleetscan_target_up", "gauge",
+             "1 when the target's binding accepts a connection and validates (its reference "
+             "probe).");
+    int all_up = 1, any = 0;
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        if (t == NULL)
+            continue;
+        any = 1;
+        all_up &= t->online != 0;
+        m_u64(b, "fleetscan_target_up", common, "target", t->name, NULL, NULL, t->online ? 1 : 0);
     }
-    m_family(b, "fleetscan_reference_up", "gauge",
-             "1 when the reference binding accepts a connection and validates.");
-    m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, t->online ? 1 : 0);
+    if (any) {
+        m_family(b, "fleetscan_reference_up", "gauge",
+                 "1 when every target's binding accepts a connection and validates.");
+        m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, all_up ? 1 : 0);
+    }
 }
 
 int render_metrics(const snap_t *s, wbuf_t *b)
@@ -903,6 +1026,22 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_u64(b, "fleetscan_event_log_dropped_lines_total", &common, NULL, NULL, NULL, NULL,
           s->event_log_dropped);
 
+    if (s->state_db.status != SNAP_DB_OFF) {
+        m_family(b, "fleetscan_state_db_up", "gauge",
+                 "1 when the state database is open and its last write succeeded.");
+        m_u64(b, "fleetscan_state_db_up", &common, NULL, NULL, NULL, NULL,
+              s->state_db.status == SNAP_DB_OK);
+        m_family(b, "fleetscan_state_db_rebuilt", "gauge",
+                 "1 when a corrupt or foreign state database was moved aside and rebuilt since "
+                 "start.");
+        m_u64(b, "fleetscan_state_db_rebuilt", &common, NULL, NULL, NULL, NULL,
+              s->state_db.rebuilt);
+        m_family(b, "fleetscan_state_db_errors_total", "counter",
+                 "State database problems since start: failed opens and writes, corrupt files.");
+        m_u64(b, "fleetscan_state_db_errors_total", &common, NULL, NULL, NULL, NULL,
+              s->state_db.errors);
+    }
+
     m_family(b, "fleetscan_last_update_timestamp_seconds", "gauge",
              "Time the published snapshot was generated (Unix seconds).");
     m_u64(b, "fleetscan_last_update_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
@@ -913,8 +1052,7 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_u64(b, "fleetscan_scan_started_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
-    if (s->target != NULL)
-        put_target_metrics(b, s->target, s->revocation, &common);
+    put_target_metrics(b, s, &common);
     rc = wbuf_done(b);
 out:
     wbuf_free(&common);

@@ -47,6 +47,9 @@ typedef struct render_probe_s {
     const uint32_t *timings_ms; /* SNAP_PH_COUNT phases, or NULL: no "timings_ms" member */
     uint32_t total_ms;
     const char *addr;
+    const probe_attempt_t *attempts; /* the connects tried, in order */
+    size_t nattempts;
+    const char *leaf_sha1; /* "" or NULL: no certificate presented */
     int64_t endpoint_time;
     const char *tls_version; /* NULL or "": no handshake, "tls":{} */
     const char *cipher;

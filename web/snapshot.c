@@ -50,8 +50,15 @@ void snap_unref(snap_t *s)
     free(s->event_log_path);
     free(s->event_log_error);
     free(s->daemon_warnings);
-    snap_target_unref(s->target);
-    snap_revhealth_unref(s->revocation);
+    for (size_t i = 0; i < s->ntargets; i++)
+        snap_target_unref(s->targets[i]);
+    free(s->targets);
+    for (size_t i = 0; i < s->ntargets && s->revocation != NULL; i++)
+        snap_revhealth_unref(s->revocation[i]);
+    free(s->revocation);
+    free(s->state_db.path);
+    free(s->state_db.moved_to);
+    free(s->state_db.last_error);
     free(s->vantage);
     free(s->shard);
     free(s);
@@ -114,6 +121,16 @@ void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size
     const char *g =
         e->group < s->ngroups && s->groups[e->group].name != NULL ? s->groups[e->group].name : "?";
     snprintf(buf, len, "%s-%05u", g, (unsigned)e->index);
+}
+
+static const char *const db_status_names[] = {"off", "ok", "failing", "unavailable"};
+_Static_assert(FS_ARRAY_SIZE(db_status_names) == SNAP_DB_COUNT, "db status names out of sync");
+
+const char *snap_db_status_name(int status)
+{
+    if (status < 0 || status >= SNAP_DB_COUNT)
+        return "unknown";
+    return db_status_names[status];
 }
 
 const char *snap_state_name(int state)

@@ -10,6 +10,7 @@
 
 #include "probes/causes.h"
 #include "probes/chain.h"
+#include "probes/probe.h"
 #include "probes/revoke.h"
 
 enum { SNAP_PENDING = 0, SNAP_ONLINE = 1, SNAP_OFFLINE = 2, SNAP_STATE_COUNT };
@@ -34,6 +35,8 @@ typedef struct snap_endpoint_s {
     uint32_t index;    /* index within its group: id is "<group>-%05u" */
     uint8_t state;     /* SNAP_PENDING | SNAP_ONLINE | SNAP_OFFLINE */
     uint8_t cause;     /* fs_cause_t, FS_CAUSE_NONE when online or pending */
+    uint8_t restored;  /* state, cause, warnings and since came from the state database at start
+                          and no probe has confirmed them yet */
     uint32_t warnings; /* FS_WARN_BIT() mask */
     int64_t since;     /* state change time, seconds since the epoch (0: never probed) */
     int64_t last_probe_at;
@@ -86,9 +89,9 @@ typedef struct snap_warning_s {
  * written: the snapshots published until the next reference probe share it by reference. */
 typedef struct snap_target_s {
     atomic_int refs;
-    char *name;    /* "reference": the target label of the gauges */
-    char *url;     /* the reference profile's URL */
-    char *profile; /* that profile's name */
+    char *name;    /* the target's name ("reference" for the legacy single target): the label */
+    char *url;     /* the binding's URL */
+    char *profile; /* the binding's profile name (the target's name for "targets" entries) */
     char *trust;   /* the trust store that validated it */
     int64_t checked_at;
     int online;
@@ -97,7 +100,10 @@ typedef struct snap_target_s {
     char message[320];
     uint32_t timings_ms[SNAP_PH_COUNT];
     uint32_t total_ms;
-    char addr[64];         /* the address connected to, "" when none */
+    char addr[64];                                  /* the address connected to, "" when none */
+    probe_attempt_t attempts[FS_RESOLVE_MAX_ADDRS]; /* the connects tried, in order */
+    size_t nattempts;
+    char leaf_sha1[41];    /* the presented leaf's SHA-1 (upper-case hex), "" when none */
     int64_t endpoint_time; /* validation time (0: unknown) */
     char tls_version[16];  /* "TLSv1.3", "" when no handshake completed */
     char cipher[64];
@@ -106,6 +112,29 @@ typedef struct snap_target_s {
     rev_url_result_t *urls; /* the CRL and AIA retrievals, in the order made; owned */
     size_t nurls;
 } snap_target_t;
+/* The state database (SPEC §4.4, daemon/store.h): "state_db" in /api/v1/status. */
+enum {
+    SNAP_DB_OFF,         /* none configured (state_db null or ":memory:") */
+    SNAP_DB_OK,          /* open, the last write succeeded */
+    SNAP_DB_FAILING,     /* the last write failed (a full disk, locked by another client);
+                            retried every tick */
+    SNAP_DB_UNAVAILABLE, /* cannot be opened (used by another fleetscan, an unwritable
+                            directory); retried every minute, nothing persists meanwhile */
+    SNAP_DB_COUNT
+};
+typedef struct snap_store_s {
+    uint8_t status;          /* SNAP_DB_* */
+    uint8_t rebuilt;         /* a missing-schema, corrupt or foreign file was moved aside this run
+                                and a new database started */
+    char *path;              /* NULL when off */
+    char *moved_to;          /* where the bad file went, NULL when none */
+    char *last_error;        /* the last problem in words, NULL when none since start */
+    int64_t last_error_at;   /* seconds since the epoch, 0: never */
+    int64_t last_write_at;   /* the last committed tick's snapshot time, 0: none yet */
+    uint64_t errors;         /* problems since start: failed opens, writes, corrupt files */
+    uint64_t events_dropped; /* events never written (the writer was behind or unavailable) */
+    uint32_t restored_endpoints, restored_events, restored_cache; /* brought back at start */
+} snap_store_t;
 
 /* Revocation-source health (SPEC §4.2): every CDP, delta-CRL and OCSP URL of the reference chain
  * as the vantage checked it live (probes/revcheck.c, not through the endpoints' cache), with the
@@ -172,11 +201,13 @@ typedef struct snap_s {
     uint64_t hist_counts[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1];
     double hist_sum[SNAP_PH_COUNT];
 
-    /* The reference target (one reference); NULL before its first probe. Referenced. */
-    snap_target_t *target;
-    /* The live health of the reference chain's revocation URLs; NULL before the first round.
-     * Referenced. */
-    snap_revhealth_t *revocation;
+    /* Each target's last reference probe, in configuration order (one reference each); an entry
+     * is NULL before that target's first probe. */
+    snap_target_t **targets;
+    size_t ntargets;
+    /* Per target (parallel to targets): the live health of its chain's revocation URLs; NULL
+     * before its first round. Referenced. */
+    snap_revhealth_t **revocation;
     /* The event log: its path (NULL: none configured), the lines it lost since start to
      * failed or short writes (a full disk), and the last write error (NULL: none yet). */
     char *event_log_path;
@@ -186,6 +217,8 @@ typedef struct snap_s {
     /* Warnings about how the daemon runs, in the order they were found. */
     snap_warning_t *daemon_warnings;
     size_t ndaemon_warnings;
+    /* The state database, filled by the daemon before the snapshot is published. */
+    snap_store_t state_db;
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
@@ -214,5 +247,7 @@ void snap_revhealth_unref(snap_revhealth_t *h);
 /* Formats an endpoint id "<group>-%05u" into buf. */
 void snap_endpoint_id(const snap_t *s, const snap_endpoint_t *e, char *buf, size_t len);
 const char *snap_state_name(int state);
+/* "off", "ok", "failing", "unavailable" */
+const char *snap_db_status_name(int status);
 
 #endif

@@ -1,0 +1,156 @@
+/* test_targets.c - SPEC §4.1 with several servers: each profile belongs to a target, and
+ * profile_mismatch is judged against that target's own reference only. The fleet runs in
+ * process against the lab's loopback servers (a good binding, a closed port, a stalled
+ * server, a reset, an unresolvable name, a binding with an expired certificate). */
+#include "daemon/config.h"
+#include "daemon/fleet.h"
+#include "lab/scenarios.h"
+#include "probes/util.h"
+#include "tests/test.h"
+
+#include <unistd.h>
+
+static lab_t lab;
+static uv_loop_t loop;
+static snap_t *latest;
+
+static void on_publish(void *arg, snap_t *s)
+{
+    (void)arg;
+    snap_unref(latest);
+    latest = s;
+}
+
+static void on_stopped(void *arg)
+{
+    *(int *)arg = 1;
+}
+
+static const snap_group_t *group(const snap_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->ngroups; i++)
+        if (strcmp(s->groups[i].name, name) == 0)
+            return &s->groups[i];
+    fprintf(stderr, "no group %s\n", name);
+    abort();
+}
+
+static const char *cause_of(const snap_t *s, const char *name)
+{
+    const snap_group_t *g = group(s, name);
+    if (g->counts.online == g->counts.total)
+        return "online";
+    for (int c = 1; c < FS_CAUSE_COUNT; c++)
+        if (g->counts.causes[c] == g->counts.total)
+            return fs_cause_id((fs_cause_t)c);
+    return "(mixed or pending)";
+}
+
+static int all_probed(const snap_t *s)
+{
+    return s->totals.pending == 0 && s->totals.total > 0;
+}
+
+int main(void)
+{
+    char err[256], dir[] = "/tmp/fleetscan-targets-XXXXXX", path[600], root[600], json[8192];
+    ASSERT(lab_start(&lab, err) == 0);
+    ASSERT(mkdtemp(dir) != NULL);
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    int good = lab_port(&lab, LAB_SC_GOOD), expired = lab_port(&lab, LAB_SC_EXPIRED);
+    int stall = lab_port(&lab, LAB_SC_STALL), reset = lab_port(&lab, LAB_SC_RESET);
+    int plain = lab_port(&lab, LAB_SC_PLAIN_HTTP), closed = lab.closed_port;
+    int closed2 = lab_closed_port();
+    ASSERT(closed2 > 0);
+    snprintf(json, sizeof(json),
+             "{\"interval_s\": 600, \"limits\": {\"probe_timeout_ms\": 4000, \"tls_timeout_ms\": "
+             "800, \"connect_timeout_ms\": 800},"
+             " \"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},"
+             " \"targets\": {"
+             "   \"ns\": {\"url\": \"https://ns.lab.test:%d/\"},"
+             "   \"pkg\": {\"url\": \"https://pkg.lab.test:%d/\"},"
+             "   \"stalled\": {\"url\": \"https://stall.lab.test:%d/\"},"
+             "   \"resetting\": {\"url\": \"https://reset.lab.test:%d/\"},"
+             "   \"gone\": {\"url\": \"https://gone.lab.test/\"},"
+             "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"}},"
+             " \"profiles\": {"
+             "   \"default\": {\"url\": \"https://ns.lab.test:%d/Altiris\"},"
+             "   \"pkg\": {\"url\": \"https://pkg.lab.test:%d/\"},"
+             "   \"stalled\": {\"url\": \"https://stall.lab.test:%d/\"},"
+             "   \"resetting\": {\"url\": \"https://reset.lab.test:%d/\"},"
+             "   \"gone\": {\"url\": \"https://gone.lab.test/\"},"
+             "   \"ns-wrong-port\": {\"url\": \"https://ns.lab.test:%d/\", \"target\": \"ns\"},"
+             "   \"ns-http\": {\"url\": \"http://ns.lab.test:%d/\", \"target\": \"ns\"},"
+             "   \"old-wrong-port\": {\"url\": \"https://ns.lab.test:%d/\", \"target\": \"old\"},"
+             "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"}},"
+             " \"groups\": [",
+             root, good, closed, stall, reset, expired, good, closed, stall, reset, closed2, plain,
+             closed2, expired);
+    static const struct {
+        const char *group, *cause;
+    } want[] = {
+        {"default", "online"},
+        {"pkg", "connect_refused"},   /* the second server's own failure */
+        {"stalled", "probe_timeout"}, /* a stalled target times out, it is no mismatch */
+        {"resetting", "connection_closed"},
+        {"gone", "dns_failure"},
+        {"ns-wrong-port", "profile_mismatch"}, /* its target answers on the right port */
+        {"ns-http", "profile_mismatch"},
+        {"old-wrong-port", "profile_mismatch"}, /* its target answers, with an expired leaf */
+        {"old", "cert_expired"},
+    };
+    for (size_t i = 0; i < FS_ARRAY_SIZE(want); i++) {
+        size_t n = strlen(json);
+        snprintf(json + n, sizeof(json) - n,
+                 "%s{\"name\": \"%s\", \"count\": 2, \"profile\": \"%s\", \"trust\": \"corp\","
+                 " \"revocation\": {\"mode\": \"off\"}, \"network\": {\"resolve\": {"
+                 "\"ns.lab.test\": \"127.0.0.1\", \"pkg.lab.test\": \"127.0.0.1\","
+                 "\"stall.lab.test\": \"127.0.0.1\", \"reset.lab.test\": \"127.0.0.1\"}}}",
+                 i ? "," : "", want[i].group, want[i].group);
+    }
+    strcat(json, "]}");
+    snprintf(path, sizeof(path), "%s/fleet.json", dir);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL && fputs(json, f) >= 0 && fclose(f) == 0);
+    cfg_t *cfg;
+    if (cfg_load(&cfg, path, err) < 0)
+        fprintf(stderr, "config: %s\n", err);
+    ASSERT(cfg != NULL);
+    ASSERT_EQ(cfg->ntargets, 6);
+    /* profiles find their targets: by scheme, host and port, else by "target" */
+    ASSERT_STREQ(cfg->targets[cfg->profiles[1].target_idx].name, "pkg");
+    ASSERT_STREQ(cfg->targets[cfg->profiles[8].target_idx].name, "old");
+
+    ASSERT(uv_loop_init(&loop) == 0);
+    fleet_t *fl;
+    fleet_opts_t fo = {
+        .publish = on_publish, .publish_interval_ms = 50, .dns_override_only = 1, .quiet = 1};
+    ASSERT(fleet_new(&fl, &loop, cfg, &fo, err) == 0);
+    for (int i = 0; i < 4000 && (latest == NULL || !all_probed(latest)); i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    ASSERT(latest != NULL && all_probed(latest));
+    int bad = 0;
+    for (size_t i = 0; i < FS_ARRAY_SIZE(want); i++) {
+        const char *got = cause_of(latest, want[i].group);
+        fprintf(stderr, "   %-16s %-20s (want %s)\n", want[i].group, got, want[i].cause);
+        bad |= strcmp(got, want[i].cause) != 0;
+    }
+    ASSERT(!bad);
+    /* every target has its own reference, by name */
+    ASSERT_EQ(latest->ntargets, 6);
+    for (size_t i = 0; i < latest->ntargets; i++)
+        ASSERT(latest->targets[i] != NULL &&
+               strcmp(latest->targets[i]->name, cfg->targets[i].name) == 0);
+
+    int stopped = 0;
+    fleet_stop(fl, on_stopped, &stopped);
+    while (!stopped)
+        uv_run(&loop, UV_RUN_ONCE);
+    snap_unref(latest);
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+    unlink(path);
+    rmdir(dir);
+    lab_stop(&lab);
+    return 0;
+}
