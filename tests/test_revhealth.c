@@ -3,7 +3,8 @@
  * The CRL host stops: right after POST /api/v1/scan, /api/v1/targets and /metrics say the CDP is
  * unreachable while strict endpoints stay online on their cached CRL, and the instant they go
  * offline is their cache entry's expiry; the CRL host comes back: reachable again. The ldap:///
- * URL (no directory in any view) is skipped, never a 0 gauge. */
+ * URL (no directory in any view) is skipped, never a 0 gauge. A second target whose chain names
+ * the same CDP lists it with its own groups; the gauges count both targets' groups once. */
 #include "lab/ocspd.h"
 #include "lab/scenarios.h"
 #include "probes/util.h"
@@ -152,9 +153,11 @@ static void make_server(void)
     ASSERT(srv != NULL);
 }
 
-/* Three groups depend on the http:// CDP: strict without OCSP (goes offline when its cached CRL
- * runs out), strict with OCSP (the responder answers for it) and soft-fail. No view names a
- * directory. The cycle is an hour: only scan requests check again. */
+/* Two targets: ns (the leaf above) and pkg1 (the lab's good binding: the same issuing CA, so the
+ * same http:// CDP, and no OCSP URL). On ns three groups depend on the CDP: strict without OCSP
+ * (goes offline when its cached CRL runs out), strict with OCSP (the responder answers for it)
+ * and soft-fail; on pkg1 one strict group. No view names a directory. The cycle is an hour: only
+ * scan requests check again. */
 static void write_config(void)
 {
     char root[600];
@@ -173,15 +176,22 @@ static void write_config(void)
             "{\"vantage\": \"lab\", \"listen\": \"127.0.0.1:0\", \"api_token_file\": \"%s\",\n"
             " \"interval_s\": 3600, \"jitter\": 0, \"cache\": {\"crl_max_age_s\": %d},\n"
             " \"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},\n"
-            " \"profiles\": {\"default\": {\"url\": \"https://%s:%d/\"}},\n"
+            " \"targets\": {\"ns\": {\"url\": \"https://%s:%d/\", \"trust\": \"corp\"},\n"
+            "             \"pkg1\": {\"url\": \"https://%s:%d/\", \"trust\": \"corp\"}},\n"
+            " \"profiles\": {\"default\": {\"url\": \"https://%s:%d/\", \"target\": \"ns\"},\n"
+            "              \"pkg\": {\"url\": \"https://%s:%d/\", \"target\": \"pkg1\"}},\n"
             " \"groups\": [\n"
+            "  {\"name\": \"pkg\", \"count\": 2, \"profile\": \"pkg\", \"revocation\": {\"mode\": "
+            "\"strict\", \"url_timeout_ms\": 3000}, %s},\n"
             "  {\"name\": \"strict-crl\", \"count\": 3, \"revocation\": {\"mode\": \"strict\", "
             "\"ocsp\": false, \"url_timeout_ms\": 3000}, %s},\n"
             "  {\"name\": \"strict-ocsp\", \"count\": 2, \"revocation\": {\"mode\": \"strict\", "
             "\"ocsp\": true, \"url_timeout_ms\": 3000}, %s},\n"
             "  {\"name\": \"soft\", \"count\": 1, \"revocation\": {\"mode\": \"soft_fail\", "
             "\"ocsp\": false, \"url_timeout_ms\": 3000}, %s}]}\n",
-            tok_path, MAX_AGE_S, root, LAB_HOST, lab_tls_port(srv), net, net, net);
+            tok_path, MAX_AGE_S, root, LAB_HOST, lab_tls_port(srv), LAB_HOST,
+            lab_port(&lab, LAB_SC_GOOD), LAB_HOST, lab_tls_port(srv), LAB_HOST,
+            lab_port(&lab, LAB_SC_GOOD), net, net, net, net);
     fclose(f);
 }
 
@@ -244,19 +254,28 @@ static void stop_daemon(void)
     close(daemon_out);
 }
 
-/* The "revocation" entry of the reference target for url, from a fresh /api/v1/targets (the
- * caller frees *doc). */
-static cJSON *rev_entry(const char *url, cJSON **doc)
+/* The "revocation" entry for url of target `target`, from a fresh /api/v1/targets (the caller
+ * frees *doc). */
+static cJSON *rev_entry_of(const char *target, const char *url, cJSON **doc)
 {
     *doc = get_json("/api/v1/targets");
-    cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(*doc, "targets"), 0);
-    cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItem(t, "revocation"))
+    cJSON *t, *e;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(*doc, "targets"))
     {
-        if (strcmp(str(e, "url"), url) == 0)
-            return e;
+        if (strcmp(str(t, "name"), target) != 0)
+            continue;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(t, "revocation"))
+        {
+            if (strcmp(str(e, "url"), url) == 0)
+                return e;
+        }
     }
     return NULL;
+}
+
+static cJSON *rev_entry(const char *url, cJSON **doc)
+{
+    return rev_entry_of("ns", url, doc);
 }
 
 static cJSON *group_of(cJSON *entry, const char *name)
@@ -359,6 +378,14 @@ static void test_healthy(void)
     scan();
     wait_cached(crl_url, "strict-crl");
     wait_reachable(crl_url, 1);
+    /* pkg1's chain names the same CDP: its own line there, with its own group */
+    cJSON *pdoc;
+    cJSON *pe = rev_entry_of("pkg1", crl_url, &pdoc);
+    ASSERT(pe != NULL);
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(pe, "reachable")));
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(pe, "groups")), 1);
+    ASSERT(group_of(pe, "pkg") != NULL);
+    cJSON_Delete(pdoc);
     cJSON *doc;
     cJSON *e = rev_entry(crl_url, &doc);
     ASSERT_STREQ(str(e, "kind"), "crl");
@@ -368,7 +395,8 @@ static void test_healthy(void)
     ASSERT(num(e, "bytes") > 0);
     ASSERT(str(e, "next_update") != NULL && str(e, "last_success") != NULL);
     ASSERT_EQ(num(e, "strict_endpoints_at_risk"), 0);
-    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(e, "groups")), 3);
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(e, "groups")), 3); /* ns's groups only */
+    ASSERT(group_of(e, "pkg") == NULL);
     ASSERT_STREQ(str(group_of(e, "strict-crl"), "mode"), "strict");
     ASSERT_STREQ(str(group_of(e, "soft"), "mode"), "soft_fail");
     /* the endpoints fetched it: their copy runs out at fetch + max age, before nextUpdate */
@@ -448,6 +476,7 @@ static void test_cdp_down(void)
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(group_of(e, "soft"), "offline_at")));
     /* the CDP view of /targets says so too */
     cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "targets"), 0), *crl;
+    ASSERT_STREQ(str(t, "name"), "ns");
     int seen = 0;
     cJSON_ArrayForEach(crl, cJSON_GetObjectItem(t, "crls"))
     {
@@ -469,7 +498,7 @@ static void test_cdp_down(void)
              "fleetscan_strict_endpoints_revocation_at_risk{vantage=\"lab\","
              "shard=\"0/1\",url=\"%s\",kind=\"crl\"} ",
              crl_url);
-    ASSERT_EQ(sample(m, want), 3);
+    ASSERT_EQ(sample(m, want), 3 + 2); /* one series: ns's strict-crl and pkg1's pkg */
     snprintf(want, sizeof(want),
              "fleetscan_strict_endpoints_offline_at_seconds{vantage=\"lab\","
              "shard=\"0/1\",url=\"%s\",kind=\"crl\"} ",
