@@ -93,6 +93,16 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     e->state = (uint8_t)state;
     e->cause = (uint8_t)cause;
     e->warnings = r->warnings;
+    /* A farm (SPEC §4.1): endpoints that connect to the target's binding itself meet its
+     * addresses in turn; when they disagree, every such endpoint carries the warning. */
+    if (!gr->pl.profile_differs) {
+        int shown;
+        if (fleet__target_backend(&gen->targets[gr->pl.target_idx], r,
+                                  (int64_t)(2 * gen->cfg->interval_s) + 30, &shown))
+            e->warnings |= FS_WARN_BIT(FS_WARN_BACKEND_INCONSISTENT);
+        if (shown && gen == f->gen)
+            fleet__target_backends_changed(f, gr->pl.target_idx);
+    }
     memcpy(e->timings_ms, r->timings_ms, sizeof(e->timings_ms));
     e->last_probe = now_s;
     e->restored = 0;

@@ -69,7 +69,19 @@ typedef struct fleet_target_s {
     int ok;             /* the binding answered and validated last time */
     int known;          /* a result exists */
     snap_target_t *rec; /* its last probe, shared with the snapshots; NULL: none yet */
+    snap_backend_t backends[FS_RESOLVE_MAX_ADDRS]; /* per address of its name, last seen */
+    size_t nbackends;
+    int inconsistent; /* the addresses disagree now: backend_inconsistent */
+    char why[256];
 } fleet_target_t;
+
+/* A probe that reached an address of target t's binding (the reference, or an endpoint whose
+ * profile is that binding) updates t's record of it; returns 1 when the addresses disagree. */
+int fleet__target_backend(fleet_target_t *t, const probe_result_t *r, int64_t max_age_s,
+                          int *changed);
+/* After an endpoint probe changed target ti's address records: its /targets record (shared with
+ * published snapshots, so never written) is replaced by a copy that shows them. */
+void fleet__target_backends_changed(fleet_t *f, size_t ti);
 
 /* What a generation's probe options point at: the fleet's retrieval context and verdict cache.
  * Captured on the loop, so a generation can be built on another thread. */

@@ -227,6 +227,8 @@ static char *targets_as_before(const probe_result_t *r, const char *url)
         cJSON_AddItemToArray(crls, c);
     }
     cJSON_AddArrayToObject(t, "revocation"); /* no live check in this snapshot */
+    cJSON_AddArrayToObject(t, "addresses");  /* no address records in this snapshot */
+    cJSON_AddNullToObject(t, "backend_inconsistent");
     cJSON_AddItemToArray(targets, t);
     return printed(root);
 }

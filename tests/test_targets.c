@@ -62,6 +62,24 @@ int main(void)
     int plain = lab_port(&lab, LAB_SC_PLAIN_HTTP), closed = lab.closed_port;
     int closed2 = lab_closed_port();
     ASSERT(closed2 > 0);
+    /* A farm: two nodes behind one name on one port, one still serving the expired leaf. */
+    X509 *inter[] = {lab.pki.inter.cert};
+    lab_tls_opts_t n1 = {.mode = LAB_TLS_SERVE,
+                         .cert = lab.pki.leaf[LAB_LEAF_GOOD].cert,
+                         .key = lab.pki.leaf[LAB_LEAF_GOOD].key,
+                         .chain = inter,
+                         .nchain = 1,
+                         .bind_addr = "127.0.0.1"};
+    lab_tls_t *node1 = lab_tls_start(&n1, err);
+    ASSERT(node1 != NULL);
+    lab_tls_opts_t n2 = n1;
+    n2.cert = lab.pki.leaf[LAB_LEAF_EXPIRED].cert;
+    n2.key = lab.pki.leaf[LAB_LEAF_EXPIRED].key;
+    n2.bind_addr = "127.0.0.2";
+    n2.port = lab_tls_port(node1);
+    lab_tls_t *node2 = lab_tls_start(&n2, err);
+    ASSERT(node2 != NULL);
+    int farm = lab_tls_port(node1);
     snprintf(json, sizeof(json),
              "{\"interval_s\": 600, \"limits\": {\"probe_timeout_ms\": 4000, \"tls_timeout_ms\": "
              "800, \"connect_timeout_ms\": 800},"
@@ -72,7 +90,8 @@ int main(void)
              "   \"stalled\": {\"url\": \"https://stall.lab.test:%d/\"},"
              "   \"resetting\": {\"url\": \"https://reset.lab.test:%d/\"},"
              "   \"gone\": {\"url\": \"https://gone.lab.test/\"},"
-             "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"}},"
+             "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"},"
+             "   \"farm\": {\"url\": \"https://ns.lab.test:%d/\"}},"
              " \"profiles\": {"
              "   \"default\": {\"url\": \"https://ns.lab.test:%d/Altiris\"},"
              "   \"pkg\": {\"url\": \"https://pkg.lab.test:%d/\"},"
@@ -82,10 +101,11 @@ int main(void)
              "   \"ns-wrong-port\": {\"url\": \"https://ns.lab.test:%d/\", \"target\": \"ns\"},"
              "   \"ns-http\": {\"url\": \"http://ns.lab.test:%d/\", \"target\": \"ns\"},"
              "   \"old-wrong-port\": {\"url\": \"https://ns.lab.test:%d/\", \"target\": \"old\"},"
-             "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"}},"
+             "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"},"
+             "   \"farm\": {\"url\": \"https://ns.lab.test:%d/\"}},"
              " \"groups\": [",
-             root, good, closed, stall, reset, expired, good, closed, stall, reset, closed2, plain,
-             closed2, expired);
+             root, good, closed, stall, reset, expired, farm, good, closed, stall, reset, closed2,
+             plain, closed2, expired, farm);
     static const struct {
         const char *group, *cause;
     } want[] = {
@@ -98,15 +118,19 @@ int main(void)
         {"ns-http", "profile_mismatch"},
         {"old-wrong-port", "profile_mismatch"}, /* its target answers, with an expired leaf */
         {"old", "cert_expired"},
+        {"farm", "(mixed or pending)"}, /* some endpoints meet the expired node */
     };
     for (size_t i = 0; i < FS_ARRAY_SIZE(want); i++) {
         size_t n = strlen(json);
         snprintf(json + n, sizeof(json) - n,
                  "%s{\"name\": \"%s\", \"count\": 2, \"profile\": \"%s\", \"trust\": \"corp\","
                  " \"revocation\": {\"mode\": \"off\"}, \"network\": {\"resolve\": {"
-                 "\"ns.lab.test\": \"127.0.0.1\", \"pkg.lab.test\": \"127.0.0.1\","
+                 "\"ns.lab.test\": %s, \"pkg.lab.test\": \"127.0.0.1\","
                  "\"stall.lab.test\": \"127.0.0.1\", \"reset.lab.test\": \"127.0.0.1\"}}}",
-                 i ? "," : "", want[i].group, want[i].group);
+                 i ? "," : "", want[i].group, want[i].group,
+                 /* the farm's view: the name has both nodes */
+                 strcmp(want[i].group, "farm") == 0 ? "[\"127.0.0.1\", \"127.0.0.2\"]"
+                                                    : "\"127.0.0.1\"");
     }
     strcat(json, "]}");
     snprintf(path, sizeof(path), "%s/fleet.json", dir);
@@ -116,7 +140,7 @@ int main(void)
     if (cfg_load(&cfg, path, err) < 0)
         fprintf(stderr, "config: %s\n", err);
     ASSERT(cfg != NULL);
-    ASSERT_EQ(cfg->ntargets, 6);
+    ASSERT_EQ(cfg->ntargets, 7);
     /* profiles find their targets: by scheme, host and port, else by "target" */
     ASSERT_STREQ(cfg->targets[cfg->profiles[1].target_idx].name, "pkg");
     ASSERT_STREQ(cfg->targets[cfg->profiles[8].target_idx].name, "old");
@@ -136,11 +160,24 @@ int main(void)
         bad |= strcmp(got, want[i].cause) != 0;
     }
     ASSERT(!bad);
+    /* The farm: endpoints meet both nodes (online on one, cert_expired on the other) and all
+     * of them carry backend_inconsistent; the target lists both addresses and their leaves. */
+    const snap_group_t *fg = group(latest, "farm");
+    fprintf(stderr, "   farm: %u online, %u cert_expired, %u backend_inconsistent of %u\n",
+            fg->counts.online, fg->counts.causes[FS_CAUSE_CERT_EXPIRED],
+            fg->counts.warnings[FS_WARN_BACKEND_INCONSISTENT], fg->counts.total);
+    ASSERT(fg->counts.online >= 1);
+    ASSERT(fg->counts.causes[FS_CAUSE_CERT_EXPIRED] >= 1);
+    ASSERT(fg->counts.warnings[FS_WARN_BACKEND_INCONSISTENT] >= 1);
     /* every target has its own reference, by name */
-    ASSERT_EQ(latest->ntargets, 6);
+    ASSERT_EQ(latest->ntargets, 7);
     for (size_t i = 0; i < latest->ntargets; i++)
         ASSERT(latest->targets[i] != NULL &&
                strcmp(latest->targets[i]->name, cfg->targets[i].name) == 0);
+
+    const snap_target_t *ft = latest->targets[6];
+    ASSERT(ft != NULL && ft->nbackends == 2 && ft->inconsistent);
+    ASSERT(strcmp(ft->backends[0].leaf_sha1, ft->backends[1].leaf_sha1) != 0);
 
     int stopped = 0;
     fleet_stop(fl, on_stopped, &stopped);
@@ -151,6 +188,8 @@ int main(void)
     ASSERT_EQ(uv_loop_close(&loop), 0);
     unlink(path);
     rmdir(dir);
+    lab_tls_stop(node1);
+    lab_tls_stop(node2);
     lab_stop(&lab);
     return 0;
 }

@@ -640,6 +640,34 @@ static void put_revocation(wbuf_t *b, const snap_revhealth_t *h)
     wbuf_putc(b, ']');
 }
 
+/* "addresses": every address of the target's name with what it served (SPEC §4.1), and
+ * "backend_inconsistent" with the reason when they disagree. */
+static void put_backends(wbuf_t *b, const snap_target_t *t)
+{
+    wbuf_puts(b, ",\"addresses\":[");
+    for (size_t i = 0; i < t->nbackends; i++) {
+        const snap_backend_t *k = &t->backends[i];
+        wbuf_puts(b, i ? ",{\"address\":" : "{\"address\":");
+        put_field(b, k->addr, sizeof(k->addr));
+        wbuf_puts(b, ",\"leaf_sha1\":");
+        if (k->leaf_sha1[0] != '\0')
+            put_field(b, k->leaf_sha1, sizeof(k->leaf_sha1));
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, k->online ? ",\"state\":\"online\",\"cause\":null"
+                               : ",\"state\":\"offline\",\"cause\":");
+        if (!k->online)
+            wbuf_json_str(b, fs_cause_id((fs_cause_t)k->cause));
+        wbuf_puts(b, ",\"last_seen\":");
+        wbuf_json_time(b, k->last_seen);
+        wbuf_putc(b, '}');
+    }
+    wbuf_puts(b,
+              t->inconsistent ? "],\"backend_inconsistent\":" : "],\"backend_inconsistent\":null");
+    if (t->inconsistent)
+        put_field(b, t->inconsistent_why, sizeof(t->inconsistent_why));
+}
+
 int render_targets(const snap_t *s, wbuf_t *b)
 {
     wbuf_puts(b, "{\"targets\":[");
@@ -684,6 +712,7 @@ int render_targets(const snap_t *s, wbuf_t *b)
         const snap_revhealth_t *h = s->revocation != NULL ? s->revocation[ti] : NULL;
         put_crls(b, t, h);
         put_revocation(b, h);
+        put_backends(b, t);
         wbuf_putc(b, '}');
     }
     wbuf_puts(b, "]}");

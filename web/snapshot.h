@@ -87,6 +87,15 @@ typedef struct snap_warning_s {
 /* The reference target's last probe, as GET /api/v1/targets and the certificate and CRL gauges of
  * /metrics show it. Filled on the loop by daemon/reference.c once per reference probe, then never
  * written: the snapshots published until the next reference probe share it by reference. */
+/* What one address of a target served when last reached. */
+typedef struct snap_backend_s {
+    char addr[64];
+    char leaf_sha1[41]; /* "" when no handshake completed */
+    int online;
+    uint8_t cause;     /* fs_cause_t */
+    int64_t last_seen; /* seconds since the epoch */
+} snap_backend_t;
+
 typedef struct snap_target_s {
     atomic_int refs;
     char *name;    /* the target's name ("reference" for the legacy single target): the label */
@@ -103,7 +112,13 @@ typedef struct snap_target_s {
     char addr[64];                                  /* the address connected to, "" when none */
     probe_attempt_t attempts[FS_RESOLVE_MAX_ADDRS]; /* the connects tried, in order */
     size_t nattempts;
-    char leaf_sha1[41];    /* the presented leaf's SHA-1 (upper-case hex), "" when none */
+    char leaf_sha1[41]; /* the presented leaf's SHA-1 (upper-case hex), "" when none */
+    /* Every address of the target's name seen by its reference or its endpoints' probes
+     * (SPEC §4.1), and whether they disagree (backend_inconsistent). */
+    snap_backend_t backends[FS_RESOLVE_MAX_ADDRS];
+    size_t nbackends;
+    int inconsistent;
+    char inconsistent_why[256];
     int64_t endpoint_time; /* validation time (0: unknown) */
     char tls_version[16];  /* "TLSv1.3", "" when no handshake completed */
     char cipher[64];
