@@ -73,6 +73,41 @@ void fleet__observe(fleet_t *f, const probe_result_t *r)
     }
 }
 
+/* A group event (SPEC §5) when the group's online/offline split (any endpoint offline or none)
+ * or its dominant cause changes: a rollover reads as a few group lines, not one per endpoint. */
+int fleet__group_split(const fleet_group_t *gr, uint8_t *state, uint8_t *cause)
+{
+    const snap_counts_t *c = &gr->counts;
+    if (c->online + c->offline == 0)
+        return 0; /* nothing probed yet */
+    *state = c->offline > 0 ? SNAP_OFFLINE : SNAP_ONLINE;
+    *cause = FS_CAUSE_NONE;
+    for (int k = 1; k < FS_CAUSE_COUNT; k++)
+        if (c->causes[k] > c->causes[*cause])
+            *cause = (uint8_t)k;
+    return 1;
+}
+
+static void group_event(fleet_t *f, fleet_group_t *gr)
+{
+    const snap_counts_t *c = &gr->counts;
+    uint8_t state, cause;
+    if (!fleet__group_split(gr, &state, &cause) || (state == gr->ev_state && cause == gr->ev_cause))
+        return;
+    char subject[96], line[256];
+    snprintf(subject, sizeof(subject), "group:%s", gr->cfg->name);
+    if (state == SNAP_OFFLINE)
+        snprintf(line, sizeof(line), "%u of %u endpoints offline, most for %s: %s", c->offline,
+                 c->total, fs_cause_id((fs_cause_t)cause),
+                 fs_cause_info((fs_cause_t)cause)->symptom);
+    else
+        snprintf(line, sizeof(line), "all %u probed endpoints online (%u pending)", c->online,
+                 c->pending);
+    fleet__push_event(f, subject, gr->ev_state, state, cause, line);
+    gr->ev_state = state;
+    gr->ev_cause = cause;
+}
+
 /* Folds one endpoint's probe result into its state, its group's and the fleet's counters, the
  * events and the group's per-outcome message and detail. */
 void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe_result_t *r,
@@ -108,6 +143,7 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     e->restored = 0;
     fleet__counts_add(&gr->counts, e, 1);
     fleet__counts_add(&f->totals, e, 1);
+    group_event(f, gr);
     if (changed) {
         char id[96];
         e->since = now_s;

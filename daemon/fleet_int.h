@@ -46,6 +46,9 @@ typedef struct fleet_group_s {
     int64_t chain_not_after; /* for the forecast, from the last probe that got that far */
     int64_t chain_not_before;
     int64_t crl_next_update;
+    /* What its last group event said (SPEC §5): any endpoint offline, and the dominant cause. */
+    uint8_t ev_state; /* SNAP_PENDING until the first verdict */
+    uint8_t ev_cause;
 } fleet_group_t;
 
 typedef struct fleet_gen_s {
@@ -182,6 +185,9 @@ void fleet__ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n
 void fleet__push_event(fleet_t *f, const char *subject, int old_state, int new_state, int cause,
                        const char *message);
 void fleet__observe(fleet_t *f, const probe_result_t *r);
+/* A group's split for group events: any endpoint offline (SNAP_OFFLINE) or none, and its
+ * dominant cause. 0 while nothing of it is probed. */
+int fleet__group_split(const fleet_group_t *gr, uint8_t *state, uint8_t *cause);
 void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe_result_t *r,
                           int captured);
 void fleet__on_publish_timer(uv_timer_t *t);

@@ -148,6 +148,8 @@ void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
         ngr->chain_not_after = ogr->chain_not_after;
         ngr->chain_not_before = ogr->chain_not_before;
         ngr->crl_next_update = ogr->crl_next_update;
+        ngr->ev_state = ogr->ev_state; /* an unchanged group does not announce itself again */
+        ngr->ev_cause = ogr->ev_cause;
         kept++;
     }
     free(ostart);

@@ -83,6 +83,11 @@ void fleet_restore(fleet_t *f, const store_saved_t *sv, fleet_restored_t *counts
     fleet_restored_t c = {0};
     c.endpoints = restore_endpoints(f->gen, sv);
     fleet__recount(f);
+    /* restored groups do not announce their state again: their group events were written */
+    for (size_t gi = 0; gi < f->gen->ngroups; gi++) {
+        fleet_group_t *gr = &f->gen->groups[gi];
+        fleet__group_split(gr, &gr->ev_state, &gr->ev_cause);
+    }
     /* The ring holds the newest events in the slots before event_seq (fleet__push_event puts seq
      * q in slot (q - 1) % FLEET_EVENTS_MAX); their own numbers may have gaps, which the snapshot
      * keeps (STORE_SEQ_GAP), and slots left empty are skipped by fleet_publish. */

@@ -208,6 +208,20 @@ int main(void)
     fprintf(stderr, "-- first cycle\n");
     run_until(all_probed, NULL);
     expect_groups(latest);
+    /* A group event per group (each lab group is uniform), not one per endpoint: the first
+     * cycle reads as a few group lines beside the endpoint events. */
+    size_t group_events = 0, endpoint_events = 0;
+    for (size_t i = 0; i < latest->nevents; i++) {
+        if (strncmp(latest->events[i].subject, "group:", 6) == 0) {
+            group_events++;
+            ASSERT_EQ(latest->events[i].old_state, SNAP_PENDING);
+        } else {
+            endpoint_events++;
+        }
+    }
+    fprintf(stderr, "   %zu group events, %zu endpoint events\n", group_events, endpoint_events);
+    ASSERT_EQ(group_events, lab_ngroups);
+    ASSERT_EQ(endpoint_events, latest->totals.total);
 
     fprintf(stderr, "-- scan: every endpoint again\n");
     uint64_t want = latest->probes_total + latest->totals.total;

@@ -349,8 +349,34 @@ static void test_revocation_metrics_across_targets(void)
     snap_unref(s);
 }
 
+/* /api/v1/events keeps a window: a client asking from before it is told what it missed. */
+static void test_events_dropped(void)
+{
+    snap_t *s = snap_new();
+    s->nevents = 3;
+    s->events = fs_xcalloc(3, sizeof(*s->events));
+    for (int i = 0; i < 3; i++) {
+        s->events[i].seq = 10 + (uint64_t)i;
+        s->events[i].at = 1800000000 + i;
+        snprintf(s->events[i].subject, sizeof(s->events[i].subject), "group:g%d", i);
+        s->events[i].new_state = SNAP_ONLINE;
+    }
+    wbuf_t b;
+    wbuf_init(&b, 64, 1 << 16);
+    ASSERT_EQ(render_events(s, 0, 0, &b), 0);
+    ASSERT_CONTAINS(b.data, "\"kind\":\"group\",\"subject\":\"group:g0\"");
+    ASSERT_CONTAINS(b.data, "\"last_seq\":12,\"oldest_seq\":10,\"dropped\":9}");
+    wbuf_free(&b);
+    wbuf_init(&b, 64, 1 << 16);
+    ASSERT_EQ(render_events(s, 10, 0, &b), 0); /* nothing missed from 10 on */
+    ASSERT_CONTAINS(b.data, "\"dropped\":0}");
+    wbuf_free(&b);
+    snap_unref(s);
+}
+
 int main(void)
 {
+    RUN(test_events_dropped);
     RUN(test_detail);
     RUN(test_targets);
     RUN(test_revocation_metrics_across_targets);

@@ -302,8 +302,14 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t 
             wbuf_puts(b, "null");
         wbuf_putc(b, '}');
     }
+    /* The window keeps the newest events only: what a client asking from since_seq missed. */
+    uint64_t oldest = s->nevents > 0 ? s->events[0].seq : last + 1;
     wbuf_puts(b, "],\"last_seq\":");
     wbuf_u64(b, last);
+    wbuf_puts(b, ",\"oldest_seq\":");
+    wbuf_u64(b, s->nevents > 0 ? oldest : 0);
+    wbuf_puts(b, ",\"dropped\":");
+    wbuf_u64(b, since_at == 0 && oldest > since_seq + 1 ? oldest - since_seq - 1 : 0);
     wbuf_putc(b, '}');
     return wbuf_done(b);
 }
