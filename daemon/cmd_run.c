@@ -58,7 +58,10 @@ struct run_s {
     const cfg_t *api_cfg;      /* the configuration the loop runs, one reference for the API
                                   threads (pre-flight): the same immutable cfg_t, not a re-read */
     snap_t *latest;            /* the newest snapshot, for pre-flight's view of the groups */
-    int scan_open;             /* the scan handle accepts sends */
+    int64_t reload_at;         /* the last SIGHUP reload: when (0: none), applied or refused, */
+    int reload_ok;             /* and why not (loop thread only) */
+    char reload_message[256];
+    int scan_open; /* the scan handle accepts sends */
 };
 
 static int load(run_t *r, cfg_t **out, char err[256]);
@@ -113,7 +116,10 @@ static void on_event(void *arg, const snap_event_t *ev, const char *message)
 static void on_publish(void *arg, snap_t *s)
 {
     run_t *r = arg;
-    if (r->store != NULL) { /* still the loop's own snapshot: nobody reads it yet */
+    s->reload_at = r->reload_at; /* still the loop's own snapshot: nobody reads it yet */
+    s->reload_ok = r->reload_ok;
+    fs_strlcpy(s->reload_message, r->reload_message, sizeof(s->reload_message));
+    if (r->store != NULL) {
         store_status(r->store, &s->state_db);
         if (r->fleet != NULL)
             fleet_cache_export(r->fleet, &r->cache_cursor, on_cache_entry, r->store);
@@ -283,10 +289,18 @@ static void reload_done(uv_work_t *w, int status)
     if (status != 0 || r->stopping || r->fleet == NULL) {
         fleet_next_free(rl->next);
     } else if (rl->rc < 0) {
-        fprintf(stderr, "fleetscan: reload refused, the running configuration stays: %s\n",
-                rl->err);
+        char ts[32];
+        fprintf(stderr, "%s fleetscan: reload refused, the running configuration stays: %s\n",
+                fs_rfc3339(fs_wall_ms() / 1000, ts, sizeof(ts)), rl->err);
+        r->reload_at = fs_wall_ms() / 1000;
+        r->reload_ok = 0;
+        fs_strlcpy(r->reload_message, rl->err, sizeof(r->reload_message));
         fleet_next_free(rl->next);
+        fleet_publish(r->fleet); /* /status says so now */
     } else {
+        r->reload_at = fs_wall_ms() / 1000;
+        r->reload_ok = 1;
+        fs_strlcpy(r->reload_message, "configuration reloaded", sizeof(r->reload_message));
         fleet_reload_apply(r->fleet, rl->next);
         publish_api_cfg(r);
     }

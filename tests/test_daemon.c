@@ -737,6 +737,10 @@ static void test_reload(void)
     cJSON_Delete(s);
     s = wait_status(all_probed, NULL);
     ASSERT_EQ(num(group(s, "old-trust"), "causes.untrusted_ca"), want);
+    /* /status says the last reload was applied */
+    cJSON *lr = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "config"), "last_reload");
+    ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(lr, "ok")));
+    ASSERT(cJSON_IsString(cJSON_GetObjectItem(lr, "at")));
     cJSON_Delete(s);
 
     /* A broken file is refused; the running configuration stays. */
@@ -755,6 +759,10 @@ static void test_reload(void)
     s = get_json("/api/v1/status", 200);
     ASSERT_EQ(num(group(s, "old-trust"), "total"), want);
     ASSERT_EQ(num(group(s, "hq"), "online"), hq);
+    /* ...and /status says so, with why (not only the log) */
+    lr = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "config"), "last_reload");
+    ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(lr, "ok")));
+    ASSERT(strlen(cJSON_GetObjectItem(lr, "message")->valuestring) > 0);
     cJSON_Delete(s);
     write_file(cfg_path, next);
     free(next);

@@ -127,6 +127,16 @@ int render_status(const snap_t *s, wbuf_t *b)
     wbuf_json_time(b, s->event_log_error_at);
     wbuf_puts(b, "},");
     put_state_db(b, &s->state_db);
+    wbuf_puts(b, ",\"config\":{\"last_reload\":");
+    if (s->reload_at == 0) {
+        wbuf_puts(b, "null}");
+    } else {
+        wbuf_puts(b, "{\"at\":");
+        wbuf_json_time(b, s->reload_at);
+        wbuf_puts(b, s->reload_ok ? ",\"ok\":true,\"message\":" : ",\"ok\":false,\"message\":");
+        wbuf_json_strn(b, s->reload_message, strnlen(s->reload_message, sizeof(s->reload_message)));
+        wbuf_puts(b, "}}");
+    }
     wbuf_puts(b, ",\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
         wbuf_puts(b, i > 0 ? ",{\"code\":" : "{\"code\":");

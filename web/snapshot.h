@@ -234,6 +234,11 @@ typedef struct snap_s {
     size_t ndaemon_warnings;
     /* The state database, filled by the daemon before the snapshot is published. */
     snap_store_t state_db;
+    /* The last SIGHUP reload (docs/API.md "config.last_reload"): when, whether it was applied,
+     * and why not. at 0: none since start. */
+    int64_t reload_at;
+    int reload_ok;
+    char reload_message[256];
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
