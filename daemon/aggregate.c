@@ -150,7 +150,8 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
         fleet__ep_id(gen, e, id, sizeof(id));
         const fs_cause_info_t *ci = fs_cause_info(cause);
         char line[512];
-        snprintf(line, sizeof(line), "%s%s%s", state == SNAP_OFFLINE ? ci->symptom : "online",
+        snprintf(line, sizeof(line), "%s%s%s",
+                 state == SNAP_OFFLINE ? ci->symptom : "Connected to server",
                  state == SNAP_OFFLINE ? ": " : "", state == SNAP_OFFLINE ? msg : "");
         fleet__push_event(f, id, old_state, state, cause, line);
     }

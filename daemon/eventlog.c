@@ -137,3 +137,11 @@ int fleet__open_event_log(const cfg_t *cfg, int *fd, int *partial, char err[256]
     *fd = d;
     return 0;
 }
+
+void fleet__event_log_note(fleet_t *f, const char *subject, const char *message)
+{
+    snap_event_t ev = {
+        .at = fs_wall_ms() / 1000, .old_state = SNAP_ONLINE, .new_state = SNAP_ONLINE};
+    fs_strlcpy(ev.subject, subject, sizeof(ev.subject));
+    fleet__event_log_line(f, &ev, message);
+}

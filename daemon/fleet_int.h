@@ -210,6 +210,9 @@ int fleet__rh_close(fleet_t *f, void (*done)(void *arg), void *arg);
 
 /* eventlog.c: the agent.log-format event file */
 void fleet__event_log_line(fleet_t *f, const snap_event_t *ev, const char *message);
+/* A line of the event file that is no state change (agent.log's "Configuration updated
+ * successfully" after a reload), not in the events ring. */
+void fleet__event_log_note(fleet_t *f, const char *subject, const char *message);
 /* Opens cfg's event log for appending into *fd (-1 when none is configured); *partial tells
  * whether the file ends inside a line. */
 int fleet__open_event_log(const cfg_t *cfg, int *fd, int *partial, char err[256]);

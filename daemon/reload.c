@@ -178,6 +178,7 @@ void fleet_reload_apply(fleet_t *f, fleet_next_t *n)
     fleet__recount(f);
     fleet_next_free(n); /* drops its reference to old */
     fleet__gen_unref(old);
+    fleet__event_log_note(f, "config", "Configuration updated successfully");
     fleet__log(f, "configuration reloaded: %zu groups (%zu kept their state), %u endpoints",
                cfg->ngroups, kept, ng->neps);
     fleet__update_warnings(f, cfg);
