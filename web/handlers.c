@@ -496,8 +496,8 @@ static int parse_time(const char *p, int64_t *out)
 }
 
 /* GET /api/v1/history: the per-minute samples of the state database (daemon/store.h). */
-enum MHD_Result api__answer_history(api_t *a, struct MHD_Connection *c, req_t *rq,
-                                    const char *arg, snap_t *s)
+enum MHD_Result api__answer_history(api_t *a, struct MHD_Connection *c, req_t *rq, const char *arg,
+                                    snap_t *s)
 {
     int64_t until = fs_wall_ms() / 1000, since = until - 86400, step = 0;
     unsigned long v;

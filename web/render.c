@@ -58,6 +58,22 @@ static void put_count_maps(wbuf_t *b, const snap_counts_t *c)
     wbuf_putc(b, '}');
 }
 
+/* A warning mask as the JSON array of its identifiers. */
+static void put_warnings(wbuf_t *b, uint32_t mask)
+{
+    wbuf_putc(b, '[');
+    int first = 1;
+    for (int w = 0; w < FS_WARN_COUNT; w++) {
+        if (!(mask & FS_WARN_BIT(w)))
+            continue;
+        if (!first)
+            wbuf_putc(b, ',');
+        wbuf_json_str(b, fs_warning_id((fs_warning_t)w));
+        first = 0;
+    }
+    wbuf_putc(b, ']');
+}
+
 /* "state_db":{...}: the state database (docs/API.md). */
 static void put_state_db(wbuf_t *b, const snap_store_t *d)
 {
@@ -186,17 +202,9 @@ int render_endpoint(const snap_t *s, const snap_endpoint_t *e, int with_detail, 
         wbuf_json_str(b, fs_cause_id((fs_cause_t)e->cause));
     else
         wbuf_puts(b, "null");
-    wbuf_puts(b, ",\"warnings\":[");
-    int first = 1;
-    for (int w = 0; w < FS_WARN_COUNT; w++) {
-        if (!(e->warnings & FS_WARN_BIT(w)))
-            continue;
-        if (!first)
-            wbuf_putc(b, ',');
-        wbuf_json_str(b, fs_warning_id((fs_warning_t)w));
-        first = 0;
-    }
-    wbuf_puts(b, "],\"message\":");
+    wbuf_puts(b, ",\"warnings\":");
+    put_warnings(b, e->warnings);
+    wbuf_puts(b, ",\"message\":");
     wbuf_json_str(b, endpoint_message(s, e));
     wbuf_puts(b, ",\"since\":");
     wbuf_json_time(b, e->since);
@@ -428,17 +436,9 @@ static void put_probe(wbuf_t *b, const render_probe_t *p)
                            : ",\"state\":\"offline\",\"cause\":");
     if (!p->online)
         wbuf_json_str(b, fs_cause_id(p->cause));
-    wbuf_puts(b, ",\"warnings\":[");
-    int first = 1;
-    for (int w = 0; w < FS_WARN_COUNT; w++) {
-        if (!(p->warnings & FS_WARN_BIT(w)))
-            continue;
-        if (!first)
-            wbuf_putc(b, ',');
-        wbuf_json_str(b, fs_warning_id((fs_warning_t)w));
-        first = 0;
-    }
-    wbuf_puts(b, "],\"message\":");
+    wbuf_puts(b, ",\"warnings\":");
+    put_warnings(b, p->warnings);
+    wbuf_puts(b, ",\"message\":");
     wbuf_json_str(b, p->message);
     if (!p->online) {
         const fs_cause_info_t *ci = fs_cause_info(p->cause);
