@@ -13,9 +13,11 @@
 
 static void preflight_usage(FILE *f)
 {
-    fprintf(f, "usage: fleetscan preflight -c FILE --chain FILE [--json]\n"
+    fprintf(f, "usage: fleetscan preflight -c FILE --chain FILE [--target NAME] [--json]\n"
                "  -c, --config FILE   the fleet configuration (groups, trust stores, profiles)\n"
                "  --chain FILE        candidate chain: PEM, DER .cer or PKCS#7 .p7b, in any order\n"
+               "  --target NAME       the server binding it is for (default: the target most\n"
+               "                      endpoints talk to); the groups of that target are judged\n"
                "  --json              print one JSON object\n"
                "exit status: 0 every group accepts, 1 some group rejects, 2 usage/config error\n");
 }
@@ -48,7 +50,7 @@ static void print_text(const cJSON *doc)
 
 int cmd_preflight(int argc, char **argv)
 {
-    const char *cfg_path = NULL, *chain_path = NULL, *v;
+    const char *cfg_path = NULL, *chain_path = NULL, *target = NULL, *v;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         int m;
@@ -62,6 +64,10 @@ int cmd_preflight(int argc, char **argv)
             if (m < 0)
                 return 2;
             cfg_path = v;
+        } else if ((m = cli_opt_value(argc, argv, &i, "--target", &v)) != 0) {
+            if (m < 0)
+                return 2;
+            target = v;
         } else if ((m = cli_opt_value(argc, argv, &i, "--chain", &v)) != 0) {
             if (m < 0)
                 return 2;
@@ -91,8 +97,17 @@ int cmd_preflight(int argc, char **argv)
         goto out;
     }
     cJSON *doc;
+    long ti = -1;
+    for (size_t t = 0; target != NULL && t < cfg->ntargets; t++)
+        if (strcmp(cfg->targets[t].name, target) == 0)
+            ti = (long)t;
+    if (target != NULL && ti < 0) {
+        fprintf(stderr, "fleetscan: preflight: --target: %s has no target \"%s\"\n", cfg_path,
+                target);
+        goto out;
+    }
     if (preflight_run(cfg, (const unsigned char *)pem, n,
-                      getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL, NULL, &doc, err) < 0) {
+                      getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL, ti, NULL, &doc, err) < 0) {
         fprintf(stderr, "fleetscan: preflight: %s: %s\n", chain_path, err);
         goto out;
     }

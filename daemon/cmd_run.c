@@ -173,8 +173,8 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
     char err[256];
     fs_cause_t *current = current_causes(snap, h);
     snap_unref(snap);
-    int prc = preflight_run(h, (const unsigned char *)body, len, r->o->dns_override_only, current,
-                            &doc, err);
+    int prc = preflight_run(h, (const unsigned char *)body, len, r->o->dns_override_only, -1,
+                            current, &doc, err);
     free(current);
     if (prc < 0) {
         cJSON *e = cJSON_CreateObject();

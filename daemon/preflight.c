@@ -237,9 +237,28 @@ int preflight_cause_is_certificate_independent(fs_cause_t c)
            strcmp(ph, "request") == 0;
 }
 
-int preflight_run(const cfg_t *cfg, const unsigned char *buf, size_t len, int dns_override_only,
-                  const fs_cause_t *current, cJSON **out, char err[256])
+long preflight_default_target(const cfg_t *cfg)
 {
+    uint64_t best = 0;
+    long ti = 0;
+    for (size_t t = 0; t < cfg->ntargets; t++) {
+        uint64_t n = 0;
+        for (size_t i = 0; i < cfg->ngroups; i++)
+            if (cfg->profiles[cfg->groups[i].profile_idx].target_idx == t)
+                n += cfg->groups[i].count;
+        if (n > best) {
+            best = n;
+            ti = (long)t;
+        }
+    }
+    return ti;
+}
+
+int preflight_run(const cfg_t *cfg, const unsigned char *buf, size_t len, int dns_override_only,
+                  long target, const fs_cause_t *current, cJSON **out, char err[256])
+{
+    if (target < 0 || (size_t)target >= cfg->ntargets)
+        target = preflight_default_target(cfg);
     STACK_OF(X509) *chain = NULL;
     err[0] = '\0';
     if (preflight_parse_chain(buf, len, &chain, err) < 0)
@@ -260,6 +279,8 @@ int preflight_run(const cfg_t *cfg, const unsigned char *buf, size_t len, int dn
     int failed = 0;
     for (size_t i = 0; i < ng && !failed; i++) {
         pf_group_t *pg = &pgs[i];
+        if (cfg->profiles[cfg->groups[i].profile_idx].target_idx != (size_t)target)
+            continue; /* the candidate is for one binding: the groups that talk to it */
         if (policy_group_init(&pg->pl, cfg, i, NULL, err) < 0) {
             failed = 1;
             break;
@@ -292,10 +313,13 @@ int preflight_run(const cfg_t *cfg, const unsigned char *buf, size_t len, int dn
     cJSON *root = cJSON_CreateObject();
     cJSON_AddItemToObject(root, "chain", report_chain_json(&info, now));
     chain_info_free(&info);
+    cJSON_AddStringToObject(root, "target", cfg->targets[target].name);
     cJSON *groups = cJSON_AddArrayToObject(root, "groups");
     uint64_t ok_groups = 0, bad_groups = 0, ok_eps = 0, bad_eps = 0;
     for (size_t i = 0; i < ng; i++) {
         pf_group_t *pg = &pgs[i];
+        if (!pg->inited)
+            continue; /* another target's group */
         const cfg_group_t *g = &cfg->groups[i];
         char msg[sizeof(pg->r.message)];
         /* The probe engine judged the chain; the profile rules judge the group. */

@@ -20,9 +20,10 @@
 int preflight_parse_chain(const unsigned char *buf, size_t len, STACK_OF(X509) * *out,
                           char err[256]);
 
-/* Evaluates the chain for every group of cfg through the one endpoint model (policy.h and the
- * probe engine without a server): the group's trust and Intermediate store, AIA fetching, dates
- * at the group's clock, the profile's host name and pin, revocation of its CDP URLs under the
+/* Evaluates the chain for the groups of target `target` (index into cfg->targets; -1: the one
+ * most endpoints talk to; a chain is bound to one server) through the one endpoint model (policy.h
+ * and the probe engine without a server): the group's trust and Intermediate store, AIA fetching,
+ * dates at the group's clock, the profile's host name and pin, revocation of its CDP URLs under the
  * group's policy and network view, and the profile's own rules (plain HTTP to an HTTPS binding
  * is profile_mismatch whatever the chain). current (ngroups entries, or NULL) is each group's
  * present non-certificate cause from the running daemon (FS_CAUSE_NONE when none): such a
@@ -30,7 +31,9 @@ int preflight_parse_chain(const unsigned char *buf, size_t len, STACK_OF(X509) *
  * event loop for at most the groups' retrieval budgets; callable from any thread. Returns 0
  * with *out (the verdict document: chain, groups[], summary), or -1 with err. */
 int preflight_run(const cfg_t *cfg, const unsigned char *buf, size_t len, int dns_override_only,
-                  const fs_cause_t *current, cJSON **out, char err[256]);
+                  long target, const fs_cause_t *current, cJSON **out, char err[256]);
+/* The target a candidate chain is for when none is named: the one most endpoints talk to. */
+long preflight_default_target(const cfg_t *cfg);
 
 /* The cause that keeps a group offline whatever certificate is bound (a cause of the resolve,
  * connect, tls or request phase, or profile_mismatch), or FS_CAUSE_NONE. */

@@ -174,7 +174,7 @@ static void test_verdicts(void)
     fs_cause_t current[6] = {0};
     current[5] = FS_CAUSE_CONNECT_REFUSED;
     cJSON *doc;
-    ASSERT(preflight_run(cfg, (unsigned char *)pem, len, 1, current, &doc, err) == 0);
+    ASSERT(preflight_run(cfg, (unsigned char *)pem, len, 1, -1, current, &doc, err) == 0);
     ASSERT_STREQ(cause_of(doc, "aia"), "accept");
     cJSON *w = cJSON_GetArrayItem(cJSON_GetObjectItem(group_verdict(doc, "aia"), "warnings"), 0);
     ASSERT_STREQ(w->valuestring, "aia_fetch_required");
@@ -190,10 +190,50 @@ static void test_verdicts(void)
     /* the full chain satisfies the pin too, in any order */
     X509 *rev[] = {lab.pki.inter.cert, lab.pki.leaf[LAB_LEAF_GOOD].cert};
     pem = pem_of(rev, 2, &len);
-    ASSERT(preflight_run(cfg, (unsigned char *)pem, len, 1, NULL, &doc, err) == 0);
+    ASSERT(preflight_run(cfg, (unsigned char *)pem, len, 1, -1, NULL, &doc, err) == 0);
     ASSERT_STREQ(cause_of(doc, "noaia"), "accept");
     ASSERT_STREQ(cause_of(doc, "pin-new"), "accept");
     ASSERT_STREQ(cause_of(doc, "down"), "accept"); /* no present state given: the CLI's case */
+    cJSON_Delete(doc);
+    free(pem);
+    cfg_free(cfg);
+}
+
+/* A candidate chain is for one binding: with several targets the groups of the target most
+ * endpoints talk to are judged by default, the others' groups only when that target is named. */
+static void test_targets(void)
+{
+    char root[600], json[2048], err[256];
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    snprintf(json, sizeof(json),
+             "{\"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},"
+             " \"targets\": {\"ns\": {\"url\": \"https://%s/\"},"
+             "   \"pkg\": {\"url\": \"https://pkg.lab.test/\"}},"
+             " \"profiles\": {\"default\": {\"url\": \"https://%s/\"},"
+             "   \"pkg\": {\"url\": \"https://pkg.lab.test/\"}},"
+             " \"groups\": ["
+             "  {\"name\": \"hq\", \"count\": 50, \"revocation\": {\"mode\": \"off\"}},"
+             "  {\"name\": \"depot\", \"count\": 5, \"profile\": \"pkg\","
+             "   \"revocation\": {\"mode\": \"off\"}}]}",
+             root, LAB_HOST, LAB_HOST);
+    cfg_t *cfg;
+    if (cfg_parse(&cfg, json, strlen(json), NULL, err) < 0)
+        fprintf(stderr, "config: %s\n", err);
+    ASSERT(cfg != NULL);
+    ASSERT_EQ(preflight_default_target(cfg), 0);
+    size_t len;
+    X509 *chain[] = {lab.pki.leaf[LAB_LEAF_GOOD].cert, lab.pki.inter.cert};
+    char *pem = pem_of(chain, 2, &len);
+    cJSON *doc;
+    ASSERT(preflight_run(cfg, (unsigned char *)pem, len, 1, -1, NULL, &doc, err) == 0);
+    ASSERT_STREQ(cJSON_GetObjectItem(doc, "target")->valuestring, "ns");
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "groups")), 1);
+    ASSERT_STREQ(cause_of(doc, "hq"), "accept");
+    cJSON_Delete(doc);
+    ASSERT(preflight_run(cfg, (unsigned char *)pem, len, 1, 1, NULL, &doc, err) == 0);
+    ASSERT_STREQ(cJSON_GetObjectItem(doc, "target")->valuestring, "pkg");
+    ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(doc, "groups")), 1);
+    ASSERT_STREQ(cause_of(doc, "depot"), "hostname_mismatch"); /* ns's leaf on pkg */
     cJSON_Delete(doc);
     free(pem);
     cfg_free(cfg);
@@ -205,6 +245,7 @@ int main(void)
     ASSERT(lab_start(&lab, err) == 0);
     RUN(test_formats);
     RUN(test_verdicts);
+    RUN(test_targets);
     lab_stop(&lab);
     return 0;
 }
