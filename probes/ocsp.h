@@ -1,6 +1,6 @@
 /* ocsp.h - OCSP without I/O (RFC 6960, RFC 5019 profile): the certificate's responder URLs, the
  * request and its GET form, response parsing, signer authorization and status at the endpoint's
- * clock. The exchange itself and the cache live in revoke.c. */
+ * clock. The exchange itself is revoke.c, the cache revcache.c. */
 #ifndef FS_OCSP_H
 #define FS_OCSP_H
 
