@@ -1,4 +1,4 @@
-/* test_store.c - daemon/store.c on real SQLite files: what a tick writes and a restart reads back
+/* test_store.c - daemon/store*.c on real SQLite files: what a tick writes and a restart reads back
  * (endpoint states, events with their messages and sequence, the CRL cache), writes diffed
  * against the last commit, the gap after an unclean stop, a garbage, a foreign and a locked file,
  * a writer blocked by another client, the history's per-step samples and its bounds. */
