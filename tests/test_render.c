@@ -1,4 +1,4 @@
-/* test_render.c - web/render.c on hand-made probe results: an endpoint's detail and the
+/* test_render.c - web/render*.c on hand-made probe results: an endpoint's detail and the
  * /api/v1/targets entry are byte for byte what `fleetscan probe --json` writes for the same
  * result (probes/report.c, cJSON), plus their own members, so the API and the CLI cannot drift. */
 #include "web/render.h"
