@@ -3,6 +3,8 @@
 #include "web/render.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 
 #include <uv.h>
 
@@ -106,6 +108,82 @@ static uint64_t rev_at_risk(const snap_t *s, const char *url, int64_t *offline_a
                 *offline_at = u->strict_offline_at;
         }
     return n;
+}
+
+/* The leaf most of the target's addresses present (thumbprints compare case-insensitively), the
+ * reference probe's own on a tie; NULL when no address presented one. */
+static const char *majority_leaf(const snap_target_t *t)
+{
+    const char *best = NULL;
+    size_t best_n = 0;
+    for (size_t i = 0; i < t->nbackends; i++) {
+        const char *leaf = t->backends[i].leaf_sha1;
+        size_t n = 0;
+        if (leaf[0] == '\0')
+            continue;
+        for (size_t k = 0; k < t->nbackends; k++)
+            n += strcasecmp(t->backends[k].leaf_sha1, leaf) == 0;
+        if (n > best_n || (n == best_n && strcasecmp(leaf, t->leaf_sha1) == 0)) {
+            best = leaf;
+            best_n = n;
+        }
+    }
+    return best;
+}
+
+/* Per (target, address) of the farm behind a target's name (SPEC §4.1, /api/v1/targets
+ * "addresses"): the outcome there, when a probe last reached it, and whether the leaf it presents
+ * is the one most addresses present; then whether the target's addresses disagree
+ * (backend_inconsistent). */
+static void put_address_metrics(wbuf_t *b, const snap_t *s, const wbuf_t *common)
+{
+    m_family(b, "fleetscan_target_address_up", "gauge",
+             "1 when the last probe that reached this address of the target's name went online "
+             "(connected and validated).");
+    for (size_t ti = 0; ti < s->ntargets; ti++)
+        for (size_t i = 0; s->targets[ti] != NULL && i < s->targets[ti]->nbackends; i++) {
+            const snap_target_t *t = s->targets[ti];
+            m_u64(b, "fleetscan_target_address_up", common, "target", t->name, "address",
+                  t->backends[i].addr, t->backends[i].online ? 1 : 0);
+        }
+    m_family(b, "fleetscan_target_address_last_seen_seconds", "gauge",
+             "When a probe (the reference or an endpoint's) last reached this address of the "
+             "target's name (Unix time).");
+    for (size_t ti = 0; ti < s->ntargets; ti++)
+        for (size_t i = 0; s->targets[ti] != NULL && i < s->targets[ti]->nbackends; i++) {
+            const snap_target_t *t = s->targets[ti];
+            m_start(b, "fleetscan_target_address_last_seen_seconds", common);
+            m_label(b, "target", t->name);
+            m_label(b, "address", t->backends[i].addr);
+            m_end_i64(b, t->backends[i].last_seen);
+        }
+    m_family(b, "fleetscan_target_address_leaf_agrees", "gauge",
+             "1 when the leaf certificate this address presents (label sha1) is the one most of "
+             "the target's addresses present; 0: another binding (a node still has the old "
+             "certificate). No sample for an address where no handshake completed.");
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        const char *leaf = t != NULL ? majority_leaf(t) : NULL;
+        for (size_t i = 0; leaf != NULL && i < t->nbackends; i++) {
+            const snap_backend_t *k = &t->backends[i];
+            if (k->leaf_sha1[0] == '\0')
+                continue;
+            m_start(b, "fleetscan_target_address_leaf_agrees", common);
+            m_label(b, "target", t->name);
+            m_label(b, "address", k->addr);
+            m_label(b, "sha1", k->leaf_sha1);
+            m_end_u64(b, strcasecmp(k->leaf_sha1, leaf) == 0);
+        }
+    }
+    m_family(b, "fleetscan_target_backend_inconsistent", "gauge",
+             "1 when the target's addresses seen recently present different leaf certificates or "
+             "disagree on the outcome (the backend_inconsistent warning).");
+    for (size_t ti = 0; ti < s->ntargets; ti++) {
+        const snap_target_t *t = s->targets[ti];
+        if (t != NULL)
+            m_u64(b, "fleetscan_target_backend_inconsistent", common, "target", t->name, NULL, NULL,
+                  t->inconsistent ? 1 : 0);
+    }
 }
 
 /* The targets' gauges: each presented certificate's notAfter, whether each target's binding is
@@ -221,6 +299,7 @@ static void put_target_metrics(wbuf_t *b, const snap_t *s, const wbuf_t *common)
                  "1 when every target's binding accepts a connection and validates.");
         m_u64(b, "fleetscan_reference_up", common, NULL, NULL, NULL, NULL, all_up ? 1 : 0);
     }
+    put_address_metrics(b, s, common);
 }
 
 int render_metrics(const snap_t *s, wbuf_t *b)
