@@ -1,6 +1,6 @@
 /* reference.c - the targets: each reference probe of a server's own binding recorded as the
- * structured snap_target_t the snapshots share, from which web/render.c renders /api/v1/targets
- * and the certificate and CRL gauges of /metrics. */
+ * structured snap_target_t the snapshots share, from which web/render_targets.c renders
+ * /api/v1/targets and web/render_metrics.c the certificate and CRL gauges of /metrics. */
 #include "daemon/fleet_int.h"
 #include "probes/backend.h"
 #include "probes/util.h"

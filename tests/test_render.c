@@ -1,4 +1,4 @@
-/* test_render.c - web/render.c on hand-made probe results: an endpoint's detail and the
+/* test_render.c - web/render*.c on hand-made probe results: an endpoint's detail and the
  * /api/v1/targets entry are byte for byte what `fleetscan probe --json` writes for the same
  * result (probes/report.c, cJSON), plus their own members, so the API and the CLI cannot drift. */
 #include "web/render.h"
@@ -349,6 +349,84 @@ static void test_revocation_metrics_across_targets(void)
     snap_unref(s);
 }
 
+/* A farm of three nodes behind one name, one still on the old binding and one refusing: each
+ * address has its outcome and last-seen time, whether its leaf is the one most nodes present (the
+ * odd node is 0 even when the reference probe happened to reach it), and the target says its
+ * backends disagree. An address where no handshake completed has no leaf sample. */
+static void test_address_metrics(void)
+{
+    const char *newleaf = "2B81E5C6D1A8F03B9F1E2C3D4A5B6C7D8E9F0A1B";
+    const char *oldleaf = "E65E0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B";
+    snap_t *s = snap_new();
+    s->vantage = fs_xstrdup("hq");
+    s->ntargets = 2;
+    s->targets = fs_xcalloc(2, sizeof(*s->targets)); /* the second is not probed yet */
+    snap_target_t *t = s->targets[0] = snap_target_new();
+    t->name = fs_xstrdup("ns");
+    t->online = 1;
+    fs_strlcpy(t->leaf_sha1, oldleaf, sizeof(t->leaf_sha1)); /* it reached the odd node */
+    const struct {
+        const char *addr, *leaf;
+        int online;
+        fs_cause_t cause;
+        int64_t seen;
+    } nodes[] = {{"10.0.0.5", newleaf, 1, FS_CAUSE_NONE, T0},
+                 {"10.0.0.6", oldleaf, 1, FS_CAUSE_NONE, T0 + 5},
+                 {"10.0.0.7", "", 0, FS_CAUSE_CONNECT_REFUSED, T0 + 7},
+                 {"fd00::8", "2b81e5c6d1a8f03b9f1e2c3d4a5b6c7d8e9f0a1b", 1, FS_CAUSE_NONE, T0 + 9}};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(nodes); i++) {
+        snap_backend_t *k = &t->backends[t->nbackends++];
+        fs_strlcpy(k->addr, nodes[i].addr, sizeof(k->addr));
+        fs_strlcpy(k->leaf_sha1, nodes[i].leaf, sizeof(k->leaf_sha1));
+        k->online = nodes[i].online;
+        k->cause = (uint8_t)nodes[i].cause;
+        k->last_seen = nodes[i].seen;
+    }
+    t->inconsistent = 1;
+    fs_strlcpy(t->inconsistent_why, "10.0.0.6 presents leaf E65E...", sizeof(t->inconsistent_why));
+
+    wbuf_t b;
+    wbuf_init(&b, 4096, 1 << 20);
+    ASSERT_EQ(render_metrics(s, &b), 0);
+    const char *l = "vantage=\"hq\",shard=\"0/1\",target=\"ns\"";
+    char want[512];
+    /* Each line is family, then the labels after vantage, shard and target. */
+    const char *lines[][2] = {
+        {"fleetscan_target_address_up", ",address=\"10.0.0.5\"} 1\n"},
+        {"fleetscan_target_address_up", ",address=\"10.0.0.7\"} 0\n"},
+        {"fleetscan_target_address_last_seen_seconds", ",address=\"10.0.0.6\"} 1764000005\n"},
+        {"fleetscan_target_address_last_seen_seconds", ",address=\"fd00::8\"} 1764000009\n"},
+        {"fleetscan_target_address_leaf_agrees",
+         ",address=\"10.0.0.5\",sha1=\"2B81E5C6D1A8F03B9F1E2C3D4A5B6C7D8E9F0A1B\"} 1\n"},
+        {"fleetscan_target_address_leaf_agrees",
+         ",address=\"10.0.0.6\",sha1=\"E65E0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B\"} 0\n"},
+        {"fleetscan_target_address_leaf_agrees",
+         ",address=\"fd00::8\",sha1=\"2b81e5c6d1a8f03b9f1e2c3d4a5b6c7d8e9f0a1b\"} 1\n"},
+        {"fleetscan_target_backend_inconsistent", "} 1\n"},
+    };
+    for (size_t i = 0; i < FS_ARRAY_SIZE(lines); i++) {
+        snprintf(want, sizeof(want), "%s{%s%s", lines[i][0], l, lines[i][1]);
+        ASSERT_CONTAINS(b.data, want);
+    }
+    ASSERT(strstr(b.data, "leaf_agrees{vantage=\"hq\",shard=\"0/1\",target=\"ns\",address="
+                          "\"10.0.0.7\"") == NULL);
+    ASSERT_CONTAINS(b.data, "# TYPE fleetscan_target_address_up gauge\n");
+    ASSERT_CONTAINS(b.data, "# TYPE fleetscan_target_backend_inconsistent gauge\n");
+    wbuf_free(&b);
+
+    /* Two nodes, one leaf each: a tie goes to the reference probe's leaf. */
+    t->nbackends = 2;
+    fs_strlcpy(t->leaf_sha1, newleaf, sizeof(t->leaf_sha1));
+    wbuf_init(&b, 4096, 1 << 20);
+    ASSERT_EQ(render_metrics(s, &b), 0);
+    for (size_t i = 4; i <= 5; i++) {
+        snprintf(want, sizeof(want), "%s{%s%s", lines[i][0], l, lines[i][1]);
+        ASSERT_CONTAINS(b.data, want);
+    }
+    wbuf_free(&b);
+    snap_unref(s);
+}
+
 /* /api/v1/events keeps a window: a client asking from before it is told what it missed. */
 static void test_events_dropped(void)
 {
@@ -380,5 +458,6 @@ int main(void)
     RUN(test_detail);
     RUN(test_targets);
     RUN(test_revocation_metrics_across_targets);
+    RUN(test_address_metrics);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "lab/scenarios.h"
 #include "probes/util.h"
 #include "tests/test.h"
+#include "web/render.h"
 
 #include <unistd.h>
 
@@ -178,6 +179,20 @@ int main(void)
     const snap_target_t *ft = latest->targets[6];
     ASSERT(ft != NULL && ft->nbackends == 2 && ft->inconsistent);
     ASSERT(strcmp(ft->backends[0].leaf_sha1, ft->backends[1].leaf_sha1) != 0);
+    /* /metrics says the same per address: both nodes, one of them down, and the disagreement */
+    wbuf_t mb;
+    char want_line[256];
+    wbuf_init(&mb, 4096, 1 << 22);
+    ASSERT_EQ(render_metrics(latest, &mb), 0);
+    ASSERT(ft->backends[0].online != ft->backends[1].online); /* one node has the old binding */
+    for (size_t k = 0; k < 2; k++) {
+        snprintf(want_line, sizeof(want_line), "target=\"%s\",address=\"%s\"} %d\n", ft->name,
+                 ft->backends[k].addr, ft->backends[k].online);
+        ASSERT_CONTAINS(strstr(mb.data, "\nfleetscan_target_address_up{"), want_line);
+    }
+    snprintf(want_line, sizeof(want_line), "target=\"%s\"} 1\n", ft->name);
+    ASSERT_CONTAINS(strstr(mb.data, "\nfleetscan_target_backend_inconsistent{"), want_line);
+    wbuf_free(&mb);
 
     int stopped = 0;
     fleet_stop(fl, on_stopped, &stopped);
