@@ -503,8 +503,6 @@ static const cfg_key_t group_keys[] = {
     {KEY("tls", SECTION, 0), AT(cfg_group_t, tls), SUB(tls_section)},
     {KEY("clock_skew_s", I64, PROBE), AT(cfg_group_t, clock_skew_s),
      RANGE(-3153600000LL, 3153600000LL, 0)},
-    {KEY("request_timeout_ms", U32, PROBE), AT(cfg_group_t, request_timeout_ms),
-     RANGE(0, 3600000, 0)},
     {KEY("network", SECTION, 0), AT(cfg_group_t, network), SUB(network_section)},
 };
 const cfg_section_t cfg__group_section = {"groups[]", group_keys, FS_ARRAY_SIZE(group_keys), NULL};

@@ -110,7 +110,6 @@ typedef struct cfg_group_s {
     cfg_revocation_t revocation; /* revocation policy */
     cfg_tls_t tls;               /* TLS client settings */
     int64_t clock_skew_s;        /* the endpoint's clock minus the host's, seconds */
-    uint32_t request_timeout_ms; /* GET of the profile's path, 0: limits.request_timeout_ms */
     cfg_network_t network;       /* DNS view, proxy, source address */
 } cfg_group_t;
 

@@ -87,8 +87,7 @@ static void fill_probe_opts(policy_t *pl, const cfg_t *cfg, const cfg_group_t *g
     po->connect_timeout_ms = cfg->limits.connect_timeout_ms;
     po->dns_timeout_ms = cfg->limits.connect_timeout_ms;
     po->tls_timeout_ms = cfg->limits.tls_timeout_ms;
-    po->request_timeout_ms = grp && grp->request_timeout_ms ? grp->request_timeout_ms
-                                                            : cfg->limits.request_timeout_ms;
+    po->request_timeout_ms = cfg->limits.request_timeout_ms;
     po->total_timeout_ms = cfg->limits.probe_timeout_ms;
     po->capture_chain = 0;
     po->rev_policy = &pl->rev;

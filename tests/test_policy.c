@@ -42,7 +42,7 @@ static void test_group_mapping(void)
 {
     cfg_t *c = parse(
         "{\"name\": \"a\", \"count\": 1, \"profile\": \"pinned\", \"trust\": \"corp\","
-        " \"clock_skew_s\": -60, \"request_timeout_ms\": 2500, \"tls\": {\"sni\": false},"
+        " \"clock_skew_s\": -60, \"tls\": {\"sni\": false},"
         " \"revocation\": {\"mode\": \"soft_fail\", \"scope\": \"leaf\", \"aia_fetch\": false,"
         "   \"ocsp\": false, \"timeout_mode\": \"accumulative\", \"url_timeout_ms\": 700,"
         "   \"budget_ms\": 900, \"max_crl_bytes\": 4096},"
@@ -58,7 +58,6 @@ static void test_group_mapping(void)
     ASSERT_EQ(pl.popts.expiring_soon_s, 12 * 86400);
     ASSERT_EQ(pl.popts.total_timeout_ms, 9000);
     ASSERT_EQ(pl.popts.connect_timeout_ms, 1234);
-    ASSERT_EQ(pl.popts.request_timeout_ms, 2500);
     ASSERT_STREQ(pl.popts.expect_thumbprint, "0123456789abcdef0123456789abcdef01234567");
     ASSERT_STREQ(fs_resolve_lookup(pl.popts.resolve, "ns.corp.example"), "127.0.0.9");
     const char *addrs[FS_RESOLVE_MAX_ADDRS]; /* a farm: every address, in order */
