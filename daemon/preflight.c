@@ -230,7 +230,12 @@ int preflight_cause_is_certificate_independent(fs_cause_t c)
 {
     if (c == FS_CAUSE_NONE)
         return 0;
-    if (c == FS_CAUSE_PROFILE_MISMATCH)
+    /* probe_timeout ("any" phase) is what the model reports only where no phase-specific cause
+     * applies: a handshake that never completes (before any certificate is seen) and a request
+     * that is never answered (after the chain was accepted). AIA and revocation retrievals are
+     * bounded to end before the probe's deadline with their own verdict (crl_unreachable, the
+     * soft-fail warning): a timed-out group stays offline whatever certificate is bound. */
+    if (c == FS_CAUSE_PROFILE_MISMATCH || c == FS_CAUSE_PROBE_TIMEOUT)
         return 1;
     const char *ph = fs_cause_info(c)->phase;
     return strcmp(ph, "resolve") == 0 || strcmp(ph, "connect") == 0 || strcmp(ph, "tls") == 0 ||

@@ -35,8 +35,8 @@ int preflight_run(const cfg_t *cfg, const unsigned char *buf, size_t len, int dn
 /* The target a candidate chain is for when none is named: the one most endpoints talk to. */
 long preflight_default_target(const cfg_t *cfg);
 
-/* The cause that keeps a group offline whatever certificate is bound (a cause of the resolve,
- * connect, tls or request phase, or profile_mismatch), or FS_CAUSE_NONE. */
+/* Whether c keeps a group offline whatever certificate is bound: a cause of the resolve,
+ * connect, tls or request phase, profile_mismatch or probe_timeout. */
 int preflight_cause_is_certificate_independent(fs_cause_t c);
 
 #endif

@@ -25,7 +25,7 @@
 #include <openssl/ssl.h>
 
 #define LAB_TLS_POLL_MS 100
-#define LAB_TLS_CONN_DEADLINE_MS 10000 /* a connection never lives longer, except STALL */
+#define LAB_TLS_CONN_DEADLINE_MS 10000 /* a connection never lives longer, but STALL, no_answer */
 #define LAB_TLS_REQUEST_MAX (16 * 1024)
 #define LAB_TLS_GARBAGE_LEN 4096
 
@@ -39,6 +39,7 @@ struct lab_tls_s {
     char *status_line;
     char *response; /* verbatim answer, or NULL */
     size_t response_len;
+    int no_answer;      /* SERVE: the request is read, never answered */
     SSL_CTX *ctx;       /* SNI binding */
     SSL_CTX *nosni_ctx; /* default binding, or NULL */
     int fd;
@@ -213,6 +214,10 @@ static void serve_tls(lab_tls_t *s, int fd, int64_t deadline)
         } else if (!ssl_retry(s, ssl, r, deadline)) {
             break;
         }
+    }
+    if (got > 0 && s->no_answer) {
+        drain(s, fd, INT64_MAX);
+        goto out;
     }
     if (got > 0) {
         size_t len;
@@ -390,6 +395,7 @@ lab_tls_t *lab_tls_start(const lab_tls_opts_t *o, char err[256])
 
     s->fd = -1;
     s->mode = o->mode;
+    s->no_answer = o->no_answer;
     s->status_line = fs_xstrdup(o->status_line ? o->status_line : "HTTP/1.1 200 OK");
     if (o->response_len > 0) {
         s->response = fs_xmalloc(o->response_len);

@@ -41,6 +41,9 @@ typedef struct lab_tls_opts_s {
      * status_line and the usual headers, for clients that must cope with odd servers */
     const void *response;
     size_t response_len;
+    /* SERVE: complete the handshake, read the request and never answer it (an agent URL that
+     * hangs), holding the connection until the client leaves or stop */
+    int no_answer;
     /* where to listen: an IPv4 address (NULL: 127.0.0.1) and a port (0: an ephemeral one), so
      * several servers can share a port on different loopback addresses, like a farm's nodes */
     const char *bind_addr;

@@ -483,9 +483,36 @@ static void test_preflight(void)
     free(pem);
 }
 
-/* SPEC §4.3: for every lab group (one per cause and warning), `fleetscan probe -c --group`, the
- * daemon's group verdict, the pre-flight of the chain that group's server presents and the
- * forecast at days=0 agree. */
+/* SPEC §4.3: for any group and any chain, `fleetscan probe -c FILE --group NAME`, the daemon's
+ * verdict for the group, the pre-flight of the chain the group's server presents and the
+ * forecast at days=0 agree. Each evaluator judges what it can see, through the one model; the
+ * rule per cause and warning of SPEC §3 (test_agreement: the lab fleet; test_agreement_every_cause:
+ * the causes and warnings that fleet does not have):
+ *
+ * - Causes a chain decides (verify: cert_expired, cert_not_yet_valid, hostname_mismatch,
+ *   thumbprint_mismatch, missing_intermediate, untrusted_ca; revocation: cert_revoked,
+ *   crl_unreachable, crl_expired, crl_invalid): all four give the cause. Pre-flight fetches the
+ *   chain's CDPs itself, in the group's view, at the group's clock.
+ * - profile_mismatch: all four (the profile rules are part of the model; pre-flight of a plain
+ *   HTTP profile says so whatever the chain, and a differing port is the group's present state).
+ * - Causes no certificate changes (resolve: dns_failure; connect: connect_refused,
+ *   connect_timeout; tls: tls_handshake_failed, connection_closed; request: http_error; and
+ *   probe_timeout, which the model reports only for a handshake or a request that never
+ *   completes): the daemon and the probe give the cause; the forecast keeps it (offline now: no
+ *   certificate or CRL edge changes it); pre-flight through the API, which knows each group's
+ *   present state, gives it too, with chain_cause what the chain alone would do (null: accepted);
+ *   `fleetscan preflight` without a daemon has no present state and judges the chain alone: it
+ *   accepts. A chain is for one binding: the API judges the groups of the target most endpoints
+ *   talk to, `fleetscan preflight --target NAME` another target's (without present state).
+ * - Online: all four online.
+ * - Warnings a chain carries (cert_expiring_soon, weak_signature, aia_fetch_required,
+ *   crl_expiring_soon, revocation_soft_fail, revocation_url_dead): the daemon (every endpoint of
+ *   the group), the probe and pre-flight show it; the forecast has counts only (online).
+ * - weak_protocol: the daemon and the probe (the handshake negotiated it); pre-flight has no
+ *   handshake and does not show it.
+ * - backend_inconsistent: the daemon only, from the outcomes of the target's addresses across
+ *   probes; one probe meets one address and a chain is one node's, so neither shows it. */
+
 static const char *served_chain(lab_scenario_t sc)
 {
     switch (sc) {
@@ -520,64 +547,144 @@ static const char *cause_or_online(cJSON *c)
     return cJSON_IsString(c) ? c->valuestring : "online";
 }
 
+/* What one group must look like to each evaluator (see the rules above). */
+typedef struct agree_s {
+    const char *group;
+    const char *cause;   /* the verdict, NULL: online */
+    const char *warning; /* a warning every endpoint of the group carries, NULL: none */
+    const char *chain;   /* lab file: the chain the group's server presents (or would) */
+    const char *target;  /* NULL: the target most endpoints talk to (pre-flight by the API) */
+    int present;         /* a cause no certificate changes (pre-flight: the present state) */
+    int chain_warning;   /* pre-flight shows the warning too (a property of the chain) */
+    int probe_warning;   /* the one-shot probe shows it (all but backend_inconsistent) */
+    int exact;           /* the daemon's warnings are exactly `warning`, and the CLI pre-flight
+                            (no present state) is checked too */
+} agree_t;
+
+static cJSON *run_json(const char *cmd, int *exit_code)
+{
+    char *out = calloc(1, 1 << 20);
+    FILE *p = popen(cmd, "r");
+    ASSERT(p != NULL);
+    size_t n = fread(out, 1, (1 << 20) - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    if (exit_code != NULL)
+        *exit_code = WEXITSTATUS(st);
+    cJSON *j = cJSON_Parse(out);
+    if (j == NULL)
+        fprintf(stderr, "%s: not JSON: %.300s\n", cmd, out);
+    ASSERT(j != NULL);
+    free(out);
+    return j;
+}
+
+static const char *verdict_cause(cJSON *doc, const char *group_name, const char *member)
+{
+    return cause_or_online(cJSON_GetObjectItem(verdict_of(doc, group_name), member));
+}
+
+static void agree_check(cJSON *status, cJSON *forecast, const agree_t *a)
+{
+    const char *want = a->cause ? a->cause : "online";
+    /* the daemon: every endpoint of the group */
+    cJSON *g = group(status, a->group);
+    ASSERT(g != NULL);
+    char key[96];
+    snprintf(key, sizeof(key), "causes.%s", want);
+    double total = num(g, "total");
+    ASSERT(total > 0);
+    const char *daemon = (a->cause ? num(g, key) : num(g, "online")) == total ? want : "(mixed)";
+    if (a->warning != NULL) {
+        snprintf(key, sizeof(key), "warnings.%s", a->warning);
+        ASSERT_EQ(num(g, key), total);
+    }
+    if (a->exact)
+        ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(g, "warnings")), a->warning ? 1 : 0);
+    /* fleetscan probe -c FILE --group NAME */
+    char cmd[2000], chain[600];
+    int rc;
+    snprintf(cmd, sizeof(cmd), "%s probe -c %s --group %s --json --dns-override-only",
+             getenv("FLEETSCAN_BIN"), cfg_path, a->group);
+    cJSON *pr = run_json(cmd, &rc);
+    const char *cli = cause_or_online(cJSON_GetObjectItem(pr, "cause"));
+    ASSERT_EQ(rc, a->cause ? 1 : 0);
+    if (a->warning != NULL)
+        ASSERT_EQ(has_item(cJSON_GetObjectItem(pr, "warnings"), a->warning), a->probe_warning);
+    /* pre-flight of the chain the group's server presents: through the API (the groups of the
+     * target most endpoints talk to, with their present state), and without a daemon */
+    lab_file(&lab, a->chain, chain, sizeof(chain));
+    const char *pre = "(not judged)", *pre_cli = "(not judged)";
+    cJSON *pf = NULL, *pfc = NULL;
+    if (a->target == NULL) {
+        char *pem = read_file(chain);
+        resp_t r = http_body("POST", "/api/v1/preflight", token, pem);
+        ASSERT_EQ(r.status, 200);
+        pf = cJSON_Parse(r.body);
+        ASSERT(pf != NULL);
+        pre = verdict_cause(pf, a->group, "cause");
+        if (a->present) /* what the chain alone would do: these chains are acceptable */
+            ASSERT_STREQ(verdict_cause(pf, a->group, "chain_cause"), "online");
+        if (a->warning != NULL)
+            ASSERT_EQ(
+                has_item(cJSON_GetObjectItem(verdict_of(pf, a->group), "warnings"), a->warning),
+                a->chain_warning);
+        free(r.body);
+        free(pem);
+    }
+    if (a->exact || a->target != NULL) {
+        char tgt[96] = "";
+        if (a->target != NULL)
+            snprintf(tgt, sizeof(tgt), " --target %s", a->target);
+        snprintf(cmd, sizeof(cmd),
+                 "FLEETSCAN_DNS_OVERRIDE_ONLY=1 %s preflight -c %s --chain %s%s --json",
+                 getenv("FLEETSCAN_BIN"), cfg_path, chain, tgt);
+        pfc = run_json(cmd, NULL);
+        pre_cli = verdict_cause(pfc, a->group, "cause");
+        if (a->warning != NULL)
+            ASSERT_EQ(
+                has_item(cJSON_GetObjectItem(verdict_of(pfc, a->group), "warnings"), a->warning),
+                a->chain_warning);
+    }
+    /* the forecast now */
+    cJSON *fg = NULL, *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(forecast, "groups"))
+    {
+        if (strcmp(cJSON_GetObjectItem(it, "name")->valuestring, a->group) == 0)
+            fg = it;
+    }
+    ASSERT(fg != NULL);
+    snprintf(key, sizeof(key), "causes.%s", want);
+    const char *fc =
+        (a->cause ? num(fg, key) : num(fg, "endpoints.online")) == total ? want : "(differs)";
+    fprintf(stderr, "   %-16s daemon %-20s probe %-20s preflight %-20s cli %-20s forecast %s%s%s\n",
+            a->group, daemon, cli, pre, pre_cli, fc, a->warning ? " +" : "",
+            a->warning ? a->warning : "");
+    ASSERT_STREQ(daemon, want);
+    ASSERT_STREQ(cli, want);
+    if (a->target == NULL)
+        ASSERT_STREQ(pre, want);
+    if (pfc != NULL) /* no present state: the chain alone */
+        ASSERT_STREQ(pre_cli, a->present ? "online" : want);
+    ASSERT_STREQ(fc, want);
+    cJSON_Delete(pf);
+    cJSON_Delete(pfc);
+    cJSON_Delete(pr);
+}
+
 static void test_agreement(void)
 {
     cJSON *status = get_json("/api/v1/status", 200);
     cJSON *forecast = get_json("/api/v1/forecast?days=0", 200);
     for (size_t i = 0; i < lab_ngroups; i++) {
         const lab_group_t *lg = &lab_groups[i];
-        const char *want = lg->expect_cause ? lg->expect_cause : "online";
-        /* the daemon */
-        cJSON *g = group(status, lg->name);
-        char key[96];
-        snprintf(key, sizeof(key), "causes.%s", want);
-        double total = num(g, "total");
-        ASSERT_EQ(lg->expect_cause ? num(g, key) : num(g, "online"), total);
-        /* fleetscan probe -c FILE --group NAME */
-        char cmd[1600], *out = calloc(1, 1 << 20);
-        snprintf(cmd, sizeof(cmd), "%s probe -c %s --group %s --json --dns-override-only",
-                 getenv("FLEETSCAN_BIN"), cfg_path, lg->name);
-        FILE *p = popen(cmd, "r");
-        size_t n = fread(out, 1, (1 << 20) - 1, p);
-        out[n] = '\0';
-        int rc = WEXITSTATUS(pclose(p));
-        cJSON *pr = cJSON_Parse(out);
-        ASSERT(pr != NULL);
-        const char *cli = cause_or_online(cJSON_GetObjectItem(pr, "cause"));
-        /* pre-flight of the chain this group's server presents (the API: it knows each
-         * group's present state) */
-        char *pem = read_file(lab_file(&lab, served_chain(lg->scenario), (char[600]){0}, 600));
-        resp_t r = http_body("POST", "/api/v1/preflight", token, pem);
-        ASSERT_EQ(r.status, 200);
-        cJSON *pf = cJSON_Parse(r.body);
-        const char *pre = cause_or_online(cJSON_GetObjectItem(verdict_of(pf, lg->name), "cause"));
-        /* the forecast now */
-        cJSON *fg = NULL, *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItem(forecast, "groups"))
-        {
-            if (strcmp(cJSON_GetObjectItem(it, "name")->valuestring, lg->name) == 0)
-                fg = it;
-        }
-        ASSERT(fg != NULL);
-        const char *fc = lg->expect_cause && num(fg, key) == total                   ? want
-                         : !lg->expect_cause && num(fg, "endpoints.online") == total ? "online"
-                                                                                     : "(differs)";
-        fprintf(stderr, "   %-16s daemon %-20s probe %-20s preflight %-20s forecast %s\n", lg->name,
-                want, cli, pre, fc);
-        ASSERT_STREQ(cli, want);
-        ASSERT_EQ(rc, lg->expect_cause ? 1 : 0);
-        ASSERT_STREQ(pre, want);
-        ASSERT_STREQ(fc, want);
-        if (lg->expect_warning) {
-            ASSERT(has_item(cJSON_GetObjectItem(pr, "warnings"), lg->expect_warning));
-            ASSERT(has_item(cJSON_GetObjectItem(verdict_of(pf, lg->name), "warnings"),
-                            lg->expect_warning));
-        }
-        cJSON_Delete(pf);
-        cJSON_Delete(pr);
-        free(r.body);
-        free(pem);
-        free(out);
+        agree_t a = {.group = lg->name,
+                     .cause = lg->expect_cause,
+                     .warning = lg->expect_warning,
+                     .chain = served_chain(lg->scenario),
+                     .chain_warning = 1,
+                     .probe_warning = 1};
+        agree_check(status, forecast, &a);
     }
     cJSON_Delete(forecast);
     cJSON_Delete(status);
@@ -1344,6 +1451,224 @@ static void test_event_log_disk_full(void)
     ASSERT(rmdir(full_dir) == 0);
 }
 
+/* A leaf of the lab's issuing CA for the lab host with CDP base + crl (then more, NULL-ended),
+ * written with its issuer as <name>-chain.pem, served by a binding of its own (started into
+ * *srv) unless srv is NULL. */
+static void every_leaf(lab_cert_t *leaf, const char *name, const char *crl, const char *const *more,
+                       lab_tls_t **srv)
+{
+    char err[256], base[128], cdp[200], aia[200], path[600];
+    snprintf(base, sizeof(base), "http://%s:%d", LAB_CRL_HOST, lab_http_port(lab.http));
+    snprintf(cdp, sizeof(cdp), "%s/%s", base, crl);
+    snprintf(aia, sizeof(aia), "%s/inter.der", base);
+    lab_cert_opts_t o = {.cn = LAB_HOST,
+                         .dns_sans = (const char *const[]){LAB_HOST, NULL},
+                         .ip_sans = (const char *const[]){"127.0.0.1", NULL},
+                         .key = lab.pki.leaf[LAB_LEAF_GOOD].key,
+                         .crl_url = cdp,
+                         .crl_urls = more,
+                         .aia_url = aia};
+    ASSERT(lab_cert_issue(leaf, &o, &lab.pki.inter, err) == 0);
+    X509 *chain[] = {leaf->cert, lab.pki.inter.cert};
+    snprintf(path, sizeof(path), "%s-chain.pem", name);
+    ASSERT(lab_write_pem(lab_file(&lab, path, (char[600]){0}, 600), chain, 2) == 0);
+    if (srv != NULL) {
+        lab_tls_opts_t so = {.mode = LAB_TLS_SERVE,
+                             .cert = leaf->cert,
+                             .key = leaf->key,
+                             .chain = &lab.pki.inter.cert,
+                             .nchain = 1};
+        *srv = lab_tls_start(&so, err);
+        ASSERT(*srv != NULL);
+    }
+}
+
+static void serve_crl(const char *path, int64_t this_off_s, int64_t next_off_s)
+{
+    unsigned char *der;
+    size_t len;
+    char err[256];
+    ASSERT(lab_crl_make(&der, &len, &lab.pki.inter, NULL, 0, this_off_s, next_off_s, NULL, err) ==
+           0);
+    lab_http_set(lab.http, path, 200, der, len, "application/pkix-crl");
+    free(der);
+}
+
+static int farm_inconsistent(cJSON *s, void *arg)
+{
+    (void)arg;
+    cJSON *g = group(s, "farm");
+    return all_probed(s, NULL) && g != NULL &&
+           num(g, "warnings.backend_inconsistent") == num(g, "total");
+}
+
+/* The causes and warnings of SPEC §3 the lab fleet has no group for, each in a group of its own
+ * on a second daemon, under the rules above. Its "ns" target (most endpoints) holds the groups
+ * pre-flight judges through the API: a view without the server's name (dns_failure), an agent
+ * URL that never answers (probe_timeout after the handshake), CDPs serving a stale CRL, the
+ * root's CRL for a leaf of the issuing CA, a CRL that runs out in 2 h, a dead CDP URL before a
+ * live one, a leaf expiring in 5 days. Servers that fail before any certificate are targets of
+ * their own (a closed port, a full accept queue, non-TLS bytes, a reset, a close, a stalled
+ * handshake, a TLS 1.0-only binding), as is a farm whose second node serves another valid leaf:
+ * a profile that differs from a binding that answers would be profile_mismatch instead. */
+static void test_agreement_every_cause(void)
+{
+    char err[256], base_cfg[600], saved[600];
+    lab_cert_t leaf[5];
+    lab_tls_t *srv[8] = {0};
+    int bh[4] = {-1, -1, -1, -1};
+    serve_crl("/stale.crl", -8 * 86400, -86400); /* the CA stopped publishing a day ago */
+    serve_crl("/soon.crl", -3600, 2 * 3600);
+    every_leaf(&leaf[0], "x-stale", "stale.crl", NULL, &srv[0]);
+    every_leaf(&leaf[1], "x-wrongcrl", "root.crl", NULL, &srv[1]); /* the root's CRL */
+    every_leaf(&leaf[2], "x-soon", "soon.crl", NULL, &srv[2]);
+    char live[200];
+    snprintf(live, sizeof(live), "http://%s:%d/inter.crl", LAB_CRL_HOST, lab_http_port(lab.http));
+    every_leaf(&leaf[3], "x-deadcdp", "gone.crl", (const char *const[]){live, NULL}, &srv[3]);
+    every_leaf(&leaf[4], "x-renewed", "inter.crl", NULL, NULL);
+    X509 *inter[] = {lab.pki.inter.cert};
+    lab_tls_opts_t so = {.mode = LAB_TLS_SERVE,
+                         .cert = lab.pki.leaf[LAB_LEAF_GOOD].cert,
+                         .key = lab.pki.leaf[LAB_LEAF_GOOD].key,
+                         .chain = inter,
+                         .nchain = 1,
+                         .no_answer = 1};
+    srv[4] = lab_tls_start(&so, err); /* the agent URL hangs */
+    so.no_answer = 0;
+    srv[5] = lab_tls_start(&so, err); /* the farm's first node */
+    ASSERT(srv[4] != NULL && srv[5] != NULL);
+    so.cert = leaf[4].cert; /* its second node, same port, another (valid) leaf */
+    so.bind_addr = "127.0.0.2";
+    so.port = lab_tls_port(srv[5]);
+    srv[6] = lab_tls_start(&so, err);
+    ASSERT(srv[6] != NULL);
+    int blackhole = lab_blackhole("127.0.0.1", 0, bh);
+    ASSERT(blackhole > 0);
+    int tls10 = lab_port(&lab, LAB_SC_TLS10);
+
+    static const char path[] = "/Altiris/NS/Agent/GetClientPolicies.aspx",
+                      good[] = "good-chain.pem";
+    int good_port = lab_port(&lab, LAB_SC_GOOD);
+    /* clang-format off */
+    const struct {
+        agree_t a; /* group, cause, warning, chain, target (NULL: "ns"), present, chain_warning,
+                      probe_warning, exact (set below) */
+        int port;
+        const char *path, *resolve; /* the view's addresses for the server's name ("": none) */
+    } rows[] = {
+        {{"base", NULL, NULL, good, NULL, 0, 0, 0, 0}, good_port, "", NULL},
+        {{"no-dns", "dns_failure", NULL, good, NULL, 1, 0, 0, 0}, good_port, "", ""},
+        {{"hang", "probe_timeout", NULL, good, NULL, 1, 0, 0, 0}, lab_tls_port(srv[4]), path, NULL},
+        {{"crl-stale", "crl_expired", NULL, "x-stale-chain.pem", NULL, 0, 0, 0, 0},
+         lab_tls_port(srv[0]), "", NULL},
+        {{"crl-wrong", "crl_invalid", NULL, "x-wrongcrl-chain.pem", NULL, 0, 0, 0, 0},
+         lab_tls_port(srv[1]), "", NULL},
+        {{"crl-soon", NULL, "crl_expiring_soon", "x-soon-chain.pem", NULL, 0, 1, 1, 0},
+         lab_tls_port(srv[2]), "", NULL},
+        {{"url-dead", NULL, "revocation_url_dead", "x-deadcdp-chain.pem", NULL, 0, 1, 1, 0},
+         lab_tls_port(srv[3]), "", NULL},
+        {{"expiring", NULL, "cert_expiring_soon", "expiring-chain.pem", NULL, 0, 1, 1, 0},
+         lab_port(&lab, LAB_SC_EXPIRING), "", NULL},
+        {{"refused", "connect_refused", NULL, good, "down", 1, 0, 0, 0}, lab.closed_port, "", NULL},
+        {{"blackholed", "connect_timeout", NULL, good, "blackhole", 1, 0, 0, 0}, blackhole, "", NULL},
+        {{"not-tls", "tls_handshake_failed", NULL, good, "garbage", 1, 0, 0, 0},
+         lab_port(&lab, LAB_SC_GARBAGE), "", NULL},
+        {{"reset", "connection_closed", NULL, good, "reset", 1, 0, 0, 0},
+         lab_port(&lab, LAB_SC_RESET), "", NULL},
+        {{"closed", "connection_closed", NULL, good, "close", 1, 0, 0, 0},
+         lab_port(&lab, LAB_SC_CLOSE), "", NULL},
+        {{"stalled", "probe_timeout", NULL, good, "stall", 1, 0, 0, 0},
+         lab_port(&lab, LAB_SC_STALL), "", NULL},
+        {{"farm", NULL, "backend_inconsistent", good, "farm", 0, 0, 0, 0},
+         lab_tls_port(srv[5]), "", "[\"127.0.0.1\", \"127.0.0.2\"]"},
+        /* the endpoints allow TLS 1.0; then TLS 1.2 at least, the default */
+        {{"tls10-weak", NULL, "weak_protocol", good, "tls10", 0, 0, 1, 0}, tls10, "", NULL},
+        {{"tls10-strict", "tls_handshake_failed", NULL, good, "tls10", 1, 0, 0, 0}, tls10, "", NULL},
+    };
+    /* clang-format on */
+    char root[600], tok[600];
+    lab_file(&lab, "root.pem", root, sizeof(root));
+    lab_file(&lab, "token", tok, sizeof(tok));
+    lab_file(&lab, "every-cause.json", base_cfg, sizeof(base_cfg));
+    FILE *f = fopen(base_cfg, "w");
+    ASSERT(f != NULL);
+    fprintf(
+        f,
+        "{\"vantage\": \"lab\", \"listen\": \"127.0.0.1:0\", \"api_token_file\": \"%s\",\n"
+        " \"interval_s\": 3600, \"limits\": {\"max_in_flight\": 64, \"probe_timeout_ms\": 8000,"
+        " \"connect_timeout_ms\": 2000, \"tls_timeout_ms\": 4000, \"request_timeout_ms\": 3000},\n"
+        " \"trust_stores\": {\"corp\": {\"ca_file\": \"%s\"}},\n"
+        " \"reference\": {\"profile\": \"base\", \"trust\": \"corp\"},\n \"targets\": {\n"
+        "  \"ns\": {\"url\": \"https://%s:%d/\"}",
+        tok, root, LAB_HOST, lab_port(&lab, LAB_SC_GOOD));
+    for (size_t i = 0; i < FS_ARRAY_SIZE(rows); i++)
+        if (rows[i].a.target && rows[i].port > 0 &&
+            (rows[i - 1].a.target == NULL || strcmp(rows[i - 1].a.target, rows[i].a.target) != 0))
+            fprintf(f, ",\n  \"%s\": {\"url\": \"https://%s:%d/\"}", rows[i].a.target, LAB_HOST,
+                    rows[i].port);
+    fprintf(f, "},\n \"profiles\": {");
+    for (size_t i = 0; i < FS_ARRAY_SIZE(rows); i++)
+        if (rows[i].port > 0)
+            fprintf(f, "%s\n  \"%s\": {\"url\": \"https://%s:%d%s\", \"target\": \"%s\"}",
+                    i ? "," : "", rows[i].a.group, LAB_HOST, rows[i].port, rows[i].path,
+                    rows[i].a.target ? rows[i].a.target : "ns");
+    fprintf(f, "},\n \"groups\": [");
+    size_t n = 0;
+    agree_t want[FS_ARRAY_SIZE(rows)];
+    for (size_t i = 0; i < FS_ARRAY_SIZE(rows); i++) {
+        if (rows[i].port <= 0) { /* TLS 1.0 where the local OpenSSL cannot serve it */
+            fprintf(stderr, "   %-16s skipped: %s\n", rows[i].a.group,
+                    "this OpenSSL does not serve TLS 1.0");
+            continue;
+        }
+        const char *res = rows[i].resolve;
+        char view[200];
+        if (res != NULL && res[0] == '\0')
+            snprintf(view, sizeof(view), "\"%s\": \"127.0.0.1\"", LAB_CRL_HOST);
+        else
+            snprintf(view, sizeof(view), "\"%s\": %s, \"%s\": \"127.0.0.1\"", LAB_HOST,
+                     res ? res : "\"127.0.0.1\"", LAB_CRL_HOST);
+        fprintf(f,
+                "%s\n  {\"name\": \"%s\", \"count\": %d, \"profile\": \"%s\", \"trust\": \"corp\","
+                " \"revocation\": {\"mode\": \"strict\", \"url_timeout_ms\": 2000, \"budget_ms\": "
+                "3000},%s \"network\": {\"resolve\": {%s}}}",
+                n ? "," : "", rows[i].a.group, rows[i].a.target ? 2 : 6, rows[i].a.group,
+                strcmp(rows[i].a.group, "tls10-weak") == 0 ? " \"tls\": {\"min_version\": \"1.0\"},"
+                                                           : "",
+                view);
+        want[n] = rows[i].a;
+        want[n].exact = 1;
+        n++;
+    }
+    fprintf(f, "]}\n");
+    ASSERT(fclose(f) == 0);
+
+    fs_strlcpy(saved, cfg_path, sizeof(saved));
+    fs_strlcpy(cfg_path, base_cfg, sizeof(cfg_path));
+    start_daemon();
+    cJSON *s = wait_status(all_probed, NULL);
+    cJSON_Delete(s);
+    /* The farm's endpoints carry backend_inconsistent once both nodes were met: probe again. */
+    resp_t r = http("POST", "/api/v1/scan", token);
+    ASSERT_EQ(r.status, 202);
+    free(r.body);
+    cJSON *status = wait_status(farm_inconsistent, NULL);
+    cJSON *forecast = get_json("/api/v1/forecast?days=0", 200);
+    for (size_t i = 0; i < n; i++)
+        agree_check(status, forecast, &want[i]);
+    cJSON_Delete(forecast);
+    cJSON_Delete(status);
+    stop_daemon();
+    for (size_t i = 0; i < FS_ARRAY_SIZE(srv); i++)
+        lab_tls_stop(srv[i]);
+    for (int i = 0; i < 4; i++)
+        if (bh[i] >= 0)
+            close(bh[i]);
+    for (size_t i = 0; i < FS_ARRAY_SIZE(leaf); i++)
+        lab_cert_free(&leaf[i]);
+    fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
+}
+
 int main(void)
 {
     char err[256], token_path[600];
@@ -1381,6 +1706,7 @@ int main(void)
     RUN(test_event_log_disk_full);
     RUN(test_reload_large_config);
     RUN(test_preflight_stalled_cdp);
+    RUN(test_agreement_every_cause);
     close(daemon_out);
     lab_stop(&lab);
     curl_global_cleanup();
