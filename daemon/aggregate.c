@@ -128,9 +128,10 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     e->state = (uint8_t)state;
     e->cause = (uint8_t)cause;
     e->warnings = r->warnings;
-    /* A farm (SPEC §4.1): endpoints that connect to the target's binding itself meet its
-     * addresses in turn; when they disagree, every such endpoint carries the warning. */
-    if (!gr->pl.profile_differs) {
+    /* A farm (SPEC §4.1): endpoints that connect to the target's binding itself, through the
+     * addresses its reference meets, meet them in turn; when they disagree, every such
+     * endpoint carries the warning. */
+    if (!gr->pl.profile_differs && policy_same_addresses(&gr->pl, &t->pl)) {
         int shown;
         if (fleet__target_backend(&gen->targets[gr->pl.target_idx], r,
                                   (int64_t)(2 * gen->cfg->interval_s) + 30, &shown))

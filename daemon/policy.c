@@ -171,6 +171,20 @@ int policy_reference_init(policy_t *pl, const cfg_t *cfg, size_t ti, char err[25
     return 0;
 }
 
+int policy_same_addresses(const policy_t *a, const policy_t *b)
+{
+    const char *host = a->ref->u.host;
+    const char *x[FS_RESOLVE_MAX_ADDRS], *y[FS_RESOLVE_MAX_ADDRS];
+    size_t nx = fs_resolve_lookup_all(a->popts.resolve, host, x);
+    size_t ny = fs_resolve_lookup_all(b->popts.resolve, host, y);
+    if (nx != ny)
+        return 0;
+    for (size_t i = 0; i < nx; i++)
+        if (strcmp(x[i], y[i]) != 0)
+            return 0;
+    return 1;
+}
+
 void policy_set_profile(policy_t *pl, const cfg_profile_t *p)
 {
     pl->profile = p;

@@ -45,6 +45,11 @@ int policy_group_init(policy_t *pl, const cfg_t *cfg, size_t gi, tlsc_ctx_t *sha
 int policy_reference_init(policy_t *pl, const cfg_t *cfg, size_t ti, char err[256]);
 /* Points pl at another profile (borrowed, must outlive pl): `fleetscan probe -c --group URL`. */
 void policy_set_profile(policy_t *pl, const cfg_profile_t *p);
+/* 1 when a and b meet the same addresses for a's binding host: both resolve it through the
+ * system, or both override it with the same address list. Only such probes tell whether a
+ * farm's nodes agree: a group whose DNS view sends the name elsewhere (a stale record, a
+ * branch's split DNS) is judged on its own, never makes the farm look inconsistent. */
+int policy_same_addresses(const policy_t *a, const policy_t *b);
 void policy_free(policy_t *pl);
 
 /* 1 when a reference probe shows its binding answering: resolved, connected and completed the

@@ -103,10 +103,11 @@ int main(void)
              "   \"ns-http\": {\"url\": \"http://ns.lab.test:%d/\", \"target\": \"ns\"},"
              "   \"old-wrong-port\": {\"url\": \"https://ns.lab.test:%d/\", \"target\": \"old\"},"
              "   \"old\": {\"url\": \"https://ns.lab.test:%d/\"},"
-             "   \"farm\": {\"url\": \"https://ns.lab.test:%d/\"}},"
+             "   \"farm\": {\"url\": \"https://ns.lab.test:%d/\"},"
+             "   \"ns-stale-dns\": {\"url\": \"https://ns.lab.test:%d/Altiris\"}},"
              " \"groups\": [",
              root, good, closed, stall, reset, expired, farm, good, closed, stall, reset, closed2,
-             plain, closed2, expired, farm);
+             plain, closed2, expired, farm, good);
     static const struct {
         const char *group, *cause;
     } want[] = {
@@ -120,6 +121,9 @@ int main(void)
         {"old-wrong-port", "profile_mismatch"}, /* its target answers, with an expired leaf */
         {"old", "cert_expired"},
         {"farm", "(mixed or pending)"}, /* some endpoints meet the expired node */
+        /* the binding of ns, but its DNS view sends the name to an address where nothing
+         * listens: its own failure, and no reason to call ns's addresses inconsistent */
+        {"ns-stale-dns", "connect_refused"},
     };
     for (size_t i = 0; i < FS_ARRAY_SIZE(want); i++) {
         size_t n = strlen(json);
@@ -130,8 +134,9 @@ int main(void)
                  "\"stall.lab.test\": \"127.0.0.1\", \"reset.lab.test\": \"127.0.0.1\"}}}",
                  i ? "," : "", want[i].group, want[i].group,
                  /* the farm's view: the name has both nodes */
-                 strcmp(want[i].group, "farm") == 0 ? "[\"127.0.0.1\", \"127.0.0.2\"]"
-                                                    : "\"127.0.0.1\"");
+                 strcmp(want[i].group, "farm") == 0           ? "[\"127.0.0.1\", \"127.0.0.2\"]"
+                 : strcmp(want[i].group, "ns-stale-dns") == 0 ? "\"127.0.0.2\""
+                                                              : "\"127.0.0.1\"");
     }
     strcat(json, "]}");
     snprintf(path, sizeof(path), "%s/fleet.json", dir);
@@ -175,6 +180,13 @@ int main(void)
     for (size_t i = 0; i < latest->ntargets; i++)
         ASSERT(latest->targets[i] != NULL &&
                strcmp(latest->targets[i]->name, cfg->targets[i].name) == 0);
+
+    /* A group of ns whose own DNS view meets another address is no farm node of ns: ns's
+     * endpoints carry no backend_inconsistent, and ns lists only the address its view meets. */
+    const snap_group_t *dg = group(latest, "default");
+    ASSERT_EQ(dg->counts.warnings[FS_WARN_BACKEND_INCONSISTENT], 0);
+    ASSERT(latest->targets[0] != NULL && !latest->targets[0]->inconsistent);
+    ASSERT_EQ(latest->targets[0]->nbackends, 1);
 
     const snap_target_t *ft = latest->targets[6];
     ASSERT(ft != NULL && ft->nbackends == 2 && ft->inconsistent);
