@@ -123,6 +123,8 @@ int render_status(const snap_t *s, wbuf_t *b)
         put_counts(b, &s->groups[i].counts);
         wbuf_putc(b, ',');
         put_count_maps(b, &s->groups[i].counts);
+        wbuf_puts(b, ",\"target\":");
+        wbuf_json_str(b, s->groups[i].target);
         wbuf_putc(b, '}');
     }
     wbuf_puts(b, "],\"scan\":{\"probes_total\":");
@@ -314,6 +316,11 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t 
         wbuf_puts(b, "\",\"cause\":");
         if (ev->cause != FS_CAUSE_NONE)
             wbuf_json_str(b, fs_cause_id((fs_cause_t)ev->cause));
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, ",\"target\":");
+        if (ev->target[0] != '\0')
+            wbuf_json_strn(b, ev->target, strnlen(ev->target, sizeof(ev->target)));
         else
             wbuf_puts(b, "null");
         wbuf_putc(b, '}');

@@ -51,6 +51,7 @@ typedef struct snap_counts_s {
 
 typedef struct snap_group_s {
     char *name;
+    char *target; /* the target its profile belongs to (SPEC §4.1), by its configured name */
     snap_counts_t counts;
     char *message; /* agent.log line of the group's last probe ("" when none) */
     /* Per primary cause (FS_CAUSE_NONE: online): the last message of a probe of this group that
@@ -73,6 +74,8 @@ typedef struct snap_event_s {
     int64_t at;       /* seconds since the epoch */
     uint64_t seq;     /* strictly increasing */
     char subject[96]; /* endpoint id or "group:<name>" */
+    char target[49];  /* the target of the subject's group when it happened ([A-Za-z0-9_.-]{1,48});
+                         "" when unknown (a restored event whose group is gone) */
     uint8_t old_state, new_state;
     uint8_t cause;
 } snap_event_t;
