@@ -252,6 +252,10 @@ void fleet_publish(fleet_t *f)
         o->since = e->since;
         o->last_probe_at = e->last_probe;
         memcpy(o->timings_ms, e->timings_ms, sizeof(o->timings_ms));
+        snap_group_t *sg = &s->groups[e->group];
+        if (e->state == SNAP_OFFLINE && e->since != 0 &&
+            (sg->offline_since == 0 || e->since < sg->offline_since))
+            sg->offline_since = e->since;
     }
     s->probes_total = f->probes_total;
     memcpy(s->probes_by_result, f->probes_by_result, sizeof(s->probes_by_result));

@@ -125,6 +125,8 @@ int render_status(const snap_t *s, wbuf_t *b)
         put_count_maps(b, &s->groups[i].counts);
         wbuf_puts(b, ",\"target\":");
         wbuf_json_str(b, s->groups[i].target);
+        wbuf_puts(b, ",\"offline_since\":");
+        wbuf_json_time(b, s->groups[i].offline_since);
         wbuf_putc(b, '}');
     }
     wbuf_puts(b, "],\"scan\":{\"probes_total\":");
@@ -145,14 +147,21 @@ int render_status(const snap_t *s, wbuf_t *b)
     put_state_db(b, &s->state_db);
     wbuf_puts(b, ",\"config\":{\"last_reload\":");
     if (s->reload_at == 0) {
-        wbuf_puts(b, "null}");
+        wbuf_puts(b, "null");
     } else {
         wbuf_puts(b, "{\"at\":");
         wbuf_json_time(b, s->reload_at);
         wbuf_puts(b, s->reload_ok ? ",\"ok\":true,\"message\":" : ",\"ok\":false,\"message\":");
         wbuf_json_strn(b, s->reload_message, strnlen(s->reload_message, sizeof(s->reload_message)));
-        wbuf_puts(b, "}}");
+        wbuf_putc(b, '}');
     }
+    wbuf_puts(b, ",\"reloads\":[");
+    for (size_t i = 0; i < s->nreloads && i < SNAP_RELOADS_MAX; i++) {
+        wbuf_puts(b, i > 0 ? ",{\"at\":" : "{\"at\":");
+        wbuf_json_time(b, s->reloads[i].at);
+        wbuf_puts(b, s->reloads[i].ok ? ",\"ok\":true}" : ",\"ok\":false}");
+    }
+    wbuf_puts(b, "]}");
     wbuf_puts(b, ",\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
         wbuf_puts(b, i > 0 ? ",{\"code\":" : "{\"code\":");
