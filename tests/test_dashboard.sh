@@ -186,7 +186,6 @@ for w in 420 1400; do
     timeout 90 bash -c "$chromium_list; capture $w '$shots/dashboard-$w.png'" >"$tmp/check$w.txt" ||
         fail "capturing the page at $w px failed: $(tail -n5 "$tmp/chromium.err")"
 done
-history_json=$(curl -fsS "$base/api/v1/history?since=$(date -u -d "$generated - 6 hours" +%Y-%m-%dT%H:%M:%SZ)&step=60")
 status_after=$(curl -fsS "$base/api/v1/status")
 
 # The fleet must not have moved while the browser looked at it, or the comparison means nothing.
@@ -467,6 +466,8 @@ done
 # The timeline: a bar per minute sample of /api/v1/history in the window it shows, with the
 # sample's numbers; the reload; a mark per group change in the window.
 svg=$(grep -o '<svg [^>]*id="timeline-svg"[^>]*>' "$tmp/dom.html") || fail "no timeline"
+step=${svg#*data-step=\"} step=${step%%\"*}
+history_json=$(curl -fsS "$base/api/v1/history?since=$(date -u -d "$generated - 6 hours" +%Y-%m-%dT%H:%M:%SZ)&step=$step")
 from=${svg#*data-from=\"} from=$(epoch "${from%%\"*}")
 to=${svg#*data-to=\"} to=$(epoch "${to%%\"*}")
 re='\{"at":"([^"]*)","sampled_at":"[^"]*","endpoints":\{"total":[0-9]+,"online":([0-9]+),"offline":([0-9]+),"pending":([0-9]+)\}'
@@ -475,7 +476,7 @@ npts=0
 while [[ $rest =~ $re ]]; do
     rest=${rest#*"${BASH_REMATCH[0]}"}
     at=$(epoch "${BASH_REMATCH[1]}")
-    [ $((at + 60)) -gt "$from" ] && [ "$at" -lt "$to" ] || continue
+    [ $((at + step)) -gt "$from" ] && [ "$at" -lt "$to" ] || continue
     if ! g=$(grep -o -m1 "<g class=\"tl-pt\" data-at=\"${BASH_REMATCH[1]}\"[^>]*>" "$tmp/dom.html"); then
         # sampled after the page read the history: the page's bar for the present covers it
         grep -q "<g class=\"tl-now\" data-at=\"${BASH_REMATCH[1]}\"" "$tmp/dom.html" ||
