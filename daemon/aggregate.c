@@ -44,13 +44,14 @@ void fleet__ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n
     snprintf(buf, n, "%s-%05u", g->groups[e->group].cfg->name, e->index);
 }
 
-void fleet__push_event(fleet_t *f, const char *subject, int old_state, int new_state, int cause,
-                       const char *message)
+void fleet__push_event(fleet_t *f, const char *subject, const char *target, int old_state,
+                       int new_state, int cause, const char *message)
 {
     snap_event_t *ev = &f->events[f->event_seq % FLEET_EVENTS_MAX];
     ev->seq = ++f->event_seq;
     ev->at = fs_wall_ms() / 1000;
     fs_strlcpy(ev->subject, subject, sizeof(ev->subject));
+    fs_strlcpy(ev->target, target != NULL ? target : "", sizeof(ev->target));
     ev->old_state = (uint8_t)old_state;
     ev->new_state = (uint8_t)new_state;
     ev->cause = (uint8_t)cause;
@@ -88,7 +89,7 @@ int fleet__group_split(const fleet_group_t *gr, uint8_t *state, uint8_t *cause)
     return 1;
 }
 
-static void group_event(fleet_t *f, fleet_group_t *gr)
+static void group_event(fleet_t *f, const fleet_gen_t *gen, fleet_group_t *gr)
 {
     const snap_counts_t *c = &gr->counts;
     uint8_t state, cause;
@@ -103,7 +104,8 @@ static void group_event(fleet_t *f, fleet_group_t *gr)
     else
         snprintf(line, sizeof(line), "all %u probed endpoints online (%u pending)", c->online,
                  c->pending);
-    fleet__push_event(f, subject, gr->ev_state, state, cause, line);
+    fleet__push_event(f, subject, gen->cfg->targets[gr->pl.target_idx].name, gr->ev_state, state,
+                      cause, line);
     gr->ev_state = state;
     gr->ev_cause = cause;
 }
@@ -144,7 +146,7 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     e->restored = 0;
     fleet__counts_add(&gr->counts, e, 1);
     fleet__counts_add(&f->totals, e, 1);
-    group_event(f, gr);
+    group_event(f, gen, gr);
     if (changed) {
         char id[96];
         e->since = now_s;
@@ -154,7 +156,8 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
         snprintf(line, sizeof(line), "%s%s%s",
                  state == SNAP_OFFLINE ? ci->symptom : "Connected to server",
                  state == SNAP_OFFLINE ? ": " : "", state == SNAP_OFFLINE ? msg : "");
-        fleet__push_event(f, id, old_state, state, cause, line);
+        fleet__push_event(f, id, gen->cfg->targets[gr->pl.target_idx].name, old_state, state, cause,
+                          line);
     }
     f->probes_total++;
     f->probes_by_result[state]++;
@@ -223,6 +226,7 @@ void fleet_publish(fleet_t *f)
     s->groups = fs_xcalloc(g->ngroups ? g->ngroups : 1, sizeof(*s->groups));
     for (size_t i = 0; i < g->ngroups; i++) {
         s->groups[i].name = fs_xstrdup(g->groups[i].cfg->name);
+        s->groups[i].target = fs_xstrdup(g->cfg->targets[g->groups[i].pl.target_idx].name);
         s->groups[i].counts = g->groups[i].counts;
         for (int c = 0; c < FS_CAUSE_COUNT; c++) {
             const fleet_group_t *gr = &g->groups[i];
@@ -249,6 +253,10 @@ void fleet_publish(fleet_t *f)
         o->since = e->since;
         o->last_probe_at = e->last_probe;
         memcpy(o->timings_ms, e->timings_ms, sizeof(o->timings_ms));
+        snap_group_t *sg = &s->groups[e->group];
+        if (e->state == SNAP_OFFLINE && e->since != 0 &&
+            (sg->offline_since == 0 || e->since < sg->offline_since))
+            sg->offline_since = e->since;
     }
     s->probes_total = f->probes_total;
     memcpy(s->probes_by_result, f->probes_by_result, sizeof(s->probes_by_result));

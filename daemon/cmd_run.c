@@ -61,6 +61,8 @@ struct run_s {
     int64_t reload_at;         /* the last SIGHUP reload: when (0: none), applied or refused, */
     int reload_ok;             /* and why not (loop thread only) */
     char reload_message[256];
+    snap_reload_t reloads[SNAP_RELOADS_MAX]; /* the newest reloads, oldest first */
+    size_t nreloads;
     int scan_open; /* the scan handle accepts sends */
 };
 
@@ -119,6 +121,8 @@ static void on_publish(void *arg, snap_t *s)
     s->reload_at = r->reload_at; /* still the loop's own snapshot: nobody reads it yet */
     s->reload_ok = r->reload_ok;
     fs_strlcpy(s->reload_message, r->reload_message, sizeof(s->reload_message));
+    memcpy(s->reloads, r->reloads, r->nreloads * sizeof(*s->reloads));
+    s->nreloads = r->nreloads;
     if (r->store != NULL) {
         store_status(r->store, &s->state_db);
         if (r->fleet != NULL)
@@ -279,6 +283,19 @@ static void reload_work(uv_work_t *w)
 
 static void start_reload(run_t *r);
 
+/* A reload happened now: the last one for config.last_reload, and one more for config.reloads. */
+static void note_reload(run_t *r, int ok, const char *message)
+{
+    r->reload_at = fs_wall_ms() / 1000;
+    r->reload_ok = ok;
+    fs_strlcpy(r->reload_message, message, sizeof(r->reload_message));
+    if (r->nreloads == SNAP_RELOADS_MAX) {
+        memmove(r->reloads, r->reloads + 1, (SNAP_RELOADS_MAX - 1) * sizeof(*r->reloads));
+        r->nreloads--;
+    }
+    r->reloads[r->nreloads++] = (snap_reload_t){.at = r->reload_at, .ok = ok};
+}
+
 /* Back on the loop: swap the generation in (or report why not), then run a reload that was
  * asked for meanwhile. */
 static void reload_done(uv_work_t *w, int status)
@@ -292,15 +309,11 @@ static void reload_done(uv_work_t *w, int status)
         char ts[32];
         fprintf(stderr, "%s fleetscan: reload refused, the running configuration stays: %s\n",
                 fs_rfc3339(fs_wall_ms() / 1000, ts, sizeof(ts)), rl->err);
-        r->reload_at = fs_wall_ms() / 1000;
-        r->reload_ok = 0;
-        fs_strlcpy(r->reload_message, rl->err, sizeof(r->reload_message));
+        note_reload(r, 0, rl->err);
         fleet_next_free(rl->next);
         fleet_publish(r->fleet); /* /status says so now */
     } else {
-        r->reload_at = fs_wall_ms() / 1000;
-        r->reload_ok = 1;
-        fs_strlcpy(r->reload_message, "configuration reloaded", sizeof(r->reload_message));
+        note_reload(r, 1, "configuration reloaded");
         fleet_reload_apply(r->fleet, rl->next);
         publish_api_cfg(r);
     }

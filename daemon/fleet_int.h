@@ -182,8 +182,9 @@ void fleet__initial_schedule(fleet_t *f, fleet_gen_t *g);
 void fleet__counts_add(snap_counts_t *c, const fleet_ep_t *e, int sign);
 void fleet__recount(fleet_t *f);
 void fleet__ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n);
-void fleet__push_event(fleet_t *f, const char *subject, int old_state, int new_state, int cause,
-                       const char *message);
+/* target: the name of the subject's group's target (NULL: none). */
+void fleet__push_event(fleet_t *f, const char *subject, const char *target, int old_state,
+                       int new_state, int cause, const char *message);
 void fleet__observe(fleet_t *f, const probe_result_t *r);
 /* A group's split for group events: any endpoint offline (SNAP_OFFLINE) or none, and its
  * dominant cause. 0 while nothing of it is probed. */

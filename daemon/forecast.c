@@ -99,6 +99,8 @@ static void put_group(wbuf_t *b, const snap_group_t *g, int64_t at, int64_t now)
     snap_counts_t c = counts_at(g, at, 0), cc = counts_at(g, at, 1);
     wbuf_puts(b, "{\"name\":");
     wbuf_json_str(b, g->name);
+    wbuf_puts(b, ",\"target\":");
+    wbuf_json_str(b, g->target);
     wbuf_putc(b, ',');
     put_counts(b, &c);
     const snap_counts_t *n = &g->counts;

@@ -33,17 +33,23 @@ static long find_group(const fleet_gen_t *g, const uint32_t *order, const char *
     return -1;
 }
 
-/* Endpoint states by (group name, index): a group's endpoints are contiguous in the generation,
- * by index, and the saved ones are ordered by group name then index. */
-static uint32_t restore_endpoints(fleet_gen_t *g, const store_saved_t *sv)
+/* Group indices sorted by name, for find_group; the caller frees. */
+static uint32_t *groups_by_name(const fleet_gen_t *g)
 {
     uint32_t *order = fs_xmalloc((g->ngroups ? g->ngroups : 1) * sizeof(*order));
-    uint32_t *start = fs_xcalloc(g->ngroups + 1, sizeof(*start)), n = 0;
     for (uint32_t i = 0; i < g->ngroups; i++)
         order[i] = i;
     sort_gen = g;
     qsort(order, g->ngroups, sizeof(*order), by_name);
     sort_gen = NULL;
+    return order;
+}
+
+/* Endpoint states by (group name, index): a group's endpoints are contiguous in the generation,
+ * by index, and the saved ones are ordered by group name then index. */
+static uint32_t restore_endpoints(fleet_gen_t *g, const uint32_t *order, const store_saved_t *sv)
+{
+    uint32_t *start = fs_xcalloc(g->ngroups + 1, sizeof(*start)), n = 0;
     for (uint32_t i = 0, pos = 0; i <= g->ngroups; i++) {
         start[i] = pos;
         while (i < g->ngroups && pos < g->neps && g->eps[pos].group == i)
@@ -74,14 +80,34 @@ static uint32_t restore_endpoints(fleet_gen_t *g, const store_saved_t *sv)
         n++;
     }
     free(start);
-    free(order);
     return n;
+}
+
+/* The database keeps no target with an event: a restored event names the target its group
+ * belongs to now ("" when the group is gone). Subjects are "group:<name>" or "<name>-<index>". */
+static void restore_event_target(const fleet_gen_t *g, const uint32_t *order, snap_event_t *ev)
+{
+    char name[sizeof(ev->subject) + 1];
+    size_t n = strnlen(ev->subject, sizeof(ev->subject));
+    memcpy(name, ev->subject, n);
+    name[n] = '\0';
+    char *dash = strrchr(name, '-');
+    if (n > 6 && memcmp(name, "group:", 6) == 0)
+        memmove(name, name + 6, n - 6 + 1);
+    else if (dash != NULL)
+        *dash = '\0';
+    else
+        name[0] = '\0';
+    long gi = name[0] != '\0' ? find_group(g, order, name) : -1;
+    fs_strlcpy(ev->target, gi >= 0 ? g->cfg->targets[g->groups[gi].pl.target_idx].name : "",
+               sizeof(ev->target));
 }
 
 void fleet_restore(fleet_t *f, const store_saved_t *sv, fleet_restored_t *counts)
 {
     fleet_restored_t c = {0};
-    c.endpoints = restore_endpoints(f->gen, sv);
+    uint32_t *order = groups_by_name(f->gen);
+    c.endpoints = restore_endpoints(f->gen, order, sv);
     fleet__recount(f);
     /* restored groups do not announce their state again: their group events were written */
     for (size_t gi = 0; gi < f->gen->ngroups; gi++) {
@@ -98,10 +124,14 @@ void fleet_restore(fleet_t *f, const store_saved_t *sv, fleet_restored_t *counts
         const snap_event_t *from = sv->events + (sv->nevents - n);
         memset(f->events, 0, sizeof(f->events));
         f->event_seq = sv->event_seq;
-        for (size_t i = 0; i < n; i++)
-            f->events[(f->event_seq - n + i) % FLEET_EVENTS_MAX] = from[i];
+        for (size_t i = 0; i < n; i++) {
+            snap_event_t *ev = &f->events[(f->event_seq - n + i) % FLEET_EVENTS_MAX];
+            *ev = from[i];
+            restore_event_target(f->gen, order, ev);
+        }
         c.events = (uint32_t)n;
     }
+    free(order);
     for (size_t i = 0; i < sv->ncache; i++)
         c.cache += rev_cache_import(f->rev, &sv->cache[i]) == 0;
     f->dirty = 1;

@@ -427,6 +427,62 @@ static void test_address_metrics(void)
     snap_unref(s);
 }
 
+/* /status: each group names its target and since when its oldest outage lasts; the reloads the
+ * dashboard's timeline marks; events name their group's target (null when unknown). */
+static void test_status_targets_and_reloads(void)
+{
+    snap_t *s = snap_new();
+    s->ngroups = 2;
+    s->groups = fs_xcalloc(2, sizeof(*s->groups));
+    s->groups[0] = (snap_group_t){.name = fs_xstrdup("hq"), .target = fs_xstrdup("ns")};
+    s->groups[1] = (snap_group_t){.name = fs_xstrdup("pkg-eu"),
+                                  .target = fs_xstrdup("pkg1"),
+                                  .offline_since = T0 + 60,
+                                  .counts = {.total = 3, .offline = 3}};
+    s->groups[1].counts.causes[FS_CAUSE_UNTRUSTED_CA] = 3;
+    s->nreloads = 2;
+    s->reloads[0] = (snap_reload_t){.at = T0, .ok = 1};
+    s->reloads[1] = (snap_reload_t){.at = T0 + 120, .ok = 0};
+    s->reload_at = T0 + 120;
+    fs_strlcpy(s->reload_message, "groups[0].trust: unknown trust store",
+               sizeof(s->reload_message));
+    s->nevents = 2;
+    s->events = fs_xcalloc(2, sizeof(*s->events));
+    s->events[0] = (snap_event_t){.seq = 1,
+                                  .at = T0 + 60,
+                                  .subject = "group:pkg-eu",
+                                  .target = "pkg1",
+                                  .old_state = SNAP_PENDING,
+                                  .new_state = SNAP_OFFLINE,
+                                  .cause = FS_CAUSE_UNTRUSTED_CA};
+    s->events[1] =
+        (snap_event_t){.seq = 2, .at = T0 + 61, .subject = "gone-00001", .new_state = SNAP_ONLINE};
+
+    wbuf_t b;
+    wbuf_init(&b, 1024, 1 << 20);
+    ASSERT_EQ(render_status(s, &b), 0);
+    ASSERT_CONTAINS(b.data, "{\"name\":\"hq\",\"total\":0,");
+    ASSERT_CONTAINS(b.data, "\"warnings\":{},\"target\":\"ns\",\"offline_since\":null}");
+    ASSERT_CONTAINS(b.data, "\"causes\":{\"untrusted_ca\":3},\"warnings\":{},\"target\":\"pkg1\","
+                            "\"offline_since\":\"2025-11-24T16:01:00Z\"}");
+    ASSERT_CONTAINS(b.data, "\"reloads\":[{\"at\":\"2025-11-24T16:00:00Z\",\"ok\":true},"
+                            "{\"at\":\"2025-11-24T16:02:00Z\",\"ok\":false}]}");
+    cJSON *j = cJSON_Parse(b.data);
+    ASSERT(j != NULL);
+    cJSON_Delete(j);
+    wbuf_free(&b);
+
+    wbuf_init(&b, 1024, 1 << 20);
+    ASSERT_EQ(render_events(s, 0, 0, &b), 0);
+    ASSERT_CONTAINS(b.data,
+                    "\"subject\":\"group:pkg-eu\",\"old_state\":\"pending\","
+                    "\"new_state\":\"offline\",\"cause\":\"untrusted_ca\",\"target\":\"pkg1\"}");
+    ASSERT_CONTAINS(b.data, "\"subject\":\"gone-00001\",\"old_state\":\"pending\","
+                            "\"new_state\":\"online\",\"cause\":null,\"target\":null}");
+    wbuf_free(&b);
+    snap_unref(s);
+}
+
 /* /api/v1/events keeps a window: a client asking from before it is told what it missed. */
 static void test_events_dropped(void)
 {
@@ -459,5 +515,6 @@ int main(void)
     RUN(test_targets);
     RUN(test_revocation_metrics_across_targets);
     RUN(test_address_metrics);
+    RUN(test_status_targets_and_reloads);
     return 0;
 }

@@ -386,6 +386,15 @@ static void test_restart_restores(void)
     size_t nev;
     ASSERT(max_event_seq(ev, &nev) >= max_seq_before);
     ASSERT(nev >= 1);
+    /* The database keeps no target: a restored event names its group's target again. */
+    const cJSON *restored_ev;
+    cJSON_ArrayForEach(restored_ev, cJSON_GetObjectItem(ev, "events"))
+    {
+        const cJSON *t = cJSON_GetObjectItem(restored_ev, "target");
+        if (!cJSON_IsString(t) || t->valuestring[0] == '\0')
+            fprintf(stderr, "event without target: %s\n", cJSON_PrintUnformatted(restored_ev));
+        ASSERT(cJSON_IsString(t) && t->valuestring[0] != '\0');
+    }
     cJSON_Delete(ev);
 
     /* A restored endpoint shows its old state and since until a probe confirms it. */

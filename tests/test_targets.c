@@ -4,6 +4,7 @@
  * server, a reset, an unresolvable name, a binding with an expired certificate). */
 #include "daemon/config.h"
 #include "daemon/fleet.h"
+#include "daemon/forecast.h"
 #include "lab/scenarios.h"
 #include "probes/util.h"
 #include "tests/test.h"
@@ -180,6 +181,45 @@ int main(void)
     for (size_t i = 0; i < latest->ntargets; i++)
         ASSERT(latest->targets[i] != NULL &&
                strcmp(latest->targets[i]->name, cfg->targets[i].name) == 0);
+    /* Each group names its target, and so do its events and its forecast (issue 10): a profile
+     * with an explicit "target" belongs to it, whatever its URL. */
+    static const char *const group_target[][2] = {{"default", "ns"},
+                                                  {"ns-wrong-port", "ns"},
+                                                  {"ns-http", "ns"},
+                                                  {"old-wrong-port", "old"},
+                                                  {"farm", "farm"}};
+    char *fc = forecast_json(latest, 0, latest->generated_at);
+    wbuf_t eb;
+    wbuf_init(&eb, 4096, 1 << 22);
+    ASSERT_EQ(render_events(latest, 0, 0, &eb), 0);
+    for (size_t i = 0; i < FS_ARRAY_SIZE(group_target); i++) {
+        const char *gname = group_target[i][0], *tname = group_target[i][1];
+        char subject[96], want_json[160];
+        ASSERT_STREQ(group(latest, gname)->target, tname);
+        snprintf(subject, sizeof(subject), "group:%s", gname);
+        size_t nev = 0;
+        for (size_t k = 0; k < latest->nevents; k++) {
+            const snap_event_t *ev = &latest->events[k];
+            size_t gl = strlen(gname);
+            int endpoint_of_group = strncmp(ev->subject, gname, gl) == 0 &&
+                                    ev->subject[gl] == '-' &&
+                                    strchr(ev->subject + gl + 1, '-') == NULL;
+            if (strcmp(ev->subject, subject) == 0 || endpoint_of_group) {
+                ASSERT_STREQ(ev->target, tname);
+                nev++;
+            }
+        }
+        ASSERT(nev >= 1); /* at least the group's own event */
+        snprintf(want_json, sizeof(want_json), "\"subject\":\"%s\",", subject);
+        const char *at = strstr(eb.data, want_json);
+        ASSERT(at != NULL);
+        snprintf(want_json, sizeof(want_json), "\"target\":\"%s\"}", tname);
+        ASSERT(strstr(at, want_json) != NULL && strstr(at, want_json) < strstr(at, "}"));
+        snprintf(want_json, sizeof(want_json), "{\"name\":\"%s\",\"target\":\"%s\",", gname, tname);
+        ASSERT_CONTAINS(fc, want_json);
+    }
+    wbuf_free(&eb);
+    free(fc);
 
     /* A group of ns whose own DNS view meets another address is no farm node of ns: ns's
      * endpoints carry no backend_inconsistent, and ns lists only the address its view meets. */

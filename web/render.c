@@ -123,6 +123,10 @@ int render_status(const snap_t *s, wbuf_t *b)
         put_counts(b, &s->groups[i].counts);
         wbuf_putc(b, ',');
         put_count_maps(b, &s->groups[i].counts);
+        wbuf_puts(b, ",\"target\":");
+        wbuf_json_str(b, s->groups[i].target);
+        wbuf_puts(b, ",\"offline_since\":");
+        wbuf_json_time(b, s->groups[i].offline_since);
         wbuf_putc(b, '}');
     }
     wbuf_puts(b, "],\"scan\":{\"probes_total\":");
@@ -143,14 +147,21 @@ int render_status(const snap_t *s, wbuf_t *b)
     put_state_db(b, &s->state_db);
     wbuf_puts(b, ",\"config\":{\"last_reload\":");
     if (s->reload_at == 0) {
-        wbuf_puts(b, "null}");
+        wbuf_puts(b, "null");
     } else {
         wbuf_puts(b, "{\"at\":");
         wbuf_json_time(b, s->reload_at);
         wbuf_puts(b, s->reload_ok ? ",\"ok\":true,\"message\":" : ",\"ok\":false,\"message\":");
         wbuf_json_strn(b, s->reload_message, strnlen(s->reload_message, sizeof(s->reload_message)));
-        wbuf_puts(b, "}}");
+        wbuf_putc(b, '}');
     }
+    wbuf_puts(b, ",\"reloads\":[");
+    for (size_t i = 0; i < s->nreloads && i < SNAP_RELOADS_MAX; i++) {
+        wbuf_puts(b, i > 0 ? ",{\"at\":" : "{\"at\":");
+        wbuf_json_time(b, s->reloads[i].at);
+        wbuf_puts(b, s->reloads[i].ok ? ",\"ok\":true}" : ",\"ok\":false}");
+    }
+    wbuf_puts(b, "]}");
     wbuf_puts(b, ",\"daemon\":{\"warnings\":[");
     for (size_t i = 0; i < s->ndaemon_warnings; i++) {
         wbuf_puts(b, i > 0 ? ",{\"code\":" : "{\"code\":");
@@ -314,6 +325,11 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t 
         wbuf_puts(b, "\",\"cause\":");
         if (ev->cause != FS_CAUSE_NONE)
             wbuf_json_str(b, fs_cause_id((fs_cause_t)ev->cause));
+        else
+            wbuf_puts(b, "null");
+        wbuf_puts(b, ",\"target\":");
+        if (ev->target[0] != '\0')
+            wbuf_json_strn(b, ev->target, strnlen(ev->target, sizeof(ev->target)));
         else
             wbuf_puts(b, "null");
         wbuf_putc(b, '}');

@@ -35,6 +35,7 @@ void snap_unref(snap_t *s)
         return;
     for (size_t i = 0; i < s->ngroups; i++) {
         free(s->groups[i].name);
+        free(s->groups[i].target);
         free(s->groups[i].message);
         for (int c = 0; c < FS_CAUSE_COUNT; c++) {
             free(s->groups[i].cause_message[c]);

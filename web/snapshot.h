@@ -51,6 +51,8 @@ typedef struct snap_counts_s {
 
 typedef struct snap_group_s {
     char *name;
+    char *target; /* the target its profile belongs to (SPEC §4.1), by its configured name */
+    int64_t offline_since; /* the earliest since of its offline endpoints (0: none offline) */
     snap_counts_t counts;
     char *message; /* agent.log line of the group's last probe ("" when none) */
     /* Per primary cause (FS_CAUSE_NONE: online): the last message of a probe of this group that
@@ -73,6 +75,8 @@ typedef struct snap_event_s {
     int64_t at;       /* seconds since the epoch */
     uint64_t seq;     /* strictly increasing */
     char subject[96]; /* endpoint id or "group:<name>" */
+    char target[49];  /* the target of the subject's group when it happened ([A-Za-z0-9_.-]{1,48});
+                         "" when unknown (a restored event whose group is gone) */
     uint8_t old_state, new_state;
     uint8_t cause;
 } snap_event_t;
@@ -127,6 +131,13 @@ typedef struct snap_target_s {
     rev_url_result_t *urls; /* the CRL and AIA retrievals, in the order made; owned */
     size_t nurls;
 } snap_target_t;
+/* A SIGHUP reload: when, and whether it was applied (or refused). */
+#define SNAP_RELOADS_MAX 16
+typedef struct snap_reload_s {
+    int64_t at;
+    int ok;
+} snap_reload_t;
+
 /* The state database (SPEC §4.4, daemon/store.h): "state_db" in /api/v1/status. */
 enum {
     SNAP_DB_OFF,         /* none configured (state_db null or ":memory:") */
@@ -239,6 +250,9 @@ typedef struct snap_s {
     int64_t reload_at;
     int reload_ok;
     char reload_message[256];
+    /* The newest SNAP_RELOADS_MAX reloads since start, oldest first (the dashboard's timeline). */
+    snap_reload_t reloads[SNAP_RELOADS_MAX];
+    size_t nreloads;
     /* Recent state changes, oldest first (a bounded ring copied out). */
     snap_event_t *events;
     size_t nevents;
