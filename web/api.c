@@ -362,6 +362,19 @@ static int on_head(api_t *a, struct MHD_Connection *c, req_t *rq, const char *ur
         *ret = api__reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
         return 0;
     }
+    /* A head past API_CONN_MEMORY never gets here (libmicrohttpd answers its own 431); this
+     * catches everything between our limit and that one, in JSON. */
+    const union MHD_ConnectionInfo *hi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if ((hi != NULL && hi->header_size > API_HEADER_MAX) ||
+        MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) > API_HEADER_FIELDS_MAX) {
+        *ret = api__reply_error_h(
+            c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head (request line and headers) over " FS_STR(
+                API_HEADER_MAX) " bytes or " FS_STR(API_HEADER_FIELDS_MAX) " header fields",
+            "header_too_large", MHD_HTTP_HEADER_CONNECTION, "close");
+        return 0;
+    }
     rq->route = match_route(url);
     rq->method = method_bit(method);
     if (conn_guard_reserved(c) &&

@@ -45,7 +45,7 @@
 #define API_RESERVE_TIMEOUT_MS 2000
 /* The request head: past either, 431 "header_too_large" (JSON) while it fits libmicrohttpd's
  * per-connection memory (API_CONN_MEMORY in web/api_int.h); past that, libmicrohttpd's own 431. */
-#define API_HEADER_MAX (32 * 1024)
+#define API_HEADER_MAX 32768
 #define API_HEADER_FIELDS_MAX 100
 
 typedef struct api_s api_t;
