@@ -6,6 +6,7 @@
 #include "daemon/forecast.h"
 #include "daemon/preflight.h"
 #include "daemon/store.h"
+#include "probes/fetch.h"
 #include "probes/util.h"
 #include "web/api.h"
 
@@ -500,6 +501,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    fetch_set_inflight_limit((size_t)cfg->limits.fetch_inflight_bytes);
     uv_loop_init(&r.loop);
     char listen[96];
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",

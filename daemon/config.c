@@ -439,6 +439,9 @@ static const cfg_key_t limits_keys[] = {
     {KEY("tls_timeout_ms", U32, PROBE), AT(cfg_limits_t, tls_timeout_ms), RANGE(1, 3600000, 10000)},
     {KEY("request_timeout_ms", U32, PROBE), AT(cfg_limits_t, request_timeout_ms),
      RANGE(1, 3600000, 10000)},
+    /* Set once, at start (fetch_set_inflight_limit). */
+    {KEY("fetch_inflight_bytes", U64, RESTART), AT(cfg_limits_t, fetch_inflight_bytes),
+     RANGE(1 * MIB, 1ull << 36, 64 * MIB)},
 };
 static const cfg_section_t limits_section = {"limits", limits_keys, FS_ARRAY_SIZE(limits_keys),
                                              NULL};

@@ -23,12 +23,13 @@
 
 /* Global limits that protect the server and bound each probe (all times in ms). */
 typedef struct cfg_limits_s {
-    uint32_t max_in_flight;      /* probes running at once, >= 1 */
-    double handshakes_per_s;     /* token bucket rate of new handshakes, > 0 */
-    uint32_t probe_timeout_ms;   /* deadline of a whole probe */
-    uint32_t connect_timeout_ms; /* TCP connect deadline */
-    uint32_t tls_timeout_ms;     /* TLS handshake deadline */
-    uint32_t request_timeout_ms; /* HTTP request (agent URL) deadline */
+    uint32_t max_in_flight;        /* probes running at once, >= 1 */
+    double handshakes_per_s;       /* token bucket rate of new handshakes, > 0 */
+    uint32_t probe_timeout_ms;     /* deadline of a whole probe */
+    uint32_t connect_timeout_ms;   /* TCP connect deadline */
+    uint32_t tls_timeout_ms;       /* TLS handshake deadline */
+    uint32_t request_timeout_ms;   /* HTTP request (agent URL) deadline */
+    uint64_t fetch_inflight_bytes; /* budget of CRL/OCSP/AIA bodies being retrieved, process-wide */
 } cfg_limits_t;
 
 /* The HTTP API's threads, connection limits and deadlines (docs/API.md, "Connections"); read at

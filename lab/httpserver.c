@@ -140,6 +140,46 @@ static ssize_t trickle_cb(void *cls, uint64_t pos, char *buf, size_t max)
     return 1;
 }
 
+/* HUGE_LENGTH and PARTIAL_STALL: so many bytes, then nothing until the client leaves. */
+#define LAB_HTTP_HUGE_SENT (64 * 1024)
+#define LAB_HTTP_PARTIAL_SENT (256 * 1024)
+
+static ssize_t then_stall(lab_http_t *h, uint64_t pos, uint64_t upto, char *buf, size_t max)
+{
+    if (pos >= upto) {
+        while (nap(h, 1000) == 0)
+            ;
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = upto - pos < max ? (size_t)(upto - pos) : max;
+    memset(buf, 'x', n);
+    return (ssize_t)n;
+}
+
+static ssize_t huge_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    return then_stall(cls, pos, LAB_HTTP_HUGE_SENT, buf, max);
+}
+
+static ssize_t partial_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    return then_stall(cls, pos, LAB_HTTP_PARTIAL_SENT, buf, max);
+}
+
+#define LAB_HTTP_SLOW_SIZE (512 * 1024)
+#define LAB_HTTP_SLOW_BLOCK (16 * 1024)
+#define LAB_HTTP_SLOW_MS 10
+
+static ssize_t slow_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    if (pos > 0 && nap(cls, LAB_HTTP_SLOW_MS) != 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = LAB_HTTP_SLOW_SIZE - pos < max ? (size_t)(LAB_HTTP_SLOW_SIZE - pos) : max;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)('a' + (pos + i) % 26);
+    return (ssize_t)n;
+}
+
 static enum MHD_Result queue_simple(struct MHD_Connection *c, int status, const void *body,
                                     size_t len, const char *ctype)
 {
@@ -236,6 +276,24 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         if (resp == NULL)
             break;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        break;
+    case LAB_HTTP_SLOW_BODY:
+        resp = MHD_create_response_from_callback(LAB_HTTP_SLOW_SIZE, LAB_HTTP_SLOW_BLOCK, slow_cb,
+                                                 h, NULL);
+        if (resp == NULL)
+            break;
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        break;
+    case LAB_HTTP_HUGE_LENGTH:
+    case LAB_HTTP_PARTIAL_STALL:
+        resp = MHD_create_response_from_callback(
+            kind == LAB_HTTP_HUGE_LENGTH ? (uint64_t)2147483648u : MHD_SIZE_UNKNOWN,
+            LAB_HTTP_ENDLESS_BLOCK, kind == LAB_HTTP_HUGE_LENGTH ? huge_cb : partial_cb, h, NULL);
+        if (resp == NULL)
+            break;
         ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         break;

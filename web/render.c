@@ -1,6 +1,7 @@
 /* render.c - JSON and Prometheus renderings of a snapshot, written by hand through web/wbuf.h:
  * /status must stay well under a millisecond for a thousand groups. */
 #include "web/render.h"
+#include "web/procstats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1097,6 +1098,7 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_u64(b, "fleetscan_scan_started_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
+    procstats_metrics(b, &common);
     put_target_metrics(b, s, &common);
     rc = wbuf_done(b);
 out:
