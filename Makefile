@@ -5,7 +5,7 @@ WERROR     ?= ON
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build asan test test-plain test-asan demo bench fuzz format clean
+.PHONY: all deps build asan test test-plain test-asan demo bench fuzz fuzz-merge fuzz-smoke format clean
 
 all: build
 
@@ -35,9 +35,18 @@ demo: build
 bench: build
 	bash bench/run.sh
 
-# libFuzzer targets (clang): 30 s each by default, FUZZ_TIME=N to change.
+# libFuzzer targets (clang): 30 s each by default, FUZZ_TIME=N to change; new inputs stay in
+# build-fuzz/corpus. fuzz-merge folds those that add coverage into fuzz/corpus (commit them).
+# fuzz-smoke: the committed corpus plus 3 s of mutations per target under ASan+UBSan, no clang
+# (also part of test-asan, as the fuzz_smoke_* tests).
 fuzz: deps
 	bash fuzz/run.sh
+
+fuzz-merge: deps
+	FUZZ_MERGE=1 bash fuzz/run.sh
+
+fuzz-smoke: asan
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -R fuzz_smoke
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -6,6 +6,7 @@
 #include "daemon/forecast.h"
 #include "daemon/preflight.h"
 #include "daemon/store.h"
+#include "probes/fetch.h"
 #include "probes/util.h"
 #include "web/api.h"
 
@@ -513,6 +514,7 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    fetch_set_inflight_limit((size_t)cfg->limits.fetch_inflight_bytes);
     uv_loop_init(&r.loop);
     char listen[96];
     snprintf(listen, sizeof(listen), strchr(cfg->listen_host, ':') ? "[%s]:%d" : "%s:%d",
@@ -521,6 +523,15 @@ int daemon_run(const char *config_path, const daemon_opts_t *o)
     atomic_init(&r.heartbeat_ms, (int64_t)(uv_hrtime() / 1000000));
     api_opts_t ao = {.listen = listen,
                      .token = cfg->api_token,
+                     .threads = (int)cfg->api.threads,
+                     .idle_timeout_s = (int)cfg->api.idle_timeout_s,
+                     .max_connections = (int)cfg->api.max_connections,
+                     .max_connections_per_ip = (int)cfg->api.max_connections_per_ip,
+                     .health_reserve =
+                         cfg->api.health_reserve > 0 ? (int)cfg->api.health_reserve : -1,
+                     .header_timeout_s = (int)cfg->api.header_timeout_s,
+                     .body_timeout_s = (int)cfg->api.body_timeout_s,
+                     .send_timeout_s = (int)cfg->api.send_timeout_s,
                      .heartbeat_ms = &r.heartbeat_ms,
                      .arg = &r,
                      .on_scan = on_scan_request,

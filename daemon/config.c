@@ -439,9 +439,26 @@ static const cfg_key_t limits_keys[] = {
     {KEY("tls_timeout_ms", U32, PROBE), AT(cfg_limits_t, tls_timeout_ms), RANGE(1, 3600000, 10000)},
     {KEY("request_timeout_ms", U32, PROBE), AT(cfg_limits_t, request_timeout_ms),
      RANGE(1, 3600000, 10000)},
+    /* Set once, at start (fetch_set_inflight_limit). */
+    {KEY("fetch_inflight_bytes", U64, RESTART), AT(cfg_limits_t, fetch_inflight_bytes),
+     RANGE(1 * MIB, 1ull << 36, 64 * MIB)},
 };
 static const cfg_section_t limits_section = {"limits", limits_keys, FS_ARRAY_SIZE(limits_keys),
                                              NULL};
+
+/* The API starts once (api_start): every key waits for a restart, like listen. */
+static const cfg_key_t api_keys[] = {
+    {KEY("threads", U32, RESTART), AT(cfg_api_t, threads), RANGE(1, 64, 4)},
+    {KEY("max_connections", U32, RESTART), AT(cfg_api_t, max_connections), RANGE(1, 100000, 256)},
+    {KEY("max_connections_per_ip", U32, RESTART), AT(cfg_api_t, max_connections_per_ip),
+     RANGE(1, 100000, 32)},
+    {KEY("health_reserve", U32, RESTART), AT(cfg_api_t, health_reserve), RANGE(0, 1024, 4)},
+    {KEY("header_timeout_s", U32, RESTART), AT(cfg_api_t, header_timeout_s), RANGE(1, 3600, 10)},
+    {KEY("body_timeout_s", U32, RESTART), AT(cfg_api_t, body_timeout_s), RANGE(1, 3600, 30)},
+    {KEY("send_timeout_s", U32, RESTART), AT(cfg_api_t, send_timeout_s), RANGE(1, 3600, 60)},
+    {KEY("idle_timeout_s", U32, RESTART), AT(cfg_api_t, idle_timeout_s), RANGE(1, 3600, 30)},
+};
+static const cfg_section_t api_section = {"api", api_keys, FS_ARRAY_SIZE(api_keys), NULL};
 
 /* The cache is made once, at start (rev_ctx_new). */
 static const cfg_key_t cache_keys[] = {
@@ -522,6 +539,7 @@ static const cfg_key_t root_keys[] = {
     {KEY("crl_expiring_soon_hours", U32, PROBE), AT(cfg_t, crl_expiring_soon_hours),
      RANGE(0, 8760, 24)},
     {KEY("limits", SECTION, 0), AT(cfg_t, limits), SUB(limits_section)},
+    {KEY("api", SECTION, 0), AT(cfg_t, api), SUB(api_section)},
     {KEY("cache", SECTION, 0), AT(cfg_t, cache), SUB(cache_section)},
     {KEY("trust_stores", CUSTOM, 0), FNS(cfg__trust_stores_parse, NULL, cfg__trust_stores_release)},
     {KEY("profiles", CUSTOM, 0), FNS(cfg__profiles_parse, NULL, cfg__profiles_release)},

@@ -23,13 +23,27 @@
 
 /* Global limits that protect the server and bound each probe (all times in ms). */
 typedef struct cfg_limits_s {
-    uint32_t max_in_flight;      /* probes running at once, >= 1 */
-    double handshakes_per_s;     /* token bucket rate of new handshakes, > 0 */
-    uint32_t probe_timeout_ms;   /* deadline of a whole probe */
-    uint32_t connect_timeout_ms; /* TCP connect deadline */
-    uint32_t tls_timeout_ms;     /* TLS handshake deadline */
-    uint32_t request_timeout_ms; /* HTTP request (agent URL) deadline */
+    uint32_t max_in_flight;        /* probes running at once, >= 1 */
+    double handshakes_per_s;       /* token bucket rate of new handshakes, > 0 */
+    uint32_t probe_timeout_ms;     /* deadline of a whole probe */
+    uint32_t connect_timeout_ms;   /* TCP connect deadline */
+    uint32_t tls_timeout_ms;       /* TLS handshake deadline */
+    uint32_t request_timeout_ms;   /* HTTP request (agent URL) deadline */
+    uint64_t fetch_inflight_bytes; /* budget of CRL/OCSP/AIA bodies being retrieved, process-wide */
 } cfg_limits_t;
+
+/* The HTTP API's threads, connection limits and deadlines (docs/API.md, "Connections"); read at
+ * start, like listen. */
+typedef struct cfg_api_s {
+    uint32_t threads;                /* libmicrohttpd's thread pool */
+    uint32_t max_connections;        /* past it a new connection evicts the oldest idle one */
+    uint32_t max_connections_per_ip; /* the same, per client address */
+    uint32_t health_reserve;         /* /healthz-only slots when nothing is idle; 0: none */
+    uint32_t header_timeout_s;       /* connection (or keep-alive idle end) to request head */
+    uint32_t body_timeout_s;         /* request head to the end of its body */
+    uint32_t send_timeout_s;         /* answer queued to answer taken by the client */
+    uint32_t idle_timeout_s;         /* keep-alive idle */
+} cfg_api_t;
 
 /* CRL/AIA cache bounds, shared by all groups. */
 typedef struct cfg_cache_s {
@@ -134,6 +148,7 @@ typedef struct cfg_s {
     uint32_t api_token_mode;          /* permission bits of api_token_file when read */
     uint32_t api_token_gid;           /* and its group */
     cfg_limits_t limits;              /* global probe limits */
+    cfg_api_t api;                    /* API connection limits and deadlines */
     cfg_cache_t cache;                /* CRL cache bounds */
     cfg_trust_t *trust;               /* trust stores, in file order */
     size_t ntrust;                    /* >= 1 */

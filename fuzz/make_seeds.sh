@@ -160,3 +160,45 @@ printf '{"groups": [1, 2,\n /* unterminated comment' >"$k/unterminated-comment.j
 printf '\xef\xbb\xbf{"interval_s": -1, "jitter": 2, "shard": "3/2"}' >"$k/bom-bad-values.json"
 printf '["not", "an", "object"]' >"$k/array.json"
 printf '{"trust_stores": {"x": {"ca_file": "/nonexistent/ca.pem"}}}' >"$k/missing-file.json"
+
+# ---- API requests (fuzz_api): byte 0 the method (0 GET, 1 HEAD, 2 POST, 3 PUT, 4 DELETE,
+# 5 OPTIONS, 6 XYZZY), byte 1 extras (1 token, 2 a header line follows the target, 4 that header
+# is Authorization), the target, then the header value and the body after newlines ----
+a=$c/api
+mkdir -p "$a"
+seed() { printf '%b' "$2" >"$a/$1"; }
+seed get-status '\000\000/api/v1/status'
+seed get-endpoints-filtered '\000\000/api/v1/endpoints?state=offline&cause=crl_unreachable&group=hq&limit=1&offset=1'
+seed get-endpoint '\000\000/api/v1/endpoints/hq-00001'
+seed get-endpoint-unknown '\000\000/api/v1/endpoints/hq-1'
+seed get-targets '\000\000/api/v1/targets'
+seed get-causes '\000\000/api/v1/causes'
+seed get-events-since '\000\000/api/v1/events?since=2025-11-24T16:00:00Z'
+seed get-history '\000\000/api/v1/history?since=1764000000&until=1764003600&step=60'
+seed get-forecast '\000\000/api/v1/forecast?days=30'
+seed get-metrics '\000\000/metrics'
+seed get-healthz '\000\000/healthz'
+seed get-dashboard '\000\000/'
+seed head-status '\001\000/api/v1/status'
+seed post-scan-token '\002\001/api/v1/scan'
+seed post-scan-no-token '\002\000/api/v1/scan'
+seed post-scan-wrong-token '\002\006/api/v1/scan\nBearer nope\n'
+seed post-preflight-pem '\002\001/api/v1/preflight\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+seed put-preflight '\003\001/api/v1/preflight\nbody'
+seed delete-status '\004\000/api/v1/status'
+seed odd-method '\006\000/api/v1/endpoints'
+seed nul-and-utf8 '\000\000/api/v1/endpoints?group=%ff%fe%00&state=online%00'
+seed overflow-limit '\000\000/api/v1/endpoints?limit=18446744073709551616&offset=-1'
+seed many-params '\000\000/api/v1/endpoints?a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&limit=2'
+seed header-line '\000\002/api/v1/status\nX-Forwarded-For: 10.0.0.1\n'
+
+# ---- OCSP responses (fuzz_ocsp): written by the target itself, with its fixed keys, so their
+# signatures verify; any build of it does (the ASan build's replay driver by default) ----
+o=$c/ocsp
+mkdir -p "$o"
+seeder=${OCSP_SEEDER:-$src/build-asan/fuzz_ocsp_replay}
+if [ -x "$seeder" ]; then
+    FLEETSCAN_FUZZ_OCSP_SEEDS=$o "$seeder" /dev/null
+else
+    echo "make_seeds.sh: $seeder not built: OCSP seeds left as they are" >&2
+fi

@@ -6,6 +6,9 @@
 #   bash fuzz/run.sh crl url         only these targets
 #   FUZZ_TIME=300 bash fuzz/run.sh   longer runs;  FUZZ_RUNS=10000: stop after that many inputs
 #   FUZZ_FLAGS="-jobs=2" ...         extra libFuzzer flags;  BUILD=dir: another build directory
+#   FUZZ_MERGE=1 bash fuzz/run.sh    then fold what raised coverage into fuzz/corpus/<name>
+#                                    (libFuzzer -merge=1: only inputs that add coverage, the
+#                                    smallest of equals), to be reviewed and committed
 #
 # The seed corpus (fuzz/corpus/<name>/) is only read; inputs the fuzzer finds go to
 # $BUILD/corpus/<name>/, crashes and leaks to $BUILD/artifacts/. Exit status 1 when any target
@@ -63,6 +66,12 @@ for n in "${names[@]}"; do
         "$work" "$seeds" >"$log" 2>&1
     rc=$?
     touch -d @$((start)) "$build/artifacts/.since"  # this run's reproducers are newer than this
+    if [ $rc -eq 0 ] && [ "${FUZZ_MERGE:-0}" = 1 ]; then
+        before=$(find "$seeds" -type f | wc -l)
+        "$build/fuzz_$n" -merge=1 -max_len=16384 "$seeds" "$work" >"$build/fuzz_$n.merge.log" 2>&1 ||
+            echo "   merge into fuzz/corpus/$n failed: see $build/fuzz_$n.merge.log"
+        echo "   fuzz/corpus/$n: $before -> $(find "$seeds" -type f | wc -l) inputs (review, then commit)"
+    fi
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1)
     if [ $rc -eq 0 ]; then

@@ -5,6 +5,7 @@
 #include "probes/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define LAB_HTTP_STEP_MS 20
@@ -140,6 +142,65 @@ static ssize_t trickle_cb(void *cls, uint64_t pos, char *buf, size_t max)
     return 1;
 }
 
+/* 1 when the client closed or reset connection fd (nothing of it is left to read). */
+static int client_left(int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Stalls until stop or until the client leaves (so a stalled connection is not kept open past
+ * its client: tests count descriptors). */
+static void stall(lab_http_t *h, int fd)
+{
+    while (nap(h, 100) == 0 && !client_left(fd))
+        ;
+}
+
+static int conn_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci != NULL ? ci->connect_fd : -1;
+}
+
+/* HUGE_LENGTH and PARTIAL_STALL: so many bytes, then nothing until the client leaves. */
+#define LAB_HTTP_HUGE_SENT (64 * 1024)
+#define LAB_HTTP_PARTIAL_SENT (256 * 1024)
+
+typedef struct stall_ctx_s {
+    lab_http_t *h;
+    int fd;
+    uint64_t upto;
+} stall_ctx_t;
+
+static ssize_t then_stall_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stall_ctx_t *sc = cls;
+    if (pos >= sc->upto) {
+        stall(sc->h, sc->fd);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = sc->upto - pos < max ? (size_t)(sc->upto - pos) : max;
+    memset(buf, 'x', n);
+    return (ssize_t)n;
+}
+
+#define LAB_HTTP_SLOW_SIZE (512 * 1024)
+#define LAB_HTTP_SLOW_BLOCK (16 * 1024)
+#define LAB_HTTP_SLOW_MS 10
+
+static ssize_t slow_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    if (pos > 0 && nap(cls, LAB_HTTP_SLOW_MS) != 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = LAB_HTTP_SLOW_SIZE - pos < max ? (size_t)(LAB_HTTP_SLOW_SIZE - pos) : max;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)('a' + (pos + i) % 26);
+    return (ssize_t)n;
+}
+
 static enum MHD_Result queue_simple(struct MHD_Connection *c, int status, const void *body,
                                     size_t len, const char *ctype)
 {
@@ -239,10 +300,42 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp);
         break;
+    case LAB_HTTP_REDIRECT_LOOP:
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (resp == NULL)
+            break;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, url);
+        ret = MHD_queue_response(c, MHD_HTTP_FOUND, resp);
+        MHD_destroy_response(resp);
+        break;
+    case LAB_HTTP_SLOW_BODY:
+        resp = MHD_create_response_from_callback(LAB_HTTP_SLOW_SIZE, LAB_HTTP_SLOW_BLOCK, slow_cb,
+                                                 h, NULL);
+        if (resp == NULL)
+            break;
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        break;
+    case LAB_HTTP_HUGE_LENGTH:
+    case LAB_HTTP_PARTIAL_STALL: {
+        stall_ctx_t *sc = fs_xcalloc(1, sizeof(*sc));
+        sc->h = h;
+        sc->fd = conn_fd(c);
+        sc->upto = kind == LAB_HTTP_HUGE_LENGTH ? LAB_HTTP_HUGE_SENT : LAB_HTTP_PARTIAL_SENT;
+        resp = MHD_create_response_from_callback(
+            kind == LAB_HTTP_HUGE_LENGTH ? (uint64_t)2147483648u : MHD_SIZE_UNKNOWN,
+            LAB_HTTP_ENDLESS_BLOCK, then_stall_cb, sc, free);
+        if (resp == NULL) {
+            free(sc);
+            break;
+        }
+        ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        break;
+    }
     case LAB_HTTP_STALL:
         /* Holding the handler keeps headers unsent; this connection has its own thread. */
-        while (nap(h, 1000) == 0)
-            ;
+        stall(h, conn_fd(c));
         break;
     case LAB_HTTP_RESET:
     default:

@@ -10,8 +10,12 @@
 typedef enum lab_http_special_e {
     LAB_HTTP_ENDLESS, /* 200, bytes forever, no Content-Length, until the client leaves */
     LAB_HTTP_TRICKLE, /* 200, one byte every 500 ms forever */
-    LAB_HTTP_STALL,   /* reads the request, never sends headers; closes only at stop */
+    LAB_HTTP_STALL,   /* reads the request, never sends headers; closes when the client leaves */
     LAB_HTTP_RESET,   /* closes the connection without any response */
+    LAB_HTTP_HUGE_LENGTH,   /* 200 with Content-Length: 2147483648, 64 KiB of it, then stalls */
+    LAB_HTTP_PARTIAL_STALL, /* 200, no Content-Length, 256 KiB, then stalls */
+    LAB_HTTP_SLOW_BODY,     /* 200, 512 KiB ('a'..'z' repeated) in 16 KiB blocks every 10 ms */
+    LAB_HTTP_REDIRECT_LOOP, /* 302 Found to the path itself, forever */
     LAB_HTTP_SPECIAL_COUNT
 } lab_http_special_t;
 

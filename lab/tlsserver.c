@@ -30,7 +30,8 @@
 #define LAB_TLS_GARBAGE_LEN 4096
 
 const char *const lab_tls_mode_names[LAB_TLS_MODE_COUNT] = {
-    "serve", "plain_http", "stall", "garbage", "reset", "close", "reset_accept",
+    "serve", "plain_http",   "stall",           "garbage",      "reset",
+    "close", "reset_accept", "endless_headers", "endless_body", "trickle",
 };
 _Static_assert(FS_ARRAY_SIZE(lab_tls_mode_names) == LAB_TLS_MODE_COUNT, "mode names");
 
@@ -42,6 +43,7 @@ struct lab_tls_s {
     int no_answer;      /* SERVE: the request is read, never answered */
     SSL_CTX *ctx;       /* SNI binding */
     SSL_CTX *nosni_ctx; /* default binding, or NULL */
+    unsigned trickle_ms;
     int fd;
     int port;
     pthread_t acceptor;
@@ -241,6 +243,95 @@ out:
     ERR_clear_error();
 }
 
+/* ENDLESS_HEADERS and ENDLESS_BODY: after the handshake and the request, a head that never ends
+ * or a body that never ends, until the client leaves, stop or the deadline. */
+static void serve_endless(lab_tls_t *s, int fd, int64_t deadline)
+{
+    SSL *ssl = SSL_new(s->ctx);
+    char req[LAB_TLS_REQUEST_MAX + 1], line[1024];
+    size_t got = 0;
+    int r;
+    if (ssl == NULL || !SSL_set_fd(ssl, fd))
+        goto out;
+    ERR_clear_error();
+    while ((r = SSL_accept(ssl)) <= 0)
+        if (!ssl_retry(s, ssl, r, deadline))
+            goto out;
+    atomic_fetch_add(&s->handshakes, 1);
+    while (got < LAB_TLS_REQUEST_MAX && strstr(req, "\r\n\r\n") == NULL) {
+        ERR_clear_error();
+        r = SSL_read(ssl, req + got, (int)(LAB_TLS_REQUEST_MAX - got));
+        if (r > 0)
+            req[got += (size_t)r] = '\0';
+        else if (!ssl_retry(s, ssl, r, deadline))
+            goto out;
+    }
+    const char *head = s->mode == LAB_TLS_ENDLESS_BODY
+                           ? "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"
+                           : "HTTP/1.1 200 OK\r\n";
+    for (unsigned long i = 0; !stopping(s) && fs_wall_ms() < deadline; i++) {
+        int n = i == 0 ? snprintf(line, sizeof(line), "%s", head)
+                : s->mode == LAB_TLS_ENDLESS_BODY
+                    ? (int)(memset(line, 'x', sizeof(line)), sizeof(line))
+                    : snprintf(line, sizeof(line), "X-Filler-%lu: %0900lu\r\n", i, i);
+        for (int off = 0; off < n;) {
+            ERR_clear_error();
+            r = SSL_write(ssl, line + off, n - off);
+            if (r > 0)
+                off += r;
+            else if (!ssl_retry(s, ssl, r, deadline))
+                goto out; /* the client left */
+        }
+    }
+out:
+    SSL_free(ssl);
+    ERR_clear_error();
+}
+
+/* TRICKLE: the handshake runs over memory BIOs; what the server has to say leaves one byte per
+ * trickle_ms, whatever the client sends meanwhile. */
+static void serve_trickle(lab_tls_t *s, int fd, int64_t deadline)
+{
+    SSL *ssl = SSL_new(s->ctx);
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    char buf[4096], *pending = NULL;
+    size_t npending = 0, sent = 0;
+    int64_t next = fs_wall_ms();
+    if (ssl == NULL || rb == NULL || wb == NULL) {
+        BIO_free(rb);
+        BIO_free(wb);
+        goto out;
+    }
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_accept_state(ssl);
+    while (!stopping(s) && fs_wall_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 20) > 0) {
+            ssize_t n = recv(fd, buf, sizeof(buf), 0);
+            if (n <= 0)
+                break; /* the client gave up */
+            BIO_write(rb, buf, (int)n);
+        }
+        ERR_clear_error();
+        SSL_do_handshake(ssl);
+        int n;
+        while ((n = BIO_read(wb, buf, sizeof(buf))) > 0) {
+            pending = fs_xrealloc(pending, npending + (size_t)n);
+            memcpy(pending + npending, buf, (size_t)n);
+            npending += (size_t)n;
+        }
+        if (sent < npending && fs_wall_ms() >= next) {
+            if (send(fd, pending + sent, 1, MSG_NOSIGNAL) == 1)
+                sent++;
+            next = fs_wall_ms() + s->trickle_ms;
+        }
+    }
+out:
+    free(pending);
+    SSL_free(ssl);
+    ERR_clear_error();
+}
+
 static void *conn_main(void *arg)
 {
     conn_t *c = arg;
@@ -256,6 +347,13 @@ static void *conn_main(void *arg)
         break;
     case LAB_TLS_PLAIN_HTTP:
         serve_plain(s, fd, deadline);
+        break;
+    case LAB_TLS_ENDLESS_HEADERS:
+    case LAB_TLS_ENDLESS_BODY:
+        serve_endless(s, fd, deadline);
+        break;
+    case LAB_TLS_TRICKLE:
+        serve_trickle(s, fd, deadline);
         break;
     case LAB_TLS_STALL:
         drain(s, fd, INT64_MAX);
@@ -412,9 +510,12 @@ lab_tls_t *lab_tls_start(const lab_tls_opts_t *o, char err[256])
         snprintf(err, 256, "lab tls: unknown mode %d", (int)o->mode);
         goto fail;
     }
-    if (o->mode == LAB_TLS_SERVE) {
+    s->trickle_ms = o->trickle_ms > 0 ? o->trickle_ms : 1000;
+    if (o->mode == LAB_TLS_SERVE || o->mode == LAB_TLS_ENDLESS_HEADERS ||
+        o->mode == LAB_TLS_ENDLESS_BODY || o->mode == LAB_TLS_TRICKLE) {
         if (o->cert == NULL || o->key == NULL) {
-            snprintf(err, 256, "lab tls: serve mode needs a certificate and key");
+            snprintf(err, 256, "lab tls: %s mode needs a certificate and key",
+                     lab_tls_mode_names[o->mode]);
             goto fail;
         }
         s->ctx = make_ctx(o, o->cert, o->key, o->chain, o->nchain, err);

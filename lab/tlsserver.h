@@ -15,7 +15,10 @@ typedef enum lab_tls_mode_e {
     LAB_TLS_GARBAGE,    /* accepts, writes 4 KiB of non-TLS bytes, closes */
     LAB_TLS_RESET,      /* accepts, reads the ClientHello, closes with an RST (SO_LINGER 0) */
     LAB_TLS_CLOSE,      /* accepts, reads the ClientHello, closes cleanly (FIN, no alert) */
-    LAB_TLS_RESET_ACCEPT, /* closes each connection with an RST as soon as it is accepted */
+    LAB_TLS_RESET_ACCEPT,    /* closes each connection with an RST as soon as it is accepted */
+    LAB_TLS_ENDLESS_HEADERS, /* handshake, then to a request "200 OK" and header lines forever */
+    LAB_TLS_ENDLESS_BODY,    /* handshake, then to a request "200 OK", no length, bytes forever */
+    LAB_TLS_TRICKLE,         /* a real handshake whose server bytes go out one per trickle_ms */
     LAB_TLS_MODE_COUNT
 } lab_tls_mode_t;
 
@@ -48,13 +51,15 @@ typedef struct lab_tls_opts_s {
      * several servers can share a port on different loopback addresses, like a farm's nodes */
     const char *bind_addr;
     int port;
+    unsigned trickle_ms; /* LAB_TLS_TRICKLE: between two bytes; 0: 1000 */
 } lab_tls_opts_t;
 
 typedef struct lab_tls_s lab_tls_t;
 
 /* Starts a server on bind_addr:port (127.0.0.1, ephemeral): an accept thread plus one thread per
  * connection, with all signals blocked in them. Every socket wait polls a stop flag, so
- * lab_tls_stop returns within ~200 ms whatever clients do. Returns NULL with err on failure.
+ * lab_tls_stop returns within ~200 ms whatever clients do. A connection lives at most 10 s
+ * (STALL: until the client leaves). Returns NULL with err on failure.
  * The security level is 0 so SHA-1 certificates and old protocols are served when the local
  * OpenSSL can. */
 lab_tls_t *lab_tls_start(const lab_tls_opts_t *o, char err[256]);

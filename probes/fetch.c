@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #define FETCH_DEFAULT_MAX_BYTES ((size_t)16 << 20)
 #define FETCH_DEFAULT_REDIRECTS 3
 #define FETCH_USER_AGENT "Microsoft-CryptoAPI/10.0"
+/* While a retrieval waits for memory, its fetcher looks for room this often. */
+#define FETCH_PUMP_MS 20
 
 const char *const fetch_err_names[FETCH_ERR_COUNT] = {
     "ok",        "dns",    "refused", "connect", "timeout", "too_big",
@@ -27,16 +30,31 @@ _Static_assert(FS_ARRAY_SIZE(fetch_err_names) == FETCH_ERR_COUNT, "fetch_err_nam
 
 typedef struct sock_ctx_s sock_ctx_t;
 
+/* The process-wide budget of bytes held by in-flight retrieval bodies (fetch_set_inflight_limit):
+ * every fetcher, on every loop, charges its jobs' buffers here. A job that would pass the
+ * budget pauses (libcurl stops reading its socket: TCP back-pressure to the server) and a new
+ * job waits before it connects, until room frees. One job at a time may go past the budget,
+ * the holder of g_exempt, so that jobs paused on each other always make progress: what is held
+ * stays within the budget plus one body (its max_bytes). */
+static _Atomic size_t g_limit = FETCH_DEFAULT_INFLIGHT_BYTES;
+static _Atomic size_t g_held;
+static _Atomic(fetch_job_t *) g_exempt;
+static _Atomic size_t g_waiting; /* jobs paused or queued now */
+static _Atomic uint64_t g_waits; /* jobs that ever had to wait */
+
 struct fetch_s {
     uv_loop_t *loop;
     CURLM *multi;
-    uv_timer_t timer;    /* curl's single timeout */
-    uv_timer_t defer;    /* delivers results that needed no transfer */
-    fetch_job_t *active; /* jobs with a transfer or between hops */
-    fetch_job_t *ready;  /* jobs whose result waits for the defer timer */
+    uv_timer_t timer;     /* curl's single timeout */
+    uv_timer_t defer;     /* delivers results that needed no transfer */
+    fetch_job_t *active;  /* jobs with a transfer or between hops */
+    fetch_job_t *ready;   /* jobs whose result waits for the defer timer */
+    fetch_job_t *waiting; /* jobs not started yet: the in-flight budget is used up */
+    uv_timer_t pump;      /* while a job waits or is paused: resumes or starts what fits */
     sock_ctx_t *socks;
     int open_handles; /* uv handles not yet closed: timers and polls */
-    int dispatching;  /* depth of user callbacks and curl calls on the stack */
+    unsigned pump_round;
+    int dispatching; /* depth of user callbacks and curl calls on the stack */
     int closing;
     int torn_down;
     void (*done)(void *arg);
@@ -53,7 +71,10 @@ struct sock_ctx_s {
 struct fetch_job_s {
     fetch_t *f;
     fetch_job_t *prev, *next;
-    int on_ready;
+    enum { J_ACTIVE, J_READY, J_WAITING } list;
+    int paused;          /* its transfer is paused for memory (CURL_WRITEFUNC_PAUSE) */
+    int waited;          /* it was paused or queued at least once */
+    unsigned pump_round; /* the last pump round that resumed or started it */
     CURL *easy;
     int in_multi;
     struct curl_slist *connect_to;
@@ -120,12 +141,59 @@ static void list_unlink(fetch_job_t **head, fetch_job_t *j)
 
 static void job_unlink(fetch_job_t *j)
 {
-    list_unlink(j->on_ready ? &j->f->ready : &j->f->active, j);
-    j->on_ready = 0;
+    fetch_t *f = j->f;
+    if (j->list == J_WAITING || j->paused)
+        atomic_fetch_sub(&g_waiting, 1);
+    j->paused = 0;
+    list_unlink(j->list == J_READY     ? &f->ready
+                : j->list == J_WAITING ? &f->waiting
+                                       : &f->active,
+                j);
+    j->list = J_ACTIVE;
+}
+
+/* ---- the in-flight budget ------------------------------------------------------------------ */
+
+/* Charges delta more bytes to j: 0 when they fit the budget (or j holds the one exemption),
+ * -1 when j must wait. */
+static int mem_take(fetch_job_t *j, size_t delta)
+{
+    size_t cur = atomic_load(&g_held), lim = atomic_load(&g_limit);
+    while (cur + delta <= lim)
+        if (atomic_compare_exchange_weak(&g_held, &cur, cur + delta))
+            return 0;
+    fetch_job_t *none = NULL;
+    if (atomic_load(&g_exempt) == j || atomic_compare_exchange_strong(&g_exempt, &none, j)) {
+        atomic_fetch_add(&g_held, delta);
+        return 0;
+    }
+    return -1;
+}
+
+static void mem_give(fetch_job_t *j, size_t n)
+{
+    atomic_fetch_sub(&g_held, n);
+}
+
+/* Room for one more job to start or resume. */
+static int mem_room(void)
+{
+    return atomic_load(&g_held) < atomic_load(&g_limit) || atomic_load(&g_exempt) == NULL;
+}
+
+static void on_pump(uv_timer_t *t);
+
+static void pump_start(fetch_t *f)
+{
+    if (!uv_is_active((uv_handle_t *)&f->pump))
+        uv_timer_start(&f->pump, on_pump, FETCH_PUMP_MS, FETCH_PUMP_MS);
 }
 
 static void job_free(fetch_job_t *j)
 {
+    fetch_job_t *me = j;
+    mem_give(j, j->cap);
+    atomic_compare_exchange_strong(&g_exempt, &me, NULL);
     if (j->easy) {
         if (j->in_multi)
             curl_multi_remove_handle(j->f->multi, j->easy);
@@ -200,7 +268,7 @@ static void job_finish_later(fetch_job_t *j, fetch_err_t err, const char *fmt, .
     va_end(ap);
     j->res.err = err;
     job_unlink(j);
-    j->on_ready = 1;
+    j->list = J_READY;
     list_push(&j->f->ready, j);
     uv_timer_start(&j->f->defer, on_defer, 0, 0);
 }
@@ -221,8 +289,17 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
             cap *= 2;
         if (cap > j->max_bytes)
             cap = j->max_bytes;
+        if (mem_take(j, cap - j->cap) != 0) { /* libcurl keeps this chunk until we resume */
+            if (!j->waited)
+                atomic_fetch_add(&g_waits, 1);
+            j->paused = j->waited = 1;
+            atomic_fetch_add(&g_waiting, 1);
+            pump_start(j->f);
+            return CURL_WRITEFUNC_PAUSE;
+        }
         unsigned char *nb = realloc(j->body, cap); /* peer-sized: fail cleanly */
         if (nb == NULL) {
+            mem_give(j, cap - j->cap);
             j->nomem = 1;
             return 0;
         }
@@ -662,6 +739,85 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
     return 0;
 }
 
+/* ---- waiting for the budget ---------------------------------------------------------------- */
+
+/* The oldest job of list l (paused ones only when paused_only) whose pump_round is not round. */
+static fetch_job_t *oldest(fetch_job_t *l, int paused_only, unsigned round)
+{
+    fetch_job_t *best = NULL;
+    for (fetch_job_t *j = l; j != NULL; j = j->next)
+        if ((!paused_only || j->paused) && j->pump_round != round &&
+            (best == NULL || j->start_ns < best->start_ns))
+            best = j;
+    return best;
+}
+
+/* A job of list l (paused ones only when paused_only) past its timeout, or NULL. */
+static fetch_job_t *expired(fetch_job_t *l, int paused_only)
+{
+    for (fetch_job_t *j = l; j != NULL; j = j->next)
+        if ((!paused_only || j->paused) && job_elapsed_ms(j) >= j->timeout_ms)
+            return j;
+    return NULL;
+}
+
+/* Every FETCH_PUMP_MS while a job of f waits: jobs past their timeout fail, then paused
+ * transfers resume and queued jobs start, oldest first, while there is room. One job at a time:
+ * a callback may start or cancel any other. */
+static void on_pump(uv_timer_t *t)
+{
+    fetch_t *f = container_of(t, fetch_t, pump);
+    fetch_job_t *j;
+    unsigned round = ++f->pump_round;
+    f->dispatching++;
+    while (!f->closing && (j = expired(f->waiting, 0)) != NULL)
+        job_finish_later(j, FETCH_ERR_TIMEOUT,
+                         "timed out after %u ms waiting to start: other retrievals held the "
+                         "in-flight budget (%zu bytes)",
+                         job_elapsed_ms(j), atomic_load(&g_limit));
+    while (!f->closing && (j = expired(f->active, 1)) != NULL) {
+        j->res.err = FETCH_ERR_TIMEOUT;
+        j->res.resolved = j->res.connected = 1;
+        snprintf(j->res.error, sizeof(j->res.error),
+                 "timed out after %u ms (%zu bytes received, paused while other retrievals held "
+                 "the in-flight budget of %zu bytes)",
+                 job_elapsed_ms(j), j->len, atomic_load(&g_limit));
+        job_unlink(j);
+        job_deliver(j);
+    }
+    while (!f->closing && mem_room() && (j = oldest(f->active, 1, round)) != NULL) {
+        j->pump_round = round;
+        j->paused = 0;
+        atomic_fetch_sub(&g_waiting, 1);
+        curl_easy_pause(j->easy, CURLPAUSE_CONT); /* may hand the kept chunk back at once */
+    }
+    while (!f->closing && mem_room() && (j = oldest(f->waiting, 0, round)) != NULL) {
+        job_unlink(j);
+        list_push(&f->active, j);
+        job_begin_hop(j);
+    }
+    int waiting = f->waiting != NULL;
+    for (j = f->active; j != NULL && !waiting; j = j->next)
+        waiting = j->paused;
+    if (!waiting || f->closing)
+        uv_timer_stop(&f->pump);
+    f->dispatching--;
+    check_multi_info(f);
+}
+
+void fetch_set_inflight_limit(size_t bytes)
+{
+    atomic_store(&g_limit, bytes > 0 ? bytes : FETCH_DEFAULT_INFLIGHT_BYTES);
+}
+
+void fetch_inflight(fetch_inflight_t *out)
+{
+    out->held = atomic_load(&g_held);
+    out->limit = atomic_load(&g_limit);
+    out->waiting = atomic_load(&g_waiting);
+    out->waited_total = atomic_load(&g_waits);
+}
+
 /* ---- public ------------------------------------------------------------------------------- */
 
 int fetch_new(fetch_t **out, uv_loop_t *loop)
@@ -685,7 +841,8 @@ int fetch_new(fetch_t **out, uv_loop_t *loop)
     curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
     uv_timer_init(loop, &f->timer);
     uv_timer_init(loop, &f->defer);
-    f->open_handles = 2;
+    uv_timer_init(loop, &f->pump);
+    f->open_handles = 3;
     *out = f;
     return 0;
 }
@@ -707,8 +864,10 @@ static void fetch_teardown(fetch_t *f)
     f->multi = NULL;
     f->timer.data = f;
     f->defer.data = f;
+    f->pump.data = f;
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
     uv_close((uv_handle_t *)&f->defer, on_timer_closed);
+    uv_close((uv_handle_t *)&f->pump, on_timer_closed);
 }
 
 void fetch_close(fetch_t *f, void (*done)(void *arg), void *arg)
@@ -725,6 +884,11 @@ void fetch_close(fetch_t *f, void (*done)(void *arg), void *arg)
     }
     while (f->ready) {
         fetch_job_t *j = f->ready;
+        job_unlink(j);
+        job_free(j);
+    }
+    while (f->waiting) {
+        fetch_job_t *j = f->waiting;
         job_unlink(j);
         job_free(j);
     }
@@ -807,6 +971,16 @@ int fetch_start(fetch_t *f, const fetch_req_t *req, fetch_cb cb, void *arg, fetc
                  px.u.port);
         fs_strlcpy(j->proxy_host, px.u.host, sizeof(j->proxy_host));
         j->proxy_port = px.u.port;
+    }
+    if (f->waiting != NULL || !mem_room()) { /* behind the others, in order */
+        list_unlink(&f->active, j);
+        j->list = J_WAITING;
+        j->waited = 1;
+        list_push(&f->waiting, j);
+        atomic_fetch_add(&g_waiting, 1);
+        atomic_fetch_add(&g_waits, 1);
+        pump_start(f);
+        return 0;
     }
     job_begin_hop(j);
     return 0;

@@ -57,6 +57,9 @@ typedef struct fetch_req_s {
                               ("DN: ...\n\tattr:: base64\n"), http_status 0 */
 } fetch_req_t;
 
+/* The default of fetch_set_inflight_limit(). */
+#define FETCH_DEFAULT_INFLIGHT_BYTES ((size_t)64 << 20)
+
 /* Fills the defaults above (timeout 15 s, 16 MiB, 3 redirects, nothing else). */
 void fetch_req_init(fetch_req_t *r);
 
@@ -96,5 +99,22 @@ int fetch_start(fetch_t *f, const fetch_req_t *req, fetch_cb cb, void *arg, fetc
 
 /* Stops a job whose callback has not started yet; its callback is never called. */
 void fetch_cancel(fetch_job_t *job);
+
+/* Back-pressure: the bytes every fetcher of the process holds for bodies in flight have a
+ * budget. A job whose body would pass it pauses (its socket is no longer read, so the server
+ * is slowed by TCP, and nothing is dropped) and a new job waits before it connects, in order,
+ * until others finish; past its timeout_ms (which counts the wait) it fails with
+ * FETCH_ERR_TIMEOUT saying so. One job at a time may go past the budget so that jobs waiting on
+ * each other always progress: what is held stays under the budget plus one max_bytes body.
+ * Thread-safe; 0 restores the default. */
+void fetch_set_inflight_limit(size_t bytes);
+
+typedef struct fetch_inflight_s {
+    size_t held;           /* bytes held now by response bodies in flight (buffer capacity) */
+    size_t limit;          /* the budget */
+    size_t waiting;        /* jobs paused or queued for room now */
+    uint64_t waited_total; /* jobs that had to wait, since start */
+} fetch_inflight_t;
+void fetch_inflight(fetch_inflight_t *out);
 
 #endif

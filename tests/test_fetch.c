@@ -3,6 +3,7 @@
 #include "probes/fetch.h"
 
 #include "lab/httpserver.h"
+#include "probes/util.h"
 
 #include "test.h"
 
@@ -614,6 +615,127 @@ static void test_sync_errors(void)
     ASSERT_EQ(uv_loop_close(&loop), 0);
 }
 
+/* The largest held figure seen, sampled every millisecond while jobs run. */
+static size_t g_max_held;
+
+static void on_sample(uv_timer_t *t)
+{
+    fetch_inflight_t fi;
+    fetch_inflight(&fi);
+    if (fi.held > g_max_held)
+        g_max_held = fi.held;
+}
+
+/* Runs n jobs of req on one fetcher to completion, sampling the bytes held. */
+static void run_many(const fetch_req_t *req, got_t *g, int n)
+{
+    uv_loop_t loop;
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    fetch_t *f;
+    ASSERT_EQ(fetch_new(&f, &loop), 0);
+    uv_timer_t sample;
+    uv_timer_init(&loop, &sample);
+    uv_timer_start(&sample, on_sample, 1, 1);
+    g_max_held = 0;
+    memset(g, 0, sizeof(*g) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        ASSERT_EQ(fetch_start(f, req, on_got, &g[i], NULL), 0);
+    for (int done = 0; done < n;) {
+        uv_run(&loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += g[i].calls;
+    }
+    uv_close((uv_handle_t *)&sample, NULL);
+    close_fetcher(&loop, f);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+}
+
+/* The process-wide budget of bytes in flight: eight 700 KB bodies against a 1 MiB budget all
+ * arrive whole (they wait their turn, paused or queued: nothing is dropped), held bytes stay
+ * under the budget plus one body, and everything is given back. Endless bodies against the
+ * same budget end on their own cap or timeout, never past budget plus one body. A job that
+ * cannot start within its timeout says it waited for the budget. */
+static void test_inflight_budget(void)
+{
+    enum { N = 8, BODY = 512 * 1024 };
+    size_t budget = (size_t)1 << 20;
+    fetch_inflight_t fi0, fi;
+    fetch_inflight(&fi0);
+    ASSERT_EQ(fi0.limit, FETCH_DEFAULT_INFLIGHT_BYTES);
+    ASSERT_EQ(fi0.held, 0);
+    fetch_set_inflight_limit(budget);
+
+    /* eight 512 KiB bodies sent in 16 KiB steps, so they overlap */
+    char url[128];
+    url_of(url, sizeof(url), "/crl-slow");
+    lab_http_set_special(srv, "/crl-slow", LAB_HTTP_SLOW_BODY);
+    fetch_req_t req;
+    fetch_req_init(&req);
+    req.url = url;
+    req.max_bytes = (size_t)1 << 20;
+    req.timeout_ms = 30000;
+    static got_t g[N];
+    run_many(&req, g, N);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(g[i].r.err, FETCH_OK);
+        ASSERT_EQ(g[i].r.bytes, BODY);
+        ASSERT(strncmp(g[i].body, "abcdefghijklmnopqrstuvwxyzab", 28) == 0);
+    }
+    fetch_inflight(&fi);
+    fprintf(stderr, "   8 x 512 KiB: at most %zu bytes held, %llu jobs waited\n", g_max_held,
+            (unsigned long long)(fi.waited_total - fi0.waited_total));
+    ASSERT(g_max_held <= budget + req.max_bytes);
+    ASSERT(fi.waited_total > fi0.waited_total);
+    ASSERT_EQ(fi.held, 0);
+    ASSERT_EQ(fi.waiting, 0);
+
+    /* endless bodies: each ends at its 4 MiB cap or its timeout */
+    url_of(url, sizeof(url), "/endless-budget");
+    lab_http_set_special(srv, "/endless-budget", LAB_HTTP_ENDLESS);
+    req.max_bytes = (size_t)4 << 20;
+    req.timeout_ms = 1500;
+    run_many(&req, g, 4);
+    for (int i = 0; i < 4; i++)
+        ASSERT(g[i].r.err == FETCH_ERR_TOO_BIG || g[i].r.err == FETCH_ERR_TIMEOUT);
+    fprintf(stderr, "   4 endless: at most %zu bytes held\n", g_max_held);
+    ASSERT(g_max_held <= budget + req.max_bytes);
+    fetch_inflight(&fi);
+    ASSERT_EQ(fi.held, 0);
+    ASSERT_EQ(fi.waiting, 0);
+
+    /* a body that stops after 256 KiB holds the budget (and the exemption): the next job
+     * waits, then fails on its own timeout saying why */
+    url_of(url, sizeof(url), "/partial-budget");
+    lab_http_set_special(srv, "/partial-budget", LAB_HTTP_PARTIAL_STALL);
+    fetch_set_inflight_limit(64 * 1024);
+    uv_loop_t loop;
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    fetch_t *f;
+    ASSERT_EQ(fetch_new(&f, &loop), 0);
+    got_t hog = {0}, late = {0};
+    req.timeout_ms = 1500;
+    ASSERT_EQ(fetch_start(f, &req, on_got, &hog, NULL), 0);
+    while (fetch_inflight(&fi), fi.held < 128 * 1024)
+        uv_run(&loop, UV_RUN_ONCE);
+    req.timeout_ms = 300;
+    ASSERT_EQ(fetch_start(f, &req, on_got, &late, NULL), 0);
+    while (late.calls == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    ASSERT_EQ(late.r.err, FETCH_ERR_TIMEOUT);
+    ASSERT_CONTAINS(late.r.error, "in-flight budget");
+    ASSERT_EQ(late.r.connected, 0);
+    while (hog.calls == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    ASSERT_EQ(hog.r.err, FETCH_ERR_TIMEOUT);
+    ASSERT(hog.r.bytes >= 128 * 1024);
+    close_fetcher(&loop, f);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+    fetch_inflight(&fi);
+    ASSERT_EQ(fi.held, 0);
+    fetch_set_inflight_limit(0);
+}
+
 int main(void)
 {
     char err[256];
@@ -639,6 +761,7 @@ int main(void)
     RUN(test_close_from_callback);
     RUN(test_many_concurrent);
     RUN(test_sync_errors);
+    RUN(test_inflight_budget);
     lab_http_stop(srv);
     return 0;
 }

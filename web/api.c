@@ -348,44 +348,67 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return rq;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **req_cls)
+/* The first call of a request: its head is in, the body (if any) follows. Returns 1 when the
+ * request proceeds (MHD_YES, nothing queued yet), else 0 with the answer (or MHD_NO) in *ret. */
+static int on_head(api_t *a, struct MHD_Connection *c, req_t *rq, const char *url,
+                   const char *method, enum MHD_Result *ret)
 {
-    api_t *a = cls;
-    req_t *rq = *req_cls;
-    enum MHD_Result ret;
+    rq->started = 1;
+    if (conn_guard_head_done(c) != 0) { /* timed out or evicted meanwhile */
+        *ret = MHD_NO;
+        return 0;
+    }
+    if (rq->uri_error != NULL) {
+        *ret = api__reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
+        return 0;
+    }
+    /* A head past API_CONN_MEMORY never gets here (libmicrohttpd answers its own 431); this
+     * catches everything between our limit and that one, in JSON. */
+    const union MHD_ConnectionInfo *hi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if ((hi != NULL && hi->header_size > API_HEADER_MAX) ||
+        MHD_get_connection_values(c, MHD_HEADER_KIND, NULL, NULL) > API_HEADER_FIELDS_MAX) {
+        *ret = api__reply_error_h(
+            c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head (request line and headers) over " FS_STR(
+                API_HEADER_MAX) " bytes or " FS_STR(API_HEADER_FIELDS_MAX) " header fields",
+            "header_too_large", MHD_HTTP_HEADER_CONNECTION, "close");
+        return 0;
+    }
+    rq->route = match_route(url);
+    rq->method = method_bit(method);
+    if (conn_guard_reserved(c) &&
+        (rq->route == NULL || rq->route->handler != api__answer_healthz)) {
+        conn_guard_count(CONN_GUARD_RESERVE_MISUSE);
+        *ret = api__reply_error_h(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                  "the API is at its connection limit: only /healthz is answered "
+                                  "on this connection, retry later",
+                                  "too_many_connections", MHD_HTTP_HEADER_CONNECTION, "close");
+        return 0;
+    }
+    /* GET and HEAD are answered on the last call: an answer queued on the first one makes
+     * libmicrohttpd close the keep-alive connection. Anything else may carry a body, so it
+     * is judged now and a refused body is never read. */
+    if (rq->method == M_GET)
+        return 1;
+    if (!admitted(a, c, rq, ret))
+        return 0;
+    rq->admitted = 1;
+    unsigned long clen;
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && (api__parse_uint(cl, ULONG_MAX, &clen) != 0 || clen > API_BODY_MAX)) {
+        *ret = api__reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
+                                "body_too_large");
+        return 0;
+    }
+    return 1;
+}
 
-    if (rq == NULL || !rq->started) { /* first call: headers in, the body (if any) follows */
-        if (rq == NULL && (rq = calloc(1, sizeof(*rq))) == NULL)
-            return MHD_NO;
-        *req_cls = rq;
-        rq->started = 1;
-        if (rq->uri_error != NULL)
-            return api__reply_error(c, MHD_HTTP_URI_TOO_LONG, rq->uri_error, "uri_too_long");
-        rq->route = match_route(url);
-        rq->method = method_bit(method);
-        /* GET and HEAD are answered on the last call: an answer queued on the first one makes
-         * libmicrohttpd close the keep-alive connection. Anything else may carry a body, so it
-         * is judged now and a refused body is never read. */
-        if (rq->method == M_GET)
-            return MHD_YES;
-        if (!admitted(a, c, rq, &ret))
-            return ret;
-        rq->admitted = 1;
-        unsigned long clen;
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && (api__parse_uint(cl, ULONG_MAX, &clen) != 0 || clen > API_BODY_MAX))
-            return api__reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
-                                    "body_too_large");
-        return MHD_YES;
-    }
-    if (*upload_size > 0) {
-        int rc = take_body(rq, upload, *upload_size);
-        *upload_size = 0;
-        return rc == 0 ? MHD_YES : MHD_NO;
-    }
+/* The last call: the body is in; the route answers. */
+static enum MHD_Result answer(api_t *a, struct MHD_Connection *c, req_t *rq, const char *url)
+{
+    enum MHD_Result ret;
     if (rq->too_large)
         return api__reply_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body exceeds 1 MiB",
                                 "body_too_large");
@@ -401,6 +424,44 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    api_t *a = cls;
+    req_t *rq = *req_cls;
+    enum MHD_Result ret;
+
+    if (rq == NULL || !rq->started) {
+        if (rq == NULL && (rq = calloc(1, sizeof(*rq))) == NULL)
+            return MHD_NO;
+        *req_cls = rq;
+        if (on_head(a, c, rq, url, method, &ret))
+            return MHD_YES;
+        conn_guard_answered(c, 0);
+        return ret;
+    }
+    if (*upload_size > 0) {
+        int rc = take_body(rq, upload, *upload_size);
+        *upload_size = 0;
+        if (rc == 0)
+            return MHD_YES;
+        /* libmicrohttpd cannot queue an answer while a body is being read: written directly,
+         * then the connection is dropped. */
+        if (rq->too_large)
+            conn_guard_reply_raw(c, MHD_HTTP_CONTENT_TOO_LARGE,
+                                 "request body exceeds 1 MiB (connection dropped: the client kept "
+                                 "sending)",
+                                 "body_too_large");
+        return MHD_NO;
+    }
+    if (conn_guard_handling(c) != 0) /* its body came too late: answered 408 already */
+        return MHD_NO;
+    ret = answer(a, c, rq, url);
+    conn_guard_answered(c, rq->pf_state == PF_QUEUED);
+    return ret;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -411,6 +472,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         free(rq);
         *req_cls = NULL;
     }
+    conn_guard_completed(c);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -533,11 +595,31 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     }
     unsigned threads = o->threads > 0 ? (unsigned)o->threads : API_DEFAULT_THREADS;
     unsigned idle = o->idle_timeout_s > 0 ? (unsigned)o->idle_timeout_s : API_DEFAULT_IDLE_S;
+    conn_guard_limits_t gl = {
+        .max_connections = o->max_connections > 0 ? (unsigned)o->max_connections : 0,
+        .max_per_ip = o->max_connections_per_ip > 0 ? (unsigned)o->max_connections_per_ip : 0,
+        .reserve = o->health_reserve > 0   ? (unsigned)o->health_reserve
+                   : o->health_reserve < 0 ? 0
+                                           : API_DEFAULT_HEALTH_RESERVE,
+        .header_timeout_ms = o->header_timeout_s > 0 ? (unsigned)o->header_timeout_s * 1000 : 0,
+        .body_timeout_ms = o->body_timeout_s > 0 ? (unsigned)o->body_timeout_s * 1000 : 0,
+        .send_timeout_ms = o->send_timeout_s > 0 ? (unsigned)o->send_timeout_s * 1000 : 0,
+        .idle_timeout_ms = idle * 1000};
+    if ((a->guard = conn_guard_new(&gl)) == NULL) {
+        close(fd);
+        snprintf(err, 256, "api: cannot start the connection watchdog thread");
+        rc = UV_EAGAIN;
+        goto fail;
+    }
+    /* No MHD_OPTION_PER_IP_CONNECTION_LIMIT: libmicrohttpd would close the connection at once,
+     * /healthz included; the guard evicts that address's own idle connection instead. The
+     * connection limit here is the hard one, above the guard's. */
     a->mhd = MHD_start_daemon(
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
         on_request, a, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_CONNECTION_TIMEOUT, idle, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)API_CONN_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
+        conn_guard_hard_limit(a->guard), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)API_CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, a->guard,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_URI_LOG_CALLBACK, on_uri, a,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, a, MHD_OPTION_END);
     if (a->mhd == NULL) {
@@ -563,6 +645,7 @@ int api_start(api_t **out, const api_opts_t *o, char err[256])
     *out = a;
     return 0;
 fail:
+    conn_guard_free(a->guard);
     free(a->causes_json);
     free(a->token);
     pthread_mutex_destroy(&a->mu);
@@ -622,6 +705,7 @@ void api_stop(api_t *a)
     MHD_stop_daemon(a->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    conn_guard_free(a->guard); /* after MHD: every connection is closed and forgotten */
     api__fc_memo_free(a->fc_memo);
     snap_unref(a->cur);
     free(a->causes_json);

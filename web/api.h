@@ -28,6 +28,25 @@
 #define API_HISTORY_MAX_POINTS 20000
 /* /healthz answers 503 "stalled" when the loop's heartbeat is older than this by default. */
 #define API_DEFAULT_STALL_MS 5000
+/* Connections (docs/API.md, "Connections"): past max_connections, or max_connections_per_ip from
+ * one address, a new connection evicts the oldest one that waits for a request head; when none
+ * does it gets one of health_reserve slots that answer /healthz only (each lives
+ * API_RESERVE_TIMEOUT_MS), else a JSON 503 / 429. A request head must arrive within
+ * header_timeout_s of the connection (or of the end of the last answer plus the keep-alive idle
+ * time), its body within body_timeout_s of the head, and the client must take the answer
+ * within send_timeout_s; a late head or body is answered 408 "request_timeout". */
+#define API_DEFAULT_MAX_CONNECTIONS 256
+#define API_DEFAULT_MAX_PER_IP 32
+#define API_DEFAULT_HEALTH_RESERVE 4
+#define API_DEFAULT_HEADER_TIMEOUT_S 10
+#define API_DEFAULT_BODY_TIMEOUT_S 30
+#define API_DEFAULT_SEND_TIMEOUT_S 60
+#define API_DEFAULT_IDLE_S 30
+#define API_RESERVE_TIMEOUT_MS 2000
+/* The request head: past either, 431 "header_too_large" (JSON) while it fits libmicrohttpd's
+ * per-connection memory (API_CONN_MEMORY in web/api_int.h); past that, libmicrohttpd's own 431. */
+#define API_HEADER_MAX 32768
+#define API_HEADER_FIELDS_MAX 100
 
 typedef struct api_s api_t;
 
@@ -47,6 +66,14 @@ typedef struct api_opts_s {
     /* Worker threads (<= 0: 4) and idle keep-alive timeout in seconds (<= 0: 30). */
     int threads;
     int idle_timeout_s;
+    /* Connection limits and deadlines (API_DEFAULT_* above for <= 0); health_reserve < 0: no
+     * reserved slot. */
+    int max_connections;
+    int max_connections_per_ip;
+    int health_reserve;
+    int header_timeout_s;
+    int body_timeout_s;
+    int send_timeout_s;
 
     /* The hooks below run on an API thread, concurrently with the loop and with each other:
      * they must be thread-safe (the daemon forwards with uv_async_send). NULL: the route

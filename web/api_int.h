@@ -11,13 +11,12 @@
 #include <microhttpd.h>
 
 #include "web/api.h"
+#include "web/conn_guard.h"
 #include "web/wbuf.h"
 
 #define API_DEFAULT_LISTEN "127.0.0.1:8787"
 #define API_DEFAULT_THREADS 4
-#define API_DEFAULT_IDLE_S 30
 #define API_DEFAULT_STALE_S 30
-#define API_CONN_LIMIT 1024
 /* Per connection: request line and headers must fit. Room for a 64 KiB request line, so that
  * one past API_URI_MAX is still read and answered by us (JSON 414); requests past this get
  * libmicrohttpd's own 414/431. The pool's pages are only touched as far as they are used. */
@@ -40,6 +39,7 @@ typedef struct fc_memo_s fc_memo_t;
 
 struct api_s {
     struct MHD_Daemon *mhd;
+    conn_guard_t *guard; /* connection limits and deadlines */
     int port;
     int stale_after_s;
     const _Atomic int64_t *heartbeat_ms;

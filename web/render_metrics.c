@@ -1,6 +1,7 @@
 /* render_metrics.c - the Prometheus text exposition (0.0.4) of a snapshot: fleet and group
  * gauges, probe counters and histograms, and the targets' certificate and revocation gauges. */
 #include "web/render.h"
+#include "web/procstats.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -405,6 +406,7 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_u64(b, "fleetscan_scan_started_timestamp_seconds", &common, NULL, NULL, NULL, NULL,
           (uint64_t)(s->started_at > 0 ? s->started_at : 0));
 
+    procstats_metrics(b, &common);
     put_target_metrics(b, s, &common);
     rc = wbuf_done(b);
 out:
