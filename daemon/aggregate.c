@@ -44,8 +44,10 @@ void fleet__ep_id(const fleet_gen_t *g, const fleet_ep_t *e, char *buf, size_t n
     snprintf(buf, n, "%s-%05u", g->groups[e->group].cfg->name, e->index);
 }
 
-void fleet__push_event(fleet_t *f, const char *subject, const char *target, int old_state,
-                       int new_state, int cause, const char *message)
+/* One more event in the ring, handed to the store (on_event); logged to the event file when
+ * log is set. */
+static snap_event_t *push_event(fleet_t *f, const char *subject, const char *target, int old_state,
+                                int new_state, int cause, const char *message, int log)
 {
     snap_event_t *ev = &f->events[f->event_seq % FLEET_EVENTS_MAX];
     ev->seq = ++f->event_seq;
@@ -55,9 +57,26 @@ void fleet__push_event(fleet_t *f, const char *subject, const char *target, int 
     ev->old_state = (uint8_t)old_state;
     ev->new_state = (uint8_t)new_state;
     ev->cause = (uint8_t)cause;
-    fleet__event_log_line(f, ev, message);
+    if (log)
+        fleet__event_log_line(f, ev, message);
     if (f->o.on_event)
         f->o.on_event(f->o.arg, ev, message);
+    return ev;
+}
+
+void fleet__push_event(fleet_t *f, const char *subject, const char *target, int old_state,
+                       int new_state, int cause, const char *message)
+{
+    push_event(f, subject, target, old_state, new_state, cause, message, 1);
+}
+
+void fleet_config_event(fleet_t *f, int applied, const char *message)
+{
+    /* The event file has its own line for an applied reload ("Configuration updated
+     * successfully", reload.c); a refused one is logged by the caller with its reason. */
+    push_event(f, applied ? "config:applied" : "config:refused", NULL, SNAP_PENDING, SNAP_PENDING,
+               FS_CAUSE_NONE, message, 0);
+    f->dirty = 1;
 }
 
 void fleet__observe(fleet_t *f, const probe_result_t *r)

@@ -311,11 +311,13 @@ static void reload_done(uv_work_t *w, int status)
         fprintf(stderr, "%s fleetscan: reload refused, the running configuration stays: %s\n",
                 fs_rfc3339(fs_wall_ms() / 1000, ts, sizeof(ts)), rl->err);
         note_reload(r, 0, rl->err);
+        fleet_config_event(r->fleet, 0, rl->err);
         fleet_next_free(rl->next);
         fleet_publish(r->fleet); /* /status says so now */
     } else {
         note_reload(r, 1, "configuration reloaded");
         fleet_reload_apply(r->fleet, rl->next);
+        fleet_config_event(r->fleet, 1, "configuration reloaded");
         publish_api_cfg(r);
     }
     free(rl);

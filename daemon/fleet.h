@@ -50,6 +50,9 @@ void fleet_next_free(fleet_next_t *n);
 void fleet_scan_now(fleet_t *f);
 /* Publishes a snapshot right away (also done periodically). */
 void fleet_publish(fleet_t *f);
+/* A SIGHUP reload was applied or refused: an event of kind "config" (subject "config:applied"
+ * or "config:refused"; message, the reason, goes to the store), in the events window. */
+void fleet_config_event(fleet_t *f, int applied, const char *message);
 /* Cancels in-flight probes, closes every handle; done runs after the last close. */
 void fleet_stop(fleet_t *f, void (*done)(void *arg), void *arg);
 const cfg_t *fleet_cfg(const fleet_t *f);

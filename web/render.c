@@ -308,6 +308,7 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t 
             continue;
         size_t n = strnlen(ev->subject, sizeof(ev->subject));
         int is_group = n >= 6 && memcmp(ev->subject, "group:", 6) == 0;
+        int is_config = n >= 7 && memcmp(ev->subject, "config:", 7) == 0;
         if (!first)
             wbuf_putc(b, ',');
         first = 0;
@@ -315,14 +316,19 @@ int render_events(const snap_t *s, uint64_t since_seq, int64_t since_at, wbuf_t 
         wbuf_u64(b, ev->seq);
         wbuf_puts(b, ",\"at\":");
         wbuf_json_time(b, ev->at);
-        wbuf_puts(b, is_group ? ",\"kind\":\"group\",\"subject\":"
-                              : ",\"kind\":\"endpoint\",\"subject\":");
+        wbuf_puts(b, is_group    ? ",\"kind\":\"group\",\"subject\":"
+                     : is_config ? ",\"kind\":\"config\",\"subject\":"
+                                 : ",\"kind\":\"endpoint\",\"subject\":");
         wbuf_json_strn(b, ev->subject, n);
-        wbuf_puts(b, ",\"old_state\":\"");
-        wbuf_puts(b, snap_state_name(ev->old_state));
-        wbuf_puts(b, "\",\"new_state\":\"");
-        wbuf_puts(b, snap_state_name(ev->new_state));
-        wbuf_puts(b, "\",\"cause\":");
+        if (is_config) { /* a reload: no state; why it was refused is in /status */
+            wbuf_puts(b, ",\"old_state\":null,\"new_state\":null,\"cause\":");
+        } else {
+            wbuf_puts(b, ",\"old_state\":\"");
+            wbuf_puts(b, snap_state_name(ev->old_state));
+            wbuf_puts(b, "\",\"new_state\":\"");
+            wbuf_puts(b, snap_state_name(ev->new_state));
+            wbuf_puts(b, "\",\"cause\":");
+        }
         if (ev->cause != FS_CAUSE_NONE)
             wbuf_json_str(b, fs_cause_id((fs_cause_t)ev->cause));
         else
