@@ -286,9 +286,11 @@ static void test_hostile_servers(void)
 
     /* descriptors: every probe's socket, every retrieval's, the servers' side too */
     int64_t end = mono_ms() + 5000;
-    while (count_fds() != fds0 && mono_ms() < end)
+    /* (the baseline may still hold the server side of the baseline probe, which the lab's
+     * thread closes a little later: fewer is fine, more is a leak) */
+    while (count_fds() > fds0 && mono_ms() < end)
         usleep(20000);
-    ASSERT_EQ(count_fds(), fds0);
+    ASSERT(count_fds() <= fds0);
 
     lab_tls_stop(trickle);
     lab_tls_stop(biglist);
