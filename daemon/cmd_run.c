@@ -161,7 +161,8 @@ static fs_cause_t *current_causes(const snap_t *s, const cfg_t *cfg)
 
 /* Runs on an API pre-flight thread: a private loop evaluates the chain against the
  * configuration and the groups' present state. */
-static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
+static int on_preflight(void *arg, const char *body, size_t len, const char *target,
+                        char **json_out, int *status)
 {
     run_t *r = arg;
     pthread_mutex_lock(&r->shared_mu);
@@ -174,11 +175,30 @@ static int on_preflight(void *arg, const char *body, size_t len, char **json_out
         *status = 503;
         return 0;
     }
+    long ti = -1;
+    if (target != NULL) {
+        for (size_t i = 0; i < h->ntargets && ti < 0; i++)
+            if (strcmp(h->targets[i].name, target) == 0)
+                ti = (long)i;
+        if (ti < 0) {
+            snap_unref(snap);
+            cfg_unref(h);
+            cJSON *e = cJSON_CreateObject();
+            char msg[160];
+            snprintf(msg, sizeof(msg), "target: no target is named \"%s\"", target);
+            cJSON_AddStringToObject(e, "error", msg);
+            cJSON_AddStringToObject(e, "code", "bad_parameter");
+            *json_out = cJSON_PrintUnformatted(e);
+            cJSON_Delete(e);
+            *status = 400;
+            return 0;
+        }
+    }
     cJSON *doc;
     char err[256];
     fs_cause_t *current = current_causes(snap, h);
     snap_unref(snap);
-    int prc = preflight_run(h, (const unsigned char *)body, len, r->o->dns_override_only, -1,
+    int prc = preflight_run(h, (const unsigned char *)body, len, r->o->dns_override_only, ti,
                             current, &doc, err);
     free(current);
     if (prc < 0) {

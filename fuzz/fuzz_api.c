@@ -101,8 +101,10 @@ static char *json_doc(const char *s)
 
 static void on_scan(void *arg) {}
 
-static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
+static int on_preflight(void *arg, const char *body, size_t len, const char *target,
+                        char **json_out, int *status)
 {
+    (void)target;
     *json_out =
         json_doc(len > 0 && body[0] == '-' ? "{\"groups\":[]}"
                                            : "{\"error\":\"bad chain\",\"code\":\"bad_chain\"}");

@@ -466,8 +466,10 @@ static void on_scan(void *arg)
     atomic_fetch_add(&g_scans, 1);
 }
 
-static int on_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
+static int on_preflight(void *arg, const char *body, size_t len, const char *target,
+                        char **json_out, int *status)
 {
+    (void)target;
     pthread_mutex_lock(&g_pf_mu);
     g_pf_blocked++;
     pthread_cond_broadcast(&g_pf_cv);

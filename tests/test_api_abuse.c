@@ -227,8 +227,10 @@ static int big_history(void *arg, int64_t since, int64_t until, int64_t step, ch
 }
 
 /* POST /api/v1/preflight through the real chain reader (what the daemon's hook runs first). */
-static int parse_preflight(void *arg, const char *body, size_t len, char **json_out, int *status)
+static int parse_preflight(void *arg, const char *body, size_t len, const char *target,
+                           char **json_out, int *status)
 {
+    (void)target;
     STACK_OF(X509) *sk = NULL;
     char err[256];
     cJSON *j = cJSON_CreateObject();

@@ -87,7 +87,10 @@ typedef struct api_opts_s {
      * It may take long (it fetches CRLs): it runs on one of the API's own pre-flight threads
      * (API_PREFLIGHT_RUNNING at once) while the connection waits, never on a thread that
      * serves connections. */
-    int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
+    /* target: the `target` query parameter ([A-Za-z0-9_.-]{1,48}, checked by the API), NULL
+     * when absent. */
+    int (*on_post_preflight)(void *arg, const char *body, size_t len, const char *target,
+                             char **json_out, int *status);
     /* GET /api/v1/forecast?days=N (N in 0..3650, parsed by the API) from snapshot s, the one
      * the API serves (valid during the call only); same contract. A 200 answer is kept for that
      * snapshot and N: the hook runs once per snapshot and N however many clients ask, and at

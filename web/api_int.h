@@ -48,7 +48,8 @@ struct api_s {
     size_t token_len;
     void *arg;
     void (*on_scan)(void *arg);
-    int (*on_post_preflight)(void *arg, const char *body, size_t len, char **json_out, int *status);
+    int (*on_post_preflight)(void *arg, const char *body, size_t len, const char *target,
+                             char **json_out, int *status);
     int (*on_forecast)(void *arg, const snap_t *s, int days, char **json_out, int *status);
     int (*on_history)(void *arg, int64_t since, int64_t until, int64_t step, char **json_out,
                       int *status);
@@ -97,6 +98,7 @@ struct req_s {
     int pf_state;
     struct MHD_Connection *conn;
     req_t *pf_next;
+    char pf_target[49]; /* POST /api/v1/preflight?target=, "" when absent */
     int pf_rc, pf_status;
     char *pf_json;
 };

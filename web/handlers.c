@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "probes/util.h"
@@ -401,7 +402,8 @@ void *api__pf_worker(void *arg)
         pthread_mutex_unlock(&a->pf_mu);
         char *json = NULL;
         int status = 0;
-        int rc = a->on_post_preflight(a->arg, rq->body, rq->len, &json, &status);
+        int rc = a->on_post_preflight(a->arg, rq->body, rq->len,
+                                      rq->pf_target[0] ? rq->pf_target : NULL, &json, &status);
         api__pf_finish(a, rq, rc, json, status);
         pthread_mutex_lock(&a->pf_mu);
     }
@@ -481,6 +483,19 @@ enum MHD_Result api__answer_preflight(api_t *a, struct MHD_Connection *c, req_t 
     if (rq->len == 0)
         return api__reply_error(c, MHD_HTTP_BAD_REQUEST, "body: expected a PEM certificate chain",
                                 "bad_parameter");
+    const char *t = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "target");
+    if (t != NULL) { /* a target name as the configuration allows it; which exists, the hook says */
+        size_t n = strlen(t);
+        int ok = n >= 1 && n < sizeof(rq->pf_target);
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char)t[i]) || t[i] == '_' || t[i] == '.' || t[i] == '-';
+        if (!ok)
+            return api__reply_error(c, MHD_HTTP_BAD_REQUEST,
+                                    "target: expected a target name ([A-Za-z0-9_.-], 1 to 48 "
+                                    "characters)",
+                                    "bad_parameter");
+        memcpy(rq->pf_target, t, n + 1);
+    }
     return submit_preflight(a, c, rq);
 }
 
