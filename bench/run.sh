@@ -6,7 +6,8 @@
 # and an ECDSA P-256 chain (TLS 1.3, no session reuse) plus a CRL distribution point, and
 # prints side by side:
 #   1. client CPU per probe: fleetscan daemon vs a bare OpenSSL client vs blackbox_exporter,
-#      each alone (1) and in pairs measured in the same window (1b)
+#      each alone (1) and in pairs measured in the same window (1b); what each feature (CRL,
+#      OCSP, delta CRL, targets with several addresses, the state database) adds (1c)
 #   2. RSS with 100,000 endpoints, flat over cycles
 #   3. API latency (wrk --latency, and one paced poller) while the daemon probes at full rate
 #   4. CRL fetches per CRL URL vs probes (10,000 strict endpoints)
@@ -16,7 +17,8 @@
 #      100,000 endpoints (bench/store_bench.c, no network)
 # Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
 #
-# Knobs (environment): BENCH_SECTIONS=cpu,paired,mem,api,crl,dns,store (api runs on the mem daemon)
+# Knobs (environment): BENCH_SECTIONS=cpu,paired,feat,mem,api,crl,dns,store (api runs on the mem
+#   daemon)  BENCH_FEAT_VARIANTS="crl ocsp delta targets store"
 #   BENCH_RATE=300  BENCH_ENDPOINTS=2000
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
@@ -32,7 +34,7 @@ set -euo pipefail
 trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SECTIONS=${BENCH_SECTIONS:-cpu,paired,mem,api,crl,dns,store}
+SECTIONS=${BENCH_SECTIONS:-cpu,paired,feat,mem,api,crl,dns,store}
 RATE=${BENCH_RATE:-300}
 EPS=${BENCH_ENDPOINTS:-2000}
 WARM=${BENCH_WARMUP_S:-10}
@@ -154,7 +156,37 @@ get() { awk -v k="$1" 'index($0, k "=") == 1 {v = substr($0, length(k) + 2)} END
 # ---- fleetscan -------------------------------------------------------------------------------
 FS_PID="" FS_URL=""
 # fs_config FILE ALG PATH REV COUNT INTERVAL_S RATE MAX_IN_FLIGHT [EXTRA_TOP_LEVEL_JSON]
+# FS_VARIANT (set for the call) picks what the endpoints meet besides the handshake:
+#   ""       the leaf ALG.bench.test, revocation through its CDPs (base CRLs)
+#   ocsp     the leaf ALG-ocsp.bench.test: OCSP first (the bench responder), CRL for the issuer
+#   delta    the leaf ALG-delta.bench.test: base CRL + its delta CRL (freshestCRL)
+#   targets  two targets (ALG.bench.test, ALG-pkg.bench.test), one group each, each name with
+#            three addresses (127.0.0.1-3, network.resolve lists: round robin per name)
+#   nostore  as "", without the state database (state_db null)
+#   sysdns   the URL host is localhost, resolved by the system resolver (no resolve entry; the
+#            daemon's resolve cache) instead of the resolve map
 fs_config() {
+    local cert port host v=${FS_VARIANT:-} resolve extra_groups="" store="" count=$5
+    cert=$(cert_of "$2"); port=$(port_of "$2")
+    host=$cert.bench.test
+    case "$v" in ocsp | delta) host=$cert-$v.bench.test ;; sysdns) host=localhost ;; esac
+    resolve="\"$host\": \"127.0.0.1\", "
+    [ "$v" = sysdns ] && resolve=""
+    [ "$v" = nostore ] && store='"state_db": null,'
+    local profiles="\"default\": {\"url\": \"https://$host:$port$3\"}" targets=""
+    if [ "$v" = targets ]; then
+        local three='["127.0.0.1", "127.0.0.2", "127.0.0.3"]'
+        resolve="\"$cert.bench.test\": $three, \"$cert-pkg.bench.test\": $three, "
+        profiles+=", \"pkg\": {\"url\": \"https://$cert-pkg.bench.test:$port$3\"}"
+        targets="\"targets\": {\"ns\": {\"url\": \"https://$cert.bench.test:$port\"},
+              \"pkg\": {\"url\": \"https://$cert-pkg.bench.test:$port\"}},"
+        count=$(($5 / 2))
+        extra_groups=",
+             {\"name\": \"pkg\", \"count\": $(($5 - count)), \"profile\": \"pkg\",
+              \"revocation\": {\"mode\": \"$4\"},
+              \"network\": {\"resolve\": {$resolve\"crl.bench.test\": \"127.0.0.1\",
+                                      \"ocsp.bench.test\": \"127.0.0.1\"}}}"
+    fi
     cat > "$1" <<JSON
 {
   "vantage": "bench",
@@ -162,13 +194,15 @@ fs_config() {
   "interval_s": $6,
   "jitter": 0.2,
   ${9:+$9,}
+  $store
   "limits": {"max_in_flight": $8, "handshakes_per_s": $7},
-  "trust_stores": {"bench": {"ca_file": "$WORK/pki/$(cert_of "$2")-root.pem"}},
-  "profiles": {"default": {"url": "https://$(cert_of "$2").bench.test:$(port_of "$2")$3"}},
-  "groups": [{"name": "g", "count": $5,
+  "trust_stores": {"bench": {"ca_file": "$WORK/pki/$cert-root.pem"}},
+  "profiles": {$profiles},
+  $targets
+  "groups": [{"name": "g", "count": $count,
               "revocation": {"mode": "$4"},
-              "network": {"resolve": {"$(cert_of "$2").bench.test": "127.0.0.1",
-                                      "crl.bench.test": "127.0.0.1"}}}]
+              "network": {"resolve": {$resolve"crl.bench.test": "127.0.0.1",
+                                      "ocsp.bench.test": "127.0.0.1"}}}$extra_groups]
 }
 JSON
 }
@@ -181,7 +215,11 @@ cert_of() { if [ "$1" = rsa12 ]; then echo rsa; else echo "$1"; fi; }
 tls_of() { if [ "$1" = rsa12 ]; then echo 1.2; else echo 1.3; fi; }
 
 fs_start() { # fs_start CONFIG LOGPREFIX [BINARY [LD_PRELOAD]]
-    env ${4:+LD_PRELOAD=$4} FLEETSCAN_DNS_OVERRIDE_ONLY=1 "${3:-$FS}" run -c "$1" > "$2.out" 2> "$2.err" &
+    # Names outside the resolve maps never reach the system resolver, except with FS_SYSTEM_DNS=1
+    # (the sysdns variant: the URL's name goes through the daemon's resolve cache).
+    local dns_env=FLEETSCAN_DNS_OVERRIDE_ONLY=1
+    [ "${FS_SYSTEM_DNS:-0}" = 1 ] && dns_env=FLEETSCAN_BENCH=1
+    env ${4:+LD_PRELOAD=$4} "$dns_env" "${3:-$FS}" run -c "$1" > "$2.out" 2> "$2.err" &
     FS_PID=$!
     PIDS+=("$FS_PID")
     local i
@@ -202,6 +240,12 @@ fs_status() { curl -sf --max-time 10 "$FS_URL/api/v1/status"; }
 fs_probes() { fs_status | jq -r '.scan.probes_total'; }
 fs_check() { # prints a one-line state summary and the causes
     fs_status | jq -r '"online=\(.endpoints.online) offline=\(.endpoints.offline) pending=\(.endpoints.pending) causes=\(.causes|tostring) warnings=\(.warnings|tostring)"'
+}
+fs_retrievals() { # the revocation retrievals of the first endpoint's last probe: kind:depth:ok
+    local id
+    id=$(curl -sf --max-time 10 "$FS_URL/api/v1/endpoints?limit=1" | jq -r '.items[0].id')
+    curl -sf --max-time 10 "$FS_URL/api/v1/endpoints/$id" |
+        jq -r '[.detail.retrievals[] | "\(.kind)@\(.cert_depth):\(if .ok then "ok" else "FAILED" end)\(if .from_cache then "(cached)" else "" end)"] | join(" ")'
 }
 
 # One CPU measurement of fleetscan: NAME ALG PATH REV
@@ -393,6 +437,61 @@ section_ab() {
             put "ab.a.$alg.$rep" "$ua"
             put "ab.b.$alg.$rep" "$ub"
             put "ab.ratio.$alg.$rep" "$(awk -v a="$ua" -v b="$ub" 'BEGIN {printf "%.3f", a ? b / a : 0}')"
+        done
+    done
+}
+
+# The features' own cost: a daemon without the feature (A) and one with it (B), side by side in
+# the same window at RATE/s each, handshake-only; B/A per run. The revocation paths (crl, ocsp,
+# delta) are measured against revocation off, with the same handshake (same key type and chain
+# shape); targets and store against strict CRL checking without them:
+#   crl      strict, base CRLs (leaf and issuing CA), cached
+#   ocsp     strict, the leaf through OCSP (cached answer), the issuing CA through its CRL
+#   delta    strict, base + delta CRL for the leaf (cached), CRL for the issuing CA
+#   targets  two targets, one group each, three addresses a name (round robin), vs one target
+#            with one address
+#   store    the state database on (the default) vs state_db null
+FEAT_VARIANTS=${BENCH_FEAT_VARIANTS:-crl ocsp delta targets store}
+section_feat() {
+    local rep alg v
+    log "== 1c. features: each of ($FEAT_VARIANTS) vs the same without it, same window, $RATE/s each"
+    for rep in $(seq 1 "$REPEAT"); do
+        for alg in $ALGS; do
+            for v in $FEAT_VARIANTS; do
+                local interval cfga="$WORK/fs-feat-$v-a-$alg.json" cfgb="$WORK/fs-feat-$v-b-$alg.json"
+                interval=$(awk -v n="$EPS" -v r="$RATE" 'BEGIN {printf "%.2f", n / r * 0.6}')
+                case $v in
+                targets) fs_config "$cfga" "$alg" "" strict "$EPS" "$interval" "$RATE" 256 ;;
+                store) FS_VARIANT=nostore fs_config "$cfga" "$alg" "" strict "$EPS" "$interval" "$RATE" 256 ;;
+                *) fs_config "$cfga" "$alg" "" off "$EPS" "$interval" "$RATE" 256 ;;
+                esac
+                case $v in
+                crl | store) fs_config "$cfgb" "$alg" "" strict "$EPS" "$interval" "$RATE" 256 ;;
+                *) FS_VARIANT=$v fs_config "$cfgb" "$alg" "" strict "$EPS" "$interval" "$RATE" 256 ;;
+                esac
+                fs_start "$cfga" "$WORK/fs-feat-$v-a-$alg-$rep"
+                local apid=$FS_PID aurl=$FS_URL
+                fs_start "$cfgb" "$WORK/fs-feat-$v-b-$alg-$rep"
+                local bpid=$FS_PID burl=$FS_URL
+                sleep "$WARM"
+                local ta0 tb0 pa0 pb0 ta1 tb1 pa1 pb1 state rets
+                FS_URL=$aurl; pa0=$(fs_probes); ta0=$(cpu_ticks "$apid")
+                FS_URL=$burl; pb0=$(fs_probes); tb0=$(cpu_ticks "$bpid")
+                sleep "$WIN"
+                FS_URL=$aurl; pa1=$(fs_probes); ta1=$(cpu_ticks "$apid")
+                FS_URL=$burl; pb1=$(fs_probes); tb1=$(cpu_ticks "$bpid")
+                state=$(fs_check); rets=$(fs_retrievals)
+                stop_pid "$apid"; stop_pid "$bpid"
+                local ua ub
+                ua=$(awk -v dt=$((ta1 - ta0)) -v hz="$HZ" -v dp=$((pa1 - pa0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+                ub=$(awk -v dt=$((tb1 - tb0)) -v hz="$HZ" -v dp=$((pb1 - pb0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+                log "feature $v $alg #$rep: without $ua us/probe ($((pa1 - pa0))) | with $ub us/probe ($((pb1 - pb0))); $state; retrievals: ${rets:-none}; load $(loadavg)"
+                case "$state" in *"offline=0 "*) ;; *) log "WARNING: offline endpoints in the $v run" ;; esac
+                put "feat.off.$v.$alg.$rep" "$ua"
+                put "feat.on.$v.$alg.$rep" "$ub"
+                put "feat.ratio.$v.$alg.$rep" "$(awk -v a="$ua" -v b="$ub" 'BEGIN {printf "%.3f", a ? b / a : 0}')"
+                put "feat.rets.$v.$alg" "$rets"
+            done
         done
     done
 }
@@ -673,6 +772,27 @@ report() {
                 printf '   %-62s %-34s %-34s %-34s\n' "$lab" "${cells[0]}" "${cells[1]}" "${cells[2]}"
             done
         fi
+        if has feat; then
+            echo
+            echo "1c. Features: a daemon without the feature and one with it, side by side in the same ${WIN}s window, $RATE/s each, handshake-only"
+            echo "    µs CPU per probe without:with per run; with/without per run (median); the first endpoint's retrievals (kind@depth)"
+            local v lab a
+            for v in $FEAT_VARIANTS; do
+                case $v in
+                crl) lab="strict, base CRLs (cached) vs revocation off" ;;
+                ocsp) lab="strict, OCSP for the leaf (cached) vs off" ;;
+                delta) lab="strict, base + delta CRL (cached) vs off" ;;
+                targets) lab="2 targets, 3 addresses a name vs 1 and 1" ;;
+                store) lab="state database vs none (strict CRL)" ;;
+                *) lab=$v ;;
+                esac
+                for a in $ALGS; do
+                    printf '   %-52s %-6s %-30s %-26s %s\n' "$lab" "$a" \
+                        "$(paste -d: <(awk -F= -v k="feat.off.$v.$a." 'index($1, k) == 1 {print $2}' "$RES") <(awk -F= -v k="feat.on.$v.$a." 'index($1, k) == 1 {print $2}' "$RES") | paste -sd' ')" \
+                        "$(all_of feat.ratio.$v.$a) ($(stat_of feat.ratio.$v.$a %.3f))" "$(get feat.rets.$v.$a)"
+                done
+            done
+        fi
         if has ab; then
             echo
             echo "A/B: A=$FS, B=${BENCH_AB_FLEETSCAN:-$FS}${BENCH_AB_PRELOAD:+ with LD_PRELOAD=$BENCH_AB_PRELOAD}; same window, $RATE/s each, handshake-only, strict CRL"
@@ -734,16 +854,24 @@ report() {
 }
 
 # ---- main -----------------------------------------------------------------------------------
-main() {
+# Everything the sections share: dependencies, the binaries, the PKI, nginx, the OCSP responders.
+bench_setup() {
     install_deps
     if [ -z "${FLEETSCAN:-}" ]; then
         local bdir=${BENCH_BUILD:-$ROOT/build-bench}
         log "building fleetscan (Release) in $bdir"
         cmake -S "$ROOT" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
-        cmake --build "$bdir" -j "$(nproc)" --target fleetscan > /dev/null
+        cmake --build "$bdir" -j "$(nproc)" --target fleetscan bench_ocsp > /dev/null
         FS=$bdir/fleetscan
+        BENCH_OCSP=$bdir/bench_ocsp
     else
         FS=$FLEETSCAN
+    fi
+    if [ -z "${BENCH_OCSP:-}" ] || [ ! -x "$BENCH_OCSP" ]; then
+        local odir=${BENCH_BUILD:-$ROOT/build-bench}
+        cmake -S "$ROOT" -B "$odir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
+        cmake --build "$odir" -j "$(nproc)" --target bench_ocsp > /dev/null
+        BENCH_OCSP=$odir/bench_ocsp
     fi
     FS_REV="$(git -C "$ROOT" rev-parse --short HEAD 2> /dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- . ':!bench' ':!docs' 2> /dev/null || echo '+uncommitted changes')"
     WORK=$(mktemp -d /tmp/fleetscan-bench.XXXXXX)
@@ -752,25 +880,46 @@ main() {
     : > "$RES"
     cc -O2 -std=c11 -Wall -o "$WORK/bare_client" "$ROOT/bench/bare_client.c" -lssl -lcrypto
 
-    PORT_RSA=$(free_port); PORT_ECDSA=$(free_port); PORT_RSA12=$(free_port); PORT_HTTP=$(free_port)
+    PORT_HTTP=$(free_port)
     CRL_BASE="http://crl.bench.test:$PORT_HTTP/crl"
-    bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE"
+    # The -ocsp leaves' AIA OCSP URLs go to nginx (its port is known now), which passes them to
+    # bench_ocsp (lab/ocspd.c: good, signed by the issuing CA, nextUpdate a day ahead).
+    bash "$ROOT/bench/pki.sh" "$WORK/pki" "$CRL_BASE" 604800 \
+        "http://ocsp.bench.test:$PORT_HTTP/ocsp/rsa" "http://ocsp.bench.test:$PORT_HTTP/ocsp/ecdsa"
+    "$BENCH_OCSP" /ocsp/rsa "$WORK/pki/rsa-int.pem" "$WORK/pki/rsa-int.key" \
+        /ocsp/ecdsa "$WORK/pki/ecdsa-int.pem" "$WORK/pki/ecdsa-int.key" > "$WORK/ocsp.out" &
+    PIDS+=("$!")
+    local i
+    for i in $(seq 1 100); do
+        PORT_OCSP=$(sed -n 's/^port=//p' "$WORK/ocsp.out")
+        [ -n "$PORT_OCSP" ] && break
+        sleep 0.1
+    done
+    USED_PORTS+="$PORT_OCSP "
+    # Picked once the responder's ephemeral port is taken, so none of them can be that one.
+    PORT_RSA=$(free_port); PORT_ECDSA=$(free_port); PORT_RSA12=$(free_port)
     mkdir -p "$WORK/nginx/tmp"
     local user_line=""
     [ "$(id -u)" -eq 0 ] && user_line="user root;" # workers must read the keys in $WORK
     sed -e "s|@WORK@|$WORK|g" -e "s|@PORT_RSA@|$PORT_RSA|g" -e "s|@PORT_ECDSA@|$PORT_ECDSA|g" \
         -e "s|@PORT_RSA12@|$PORT_RSA12|g" \
         -e "s|@PORT_HTTP@|$PORT_HTTP|g" -e "s|@USER_LINE@|$user_line|" \
+        -e "s|@PORT_OCSP@|$PORT_OCSP|g" \
         -e "s|@WORKERS@|${BENCH_NGINX_WORKERS:-auto}|" \
         "$ROOT/bench/nginx.conf.in" > "$WORK/nginx/nginx.conf"
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
         -g 'daemon off;' &
     PIDS+=("$!")
     wait_port "$PORT_RSA"; wait_port "$PORT_ECDSA"; wait_port "$PORT_RSA12"; wait_port "$PORT_HTTP"
-    log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, rsa tls1.2 $PORT_RSA12, crl http $PORT_HTTP; work dir $WORK; load $(loadavg)"
+    log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, rsa tls1.2 $PORT_RSA12, crl and ocsp http $PORT_HTTP (OCSP responder $PORT_OCSP); work dir $WORK; load $(loadavg)"
+}
+
+main() {
+    bench_setup
 
     if has cpu; then section_cpu; fi
     if has paired; then section_paired; fi
+    if has feat; then section_feat; fi
     if has ab; then section_ab; fi
     if has mem; then section_mem_api; fi
     if has crl; then section_crl; fi
@@ -778,4 +927,5 @@ main() {
     if has store; then section_store; fi
     report
 }
-main "$@"
+# Sourced (`source bench/run.sh`), it only defines the functions: for ad-hoc runs and profiles.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
