@@ -418,9 +418,12 @@ section_ab() {
             local cfg="$WORK/fs-ab-$alg.json" interval
             interval=$(awk -v n="$EPS" -v r="$RATE" 'BEGIN {printf "%.2f", n / r * 0.6}')
             fs_config "$cfg" "$alg" "" strict "$EPS" "$interval" "$RATE" 256
+            # B gets its own copy: the state database sits beside the configuration, and a
+            # second daemon on the same file would run without it (the file is locked).
+            cp "$cfg" "$WORK/fs-ab-b-$alg.json"
             fs_start "$cfg" "$WORK/fs-ab-a-$alg-$rep"
             local apid=$FS_PID aurl=$FS_URL
-            fs_start "$cfg" "$WORK/fs-ab-b-$alg-$rep" "$b" "$pre"
+            fs_start "$WORK/fs-ab-b-$alg.json" "$WORK/fs-ab-b-$alg-$rep" "$b" "$pre"
             local bpid=$FS_PID burl=$FS_URL
             sleep "$WARM"
             local ta0 tb0 pa0 pb0 ta1 tb1 pa1 pb1
