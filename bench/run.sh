@@ -7,7 +7,8 @@
 # prints side by side:
 #   1. client CPU per probe: fleetscan daemon vs a bare OpenSSL client vs blackbox_exporter,
 #      each alone (1) and in pairs measured in the same window (1b); what each feature (CRL,
-#      OCSP, delta CRL, targets with several addresses, the state database) adds (1c)
+#      OCSP, delta CRL, targets with several addresses, the state database) adds (1c); heap
+#      allocations and system calls per probe against the bare client (1d)
 #   2. RSS with 100,000 endpoints, flat over cycles
 #   3. API latency (wrk --latency, and one paced poller) while the daemon probes at full rate
 #   4. CRL fetches per CRL URL vs probes (10,000 strict endpoints)
@@ -17,8 +18,9 @@
 #      100,000 endpoints (bench/store_bench.c, no network)
 # Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
 #
-# Knobs (environment): BENCH_SECTIONS=cpu,paired,feat,mem,api,crl,dns,store (api runs on the mem
-#   daemon)  BENCH_FEAT_VARIANTS="crl ocsp delta targets store"
+# Knobs (environment): BENCH_SECTIONS=cpu,paired,feat,sys,mem,api,crl,dns,store (api runs on the
+#   mem daemon)  BENCH_FEAT_VARIANTS="crl ocsp delta targets store"
+#   BENCH_SYS_ALGS=ecdsa BENCH_SYS_WINDOW_S=10 (allocations and system calls per probe)
 #   BENCH_RATE=300  BENCH_ENDPOINTS=2000
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
@@ -34,7 +36,7 @@ set -euo pipefail
 trap 'echo "bench: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SECTIONS=${BENCH_SECTIONS:-cpu,paired,feat,mem,api,crl,dns,store}
+SECTIONS=${BENCH_SECTIONS:-cpu,paired,feat,sys,mem,api,crl,dns,store}
 RATE=${BENCH_RATE:-300}
 EPS=${BENCH_ENDPOINTS:-2000}
 WARM=${BENCH_WARMUP_S:-10}
@@ -61,6 +63,7 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 install_deps() {
     local pkgs=(nginx wrk prometheus-blackbox-exporter build-essential cmake pkg-config
                 libssl-dev curl jq iproute2 procps)
+    has sys && pkgs+=(strace binutils)
     [ "$PERF" = 1 ] && pkgs+=(linux-perf)
     local missing=() p
     for p in "${pkgs[@]}"; do
@@ -499,6 +502,79 @@ section_feat() {
     done
 }
 
+# Heap allocations and system calls per probe, fleetscan (handshake-only, strict CRL) and the
+# bare client, each alone at RATE/s. Allocations: bench/malloc_count.c preloaded, counted
+# between two SIGUSR2 over WIN_SYS seconds, each attributed to the nearest fleetscan function
+# on its stack (OpenSSL's own allocations inside tlsc_handshake count there). System calls:
+# strace -c -f over the same length of window, per connect (one connect per probe).
+WIN_SYS=${BENCH_SYS_WINDOW_S:-10}
+SYS_ALGS=${BENCH_SYS_ALGS:-ecdsa}
+section_sys() {
+    local alg cfg lib="$WORK/libmalloc_count.so"
+    cc -O2 -shared -fPIC -o "$lib" "$ROOT/bench/malloc_count.c" -ldl
+    log "== 1d. allocations and system calls per probe ($SYS_ALGS), ${WIN_SYS}s windows"
+    for alg in $SYS_ALGS; do
+        cfg="$WORK/fs-sys-$alg.json"
+        fs_config "$cfg" "$alg" "" strict "$EPS" 4 "$RATE" 256
+        # allocations, fleetscan: stacks on (slower, the counts are per probe anyway)
+        MALLOC_COUNT_OUT=$WORK/alloc-fs.txt fs_start "$cfg" "$WORK/fs-sys-$alg" "$FS" "$lib"
+        sleep "$WARM"
+        local p0 p1
+        kill -USR2 "$FS_PID"; p0=$(fs_probes)
+        sleep "$WIN_SYS"
+        kill -USR2 "$FS_PID"; p1=$(fs_probes)
+        sleep 0.5
+        stop_pid "$FS_PID"
+        local n=$((p1 - p0))
+        put "sys.alloc.fs.$alg" "$(awk -v n="$n" 'NR == 1 {printf "%.0f", $2 / n}' "$WORK/alloc-fs.txt")"
+        put "sys.alloc.fs_bytes.$alg" "$(awk -v n="$n" 'NR == 1 {printf "%.0f", $6 / n}' "$WORK/alloc-fs.txt")"
+        # the nearest fleetscan function of each allocation, per probe (addr2line for statics)
+        awk '/^by the nearest frame in the executable/ {on = 1; next} /^by the/ {on = 0} on' \
+            "$WORK/alloc-fs.txt" | while read -r c name rest; do
+            case "$name" in
+            exe+*) name=$(addr2line -f -e "$FS" "$(printf '%#x' $((${name#exe+} - 1)))" | head -1) ;;
+            esac
+            echo "$c $name"
+        done | awk -v n="$n" '{a[$2] += $1} END {for (k in a) printf "%.1f %s\n", a[k] / n, k}' |
+            sort -rn | head -12 | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}' > "$WORK/alloc-sites.txt"
+        put "sys.alloc.sites.$alg" "$(cat "$WORK/alloc-sites.txt")"
+        log "allocations, fleetscan $alg: $(get sys.alloc.fs.$alg) per probe ($n probes); by function: $(cat "$WORK/alloc-sites.txt")"
+        # allocations, bare client: counts only, so it holds its rate
+        local bargs=(127.0.0.1 "$(port_of "$alg")" "$(cert_of "$alg").bench.test"
+            "$WORK/pki/$(cert_of "$alg")-root.pem" "$RATE" $((WIN_SYS + 2)) 2 "$(tls_of "$alg")")
+        MALLOC_COUNT_SITES=0 MALLOC_COUNT_OUT=$WORK/alloc-bare.txt LD_PRELOAD=$lib \
+            "$WORK/bare_client" "${bargs[@]}" > /dev/null &
+        local bpid=$!
+        PIDS+=("$bpid")
+        sleep 3
+        kill -USR2 "$bpid"
+        sleep "$WIN_SYS"
+        kill -USR2 "$bpid"
+        wait "$bpid" || true
+        forget_pid "$bpid"
+        put "sys.alloc.bare.$alg" "$(awk -v n=$((RATE * WIN_SYS)) 'NR == 1 {printf "%.0f", $2 / n}' "$WORK/alloc-bare.txt")"
+        log "allocations, bare client $alg: $(get sys.alloc.bare.$alg) per handshake"
+        # system calls: strace -c over a window, per connect
+        fs_start "$cfg" "$WORK/fs-sys2-$alg"
+        sleep "$WARM"
+        timeout -s INT "$WIN_SYS" strace -c -f -o "$WORK/strace-fs.txt" -p "$FS_PID" 2> /dev/null || true
+        stop_pid "$FS_PID"
+        "$WORK/bare_client" "${bargs[@]}" > /dev/null &
+        bpid=$!
+        PIDS+=("$bpid")
+        sleep 2
+        timeout -s INT "$WIN_SYS" strace -c -f -o "$WORK/strace-bare.txt" -p "$bpid" 2> /dev/null || true
+        wait "$bpid" || true
+        forget_pid "$bpid"
+        local who
+        for who in fs bare; do
+            put "sys.calls.$who.$alg" "$(awk '$NF == "connect" {c = $4} $NF == "total" {t = $4} END {printf "%.1f", c ? t / c : 0}' "$WORK/strace-$who.txt")"
+            put "sys.calls_by.$who.$alg" "$(awk '$NF == "connect" {c = $4} /^ *[0-9]/ && $NF != "total" {n[$NF] = $4} END {for (k in n) if (n[k] / c >= 0.5) printf "%s %.1f\n", k, n[k] / c}' "$WORK/strace-$who.txt" | sort -k2 -rn | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')"
+        done
+        log "system calls per probe $alg: fleetscan $(get sys.calls.fs.$alg) ($(get sys.calls_by.fs.$alg)); bare client $(get sys.calls.bare.$alg) ($(get sys.calls_by.bare.$alg))"
+    done
+}
+
 section_paired() {
     log "== 1b. paired runs (same window): fleetscan vs bare client, vs blackbox tls_connect, vs http_2xx"
     [ -n "$BB_PID" ] && kill -0 "$BB_PID" 2> /dev/null || bb_start
@@ -796,6 +872,16 @@ report() {
                 done
             done
         fi
+        if has sys; then
+            echo
+            echo "1d. Heap allocations and system calls per probe (handshake-only, strict CRL, $RATE/s; ${WIN_SYS}s windows)"
+            local a
+            for a in $SYS_ALGS; do
+                echo "   $a: allocations: fleetscan $(get sys.alloc.fs.$a) ($(get sys.alloc.fs_bytes.$a) bytes), bare client $(get sys.alloc.bare.$a)"
+                echo "       fleetscan's, by the nearest fleetscan function (OpenSSL's inside tlsc_handshake): $(get sys.alloc.sites.$a)"
+                echo "       system calls: fleetscan $(get sys.calls.fs.$a) ($(get sys.calls_by.fs.$a)); bare client $(get sys.calls.bare.$a) ($(get sys.calls_by.bare.$a))"
+            done
+        fi
         if has ab; then
             echo
             echo "A/B: A=$FS, B=${BENCH_AB_FLEETSCAN:-$FS}${BENCH_AB_PRELOAD:+ with LD_PRELOAD=$BENCH_AB_PRELOAD}; same window, $RATE/s each, handshake-only, strict CRL"
@@ -923,6 +1009,7 @@ main() {
     if has cpu; then section_cpu; fi
     if has paired; then section_paired; fi
     if has feat; then section_feat; fi
+    if has sys; then section_sys; fi
     if has ab; then section_ab; fi
     if has mem; then section_mem_api; fi
     if has crl; then section_crl; fi
