@@ -30,6 +30,7 @@
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
 #   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
 #     two daemons side by side in the same window (before/after comparisons)
+#   BENCH_BARE_BUILTIN_KEYS=1 (the bare client uses fleetscan's OpenSSL 3.0 key decoding too)
 #   FLEETSCAN=/path/to/fleetscan (skip the build)  BENCH_KEEP=1 (keep the work directory)
 #   BENCH_REPORT=FILE (where the summary is also written; default /tmp/fleetscan-bench-report.txt)
 set -euo pipefail
@@ -55,6 +56,7 @@ PERF=${BENCH_PERF:-0}
 ALGS=${BENCH_ALGS:-rsa ecdsa rsa12}
 REPORT=${BENCH_REPORT:-/tmp/fleetscan-bench-report.txt}
 HZ=$(getconf CLK_TCK)
+export BARE_BUILTIN_KEYS=${BENCH_BARE_BUILTIN_KEYS:-0}
 
 has() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -800,6 +802,7 @@ report() {
         echo "fleetscan benchmark - $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(openssl version | cut -d' ' -f1-2), nginx $(nginx -v 2>&1 | sed 's|.*/||'), blackbox_exporter $(prometheus-blackbox-exporter --version 2>&1 | awk 'NR == 1 {print $3}')"
         echo "fleetscan: $FS, built from the tree at $FS_REV"
+        echo "bare client: $(if [ "$BARE_BUILTIN_KEYS" = 1 ]; then echo "with fleetscan's built-in RSA/EC key decoding (BENCH_BARE_BUILTIN_KEYS=1)"; else echo "OpenSSL as shipped"; fi)"
         if has cpu; then
             echo
             echo "1. Client CPU per probe, µs (utime+stime from /proc; median of $REPEAT runs, all runs after /)"
