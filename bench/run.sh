@@ -26,7 +26,7 @@
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
 #   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
 #   BENCH_ALGS="rsa ecdsa rsa12" (bindings: TLS 1.3 RSA/ECDSA, TLS 1.2 RSA as IIS serves it)
-#   BENCH_DNS_PROBES=20000
+#   BENCH_DNS_PROBES=100000 BENCH_DNS_IN_FLIGHT=1000 BENCH_DNS_ENDPOINTS=100000
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
 #   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
 #     two daemons side by side in the same window (before/after comparisons)
@@ -50,7 +50,7 @@ MEM_MAX_S=${BENCH_MEM_MAX_S:-900}
 MEM_IN_FLIGHT=${BENCH_MEM_IN_FLIGHT:-1000}
 CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
 CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
-DNS_PROBES=${BENCH_DNS_PROBES:-20000}
+DNS_PROBES=${BENCH_DNS_PROBES:-100000}
 PERF=${BENCH_PERF:-0}
 # Bindings: rsa and ecdsa are TLS 1.3; rsa12 is RSA-2048 over TLS 1.2 ECDHE-RSA-AES-GCM (IIS).
 ALGS=${BENCH_ALGS:-rsa ecdsa rsa12}
@@ -125,12 +125,16 @@ stop_pid() { # stop_pid PID: SIGTERM, wait
 }
 
 USED_PORTS=" "
+# A port below the kernel's ephemeral range (so no outgoing connection of another program can
+# hold it between the pick and the bind) that no socket uses now, in any state.
 free_port() {
-    local p listening
-    listening=$(ss -Htln 2>/dev/null | awk '{print $4}' | sed 's/.*://' | tr '\n' ' ')
+    local p inuse lo
+    lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2> /dev/null || echo 32768)
+    [ "$lo" -gt 12000 ] || lo=61000 # an unusual range: fall back to above it
+    inuse=$(ss -Htan 2>/dev/null | awk '{print $4}' | sed 's/.*://' | tr '\n' ' ')
     while :; do
-        p=$((20000 + RANDOM % 40000))
-        [[ " $listening " == *" $p "* || "$USED_PORTS" == *" $p "* ]] && continue
+        if [ "$lo" = 61000 ]; then p=$((61000 + RANDOM % 4000)); else p=$((10000 + RANDOM % (lo - 10000))); fi
+        [[ " $inuse " == *" $p "* || "$USED_PORTS" == *" $p "* ]] && continue
         USED_PORTS+="$p "
         echo "$p"
         return
@@ -765,13 +769,21 @@ section_store() {
 }
 
 # ---- report ---------------------------------------------------------------------------------
-# The resolve cache (probes/dns.c) on the engine itself, until the daemon's configuration uses
-# it: probes of localhost (the system path; /etc/hosts, never a name server) to a closed port, so
-# a probe is resolve + connect + refused: an IP literal (no resolution), a lookup per probe, one
-# shared cache.
+# The resolve cache (probes/dns.c), at 100,000 endpoints and 1,000 in flight.
+# (a) On the engine (bench/dns_driver.c): probes of localhost (the system path; /etc/hosts, never
+# a name server) to a closed port, so a probe is resolve + connect + refused and the name's cost
+# shows: an IP literal (no resolution), a c-ares lookup of its own per probe (no cache), one
+# shared cache; CPU per probe, lookups, and system calls per probe (strace -c, a run of
+# DNS_STRACE_PROBES). (b) In the daemon: DNS_EPS endpoints whose URL names localhost, resolved
+# through the daemon's resolve cache (FS_VARIANT sysdns), beside the same fleet with the name
+# in network.resolve (no resolution at all), RATE/s each, same window; then system calls per
+# probe of the first over a window.
+DNS_IN_FLIGHT=${BENCH_DNS_IN_FLIGHT:-1000}
+DNS_EPS=${BENCH_DNS_ENDPOINTS:-100000}
+DNS_STRACE_PROBES=${BENCH_DNS_STRACE_PROBES:-20000}
 section_dns() {
     local bdir=${BENCH_BUILD:-$ROOT/build-bench} rep mode out
-    log "== 5. resolve cache: $DNS_PROBES probes of localhost per run, $REPEAT runs"
+    log "== 5. resolve cache: $DNS_PROBES probes of localhost per run, $DNS_IN_FLIGHT in flight, $REPEAT runs"
     cmake -S "$ROOT" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DFLEETSCAN_WERROR=OFF > /dev/null
     cmake --build "$bdir" -j "$(nproc)" --target fsprobes > /dev/null
     # shellcheck disable=SC2046 # pkg-config prints several words on purpose
@@ -780,12 +792,59 @@ section_dns() {
         $(pkg-config --cflags --libs libuv openssl libcurl libcares) -lpthread -lm
     for rep in $(seq 1 "$REPEAT"); do
         for mode in ip none cache; do
-            out=$("$WORK/dns_driver" "$mode" "$DNS_PROBES" 100)
+            out=$("$WORK/dns_driver" "$mode" "$DNS_PROBES" "$DNS_IN_FLIGHT")
             log "   $out"
             put "dns.$mode.us.$rep" "$(sed -n 's/.*us_per_probe=\([0-9.]*\).*/\1/p' <<< "$out")"
             put "dns.$mode.lookups" "$(sed -n 's/.*lookups=\([0-9]*\).*/\1/p' <<< "$out")"
         done
     done
+    if command -v strace > /dev/null; then
+        for mode in ip none cache; do
+            strace -c -f -o "$WORK/strace-dns-$mode.txt" \
+                "$WORK/dns_driver" "$mode" "$DNS_STRACE_PROBES" "$DNS_IN_FLIGHT" > /dev/null 2>&1 || true
+            put "dns.$mode.syscalls" "$(awk -v n="$DNS_STRACE_PROBES" '$NF == "total" {printf "%.1f", $4 / n}' "$WORK/strace-dns-$mode.txt")"
+            put "dns.$mode.syscalls_by" "$(awk -v n="$DNS_STRACE_PROBES" '/^ *[0-9]/ && $NF != "total" && $4 / n >= 0.2 {printf "%s %.1f\n", $NF, $4 / n}' "$WORK/strace-dns-$mode.txt" | sort -k2 -rn | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')"
+            log "   $mode: $(get dns.$mode.syscalls) system calls per probe ($(get dns.$mode.syscalls_by))"
+        done
+    fi
+    # (b) the daemon, DNS_EPS endpoints: the name through the resolve cache vs the resolve map
+    local alg=ecdsa interval cfga="$WORK/fs-dns-map.json" cfgb="$WORK/fs-dns-sys.json"
+    interval=$(awk -v n="$DNS_EPS" -v r="$RATE" 'BEGIN {printf "%.0f", n / r * 0.6}')
+    log "   daemon: $DNS_EPS endpoints, $RATE/s, max_in_flight $DNS_IN_FLIGHT: resolve map vs the system resolver through the cache"
+    for rep in $(seq 1 "$REPEAT"); do
+        fs_config "$cfga" "$alg" "" strict "$DNS_EPS" "$interval" "$RATE" "$DNS_IN_FLIGHT"
+        FS_VARIANT=sysdns fs_config "$cfgb" "$alg" "" strict "$DNS_EPS" "$interval" "$RATE" "$DNS_IN_FLIGHT"
+        fs_start "$cfga" "$WORK/fs-dns-map-$rep"
+        local apid=$FS_PID aurl=$FS_URL
+        FS_SYSTEM_DNS=1 fs_start "$cfgb" "$WORK/fs-dns-sys-$rep"
+        local bpid=$FS_PID burl=$FS_URL
+        sleep "$WARM"
+        local ta0 tb0 pa0 pb0 ta1 tb1 pa1 pb1 state
+        FS_URL=$aurl; pa0=$(fs_probes); ta0=$(cpu_ticks "$apid")
+        FS_URL=$burl; pb0=$(fs_probes); tb0=$(cpu_ticks "$bpid")
+        sleep "$WIN"
+        FS_URL=$aurl; pa1=$(fs_probes); ta1=$(cpu_ticks "$apid")
+        FS_URL=$burl; pb1=$(fs_probes); tb1=$(cpu_ticks "$bpid")
+        state=$(fs_check)
+        if [ "$rep" = 1 ] && command -v strace > /dev/null; then
+            local s0 s1
+            s0=$(fs_probes)
+            timeout -s INT "$WIN" strace -c -f -o "$WORK/strace-dns-daemon.txt" -p "$bpid" 2> /dev/null || true
+            s1=$(fs_probes)
+            put dns.daemon.syscalls "$(awk -v n=$((s1 - s0)) '$NF == "total" {printf "%.1f", $4 / n}' "$WORK/strace-dns-daemon.txt")"
+            put dns.daemon.syscalls_by "$(awk -v n=$((s1 - s0)) '/^ *[0-9]/ && $NF != "total" && $4 / n >= 0.01 {printf "%s %.2f\n", $NF, $4 / n}' "$WORK/strace-dns-daemon.txt" | sort -k2 -rn | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}')"
+        fi
+        stop_pid "$apid"; stop_pid "$bpid"
+        local ua ub
+        ua=$(awk -v dt=$((ta1 - ta0)) -v hz="$HZ" -v dp=$((pa1 - pa0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+        ub=$(awk -v dt=$((tb1 - tb0)) -v hz="$HZ" -v dp=$((pb1 - pb0)) 'BEGIN {printf "%.0f", dp ? dt / hz * 1e6 / dp : 0}')
+        log "   daemon #$rep: resolve map $ua us/probe ($((pa1 - pa0))) | system resolver via the cache $ub us/probe ($((pb1 - pb0))); $state; load $(loadavg)"
+        case "$state" in *"offline=0 "*) ;; *) log "WARNING: offline endpoints in the resolve-cache run" ;; esac
+        put "dns.daemon.map.$rep" "$ua"
+        put "dns.daemon.sys.$rep" "$ub"
+        put "dns.daemon.ratio.$rep" "$(awk -v a="$ua" -v b="$ub" 'BEGIN {printf "%.3f", a ? b / a : 0}')"
+    done
+    log "   daemon: $(get dns.daemon.syscalls) system calls per probe through the cache ($(get dns.daemon.syscalls_by))"
 }
 
 stat_of() { # stat_of KEY [FORMAT]: median of KEY.* (mean of the middle two for an even count)
@@ -927,15 +986,19 @@ report() {
         fi
         if has dns; then
             echo
-            echo "5. Resolve cache: $DNS_PROBES probes of localhost (system path, /etc/hosts) to a closed port, 100 in flight"
-            echo "   µs of CPU per probe (resolve + connect + refused; median of $REPEAT runs, all runs after /), lookups per run"
+            echo "5. Resolve cache, $DNS_IN_FLIGHT in flight"
+            echo "   (a) the engine: $DNS_PROBES probes of localhost (system path, /etc/hosts) to a closed port: resolve + connect + refused"
+            echo "   µs of CPU per probe (median of $REPEAT runs, all runs after /), lookups per run, system calls per probe (strace -c, $DNS_STRACE_PROBES probes)"
             local row
             for row in "ip:IP literal, no resolution (the floor)" "none:a lookup per probe (no cache)" \
                 "cache:one shared resolve cache"; do
-                printf '   %-44s %-28s %s lookups\n' "${row#*:}" \
+                printf '   %-44s %-28s %8s lookups   %s syscalls/probe (%s)\n' "${row#*:}" \
                     "$(stat_of "dns.${row%%:*}.us" %.1f) ($(all_of "dns.${row%%:*}.us"))" \
-                    "$(get "dns.${row%%:*}.lookups")"
+                    "$(get "dns.${row%%:*}.lookups")" "$(get "dns.${row%%:*}.syscalls")" "$(get "dns.${row%%:*}.syscalls_by")"
             done
+            echo "   (b) the daemon: $DNS_EPS endpoints (ECDSA, strict CRL), $RATE/s each, same window: the URL's name in network.resolve vs through the system resolver and the daemon's resolve cache"
+            echo "       µs per probe map:cache $(paste -d: <(awk -F= 'index($1, "dns.daemon.map.") == 1 {print $2}' "$RES") <(awk -F= 'index($1, "dns.daemon.sys.") == 1 {print $2}' "$RES") | paste -sd' '); cache/map $(all_of dns.daemon.ratio) (median $(stat_of dns.daemon.ratio %.3f))"
+            echo "       system calls per probe through the cache: $(get dns.daemon.syscalls) ($(get dns.daemon.syscalls_by))"
         fi
         if has store; then
             echo
