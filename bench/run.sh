@@ -665,8 +665,22 @@ section_mem_api() {
     stop_pid "$FS_PID"
 }
 
+# nginx's workers for the API section: SCHED_IDLE by default (BENCH_API_SERVER_IDLE=0: as the
+# other sections, normal). The TLS server shares this host's 2 cores only because the bench runs
+# it here: at normal priority its workers, busy with the prober's handshakes, run 1-4 ms slices
+# before the API thread woken by a request gets the CPU (perf sched: every wakeup delay of the
+# API threads over 0.8 ms was spent behind an nginx worker), a delay a remote server never
+# causes. SCHED_IDLE keeps it from preempting anyone; the probe rate stays the same.
+nginx_sched() { # nginx_sched -i|-o
+    local w
+    for w in $(pgrep -P "$NGINX_PID" 2> /dev/null); do chrt "$1" -p 0 "$w" 2> /dev/null || true; done
+}
+
 section_api() {
     log "== 3. API latency under full probing (wrk -t2 -c16 -d15s --latency)"
+    local idle=${BENCH_API_SERVER_IDLE:-1}
+    [ "$idle" = 1 ] && nginx_sched -i
+    put api.server_idle "$idle"
     local route p0 p1 out
     for route in /api/v1/status /metrics; do
         p0=$(fs_probes)
@@ -690,7 +704,13 @@ section_api() {
     for i in $(seq 1 "$n"); do urls+=(-o /dev/null "$FS_URL/api/v1/status"); done
     p0=$(fs_probes)
     local t0=$(date +%s%N)
-    curl -s --rate 100/s -w '%{time_total}\n' "${urls[@]}" > "$WORK/poll.txt"
+    # The poller at SCHED_FIFO when allowed: on this kernel (PREEMPT_NONE, HZ=250) a normal
+    # client woken by the answer waits up to a tick behind whatever runs in the kernel, and that
+    # wait is the client's, not the daemon's.
+    local rt=()
+    chrt -f 10 true 2> /dev/null && rt=(chrt -f 10)
+    put api.poll.fifo "${#rt[@]}"
+    "${rt[@]}" curl -s --rate 100/s -w '%{time_total}\n' "${urls[@]}" > "$WORK/poll.txt"
     local el=$((($(date +%s%N) - t0) / 1000000))
     p1=$(fs_probes)
     sort -g "$WORK/poll.txt" | awk -v n="$n" '{a[NR] = $1} END {printf "%.2fms %.2fms %.2fms\n", a[int(NR * 0.5)] * 1000, a[int(NR * 0.99)] * 1000, a[NR] * 1000}' > "$WORK/poll.stats"
@@ -701,6 +721,7 @@ section_api() {
     put api.poll.probe_rate "$(awk -v d=$((p1 - p0)) -v ms="$el" 'BEGIN {printf "%.0f", d * 1000 / ms}')"
     log "/api/v1/status, one poller x $n: p50 $p50 p99 $p99 max $pmax; daemon probing $(get api.poll.probe_rate)/s; load $(loadavg)"
     put api.rss_after_kib "$(rss_kib "$FS_PID")"
+    [ "$idle" = 1 ] && nginx_sched -o
 }
 
 section_crl() {
@@ -965,14 +986,14 @@ report() {
         fi
         if has api && has mem; then
             echo
-            echo "3. API latency while probing at full rate (wrk -t2 -c16 -d15s --latency, same daemon as 2.)"
+            echo "3. API latency while probing at full rate (wrk -t2 -c16 -d15s --latency, same daemon as 2.; the bench's TLS server $(if [ "$(get api.server_idle)" = 1 ]; then echo "at SCHED_IDLE, as a remote server competes for none of this host's CPU"; else echo "at normal priority"; fi))"
             printf '   %-18s p50 %-9s p99 %-9s %6s req/s  (daemon probing %s/s meanwhile)\n' \
                 /api/v1/status "$(get api.status.p50)" "$(get api.status.p99)" "$(get api.status.rps)" "$(get api.status.probe_rate)"
             printf '   %-18s p50 %-9s p99 %-9s %6s req/s  (daemon probing %s/s meanwhile)\n' \
                 /metrics "$(get api.metrics.p50)" "$(get api.metrics.p99)" "$(get api.metrics.rps)" "$(get api.metrics.probe_rate)"
-            printf '   %-18s p50 %-9s p99 %-9s max %s  (one poller, 1500 requests at 100/s on one keep-alive connection; daemon probing %s/s)\n' \
-                /api/v1/status "$(get api.poll.p50)" "$(get api.poll.p99)" "$(get api.poll.max)" "$(get api.poll.probe_rate)"
-            echo "   target: /api/v1/status p99 ≤ 5 ms"
+            printf '   %-18s p50 %-9s p99 %-9s max %s  (one poller%s, 1500 requests at 100/s on one keep-alive connection; daemon probing %s/s)\n' \
+                /api/v1/status "$(get api.poll.p50)" "$(get api.poll.p99)" "$(get api.poll.max)" "$([ "$(get api.poll.fifo)" != 0 ] && echo " at SCHED_FIFO")" "$(get api.poll.probe_rate)"
+            echo "   target: /api/v1/status p99 ≤ 5 ms under the saturating client, ≤ 2 ms for one poller"
         fi
         if has crl; then
             echo
@@ -1064,7 +1085,8 @@ bench_setup() {
         "$ROOT/bench/nginx.conf.in" > "$WORK/nginx/nginx.conf"
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" \
         -g 'daemon off;' &
-    PIDS+=("$!")
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
     wait_port "$PORT_RSA"; wait_port "$PORT_ECDSA"; wait_port "$PORT_RSA12"; wait_port "$PORT_HTTP"
     log "nginx on 127.0.0.1: rsa $PORT_RSA, ecdsa $PORT_ECDSA, rsa tls1.2 $PORT_RSA12, crl and ocsp http $PORT_HTTP (OCSP responder $PORT_OCSP); work dir $WORK; load $(loadavg)"
 }
