@@ -6,8 +6,12 @@
  * usage: bare_client ADDR PORT SNI CA_FILE RATE_PER_S SECONDS [WARMUP_SECONDS]
  * prints one line: "handshakes=N failures=F cpu_ticks=T clk_tck=H wall_s=W us_per_handshake=U"
  * CPU is utime+stime of this process from /proc/self/stat, measured over the timed window
- * only (the warm-up and SSL_CTX set-up are excluded). */
+ * only (the warm-up and SSL_CTX set-up are excluded).
+ * BARE_BUILTIN_KEYS=1 in the environment: OpenSSL 3.0 decodes RSA and EC keys with its
+ * built-in methods, as fleetscan's daemon does (probes/tlsc_keys.c), for a floor that uses the
+ * same workaround. */
 #define _GNU_SOURCE
+#define OPENSSL_SUPPRESS_DEPRECATED /* the ENGINE API of BARE_BUILTIN_KEYS */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,8 +23,34 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/engine.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+static const int key_nids[] = {EVP_PKEY_RSA, EVP_PKEY_EC};
+
+static int builtin_pkey_meths(ENGINE *e, EVP_PKEY_METHOD **pmeth, const int **nids, int nid)
+{
+    (void)e;
+    if (pmeth == NULL) {
+        *nids = key_nids;
+        return 2;
+    }
+    *pmeth = (EVP_PKEY_METHOD *)EVP_PKEY_meth_find(nid);
+    return *pmeth != NULL;
+}
+
+/* The same ENGINE as probes/tlsc_keys.c: built-in RSA/EC key decoding and methods. */
+static int builtin_keys(void)
+{
+    ENGINE *e = ENGINE_new();
+    int ok = e != NULL && ENGINE_set_id(e, "bare-builtin-keys") &&
+             ENGINE_set_name(e, "built-in RSA/EC keys") &&
+             ENGINE_set_pkey_meths(e, builtin_pkey_meths) && ENGINE_add(e) &&
+             ENGINE_register_pkey_meths(e);
+    ENGINE_free(e);
+    return ok;
+}
 
 static unsigned long long cpu_ticks(void)
 {
@@ -115,6 +145,11 @@ int main(int argc, char **argv)
     const char *sni = argv[3];
     double rate = atof(argv[5]), seconds = atof(argv[6]);
     double warm = argc > 7 ? atof(argv[7]) : 3;
+    const char *bk = getenv("BARE_BUILTIN_KEYS");
+    if (bk != NULL && strcmp(bk, "1") == 0 && !builtin_keys()) {
+        fprintf(stderr, "bare_client: BARE_BUILTIN_KEYS: cannot register the engine\n");
+        return 1;
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL || SSL_CTX_load_verify_locations(ctx, argv[4], NULL) != 1) {
         ERR_print_errors_fp(stderr);

@@ -7,6 +7,7 @@
 #include "daemon/preflight.h"
 #include "daemon/store.h"
 #include "probes/fetch.h"
+#include "probes/tlsc.h"
 #include "probes/util.h"
 #include "web/api.h"
 
@@ -465,6 +466,9 @@ int cmd_run(int argc, char **argv)
         return 0;
     }
     o.dns_override_only = getenv("FLEETSCAN_DNS_OVERRIDE_ONLY") != NULL;
+    /* This process never signs (cmd_demo, which runs the lab's servers beside the daemon,
+     * calls daemon_run without it): OpenSSL 3.0 may parse keys its built-in way. */
+    (void)tlsc_builtin_keys();
     return daemon_run(path, &o);
 }
 

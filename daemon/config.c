@@ -448,7 +448,7 @@ static const cfg_section_t limits_section = {"limits", limits_keys, FS_ARRAY_SIZ
 
 /* The API starts once (api_start): every key waits for a restart, like listen. */
 static const cfg_key_t api_keys[] = {
-    {KEY("threads", U32, RESTART), AT(cfg_api_t, threads), RANGE(1, 64, 4)},
+    {KEY("threads", U32, RESTART), AT(cfg_api_t, threads), RANGE(0, 64, 0)},
     {KEY("max_connections", U32, RESTART), AT(cfg_api_t, max_connections), RANGE(1, 100000, 256)},
     {KEY("max_connections_per_ip", U32, RESTART), AT(cfg_api_t, max_connections_per_ip),
      RANGE(1, 100000, 32)},

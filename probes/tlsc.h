@@ -111,4 +111,15 @@ STACK_OF(X509) * tlsc_peer_chain(const tlsc_t *t);
 int tlsc_negotiated_version(const tlsc_t *t);
 const char *tlsc_cipher_name(const tlsc_t *t);
 
+/* Process-wide, once (tlsc_keys.c): on OpenSSL 3.0.x, RSA and EC public keys (of certificates,
+ * CRL and OCSP signers) are decoded, and every EVP_PKEY_CTX of those two types is served, by
+ * OpenSSL's built-in methods, through an ENGINE registered for them, instead of a provider
+ * decoder chain searched for every key parsed (a third of a handshake's CPU on 3.0). Only for
+ * a process that never uses a provider-made RSA or EC key (EVP_RSA_gen, a key read by the
+ * decoders): the built-in methods cannot sign with one. That is the daemon and the CLI, not a
+ * process that also runs the lab's TLS servers (tests, `fleetscan demo`). Returns 1 when in
+ * force, 0 when not (another OpenSSL, no ENGINE support, FLEETSCAN_OPENSSL_DECODERS set).
+ * Thread-safe; call it before the first context. */
+int tlsc_builtin_keys(void);
+
 #endif

@@ -6,6 +6,8 @@
 #include "tests/test.h"
 
 #include <openssl/err.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static lab_pki_t pki;
@@ -309,6 +311,96 @@ static void test_ctx_errors(void)
     ASSERT_STREQ(tlsc_version_name(SSL3_VERSION), "unknown");
 }
 
+/* The client side of a handshake in a child process that uses tlsc_builtin_keys(), as the
+ * daemon does, over fd: its exit status says how far it got (0: the handshake completed, the
+ * server's key was decoded the built-in way, and the chain verified). */
+static int builtin_keys_client(int fd, const char *root)
+{
+    char err[256], buf[16384];
+    if (OpenSSL_version_num() < 0x30000000UL || OpenSSL_version_num() >= 0x30100000UL)
+        return tlsc_builtin_keys() == 0 ? 0 : 10; /* only on 3.0.x */
+    if (tlsc_builtin_keys() != 1)
+        return 11;
+    tlsc_ctx_t *cc = NULL;
+    tlsc_ctx_opts_t o = {.ca_file = root, .min_version = TLS1_2_VERSION};
+    if (tlsc_ctx_new(&cc, &o, err) != 0)
+        return 12;
+    tlsc_t c;
+    if (tlsc_init(&c, cc, "ns.lab.test") != 0)
+        return 13;
+    for (;;) {
+        int r = tlsc_handshake(&c);
+        size_t n;
+        while ((n = tlsc_output(&c, buf, sizeof(buf))) > 0)
+            if (send(fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+                return 14;
+        if (r == TLSC_DONE)
+            break;
+        if (r == TLSC_FAIL) {
+            fprintf(stderr, "   builtin keys: %s\n", c.errmsg);
+            return 15;
+        }
+        ssize_t m = read(fd, buf, sizeof(buf));
+        if (m <= 0 || tlsc_feed(&c, buf, (size_t)m) != 0)
+            return 16;
+    }
+    X509 *leaf = sk_X509_value(tlsc_peer_chain(&c), 0);
+    if (leaf == NULL || EVP_PKEY_get0_provider(X509_get0_pubkey(leaf)) != NULL)
+        return 17; /* decoded by a provider: the built-in way is not in force */
+    chain_check_t chk = {.host = "ns.lab.test", .at = (int64_t)time(NULL)};
+    chain_verdict_t v;
+    int rc = chain_verify(cc->trust, tlsc_peer_chain(&c), cc->intermediates, &chk, &v) == 0 &&
+                     v.cause == FS_CAUSE_NONE
+                 ? 0
+                 : 18;
+    chain_verdict_free(&v);
+    tlsc_free(&c);
+    tlsc_ctx_unref(cc);
+    return rc;
+}
+
+/* The daemon's key decoding on OpenSSL 3.0 (tlsc_builtin_keys): a TLS 1.2 (PKCS#1 signature)
+ * and a TLS 1.3 (RSA-PSS) handshake verified with keys decoded the built-in way. The client is
+ * a child process: the lab server here signs with a provider key, which that mode cannot. */
+static void test_builtin_keys(void)
+{
+    char root[600];
+    lab_pki_path(&pki, "root.pem", root, sizeof(root));
+    for (int maxv = TLS1_2_VERSION; maxv <= TLS1_3_VERSION; maxv++) {
+        int sv[2];
+        ASSERT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        ASSERT(pid >= 0);
+        if (pid == 0) {
+            close(sv[0]);
+            _exit(builtin_keys_client(sv[1], root));
+        }
+        close(sv[1]);
+        server_t s;
+        server_init(&s, LAB_LEAF_GOOD, 1, maxv);
+        char buf[16384];
+        ssize_t m;
+        while ((m = read(sv[0], buf, sizeof(buf))) > 0) {
+            ASSERT(BIO_write(s.in, buf, (int)m) == (int)m);
+            int r = SSL_do_handshake(s.ssl);
+            int n;
+            while ((n = BIO_read(s.out, buf, sizeof(buf))) > 0)
+                (void)send(sv[0], buf, (size_t)n, MSG_NOSIGNAL);
+            if (r == 1)
+                break;
+        }
+        int st = 0;
+        ASSERT(waitpid(pid, &st, 0) == pid);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fprintf(stderr, "   builtin keys, max version %#x: child status %d\n", maxv,
+                    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        close(sv[0]);
+        server_free(&s);
+    }
+}
+
 int main(void)
 {
     char err[256], path[600];
@@ -322,6 +414,7 @@ int main(void)
     RUN(test_untrusted_full_chain);
     RUN(test_failures);
     RUN(test_ctx_errors);
+    RUN(test_builtin_keys);
     tlsc_ctx_unref(ctx);
     lab_pki_free(&pki);
     char cmd[700];
