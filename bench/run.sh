@@ -24,7 +24,7 @@
 #   BENCH_RATE=300  BENCH_ENDPOINTS=2000
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
-#   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
+#   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_VARIANT=full (targets, OCSP, delta CRLs, 3 addresses a name; "" plain)  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
 #   BENCH_ALGS="rsa ecdsa rsa12" (bindings: TLS 1.3 RSA/ECDSA, TLS 1.2 RSA as IIS serves it)
 #   BENCH_DNS_PROBES=100000 BENCH_DNS_IN_FLIGHT=1000 BENCH_DNS_ENDPOINTS=100000
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
@@ -48,6 +48,7 @@ MEM_CYCLES=${BENCH_MEM_CYCLES:-10}
 MEM_RATE=${BENCH_MEM_RATE:-100000}
 MEM_MAX_S=${BENCH_MEM_MAX_S:-900}
 MEM_IN_FLIGHT=${BENCH_MEM_IN_FLIGHT:-1000}
+MEM_VARIANT=${BENCH_MEM_VARIANT:-full} # fs_config's FS_VARIANT: two targets, OCSP, delta CRLs
 CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
 CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
 DNS_PROBES=${BENCH_DNS_PROBES:-100000}
@@ -171,6 +172,8 @@ FS_PID="" FS_URL=""
 #   delta    the leaf ALG-delta.bench.test: base CRL + its delta CRL (freshestCRL)
 #   targets  two targets (ALG.bench.test, ALG-pkg.bench.test), one group each, each name with
 #            three addresses (127.0.0.1-3, network.resolve lists: round robin per name)
+#   full     targets with the ocsp and delta leaves: ALG-ocsp.bench.test and ALG-delta.bench.test,
+#            three addresses each (the memory section: every feature on, the store too)
 #   nostore  as "", without the state database (state_db null)
 #   sysdns   the URL host is localhost, resolved by the system resolver (no resolve entry; the
 #            daemon's resolve cache) instead of the resolve map
@@ -183,12 +186,14 @@ fs_config() {
     [ "$v" = sysdns ] && resolve=""
     [ "$v" = nostore ] && store='"state_db": null,'
     local profiles="\"default\": {\"url\": \"https://$host:$port$3\"}" targets=""
-    if [ "$v" = targets ]; then
+    if [ "$v" = targets ] || [ "$v" = full ]; then
+        local h1=$cert.bench.test h2=$cert-pkg.bench.test
+        [ "$v" = full ] && h1=$cert-ocsp.bench.test h2=$cert-delta.bench.test
         local three='["127.0.0.1", "127.0.0.2", "127.0.0.3"]'
-        resolve="\"$cert.bench.test\": $three, \"$cert-pkg.bench.test\": $three, "
-        profiles+=", \"pkg\": {\"url\": \"https://$cert-pkg.bench.test:$port$3\"}"
-        targets="\"targets\": {\"ns\": {\"url\": \"https://$cert.bench.test:$port\"},
-              \"pkg\": {\"url\": \"https://$cert-pkg.bench.test:$port\"}},"
+        resolve="\"$h1\": $three, \"$h2\": $three, "
+        profiles="\"default\": {\"url\": \"https://$h1:$port$3\"}, \"pkg\": {\"url\": \"https://$h2:$port$3\"}"
+        targets="\"targets\": {\"ns\": {\"url\": \"https://$h1:$port\"},
+              \"pkg\": {\"url\": \"https://$h2:$port\"}},"
         count=$(($5 / 2))
         extra_groups=",
              {\"name\": \"pkg\", \"count\": $(($5 - count)), \"profile\": \"pkg\",
@@ -620,7 +625,7 @@ section_mem_api() {
     local cfg="$WORK/fs-mem.json"
     # A short interval and no effective rate limit: the daemon probes back to back, as fast as
     # max_in_flight (1000) and the machine allow; a cycle is MEM_EPS probes.
-    fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" "$MEM_IN_FLIGHT"
+    FS_VARIANT=$MEM_VARIANT fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" "$MEM_IN_FLIGHT"
     fs_start "$cfg" "$WORK/fs-mem"
     local rss0 rss_start p t_start cyc=0 target
     rss_start=$(rss_kib "$FS_PID")
@@ -976,7 +981,7 @@ report() {
             local e rs r1 r2
             e=$(get mem.endpoints); rs=$(get mem.rss_start_kib); r1=$(get mem.rss_cycle1_kib); r2=$(get mem.rss_after_kib)
             echo
-            echo "2. Memory: $e endpoints (ECDSA chain, strict CRL, max_in_flight $MEM_IN_FLIGHT), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
+            echo "2. Memory: $e endpoints (ECDSA, strict revocation, max_in_flight $MEM_IN_FLIGHT, state database on$([ "$MEM_VARIANT" = full ] && echo "; two targets of three addresses each, half the endpoints checked through OCSP, half through base + delta CRLs")), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
             awk -v rs="$rs" -v r1="$r1" -v r2="$r2" -v e="$e" -v c="$(get mem.cycles)" -v h="$(get mem.hwm_kib)" -v rr="$(get mem.rss_range_kib)" 'BEGIN {
                 split(rr, r, " ")
                 printf "   RSS at start %.1f MiB; after the first cycle %.1f MiB = %.0f bytes per endpoint (all in)\n", rs / 1024, r1 / 1024, r1 * 1024 / e
