@@ -16,20 +16,24 @@
 #      probe vs a shared cache (bench/dns_driver.c on the probe engine)
 #   6. the state database: store-thread CPU per snapshot tick and size per day of history at
 #      100,000 endpoints (bench/store_bench.c, no network)
+#   soak (on request): RSS, open fds and /status p99 every minute of a long run at full rate with
+#      a stalling and a trickling server among the targets
 # Everything listens on 127.0.0.1 on ports picked at run time and is stopped at the end.
 #
 # Knobs (environment): BENCH_SECTIONS=cpu,paired,feat,sys,mem,api,crl,dns,store (api runs on the
-#   mem daemon)  BENCH_FEAT_VARIANTS="crl ocsp delta targets store"
+#   mem daemon); soak (not in the default list: BENCH_SOAK_MINUTES=30, BENCH_SOAK_ENDPOINTS=100000,
+#   BENCH_SOAK_HOSTILE=500 endpoints on each hostile server)  BENCH_FEAT_VARIANTS="crl ocsp delta targets store"
 #   BENCH_SYS_ALGS=ecdsa BENCH_SYS_WINDOW_S=10 (allocations and system calls per probe)
 #   BENCH_RATE=300  BENCH_ENDPOINTS=2000
 #   BENCH_WARMUP_S=10  BENCH_WINDOW_S=20  BENCH_REPEAT=3  BENCH_MEM_ENDPOINTS=100000
 #   BENCH_MEM_CYCLES=10  BENCH_MEM_MAX_S=900 (time cap of each memory phase)
-#   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
+#   BENCH_MEM_IN_FLIGHT=1000  BENCH_MEM_VARIANT=full (targets, OCSP, delta CRLs, 3 addresses a name; "" plain)  BENCH_MEM_RATE=100000  BENCH_CRL_ENDPOINTS=10000  BENCH_CRL_PERIOD_S=20
 #   BENCH_ALGS="rsa ecdsa rsa12" (bindings: TLS 1.3 RSA/ECDSA, TLS 1.2 RSA as IIS serves it)
 #   BENCH_DNS_PROBES=100000 BENCH_DNS_IN_FLIGHT=1000 BENCH_DNS_ENDPOINTS=100000
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
 #   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
 #     two daemons side by side in the same window (before/after comparisons)
+#   BENCH_PAIRED_OTHERS="bare tls_connect http_2xx" (the clients section 1b pairs fleetscan with)
 #   BENCH_BARE_BUILTIN_KEYS=1 (the bare client uses fleetscan's OpenSSL 3.0 key decoding too)
 #   FLEETSCAN=/path/to/fleetscan (skip the build)  BENCH_KEEP=1 (keep the work directory)
 #   BENCH_REPORT=FILE (where the summary is also written; default /tmp/fleetscan-bench-report.txt)
@@ -48,6 +52,7 @@ MEM_CYCLES=${BENCH_MEM_CYCLES:-10}
 MEM_RATE=${BENCH_MEM_RATE:-100000}
 MEM_MAX_S=${BENCH_MEM_MAX_S:-900}
 MEM_IN_FLIGHT=${BENCH_MEM_IN_FLIGHT:-1000}
+MEM_VARIANT=${BENCH_MEM_VARIANT:-full} # fs_config's FS_VARIANT: two targets, OCSP, delta CRLs
 CRL_EPS=${BENCH_CRL_ENDPOINTS:-10000}
 CRL_PERIOD=${BENCH_CRL_PERIOD_S:-20}
 DNS_PROBES=${BENCH_DNS_PROBES:-100000}
@@ -171,6 +176,8 @@ FS_PID="" FS_URL=""
 #   delta    the leaf ALG-delta.bench.test: base CRL + its delta CRL (freshestCRL)
 #   targets  two targets (ALG.bench.test, ALG-pkg.bench.test), one group each, each name with
 #            three addresses (127.0.0.1-3, network.resolve lists: round robin per name)
+#   full     targets with the ocsp and delta leaves: ALG-ocsp.bench.test and ALG-delta.bench.test,
+#            three addresses each (the memory section: every feature on, the store too)
 #   nostore  as "", without the state database (state_db null)
 #   sysdns   the URL host is localhost, resolved by the system resolver (no resolve entry; the
 #            daemon's resolve cache) instead of the resolve map
@@ -183,12 +190,14 @@ fs_config() {
     [ "$v" = sysdns ] && resolve=""
     [ "$v" = nostore ] && store='"state_db": null,'
     local profiles="\"default\": {\"url\": \"https://$host:$port$3\"}" targets=""
-    if [ "$v" = targets ]; then
+    if [ "$v" = targets ] || [ "$v" = full ]; then
+        local h1=$cert.bench.test h2=$cert-pkg.bench.test
+        [ "$v" = full ] && h1=$cert-ocsp.bench.test h2=$cert-delta.bench.test
         local three='["127.0.0.1", "127.0.0.2", "127.0.0.3"]'
-        resolve="\"$cert.bench.test\": $three, \"$cert-pkg.bench.test\": $three, "
-        profiles+=", \"pkg\": {\"url\": \"https://$cert-pkg.bench.test:$port$3\"}"
-        targets="\"targets\": {\"ns\": {\"url\": \"https://$cert.bench.test:$port\"},
-              \"pkg\": {\"url\": \"https://$cert-pkg.bench.test:$port\"}},"
+        resolve="\"$h1\": $three, \"$h2\": $three, "
+        profiles="\"default\": {\"url\": \"https://$h1:$port$3\"}, \"pkg\": {\"url\": \"https://$h2:$port$3\"}"
+        targets="\"targets\": {\"ns\": {\"url\": \"https://$h1:$port\"},
+              \"pkg\": {\"url\": \"https://$h2:$port\"}},"
         count=$(($5 / 2))
         extra_groups=",
              {\"name\": \"pkg\", \"count\": $(($5 - count)), \"profile\": \"pkg\",
@@ -587,7 +596,7 @@ section_paired() {
     local rep alg other
     for rep in $(seq 1 "$REPEAT"); do
         for alg in $ALGS; do
-            for other in bare tls_connect http_2xx; do
+            for other in ${BENCH_PAIRED_OTHERS:-bare tls_connect http_2xx}; do
                 paired "$alg" "$rep" "$other"
             done
         done
@@ -620,7 +629,7 @@ section_mem_api() {
     local cfg="$WORK/fs-mem.json"
     # A short interval and no effective rate limit: the daemon probes back to back, as fast as
     # max_in_flight (1000) and the machine allow; a cycle is MEM_EPS probes.
-    fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" "$MEM_IN_FLIGHT"
+    FS_VARIANT=$MEM_VARIANT fs_config "$cfg" ecdsa "" strict "$MEM_EPS" 5 "$MEM_RATE" "$MEM_IN_FLIGHT"
     fs_start "$cfg" "$WORK/fs-mem"
     local rss0 rss_start p t_start cyc=0 target
     rss_start=$(rss_kib "$FS_PID")
@@ -722,6 +731,69 @@ section_api() {
     log "/api/v1/status, one poller x $n: p50 $p50 p99 $p99 max $pmax; daemon probing $(get api.poll.probe_rate)/s; load $(loadavg)"
     put api.rss_after_kib "$(rss_kib "$FS_PID")"
     [ "$idle" = 1 ] && nginx_sched -o
+}
+
+# Soak (issue 14): SOAK_EPS endpoints at full rate with every feature on (FS_VARIANT full) plus
+# two hostile groups, for SOAK_MIN minutes: "stall" (a server that accepts and never speaks)
+# and "trickle" (one that sends a byte every 500 ms), bench/hostile.c, each SOAK_HOSTILE
+# endpoints and its own target. Every minute: RSS, open file descriptors, the /status p99 of
+# one poller at SCHED_FIFO (10 s at 100/s), /healthz, the probe rate and the state counts.
+SOAK_MIN=${BENCH_SOAK_MINUTES:-30}
+SOAK_EPS=${BENCH_SOAK_ENDPOINTS:-100000}
+SOAK_HOSTILE=${BENCH_SOAK_HOSTILE:-500}
+section_soak() {
+    cc -O2 -std=c11 -o "$WORK/hostile" "$ROOT/bench/hostile.c"
+    "$WORK/hostile" > "$WORK/hostile.out" &
+    local hpid=$! i ps="" pt=""
+    PIDS+=("$hpid")
+    for i in $(seq 1 50); do
+        ps=$(sed -n 's/^stall=\([0-9]*\) .*/\1/p' "$WORK/hostile.out")
+        pt=$(sed -n 's/.* trickle=\([0-9]*\)$/\1/p' "$WORK/hostile.out")
+        [ -n "$pt" ] && break
+        sleep 0.1
+    done
+    local cfg="$WORK/fs-soak.json" base="$WORK/fs-soak-base.json" main=$((SOAK_EPS - 2 * SOAK_HOSTILE))
+    FS_VARIANT=full fs_config "$base" ecdsa "" strict "$main" 5 "$MEM_RATE" "$MEM_IN_FLIGHT"
+    jq --arg ps "$ps" --arg pt "$pt" --argjson n "$SOAK_HOSTILE" '
+        .targets.stall = {url: "https://stall.bench.test:\($ps)"} |
+        .targets.trickle = {url: "https://trickle.bench.test:\($pt)"} |
+        .profiles.stall = {url: "https://stall.bench.test:\($ps)"} |
+        .profiles.trickle = {url: "https://trickle.bench.test:\($pt)"} |
+        .groups += [{name: "stall", count: $n, profile: "stall", revocation: {mode: "strict"},
+                     network: {resolve: {"stall.bench.test": "127.0.0.1", "crl.bench.test": "127.0.0.1"}}},
+                    {name: "trickle", count: $n, profile: "trickle", revocation: {mode: "strict"},
+                     network: {resolve: {"trickle.bench.test": "127.0.0.1", "crl.bench.test": "127.0.0.1"}}}]' \
+        "$base" > "$cfg"
+    fs_start "$cfg" "$WORK/fs-soak"
+    log "== soak: $SOAK_EPS endpoints ($SOAK_HOSTILE stalling, $SOAK_HOSTILE trickling), max_in_flight $MEM_IN_FLIGHT, full rate, $SOAK_MIN minutes"
+    local rt=() t_start min urls=() k
+    chrt -f 10 true 2> /dev/null && rt=(chrt -f 10)
+    for k in $(seq 1 1000); do urls+=(-o /dev/null "$FS_URL/api/v1/status"); done
+    t_start=$(date +%s)
+    for min in $(seq 1 "$SOAK_MIN"); do
+        local due=$((t_start + min * 60)) p0 p1 t0 t1 p99 hz state rss fds
+        while [ "$(date +%s)" -lt $((due - 12)) ]; do sleep 1; done
+        kill -0 "$FS_PID" || { echo "bench: fleetscan died during the soak" >&2; return 1; }
+        p0=$(fs_probes); t0=$(date +%s%N)
+        "${rt[@]}" curl -s --rate 100/s -w '%{time_total}\n' "${urls[@]}" > "$WORK/soak-poll.txt" || true
+        p1=$(fs_probes); t1=$(date +%s%N)
+        p99=$(sort -g "$WORK/soak-poll.txt" | awk '{a[NR] = $1} END {printf "%.2f", a[int(NR * 0.99)] * 1000}')
+        hz=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$FS_URL/healthz" || true)
+        rss=$(rss_kib "$FS_PID"); fds=$(ls "/proc/$FS_PID/fd" | wc -l)
+        state=$(fs_status | jq -r '"online=\(.endpoints.online) offline=\(.endpoints.offline) causes=\(.causes|tostring)"')
+        put "soak.$min.rss_kib" "$rss"
+        put "soak.$min.fds" "$fds"
+        put "soak.$min.p99_ms" "$p99"
+        put "soak.$min.healthz" "$hz"
+        put "soak.$min.rate" "$(awk -v d=$((p1 - p0)) -v ns=$((t1 - t0)) 'BEGIN {printf "%.0f", d * 1e9 / ns}')"
+        put "soak.$min.state" "$state"
+        log "soak minute $min: RSS $((rss / 1024)) MiB, $fds fds, /status p99 ${p99} ms (one poller), /healthz $hz, probing $(get soak.$min.rate)/s; $state"
+        while [ "$(date +%s)" -lt "$due" ]; do sleep 1; done
+    done
+    put soak.hwm_kib "$(hwm_kib "$FS_PID")"
+    stop_pid "$FS_PID"
+    stop_pid "$hpid"
+    put soak.hostile "$(tail -1 "$WORK/hostile.out")"
 }
 
 section_crl() {
@@ -976,7 +1048,7 @@ report() {
             local e rs r1 r2
             e=$(get mem.endpoints); rs=$(get mem.rss_start_kib); r1=$(get mem.rss_cycle1_kib); r2=$(get mem.rss_after_kib)
             echo
-            echo "2. Memory: $e endpoints (ECDSA chain, strict CRL, max_in_flight $MEM_IN_FLIGHT), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
+            echo "2. Memory: $e endpoints (ECDSA, strict revocation, max_in_flight $MEM_IN_FLIGHT, state database on$([ "$MEM_VARIANT" = full ] && echo "; two targets of three addresses each, half the endpoints checked through OCSP, half through base + delta CRLs")), probing at $(get mem.rate)/s, one cycle ≈ $(get mem.cycle_s) s"
             awk -v rs="$rs" -v r1="$r1" -v r2="$r2" -v e="$e" -v c="$(get mem.cycles)" -v h="$(get mem.hwm_kib)" -v rr="$(get mem.rss_range_kib)" 'BEGIN {
                 split(rr, r, " ")
                 printf "   RSS at start %.1f MiB; after the first cycle %.1f MiB = %.0f bytes per endpoint (all in)\n", rs / 1024, r1 / 1024, r1 * 1024 / e
@@ -1024,6 +1096,18 @@ report() {
         if has store; then
             echo
             cat "$WORK/store.txt"
+        fi
+        if has soak; then
+            echo
+            echo "7. Soak: $SOAK_EPS endpoints (every feature on; $SOAK_HOSTILE on a server that accepts and never speaks, $SOAK_HOSTILE on one that trickles a byte every 500 ms), max_in_flight $MEM_IN_FLIGHT, full rate, $SOAK_MIN minutes"
+            printf '   %-7s %-9s %-6s %-22s %-8s %-10s %s\n' minute "RSS MiB" fds "/status p99 (1 poller)" healthz "probes/s" state
+            local m
+            for m in $(seq 1 "$SOAK_MIN"); do
+                [ -n "$(get soak.$m.rss_kib)" ] || continue
+                printf '   %-7s %-9s %-6s %-22s %-8s %-10s %s\n' "$m" "$(awk -v k="$(get soak.$m.rss_kib)" 'BEGIN {printf "%.1f", k / 1024}')" \
+                    "$(get soak.$m.fds)" "$(get soak.$m.p99_ms) ms" "$(get soak.$m.healthz)" "$(get soak.$m.rate)" "$(get soak.$m.state)"
+            done
+            echo "   peak RSS (VmHWM) $(awk -v k="$(get soak.hwm_kib)" 'BEGIN {printf "%.1f", k / 1024}') MiB; hostile servers: $(get soak.hostile)"
         fi
     } | tee "$REPORT"
     log "report written to $REPORT"
@@ -1101,6 +1185,7 @@ main() {
     if has ab; then section_ab; fi
     if has mem; then section_mem_api; fi
     if has crl; then section_crl; fi
+    if has soak; then section_soak; fi
     if has dns; then section_dns; fi
     if has store; then section_store; fi
     report
