@@ -392,8 +392,12 @@ r=$(row data-cert-depth 0) || fail "no leaf row in the chain table"
 shown=$(cell "$r" sha1_thumbprint)
 [ "$shown" = "$thumb" ] || fail "leaf thumbprint shows '$shown', API says $thumb"
 shown=$(cell "$r" days_left)
-[ "${shown%% *}" = "$(jnum "$targets_json" days_left)" ] ||
-    fail "leaf days left shows '$shown', API says $(jnum "$targets_json" days_left)"
+# (the reload above re-probes the reference: a page that read /targets a second apart from the
+# test may count from the other side of a day boundary of the lab's 365-day leaf)
+api_days=$(jnum "$targets_json" days_left)
+d=$((${shown%% *} - api_days))
+[ "$d" -ge -1 ] && [ "$d" -le 1 ] ||
+    fail "leaf days left shows '$shown', API says $api_days"
 re='\{"address":"([^"]*)","leaf_sha1":("[^"]*"|null),"state":"([a-z]*)"'
 rest=$targets_json
 naddr=0
