@@ -765,6 +765,7 @@ section_soak() {
                      network: {resolve: {"trickle.bench.test": "127.0.0.1", "crl.bench.test": "127.0.0.1"}}}]' \
         "$base" > "$cfg"
     fs_start "$cfg" "$WORK/fs-soak"
+    [ "${BENCH_API_SERVER_IDLE:-1}" = 1 ] && nginx_sched -i # as in the API section
     log "== soak: $SOAK_EPS endpoints ($SOAK_HOSTILE stalling, $SOAK_HOSTILE trickling), max_in_flight $MEM_IN_FLIGHT, full rate, $SOAK_MIN minutes"
     local rt=() t_start min urls=() k
     chrt -f 10 true 2> /dev/null && rt=(chrt -f 10)
@@ -791,6 +792,7 @@ section_soak() {
         while [ "$(date +%s)" -lt "$due" ]; do sleep 1; done
     done
     put soak.hwm_kib "$(hwm_kib "$FS_PID")"
+    [ "${BENCH_API_SERVER_IDLE:-1}" = 1 ] && nginx_sched -o
     stop_pid "$FS_PID"
     stop_pid "$hpid"
     put soak.hostile "$(tail -1 "$WORK/hostile.out")"
