@@ -1,8 +1,9 @@
 /* hostile.c - the soak's hostile servers (bench/run.sh section "soak"), on 127.0.0.1, one
  * thread, poll(): a "stall" port that accepts and never speaks (reads and discards what the
- * client sends), and a "trickle" port that sends one byte every TRICKLE_MS (0x16, a TLS
- * handshake record's first byte, then zeros) for as long as the client stays. Either way the
- * probe waits for its TLS phase timeout; the server never closes first.
+ * client sends), and a "trickle" port that sends one byte every TRICKLE_MS for as long as the
+ * client stays: the header of a 16 KiB TLS handshake record, then its body, which at two bytes a
+ * second would take over two hours. Either way the probe waits for its TLS phase timeout; the
+ * server never closes first.
  *
  * usage: hostile [MAX_CONNECTIONS=4096]
  * Prints "stall=PORT trickle=PORT" once listening; on SIGTERM prints the connections accepted
@@ -114,7 +115,8 @@ int main(int argc, char **argv)
             for (int i = 2; i < n; i++) {
                 if (kind[i] != TRICKLE)
                     continue;
-                char b = sent[i] == 0 ? 0x16 : 0;
+                static const char header[] = {0x16, 0x03, 0x03, 0x40, 0x00};
+                char b = sent[i] < (long long)sizeof(header) ? header[sent[i]] : 0;
                 if (write(pf[i].fd, &b, 1) == 1)
                     sent[i]++;
             }
