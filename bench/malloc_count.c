@@ -119,13 +119,12 @@ static const char *name_of(uintptr_t pc, char *buf, size_t n)
     }
     if (dladdr((void *)pc, &di) && di.dli_sname != NULL)
         snprintf(buf, n, "%s (%s)", di.dli_sname,
-                 di.dli_fname ? strrchr(di.dli_fname, '/') ? strrchr(di.dli_fname, '/') + 1
-                                                           : di.dli_fname
-                              : "?");
+                 di.dli_fname
+                     ? strrchr(di.dli_fname, '/') ? strrchr(di.dli_fname, '/') + 1 : di.dli_fname
+                     : "?");
     else
         snprintf(buf, n, "%#lx (%s)", (unsigned long)pc,
-                 di.dli_fname && strrchr(di.dli_fname, '/') ? strrchr(di.dli_fname, '/') + 1
-                                                            : "?");
+                 di.dli_fname && strrchr(di.dli_fname, '/') ? strrchr(di.dli_fname, '/') + 1 : "?");
     return buf;
 }
 
