@@ -94,6 +94,15 @@ done
 [[ $status == *'"reloads":[{"at":"'*'","ok":true}]'* ]] || fail "SIGHUP: no reload in /status config: $status"
 endpoints=$(jobj "$status" endpoints)
 generated=$(jstr "$status" generated_at)
+# The reload probes the targets again: wait for that, or the page and the test may see two
+# reference probes a second apart (days_left counts from the probe's time).
+reloaded=${status#*'"reloads":[{"at":"'}
+reloaded=${reloaded%%'"'*}
+for _ in $(seq 1 100); do
+    checked=$(jstr "$(curl -fsS "$base/api/v1/targets")" checked_at)
+    [[ $checked < $reloaded ]] || break
+    sleep 0.1
+done
 
 # ---- the page as served ---------------------------------------------------------------------
 curl -fsS -D "$tmp/headers" -o "$tmp/page.html" "$base/"
