@@ -177,14 +177,15 @@ static void cn_of(X509 *x, char *buf, size_t n)
         X509_NAME_oneline(name, buf, (int)n);
 }
 
-int ocsp_check_signer(OCSP_BASICRESP *bs, X509 *issuer, int64_t at, char err[CRL_ERR_LEN])
+int ocsp_check_signer_key(OCSP_BASICRESP *bs, X509 *issuer, ocsp_signer_t *out,
+                          char err[CRL_ERR_LEN])
 {
     STACK_OF(X509) *extra = sk_X509_new_null();
     STACK_OF(X509) *one = sk_X509_new_null();
     X509_STORE *store = X509_STORE_new();
     X509 *signer = NULL;
-    char who[64];
     int rc = -1;
+    memset(out, 0, sizeof(*out));
     ERR_clear_error();
     if (extra == NULL || one == NULL || store == NULL || !sk_X509_push(extra, issuer)) {
         fail(err, "out of memory");
@@ -196,12 +197,12 @@ int ocsp_check_signer(OCSP_BASICRESP *bs, X509 *issuer, int64_t at, char err[CRL
         ERR_clear_error();
         goto out;
     }
-    cn_of(signer, who, sizeof(who));
+    cn_of(signer, out->who, sizeof(out->who));
     /* The signature itself; who may sign is decided below (no chain building here). */
     if (!sk_X509_push(one, signer) ||
         OCSP_basic_verify(bs, one, store, OCSP_NOINTERN | OCSP_NOVERIFY | OCSP_TRUSTOTHER) != 1) {
         char msg[120];
-        snprintf(msg, sizeof(msg), "bad OCSP response signature (signer \"%.50s\")", who);
+        snprintf(msg, sizeof(msg), "bad OCSP response signature (signer \"%.50s\")", out->who);
         fail(err, msg);
         goto out;
     }
@@ -215,7 +216,7 @@ int ocsp_check_signer(OCSP_BASICRESP *bs, X509 *issuer, int64_t at, char err[CRL
         snprintf(err, CRL_ERR_LEN,
                  "OCSP response signed by \"%.50s\", neither the issuing CA nor a responder "
                  "it certified",
-                 who);
+                 out->who);
         ERR_clear_error();
         goto out;
     }
@@ -224,16 +225,12 @@ int ocsp_check_signer(OCSP_BASICRESP *bs, X509 *issuer, int64_t at, char err[CRL
         snprintf(err, CRL_ERR_LEN,
                  "OCSP responder certificate \"%.50s\" lacks id-kp-OCSPSigning: not a "
                  "delegated responder",
-                 who);
+                 out->who);
         goto out;
     }
-    int64_t nb = crl_asn1_time(X509_get0_notBefore(signer));
-    int64_t na = crl_asn1_time(X509_get0_notAfter(signer));
-    if (nb > at + OCSP_SKEW_S || na < at - OCSP_SKEW_S) {
-        snprintf(err, CRL_ERR_LEN,
-                 "OCSP responder certificate \"%.50s\" is not valid at the endpoint's time", who);
-        goto out;
-    }
+    out->delegated = 1;
+    out->not_before = crl_asn1_time(X509_get0_notBefore(signer));
+    out->not_after = crl_asn1_time(X509_get0_notAfter(signer));
     rc = 0;
 out:
     sk_X509_free(extra);
@@ -241,6 +238,25 @@ out:
     X509_STORE_free(store);
     ERR_clear_error();
     return rc;
+}
+
+int ocsp_check_signer_time(const ocsp_signer_t *s, int64_t at, char err[CRL_ERR_LEN])
+{
+    if (s->delegated && (s->not_before > at + OCSP_SKEW_S || s->not_after < at - OCSP_SKEW_S)) {
+        snprintf(err, CRL_ERR_LEN,
+                 "OCSP responder certificate \"%.50s\" is not valid at the endpoint's time",
+                 s->who);
+        return -1;
+    }
+    return 0;
+}
+
+int ocsp_check_signer(OCSP_BASICRESP *bs, X509 *issuer, int64_t at, char err[CRL_ERR_LEN])
+{
+    ocsp_signer_t s;
+    if (ocsp_check_signer_key(bs, issuer, &s, err) != 0)
+        return -1;
+    return ocsp_check_signer_time(&s, at, err);
 }
 
 int ocsp_find(OCSP_BASICRESP *bs, OCSP_CERTID *id, ocsp_answer_t *a, char err[CRL_ERR_LEN])

@@ -46,6 +46,19 @@ int ocsp_parse_response(const unsigned char *buf, size_t len, OCSP_BASICRESP **o
  * valid at `at` within OCSP_SKEW_S. Returns 0 or -1 with err naming the signer. */
 int ocsp_check_signer(OCSP_BASICRESP *bs, X509 *issuer, int64_t at, char err[CRL_ERR_LEN]);
 
+/* ocsp_check_signer in two halves, so that a cached response is verified once per issuer: the
+ * half that does not depend on the endpoint's time (the signature, who signed) fills s; the
+ * other checks a delegated responder's validity at `at`. Each returns 0 or -1 with err. */
+typedef struct ocsp_signer_s {
+    char who[64];       /* the signer's CN */
+    int delegated;      /* a responder certificate, not the issuing CA itself */
+    int64_t not_before; /* the responder certificate's validity, when delegated */
+    int64_t not_after;
+} ocsp_signer_t;
+int ocsp_check_signer_key(OCSP_BASICRESP *bs, X509 *issuer, ocsp_signer_t *s,
+                          char err[CRL_ERR_LEN]);
+int ocsp_check_signer_time(const ocsp_signer_t *s, int64_t at, char err[CRL_ERR_LEN]);
+
 typedef enum { OCSP_ANSWER_GOOD, OCSP_ANSWER_REVOKED, OCSP_ANSWER_UNKNOWN } ocsp_status_t;
 
 typedef struct ocsp_answer_s {

@@ -76,6 +76,12 @@ static void ent_clear_payload(ent_t *e)
         e->sig_good[i] = e->sig_bad[i] = NULL;
     }
     e->nsig_good = e->nsig_bad = 0;
+    if (e->ocsp_memo)
+        for (unsigned i = 0; i < SIG_MEMO; i++)
+            X509_free(e->ocsp_memo[i].issuer);
+    free(e->ocsp_memo);
+    e->ocsp_memo = NULL;
+    e->nocsp_memo = 0;
 }
 
 static void cache_grow(rev_ctx_t *ctx)
@@ -172,6 +178,7 @@ int rev__ent_sig_ok(ent_t *e, X509 *issuer, char err[CRL_ERR_LEN])
             return 0;
         }
     }
+    e->ctx->stats.sig_checks++;
     int ok = crl_verify_signature(e->crl, k, err) == 0;
     EVP_PKEY **slot =
         ok ? &e->sig_good[e->nsig_good++ % SIG_MEMO] : &e->sig_bad[e->nsig_bad++ % SIG_MEMO];
@@ -180,6 +187,29 @@ int rev__ent_sig_ok(ent_t *e, X509 *issuer, char err[CRL_ERR_LEN])
     if (!ok)
         snprintf(err, CRL_ERR_LEN, "bad CRL signature (not signed by the issuing CA's key)");
     return ok;
+}
+
+int rev__ent_ocsp_signer_ok(ent_t *e, X509 *issuer, int64_t at, char err[CRL_ERR_LEN])
+{
+    ocsp_memo_t *m = NULL;
+    if (e->ocsp_memo == NULL)
+        e->ocsp_memo = fs_xcalloc(SIG_MEMO, sizeof(*e->ocsp_memo));
+    for (unsigned i = 0; i < SIG_MEMO && m == NULL; i++)
+        if (e->ocsp_memo[i].issuer && X509_cmp(e->ocsp_memo[i].issuer, issuer) == 0)
+            m = &e->ocsp_memo[i];
+    if (m == NULL) {
+        m = &e->ocsp_memo[e->nocsp_memo++ % SIG_MEMO];
+        X509_free(m->issuer);
+        memset(m, 0, sizeof(*m));
+        e->ctx->stats.sig_checks++;
+        m->ok = ocsp_check_signer_key(e->bs, issuer, &m->signer, m->err) == 0;
+        m->issuer = X509_up_ref(issuer) ? issuer : NULL;
+    }
+    if (!m->ok) {
+        fs_strlcpy(err, m->err, CRL_ERR_LEN);
+        return 0;
+    }
+    return ocsp_check_signer_time(&m->signer, at, err) == 0;
 }
 
 /* How long a failure is kept: REV_NEGATIVE_TTL_S, never beyond max_age_s. */
@@ -198,7 +228,8 @@ static size_t ent_cost(const ent_t *e)
     if (e->certs)
         c += crl_certs_cost(e->certs, e->bytes);
     if (e->bs) /* the response's own certificates dominate, as for an AIA payload */
-        c += crl_certs_cost(OCSP_resp_get0_certs(e->bs), e->bytes) + 1024;
+        c += crl_certs_cost(OCSP_resp_get0_certs(e->bs), e->bytes) + 1024 +
+             SIG_MEMO * sizeof(ocsp_memo_t);
     return c;
 }
 

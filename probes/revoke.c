@@ -210,7 +210,7 @@ static void job_use_ocsp(rev_job_t *job, ent_t *e, rev_url_result_t *u)
                       job->pol.max_bytes);
         return;
     }
-    if (ocsp_check_signer(e->bs, issuer, job->at, err) != 0 ||
+    if (!rev__ent_ocsp_signer_ok(e, issuer, job->at, err) ||
         ocsp_find(e->bs, job->ocsp_id, &a, err) != 0) {
         rev__url_fail(job, u, FAIL_UNREACHABLE, "%s", err);
         return;

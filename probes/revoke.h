@@ -166,12 +166,14 @@ int rev_ctx_new(rev_ctx_t **out, uv_loop_t *loop, const rev_cache_limits_t *lim)
 void rev_ctx_close(rev_ctx_t *ctx, void (*done)(void *arg), void *arg);
 
 typedef struct rev_cache_stats_s {
-    size_t entries;   /* cached and in-flight URLs */
-    size_t bytes;     /* charged bytes of cached entries */
-    uint64_t fetches; /* retrievals started since creation */
-    uint64_t hits;    /* URL lookups answered from the cache */
-    uint64_t joined;  /* URL lookups that waited on another job's retrieval */
-    uint64_t refused; /* entries too big for the budget that could not be kept (see above) */
+    size_t entries;      /* cached and in-flight URLs */
+    size_t bytes;        /* charged bytes of cached entries */
+    uint64_t fetches;    /* retrievals started since creation */
+    uint64_t hits;       /* URL lookups answered from the cache */
+    uint64_t joined;     /* URL lookups that waited on another job's retrieval */
+    uint64_t refused;    /* entries too big for the budget that could not be kept (see above) */
+    uint64_t sig_checks; /* signatures of cached CRLs and OCSP responses verified; a check of
+                            an entry already verified for that issuer is remembered, not counted */
 } rev_cache_stats_t;
 void rev_cache_stats(const rev_ctx_t *ctx, rev_cache_stats_t *s);
 

@@ -6,6 +6,7 @@
 
 #include "probes/crl.h"
 #include "probes/fetch.h"
+#include "probes/ocsp.h"
 #include "probes/revoke.h"
 
 #include <openssl/ocsp.h>
@@ -20,6 +21,14 @@ enum { STAGE_OCSP, STAGE_CDP, STAGE_DELTA };
 enum { FAIL_NONE, FAIL_UNREACHABLE, FAIL_INVALID, FAIL_EXPIRED };
 
 typedef struct ent_s ent_t;
+
+/* What checking who signed a cached OCSP response found for one issuer certificate. */
+typedef struct ocsp_memo_s {
+    X509 *issuer;          /* up-ref'd; NULL: a free slot */
+    int ok;                /* the signature and the signer's authority */
+    ocsp_signer_t signer;  /* when ok: a delegated responder's validity is checked per job */
+    char err[CRL_ERR_LEN]; /* when not */
+} ocsp_memo_t;
 
 /* A cache entry: one URL in one network view, in flight or holding its last outcome. */
 struct ent_s {
@@ -52,6 +61,8 @@ struct ent_s {
     OCSP_BASICRESP *bs;
     EVP_PKEY *sig_good[SIG_MEMO], *sig_bad[SIG_MEMO]; /* issuer keys already tried */
     unsigned nsig_good, nsig_bad;
+    ocsp_memo_t *ocsp_memo; /* KIND_OCSP: SIG_MEMO slots, allocated on first use */
+    unsigned nocsp_memo;
     size_t cost;
 };
 
@@ -140,6 +151,9 @@ void rev__ent_settle(ent_t *e, const fetch_result_t *res);
 void rev__ent_refuse(rev_ctx_t *ctx, ent_t *e);
 /* Whether the CRL in e is signed by issuer's key (remembered per key); fills err when not. */
 int rev__ent_sig_ok(ent_t *e, X509 *issuer, char err[CRL_ERR_LEN]);
+/* Whether the OCSP response in e is signed by issuer or a responder it certified that is valid
+ * at `at` (ocsp_check_signer), the signature checked once per issuer; fills err when not. */
+int rev__ent_ocsp_signer_ok(ent_t *e, X509 *issuer, int64_t at, char err[CRL_ERR_LEN]);
 
 /* ---- revjob.c: contexts, jobs, one URL's retrieval ------------------------------------------ */
 

@@ -1351,6 +1351,61 @@ static void test_ocsp_failover(void)
     lab_cert_free(&other_ca);
 }
 
+/* A cached response's signature is verified once per issuer, not once per check; what depends
+ * on the endpoint's time (a delegated responder's validity) is still decided per check. */
+static void test_ocsp_signer_memo(void)
+{
+    lab_cert_t delegate, rogue;
+    char err[256], url[256];
+    lab_cert_opts_t o = {
+        .cn = "Short Responder", .key_ec = 1, .ocsp_signing = 1, .not_after_off_s = 3600};
+    ASSERT_EQ(lab_cert_issue(&delegate, &o, &pki.inter, err), 0);
+    o = (lab_cert_opts_t){.cn = "Rogue Memo", .key_ec = 1, .ocsp_signing = 1};
+    ASSERT_EQ(lab_cert_issue(&rogue, &o, &pki.rogue_root, err), 0);
+    ocsp_serve("/ocsp/memo", LAB_OCSP_GOOD, &delegate);
+    ocsp_serve("/ocsp/memo-rogue", LAB_OCSP_GOOD, &rogue);
+    env_t e;
+    env_open(&e, NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+    rev_cache_stats_t st;
+    STACK_OF(X509) *chain = chain_opts(NULL, url_of(url, sizeof(url), "/ocsp/memo"), NULL);
+    /* the responder certificate expires in an hour; the response is fresh for a day */
+    const int64_t at[] = {now, now, now + 2 * 3600, now, now + 3 * 3600};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(at); i++) {
+        check(&e, chain, &p, at[i], &r);
+        ASSERT_EQ(r.r.urls[0].from_cache, i > 0);
+        if (at[i] == now) {
+            ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+            ASSERT_STREQ(r.r.urls[0].status, "good");
+        } else {
+            ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+            ASSERT_EQ(r.r.urls[0].ok, 0);
+            ASSERT_CONTAINS(r.r.urls[0].error,
+                            "\"Short Responder\" is not valid at the endpoint's");
+        }
+        rev_cache_stats(e.ctx, &st);
+        ASSERT_EQ(st.sig_checks, 1);
+    }
+    free_chain(chain);
+
+    /* a response no issuer certified fails the same way from the memo */
+    chain = chain_opts(NULL, url_of(url, sizeof(url), "/ocsp/memo-rogue"), NULL);
+    for (int i = 0; i < 3; i++) {
+        check(&e, chain, &p, now, &r);
+        ASSERT_EQ(r.r.cause, FS_CAUSE_CRL_UNREACHABLE);
+        ASSERT_CONTAINS(r.r.urls[0].error,
+                        "\"Rogue Memo\", neither the issuing CA nor a responder");
+        rev_cache_stats(e.ctx, &st);
+        ASSERT_EQ(st.sig_checks, 2);
+    }
+    free_chain(chain);
+    env_close(&e);
+    lab_cert_free(&delegate);
+    lab_cert_free(&rogue);
+}
+
 /* RFC 5019: a request whose GET URL would pass 255 bytes is POSTed. */
 static void test_ocsp_post(void)
 {
@@ -1895,6 +1950,7 @@ int main(void)
     RUN(test_sync_errors);
     RUN(test_ocsp_good_revoked_cached);
     RUN(test_ocsp_failover);
+    RUN(test_ocsp_signer_memo);
     RUN(test_cache_export_import);
     RUN(test_ocsp_post);
     RUN(test_cdp_dead_then_good);
