@@ -96,6 +96,7 @@ int http_status_parse(const void *buf, size_t len, http_status_t *out)
     int in_interim = 0; /* between an interim status line and the empty line ending its head */
     out->code = 0;
     out->interim = 0;
+    out->line_end = 0;
     out->error[0] = '\0';
     while (p < end) {
         const unsigned char *lf = memchr(p, '\n', (size_t)(end - p));
@@ -114,8 +115,10 @@ int http_status_parse(const void *buf, size_t len, http_status_t *out)
         int rc = status_line(p, m, lf != NULL, out);
         if (rc != HTTP_STATUS_DONE)
             return rc;
-        if (out->code >= 200 || out->code == 101)
+        if (out->code >= 200 || out->code == 101) {
+            out->line_end = (size_t)(lf + 1 - (const unsigned char *)buf);
             return HTTP_STATUS_DONE;
+        }
         out->interim++;
         out->code = 0;
         in_interim = 1;

@@ -11,6 +11,7 @@
 typedef struct http_status_s {
     int code;                 /* the final status, 101 or 200..599, when parsed */
     unsigned interim;         /* 1xx interim responses skipped before it */
+    size_t line_end;          /* with the code: bytes up to the final status line's LF, included */
     char error[HTTP_ERR_LEN]; /* when malformed: what is wrong and the line, escaped */
 } http_status_t;
 

@@ -8,6 +8,7 @@
 #include "probes/util.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,12 +83,21 @@ void probe__arm_timer(probe_t *p, uint64_t ms)
     uv_timer_start(&p->timer, on_timer, p->phase_timeout_hit ? ms : left, 0);
 }
 
+static int trace_states; /* FLEETSCAN_TRACE_PROBE set: every transition on stderr */
+static pthread_once_t trace_once = PTHREAD_ONCE_INIT;
+
+static void trace_init(void)
+{
+    trace_states = getenv("FLEETSCAN_TRACE_PROBE") != NULL;
+}
+
 /* The single state transition: closes the previous phase's timing, arms the timer with the
  * phase timeout bounded by the deadline. */
 void probe__set_state(probe_t *p, probe_state_t s, uint32_t phase_timeout_ms)
 {
     end_phase_timing(p);
-    if (getenv("FLEETSCAN_TRACE_PROBE"))
+    pthread_once(&trace_once, trace_init);
+    if (trace_states)
         fprintf(stderr, "probe %p: %s -> %s\n", (void *)p, state_names[p->state], state_names[s]);
     p->state = s;
     p->phase_start = uv_hrtime();
@@ -336,14 +346,46 @@ static void drive_tls(probe_t *p)
     probe__start_verify(p);
 }
 
-/* Bytes of the response: only its head up to the final status line is kept and judged. */
+/* Where the scan of the header lines is: inside a line, at the start of one, after a CR there. */
+enum { HEAD_IN_LINE, HEAD_LINE_START, HEAD_LINE_CR };
+
+/* Header lines after the final status line: the probe ends at the empty line that ends the head,
+ * as WinHTTP hands a status over only then, or fails past PROBE_MAX_HEAD_BYTES as it does. */
+static void head_bytes(probe_t *p, const char *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (++p->head_bytes > PROBE_MAX_HEAD_BYTES) {
+            probe__finish(p, FS_CAUSE_HTTP_ERROR,
+                          "GET %s: HTTP %d with a response head over %d KiB (a WinHTTP agent "
+                          "fails: ERROR_WINHTTP_HEADER_SIZE_OVERFLOW)",
+                          p->o.url->path, p->r.http_status, PROBE_MAX_HEAD_BYTES / 1024);
+            return;
+        }
+        if (d[i] == '\n') {
+            if (p->head_at != HEAD_IN_LINE) {
+                probe__finish(p, FS_CAUSE_NONE, "GET %s: HTTP %d", p->o.url->path,
+                              p->r.http_status);
+                return;
+            }
+            p->head_at = HEAD_LINE_START;
+        } else {
+            p->head_at =
+                d[i] == '\r' && p->head_at == HEAD_LINE_START ? HEAD_LINE_CR : HEAD_IN_LINE;
+        }
+    }
+}
+
+/* Bytes of the response: its head up to the final status line is kept and judged, the header
+ * lines after it are counted up to the empty line (head_bytes). */
 static void response_bytes(probe_t *p, const char *data, size_t n)
 {
-    size_t room = sizeof(p->resp) - p->resp_len;
-    if (n > room)
-        n = room;
-    memcpy(p->resp + p->resp_len, data, n);
-    p->resp_len += n;
+    if (p->r.http_status != 0) {
+        head_bytes(p, data, n);
+        return;
+    }
+    size_t room = sizeof(p->resp) - p->resp_len, kept = n < room ? n : room;
+    memcpy(p->resp + p->resp_len, data, kept);
+    p->resp_len += kept;
     http_status_t hs;
     int rc = http_status_parse(p->resp, p->resp_len, &hs);
     if (rc == HTTP_STATUS_BAD) {
@@ -360,21 +402,33 @@ static void response_bytes(probe_t *p, const char *data, size_t n)
         return;
     }
     p->r.http_status = hs.code;
-    if (hs.code >= 500)
+    if (hs.code >= 500) {
         probe__finish(p, FS_CAUSE_HTTP_ERROR, "GET %s: the server answered HTTP %d", p->o.url->path,
                       hs.code);
-    else if (hs.code == 101)
+        return;
+    }
+    if (hs.code == 101) {
         probe__finish(p, FS_CAUSE_HTTP_ERROR,
                       "GET %s: the server answered HTTP 101 (switching protocols) to a plain GET",
                       p->o.url->path);
-    else
-        probe__finish(p, FS_CAUSE_NONE, "GET %s: HTTP %d", p->o.url->path, hs.code);
+        return;
+    }
+    p->head_bytes = hs.line_end;
+    p->head_at = HEAD_LINE_START;
+    head_bytes(p, p->resp + hs.line_end, p->resp_len - hs.line_end);
+    if (p->state == PS_REQUEST && kept < n)
+        head_bytes(p, data + kept, n - kept);
 }
 
 static void request_eof(probe_t *p)
 {
     char esc[96];
-    if (p->resp_len > 0)
+    if (p->r.http_status != 0)
+        probe__finish(p, FS_CAUSE_CONNECTION_CLOSED,
+                      "GET %s: the server closed the connection inside the head of its HTTP %d "
+                      "answer (no empty line after the header lines)",
+                      p->o.url->path, p->r.http_status);
+    else if (p->resp_len > 0)
         probe__finish(p, FS_CAUSE_CONNECTION_CLOSED,
                       "GET %s: the server closed the connection before a final status line, "
                       "after \"%s\"",

@@ -7,6 +7,10 @@
 #include "probes/probe.h"
 
 #define PROBE_MAX_RESPONSE_HEAD 1024 /* the status line, after any 1xx interim responses */
+/* What WinHTTP reads of a response head at most (WINHTTP_OPTION_MAX_RESPONSE_HEADER_SIZE's
+ * default, 64 KiB): past it the agent's request fails with ERROR_WINHTTP_HEADER_SIZE_OVERFLOW.
+ * Only the status line is kept; the header lines after it are counted, not stored. */
+#define PROBE_MAX_HEAD_BYTES 65536
 
 typedef enum {
     PS_INIT,
@@ -53,6 +57,8 @@ struct probe_s {
     uint64_t retrieval_start; /* uv_now() when AIA/CRL retrieval began: one cumulative budget */
     char resp[PROBE_MAX_RESPONSE_HEAD];
     size_t resp_len;
+    size_t head_bytes; /* of the response head, once the final status line is parsed */
+    int head_at;       /* HEAD_*: where the scan for the empty line ending the head is */
     probe_result_t r;
 };
 

@@ -281,6 +281,50 @@ static void test_http_responses(void)
     }
 }
 
+/* The header lines after the status line: the probe waits for the empty line that ends the head,
+ * as WinHTTP does, and fails a head past WinHTTP's 64 KiB as the agent would; a head cut short by
+ * the server is a closed connection, not an answer. */
+static void test_http_head_size(void)
+{
+    enum { BIG = 70 * 1024, FITS = 60 * 1024 };
+    static char big[BIG + 64], fits[FITS + 64];
+    char *bufs[] = {big, fits};
+    size_t lens[2], sizes[] = {BIG, FITS};
+    for (int b = 0; b < 2; b++) {
+        size_t n = (size_t)sprintf(bufs[b], "HTTP/1.1 200 OK\r\n");
+        for (int line = 0; n < sizes[b]; line++)
+            n += (size_t)sprintf(bufs[b] + n, "X-Filler-%05d: %040d\r\n", line, line);
+        n += (size_t)sprintf(bufs[b] + n, "\r\n");
+        lens[b] = n;
+    }
+    static const char cut[] = "HTTP/1.1 200 OK\r\nServer: Microsoft-IIS/10.0\r\nContent-";
+    lab_tls_t *srv[3] = {odd_server(1, big, lens[0]), odd_server(0, fits, lens[1]),
+                         odd_server(1, cut, sizeof(cut) - 1)};
+    outcome_t *oc[3] = {mk("head over 64 KiB", LAB_SC_GOOD, NULL),
+                        mk("head of 60 KiB, plain http", LAB_SC_GOOD, NULL),
+                        mk("head cut short", LAB_SC_GOOD, NULL)};
+    for (int i = 0; i < 3; i++) {
+        char url[256], err[256];
+        snprintf(url, sizeof(url), "%s://%s:%d/agent", i == 1 ? "http" : "https", LAB_HOST,
+                 lab_tls_port(srv[i]));
+        ASSERT(fs_url_parse(&oc[i]->url, url, err) == 0);
+        go(oc[i]);
+    }
+    ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    expect(oc[0], 0, FS_CAUSE_HTTP_ERROR);
+    ASSERT_CONTAINS(oc[0]->message, "response head over 64 KiB");
+    ASSERT_CONTAINS(oc[0]->message, "ERROR_WINHTTP_HEADER_SIZE_OVERFLOW");
+    ASSERT_EQ(oc[0]->http_status, 200);
+    expect(oc[1], 1, FS_CAUSE_NONE);
+    ASSERT_EQ(oc[1]->http_status, 200);
+    expect(oc[2], 0, FS_CAUSE_CONNECTION_CLOSED);
+    ASSERT_CONTAINS(oc[2]->message, "inside the head of its HTTP 200 answer");
+    for (int i = 0; i < 3; i++) {
+        lab_tls_stop(srv[i]);
+        free(oc[i]);
+    }
+}
+
 /* A server that resets every connection as soon as it accepts it (issue 15.8): the connection
  * was established, so the endpoint sees "the underlying connection was closed", however the
  * reset races the connect completion, the ClientHello or the request. Probed over TLS and plain
@@ -528,6 +572,7 @@ int main(void)
     RUN(test_scenarios);
     RUN(test_cancel);
     RUN(test_http_responses);
+    RUN(test_http_head_size);
     RUN(test_reset_on_accept);
     RUN(test_revocation_and_aia);
     RUN(test_chain_diagnosis);
