@@ -3,6 +3,7 @@
  * paging, targets, API errors, metrics through promtool, SIGHUP reload, SIGTERM. */
 #include "lab/scenarios.h"
 #include "probes/util.h"
+#include "tests/daemon_harness.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
@@ -11,178 +12,20 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static lab_t lab;
-static pid_t daemon_pid;
-static int daemon_out = -1;
-static char api[128];
 static char token[] = "test-token-0123456789";
 static char cfg_path[600], log_path[600], err_path[600];
-
-typedef struct resp_s {
-    long status;
-    char *body;
-    size_t len;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    r->body = realloc(r->body, r->len + sz * n + 1);
-    memcpy(r->body + r->len, p, sz * n);
-    r->len += sz * n;
-    r->body[r->len] = '\0';
-    return sz * n;
-}
-
-static resp_t http_body(const char *method, const char *path, const char *auth, const char *body);
-
-static resp_t http(const char *method, const char *path, const char *auth)
-{
-    return http_body(method, path, auth, "");
-}
-
-/* Client timeout of this thread's requests: a hang detector, never a speed verdict. */
-static _Thread_local long http_timeout_s = 10;
-
-static resp_t http_body(const char *method, const char *path, const char *auth, const char *body)
-{
-    resp_t r = {0};
-    char url[512];
-    snprintf(url, sizeof(url), "%s%s", api, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    if (auth) {
-        char line[128];
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", auth);
-        h = curl_slist_append(h, line);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, http_timeout_s);
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK)
-        fprintf(stderr, "%s %s: %s\n", method, url, curl_easy_strerror(rc));
-    ASSERT(rc == CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body == NULL)
-        r.body = calloc(1, 1);
-    return r;
-}
-
-static cJSON *get_json(const char *path, long want)
-{
-    resp_t r = http("GET", path, NULL);
-    if (r.status != want)
-        fprintf(stderr, "GET %s: %ld (want %ld): %s\n", path, r.status, want, r.body);
-    ASSERT_EQ(r.status, want);
-    cJSON *j = cJSON_Parse(r.body);
-    ASSERT(j != NULL);
-    free(r.body);
-    return j;
-}
-
-static double num(cJSON *o, const char *path)
-{
-    /* "a.b.c" lookups */
-    char buf[128];
-    fs_strlcpy(buf, path, sizeof(buf));
-    cJSON *cur = o;
-    for (char *tok = strtok(buf, "."); tok; tok = strtok(NULL, "."))
-        cur = cJSON_GetObjectItem(cur, tok);
-    return cJSON_IsNumber(cur) ? cur->valuedouble : -1;
-}
-
-static char *read_file(const char *path);
-
-static void start_daemon(void)
-{
-    int out[2], errfd;
-    ASSERT(pipe(out) == 0);
-    errfd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT(errfd >= 0);
-    daemon_pid = fork();
-    ASSERT(daemon_pid >= 0);
-    if (daemon_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion must not leave a daemon behind */
-        dup2(out[1], 1);
-        dup2(errfd, 2);
-        close(out[0]);
-        setenv("FLEETSCAN_DNS_OVERRIDE_ONLY", "1", 1);
-        execl(getenv("FLEETSCAN_BIN"), "fleetscan", "run", "-c", cfg_path, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    close(errfd);
-    daemon_out = out[0];
-    /* The daemon prints "fleetscan: API listening on http://127.0.0.1:PORT/". */
-    char line[512] = "";
-    size_t len = 0;
-    struct pollfd p = {.fd = daemon_out, .events = POLLIN};
-    while (strchr(line, '\n') == NULL && poll(&p, 1, 15000) > 0) {
-        ssize_t n = read(daemon_out, line + len, sizeof(line) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        line[len] = '\0';
-    }
-    char *u = strstr(line, "http://");
-    if (u == NULL) {
-        fprintf(stderr, "daemon did not start: %s\n", line);
-        fprintf(stderr, "%s\n", read_file(err_path));
-    }
-    ASSERT(u != NULL);
-    size_t k = strcspn(u, "/\n");
-    k += strcspn(u + k + 2, "/\n") + 2; /* past "http://" */
-    memcpy(api, u, k);
-    api[k] = '\0';
-    fprintf(stderr, "   daemon %d at %s\n", (int)daemon_pid, api);
-}
-
-/* Polls /api/v1/status until pred holds (or 30 s pass). */
-static cJSON *wait_status(int (*pred)(cJSON *s, void *arg), void *arg)
-{
-    for (int i = 0; i < 300; i++) {
-        resp_t r = http("GET", "/api/v1/status", NULL);
-        if (r.status == 200) {
-            cJSON *j = cJSON_Parse(r.body);
-            free(r.body);
-            if (j && pred(j, arg))
-                return j;
-            cJSON_Delete(j);
-        } else {
-            free(r.body);
-        }
-        usleep(100000);
-    }
-    fprintf(stderr, "status never reached the expected state\n");
-    abort();
-}
-
-static int all_probed(cJSON *s, void *arg)
-{
-    (void)arg;
-    return num(s, "endpoints.pending") == 0 && num(s, "endpoints.total") > 0;
-}
+static dh_daemon_t fsd = {.cfg_path = cfg_path, .err_path = err_path, .out = -1};
 
 static cJSON *group(cJSON *status, const char *name)
 {
@@ -197,48 +40,48 @@ static cJSON *group(cJSON *status, const char *name)
 
 static void test_first_cycle(void)
 {
-    cJSON *s = wait_status(all_probed, NULL);
+    cJSON *s = dh_wait_status(&fsd, dh_all_probed, NULL);
     ASSERT_STREQ(cJSON_GetObjectItem(s, "vantage")->valuestring, "lab");
     double total = 0;
     for (size_t i = 0; i < lab_ngroups; i++) {
         const lab_group_t *lg = &lab_groups[i];
         cJSON *g = group(s, lg->name);
         ASSERT(g != NULL);
-        double gt = num(g, "total");
+        double gt = dh_num(g, "total");
         total += gt;
         char key[96];
         if (lg->expect_cause) {
             snprintf(key, sizeof(key), "causes.%s", lg->expect_cause);
-            if (num(g, key) != gt)
+            if (dh_num(g, key) != gt)
                 fprintf(stderr, "group %s: %s\n", lg->name, cJSON_PrintUnformatted(g));
-            ASSERT_EQ(num(g, key), gt);
-            ASSERT_EQ(num(g, "offline"), gt);
+            ASSERT_EQ(dh_num(g, key), gt);
+            ASSERT_EQ(dh_num(g, "offline"), gt);
         } else {
-            if (num(g, "online") != gt)
+            if (dh_num(g, "online") != gt)
                 fprintf(stderr, "group %s: %s\n", lg->name, cJSON_PrintUnformatted(g));
-            ASSERT_EQ(num(g, "online"), gt);
+            ASSERT_EQ(dh_num(g, "online"), gt);
         }
         if (lg->expect_warning) {
             snprintf(key, sizeof(key), "warnings.%s", lg->expect_warning);
-            ASSERT_EQ(num(g, key), gt);
+            ASSERT_EQ(dh_num(g, key), gt);
         }
     }
-    ASSERT_EQ(num(s, "endpoints.total"), total);
-    ASSERT_EQ(num(s, "endpoints.online") + num(s, "endpoints.offline"), total);
-    ASSERT(num(s, "scan.probes_total") >= total);
-    ASSERT_EQ(num(s, "causes.untrusted_ca"), num(group(s, "old-trust"), "total"));
+    ASSERT_EQ(dh_num(s, "endpoints.total"), total);
+    ASSERT_EQ(dh_num(s, "endpoints.online") + dh_num(s, "endpoints.offline"), total);
+    ASSERT(dh_num(s, "scan.probes_total") >= total);
+    ASSERT_EQ(dh_num(s, "causes.untrusted_ca"), dh_num(group(s, "old-trust"), "total"));
     cJSON_Delete(s);
 }
 
 static void test_endpoints(void)
 {
-    cJSON *s = get_json("/api/v1/status", 200);
-    double offline = num(s, "endpoints.offline");
-    double mi = num(s, "causes.missing_intermediate");
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
+    double offline = dh_num(s, "endpoints.offline");
+    double mi = dh_num(s, "causes.missing_intermediate");
     cJSON_Delete(s);
 
-    cJSON *j = get_json("/api/v1/endpoints?state=offline&limit=5", 200);
-    ASSERT_EQ(num(j, "total"), offline);
+    cJSON *j = dh_get_json(&fsd, "/api/v1/endpoints?state=offline&limit=5", 200);
+    ASSERT_EQ(dh_num(j, "total"), offline);
     ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 5);
     cJSON *it = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "items"), 0);
     ASSERT_STREQ(cJSON_GetObjectItem(it, "state")->valuestring, "offline");
@@ -251,38 +94,38 @@ static void test_endpoints(void)
     char path[256];
     snprintf(path, sizeof(path), "/api/v1/endpoints?state=offline&limit=1000&offset=%d",
              (int)offline - 2);
-    j = get_json(path, 200);
+    j = dh_get_json(&fsd, path, 200);
     ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
     cJSON_Delete(j);
 
-    j = get_json("/api/v1/endpoints?cause=missing_intermediate&limit=1000", 200);
-    ASSERT_EQ(num(j, "total"), mi);
+    j = dh_get_json(&fsd, "/api/v1/endpoints?cause=missing_intermediate&limit=1000", 200);
+    ASSERT_EQ(dh_num(j, "total"), mi);
     cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "items"))
     {
         ASSERT_STREQ(cJSON_GetObjectItem(it, "group")->valuestring, "branch-noaia");
     }
     cJSON_Delete(j);
 
-    j = get_json("/api/v1/endpoints?group=hq&state=online&limit=1", 200);
+    j = dh_get_json(&fsd, "/api/v1/endpoints?group=hq&state=online&limit=1", 200);
     it = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "items"), 0);
     ASSERT_STREQ(cJSON_GetObjectItem(it, "id")->valuestring, "hq-00000");
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(it, "cause")));
     cJSON_Delete(j);
 
-    j = get_json("/api/v1/endpoints/hq-00000", 200);
+    j = dh_get_json(&fsd, "/api/v1/endpoints/hq-00000", 200);
     ASSERT_STREQ(cJSON_GetObjectItem(j, "state")->valuestring, "online");
     cJSON *d = cJSON_GetObjectItem(j, "detail");
     ASSERT(cJSON_IsObject(d));
     ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(d, "chain")), 2);
-    ASSERT_EQ(num(d, "http_status"), 200);
+    ASSERT_EQ(dh_num(d, "http_status"), 200);
     cJSON_Delete(j);
 
     /* An offline endpoint's detail tells why, with the chain (facts survive failure). */
-    j = get_json("/api/v1/endpoints/dmz-expired-00000", 200);
+    j = dh_get_json(&fsd, "/api/v1/endpoints/dmz-expired-00000", 200);
     ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "cert_expired");
     ASSERT_CONTAINS(cJSON_GetObjectItem(j, "message")->valuestring, "expired");
     cJSON_Delete(j);
-    j = get_json("/api/v1/endpoints/http-profile-00000", 200);
+    j = dh_get_json(&fsd, "/api/v1/endpoints/http-profile-00000", 200);
     ASSERT_STREQ(cJSON_GetObjectItem(j, "cause")->valuestring, "profile_mismatch");
     cJSON_Delete(j);
 
@@ -290,7 +133,7 @@ static void test_endpoints(void)
      * telling its own outcome; the timings shown are the endpoint's own, not the detail's. */
     for (size_t i = 0; i < lab_ngroups; i++) {
         snprintf(path, sizeof(path), "/api/v1/endpoints/%s-00000", lab_groups[i].name);
-        j = get_json(path, 200);
+        j = dh_get_json(&fsd, path, 200);
         d = cJSON_GetObjectItem(j, "detail");
         if (!cJSON_IsObject(d))
             fprintf(stderr, "%s: %s\n", path, cJSON_PrintUnformatted(j));
@@ -308,7 +151,7 @@ static void test_endpoints(void)
 
 static void test_targets_and_causes(void)
 {
-    cJSON *j = get_json("/api/v1/targets", 200);
+    cJSON *j = dh_get_json(&fsd, "/api/v1/targets", 200);
     cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "targets"), 0);
     ASSERT(t != NULL);
     ASSERT_STREQ(cJSON_GetObjectItem(t, "state")->valuestring, "online");
@@ -330,7 +173,7 @@ static void test_targets_and_causes(void)
     ASSERT_EQ(inter, 1);
     cJSON_Delete(j);
 
-    j = get_json("/api/v1/causes", 200);
+    j = dh_get_json(&fsd, "/api/v1/causes", 200);
     ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(j, "causes")), 18);
     cJSON_Delete(j);
 }
@@ -340,29 +183,30 @@ static void test_targets_and_causes(void)
  * the leaves' notAfter (365 days) every validated chain has expired. */
 static void test_forecast(void)
 {
-    cJSON *s = get_json("/api/v1/status", 200);
-    cJSON *f0 = get_json("/api/v1/forecast?days=0", 200);
-    ASSERT_EQ(num(f0, "endpoints.online"), num(s, "endpoints.online"));
-    ASSERT_EQ(num(f0, "endpoints.offline"), num(s, "endpoints.offline"));
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
+    cJSON *f0 = dh_get_json(&fsd, "/api/v1/forecast?days=0", 200);
+    ASSERT_EQ(dh_num(f0, "endpoints.online"), dh_num(s, "endpoints.online"));
+    ASSERT_EQ(dh_num(f0, "endpoints.offline"), dh_num(s, "endpoints.offline"));
     /* The lab's CRLs are weekly: in 8 days the strict groups are still online when the CA
      * republishes (the headline), and offline only in if_crl_not_republished. */
-    cJSON *f8 = get_json("/api/v1/forecast?days=8", 200);
-    double strict_online = num(group(s, "hq"), "online") + num(group(s, "branch-aia"), "online") +
-                           num(group(s, "kiosk-sha1"), "online");
+    cJSON *f8 = dh_get_json(&fsd, "/api/v1/forecast?days=8", 200);
+    double strict_online = dh_num(group(s, "hq"), "online") +
+                           dh_num(group(s, "branch-aia"), "online") +
+                           dh_num(group(s, "kiosk-sha1"), "online");
     ASSERT(strict_online > 0);
     ASSERT(cJSON_GetObjectItem(cJSON_GetObjectItem(f8, "causes"), "crl_expired") == NULL);
     /* ...and the group whose clock is 3 days behind recovers once the leaf's notBefore (a day
      * ago) passes at its clock: time-dependent causes are re-evaluated at the instant. */
-    ASSERT_EQ(num(f8, "endpoints.online"),
-              num(s, "endpoints.online") + num(group(s, "clock-behind"), "total"));
-    ASSERT_EQ(num(f8, "if_crl_not_republished.causes.crl_expired"), strict_online);
+    ASSERT_EQ(dh_num(f8, "endpoints.online"),
+              dh_num(s, "endpoints.online") + dh_num(group(s, "clock-behind"), "total"));
+    ASSERT_EQ(dh_num(f8, "if_crl_not_republished.causes.crl_expired"), strict_online);
     cJSON *g;
     cJSON_ArrayForEach(g, cJSON_GetObjectItem(f8, "groups"))
     {
         const char *name = cJSON_GetObjectItem(g, "name")->valuestring;
         if (strcmp(name, "site-nocrl-soft") == 0)
-            ASSERT_EQ(num(g, "if_crl_not_republished.endpoints.online"),
-                      num(group(s, name), "online"));
+            ASSERT_EQ(dh_num(g, "if_crl_not_republished.endpoints.online"),
+                      dh_num(group(s, name), "online"));
         if (strcmp(name, "hq") == 0) {
             ASSERT_STREQ(cJSON_GetObjectItem(g, "offline_cause")->valuestring, "cert_expired");
             ASSERT_STREQ(cJSON_GetObjectItem(g, "crl_offline_cause")->valuestring, "crl_expired");
@@ -374,10 +218,10 @@ static void test_forecast(void)
             ASSERT(cJSON_IsNull(cJSON_GetObjectItem(g, "crl_offline_from")));
         }
     }
-    cJSON *f400 = get_json("/api/v1/forecast?days=400", 200);
-    ASSERT_EQ(num(f400, "endpoints.online"), 0);
-    ASSERT(num(f400, "causes.cert_expired") > 0);
-    resp_t r = http("GET", "/api/v1/forecast?days=-1", NULL);
+    cJSON *f400 = dh_get_json(&fsd, "/api/v1/forecast?days=400", 200);
+    ASSERT_EQ(dh_num(f400, "endpoints.online"), 0);
+    ASSERT(dh_num(f400, "causes.cert_expired") > 0);
+    dh_resp_t r = dh_http(&fsd, "GET", "/api/v1/forecast?days=-1", NULL, NULL);
     ASSERT_EQ(r.status, 400);
     free(r.body);
     cJSON_Delete(s);
@@ -464,11 +308,11 @@ static void test_preflight(void)
     ASSERT_CONTAINS(out, "is not a regular file (a FIFO)");
 
     /* The same over the API, with the bearer token. */
-    char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
-    resp_t r = http_body("POST", "/api/v1/preflight", NULL, pem);
+    char *pem = dh_read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
+    dh_resp_t r = dh_http(&fsd, "POST", "/api/v1/preflight", NULL, pem);
     ASSERT_EQ(r.status, 401);
     free(r.body);
-    r = http_body("POST", "/api/v1/preflight", token, pem);
+    r = dh_http(&fsd, "POST", "/api/v1/preflight", token, pem);
     ASSERT_EQ(r.status, 200);
     doc = cJSON_Parse(r.body);
     ASSERT(doc != NULL);
@@ -476,18 +320,18 @@ static void test_preflight(void)
     expect_verdict(doc, "old-trust", "untrusted_ca");
     cJSON_Delete(doc);
     free(r.body);
-    r = http_body("POST", "/api/v1/preflight", token, "this is not a certificate");
+    r = dh_http(&fsd, "POST", "/api/v1/preflight", token, "this is not a certificate");
     ASSERT_EQ(r.status, 400);
     ASSERT_CONTAINS(r.body, "bad_chain");
     free(r.body);
     /* ?target= names the target whose groups judge the chain: an unknown or malformed name is
      * a 400 that says which */
-    r = http_body("POST", "/api/v1/preflight?target=nosuch", token, pem);
+    r = dh_http(&fsd, "POST", "/api/v1/preflight?target=nosuch", token, pem);
     ASSERT_EQ(r.status, 400);
     ASSERT_CONTAINS(r.body, "no target is named \\\"nosuch\\\"");
     ASSERT_CONTAINS(r.body, "bad_parameter");
     free(r.body);
-    r = http_body("POST", "/api/v1/preflight?target=a%2Fb", token, pem);
+    r = dh_http(&fsd, "POST", "/api/v1/preflight?target=a%2Fb", token, pem);
     ASSERT_EQ(r.status, 400);
     ASSERT_CONTAINS(r.body, "target: expected a target name");
     free(r.body);
@@ -603,12 +447,13 @@ static void agree_check(cJSON *status, cJSON *forecast, const agree_t *a)
     ASSERT(g != NULL);
     char key[96];
     snprintf(key, sizeof(key), "causes.%s", want);
-    double total = num(g, "total");
+    double total = dh_num(g, "total");
     ASSERT(total > 0);
-    const char *daemon = (a->cause ? num(g, key) : num(g, "online")) == total ? want : "(mixed)";
+    const char *daemon =
+        (a->cause ? dh_num(g, key) : dh_num(g, "online")) == total ? want : "(mixed)";
     if (a->warning != NULL) {
         snprintf(key, sizeof(key), "warnings.%s", a->warning);
-        ASSERT_EQ(num(g, key), total);
+        ASSERT_EQ(dh_num(g, key), total);
     }
     if (a->exact)
         ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(g, "warnings")), a->warning ? 1 : 0);
@@ -629,10 +474,10 @@ static void agree_check(cJSON *status, cJSON *forecast, const agree_t *a)
     const char *pre = "(not judged)", *pre_cli = "(not judged)";
     cJSON *pf = NULL, *pfc = NULL;
     {
-        char *pem = read_file(chain), route[160] = "/api/v1/preflight";
+        char *pem = dh_read_file(chain), route[160] = "/api/v1/preflight";
         if (a->target != NULL)
             snprintf(route, sizeof(route), "/api/v1/preflight?target=%s", a->target);
-        resp_t r = http_body("POST", route, token, pem);
+        dh_resp_t r = dh_http(&fsd, "POST", route, token, pem);
         ASSERT_EQ(r.status, 200);
         pf = cJSON_Parse(r.body);
         ASSERT(pf != NULL);
@@ -670,7 +515,7 @@ static void agree_check(cJSON *status, cJSON *forecast, const agree_t *a)
     ASSERT(fg != NULL);
     snprintf(key, sizeof(key), "causes.%s", want);
     const char *fc =
-        (a->cause ? num(fg, key) : num(fg, "endpoints.online")) == total ? want : "(differs)";
+        (a->cause ? dh_num(fg, key) : dh_num(fg, "endpoints.online")) == total ? want : "(differs)";
     fprintf(stderr, "   %-16s daemon %-20s probe %-20s preflight %-20s cli %-20s forecast %s%s%s\n",
             a->group, daemon, cli, pre, pre_cli, fc, a->warning ? " +" : "",
             a->warning ? a->warning : "");
@@ -687,8 +532,8 @@ static void agree_check(cJSON *status, cJSON *forecast, const agree_t *a)
 
 static void test_agreement(void)
 {
-    cJSON *status = get_json("/api/v1/status", 200);
-    cJSON *forecast = get_json("/api/v1/forecast?days=0", 200);
+    cJSON *status = dh_get_json(&fsd, "/api/v1/status", 200);
+    cJSON *forecast = dh_get_json(&fsd, "/api/v1/forecast?days=0", 200);
     for (size_t i = 0; i < lab_ngroups; i++) {
         const lab_group_t *lg = &lab_groups[i];
         agree_t a = {.group = lg->name,
@@ -707,15 +552,16 @@ static void test_agreement(void)
 static void test_status_command(void)
 {
     char cmd[1024], *out = calloc(1, 1 << 20);
-    snprintf(cmd, sizeof(cmd), "%s status --url %s", getenv("FLEETSCAN_BIN"), api);
+    snprintf(cmd, sizeof(cmd), "%s status --url %s", getenv("FLEETSCAN_BIN"), fsd.api);
     FILE *p = popen(cmd, "r");
     size_t n = fread(out, 1, (1 << 20) - 1, p);
     out[n] = '\0';
     ASSERT_EQ(WEXITSTATUS(pclose(p)), 1); /* some endpoints are offline */
-    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
     char line[128];
     snprintf(line, sizeof(line), "%.0f endpoints: %.0f online, %.0f OFFLINE",
-             num(s, "endpoints.total"), num(s, "endpoints.online"), num(s, "endpoints.offline"));
+             dh_num(s, "endpoints.total"), dh_num(s, "endpoints.online"),
+             dh_num(s, "endpoints.offline"));
     ASSERT_CONTAINS(out, line);
     ASSERT_CONTAINS(out, "http-profile (");
     ASSERT_CONTAINS(out, "fix: ");
@@ -733,42 +579,42 @@ static void test_status_command(void)
 
 static void test_errors(void)
 {
-    resp_t r = http("POST", "/api/v1/scan", NULL);
+    dh_resp_t r = dh_http(&fsd, "POST", "/api/v1/scan", NULL, NULL);
     ASSERT_EQ(r.status, 401);
     ASSERT_CONTAINS(r.body, "\"code\"");
     free(r.body);
-    r = http("POST", "/api/v1/scan", "wrong-token-0123456789");
+    r = dh_http(&fsd, "POST", "/api/v1/scan", "wrong-token-0123456789", NULL);
     ASSERT_EQ(r.status, 401);
     free(r.body);
-    r = http("GET", "/api/v1/scan", token);
+    r = dh_http(&fsd, "GET", "/api/v1/scan", token, NULL);
     ASSERT_EQ(r.status, 405);
     free(r.body);
-    r = http("POST", "/api/v1/status", NULL);
+    r = dh_http(&fsd, "POST", "/api/v1/status", NULL, NULL);
     ASSERT_EQ(r.status, 405);
     free(r.body);
-    r = http("GET", "/api/v1/endpoints/nobody-00001", NULL);
+    r = dh_http(&fsd, "GET", "/api/v1/endpoints/nobody-00001", NULL, NULL);
     ASSERT_EQ(r.status, 404);
     ASSERT_CONTAINS(r.body, "\"error\"");
     free(r.body);
-    r = http("GET", "/api/v1/endpoints?limit=5000", NULL);
+    r = dh_http(&fsd, "GET", "/api/v1/endpoints?limit=5000", NULL, NULL);
     ASSERT_EQ(r.status, 400);
     free(r.body);
-    r = http("GET", "/api/v1/endpoints?cause=bogus", NULL);
+    r = dh_http(&fsd, "GET", "/api/v1/endpoints?cause=bogus", NULL, NULL);
     ASSERT_EQ(r.status, 400);
     free(r.body);
-    r = http("GET", "/nope", NULL);
+    r = dh_http(&fsd, "GET", "/nope", NULL, NULL);
     ASSERT_EQ(r.status, 404);
     free(r.body);
     /* The scan with the right token: every endpoint is probed again. */
-    cJSON *s = get_json("/api/v1/status", 200);
-    double before = num(s, "scan.probes_total"), total = num(s, "endpoints.total");
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
+    double before = dh_num(s, "scan.probes_total"), total = dh_num(s, "endpoints.total");
     cJSON_Delete(s);
-    r = http("POST", "/api/v1/scan", token);
+    r = dh_http(&fsd, "POST", "/api/v1/scan", token, NULL);
     ASSERT_EQ(r.status, 202);
     free(r.body);
     for (int i = 0; i < 200; i++) {
-        s = get_json("/api/v1/status", 200);
-        double now = num(s, "scan.probes_total");
+        s = dh_get_json(&fsd, "/api/v1/status", 200);
+        double now = dh_num(s, "scan.probes_total");
         cJSON_Delete(s);
         if (now >= before + total)
             break;
@@ -779,7 +625,7 @@ static void test_errors(void)
 
 static void test_metrics(void)
 {
-    resp_t r = http("GET", "/metrics", NULL);
+    dh_resp_t r = dh_http(&fsd, "GET", "/metrics", NULL, NULL);
     ASSERT_EQ(r.status, 200);
     ASSERT_CONTAINS(r.body, "fleetscan_endpoints{");
     ASSERT_CONTAINS(r.body, "fleetscan_endpoints_offline{");
@@ -804,17 +650,6 @@ static void test_metrics(void)
     free(r.body);
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ASSERT(f != NULL);
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -826,18 +661,18 @@ static void write_file(const char *path, const char *text)
 static int old_trust_resized(cJSON *s, void *arg)
 {
     cJSON *g = group(s, "old-trust");
-    return g && num(g, "total") == *(double *)arg;
+    return g && dh_num(g, "total") == *(double *)arg;
 }
 
 static void test_reload(void)
 {
-    cJSON *s = get_json("/api/v1/status", 200);
-    double hq = num(group(s, "hq"), "total");
-    double old_trust = num(group(s, "old-trust"), "total");
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
+    double hq = dh_num(group(s, "hq"), "total");
+    double old_trust = dh_num(group(s, "old-trust"), "total");
     cJSON_Delete(s);
 
     /* Grow one group; every other group is unchanged and must keep its state. */
-    char *text = read_file(cfg_path);
+    char *text = dh_read_file(cfg_path);
     char from[128], *at;
     snprintf(from, sizeof(from), "\"name\": \"old-trust\", \"count\": %d,", (int)old_trust);
     at = strstr(text, from);
@@ -847,16 +682,16 @@ static void test_reload(void)
     sprintf(next + (at - text), "\"name\": \"old-trust\", \"count\": %d,%s", (int)old_trust + 3,
             at + strlen(from));
     write_file(cfg_path, next);
-    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    ASSERT(kill(fsd.pid, SIGHUP) == 0);
     double want = old_trust + 3;
-    s = wait_status(old_trust_resized, &want);
+    s = dh_wait_status(&fsd, old_trust_resized, &want);
     /* Right after the reload: hq kept its state (no pending endpoints there). */
     cJSON *g = group(s, "hq");
-    ASSERT_EQ(num(g, "online"), hq);
-    ASSERT_EQ(num(g, "pending"), 0);
+    ASSERT_EQ(dh_num(g, "online"), hq);
+    ASSERT_EQ(dh_num(g, "pending"), 0);
     cJSON_Delete(s);
-    s = wait_status(all_probed, NULL);
-    ASSERT_EQ(num(group(s, "old-trust"), "causes.untrusted_ca"), want);
+    s = dh_wait_status(&fsd, dh_all_probed, NULL);
+    ASSERT_EQ(dh_num(group(s, "old-trust"), "causes.untrusted_ca"), want);
     /* /status says the last reload was applied */
     cJSON *lr = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "config"), "last_reload");
     ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(lr, "ok")));
@@ -865,20 +700,20 @@ static void test_reload(void)
 
     /* A broken file is refused; the running configuration stays. */
     write_file(cfg_path, "{\"groups\": [ {\"name\": \"x\", \"count\": -1 ");
-    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    ASSERT(kill(fsd.pid, SIGHUP) == 0);
     char *errs = NULL;
     for (int i = 0; i < 100; i++) {
         free(errs);
-        errs = read_file(err_path);
+        errs = dh_read_file(err_path);
         if (strstr(errs, "reload refused"))
             break;
         usleep(100000);
     }
     ASSERT_CONTAINS(errs, "reload refused");
     free(errs);
-    s = get_json("/api/v1/status", 200);
-    ASSERT_EQ(num(group(s, "old-trust"), "total"), want);
-    ASSERT_EQ(num(group(s, "hq"), "online"), hq);
+    s = dh_get_json(&fsd, "/api/v1/status", 200);
+    ASSERT_EQ(dh_num(group(s, "old-trust"), "total"), want);
+    ASSERT_EQ(dh_num(group(s, "hq"), "online"), hq);
     /* ...and /status says so, with why (not only the log) */
     lr = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "config"), "last_reload");
     ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(lr, "ok")));
@@ -886,7 +721,7 @@ static void test_reload(void)
     cJSON_Delete(s);
     /* ...and both reloads are events of kind config, the refused one last */
     int applied = 0, refused = 0;
-    cJSON *evs = get_json("/api/v1/events?since=0", 200), *ev;
+    cJSON *evs = dh_get_json(&fsd, "/api/v1/events?since=0", 200), *ev;
     cJSON_ArrayForEach(ev, cJSON_GetObjectItem(evs, "events"))
     {
         if (strcmp(cJSON_GetObjectItem(ev, "kind")->valuestring, "config") != 0)
@@ -927,11 +762,11 @@ static int event_log_records(char *log)
 
 static void test_events_and_log(void)
 {
-    cJSON *j = get_json("/api/v1/events?since=0", 200);
+    cJSON *j = dh_get_json(&fsd, "/api/v1/events?since=0", 200);
     cJSON *evs = cJSON_GetObjectItem(j, "events");
     ASSERT(cJSON_GetArraySize(evs) > 0);
     cJSON_Delete(j);
-    char *log = read_file(log_path);
+    char *log = dh_read_file(log_path);
     ASSERT_CONTAINS(log, "<event date='");
     ASSERT_CONTAINS(log, "hostName='old-trust-00000'");
     ASSERT_CONTAINS(log, "Could not establish trust relationship");
@@ -943,41 +778,18 @@ static void test_events_and_log(void)
     ASSERT_CONTAINS(log, "hostName='group:old-trust'");
     ASSERT(event_log_records(log) > 0);
     free(log);
-    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
     cJSON *el = cJSON_GetObjectItem(s, "event_log");
     ASSERT(cJSON_IsObject(el));
     ASSERT_STREQ(cJSON_GetObjectItem(el, "path")->valuestring, log_path);
-    ASSERT_EQ(num(el, "dropped_lines"), 0);
+    ASSERT_EQ(dh_num(el, "dropped_lines"), 0);
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(el, "last_error")));
     cJSON_Delete(s);
 }
 
-static void stop_daemon(void)
-{
-    ASSERT(kill(daemon_pid, SIGTERM) == 0);
-    int st = 0;
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid)
-            break;
-        ASSERT(i < 99);
-        usleep(100000);
-    }
-    ASSERT(WIFEXITED(st));
-    ASSERT_EQ(WEXITSTATUS(st), 0);
-    char *errs = read_file(err_path);
-    ASSERT(strstr(errs, "closed with handles open") == NULL);
-    if (strstr(errs, "ERROR: AddressSanitizer") || strstr(errs, "runtime error:"))
-        fprintf(stderr, "%s\n", errs);
-    ASSERT(strstr(errs, "ERROR: AddressSanitizer") == NULL);
-    ASSERT(strstr(errs, "runtime error:") == NULL);
-    free(errs);
-    close(daemon_out);
-    daemon_out = -1;
-}
-
 static void test_stop(void)
 {
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
 }
 
 /* A configuration of its own for one test: a group probing the lab's good binding, with its
@@ -1043,23 +855,23 @@ static void test_reload_large_config(void)
     fs_strlcpy(saved, cfg_path, sizeof(saved));
     lab_file(&lab, "reload-large.json", cfg_path, sizeof(cfg_path));
     write_own_config(cfg_path, "127.0.0.1", 0);
-    start_daemon();
-    cJSON *s = wait_status(all_probed, NULL);
+    dh_start(&fsd);
+    cJSON *s = dh_wait_status(&fsd, dh_all_probed, NULL);
     cJSON_Delete(s);
 
     write_own_config(cfg_path, "127.0.0.1", 100000);
-    ASSERT(kill(daemon_pid, SIGHUP) == 0);
-    ASSERT(kill(daemon_pid, SIGHUP) == 0);
-    http_timeout_s = 5; /* hang detector: the loop used to freeze for 30 s and more */
+    ASSERT(kill(fsd.pid, SIGHUP) == 0);
+    ASSERT(kill(fsd.pid, SIGHUP) == 0);
+    dh_http_timeout_s = 5; /* hang detector: the loop used to freeze for 30 s and more */
     char last[64] = "";
     int changes = 0, applied = 0;
     int64_t start = mono_ms(), last_change = start, max_gap = 0;
     while (!applied || mono_ms() - start < 3000) {
         ASSERT(mono_ms() - start < 120000);
-        cJSON *h = get_json("/healthz", 200);
+        cJSON *h = dh_get_json(&fsd, "/healthz", 200);
         ASSERT_STREQ(cJSON_GetObjectItem(h, "status")->valuestring, "ok");
         cJSON_Delete(h);
-        s = get_json("/api/v1/status", 200);
+        s = dh_get_json(&fsd, "/api/v1/status", 200);
         const char *gen = cJSON_GetObjectItem(s, "generated_at")->valuestring;
         int64_t now = mono_ms();
         if (strcmp(gen, last) != 0) {
@@ -1074,37 +886,37 @@ static void test_reload_large_config(void)
         cJSON_Delete(s);
         usleep(200000);
     }
-    http_timeout_s = 10;
+    dh_http_timeout_s = 10;
     /* Published every second throughout; 8 s without a new snapshot is a frozen loop. */
     if (max_gap > 8000 || changes < 2)
         fprintf(stderr, "generated_at: %d changes, longest still %lld ms\n", changes,
                 (long long)max_gap);
     ASSERT(max_gap <= 8000);
     ASSERT(changes >= 2);
-    s = wait_status(all_probed, NULL);
-    ASSERT_EQ(num(group(s, "big"), "total"), 3);
-    ASSERT_EQ(num(group(s, "hq"), "total"), 4);
+    s = dh_wait_status(&fsd, dh_all_probed, NULL);
+    ASSERT_EQ(dh_num(group(s, "big"), "total"), 3);
+    ASSERT_EQ(dh_num(group(s, "hq"), "total"), 4);
     cJSON_Delete(s);
-    char *errs = read_file(err_path);
+    char *errs = dh_read_file(err_path);
     ASSERT_CONTAINS(errs, "configuration reloaded");
     ASSERT(strstr(errs, "reload refused") == NULL);
     free(errs);
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
     fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
 }
 
 typedef struct pf_call_s {
     pthread_t t;
     const char *pem;
-    resp_t r;
+    dh_resp_t r;
     atomic_int *done;
 } pf_call_t;
 
 static void *post_preflight(void *arg)
 {
     pf_call_t *c = arg;
-    http_timeout_s = 90;
-    c->r = http_body("POST", "/api/v1/preflight", token, c->pem);
+    dh_http_timeout_s = 90;
+    c->r = dh_http(&fsd, "POST", "/api/v1/preflight", token, c->pem);
     atomic_fetch_add(c->done, 1);
     return NULL;
 }
@@ -1130,9 +942,9 @@ static void test_preflight_stalled_cdp(void)
     fs_strlcpy(saved, cfg_path, sizeof(saved));
     lab_file(&lab, "preflight-stall.json", cfg_path, sizeof(cfg_path));
     write_own_config(cfg_path, "127.0.0.7", 0);
-    start_daemon();
-    cJSON_Delete(wait_status(has_groups, NULL)); /* the first snapshot is published */
-    char *pem = read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
+    dh_start(&fsd);
+    cJSON_Delete(dh_wait_status(&fsd, has_groups, NULL)); /* the first snapshot is published */
+    char *pem = dh_read_file(lab_file(&lab, "good-chain.pem", (char[600]){0}, 600));
     atomic_int done;
     atomic_init(&done, 0);
     pf_call_t calls[N];
@@ -1142,8 +954,8 @@ static void test_preflight_stalled_cdp(void)
     }
     int polls = 0;
     while (atomic_load(&done) < N || polls < 4) {
-        http_timeout_s = 2; /* hang detector: before, all four API threads were held */
-        cJSON *j = get_json(polls % 2 ? "/healthz" : "/api/v1/status", 200);
+        dh_http_timeout_s = 2; /* hang detector: before, all four API threads were held */
+        cJSON *j = dh_get_json(&fsd, polls % 2 ? "/healthz" : "/api/v1/status", 200);
         cJSON_Delete(j);
         polls++;
         usleep(200000);
@@ -1166,11 +978,11 @@ static void test_preflight_stalled_cdp(void)
         cJSON_Delete(doc);
         free(calls[i].r.body);
     }
-    http_timeout_s = 10;
+    dh_http_timeout_s = 10;
     ASSERT(ok >= 4);
     ASSERT_EQ(ok + refused, N);
     free(pem);
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
     close(hole);
     fs_strlcpy(cfg_path, saved, sizeof(cfg_path));
 }
@@ -1279,7 +1091,7 @@ static char *replace_once(const char *text, const char *from, const char *to)
 
 static int count_in_file(const char *path, const char *needle)
 {
-    char *text = read_file(path);
+    char *text = dh_read_file(path);
     int n = 0;
     for (const char *q = strstr(text, needle); q != NULL; q = strstr(q + 1, needle))
         n++;
@@ -1295,13 +1107,13 @@ static void test_reload_fifo(void)
     lab_file(&lab, "fifo", fifo, sizeof(fifo)); /* made by test_check_command */
     lab_file(&lab, "root.pem", root, sizeof(root));
     lab_file(&lab, "token", tok, sizeof(tok));
-    char *text = read_file(cfg_path);
+    char *text = dh_read_file(cfg_path);
     const char *const swap[2] = {root, tok};
     for (int i = 0; i < 2; i++) {
         char *next = replace_once(text, swap[i], fifo);
         write_file(cfg_path, next);
         free(next);
-        ASSERT(kill(daemon_pid, SIGHUP) == 0);
+        ASSERT(kill(fsd.pid, SIGHUP) == 0);
         int seen = 0;
         for (int k = 0; k < 100 && seen <= i; k++) { /* 10 s: a blocked loop fails, not hangs */
             seen = count_in_file(err_path, "is not a regular file (a FIFO)");
@@ -1314,11 +1126,11 @@ static void test_reload_fifo(void)
                                             : "reload refused, the running configuration stays: "
                                               "trust_stores.corp.ca_file: cannot read"),
                   1);
-        resp_t r = http("GET", "/healthz", NULL);
+        dh_resp_t r = dh_http(&fsd, "GET", "/healthz", NULL, NULL);
         ASSERT_EQ(r.status, 200);
         free(r.body);
-        cJSON *s = get_json("/api/v1/status", 200);
-        ASSERT(num(s, "endpoints.total") > 0);
+        cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
+        ASSERT(dh_num(s, "endpoints.total") > 0);
         cJSON_Delete(s);
     }
     write_file(cfg_path, text);
@@ -1329,7 +1141,7 @@ static void test_reload_fifo(void)
  * This daemon listens on loopback with a token file of mode 0644, as root when the tests are. */
 static void test_daemon_warnings(void)
 {
-    cJSON *s = get_json("/api/v1/status", 200);
+    cJSON *s = dh_get_json(&fsd, "/api/v1/status", 200);
     cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "daemon"), "warnings"), *w;
     ASSERT(cJSON_IsArray(ws));
     int exposed = 0, root = 0, listen = 0;
@@ -1347,7 +1159,7 @@ static void test_daemon_warnings(void)
     ASSERT_EQ(listen, 0);
     cJSON_Delete(s);
     /* "2025-11-24T16:00:00Z fleetscan: warning: api_token_file: ..." */
-    char *errs = read_file(err_path);
+    char *errs = dh_read_file(err_path);
     const char *at = strstr(errs, "Z fleetscan: warning: api_token_file: ");
     ASSERT(at != NULL && at - errs >= 19 && at[-9] == 'T' && (at == errs + 19 || at[-20] == '\n'));
     if (geteuid() == 0)
@@ -1367,7 +1179,7 @@ static void unmount_on_abort(int sig)
 static int dropped_and_probed(cJSON *s, void *arg)
 {
     (void)arg;
-    return all_probed(s, NULL) && num(s, "event_log.dropped_lines") > 0;
+    return dh_all_probed(s, NULL) && dh_num(s, "event_log.dropped_lines") > 0;
 }
 
 /* The event log on a full disk: lines are dropped and counted (/status, /metrics), never cut
@@ -1396,13 +1208,12 @@ static void test_event_log_disk_full(void)
                            .token_file = token_path,
                            .event_log = log_path};
     ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
-    close(daemon_out);
-    start_daemon();
+    dh_start(&fsd);
     char port[16];
-    ASSERT(strncmp(api, "http://0.0.0.0:", 15) == 0);
-    fs_strlcpy(port, api + 14, sizeof(port)); /* ":PORT": talk to it over loopback */
-    snprintf(api, sizeof(api), "http://127.0.0.1%s", port);
-    cJSON *s = wait_status(all_probed, NULL);
+    ASSERT(strncmp(fsd.api, "http://0.0.0.0:", 15) == 0);
+    fs_strlcpy(port, fsd.api + 14, sizeof(port)); /* ":PORT": talk to it over loopback */
+    snprintf(fsd.api, sizeof(fsd.api), "http://127.0.0.1%s", port);
+    cJSON *s = dh_wait_status(&fsd, dh_all_probed, NULL);
     cJSON_Delete(s);
 
     /* Fill the disk: the log's last page keeps what room it had, then nothing is left. */
@@ -1418,8 +1229,8 @@ static void test_event_log_disk_full(void)
     /* A reload that changes every group: ~100 state changes, far more than the room left. */
     fo.scale = 0.1;
     ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
-    ASSERT(kill(daemon_pid, SIGHUP) == 0);
-    s = wait_status(dropped_and_probed, NULL);
+    ASSERT(kill(fsd.pid, SIGHUP) == 0);
+    s = dh_wait_status(&fsd, dropped_and_probed, NULL);
     cJSON *el = cJSON_GetObjectItem(s, "event_log");
     char *shown = cJSON_PrintUnformatted(el);
     fprintf(stderr, "   %s\n", shown);
@@ -1427,7 +1238,7 @@ static void test_event_log_disk_full(void)
     ASSERT_STREQ(cJSON_GetObjectItem(el, "path")->valuestring, log_path);
     ASSERT_CONTAINS(cJSON_GetObjectItem(el, "last_error")->valuestring, "No space left");
     ASSERT(cJSON_IsString(cJSON_GetObjectItem(el, "last_error_at")));
-    double dropped = num(el, "dropped_lines");
+    double dropped = dh_num(el, "dropped_lines");
     cJSON *ws = cJSON_GetObjectItem(cJSON_GetObjectItem(s, "daemon"), "warnings"), *w;
     int listen = 0;
     cJSON_ArrayForEach(w, ws)
@@ -1437,7 +1248,7 @@ static void test_event_log_disk_full(void)
     }
     ASSERT_EQ(listen, 1);
     cJSON_Delete(s);
-    resp_t r = http("GET", "/metrics", NULL);
+    dh_resp_t r = dh_http(&fsd, "GET", "/metrics", NULL, NULL);
     const char *m = strstr(r.body, "\nfleetscan_event_log_dropped_lines_total{vantage=\"lab\"");
     ASSERT(m != NULL);
     ASSERT(strtod(strchr(m, '}') + 2, NULL) >= dropped);
@@ -1449,20 +1260,20 @@ static void test_event_log_disk_full(void)
     ASSERT(unlink(filler) == 0);
     fo.scale = 0.05;
     ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
-    ASSERT(kill(daemon_pid, SIGHUP) == 0);
+    ASSERT(kill(fsd.pid, SIGHUP) == 0);
     double last = -1, records = -2;
     /* each of the 2 reloads also wrote (or dropped) its "Configuration updated successfully"
      * line, which is no event, and added its config event, which has no line: they cancel */
     const double notes = 0;
     for (int i = 0; i < 300 && records + dropped != last + notes; i++) {
         usleep(100000);
-        s = wait_status(all_probed, NULL);
-        dropped = num(s, "event_log.dropped_lines");
+        s = dh_wait_status(&fsd, dh_all_probed, NULL);
+        dropped = dh_num(s, "event_log.dropped_lines");
         cJSON_Delete(s);
-        cJSON *ev = get_json("/api/v1/events?since=0", 200);
-        last = num(ev, "last_seq");
+        cJSON *ev = dh_get_json(&fsd, "/api/v1/events?since=0", 200);
+        last = dh_num(ev, "last_seq");
         cJSON_Delete(ev);
-        char *log = read_file(log_path);
+        char *log = dh_read_file(log_path);
         records = 0;
         for (const char *c = log; *c; c++)
             records += *c == '\n';
@@ -1470,7 +1281,7 @@ static void test_event_log_disk_full(void)
     }
     fprintf(stderr, "   %.0f records written, %.0f dropped, %.0f events\n", records, dropped, last);
     ASSERT_EQ(records + dropped, last + notes);
-    char *log = read_file(log_path);
+    char *log = dh_read_file(log_path);
     ASSERT(log[0] != '\0' && log[strlen(log) - 1] == '\n');
     ASSERT_EQ(event_log_records(log), records);
     free(log);
@@ -1527,8 +1338,8 @@ static int farm_inconsistent(cJSON *s, void *arg)
 {
     (void)arg;
     cJSON *g = group(s, "farm");
-    return all_probed(s, NULL) && g != NULL &&
-           num(g, "warnings.backend_inconsistent") == num(g, "total");
+    return dh_all_probed(s, NULL) && g != NULL &&
+           dh_num(g, "warnings.backend_inconsistent") == dh_num(g, "total");
 }
 
 /* The causes and warnings of SPEC §3 the lab fleet has no group for, each in a group of its own
@@ -1674,20 +1485,20 @@ static void test_agreement_every_cause(void)
 
     fs_strlcpy(saved, cfg_path, sizeof(saved));
     fs_strlcpy(cfg_path, base_cfg, sizeof(cfg_path));
-    start_daemon();
-    cJSON *s = wait_status(all_probed, NULL);
+    dh_start(&fsd);
+    cJSON *s = dh_wait_status(&fsd, dh_all_probed, NULL);
     cJSON_Delete(s);
     /* The farm's endpoints carry backend_inconsistent once both nodes were met: probe again. */
-    resp_t r = http("POST", "/api/v1/scan", token);
+    dh_resp_t r = dh_http(&fsd, "POST", "/api/v1/scan", token, NULL);
     ASSERT_EQ(r.status, 202);
     free(r.body);
-    cJSON *status = wait_status(farm_inconsistent, NULL);
-    cJSON *forecast = get_json("/api/v1/forecast?days=0", 200);
+    cJSON *status = dh_wait_status(&fsd, farm_inconsistent, NULL);
+    cJSON *forecast = dh_get_json(&fsd, "/api/v1/forecast?days=0", 200);
     for (size_t i = 0; i < n; i++)
         agree_check(status, forecast, &want[i]);
     cJSON_Delete(forecast);
     cJSON_Delete(status);
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
     for (size_t i = 0; i < FS_ARRAY_SIZE(srv); i++)
         lab_tls_stop(srv[i]);
     for (int i = 0; i < 4; i++)
@@ -1717,7 +1528,7 @@ int main(void)
                            .event_log = log_path};
     ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
     RUN(test_check_command);
-    start_daemon();
+    dh_start(&fsd);
     RUN(test_first_cycle);
     RUN(test_daemon_warnings);
     RUN(test_endpoints);
@@ -1736,7 +1547,6 @@ int main(void)
     RUN(test_reload_large_config);
     RUN(test_preflight_stalled_cdp);
     RUN(test_agreement_every_cause);
-    close(daemon_out);
     lab_stop(&lab);
     curl_global_cleanup();
     return 0;

@@ -6,209 +6,20 @@
 #include "daemon/store.h"
 #include "lab/scenarios.h"
 #include "probes/util.h"
+#include "tests/daemon_harness.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 static lab_t lab;
-static pid_t daemon_pid;
-static int daemon_out = -1;
-static char api[128], cfg_path[600], err_path[600], db_path[600];
-
-typedef struct resp_s {
-    long status;
-    char *body;
-    size_t len;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    r->body = realloc(r->body, r->len + sz * n + 1);
-    memcpy(r->body + r->len, p, sz * n);
-    r->len += sz * n;
-    r->body[r->len] = '\0';
-    return sz * n;
-}
-
-static resp_t http_get(const char *path)
-{
-    resp_t r = {0};
-    char url[512];
-    snprintf(url, sizeof(url), "%s%s", api, path);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L); /* a hang detector, never a speed verdict */
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    ASSERT_EQ(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_easy_cleanup(c);
-    if (r.body == NULL)
-        r.body = calloc(1, 1);
-    return r;
-}
-
-static cJSON *get_json(const char *path, long want)
-{
-    resp_t r = http_get(path);
-    if (r.status != want)
-        fprintf(stderr, "GET %s: %ld (want %ld): %s\n", path, r.status, want, r.body);
-    ASSERT_EQ(r.status, want);
-    cJSON *j = cJSON_Parse(r.body);
-    ASSERT(j != NULL);
-    free(r.body);
-    return j;
-}
-
-static double num(const cJSON *o, const char *path)
-{
-    char buf[128];
-    fs_strlcpy(buf, path, sizeof(buf));
-    const cJSON *cur = o;
-    for (char *tok = strtok(buf, "."); tok; tok = strtok(NULL, "."))
-        cur = cJSON_GetObjectItem(cur, tok);
-    return cJSON_IsNumber(cur) ? cur->valuedouble : -1;
-}
-
-static const cJSON *item(const cJSON *o, const char *path)
-{
-    char buf[128];
-    fs_strlcpy(buf, path, sizeof(buf));
-    const cJSON *cur = o;
-    for (char *tok = strtok(buf, "."); tok; tok = strtok(NULL, "."))
-        cur = cJSON_GetObjectItem(cur, tok);
-    return cur;
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ASSERT(f != NULL);
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* fleetscan run -c cfg_path [--state-db db] */
-static void start_daemon(const char *state_db)
-{
-    int out[2];
-    ASSERT(pipe(out) == 0);
-    int errfd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT(errfd >= 0);
-    daemon_pid = fork();
-    ASSERT(daemon_pid >= 0);
-    if (daemon_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        dup2(errfd, 2);
-        close(out[0]);
-        setenv("FLEETSCAN_DNS_OVERRIDE_ONLY", "1", 1);
-        if (state_db != NULL)
-            execl(getenv("FLEETSCAN_BIN"), "fleetscan", "run", "-c", cfg_path, "--state-db",
-                  state_db, (char *)NULL);
-        else
-            execl(getenv("FLEETSCAN_BIN"), "fleetscan", "run", "-c", cfg_path, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    close(errfd);
-    daemon_out = out[0];
-    char line[512] = "";
-    size_t len = 0;
-    struct pollfd p = {.fd = daemon_out, .events = POLLIN};
-    while (strchr(line, '\n') == NULL && poll(&p, 1, 15000) > 0) {
-        ssize_t n = read(daemon_out, line + len, sizeof(line) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        line[len] = '\0';
-    }
-    char *u = strstr(line, "http://");
-    if (u == NULL)
-        fprintf(stderr, "daemon did not start: %s\n%s\n", line, read_file(err_path));
-    ASSERT(u != NULL);
-    size_t k = strcspn(u + 7, "/\n") + 7;
-    memcpy(api, u, k);
-    api[k] = '\0';
-    fprintf(stderr, "   daemon %d at %s\n", (int)daemon_pid, api);
-}
-
-static void kill9(void)
-{
-    ASSERT(kill(daemon_pid, SIGKILL) == 0);
-    int st;
-    ASSERT_EQ(waitpid(daemon_pid, &st, 0), daemon_pid);
-    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-    close(daemon_out);
-}
-
-static void stop_daemon(void)
-{
-    ASSERT(kill(daemon_pid, SIGTERM) == 0);
-    int st = 0;
-    ASSERT_EQ(waitpid(daemon_pid, &st, 0), daemon_pid);
-    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *errs = read_file(err_path);
-    if (strstr(errs, "ERROR: AddressSanitizer") || strstr(errs, "runtime error:"))
-        fprintf(stderr, "%s\n", errs);
-    ASSERT(strstr(errs, "ERROR: AddressSanitizer") == NULL);
-    ASSERT(strstr(errs, "runtime error:") == NULL);
-    free(errs);
-    close(daemon_out);
-}
-
-/* /api/v1/status once the daemon has published its first snapshot (503 "not_ready" until
- * then: the API answers before the loop's first publish). */
-static cJSON *status_when_ready(void)
-{
-    for (int i = 0; i < 100; i++) {
-        resp_t r = http_get("/api/v1/status");
-        if (r.status == 200) {
-            cJSON *j = cJSON_Parse(r.body);
-            free(r.body);
-            ASSERT(j != NULL);
-            return j;
-        }
-        free(r.body);
-        usleep(100000);
-    }
-    return get_json("/api/v1/status", 200); /* fails with the answer */
-}
-
-/* Polls pred over /api/v1/status (30 s at most: a hang detector). */
-static cJSON *wait_status(int (*pred)(const cJSON *s, void *arg), void *arg)
-{
-    for (int i = 0; i < 300; i++) {
-        cJSON *j = status_when_ready();
-        if (pred(j, arg))
-            return j;
-        cJSON_Delete(j);
-        usleep(100000);
-    }
-    fprintf(stderr, "status never reached the expected state\n");
-    abort();
-}
-
-static int all_probed(const cJSON *s, void *arg)
-{
-    (void)arg;
-    return num(s, "endpoints.pending") == 0 && num(s, "endpoints.total") > 0;
-}
+static char cfg_path[600], err_path[600], db_path[600];
+static dh_daemon_t fsd = {.cfg_path = cfg_path, .err_path = err_path, .out = -1};
 
 static int64_t parse_time(const cJSON *t)
 {
@@ -219,9 +30,9 @@ static int64_t parse_time(const cJSON *t)
 }
 
 /* The store committed a tick taken at or after `at`. */
-static int written_since(const cJSON *s, void *arg)
+static int written_since(cJSON *s, void *arg)
 {
-    return parse_time(item(s, "state_db.last_write_at")) >= *(int64_t *)arg;
+    return parse_time(dh_item(s, "state_db.last_write_at")) >= *(int64_t *)arg;
 }
 
 static long long db_int(const char *sql)
@@ -246,7 +57,7 @@ typedef struct ep_s {
 
 static size_t endpoints(ep_t *out, size_t max, size_t *restored)
 {
-    cJSON *j = get_json("/api/v1/endpoints?limit=1000", 200);
+    cJSON *j = dh_get_json(&fsd, "/api/v1/endpoints?limit=1000", 200);
     size_t n = 0;
     *restored = 0;
     const cJSON *it;
@@ -262,7 +73,7 @@ static size_t endpoints(ep_t *out, size_t max, size_t *restored)
         *restored += cJSON_IsTrue(r);
         n++;
     }
-    ASSERT_EQ(num(j, "total"), n);
+    ASSERT_EQ(dh_num(j, "total"), n);
     cJSON_Delete(j);
     return n;
 }
@@ -275,7 +86,7 @@ static const ep_t *find_ep(const ep_t *v, size_t n, const char *id)
     return NULL;
 }
 
-static int none_restored(const cJSON *s, void *arg)
+static int none_restored(cJSON *s, void *arg)
 {
     (void)s;
     size_t restored;
@@ -309,7 +120,7 @@ static uint64_t max_event_seq(const cJSON *events, size_t *count)
 static void wait_live_checked(void)
 {
     for (int i = 0; i < 300; i++) {
-        cJSON *j = get_json("/api/v1/targets", 200);
+        cJSON *j = dh_get_json(&fsd, "/api/v1/targets", 200);
         const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "targets"), 0);
         int n = cJSON_GetArraySize(cJSON_GetObjectItem(t, "revocation"));
         cJSON_Delete(j);
@@ -323,24 +134,24 @@ static void wait_live_checked(void)
 /* Run 1: the default path beside the configuration; probed, written, then SIGKILL. */
 static void test_first_run_killed(void)
 {
-    start_daemon(NULL);
-    cJSON *s = wait_status(all_probed, NULL);
-    ASSERT_STREQ(cJSON_GetObjectItem(item(s, "state_db"), "status")->valuestring, "ok");
-    ASSERT_STREQ(cJSON_GetObjectItem(item(s, "state_db"), "path")->valuestring, db_path);
-    ASSERT(cJSON_IsFalse(item(s, "state_db.rebuilt")));
+    dh_start(&fsd);
+    cJSON *s = dh_wait_status(&fsd, dh_all_probed, NULL);
+    ASSERT_STREQ(cJSON_GetObjectItem(dh_item(s, "state_db"), "status")->valuestring, "ok");
+    ASSERT_STREQ(cJSON_GetObjectItem(dh_item(s, "state_db"), "path")->valuestring, db_path);
+    ASSERT(cJSON_IsFalse(dh_item(s, "state_db.rebuilt")));
     int64_t at = parse_time(cJSON_GetObjectItem(s, "generated_at"));
     cJSON_Delete(s);
     size_t restored;
     nbefore = endpoints(before, 1000, &restored);
     ASSERT(nbefore > 50);
     ASSERT_EQ(restored, 0);
-    cJSON *ev = get_json("/api/v1/events", 200);
+    cJSON *ev = dh_get_json(&fsd, "/api/v1/events", 200);
     size_t nev;
     max_seq_before = max_event_seq(ev, &nev);
     cJSON_Delete(ev);
     ASSERT(max_seq_before >= nbefore); /* pending -> state, one event each */
     /* Committed: the tick after everything was probed, the events, the retrieved CRLs. */
-    s = wait_status(written_since, &at);
+    s = dh_wait_status(&fsd, written_since, &at);
     cJSON_Delete(s);
     for (int i = 0; i < 300 && (db_int("SELECT count(*) FROM revcache") < 3 ||
                                 db_int("SELECT max(seq) FROM events") < (long long)max_seq_before);
@@ -360,7 +171,7 @@ static void test_first_run_killed(void)
     hits_root = lab_http_hits(lab.http, "/root.crl");
     hits_aia = lab_http_hits(lab.http, "/inter.der");
     ASSERT(hits_inter >= 1 && hits_root >= 1 && hits_aia >= 1);
-    kill9();
+    dh_stop(&fsd, SIGKILL);
 }
 
 /* Run 2, same database, a few more endpoints per group (the new ones make new events): states
@@ -370,19 +181,20 @@ static void test_restart_restores(void)
     char err[256];
     lab_fleet_opts_t fo = {.listen = "127.0.0.1:0", .interval_s = 3600, .scale = 0.12};
     ASSERT(lab_write_fleet_config(&lab, cfg_path, &fo, err) == 0);
-    start_daemon(db_path);
-    char *log = read_file(err_path);
+    fsd.state_db = db_path;
+    dh_start(&fsd);
+    char *log = dh_read_file(err_path);
     ASSERT_CONTAINS(log, "restored from the state database");
     free(log);
-    cJSON *s = status_when_ready();
-    ASSERT_STREQ(cJSON_GetObjectItem(item(s, "state_db"), "status")->valuestring, "ok");
-    ASSERT_EQ(num(s, "state_db.restored.endpoints"), nbefore);
-    ASSERT(num(s, "state_db.restored.events") >= 1);
-    ASSERT_EQ(num(s, "state_db.restored.cache"), 3);
+    cJSON *s = dh_get_json_ready(&fsd, "/api/v1/status");
+    ASSERT_STREQ(cJSON_GetObjectItem(dh_item(s, "state_db"), "status")->valuestring, "ok");
+    ASSERT_EQ(dh_num(s, "state_db.restored.endpoints"), nbefore);
+    ASSERT(dh_num(s, "state_db.restored.events") >= 1);
+    ASSERT_EQ(dh_num(s, "state_db.restored.cache"), 3);
     cJSON_Delete(s);
 
     /* The restored events are served again, with their numbers. */
-    cJSON *ev = get_json("/api/v1/events", 200);
+    cJSON *ev = dh_get_json(&fsd, "/api/v1/events", 200);
     size_t nev;
     ASSERT(max_event_seq(ev, &nev) >= max_seq_before);
     ASSERT(nev >= 1);
@@ -406,9 +218,9 @@ static void test_restart_restores(void)
             ASSERT_EQ(after[i].since, b->since);
         }
     }
-    s = wait_status(none_restored, after);
+    s = dh_wait_status(&fsd, none_restored, after);
     cJSON_Delete(s);
-    s = wait_status(all_probed, NULL);
+    s = dh_wait_status(&fsd, dh_all_probed, NULL);
     cJSON_Delete(s);
     n = endpoints(after, 1000, &restored);
     ASSERT(n > nbefore);
@@ -424,7 +236,7 @@ static void test_restart_restores(void)
     /* The new endpoints' events continue the sequence past the crash gap. */
     char path[64];
     snprintf(path, sizeof(path), "/api/v1/events?since=%llu", (unsigned long long)max_seq_before);
-    ev = get_json(path, 200);
+    ev = dh_get_json(&fsd, path, 200);
     const cJSON *e;
     size_t fresh = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(ev, "events"))
@@ -445,22 +257,22 @@ static void test_restart_restores(void)
     ASSERT_EQ(lab_http_hits(lab.http, "/inter.der"), hits_aia);
 
     /* The history of both runs. */
-    cJSON *h = get_json("/api/v1/history?step=60", 200);
+    cJSON *h = dh_get_json(&fsd, "/api/v1/history?step=60", 200);
     const cJSON *pts = cJSON_GetObjectItem(h, "points");
     ASSERT(cJSON_GetArraySize(pts) >= 1);
     const cJSON *last = cJSON_GetArrayItem(pts, cJSON_GetArraySize(pts) - 1);
-    ASSERT(num(last, "endpoints.total") >= (double)nbefore);
+    ASSERT(dh_num(last, "endpoints.total") >= (double)nbefore);
     ASSERT(cJSON_GetArraySize(cJSON_GetObjectItem(last, "groups")) == (int)lab_ngroups);
-    ASSERT(num(last, "causes.untrusted_ca") > 0 || num(last, "endpoints.pending") > 0);
+    ASSERT(dh_num(last, "causes.untrusted_ca") > 0 || dh_num(last, "endpoints.pending") > 0);
     cJSON_Delete(h);
-    resp_t r = http_get("/api/v1/history?step=90");
+    dh_resp_t r = dh_http(&fsd, "GET", "/api/v1/history?step=90", NULL, NULL);
     ASSERT_EQ(r.status, 400);
     ASSERT_CONTAINS(r.body, "bad_parameter");
     free(r.body);
-    r = http_get("/api/v1/history?since=yesterday");
+    r = dh_http(&fsd, "GET", "/api/v1/history?since=yesterday", NULL, NULL);
     ASSERT_EQ(r.status, 400);
     free(r.body);
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
 }
 
 /* Garbage over the database: moved aside, a clear line in the log, the flag and the metric; the
@@ -474,31 +286,32 @@ static void test_garbage_rebuilt(void)
         junk[i] = (char)(0xA5 ^ i);
     ASSERT_EQ(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
     fclose(f);
-    start_daemon(db_path);
-    cJSON *s = wait_status(all_probed, NULL);
-    ASSERT_STREQ(cJSON_GetObjectItem(item(s, "state_db"), "status")->valuestring, "ok");
-    ASSERT(cJSON_IsTrue(item(s, "state_db.rebuilt")));
-    const cJSON *moved = item(s, "state_db.moved_to");
+    fsd.state_db = db_path;
+    dh_start(&fsd);
+    cJSON *s = dh_wait_status(&fsd, dh_all_probed, NULL);
+    ASSERT_STREQ(cJSON_GetObjectItem(dh_item(s, "state_db"), "status")->valuestring, "ok");
+    ASSERT(cJSON_IsTrue(dh_item(s, "state_db.rebuilt")));
+    const cJSON *moved = dh_item(s, "state_db.moved_to");
     ASSERT(cJSON_IsString(moved));
     ASSERT_CONTAINS(moved->valuestring, ".state.db.corrupt-");
     struct stat sb;
     ASSERT_EQ(stat(moved->valuestring, &sb), 0);
-    ASSERT(cJSON_IsString(item(s, "state_db.last_error")));
-    ASSERT(num(s, "state_db.errors") >= 1);
-    ASSERT_EQ(num(s, "state_db.restored.endpoints"), 0);
+    ASSERT(cJSON_IsString(dh_item(s, "state_db.last_error")));
+    ASSERT(dh_num(s, "state_db.errors") >= 1);
+    ASSERT_EQ(dh_num(s, "state_db.restored.endpoints"), 0);
     cJSON_Delete(s);
-    char *log = read_file(err_path);
+    char *log = dh_read_file(err_path);
     ASSERT_CONTAINS(log, "fleetscan: state_db: ");
     ASSERT_CONTAINS(log, "is not a usable database");
     ASSERT_CONTAINS(log, "moved aside to");
     free(log);
-    resp_t r = http_get("/metrics");
+    dh_resp_t r = dh_http(&fsd, "GET", "/metrics", NULL, NULL);
     ASSERT_CONTAINS(r.body, "fleetscan_state_db_rebuilt{");
     ASSERT(strstr(r.body, "fleetscan_state_db_rebuilt{") != NULL &&
            strstr(strstr(r.body, "fleetscan_state_db_rebuilt{"), "} 1\n") != NULL);
     ASSERT_CONTAINS(r.body, "fleetscan_state_db_up{");
     free(r.body);
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
     ASSERT_EQ(db_int("SELECT value FROM meta WHERE key = 'clean'"), 1);
     ASSERT(db_int("SELECT count(*) FROM endpoints") > 0);
 }

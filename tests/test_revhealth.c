@@ -8,15 +8,12 @@
 #include "lab/ocspd.h"
 #include "lab/scenarios.h"
 #include "probes/util.h"
+#include "tests/daemon_harness.h"
 #include "tests/test.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_AGE_S 3600 /* cache.crl_max_age_s: the endpoints' copies run out before nextUpdate */
@@ -28,88 +25,10 @@
 static lab_t lab;
 static lab_cert_t leaf;
 static lab_tls_t *srv;
-static pid_t daemon_pid;
-static int daemon_out = -1;
-static char api[128], cfg_path[600], err_path[600], tok_path[600];
+static char cfg_path[600], err_path[600], tok_path[600];
+static dh_daemon_t fsd = {.cfg_path = cfg_path, .err_path = err_path, .out = -1};
 static char crl_url[256], ocsp_url[256];
 static const char token[] = "revhealth-token-0123456789";
-
-typedef struct resp_s {
-    long status;
-    char *body;
-    size_t len;
-} resp_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    resp_t *r = arg;
-    r->body = realloc(r->body, r->len + sz * n + 1);
-    memcpy(r->body + r->len, p, sz * n);
-    r->len += sz * n;
-    r->body[r->len] = '\0';
-    return sz * n;
-}
-
-static resp_t http(const char *method, const char *path, const char *auth)
-{
-    resp_t r = {0};
-    char url[512], line[160];
-    snprintf(url, sizeof(url), "%s%s", api, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    if (auth) {
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", auth);
-        h = curl_slist_append(h, line);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L); /* a hang detector, never a speed verdict */
-    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    ASSERT(curl_easy_perform(c) == CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body == NULL)
-        r.body = calloc(1, 1);
-    return r;
-}
-
-static cJSON *get_json(const char *path)
-{
-    resp_t r = http("GET", path, NULL);
-    for (int i = 0; r.status == 503 && i < 100; i++) { /* no snapshot published yet */
-        free(r.body);
-        usleep(100000);
-        r = http("GET", path, NULL);
-    }
-    ASSERT_EQ(r.status, 200);
-    cJSON *j = cJSON_Parse(r.body);
-    ASSERT(j != NULL);
-    free(r.body);
-    return j;
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    ASSERT(f != NULL);
-    char *buf = calloc(1, 1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static double num(const cJSON *o, const char *key)
-{
-    const cJSON *v = cJSON_GetObjectItem(o, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : -1;
-}
 
 static const char *str(const cJSON *o, const char *key)
 {
@@ -195,70 +114,11 @@ static void write_config(void)
     fclose(f);
 }
 
-static void start_daemon(void)
-{
-    int out[2];
-    ASSERT(pipe(out) == 0);
-    lab_file(&lab, "revhealth.err", err_path, sizeof(err_path));
-    int errfd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ASSERT(errfd >= 0);
-    daemon_pid = fork();
-    ASSERT(daemon_pid >= 0);
-    if (daemon_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        dup2(errfd, 2);
-        close(out[0]);
-        setenv("FLEETSCAN_DNS_OVERRIDE_ONLY", "1", 1);
-        execl(getenv("FLEETSCAN_BIN"), "fleetscan", "run", "-c", cfg_path, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    close(errfd);
-    daemon_out = out[0];
-    char line[512] = "";
-    size_t len = 0;
-    struct pollfd p = {.fd = daemon_out, .events = POLLIN};
-    while (strchr(line, '\n') == NULL && poll(&p, 1, 15000) > 0) {
-        ssize_t n = read(daemon_out, line + len, sizeof(line) - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        line[len] = '\0';
-    }
-    char *u = strstr(line, "http://");
-    if (u == NULL)
-        fprintf(stderr, "daemon did not start: %s\n%s\n", line, read_file(err_path));
-    ASSERT(u != NULL);
-    size_t k = strcspn(u + 7, "/\n") + 7;
-    memcpy(api, u, k);
-    api[k] = '\0';
-}
-
-static void stop_daemon(void)
-{
-    ASSERT(kill(daemon_pid, SIGTERM) == 0);
-    int st = 0;
-    for (int i = 0; waitpid(daemon_pid, &st, WNOHANG) != daemon_pid; i++) {
-        ASSERT(i < 100);
-        usleep(100000);
-    }
-    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    char *errs = read_file(err_path);
-    if (strstr(errs, "ERROR: AddressSanitizer") || strstr(errs, "runtime error:"))
-        fprintf(stderr, "%s\n", errs);
-    ASSERT(strstr(errs, "ERROR: AddressSanitizer") == NULL);
-    ASSERT(strstr(errs, "runtime error:") == NULL);
-    ASSERT(strstr(errs, "closed with handles open") == NULL);
-    free(errs);
-    close(daemon_out);
-}
-
 /* The "revocation" entry for url of target `target`, from a fresh /api/v1/targets (the caller
  * frees *doc). */
 static cJSON *rev_entry_of(const char *target, const char *url, cJSON **doc)
 {
-    *doc = get_json("/api/v1/targets");
+    *doc = dh_get_json_ready(&fsd, "/api/v1/targets");
     cJSON *t, *e;
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(*doc, "targets"))
     {
@@ -312,10 +172,10 @@ typedef struct counts_s {
 
 static counts_t status_counts(void)
 {
-    cJSON *s = get_json("/api/v1/status");
+    cJSON *s = dh_get_json_ready(&fsd, "/api/v1/status");
     cJSON *e = cJSON_GetObjectItem(s, "endpoints");
-    counts_t c = {num(e, "total"), num(e, "online"),
-                  num(cJSON_GetObjectItem(s, "scan"), "probes_total")};
+    counts_t c = {dh_num(e, "total"), dh_num(e, "online"),
+                  dh_num(cJSON_GetObjectItem(s, "scan"), "probes_total")};
     cJSON_Delete(s);
     return c;
 }
@@ -334,14 +194,14 @@ static counts_t wait_probed(double since)
 
 static void scan(void)
 {
-    resp_t r = http("POST", "/api/v1/scan", token);
+    dh_resp_t r = dh_http(&fsd, "POST", "/api/v1/scan", token, NULL);
     ASSERT_EQ(r.status, 202);
     free(r.body);
 }
 
 static char *metrics(void)
 {
-    resp_t r = http("GET", "/metrics", NULL);
+    dh_resp_t r = dh_http(&fsd, "GET", "/metrics", NULL, NULL);
     ASSERT_EQ(r.status, 200);
     return r.body;
 }
@@ -389,12 +249,12 @@ static void test_healthy(void)
     cJSON *doc;
     cJSON *e = rev_entry(crl_url, &doc);
     ASSERT_STREQ(str(e, "kind"), "crl");
-    ASSERT_EQ(num(e, "cert_depth"), 0);
+    ASSERT_EQ(dh_num(e, "cert_depth"), 0);
     ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(e, "signature_valid")));
-    ASSERT_EQ(num(e, "http_status"), 200);
-    ASSERT(num(e, "bytes") > 0);
+    ASSERT_EQ(dh_num(e, "http_status"), 200);
+    ASSERT(dh_num(e, "bytes") > 0);
     ASSERT(str(e, "next_update") != NULL && str(e, "last_success") != NULL);
-    ASSERT_EQ(num(e, "strict_endpoints_at_risk"), 0);
+    ASSERT_EQ(dh_num(e, "strict_endpoints_at_risk"), 0);
     ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItem(e, "groups")), 3); /* ns's groups only */
     ASSERT(group_of(e, "pkg") == NULL);
     ASSERT_STREQ(str(group_of(e, "strict-crl"), "mode"), "strict");
@@ -469,7 +329,7 @@ static void test_cdp_down(void)
     /* the at-risk instant is their cache entry's expiry */
     ASSERT_STREQ(str(g, "offline_at"), until);
     ASSERT_STREQ(str(e, "strict_offline_at"), until);
-    ASSERT_EQ(num(e, "strict_endpoints_at_risk"), 3);
+    ASSERT_EQ(dh_num(e, "strict_endpoints_at_risk"), 3);
     /* OCSP answers for the other strict group; soft-fail never goes offline for it */
     ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(group_of(e, "strict-ocsp"), "at_risk")));
     ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(group_of(e, "soft"), "at_risk")));
@@ -526,7 +386,7 @@ static void test_cdp_back(void)
     cJSON *doc;
     cJSON *e = rev_entry(crl_url, &doc);
     ASSERT(cJSON_IsNull(cJSON_GetObjectItem(e, "last_error")));
-    ASSERT_EQ(num(e, "strict_endpoints_at_risk"), 0);
+    ASSERT_EQ(dh_num(e, "strict_endpoints_at_risk"), 0);
     ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(group_of(e, "strict-crl"), "at_risk")));
     cJSON_Delete(doc);
     char *m = metrics(), want[1024];
@@ -547,11 +407,12 @@ int main(void)
     ASSERT(lab_start(&lab, err) == 0);
     make_server();
     write_config();
-    start_daemon();
+    lab_file(&lab, "revhealth.err", err_path, sizeof(err_path));
+    dh_start(&fsd);
     RUN(test_healthy);
     RUN(test_cdp_down);
     RUN(test_cdp_back);
-    stop_daemon();
+    dh_stop(&fsd, SIGTERM);
     lab_tls_stop(srv);
     lab_cert_free(&leaf);
     lab_stop(&lab);
