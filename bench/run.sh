@@ -685,6 +685,28 @@ nginx_sched() { # nginx_sched -i|-o
     for w in $(pgrep -P "$NGINX_PID" 2> /dev/null); do chrt "$1" -p 0 "$w" 2> /dev/null || true; done
 }
 
+# CPU ticks (USER_HZ) of each thread of process $1 summed per thread name, "name ticks" lines;
+# then of the nginx workers and of the whole machine (busy), so a window can be split into the
+# daemon's threads, the bench's TLS server and the rest (the load generator).
+cpu_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1\t\2/' "$t/stat" 2> /dev/null
+    done | awk -F'\t' '{split($2, a, " "); n = $1; gsub(/[ 0-9]+$/, "", n); c[n] += a[12] + a[13]}
+                       END {for (n in c) print "fleetscan:" n, c[n]}'
+    local w sum=0
+    for w in $(pgrep -P "$NGINX_PID" 2> /dev/null); do
+        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$w/stat")))
+    done
+    echo "nginx $sum"
+    awk '/^cpu / {print "machine", $2 + $3 + $4 + $7 + $8}' /proc/stat
+}
+# "name share%" of each line of two cpu_ticks outputs over the window, against 2 cores' worth.
+cpu_split() { # cpu_split BEFORE AFTER SECONDS
+    awk -v s="$3" -v hz="$(getconf CLK_TCK)" -v ncpu="$(nproc)" 'NR == FNR {b[$1] = $2; next}
+        {d = $2 - b[$1]; printf "%s %.0f%%  ", $1, d * 100 / (s * hz * ncpu)}' "$1" "$2"
+}
+
 section_api() {
     log "== 3. API latency under full probing (wrk -t2 -c16 -d15s --latency)"
     local idle=${BENCH_API_SERVER_IDLE:-1}
@@ -693,7 +715,9 @@ section_api() {
     local route p0 p1 out
     for route in /api/v1/status /metrics; do
         p0=$(fs_probes)
+        cpu_ticks "$FS_PID" > "$WORK/cpu0"
         out=$(wrk -t2 -c16 -d15s --latency "$FS_URL$route" 2>&1)
+        cpu_ticks "$FS_PID" > "$WORK/cpu1"
         p1=$(fs_probes)
         echo "$out" > "$WORK/wrk-${route//\//_}.txt"
         local p50 p99 rps key
@@ -705,7 +729,9 @@ section_api() {
         put "api.$key.p99" "$p99"
         put "api.$key.rps" "$rps"
         put "api.$key.probe_rate" "$(( (p1 - p0) / 15 ))"
+        put "api.$key.cpu" "$(cpu_split "$WORK/cpu0" "$WORK/cpu1" 15)"
         log "$route: p50 $p50 p99 $p99, $rps req/s, daemon probing $(( (p1 - p0) / 15 ))/s; load $(loadavg)"
+        log "   CPU of 2 cores during it: $(get "api.$key.cpu")"
     done
     # One poller at 100 requests/s on one keep-alive connection: what an admin's curl loop or
     # a scraper sees while the daemon probes at full rate (wrk above saturates the CPU itself).
@@ -1065,6 +1091,8 @@ report() {
                 /api/v1/status "$(get api.status.p50)" "$(get api.status.p99)" "$(get api.status.rps)" "$(get api.status.probe_rate)"
             printf '   %-18s p50 %-9s p99 %-9s %6s req/s  (daemon probing %s/s meanwhile)\n' \
                 /metrics "$(get api.metrics.p50)" "$(get api.metrics.p99)" "$(get api.metrics.rps)" "$(get api.metrics.probe_rate)"
+            echo "   CPU of the 2 cores under wrk, /api/v1/status: $(get api.status.cpu)"
+            echo "   (fleetscan:NAME per thread name: the loop, the API's libmicrohttpd threads, the store; nginx = the bench's TLS server; machine = all busy time, the rest being wrk)"
             printf '   %-18s p50 %-9s p99 %-9s max %s  (one poller%s, 1500 requests at 100/s on one keep-alive connection; daemon probing %s/s)\n' \
                 /api/v1/status "$(get api.poll.p50)" "$(get api.poll.p99)" "$(get api.poll.max)" "$([ "$(get api.poll.fifo)" != 0 ] && echo " at SCHED_FIFO")" "$(get api.poll.probe_rate)"
             echo "   target: /api/v1/status p99 ≤ 5 ms under the saturating client, ≤ 2 ms for one poller"
