@@ -688,7 +688,7 @@ nginx_sched() { # nginx_sched -i|-o
 # CPU ticks (USER_HZ) of each thread of process $1 summed per thread name, "name ticks" lines;
 # then of the nginx workers and of the whole machine (busy), so a window can be split into the
 # daemon's threads, the bench's TLS server and the rest (the load generator).
-cpu_ticks() {
+split_ticks() {
     local t
     for t in /proc/"$1"/task/*; do
         sed -E 's/^[0-9]+ \((.*)\) (.*)$/\1\t\2/' "$t/stat" 2> /dev/null
@@ -701,7 +701,7 @@ cpu_ticks() {
     echo "nginx $sum"
     awk '/^cpu / {print "machine", $2 + $3 + $4 + $7 + $8}' /proc/stat
 }
-# "name share%" of each line of two cpu_ticks outputs over the window, against 2 cores' worth.
+# "name share%" of each line of two split_ticks outputs over the window, against 2 cores' worth.
 cpu_split() { # cpu_split BEFORE AFTER SECONDS
     awk -v s="$3" -v hz="$(getconf CLK_TCK)" -v ncpu="$(nproc)" 'NR == FNR {b[$1] = $2; next}
         {d = $2 - b[$1]; printf "%s %.0f%%  ", $1, d * 100 / (s * hz * ncpu)}' "$1" "$2"
@@ -712,12 +712,19 @@ section_api() {
     local idle=${BENCH_API_SERVER_IDLE:-1}
     [ "$idle" = 1 ] && nginx_sched -i
     put api.server_idle "$idle"
+    if [ -n "${BENCH_API_NICE:-}" ]; then # experiment: the API's threads below the probe loop
+        local t
+        for t in /proc/"$FS_PID"/task/*; do
+            grep -q '^MHD' "$t/comm" && renice -n "$BENCH_API_NICE" -p "${t##*/}" > /dev/null
+        done
+        log "API threads reniced to $BENCH_API_NICE"
+    fi
     local route p0 p1 out
     for route in /api/v1/status /metrics; do
         p0=$(fs_probes)
-        cpu_ticks "$FS_PID" > "$WORK/cpu0"
+        split_ticks "$FS_PID" > "$WORK/cpu0"
         out=$(wrk -t2 -c16 -d15s --latency "$FS_URL$route" 2>&1)
-        cpu_ticks "$FS_PID" > "$WORK/cpu1"
+        split_ticks "$FS_PID" > "$WORK/cpu1"
         p1=$(fs_probes)
         echo "$out" > "$WORK/wrk-${route//\//_}.txt"
         local p50 p99 rps key
