@@ -33,6 +33,7 @@
 #   BENCH_PERF=1 (perf record the daemon during a CPU run; needs linux-perf)
 #   BENCH_SECTIONS=ab with BENCH_AB_FLEETSCAN=/other/fleetscan and/or BENCH_AB_PRELOAD=lib.so:
 #     two daemons side by side in the same window (before/after comparisons)
+#   BENCH_API_NICE=N (section 3: renice the daemon's libmicrohttpd threads, an experiment)
 #   BENCH_PAIRED_OTHERS="bare tls_connect http_2xx" (the clients section 1b pairs fleetscan with)
 #   BENCH_BARE_BUILTIN_KEYS=1 (the bare client uses fleetscan's OpenSSL 3.0 key decoding too)
 #   FLEETSCAN=/path/to/fleetscan (skip the build)  BENCH_KEEP=1 (keep the work directory)

@@ -155,7 +155,7 @@ void fleet__record_result(fleet_t *f, fleet_gen_t *gen, uint32_t ep, const probe
     if (!gr->pl.profile_differs && policy_same_addresses(&gr->pl, &t->pl)) {
         int shown;
         if (fleet__target_backend(&gen->targets[gr->pl.target_idx], r,
-                                  (int64_t)(2 * gen->cfg->interval_s) + 30, &shown))
+                                  FLEET_BACKEND_MAX_AGE_S(gen->cfg), &shown))
             e->warnings |= FS_WARN_BIT(FS_WARN_BACKEND_INCONSISTENT);
         if (shown && gen == f->gen)
             fleet__target_backends_changed(f, gr->pl.target_idx);

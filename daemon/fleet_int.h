@@ -78,6 +78,10 @@ typedef struct fleet_target_s {
     char why[256];
 } fleet_target_t;
 
+/* How long an address of a target's name counts after a probe last reached it: two intervals and
+ * half a minute (backend_inconsistent, the leaf vote of /metrics). */
+#define FLEET_BACKEND_MAX_AGE_S(cfg) ((int64_t)(2 * (cfg)->interval_s) + 30)
+
 /* A probe that reached an address of target t's binding (the reference, or an endpoint whose
  * profile is that binding) updates t's record of it; returns 1 when the addresses disagree. */
 int fleet__target_backend(fleet_target_t *t, const probe_result_t *r, int64_t max_age_s,

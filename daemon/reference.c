@@ -61,9 +61,10 @@ void fleet__render_reference(fleet_t *f, size_t ti, const probe_result_t *r)
     fs_strlcpy(t->leaf_sha1, r->leaf_sha1, sizeof(t->leaf_sha1));
     fleet_target_t *ft = &f->gen->targets[ti];
     int changed;
-    fleet__target_backend(ft, r, (int64_t)(2 * cfg->interval_s) + 30, &changed);
+    fleet__target_backend(ft, r, FLEET_BACKEND_MAX_AGE_S(cfg), &changed);
     memcpy(t->backends, ft->backends, ft->nbackends * sizeof(*t->backends));
     t->nbackends = ft->nbackends;
+    t->backend_max_age_s = FLEET_BACKEND_MAX_AGE_S(cfg);
     t->inconsistent = ft->inconsistent;
     fs_strlcpy(t->inconsistent_why, ft->why, sizeof(t->inconsistent_why));
     t->endpoint_time = r->endpoint_time;
@@ -156,6 +157,7 @@ void fleet__target_backends_changed(fleet_t *f, size_t ti)
     }
     memcpy(t->backends, ft->backends, ft->nbackends * sizeof(*t->backends));
     t->nbackends = ft->nbackends;
+    t->backend_max_age_s = o->backend_max_age_s;
     t->inconsistent = ft->inconsistent;
     fs_strlcpy(t->inconsistent_why, ft->why, sizeof(t->inconsistent_why));
     snap_target_unref(ft->rec);

@@ -414,6 +414,26 @@ static void test_address_metrics(void)
     ASSERT_CONTAINS(b.data, "# TYPE fleetscan_target_backend_inconsistent gauge\n");
     wbuf_free(&b);
 
+    /* 10.0.0.5 left the name's answer 95 s ago: its series stays, its vote does not. Of the
+     * addresses still seen, one presents each leaf, and the tie goes to the reference's. */
+    t->backend_max_age_s = 95;
+    s->generated_at = T0 + 100;
+    wbuf_init(&b, 4096, 1 << 20);
+    ASSERT_EQ(render_metrics(s, &b), 0);
+    const char *vote[][2] = {
+        {"10.0.0.5", "2B81E5C6D1A8F03B9F1E2C3D4A5B6C7D8E9F0A1B\"} 0\n"},
+        {"10.0.0.6", "E65E0A1B2C3D4E5F60718293A4B5C6D7E8F90A1B\"} 1\n"},
+        {"fd00::8", "2b81e5c6d1a8f03b9f1e2c3d4a5b6c7d8e9f0a1b\"} 0\n"},
+    };
+    for (size_t i = 0; i < FS_ARRAY_SIZE(vote); i++) {
+        snprintf(want, sizeof(want),
+                 "fleetscan_target_address_leaf_agrees{%s,address=\"%s\",sha1=\"%s", l, vote[i][0],
+                 vote[i][1]);
+        ASSERT_CONTAINS(b.data, want);
+    }
+    wbuf_free(&b);
+    t->backend_max_age_s = 0;
+
     /* Two nodes, one leaf each: a tie goes to the reference probe's leaf. */
     t->nbackends = 2;
     fs_strlcpy(t->leaf_sha1, newleaf, sizeof(t->leaf_sha1));

@@ -111,19 +111,27 @@ static uint64_t rev_at_risk(const snap_t *s, const char *url, int64_t *offline_a
     return n;
 }
 
-/* The leaf most of the target's addresses present (thumbprints compare case-insensitively), the
- * reference probe's own on a tie; NULL when no address presented one. */
-static const char *majority_leaf(const snap_target_t *t)
+/* Whether address k of t was reached recently enough at `now` to count (backend_max_age_s). */
+static int backend_recent(const snap_target_t *t, const snap_backend_t *k, int64_t now)
+{
+    return t->backend_max_age_s <= 0 || k->last_seen >= now - t->backend_max_age_s;
+}
+
+/* The leaf most of the target's recently reached addresses present (thumbprints compare
+ * case-insensitively), the reference probe's own on a tie; NULL when none presented one. An
+ * address out of the name's answer for a while (a retired node) keeps its series, not its vote. */
+static const char *majority_leaf(const snap_target_t *t, int64_t now)
 {
     const char *best = NULL;
     size_t best_n = 0;
     for (size_t i = 0; i < t->nbackends; i++) {
         const char *leaf = t->backends[i].leaf_sha1;
         size_t n = 0;
-        if (leaf[0] == '\0')
+        if (leaf[0] == '\0' || !backend_recent(t, &t->backends[i], now))
             continue;
         for (size_t k = 0; k < t->nbackends; k++)
-            n += strcasecmp(t->backends[k].leaf_sha1, leaf) == 0;
+            n += backend_recent(t, &t->backends[k], now) &&
+                 strcasecmp(t->backends[k].leaf_sha1, leaf) == 0;
         if (n > best_n || (n == best_n && strcasecmp(leaf, t->leaf_sha1) == 0)) {
             best = leaf;
             best_n = n;
@@ -164,7 +172,7 @@ static void put_address_metrics(wbuf_t *b, const snap_t *s, const wbuf_t *common
              "certificate). No sample for an address where no handshake completed.");
     for (size_t ti = 0; ti < s->ntargets; ti++) {
         const snap_target_t *t = s->targets[ti];
-        const char *leaf = t != NULL ? majority_leaf(t) : NULL;
+        const char *leaf = t != NULL ? majority_leaf(t, s->generated_at) : NULL;
         for (size_t i = 0; leaf != NULL && i < t->nbackends; i++) {
             const snap_backend_t *k = &t->backends[i];
             if (k->leaf_sha1[0] == '\0')

@@ -123,8 +123,10 @@ typedef struct snap_target_s {
     size_t nbackends;
     int inconsistent;
     char inconsistent_why[256];
-    int64_t endpoint_time; /* validation time (0: unknown) */
-    char tls_version[16];  /* "TLSv1.3", "" when no handshake completed */
+    int64_t backend_max_age_s; /* an address last reached longer ago counts in no comparison
+                                  (backend_inconsistent, leaf_agrees' vote); 0: every one */
+    int64_t endpoint_time;     /* validation time (0: unknown) */
+    char tls_version[16];      /* "TLSv1.3", "" when no handshake completed */
     char cipher[64];
     int http_status;        /* 0: no request was made */
     chain_info_t chain;     /* the presented chain, leaf first; owned */
