@@ -60,8 +60,12 @@ int ocsp_cert_id_hex(OCSP_CERTID *id, char *out, size_t n)
     int len = i2d_OCSP_CERTID(id, &der);
     int rc = -1;
     if (len > 0 && (size_t)len * 2 + 1 <= n) {
-        for (int i = 0; i < len; i++)
-            snprintf(out + 2 * i, 3, "%02x", der[i]);
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < len; i++) {
+            out[2 * i] = hex[der[i] >> 4];
+            out[2 * i + 1] = hex[der[i] & 15];
+        }
+        out[2 * len] = '\0';
         rc = 0;
     }
     OPENSSL_free(der);

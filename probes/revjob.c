@@ -185,6 +185,26 @@ static const char *stage_kind(const rev_job_t *job)
     return job->stage == STAGE_OCSP ? "ocsp" : job->stage == STAGE_DELTA ? "delta" : "crl";
 }
 
+/* Whether OCSP entry e's request is POSTed (RFC 5019: a GET URL past 255 bytes), known from its
+ * retrieval; an entry restored from the state database works it out once. 0 for other kinds. */
+static int ent_post(const rev_job_t *job, ent_t *e)
+{
+    if (e->kind != KIND_OCSP)
+        return 0;
+    if (!e->post_known) {
+        unsigned char *der;
+        size_t len;
+        if (ocsp_request_der(job->ocsp_id, &der, &len) != 0)
+            return 0;
+        char *get = ocsp_get_url(e->url, der, len);
+        e->post = get == NULL;
+        e->post_known = 1;
+        free(get);
+        free(der);
+    }
+    return e->post;
+}
+
 /* Starts the retrieval of entry e: the OCSP request (GET when short, else POST) or the URL. */
 static int ent_fetch_start(rev_job_t *job, ent_t *e, const char *fetch_url, uint64_t limit)
 {
@@ -204,6 +224,8 @@ static int ent_fetch_start(rev_job_t *job, ent_t *e, const char *fetch_url, uint
         if (ocsp_request_der(job->ocsp_id, &der, &len) != 0)
             return UV_ENOMEM;
         get = ocsp_get_url(fetch_url, der, len);
+        e->post = get == NULL;
+        e->post_known = 1;
         if (get != NULL) {
             req.url = get;
         } else {
@@ -231,16 +253,6 @@ int rev__job_step_url(rev_job_t *job, const char *url, int depth)
         job->ui++;
         return 0;
     }
-    if (kind == KIND_OCSP) {
-        unsigned char *der;
-        size_t len;
-        if (ocsp_request_der(job->ocsp_id, &der, &len) == 0) {
-            char *get = ocsp_get_url(fetch_url, der, len);
-            u->post = get == NULL;
-            free(get);
-            free(der);
-        }
-    }
     char *key = rev__key_make(kind, fetch_url, kind == KIND_OCSP ? job->ocsp_hex : "", job->view);
     uint64_t hash = rev__key_hash(key);
     ent_t *e = rev__cache_lookup(ctx, key, hash);
@@ -250,6 +262,7 @@ int rev__job_step_url(rev_job_t *job, const char *url, int depth)
         ctx->stats.hits++;
         rev__cache_touch(ctx, e);
         u->from_cache = 1;
+        u->post = ent_post(job, e);
         rev__job_use(job, e, u);
         job->ui++;
         return 0;
@@ -284,6 +297,7 @@ int rev__job_step_url(rev_job_t *job, const char *url, int depth)
         ctx->stats.joined++;
     }
     free(fetch_url);
+    u->post = ent_post(job, e);
     u->timeout_ms = (uint32_t)limit;
     job->wait = e;
     job->wslot = u;

@@ -38,11 +38,13 @@ struct ent_s {
     char *key;
     char *url;
     int kind;
-    int ldap;     /* retrieved through LDAP: no HTTP status, an LDIF-like body */
-    int fetching; /* a retrieval is in flight; never evicted */
-    int busy;     /* waiters are being told; never freed */
-    int in_lru;   /* counted against the budget (ctx->lru_bytes) */
-    int refused;  /* larger than the budget with the oversized place taken: dropped once told */
+    int ldap;       /* retrieved through LDAP: no HTTP status, an LDIF-like body */
+    int fetching;   /* a retrieval is in flight; never evicted */
+    int busy;       /* waiters are being told; never freed */
+    int in_lru;     /* counted against the budget (ctx->lru_bytes) */
+    int refused;    /* larger than the budget with the oversized place taken: dropped once told */
+    int post;       /* KIND_OCSP: the request is POSTed (too long for a GET URL) ... */
+    int post_known; /* ... once known: set when retrieved, worked out on a first use if imported */
     fetch_job_t *fetch;
     rev_job_t *waiters;
     rev_ctx_t *ctx;

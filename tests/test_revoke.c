@@ -1428,6 +1428,12 @@ static void test_ocsp_post(void)
     lab_ocsp_counts(resp, &gets, &posts);
     ASSERT_EQ(gets, 0);
     ASSERT_EQ(posts, 1);
+    /* from the cache it still says how it was asked */
+    check(&e, chain, &p, now, &r);
+    ASSERT_EQ(r.r.urls[0].from_cache, 1);
+    ASSERT_EQ(r.r.urls[0].post, 1);
+    lab_ocsp_counts(resp, NULL, &posts);
+    ASSERT_EQ(posts, 1);
     free_chain(chain);
     env_close(&e);
 }
