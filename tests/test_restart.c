@@ -228,6 +228,16 @@ static void test_restart_restores(void)
     for (size_t i = 0; i < nbefore; i++) {
         const ep_t *a = find_ep(after, n, before[i].id);
         ASSERT(a != NULL);
+        if (strcmp(a->state, before[i].state) != 0 || a->since != before[i].since) {
+            /* A probe that failed once (a loaded machine) moves since: say which and why. */
+            char path[160];
+            fprintf(stderr, "%s: before %s since %lld, after %s since %lld\n", a->id,
+                    before[i].state, (long long)before[i].since, a->state, (long long)a->since);
+            snprintf(path, sizeof(path), "/api/v1/endpoints/%s", a->id);
+            dh_resp_t r = dh_http(&fsd, "GET", path, NULL, NULL);
+            fprintf(stderr, "%s\n", r.body);
+            free(r.body);
+        }
         ASSERT_STREQ(a->state, before[i].state); /* the lab did not change */
         ASSERT_EQ(a->since, before[i].since);    /* confirmed: since when, not since restart */
         same++;
