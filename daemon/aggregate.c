@@ -280,6 +280,16 @@ void fleet_publish(fleet_t *f)
     s->probes_total = f->probes_total;
     memcpy(s->probes_by_result, f->probes_by_result, sizeof(s->probes_by_result));
     s->probes_in_flight = f->in_flight;
+    if (f->rev != NULL && !f->rev_closing) {
+        rev_cache_stats_t rs;
+        rev_cache_stats(f->rev, &rs);
+        s->rev_hits = rs.hits;
+        s->rev_joined = rs.joined;
+        s->rev_fetches = rs.fetches;
+        s->rev_sig_checks = rs.sig_checks;
+        s->rev_entries = rs.entries;
+        s->rev_bytes = rs.bytes;
+    }
     for (int ph = 0; ph < SNAP_PH_COUNT; ph++) {
         uint64_t cum = 0;
         for (int b = 0; b <= SNAP_HIST_BUCKETS; b++) {

@@ -635,6 +635,19 @@ static void test_metrics(void)
     ASSERT_CONTAINS(r.body, "fleetscan_crl_next_update_seconds{");
     ASSERT_CONTAINS(r.body, "fleetscan_probes_total{");
     ASSERT_CONTAINS(r.body, "fleetscan_probe_duration_seconds_bucket{");
+    /* the lab's CRLs and AIA issuer were retrieved, then answered from the cache */
+    const char *lookups[] = {"hit", "fetched"};
+    for (size_t i = 0; i < FS_ARRAY_SIZE(lookups); i++) {
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "fleetscan_revocation_cache_lookups_total{vantage=\"lab\",shard=\"0/1\","
+                 "result=\"%s\"} ",
+                 lookups[i]);
+        const char *at = strstr(r.body, want);
+        ASSERT(at != NULL);
+        ASSERT(strtoull(at + strlen(want), NULL, 10) > 0);
+    }
+    ASSERT_CONTAINS(r.body, "fleetscan_revocation_signature_checks_total{");
     ASSERT_CONTAINS(r.body, "vantage=\"lab\"");
     if (access("/usr/bin/promtool", X_OK) == 0) {
         FILE *p = popen("/usr/bin/promtool check metrics >/tmp/fleetscan-promtool.out 2>&1", "w");

@@ -311,11 +311,32 @@ static void test_revocation_metrics_across_targets(void)
             rev_url(&h->urls[1], "http://ocsp.corp.example/", "ocsp", 1, 0, 0, "site", 0);
         s->revocation[i] = h;
     }
+    s->rev_hits = 99811;
+    s->rev_joined = 170;
+    s->rev_fetches = 19;
+    s->rev_sig_checks = 12;
+    s->rev_entries = 7;
+    s->rev_bytes = 48213;
     wbuf_t b;
     wbuf_init(&b, 4096, 1 << 20);
     ASSERT_EQ(render_metrics(s, &b), 0);
     const char *lbl = "vantage=\"hq\",shard=\"0/1\"";
     char want[512];
+    /* the probes' retrieval cache */
+    const char *cache[][2] = {
+        {"fleetscan_revocation_cache_lookups_total", ",result=\"hit\"} 99811\n"},
+        {"fleetscan_revocation_cache_lookups_total", ",result=\"joined\"} 170\n"},
+        {"fleetscan_revocation_cache_lookups_total", ",result=\"fetched\"} 19\n"},
+        {"fleetscan_revocation_signature_checks_total", "} 12\n"},
+        {"fleetscan_revocation_cache_entries", "} 7\n"},
+        {"fleetscan_revocation_cache_bytes", "} 48213\n"},
+    };
+    for (size_t i = 0; i < FS_ARRAY_SIZE(cache); i++) {
+        snprintf(want, sizeof(want), "%s{%s%s", cache[i][0], lbl, cache[i][1]);
+        ASSERT_CONTAINS(b.data, want);
+    }
+    ASSERT_CONTAINS(b.data, "# TYPE fleetscan_revocation_cache_lookups_total counter\n");
+    ASSERT_CONTAINS(b.data, "# TYPE fleetscan_revocation_cache_bytes gauge\n");
     snprintf(want, sizeof(want), "fleetscan_crl_reachable{%s,url=\"%s\",kind=\"crl\"} 0\n", lbl,
              shared);
     ASSERT_CONTAINS(b.data, want);

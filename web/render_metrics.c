@@ -366,6 +366,29 @@ int render_metrics(const snap_t *s, wbuf_t *b)
     m_family(b, "fleetscan_probes_in_flight", "gauge", "Probes currently running.");
     m_u64(b, "fleetscan_probes_in_flight", &common, NULL, NULL, NULL, NULL, s->probes_in_flight);
 
+    m_family(b, "fleetscan_revocation_cache_lookups_total", "counter",
+             "CRL, delta CRL, OCSP and AIA URL lookups of the probes by how the retrieval cache "
+             "answered: from what it held (hit), by waiting for a retrieval already in flight "
+             "(joined), or by retrieving (fetched).");
+    m_u64(b, "fleetscan_revocation_cache_lookups_total", &common, "result", "hit", NULL, NULL,
+          s->rev_hits);
+    m_u64(b, "fleetscan_revocation_cache_lookups_total", &common, "result", "joined", NULL, NULL,
+          s->rev_joined);
+    m_u64(b, "fleetscan_revocation_cache_lookups_total", &common, "result", "fetched", NULL, NULL,
+          s->rev_fetches);
+    m_family(b, "fleetscan_revocation_signature_checks_total", "counter",
+             "Signatures of cached CRLs and OCSP responses verified (once per entry and issuer, "
+             "not per probe).");
+    m_u64(b, "fleetscan_revocation_signature_checks_total", &common, NULL, NULL, NULL, NULL,
+          s->rev_sig_checks);
+    m_family(b, "fleetscan_revocation_cache_entries", "gauge",
+             "URLs (per network view) the retrieval cache holds or is retrieving.");
+    m_u64(b, "fleetscan_revocation_cache_entries", &common, NULL, NULL, NULL, NULL, s->rev_entries);
+    m_family(b, "fleetscan_revocation_cache_bytes", "gauge",
+             "What the cached CRLs, OCSP responses and AIA certificates are charged once parsed, "
+             "against cache.crl_max_bytes_total.");
+    m_u64(b, "fleetscan_revocation_cache_bytes", &common, NULL, NULL, NULL, NULL, s->rev_bytes);
+
     m_family(b, "fleetscan_probe_duration_seconds", "histogram",
              "Duration of each probe phase in seconds.");
     for (int ph = 0; ph < SNAP_PH_COUNT; ph++) {

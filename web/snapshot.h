@@ -225,6 +225,11 @@ typedef struct snap_s {
     uint64_t probes_total;
     uint64_t probes_by_result[SNAP_STATE_COUNT]; /* by outcome: [SNAP_ONLINE], [SNAP_OFFLINE] */
     uint32_t probes_in_flight;
+    /* The probes' revocation retrieval cache (probes/revoke.h rev_cache_stats) at publish time:
+     * URL lookups it answered, joined to a retrieval in flight or started one; signatures it
+     * checked; what it holds. */
+    uint64_t rev_hits, rev_joined, rev_fetches, rev_sig_checks;
+    uint64_t rev_entries, rev_bytes;
     /* Probe duration histogram per phase (cumulative counts as Prometheus wants them). */
     uint64_t hist_counts[SNAP_PH_COUNT][SNAP_HIST_BUCKETS + 1];
     double hist_sum[SNAP_PH_COUNT];
