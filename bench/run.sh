@@ -753,7 +753,9 @@ section_api() {
     local rt=()
     chrt -f 10 true 2> /dev/null && rt=(chrt -f 10)
     put api.poll.fifo "${#rt[@]}"
+    split_ticks "$FS_PID" > "$WORK/cpu0"
     "${rt[@]}" curl -s --rate 100/s -w '%{time_total}\n' "${urls[@]}" > "$WORK/poll.txt"
+    split_ticks "$FS_PID" > "$WORK/cpu1"
     local el=$((($(date +%s%N) - t0) / 1000000))
     p1=$(fs_probes)
     sort -g "$WORK/poll.txt" | awk -v n="$n" '{a[NR] = $1} END {printf "%.2fms %.2fms %.2fms\n", a[int(NR * 0.5)] * 1000, a[int(NR * 0.99)] * 1000, a[NR] * 1000}' > "$WORK/poll.stats"
@@ -762,7 +764,9 @@ section_api() {
     put api.poll.p99 "$p99"
     put api.poll.max "$pmax"
     put api.poll.probe_rate "$(awk -v d=$((p1 - p0)) -v ms="$el" 'BEGIN {printf "%.0f", d * 1000 / ms}')"
+    put api.poll.cpu "$(cpu_split "$WORK/cpu0" "$WORK/cpu1" "$((el / 1000))")"
     log "/api/v1/status, one poller x $n: p50 $p50 p99 $p99 max $pmax; daemon probing $(get api.poll.probe_rate)/s; load $(loadavg)"
+    log "   CPU of 2 cores during it: $(get api.poll.cpu)"
     put api.rss_after_kib "$(rss_kib "$FS_PID")"
     [ "$idle" = 1 ] && nginx_sched -o
 }

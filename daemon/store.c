@@ -369,6 +369,7 @@ static void write_tick(store_t *s, batch_t *b)
 
 static void *store_main(void *arg)
 {
+    fs_thread_name("fs-store");
     store_t *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {

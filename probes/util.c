@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 
 static void oom(size_t n)
@@ -91,6 +92,11 @@ char *fs_strlcpy(char *dst, const char *src, size_t n)
     memcpy(dst, src, l);
     dst[l] = '\0';
     return dst;
+}
+
+void fs_thread_name(const char *name)
+{
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0); /* cut to 15 characters; a failure only loses it */
 }
 
 size_t fs_name_hash(const char *name)

@@ -31,4 +31,8 @@ size_t fs_name_hash(const char *name);
 /* Copies src into dst (size n), always NUL-terminated; returns dst. */
 char *fs_strlcpy(char *dst, const char *src, size_t n);
 
+/* Names the calling thread (at most 15 characters: `top -H`, `ps -L`, /proc/PID/task/TID/comm),
+ * so each of the daemon's threads can be told apart: "fs-store", "fs-api-guard", ... */
+void fs_thread_name(const char *name);
+
 #endif

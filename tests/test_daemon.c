@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -661,6 +662,38 @@ static void test_metrics(void)
         fprintf(stderr, "   promtool not installed: exposition format not checked\n");
     }
     free(r.body);
+}
+
+/* Each of the daemon's own threads says what it is in top -H and /proc (docs/ARCHITECTURE.md). */
+static void test_thread_names(void)
+{
+    const char *want[] = {"fleetscan", "fs-store", "fs-api-guard", "fs-preflight"};
+    int seen[FS_ARRAY_SIZE(want)] = {0};
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)fsd.pid);
+    DIR *d = opendir(dir);
+    ASSERT(d != NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char path[128], name[32] = "";
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s/comm", dir, de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* the thread ended meanwhile */
+        if (fgets(name, sizeof(name), f) != NULL)
+            name[strcspn(name, "\n")] = '\0';
+        fclose(f);
+        for (size_t i = 0; i < FS_ARRAY_SIZE(want); i++)
+            seen[i] |= strcmp(name, want[i]) == 0;
+    }
+    closedir(d);
+    for (size_t i = 0; i < FS_ARRAY_SIZE(want); i++) {
+        if (!seen[i])
+            fprintf(stderr, "no thread named %s\n", want[i]);
+        ASSERT(seen[i]);
+    }
 }
 
 static void write_file(const char *path, const char *text)
@@ -1552,6 +1585,7 @@ int main(void)
     RUN(test_status_command);
     RUN(test_errors);
     RUN(test_metrics);
+    RUN(test_thread_names);
     RUN(test_reload);
     RUN(test_reload_fifo);
     RUN(test_events_and_log);

@@ -333,6 +333,7 @@ void conn_guard_reply_raw(struct MHD_Connection *c, unsigned status, const char 
 
 static void *watchdog(void *arg)
 {
+    fs_thread_name("fs-api-guard");
     conn_guard_t *g = arg;
     pthread_mutex_lock(&g->mu);
     while (!g->stopping) {

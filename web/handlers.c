@@ -388,6 +388,7 @@ char *api__pf_unavailable(void)
 
 void *api__pf_worker(void *arg)
 {
+    fs_thread_name("fs-preflight");
     api_t *a = arg;
     pthread_mutex_lock(&a->pf_mu);
     for (;;) {
