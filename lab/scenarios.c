@@ -166,9 +166,13 @@ int lab_blackhole(const char *ip, int port, int fds[4])
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     socklen_t len = sizeof(a);
     inet_pton(AF_INET, ip, &a.sin_addr);
+    int one = 1;
     fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        listen(fds[0], 0) != 0 || getsockname(fds[0], (struct sockaddr *)&a, &len) != 0)
+    /* SO_REUSEADDR: a connection of an earlier test to that address and port may linger in
+     * TIME_WAIT, and the port must be this one (the server's, on another address). */
+    if (fds[0] < 0 || setsockopt(fds[0], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fds[0], (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fds[0], 0) != 0 ||
+        getsockname(fds[0], (struct sockaddr *)&a, &len) != 0)
         return -1;
     for (int i = 1; i < 4; i++) { /* fill the accept queue (backlog 0 admits one or two) */
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -609,8 +609,10 @@ int lab_closed_port(void)
     if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
         getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
         port = ntohs(sa.sin_port);
-    if (fd >= 0)
+    if (port < 0 && fd >= 0)
         close(fd);
+    /* Kept bound, never listening, until the process exits: a connect is refused, and no other
+     * test running beside this one can be given the port and answer on it. */
     return port;
 }
 

@@ -74,7 +74,8 @@ void lab_tls_stop(lab_tls_t *s);
 /* 1 when this OpenSSL completes a TLS 1.0 handshake at security level 0 (memory BIOs, computed
  * once), else 0. Tests needing TLS 1.0 skip when it is 0. */
 int lab_tls10_supported(void);
-/* A 127.0.0.1 TCP port with nothing listening (bound then closed), or -1. */
+/* A 127.0.0.1 TCP port nothing listens on, or -1: bound and never listening for the rest of the
+ * process (one descriptor each call), so no other process can take it meanwhile. */
 int lab_closed_port(void);
 
 #endif

@@ -3,6 +3,7 @@
 #include "probes/fetch.h"
 
 #include "lab/httpserver.h"
+#include "lab/tlsserver.h"
 #include "probes/util.h"
 
 #include "test.h"
@@ -62,16 +63,13 @@ static void run_one(const fetch_req_t *req, got_t *g)
     ASSERT_EQ(uv_loop_close(&loop), 0);
 }
 
+/* A refused port (lab_closed_port: held bound, never listening, so no test beside this one can
+ * take it). */
 static int closed_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(s >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_EQ(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    ASSERT_EQ(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
+    int port = lab_closed_port();
+    ASSERT(port > 0);
+    return port;
 }
 
 static lab_http_t *srv;

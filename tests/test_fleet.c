@@ -68,8 +68,18 @@ static void expect_groups(const snap_t *s)
         const snap_group_t *g = group(s, lg->name);
         ASSERT(g != NULL);
         total += g->counts.total;
+        int c = lg->expect_cause ? fs_cause_from_id(lg->expect_cause) : 0;
+        uint32_t as_expected = lg->expect_cause ? g->counts.causes[c] : g->counts.online;
+        if (as_expected != g->counts.total) { /* which group, and what it got instead */
+            fprintf(stderr, "group %s: %u of %u %s; online %u, offline %u, pending %u:", lg->name,
+                    as_expected, g->counts.total, lg->expect_cause ? lg->expect_cause : "online",
+                    g->counts.online, g->counts.offline, g->counts.pending);
+            for (int k = 1; k < FS_CAUSE_COUNT; k++)
+                if (g->counts.causes[k])
+                    fprintf(stderr, " %s %u", fs_cause_id(k), g->counts.causes[k]);
+            fprintf(stderr, "\n");
+        }
         if (lg->expect_cause) {
-            int c = fs_cause_from_id(lg->expect_cause);
             ASSERT(c > 0);
             ASSERT_EQ(g->counts.causes[c], g->counts.total);
         } else {

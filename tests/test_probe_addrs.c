@@ -9,6 +9,9 @@
 #include "probes/util.h"
 #include "tests/test.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static lab_t lab;
@@ -155,7 +158,10 @@ static void test_failover_refused(void)
 static void test_failover_blackhole(void)
 {
     int fds[4];
-    ASSERT(lab_blackhole("127.0.0.3", port, fds) == port);
+    int hole = lab_blackhole("127.0.0.3", port, fds);
+    if (hole != port)
+        fprintf(stderr, "blackhole on 127.0.0.3:%d: %s\n", port, strerror(errno));
+    ASSERT(hole == port);
     outcome_t *oc = mk("127.0.0.3,127.0.0.1", port, "hole");
     oc->o.connect_timeout_ms = 1000;
     run(oc);

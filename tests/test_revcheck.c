@@ -5,6 +5,7 @@
 #include "probes/revcheck.h"
 
 #include "lab/httpserver.h"
+#include "lab/tlsserver.h"
 #include "lab/ocspd.h"
 #include "lab/pki.h"
 
@@ -151,16 +152,13 @@ static void test_crl_unusable(void)
     ASSERT(o.crl == NULL);
 }
 
+/* A refused port (lab_closed_port: held bound, never listening, so no test beside this one can
+ * take it). */
 static int closed_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(s >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    ASSERT_EQ(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-    ASSERT_EQ(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
+    int port = lab_closed_port();
+    ASSERT(port > 0);
+    return port;
 }
 
 static void test_unreachable(void)

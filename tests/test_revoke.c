@@ -151,16 +151,13 @@ static void serve_crl(const char *path, const lab_cert_t *by, const X509 *const 
     free(der);
 }
 
+/* A refused port (lab_closed_port: held bound, never listening, so no test beside this one can
+ * take it). */
 static int closed_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(s >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_EQ(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    ASSERT_EQ(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
+    int port = lab_closed_port();
+    ASSERT(port > 0);
+    return port;
 }
 
 /* ---- the lab's own chain: inter.crl lists the revoked leaf ---------------------------------- */
@@ -1704,6 +1701,19 @@ static void test_timeout_modes(void)
 
 /* ---- LDAP through a real slapd ------------------------------------------------------------ */
 
+/* A 127.0.0.1 port free now, for a server started here to listen on (bound, then released). */
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT(s >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    ASSERT_EQ(getsockname(s, (struct sockaddr *)&a, &l), 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
 static int wait_port(int port)
 {
     for (int i = 0; i < 250; i++) {
@@ -1771,7 +1781,7 @@ static void test_ldap_slapd(void)
              "/usr/sbin/slapadd -f %s/slapd.conf -l %s/data.ldif >%s/slapadd.log 2>&1", dir, dir,
              dir);
     ASSERT_EQ(system(cmd), 0);
-    int port = closed_port();
+    int port = free_port();
     char listen[64], conf[1100], logp[1100];
     snprintf(listen, sizeof(listen), "ldap://127.0.0.1:%d/", port);
     snprintf(conf, sizeof(conf), "%s/slapd.conf", dir);
