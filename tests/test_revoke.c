@@ -1435,6 +1435,47 @@ static void test_ocsp_post(void)
     env_close(&e);
 }
 
+/* An OCSP answer retrieved by POST and restored from the state database still says it was
+ * POSTed (worked out once from the restored entry), and is not asked again. */
+static void test_ocsp_post_restored(void)
+{
+    char path[300], url[400];
+    memset(path, 0, sizeof(path));
+    strcpy(path, "/ocsp/postdb/");
+    memset(path + strlen(path), 'p', 200);
+    lab_ocsp_t *resp = ocsp_serve("/ocsp/postdb", LAB_OCSP_GOOD, NULL);
+    STACK_OF(X509) *chain = chain_opts(NULL, url_of(url, sizeof(url), path), NULL);
+    rev_policy_t p;
+    policy(&p, REV_STRICT);
+    res_t r;
+    env_t a, b;
+    env_open(&a, NULL);
+    check(&a, chain, &p, now, &r);
+    ASSERT_EQ(r.r.urls[0].post, 1);
+    exported_t x = {0};
+    uint64_t cursor = 0;
+    ASSERT(rev_cache_export(a.ctx, &cursor, on_export, &x) >= 1);
+    env_close(&a);
+    unsigned posts0, posts;
+    lab_ocsp_counts(resp, NULL, &posts0);
+    env_open(&b, NULL);
+    for (size_t i = 0; i < x.n; i++)
+        ASSERT_EQ(rev_cache_import(b.ctx, &x.it[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        check(&b, chain, &p, now, &r);
+        ASSERT_EQ(r.r.cause, FS_CAUSE_NONE);
+        ASSERT_STREQ(r.r.urls[0].kind, "ocsp");
+        ASSERT_EQ(r.r.urls[0].from_cache, 1);
+        ASSERT_EQ(r.r.urls[0].post, 1);
+    }
+    lab_ocsp_counts(resp, NULL, &posts);
+    ASSERT_EQ(posts, posts0);
+    env_close(&b);
+    for (size_t i = 0; i < x.n; i++)
+        free(x.body[i]);
+    free_chain(chain);
+}
+
 /* ---- CDP URL lists: dead, skipped --------------------------------------------------------- */
 
 static void test_cdp_dead_then_good(void)
@@ -1969,6 +2010,7 @@ int main(void)
     RUN(test_ocsp_signer_memo);
     RUN(test_cache_export_import);
     RUN(test_ocsp_post);
+    RUN(test_ocsp_post_restored);
     RUN(test_cdp_dead_then_good);
     RUN(test_cdp_skipped);
     RUN(test_delta);
