@@ -1403,15 +1403,22 @@ static void test_ocsp_signer_memo(void)
     lab_cert_free(&rogue);
 }
 
+/* A responder at prefix and a chain whose leaf's OCSP URL is prefix + "/" + 200 characters: a
+ * GET URL past 255 bytes, so the request is POSTed (RFC 5019). */
+static lab_ocsp_t *post_responder(const char *prefix, STACK_OF(X509) * *chain)
+{
+    char path[300], url[400];
+    snprintf(path, sizeof(path), "%s/%0200d", prefix, 0);
+    lab_ocsp_t *resp = ocsp_serve(prefix, LAB_OCSP_GOOD, NULL);
+    *chain = chain_opts(NULL, url_of(url, sizeof(url), path), NULL);
+    return resp;
+}
+
 /* RFC 5019: a request whose GET URL would pass 255 bytes is POSTed. */
 static void test_ocsp_post(void)
 {
-    char path[300], url[400];
-    memset(path, 0, sizeof(path));
-    strcpy(path, "/ocsp/post/");
-    memset(path + strlen(path), 'p', 200);
-    lab_ocsp_t *resp = ocsp_serve("/ocsp/post", LAB_OCSP_GOOD, NULL);
-    STACK_OF(X509) *chain = chain_opts(NULL, url_of(url, sizeof(url), path), NULL);
+    STACK_OF(X509) * chain;
+    lab_ocsp_t *resp = post_responder("/ocsp/post", &chain);
     env_t e;
     env_open(&e, NULL);
     rev_policy_t p;
@@ -1439,12 +1446,8 @@ static void test_ocsp_post(void)
  * POSTed (worked out once from the restored entry), and is not asked again. */
 static void test_ocsp_post_restored(void)
 {
-    char path[300], url[400];
-    memset(path, 0, sizeof(path));
-    strcpy(path, "/ocsp/postdb/");
-    memset(path + strlen(path), 'p', 200);
-    lab_ocsp_t *resp = ocsp_serve("/ocsp/postdb", LAB_OCSP_GOOD, NULL);
-    STACK_OF(X509) *chain = chain_opts(NULL, url_of(url, sizeof(url), path), NULL);
+    STACK_OF(X509) * chain;
+    lab_ocsp_t *resp = post_responder("/ocsp/postdb", &chain);
     rev_policy_t p;
     policy(&p, REV_STRICT);
     res_t r;
