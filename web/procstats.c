@@ -25,42 +25,10 @@ int procstats_open_fds(void)
     return n - 1; /* the directory's own descriptor */
 }
 
-static void family(wbuf_t *b, const char *name, const char *type, const char *help)
-{
-    wbuf_puts(b, "# HELP ");
-    wbuf_puts(b, name);
-    wbuf_putc(b, ' ');
-    wbuf_puts(b, help);
-    wbuf_puts(b, "\n# TYPE ");
-    wbuf_puts(b, name);
-    wbuf_putc(b, ' ');
-    wbuf_puts(b, type);
-    wbuf_putc(b, '\n');
-}
-
-/* name{common[,key="value"]} v */
-static void sample(wbuf_t *b, const char *name, const wbuf_t *common, const char *key,
-                   const char *value, uint64_t v)
-{
-    wbuf_puts(b, name);
-    wbuf_putc(b, '{');
-    wbuf_put(b, common->data, common->len);
-    if (key != NULL) {
-        wbuf_putc(b, ',');
-        wbuf_puts(b, key);
-        wbuf_put(b, "=\"", 2);
-        wbuf_prom_label(b, value);
-        wbuf_putc(b, '"');
-    }
-    wbuf_put(b, "} ", 2);
-    wbuf_u64(b, v);
-    wbuf_putc(b, '\n');
-}
-
 static void gauge(wbuf_t *b, const char *name, const char *help, const wbuf_t *common, uint64_t v)
 {
-    family(b, name, "gauge", help);
-    sample(b, name, common, NULL, NULL, v);
+    wbuf_prom_family(b, name, "gauge", help);
+    wbuf_prom_u64(b, name, common, NULL, NULL, NULL, NULL, v);
 }
 
 void procstats_metrics(wbuf_t *b, const wbuf_t *common)
@@ -85,9 +53,10 @@ void procstats_metrics(wbuf_t *b, const wbuf_t *common)
     gauge(b, "fleetscan_inflight_waiting",
           "Retrievals paused or not started because the in-flight budget is used up.", common,
           fi.waiting);
-    family(b, "fleetscan_inflight_waits_total", "counter",
-           "Retrievals that had to wait for the in-flight budget, since start.");
-    sample(b, "fleetscan_inflight_waits_total", common, NULL, NULL, fi.waited_total);
+    wbuf_prom_family(b, "fleetscan_inflight_waits_total", "counter",
+                     "Retrievals that had to wait for the in-flight budget, since start.");
+    wbuf_prom_u64(b, "fleetscan_inflight_waits_total", common, NULL, NULL, NULL, NULL,
+                  fi.waited_total);
 
     static const struct {
         const char *name;
@@ -98,11 +67,13 @@ void procstats_metrics(wbuf_t *b, const wbuf_t *common)
         {"api_request_head", API_HEADER_MAX},
         {"api_request_body", API_BODY_MAX},
     };
-    family(b, "fleetscan_limit_bytes", "gauge",
-           "Fixed caps on what a peer can make the daemon hold: a TLS server's unprocessed "
-           "input and certificate list per probe, an API request's head and body.");
+    wbuf_prom_family(
+        b, "fleetscan_limit_bytes", "gauge",
+        "Fixed caps on what a peer can make the daemon hold: a TLS server's unprocessed "
+        "input and certificate list per probe, an API request's head and body.");
     for (size_t i = 0; i < FS_ARRAY_SIZE(caps); i++)
-        sample(b, "fleetscan_limit_bytes", common, "limit", caps[i].name, caps[i].bytes);
+        wbuf_prom_u64(b, "fleetscan_limit_bytes", common, "limit", caps[i].name, NULL, NULL,
+                      caps[i].bytes);
 
     conn_guard_stats_t cs;
     conn_guard_process_stats(&cs);
@@ -110,14 +81,16 @@ void procstats_metrics(wbuf_t *b, const wbuf_t *common)
           cs.open);
     gauge(b, "fleetscan_api_connections_reserved",
           "Open API connections on a /healthz-only reserved slot.", common, cs.reserved);
-    family(b, "fleetscan_api_connections_accepted_total", "counter",
-           "API connections accepted since start.");
-    sample(b, "fleetscan_api_connections_accepted_total", common, NULL, NULL, cs.accepted_total);
-    family(b, "fleetscan_api_connections_dropped_total", "counter",
-           "API connections closed by the daemon since start, by reason: evicted (idle, to make "
-           "room), refused (over a limit), header_timeout, body_timeout, send_timeout, "
-           "reserve_misuse.");
+    wbuf_prom_family(b, "fleetscan_api_connections_accepted_total", "counter",
+                     "API connections accepted since start.");
+    wbuf_prom_u64(b, "fleetscan_api_connections_accepted_total", common, NULL, NULL, NULL, NULL,
+                  cs.accepted_total);
+    wbuf_prom_family(
+        b, "fleetscan_api_connections_dropped_total", "counter",
+        "API connections closed by the daemon since start, by reason: evicted (idle, to make "
+        "room), refused (over a limit), header_timeout, body_timeout, send_timeout, "
+        "reserve_misuse.");
     for (int r = 0; r < CONN_GUARD_REASON_COUNT; r++)
-        sample(b, "fleetscan_api_connections_dropped_total", common, "reason",
-               conn_guard_reason_names[r], cs.dropped_total[r]);
+        wbuf_prom_u64(b, "fleetscan_api_connections_dropped_total", common, "reason",
+                      conn_guard_reason_names[r], NULL, NULL, cs.dropped_total[r]);
 }

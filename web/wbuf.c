@@ -237,3 +237,40 @@ void wbuf_prom_double(wbuf_t *b, double v)
     else
         wbuf_put(b, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%.15g", v));
 }
+
+void wbuf_prom_family(wbuf_t *b, const char *name, const char *type, const char *help)
+{
+    wbuf_puts(b, "# HELP ");
+    wbuf_puts(b, name);
+    wbuf_putc(b, ' ');
+    wbuf_puts(b, help);
+    wbuf_puts(b, "\n# TYPE ");
+    wbuf_puts(b, name);
+    wbuf_putc(b, ' ');
+    wbuf_puts(b, type);
+    wbuf_putc(b, '\n');
+}
+
+void wbuf_prom_pair(wbuf_t *b, const char *key, const char *value)
+{
+    wbuf_putc(b, ',');
+    wbuf_puts(b, key);
+    wbuf_put(b, "=\"", 2);
+    wbuf_prom_label(b, value != NULL ? value : "");
+    wbuf_putc(b, '"');
+}
+
+void wbuf_prom_u64(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1,
+                   const char *v1, const char *l2, const char *v2, uint64_t v)
+{
+    wbuf_puts(b, name);
+    wbuf_putc(b, '{');
+    wbuf_put(b, common->data, common->len);
+    if (l1 != NULL)
+        wbuf_prom_pair(b, l1, v1);
+    if (l2 != NULL)
+        wbuf_prom_pair(b, l2, v2);
+    wbuf_put(b, "} ", 2);
+    wbuf_u64(b, v);
+    wbuf_putc(b, '\n');
+}

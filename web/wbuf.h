@@ -75,5 +75,13 @@ void wbuf_json_key(wbuf_t *b, const char *key, int first);
 void wbuf_prom_label(wbuf_t *b, const char *v);
 /* A sample value as Go's strconv reads it: %.15g, NaN, +Inf, -Inf. */
 void wbuf_prom_double(wbuf_t *b, double v);
+/* A family's "# HELP name help" and "# TYPE name type" lines. */
+void wbuf_prom_family(wbuf_t *b, const char *name, const char *type, const char *help);
+/* ,key="value" (value escaped; NULL as ""). */
+void wbuf_prom_pair(wbuf_t *b, const char *key, const char *value);
+/* name{common[,l1="v1"[,l2="v2"]]} v, a label left out when its key is NULL; common holds the
+ * labels every sample carries, pre-rendered (vantage="...",shard="..."). */
+void wbuf_prom_u64(wbuf_t *b, const char *name, const wbuf_t *common, const char *l1,
+                   const char *v1, const char *l2, const char *v2, uint64_t v);
 
 #endif
