@@ -15,6 +15,15 @@ static void put_field(wbuf_t *b, const char *s, size_t n)
     wbuf_json_strn(b, s, strnlen(s, n));
 }
 
+/* A fixed-size text field, null when empty. */
+static void put_field_or_null(wbuf_t *b, const char *s, size_t n)
+{
+    if (s[0] != '\0')
+        put_field(b, s, n);
+    else
+        wbuf_puts(b, "null");
+}
+
 static void put_str_array(wbuf_t *b, char *const *v, size_t n)
 {
     wbuf_putc(b, '[');
@@ -77,10 +86,7 @@ static void put_retrieval(wbuf_t *b, const rev_url_result_t *u)
     if (strcmp(u->kind, "ocsp") == 0) {
         wbuf_puts(b,
                   u->post ? ",\"method\":\"POST\",\"status\":" : ",\"method\":\"GET\",\"status\":");
-        if (u->status[0] != '\0')
-            put_field(b, u->status, sizeof(u->status));
-        else
-            wbuf_puts(b, "null");
+        put_field_or_null(b, u->status, sizeof(u->status));
     }
     wbuf_puts(b, ",\"timeout_ms\":");
     wbuf_u64(b, u->timeout_ms);
@@ -95,10 +101,7 @@ static void put_retrieval(wbuf_t *b, const rev_url_result_t *u)
     wbuf_puts(b, ",\"next_update\":");
     wbuf_json_time(b, u->next_update);
     wbuf_puts(b, ",\"error\":");
-    if (u->error[0] != '\0')
-        put_field(b, u->error, sizeof(u->error));
-    else
-        wbuf_puts(b, "null");
+    put_field_or_null(b, u->error, sizeof(u->error));
     wbuf_putc(b, '}');
 }
 
@@ -218,10 +221,7 @@ static void put_crl_line(wbuf_t *b, int first, const char *url, size_t urlmax, i
     wbuf_puts(b, ",\"next_update\":");
     wbuf_json_time(b, next_update);
     wbuf_puts(b, ",\"last_error\":");
-    if (error[0] != '\0')
-        put_field(b, error, errmax);
-    else
-        wbuf_puts(b, "null");
+    put_field_or_null(b, error, errmax);
     wbuf_puts(b, ",\"skipped\":");
     wbuf_json_bool(b, skipped);
     wbuf_putc(b, '}');
@@ -287,24 +287,15 @@ static void put_revocation(wbuf_t *b, const snap_revhealth_t *h)
         else
             wbuf_puts(b, "null");
         wbuf_puts(b, ",\"ocsp_status\":");
-        if (u->ocsp_status[0] != '\0')
-            put_field(b, u->ocsp_status, sizeof(u->ocsp_status));
-        else
-            wbuf_puts(b, "null");
+        put_field_or_null(b, u->ocsp_status, sizeof(u->ocsp_status));
         wbuf_puts(b, ",\"last_error\":");
-        if (u->error[0] != '\0')
-            put_field(b, u->error, sizeof(u->error));
-        else
-            wbuf_puts(b, "null");
+        put_field_or_null(b, u->error, sizeof(u->error));
         wbuf_puts(b, ",\"last_success\":");
         wbuf_json_time(b, u->last_success);
         wbuf_puts(b, ",\"checked_at\":");
         wbuf_json_time(b, u->checked_at);
         wbuf_puts(b, ",\"directory\":");
-        if (u->directory[0] != '\0')
-            put_field(b, u->directory, sizeof(u->directory));
-        else
-            wbuf_puts(b, "null");
+        put_field_or_null(b, u->directory, sizeof(u->directory));
         wbuf_puts(b, ",\"strict_endpoints_at_risk\":");
         wbuf_u64(b, u->strict_at_risk);
         wbuf_puts(b, ",\"strict_offline_at\":");
@@ -341,10 +332,7 @@ static void put_backends(wbuf_t *b, const snap_target_t *t)
         wbuf_puts(b, i ? ",{\"address\":" : "{\"address\":");
         put_field(b, k->addr, sizeof(k->addr));
         wbuf_puts(b, ",\"leaf_sha1\":");
-        if (k->leaf_sha1[0] != '\0')
-            put_field(b, k->leaf_sha1, sizeof(k->leaf_sha1));
-        else
-            wbuf_puts(b, "null");
+        put_field_or_null(b, k->leaf_sha1, sizeof(k->leaf_sha1));
         wbuf_puts(b, k->online ? ",\"state\":\"online\",\"cause\":null"
                                : ",\"state\":\"offline\",\"cause\":");
         if (!k->online)
